@@ -1,0 +1,21 @@
+//! Plumbing every room shares. Nothing here knows about a product feature.
+//!
+//! - [`config`]: the one typed configuration, loaded from defaults, a TOML file and
+//!   `SUPERAPP_*` environment variables.
+//! - [`bus`]: the publish/subscribe seam every live delivery goes through, with the
+//!   in-process implementation of the small tier.
+//! - [`sqlite`]: one writer thread per database file with group commit, a reader pool,
+//!   and versioned migrations.
+//! - [`token`]: signed, short-lived access tokens.
+//! - [`ids`], [`clock`]: id generation and time, passed as handles, never global.
+//! - [`metrics`]: counters, gauges and histograms rendered for Prometheus.
+//! - [`secret`]: a wrapper that never prints its contents.
+
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod ids;
+pub mod metrics;
+pub mod secret;
+pub mod sqlite;
+pub mod token;
