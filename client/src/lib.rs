@@ -1,1 +1,35 @@
-//! placeholder
+//! The client side of superapp: an async SDK for the chat server, and the
+//! `superapp-cli` binary built on it (see `src/bin/superapp-cli.rs`).
+//!
+//! Accounts and sessions go over the JSON API; chat goes over one WebSocket per
+//! device carrying protobuf frames. Push is only a hint, so a client keeps a
+//! per-conversation high-water mark and pulls whatever it has not seen.
+//!
+//! - [`error`]: [`ClientError`], one enum for API refusals, server-side request
+//!   errors and local transport/decoding failures.
+//! - [`http`]: [`HttpClient`] for register, login, refresh, logout, me and
+//!   WebSocket tickets, with the [`Account`], [`Tokens`] and [`Ticket`] bodies.
+//! - [`ws`]: [`Connection`], a WebSocket session driven by one background task
+//!   that matches responses to requests and queues pushed events.
+//! - [`sync`]: [`SyncState`], [`catch_up`] and [`accept_live`], the rules that
+//!   deliver every message once, in seq order per conversation.
+//! - [`serde_u64_string`]: u64 ids travel in JSON as strings, because
+//!   JavaScript numbers lose precision above 2^53.
+//!
+//! The crates a test needs to speak raw WebSocket are re-exported, so callers
+//! can use [`connect_raw`](ws::connect_raw) without depending on them.
+
+pub mod error;
+pub mod http;
+pub mod serde_u64_string;
+pub mod sync;
+pub mod ws;
+
+pub use error::{ClientError, Result};
+pub use http::{Account, HttpClient, Ticket, Tokens};
+pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
+pub use ws::{Connection, connect_raw, new_client_msg_id};
+
+pub use futures_util;
+pub use superapp_proto as proto;
+pub use tokio_tungstenite;

@@ -19,3 +19,7 @@ pub mod metrics;
 pub mod secret;
 pub mod sqlite;
 pub mod token;
+
+/// The future a storage trait method returns, so the trait stays usable as a
+/// trait object at the seams that vary by tier.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

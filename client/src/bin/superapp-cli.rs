@@ -1,1 +1,723 @@
-fn main() {}
+//! `superapp-cli`: a scripting client for the superapp server.
+//!
+//! Output is a contract for scripts: each command prints JSON objects one per
+//! line on stdout, and a failure prints `{"error": code, "message": ..}` on
+//! stderr and exits 1. The session (token pair) lives in
+//! `<profile>/session.json`, readable by the owner only; what `listen` has
+//! already seen lives in `<profile>/sync.json`.
+
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use superapp_client::proto::v1::{Message, event::Kind as EventKind, message_body::Content};
+use superapp_client::sync::all_conversations;
+use superapp_client::{
+    ClientError, Connection, Gap, HttpClient, SyncState, Tokens, accept_live, catch_up,
+    new_client_msg_id, pull_after, serde_u64_string,
+};
+use tokio::time::Instant;
+
+/// Refresh when the access token has less than this left, so it cannot
+/// expire between the check and the call that uses it.
+const REFRESH_MARGIN_MS: i64 = 60_000;
+/// An idle listener pings this often so the server's idle timeout (4000)
+/// does not end it.
+const PING_EVERY: Duration = Duration::from_secs(20);
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Parser)]
+#[command(
+    name = "superapp-cli",
+    version,
+    about = "Scripting client for a superapp server"
+)]
+struct Cli {
+    /// Base URL of the server.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Directory holding session.json and sync.json.
+    #[arg(long, global = true, default_value = "./.superapp-cli")]
+    profile: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an account; prints it.
+    Register {
+        #[arg(long)]
+        phone: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Log in and save the session; prints user_id and session_id.
+    Login {
+        #[arg(long)]
+        phone: String,
+        #[arg(long)]
+        password: String,
+    },
+    /// End the saved session on the server and forget it.
+    Logout,
+    /// Send a text to a user (or into a conversation); prints the ack.
+    Send {
+        #[arg(
+            long,
+            required_unless_present = "conversation",
+            conflicts_with = "conversation"
+        )]
+        to: Option<u64>,
+        #[arg(long)]
+        conversation: Option<String>,
+        #[arg(long)]
+        text: String,
+    },
+    /// Print missed messages from others, then follow new ones.
+    Listen {
+        /// One JSON object per message instead of a human line.
+        #[arg(long)]
+        json: bool,
+        /// Exit after printing this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Exit (successfully) after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// List conversations, most recent first.
+    Conversations {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the logged-in account.
+    Me,
+}
+
+/// What a failed command reports: a stable code and a human message.
+#[derive(Debug)]
+struct Failure {
+    code: String,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: &str, message: impl Into<String>) -> Self {
+        Failure {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(err: ClientError) -> Self {
+        let code = match &err {
+            ClientError::Api { code, message, .. } | ClientError::Server { code, message, .. } => {
+                return Failure::new(code, message.clone());
+            }
+            ClientError::Closed { .. } => "connection_closed",
+            ClientError::Timeout(_) => "timeout",
+            ClientError::Http(_) | ClientError::WebSocket(_) => "transport",
+            ClientError::Url(_) => "invalid_url",
+            ClientError::Decode(_) => "unexpected_reply",
+        };
+        Failure::new(code, err.to_string())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(err: std::io::Error) -> Self {
+        Failure::new("io", err.to_string())
+    }
+}
+
+type CliResult<T = ()> = Result<T, Failure>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let app = App {
+        http: HttpClient::new(cli.server.clone()),
+        server: cli.server,
+        profile: Profile { dir: cli.profile },
+    };
+    match app.run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!(
+                "{}",
+                json!({ "error": failure.code, "message": failure.message })
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct App {
+    http: HttpClient,
+    server: String,
+    profile: Profile,
+}
+
+impl App {
+    async fn run(&self, command: Command) -> CliResult {
+        match command {
+            Command::Register {
+                phone,
+                password,
+                name,
+            } => {
+                let account = self.http.register(&phone, &password, &name).await?;
+                print_line(&json!(account))
+            }
+            Command::Login { phone, password } => {
+                let tokens = self
+                    .http
+                    .login_device(&phone, &password, Some("superapp-cli"))
+                    .await?;
+                self.profile.save_session(&tokens)?;
+                print_line(&json!({
+                    "user_id": tokens.user_id.to_string(),
+                    "session_id": tokens.session_id.to_string(),
+                }))
+            }
+            Command::Logout => self.logout().await,
+            Command::Send {
+                to,
+                conversation,
+                text,
+            } => self.send(to, conversation, &text).await,
+            Command::Listen {
+                json,
+                count,
+                timeout,
+            } => {
+                let deadline = match timeout {
+                    Some(secs) => Some(Instant::now() + parse_seconds(secs)?),
+                    None => None,
+                };
+                self.listen(json, count, deadline).await
+            }
+            Command::Conversations { json } => self.conversations(json).await,
+            Command::Me => {
+                let tokens = self.fresh_tokens().await?;
+                let account = self.http.me(&tokens.access_token).await?;
+                print_line(&json!(account))
+            }
+        }
+    }
+
+    /// The saved session, refreshed first if the access token is about to
+    /// expire. The new pair is saved at once, because the old refresh token
+    /// is dead from now on.
+    async fn fresh_tokens(&self) -> CliResult<Tokens> {
+        let tokens = self.profile.load_session()?;
+        if tokens.access_expires_at_ms - now_ms() > REFRESH_MARGIN_MS {
+            return Ok(tokens);
+        }
+        let tokens = self.http.refresh(&tokens.refresh_token).await?;
+        self.profile.save_session(&tokens)?;
+        Ok(tokens)
+    }
+
+    async fn connect(&self) -> CliResult<Connection> {
+        let tokens = self.fresh_tokens().await?;
+        Ok(Connection::connect(&self.server, &tokens.access_token).await?)
+    }
+
+    async fn logout(&self) -> CliResult {
+        let ended = match self.fresh_tokens().await {
+            Ok(tokens) => self.http.logout(&tokens.access_token).await,
+            Err(failure) if failure.code == "not_logged_in" => return Err(failure),
+            // The refresh was refused: the session is already dead server-side.
+            Err(_) => Ok(()),
+        };
+        match ended {
+            // 401: the session was already revoked, which is what was asked.
+            Ok(()) | Err(ClientError::Api { status: 401, .. }) => {
+                self.profile.clear_session()?;
+                print_line(&json!({ "logged_out": true }))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn send(&self, to: Option<u64>, conversation: Option<String>, text: &str) -> CliResult {
+        let conn = self.connect().await?;
+        let client_msg_id = new_client_msg_id();
+        let ack = match (to, conversation) {
+            (_, Some(conversation)) => {
+                conn.send_text_to_conversation(&conversation, &client_msg_id, text)
+                    .await
+            }
+            (Some(to), None) => conn.send_text(to, &client_msg_id, text).await,
+            (None, None) => {
+                return Err(Failure::new(
+                    "invalid_arguments",
+                    "give --to or --conversation",
+                ));
+            }
+        };
+        conn.close().await;
+        let ack = ack?;
+        print_line(&json!({
+            "conversation_id": ack.conversation_id,
+            "seq": ack.seq,
+            "message_id": ack.message_id.to_string(),
+            "server_time_ms": ack.server_time_ms,
+            "duplicate": ack.duplicate,
+        }))
+    }
+
+    async fn conversations(&self, as_json: bool) -> CliResult {
+        let conn = self.connect().await?;
+        let conversations = all_conversations(&conn).await;
+        conn.close().await;
+        let conversations = conversations?;
+        if as_json {
+            let list: Vec<_> = conversations
+                .iter()
+                .map(|c| {
+                    json!({
+                        "conversation_id": c.conversation_id,
+                        "peer": c.peer.to_string(),
+                        "last_seq": c.last_seq,
+                        "read_seq": c.read_seq,
+                        "unread": c.unread,
+                        "last_activity_ms": c.last_activity_ms,
+                        "peer_read_seq": c.peer_read_seq,
+                    })
+                })
+                .collect();
+            return print_line(&json!({ "conversations": list }));
+        }
+        let mut out = std::io::stdout().lock();
+        for c in &conversations {
+            writeln!(
+                out,
+                "{}  peer {}  last #{}  unread {}",
+                c.conversation_id, c.peer, c.last_seq, c.unread
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Connects, catches up, follows; reconnects when the server asks for it
+    /// (4008 slow consumer, 1012 restart) or the network drops, until `count`
+    /// messages were printed or the deadline passes.
+    async fn listen(
+        &self,
+        as_json: bool,
+        count: Option<u64>,
+        deadline: Option<Instant>,
+    ) -> CliResult {
+        let me = self.fresh_tokens().await?.user_id;
+        let mut listener = Listener {
+            me,
+            as_json,
+            count,
+            printed: 0,
+            seen: self.profile.load_sync(me)?,
+            profile: &self.profile,
+        };
+        let mut backoff = FIRST_BACKOFF;
+        let mut first = true;
+        while !listener.done() {
+            if !first && !sleep_within(deadline, backoff).await {
+                return Ok(());
+            }
+            first = false;
+            let conn = match within(deadline, self.connect()).await {
+                None => return Ok(()),
+                Some(Ok(conn)) => conn,
+                Some(Err(failure)) if retryable_connect(&failure) => {
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Some(Err(failure)) => return Err(failure),
+            };
+            backoff = FIRST_BACKOFF;
+            let step = listener.follow(&conn, deadline).await;
+            conn.close().await;
+            match step? {
+                Step::Finish => return Ok(()),
+                Step::Reconnect => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Step {
+    Finish,
+    Reconnect,
+}
+
+/// The state of one `listen` run across reconnects.
+struct Listener<'a> {
+    me: u64,
+    as_json: bool,
+    count: Option<u64>,
+    printed: u64,
+    /// Exactly the messages handled so far, saved after each one. Kept apart
+    /// from the per-connection working state, which may run ahead of it when
+    /// `count` stops the run in the middle of a pulled batch.
+    seen: SyncState,
+    profile: &'a Profile,
+}
+
+impl Listener<'_> {
+    fn done(&self) -> bool {
+        self.count.is_some_and(|count| self.printed >= count)
+    }
+
+    async fn follow(&mut self, conn: &Connection, deadline: Option<Instant>) -> CliResult<Step> {
+        let mut working = self.seen.clone();
+        match within(deadline, catch_up(conn, &mut working)).await {
+            None => return Ok(Step::Finish),
+            Some(Err(err)) => return after_error(conn, err).await,
+            Some(Ok(messages)) => {
+                if self.deliver_all(&messages)? {
+                    return Ok(Step::Finish);
+                }
+            }
+        }
+        let mut last_ping = Instant::now();
+        loop {
+            let mut wait = PING_EVERY.saturating_sub(last_ping.elapsed());
+            if let Some(deadline) = deadline {
+                wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Step::Finish);
+            }
+            let Some(event) = conn.next_event(wait).await else {
+                if conn.is_closed() {
+                    return reconnect_or_fail(conn.close_frame());
+                }
+                if last_ping.elapsed() >= PING_EVERY {
+                    last_ping = Instant::now();
+                    if let Err(err) = conn.ping().await {
+                        return after_error(conn, err).await;
+                    }
+                }
+                continue;
+            };
+            let pulled = match event.kind {
+                Some(EventKind::Message(message)) => match accept_live(&mut working, &message) {
+                    Gap::Accept => Ok(vec![message]),
+                    Gap::Duplicate => continue,
+                    Gap::Missing { .. } => {
+                        pull_after(conn, &mut working, &message.conversation_id).await
+                    }
+                },
+                Some(EventKind::ResyncRequired(_)) => catch_up(conn, &mut working).await,
+                Some(EventKind::ReadReceipt(_)) | None => continue,
+            };
+            match pulled {
+                Ok(messages) => {
+                    if self.deliver_all(&messages)? {
+                        return Ok(Step::Finish);
+                    }
+                }
+                Err(err) => return after_error(conn, err).await,
+            }
+        }
+    }
+
+    /// Handles messages in order; true once `count` is reached.
+    fn deliver_all(&mut self, messages: &[Message]) -> CliResult<bool> {
+        for message in messages {
+            if self.deliver(message)? {
+                return Ok(true);
+            }
+        }
+        Ok(self.done())
+    }
+
+    /// Records one message as seen and prints it unless this user sent it.
+    fn deliver(&mut self, message: &Message) -> CliResult<bool> {
+        if message.sender != self.me {
+            let text = match message.body.as_ref().and_then(|b| b.content.as_ref()) {
+                Some(Content::Text(text)) => text.as_str(),
+                None => "",
+            };
+            if self.as_json {
+                print_line(&json!({
+                    "conversation_id": message.conversation_id,
+                    "seq": message.seq,
+                    "from": message.sender.to_string(),
+                    "text": text,
+                    "message_id": message.message_id.to_string(),
+                    "server_time_ms": message.server_time_ms,
+                }))?;
+            } else {
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
+                    "[{} #{}] {}: {}",
+                    message.conversation_id, message.seq, message.sender, text
+                )?;
+                out.flush()?;
+            }
+            self.printed += 1;
+        }
+        self.seen.advance(&message.conversation_id, message.seq);
+        self.profile.save_sync(self.me, &self.seen)?;
+        Ok(self.done())
+    }
+}
+
+/// A request failed mid-listen. A closed socket is judged by its close
+/// code; a rate limit is waited out and followed by a fresh connection;
+/// anything else is reported.
+async fn after_error(conn: &Connection, err: ClientError) -> CliResult<Step> {
+    match err {
+        ClientError::Closed { .. } | ClientError::Timeout(_) => {
+            let frame = conn.wait_closed(Duration::from_millis(500)).await;
+            reconnect_or_fail(frame)
+        }
+        ClientError::Server {
+            retry_after_ms: Some(wait),
+            ..
+        } => {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            Ok(Step::Reconnect)
+        }
+        other => Err(other.into()),
+    }
+}
+
+/// Codes that mean "come back" reconnect; codes that mean the session or
+/// this client is at fault end the run.
+fn reconnect_or_fail(frame: Option<(u16, String)>) -> CliResult<Step> {
+    match frame {
+        Some((4001, reason)) => Err(Failure::new("session_revoked", reason)),
+        Some((1008, reason)) => Err(Failure::new("rate_limited", reason)),
+        Some((code @ (1003 | 1007 | 1009), reason)) => Err(Failure::new(
+            "protocol_error",
+            format!("server closed with {code}: {reason}"),
+        )),
+        // 4008, 1012, 4000, 1000, 1001, or a dropped network.
+        _ => Ok(Step::Reconnect),
+    }
+}
+
+/// Whether connecting may work on a later try: the server is down or
+/// restarting, or asked us to slow down.
+fn retryable_connect(failure: &Failure) -> bool {
+    matches!(
+        failure.code.as_str(),
+        "transport" | "timeout" | "connection_closed" | "rate_limited" | "server_restarting"
+    ) || failure.code.starts_with("http_5")
+}
+
+/// Runs `fut` unless the deadline passes first (`None`).
+async fn within<T>(deadline: Option<Instant>, fut: impl Future<Output = T>) -> Option<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+/// Sleeps for `duration`; false if the deadline came first.
+async fn sleep_within(deadline: Option<Instant>, duration: Duration) -> bool {
+    let wake = Instant::now() + duration;
+    match deadline {
+        Some(deadline) if deadline <= wake => {
+            tokio::time::sleep_until(deadline).await;
+            false
+        }
+        _ => {
+            tokio::time::sleep_until(wake).await;
+            true
+        }
+    }
+}
+
+fn parse_seconds(secs: f64) -> CliResult<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        Failure::new(
+            "invalid_arguments",
+            format!("--timeout {secs} is not a duration"),
+        )
+    })
+}
+
+fn print_line(value: &serde_json::Value) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{value}")?;
+    // A script reading a pipe must see each line as soon as it is printed.
+    out.flush()?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The on-disk sync state, tagged with its user so that logging in as
+/// someone else in the same profile starts from nothing.
+#[derive(Serialize, Deserialize)]
+struct SyncFile {
+    #[serde(with = "serde_u64_string")]
+    user_id: u64,
+    #[serde(flatten)]
+    state: SyncState,
+}
+
+struct Profile {
+    dir: PathBuf,
+}
+
+impl Profile {
+    fn session_path(&self) -> PathBuf {
+        self.dir.join("session.json")
+    }
+
+    fn sync_path(&self) -> PathBuf {
+        self.dir.join("sync.json")
+    }
+
+    fn load_session(&self) -> CliResult<Tokens> {
+        let bytes = match fs::read(self.session_path()) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Failure::new(
+                    "not_logged_in",
+                    "no saved session: run `login` first",
+                ));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|err| Failure::new("corrupt_profile", format!("session.json: {err}")))
+    }
+
+    fn save_session(&self, tokens: &Tokens) -> CliResult {
+        write_private(&self.session_path(), &json_bytes(tokens)?)
+    }
+
+    fn clear_session(&self) -> CliResult {
+        match fs::remove_file(self.session_path()) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn load_sync(&self, user_id: u64) -> CliResult<SyncState> {
+        let bytes = match fs::read(self.sync_path()) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(SyncState::new()),
+            Err(err) => return Err(err.into()),
+        };
+        let file: SyncFile = serde_json::from_slice(&bytes)
+            .map_err(|err| Failure::new("corrupt_profile", format!("sync.json: {err}")))?;
+        Ok(if file.user_id == user_id {
+            file.state
+        } else {
+            SyncState::new()
+        })
+    }
+
+    fn save_sync(&self, user_id: u64, state: &SyncState) -> CliResult {
+        let file = SyncFile {
+            user_id,
+            state: state.clone(),
+        };
+        write_private(&self.sync_path(), &json_bytes(&file)?)
+    }
+}
+
+fn json_bytes(value: &impl Serialize) -> CliResult<Vec<u8>> {
+    serde_json::to_vec_pretty(value).map_err(|err| Failure::new("io", err.to_string()))
+}
+
+/// Writes owner-only (0600) through a temporary file and a rename, so a crash
+/// never leaves half a token pair and the secret is never briefly readable.
+fn write_private(path: &Path, bytes: &[u8]) -> CliResult {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_saved_readable_by_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("superapp-cli-test-{}", new_client_msg_id()));
+        let profile = Profile { dir: dir.clone() };
+        let tokens = Tokens {
+            user_id: 1,
+            session_id: 2,
+            access_token: "a".into(),
+            access_expires_at_ms: 3,
+            refresh_token: "r".into(),
+            refresh_expires_at_ms: 4,
+        };
+        profile.save_session(&tokens).unwrap();
+        let mode = fs::metadata(profile.session_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(profile.load_session().unwrap(), tokens);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sync_state_of_another_user_is_not_reused() {
+        let dir = std::env::temp_dir().join(format!("superapp-cli-test-{}", new_client_msg_id()));
+        let profile = Profile { dir: dir.clone() };
+        let mut state = SyncState::new();
+        state.advance("c", 4);
+        profile.save_sync(7, &state).unwrap();
+        assert_eq!(profile.load_sync(7).unwrap(), state);
+        assert_eq!(profile.load_sync(8).unwrap(), SyncState::new());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn revocation_ends_a_listen_but_a_slow_consumer_close_reconnects() {
+        assert!(reconnect_or_fail(Some((4001, String::new()))).is_err());
+        assert!(matches!(
+            reconnect_or_fail(Some((4008, String::new()))),
+            Ok(Step::Reconnect)
+        ));
+        assert!(matches!(
+            reconnect_or_fail(Some((1012, String::new()))),
+            Ok(Step::Reconnect)
+        ));
+        assert!(matches!(reconnect_or_fail(None), Ok(Step::Reconnect)));
+    }
+}

@@ -1,0 +1,38 @@
+//! The outcomes of account operations that callers branch on.
+
+use superapp_kit::sqlite::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("phone numbers are in E.164 form, e.g. +8613800138000")]
+    InvalidPhone,
+    #[error("display names are 1 to 64 characters without control characters")]
+    InvalidDisplayName,
+    #[error("passwords are at least 8 characters")]
+    PasswordTooShort,
+    #[error("passwords are at most 128 characters")]
+    PasswordTooLong,
+    #[error("this password is among the most common ones; choose another")]
+    PasswordTooCommon,
+    #[error("this phone number is already registered")]
+    PhoneTaken,
+    /// The same for an unknown phone and a wrong password.
+    #[error("wrong phone number or password")]
+    InvalidCredentials,
+    #[error("too many failed attempts; try again later")]
+    TooManyAttempts { retry_after_ms: u64 },
+    #[error("the refresh token is not valid")]
+    InvalidRefreshToken,
+    #[error("the access token is not valid")]
+    InvalidToken,
+    #[error("the access token has expired")]
+    TokenExpired,
+    #[error("the session has ended")]
+    SessionRevoked,
+    #[error("the ticket is not valid or was already used")]
+    InvalidTicket,
+    #[error("storage failed")]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}

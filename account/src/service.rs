@@ -1,0 +1,332 @@
+//! The account operations the edge calls.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use prost::Message as _;
+use superapp_kit::bus::{SharedBus, user_topic};
+use superapp_kit::clock::SharedClock;
+use superapp_kit::config::AuthConfig;
+use superapp_kit::ids::IdGen;
+use superapp_kit::token::{Claims, TokenError, TokenSigner, random_token, token_hash};
+use superapp_proto::v1::{BusEnvelope, SessionRevoked, bus_envelope};
+
+use crate::AccountError;
+use crate::password::{self, Hasher};
+use crate::store::{AccountStore, Rotation, SessionRecord, UserRecord};
+use crate::throttle::Throttle;
+
+pub struct NewAccount {
+    pub phone: String,
+    pub password: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub user_id: u64,
+    pub phone: String,
+    pub display_name: String,
+    pub created_at_ms: i64,
+}
+
+impl From<UserRecord> for Profile {
+    fn from(u: UserRecord) -> Self {
+        Self {
+            user_id: u.id,
+            phone: u.phone,
+            display_name: u.display_name,
+            created_at_ms: u.created_at_ms,
+        }
+    }
+}
+
+/// What a log-in or a refresh hands the client.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub user_id: u64,
+    pub session_id: u64,
+    pub access_token: String,
+    pub access_expires_at_ms: i64,
+    pub refresh_token: String,
+    pub refresh_expires_at_ms: i64,
+}
+
+pub struct Accounts {
+    store: Arc<dyn AccountStore>,
+    signer: TokenSigner,
+    hasher: Hasher,
+    bus: SharedBus,
+    clock: SharedClock,
+    ids: Arc<IdGen>,
+    config: AuthConfig,
+    by_account: Throttle,
+    by_address: Throttle,
+    /// Browser tickets by hash: (claims, expiry). Single use; in memory because
+    /// they live 30 seconds and a restart may simply ask for a new one.
+    tickets: Mutex<HashMap<String, (Claims, i64)>>,
+}
+
+impl Accounts {
+    pub fn new(
+        store: Arc<dyn AccountStore>,
+        signer: TokenSigner,
+        bus: SharedBus,
+        clock: SharedClock,
+        ids: Arc<IdGen>,
+        config: AuthConfig,
+    ) -> Result<Self, AccountError> {
+        let window_ms = (config.login_window_secs * 1000) as i64;
+        Ok(Self {
+            hasher: Hasher::new(config.argon2_memory_kib, config.argon2_iterations)?,
+            by_account: Throttle::new(config.login_failures_per_account, window_ms),
+            by_address: Throttle::new(config.login_failures_per_address, window_ms),
+            store,
+            signer,
+            bus,
+            clock,
+            ids,
+            config,
+            tickets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn register(&self, new: NewAccount) -> Result<Profile, AccountError> {
+        let phone = normalize_phone(&new.phone)?;
+        let display_name = normalize_display_name(&new.display_name)?;
+        password::check_rules(&new.password)?;
+        let hasher = self.hasher.clone();
+        let password = new.password;
+        let password_hash = tokio::task::spawn_blocking(move || hasher.hash(&password))
+            .await
+            .map_err(|e| AccountError::Internal(e.to_string()))??;
+        let user = UserRecord {
+            id: self.ids.next(),
+            phone,
+            display_name,
+            password_hash,
+            created_at_ms: self.clock.now_ms(),
+        };
+        if !self.store.create_user(user.clone()).await? {
+            return Err(AccountError::PhoneTaken);
+        }
+        tracing::info!(user_id = user.id, "registered");
+        Ok(user.into())
+    }
+
+    /// Unknown phones and wrong passwords answer alike and take alike long.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(
+        &self,
+        phone: &str,
+        password: &str,
+        device_name: &str,
+        client_address: &str,
+    ) -> Result<TokenPair, AccountError> {
+        let now = self.clock.now_ms();
+        let phone = normalize_phone(phone).map_err(|_| AccountError::InvalidCredentials)?;
+        if let Some(wait) = self
+            .by_account
+            .check(&phone, now)
+            .or_else(|| self.by_address.check(client_address, now))
+        {
+            return Err(AccountError::TooManyAttempts {
+                retry_after_ms: wait,
+            });
+        }
+        let user = self.store.user_by_phone(&phone).await?;
+        let hasher = self.hasher.clone();
+        let phc = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| hasher.decoy().to_string());
+        let password = password.to_string();
+        let matches = tokio::task::spawn_blocking(move || hasher.verify(&password, &phc))
+            .await
+            .map_err(|e| AccountError::Internal(e.to_string()))?;
+        let user = match user {
+            Some(user) if matches => user,
+            _ => {
+                self.by_account.record_failure(&phone, now);
+                self.by_address.record_failure(client_address, now);
+                return Err(AccountError::InvalidCredentials);
+            }
+        };
+        self.by_account.clear(&phone);
+        let refresh_token = random_token();
+        let session = SessionRecord {
+            id: self.ids.next(),
+            user_id: user.id,
+            device_name: device_name.chars().take(64).collect(),
+            created_at_ms: now,
+            expires_at_ms: now + (self.config.refresh_ttl_secs * 1000) as i64,
+        };
+        self.store
+            .create_session(session.clone(), token_hash(&refresh_token))
+            .await?;
+        tracing::info!(user_id = user.id, session_id = session.id, "logged in");
+        Ok(self.pair(&session, refresh_token, now))
+    }
+
+    /// Rotates the refresh token. A spent token presented again revokes its
+    /// whole session: whoever holds the newer token is logged out too.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AccountError> {
+        let now = self.clock.now_ms();
+        let new_token = random_token();
+        let rotation = self
+            .store
+            .rotate_refresh(token_hash(refresh_token), token_hash(&new_token), now)
+            .await?;
+        match rotation {
+            Rotation::Rotated(session) => Ok(self.pair(&session, new_token, now)),
+            Rotation::Reused {
+                session_id,
+                user_id,
+            } => {
+                tracing::warn!(session_id, "spent refresh token reused; session revoked");
+                self.announce_revocation(user_id, session_id);
+                Err(AccountError::InvalidRefreshToken)
+            }
+            Rotation::Invalid => Err(AccountError::InvalidRefreshToken),
+        }
+    }
+
+    pub async fn logout(&self, claims: &Claims) -> Result<(), AccountError> {
+        self.store
+            .revoke_session(claims.sid, self.clock.now_ms())
+            .await?;
+        self.announce_revocation(claims.sub, claims.sid);
+        tracing::info!(user_id = claims.sub, session_id = claims.sid, "logged out");
+        Ok(())
+    }
+
+    /// Checks signature, expiry and that the session is still live.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Claims, AccountError> {
+        let now = self.clock.now_ms();
+        let claims = self.signer.verify(access_token, now).map_err(|e| match e {
+            TokenError::Expired => AccountError::TokenExpired,
+            TokenError::Malformed | TokenError::BadSignature => AccountError::InvalidToken,
+        })?;
+        match self.store.active_session(claims.sid, now).await? {
+            Some(user) if user == claims.sub => Ok(claims),
+            _ => Err(AccountError::SessionRevoked),
+        }
+    }
+
+    pub async fn profile(&self, user_id: u64) -> Result<Profile, AccountError> {
+        self.store
+            .user(user_id)
+            .await?
+            .map(Profile::from)
+            .ok_or(AccountError::InvalidToken)
+    }
+
+    pub async fn user_exists(&self, user_id: u64) -> Result<bool, AccountError> {
+        Ok(self.store.user(user_id).await?.is_some())
+    }
+
+    /// A single-use ticket for a browser's WebSocket handshake, where headers
+    /// cannot be set. Returns the ticket and its expiry.
+    pub fn issue_ticket(&self, claims: Claims) -> (String, i64) {
+        let now = self.clock.now_ms();
+        let expires = now + (self.config.ticket_ttl_secs * 1000) as i64;
+        let ticket = random_token();
+        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        tickets.retain(|_, (_, exp)| *exp > now);
+        tickets.insert(token_hash(&ticket), (claims, expires));
+        (ticket, expires)
+    }
+
+    pub async fn redeem_ticket(&self, ticket: &str) -> Result<Claims, AccountError> {
+        let now = self.clock.now_ms();
+        let entry = self
+            .tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token_hash(ticket));
+        let claims = match entry {
+            Some((claims, expires)) if expires > now => claims,
+            _ => return Err(AccountError::InvalidTicket),
+        };
+        match self.store.active_session(claims.sid, now).await? {
+            Some(_) => Ok(claims),
+            None => Err(AccountError::SessionRevoked),
+        }
+    }
+
+    fn pair(&self, session: &SessionRecord, refresh_token: String, now: i64) -> TokenPair {
+        let access_expires_at_ms = now + (self.config.access_ttl_secs * 1000) as i64;
+        let claims = Claims {
+            sub: session.user_id,
+            sid: session.id,
+            exp: access_expires_at_ms,
+        };
+        TokenPair {
+            user_id: session.user_id,
+            session_id: session.id,
+            access_token: self.signer.sign(&claims),
+            access_expires_at_ms,
+            refresh_token,
+            refresh_expires_at_ms: session.expires_at_ms,
+        }
+    }
+
+    fn announce_revocation(&self, user_id: u64, session_id: u64) {
+        let envelope = BusEnvelope {
+            kind: Some(bus_envelope::Kind::SessionRevoked(SessionRevoked { session_id })),
+        };
+        self.bus
+            .publish(&user_topic(user_id), Bytes::from(envelope.encode_to_vec()));
+    }
+}
+
+/// E.164: a plus sign, then 7 to 15 digits, the first not zero. Spaces, dashes
+/// and parentheses that people type are removed first.
+pub fn normalize_phone(raw: &str) -> Result<String, AccountError> {
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect();
+    let digits = cleaned.strip_prefix('+').ok_or(AccountError::InvalidPhone)?;
+    let valid = (7..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if valid {
+        Ok(cleaned)
+    } else {
+        Err(AccountError::InvalidPhone)
+    }
+}
+
+fn normalize_display_name(raw: &str) -> Result<String, AccountError> {
+    let name = raw.trim();
+    let chars = name.chars().count();
+    if chars == 0 || chars > 64 || name.chars().any(char::is_control) {
+        return Err(AccountError::InvalidDisplayName);
+    }
+    Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_are_accepted_only_in_e164_form() {
+        assert_eq!(normalize_phone("+86 138-0013-8000").unwrap(), "+8613800138000");
+        for bad in ["8613800138000", "+0123456789", "+12", "+1234567890123456", "+86abc45678", ""] {
+            assert!(normalize_phone(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn display_names_are_trimmed_and_bounded() {
+        assert_eq!(normalize_display_name("  Ann ").unwrap(), "Ann");
+        assert!(normalize_display_name("   ").is_err());
+        assert!(normalize_display_name(&"x".repeat(65)).is_err());
+        assert!(normalize_display_name("a\u{0}b").is_err());
+    }
+}

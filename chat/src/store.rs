@@ -1,0 +1,413 @@
+//! The room's storage, shaped as partition key + sort key:
+//!
+//! | table | partition | sort | notes |
+//! |---|---|---|---|
+//! | messages | conversation | seq | in ScyllaDB bucketed by `seq / 10_000` |
+//! | sent | (sender, client_msg_id) | | the idempotency record of each send |
+//! | conversations | conversation | | `last_seq`, last activity |
+//! | members | conversation | user | read mark, peer |
+//! | inbox | user | last activity | the conversation list (an index here) |
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{OptionalExtension as _, params};
+use superapp_kit::BoxFuture;
+use superapp_kit::metrics::Histogram;
+use superapp_kit::sqlite::{Database, StoreError};
+
+/// A message to append; the store assigns `seq`.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub conversation_id: String,
+    pub sender: u64,
+    pub members: Vec<u64>,
+    pub client_msg_id: String,
+    pub message_id: u64,
+    pub server_time_ms: i64,
+    /// The encoded `MessageBody`.
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub conversation_id: String,
+    pub seq: u64,
+    pub message_id: u64,
+    pub sender: u64,
+    pub server_time_ms: i64,
+    pub client_msg_id: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub conversation_id: String,
+    pub seq: u64,
+    pub message_id: u64,
+    pub server_time_ms: i64,
+    /// The (sender, client_msg_id) was seen before: this is the first ack again.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    pub conversation_id: String,
+    pub peer: u64,
+    pub last_seq: u64,
+    pub read_seq: u64,
+    pub peer_read_seq: u64,
+    /// Messages from others above `read_seq`.
+    pub unread: u64,
+    pub last_activity_ms: i64,
+}
+
+/// Where a page of the conversation list ends: (last activity, conversation id).
+pub type InboxCursor = (i64, String);
+
+pub trait ChatStore: Send + Sync + 'static {
+    /// Appends with `seq = last_seq + 1`, or returns the first ack of a repeated
+    /// (sender, client_msg_id). Creates the conversation on its first message.
+    fn append(&self, message: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>>;
+    /// Messages with seq > `after_seq`, ascending, at most `limit`.
+    fn messages_after(
+        &self,
+        conversation_id: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>>;
+    /// The user's conversations by last activity, newest first, after `cursor`.
+    fn inbox(
+        &self,
+        user_id: u64,
+        cursor: Option<InboxCursor>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>>;
+    /// The members of a conversation; empty if it does not exist.
+    fn members(&self, conversation_id: &str) -> BoxFuture<'_, Result<Vec<u64>, StoreError>>;
+    /// Moves the user's read mark forward to `seq` (capped at the last seq);
+    /// returns the mark after the move, or None if the user is not a member.
+    fn mark_read(
+        &self,
+        user_id: u64,
+        conversation_id: &str,
+        seq: u64,
+    ) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
+}
+
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE conversations (
+    id TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    last_activity_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE members (
+    conversation_id TEXT NOT NULL,
+    user_id INTEGER NOT NULL,
+    peer_id INTEGER NOT NULL,
+    read_seq INTEGER NOT NULL DEFAULT 0,
+    last_activity_ms INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX inbox ON members (user_id, last_activity_ms DESC, conversation_id DESC);
+CREATE TABLE messages (
+    conversation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    sender INTEGER NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    server_time_ms INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE sent (
+    sender INTEGER NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    server_time_ms INTEGER NOT NULL,
+    PRIMARY KEY (sender, client_msg_id)
+) WITHOUT ROWID;
+"];
+
+pub struct SqliteChatStore {
+    db: Database,
+}
+
+impl SqliteChatStore {
+    pub fn open(path: &Path, batch_sizes: Option<Arc<Histogram>>) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: Database::open(path, MIGRATIONS, batch_sizes)?,
+        })
+    }
+}
+
+fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appended> {
+    let earlier = c
+        .query_row(
+            "SELECT conversation_id, seq, message_id, server_time_ms FROM sent
+             WHERE sender = ?1 AND client_msg_id = ?2",
+            params![m.sender as i64, m.client_msg_id],
+            |r| {
+                Ok(Appended {
+                    conversation_id: r.get(0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    message_id: r.get::<_, i64>(2)? as u64,
+                    server_time_ms: r.get(3)?,
+                    duplicate: true,
+                })
+            },
+        )
+        .optional()?;
+    if let Some(earlier) = earlier {
+        return Ok(earlier);
+    }
+    let seq: i64 = c.query_row(
+        "INSERT INTO conversations (id, last_seq, last_activity_ms) VALUES (?1, 1, ?2)
+         ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + 1, last_activity_ms = ?2
+         RETURNING last_seq",
+        params![m.conversation_id, m.server_time_ms],
+        |r| r.get(0),
+    )?;
+    c.execute(
+        "INSERT INTO messages (conversation_id, seq, message_id, sender, client_msg_id, server_time_ms, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            m.conversation_id,
+            seq,
+            m.message_id as i64,
+            m.sender as i64,
+            m.client_msg_id,
+            m.server_time_ms,
+            m.body
+        ],
+    )?;
+    c.execute(
+        "INSERT INTO sent (sender, client_msg_id, conversation_id, seq, message_id, server_time_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            m.sender as i64,
+            m.client_msg_id,
+            m.conversation_id,
+            seq,
+            m.message_id as i64,
+            m.server_time_ms
+        ],
+    )?;
+    for &member in &m.members {
+        let peer = m.members.iter().copied().find(|p| *p != member).unwrap_or(member);
+        // Sending implies having read everything up to one's own message.
+        let read_seq = if member == m.sender { seq } else { 0 };
+        c.execute(
+            "INSERT INTO members (conversation_id, user_id, peer_id, read_seq, last_activity_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (conversation_id, user_id) DO UPDATE SET
+                 read_seq = max(read_seq, ?4), last_activity_ms = ?5",
+            params![m.conversation_id, member as i64, peer as i64, read_seq, m.server_time_ms],
+        )?;
+    }
+    Ok(Appended {
+        conversation_id: m.conversation_id.clone(),
+        seq: seq as u64,
+        message_id: m.message_id,
+        server_time_ms: m.server_time_ms,
+        duplicate: false,
+    })
+}
+
+impl ChatStore for SqliteChatStore {
+    fn append(&self, message: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>> {
+        Box::pin(self.db.write(move |c| append_in(c, &message)))
+    }
+
+    fn messages_after(
+        &self,
+        conversation_id: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
+        let conversation_id = conversation_id.to_string();
+        Box::pin(self.db.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, message_id, sender, server_time_ms, client_msg_id, body
+                 FROM messages WHERE conversation_id = ?1 AND seq > ?2
+                 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![conversation_id, after_seq as i64, i64::from(limit)],
+                |r| {
+                    Ok(StoredMessage {
+                        conversation_id: conversation_id.clone(),
+                        seq: r.get::<_, i64>(0)? as u64,
+                        message_id: r.get::<_, i64>(1)? as u64,
+                        sender: r.get::<_, i64>(2)? as u64,
+                        server_time_ms: r.get(3)?,
+                        client_msg_id: r.get(4)?,
+                        body: r.get(5)?,
+                    })
+                },
+            )?;
+            rows.collect()
+        }))
+    }
+
+    fn inbox(
+        &self,
+        user_id: u64,
+        cursor: Option<InboxCursor>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>> {
+        Box::pin(self.db.read(move |c| {
+            let (before_ms, before_id) = cursor.unwrap_or((i64::MAX, String::new()));
+            let unbounded = before_id.is_empty();
+            let mut stmt = c.prepare_cached(
+                "SELECT m.conversation_id, m.peer_id, c.last_seq, m.read_seq,
+                        coalesce(p.read_seq, 0), m.last_activity_ms,
+                        (SELECT count(*) FROM messages x
+                         WHERE x.conversation_id = m.conversation_id
+                           AND x.seq > m.read_seq AND x.sender != m.user_id)
+                 FROM members m
+                 JOIN conversations c ON c.id = m.conversation_id
+                 LEFT JOIN members p ON p.conversation_id = m.conversation_id AND p.user_id = m.peer_id
+                 WHERE m.user_id = ?1
+                   AND (?4 OR m.last_activity_ms < ?2
+                        OR (m.last_activity_ms = ?2 AND m.conversation_id < ?3))
+                 ORDER BY m.last_activity_ms DESC, m.conversation_id DESC
+                 LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                params![user_id as i64, before_ms, before_id, unbounded, i64::from(limit)],
+                |r| {
+                    Ok(InboxEntry {
+                        conversation_id: r.get(0)?,
+                        peer: r.get::<_, i64>(1)? as u64,
+                        last_seq: r.get::<_, i64>(2)? as u64,
+                        read_seq: r.get::<_, i64>(3)? as u64,
+                        peer_read_seq: r.get::<_, i64>(4)? as u64,
+                        last_activity_ms: r.get(5)?,
+                        unread: r.get::<_, i64>(6)? as u64,
+                    })
+                },
+            )?;
+            rows.collect()
+        }))
+    }
+
+    fn members(&self, conversation_id: &str) -> BoxFuture<'_, Result<Vec<u64>, StoreError>> {
+        let conversation_id = conversation_id.to_string();
+        Box::pin(self.db.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY user_id",
+            )?;
+            let rows = stmt.query_map([conversation_id], |r| r.get::<_, i64>(0).map(|v| v as u64))?;
+            rows.collect()
+        }))
+    }
+
+    fn mark_read(
+        &self,
+        user_id: u64,
+        conversation_id: &str,
+        seq: u64,
+    ) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        let conversation_id = conversation_id.to_string();
+        Box::pin(self.db.write(move |c| {
+            c.query_row(
+                "UPDATE members SET read_seq = max(read_seq,
+                     min(?3, (SELECT last_seq FROM conversations WHERE id = ?1)))
+                 WHERE conversation_id = ?1 AND user_id = ?2
+                 RETURNING read_seq",
+                params![conversation_id, user_id as i64, seq.min(i64::MAX as u64) as i64],
+                |r| r.get::<_, i64>(0).map(|v| v as u64),
+            )
+            .optional()
+        }))
+    }
+}
+
+/// The behaviour every [`ChatStore`] backend must show. Run against SQLite
+/// always, and against every other backend that is available.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use super::*;
+
+    fn message(conv: &str, sender: u64, peer: u64, cmid: &str, t: i64) -> NewMessage {
+        NewMessage {
+            conversation_id: conv.into(),
+            sender,
+            members: vec![sender, peer],
+            client_msg_id: cmid.into(),
+            message_id: t as u64,
+            server_time_ms: t,
+            body: b"x".to_vec(),
+        }
+    }
+
+    pub async fn run(store: &dyn ChatStore) {
+        // Seq counts up per conversation from 1.
+        let a = store.append(message("d.1.2", 1, 2, "a", 10)).await.unwrap();
+        let b = store.append(message("d.1.2", 2, 1, "b", 11)).await.unwrap();
+        let c = store.append(message("d.1.3", 1, 3, "c", 12)).await.unwrap();
+        assert_eq!((a.seq, b.seq, c.seq), (1, 2, 1));
+        assert!(!a.duplicate);
+
+        // A repeated client_msg_id returns the first ack and stores nothing.
+        let again = store.append(message("d.1.2", 1, 2, "a", 99)).await.unwrap();
+        assert_eq!((again.seq, again.server_time_ms, again.duplicate), (1, 10, true));
+        assert_eq!(store.messages_after("d.1.2", 0, 100).await.unwrap().len(), 2);
+
+        // Ranges are exclusive of after_seq and bounded by limit.
+        let page = store.messages_after("d.1.2", 1, 1).await.unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!((page[0].seq, page[0].sender), (2, 2));
+
+        // The inbox lists by last activity with exact unread counts.
+        let inbox = store.inbox(1, None, 10).await.unwrap();
+        let ids: Vec<_> = inbox.iter().map(|e| e.conversation_id.as_str()).collect();
+        assert_eq!(ids, ["d.1.3", "d.1.2"]);
+        assert_eq!((inbox[1].unread, inbox[1].read_seq, inbox[1].peer), (1, 1, 2));
+        let next = store
+            .inbox(1, Some((inbox[0].last_activity_ms, inbox[0].conversation_id.clone())), 10)
+            .await
+            .unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].conversation_id, "d.1.2");
+
+        // Read marks move forward only and stop at the last seq.
+        assert_eq!(store.mark_read(1, "d.1.2", 50).await.unwrap(), Some(2));
+        assert_eq!(store.mark_read(1, "d.1.2", 1).await.unwrap(), Some(2));
+        assert_eq!(store.mark_read(9, "d.1.2", 1).await.unwrap(), None);
+        let inbox = store.inbox(2, None, 10).await.unwrap();
+        assert_eq!((inbox[0].peer_read_seq, inbox[0].unread), (2, 0));
+
+        assert_eq!(store.members("d.1.2").await.unwrap(), vec![1, 2]);
+        assert!(store.members("d.7.8").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn sqlite_meets_the_chat_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteChatStore::open(&dir.path().join("chat.db"), None).unwrap();
+        run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_duplicates_store_one_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteChatStore::open(&dir.path().join("chat.db"), None).unwrap());
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.append(message("d.1.2", 1, 2, "same", i)).await })
+            })
+            .collect();
+        let mut acks = Vec::new();
+        for t in tasks {
+            acks.push(t.await.unwrap().unwrap());
+        }
+        assert!(acks.iter().all(|a| a.seq == 1 && a.message_id == acks[0].message_id));
+        assert_eq!(acks.iter().filter(|a| !a.duplicate).count(), 1);
+        assert_eq!(store.messages_after("d.1.2", 0, 10).await.unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,297 @@
+//! The JSON API: accounts, sessions and WebSocket tickets.
+
+use crate::error::{ClientError, Result};
+use crate::serde_u64_string;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::fmt;
+use std::time::Duration;
+
+/// Long enough for a slow password hash on a busy server, short enough that a
+/// dead server does not hang a script.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    #[serde(with = "serde_u64_string")]
+    pub user_id: u64,
+    pub phone: String,
+    pub display_name: String,
+    pub created_at_ms: i64,
+}
+
+/// A session's token pair. Refreshing returns a new pair and kills the old
+/// refresh token, so whoever stores this must save every new pair.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    #[serde(with = "serde_u64_string")]
+    pub user_id: u64,
+    #[serde(with = "serde_u64_string")]
+    pub session_id: u64,
+    pub access_token: String,
+    pub access_expires_at_ms: i64,
+    pub refresh_token: String,
+    pub refresh_expires_at_ms: i64,
+}
+
+/// Tokens are bearer secrets: debug output shows only who and when.
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokens")
+            .field("user_id", &self.user_id)
+            .field("session_id", &self.session_id)
+            .field("access_token", &"<redacted>")
+            .field("access_expires_at_ms", &self.access_expires_at_ms)
+            .field("refresh_token", &"<redacted>")
+            .field("refresh_expires_at_ms", &self.refresh_expires_at_ms)
+            .finish()
+    }
+}
+
+/// A single-use WebSocket ticket, for clients (browsers) that cannot set headers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub ticket: String,
+    pub expires_at_ms: i64,
+}
+
+/// The body of every non-2xx answer.
+#[derive(Deserialize)]
+struct ApiErrorBody {
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
+}
+
+/// A client for the HTTP API of one server. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    base_url: String,
+    http: reqwest::Client,
+}
+
+impl HttpClient {
+    /// `base_url` is like `http://127.0.0.1:8080`; a trailing `/` is ignored.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        let base_url = base_url.into().trim_end_matches('/').to_owned();
+        // `Client::new` only panics when a TLS backend fails to initialise, and
+        // this crate compiles none in.
+        HttpClient {
+            base_url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub async fn register(
+        &self,
+        phone: &str,
+        password: &str,
+        display_name: &str,
+    ) -> Result<Account> {
+        let body = json!({ "phone": phone, "password": password, "display_name": display_name });
+        self.call(Method::POST, "/v1/accounts", None, Some(&body))
+            .await
+    }
+
+    pub async fn login(&self, phone: &str, password: &str) -> Result<Tokens> {
+        self.login_device(phone, password, None).await
+    }
+
+    /// Like [`login`](Self::login), naming the device so it shows in the session list.
+    pub async fn login_device(
+        &self,
+        phone: &str,
+        password: &str,
+        device_name: Option<&str>,
+    ) -> Result<Tokens> {
+        let mut body = json!({ "phone": phone, "password": password });
+        if let Some(name) = device_name {
+            body["device_name"] = json!(name);
+        }
+        self.call(Method::POST, "/v1/sessions", None, Some(&body))
+            .await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens> {
+        let body = json!({ "refresh_token": refresh_token });
+        self.call(Method::POST, "/v1/sessions/refresh", None, Some(&body))
+            .await
+    }
+
+    pub async fn logout(&self, access_token: &str) -> Result<()> {
+        self.send(
+            Method::DELETE,
+            "/v1/sessions/current",
+            Some(access_token),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn me(&self, access_token: &str) -> Result<Account> {
+        self.call(Method::GET, "/v1/me", Some(access_token), None)
+            .await
+    }
+
+    pub async fn ws_ticket(&self, access_token: &str) -> Result<Ticket> {
+        self.call(Method::POST, "/v1/ws-tickets", Some(access_token), None)
+            .await
+    }
+
+    /// Sends any request and returns the status and body whatever the status,
+    /// for tests of odd inputs. An empty or non-JSON body reads as
+    /// `Value::Null` or a JSON string of the raw text.
+    pub async fn request_json(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| ClientError::Decode(format!("invalid HTTP method {method:?}")))?;
+        let response = self.start(method, path, bearer, body).send().await?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await?;
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok((status, value))
+    }
+
+    fn start(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request
+    }
+
+    /// Sends a request and turns a non-2xx answer into [`ClientError::Api`].
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<bytes::Bytes> {
+        let response = self.start(method, path, bearer, body).send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(api_error(status, &bytes))
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<T> {
+        let bytes = self.send(method, path, bearer, body).await?;
+        serde_json::from_slice(&bytes).map_err(|err| {
+            ClientError::Decode(format!("{path} answered an unexpected body: {err}"))
+        })
+    }
+}
+
+/// Reads the server's error body; a proxy or a crash may answer without one,
+/// and the status alone must still reach the caller.
+pub(crate) fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ApiErrorBody>(body) {
+        Ok(body) => ClientError::Api {
+            status: status.as_u16(),
+            code: body.code,
+            message: body.message,
+            retry_after_ms: body.retry_after_ms,
+        },
+        Err(_) => ClientError::Api {
+            status: status.as_u16(),
+            code: format!("http_{}", status.as_u16()),
+            message: String::from_utf8_lossy(body).into_owned(),
+            retry_after_ms: None,
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_read_their_ids_from_strings_and_write_them_back_as_strings() {
+        let json = r#"{"user_id":"123456789012345678","session_id":"9","access_token":"a",
+            "access_expires_at_ms":1,"refresh_token":"r","refresh_expires_at_ms":2}"#;
+        let tokens: Tokens = serde_json::from_str(json).unwrap();
+        assert_eq!(tokens.user_id, 123_456_789_012_345_678);
+        assert_eq!(tokens.session_id, 9);
+        let back = serde_json::to_value(&tokens).unwrap();
+        assert_eq!(back["user_id"], "123456789012345678");
+        assert_eq!(back["session_id"], "9");
+    }
+
+    #[test]
+    fn debug_output_of_tokens_never_shows_the_secrets() {
+        let tokens = Tokens {
+            user_id: 1,
+            session_id: 2,
+            access_token: "secret-access".into(),
+            access_expires_at_ms: 0,
+            refresh_token: "secret-refresh".into(),
+            refresh_expires_at_ms: 0,
+        };
+        let shown = format!("{tokens:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn an_error_body_becomes_an_api_error_with_its_code() {
+        let err = api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            br#"{"code":"rate_limited","message":"slow down","retry_after_ms":250}"#,
+        );
+        assert_eq!(err.code(), Some("rate_limited"));
+        assert_eq!(err.retry_after_ms(), Some(250));
+        assert!(matches!(err, ClientError::Api { status: 429, .. }));
+    }
+
+    #[test]
+    fn an_error_without_a_json_body_still_carries_the_status() {
+        let err = api_error(StatusCode::BAD_GATEWAY, b"upstream down");
+        assert_eq!(err.code(), Some("http_502"));
+    }
+
+    #[test]
+    fn a_trailing_slash_on_the_base_url_is_ignored() {
+        assert_eq!(HttpClient::new("http://h:1/").base_url(), "http://h:1");
+    }
+}
