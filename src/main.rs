@@ -1,1 +1,98 @@
-fn main() {}
+//! `superapp`: parses the command line, loads the configuration, builds the
+//! application and runs it until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use superapp::Application;
+use superapp_kit::config::Config;
+
+#[derive(Parser)]
+#[command(version, about = "Self-hostable backend for a WeChat-style super-app")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default command).
+    Serve(ServeArgs),
+    /// Print a configuration file with every key at its default.
+    ConfigExample,
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// A TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen address; overrides server.listen. Port 0 picks a free port.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory; overrides server.data_dir.
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::ConfigExample) => {
+            print!("{}", Config::example_toml());
+            return Ok(());
+        }
+        Some(Command::Serve(args)) => args,
+        None => ServeArgs::default(),
+    };
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(data) = args.data {
+        config.server.data_dir = data;
+    }
+    superapp::telemetry::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting superapp");
+    let app = Application::build(config).await?;
+    let shutdown = app.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        shutdown.cancel();
+    });
+    app.run().await
+}
+
+/// SIGTERM or Ctrl-C, handled here and nowhere else.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

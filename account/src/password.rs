@@ -76,7 +76,10 @@ impl Hasher {
     /// unknown phone costs as much time as a wrong password.
     pub fn decoy(&self) -> &'static str {
         static DECOY: OnceLock<String> = OnceLock::new();
-        DECOY.get_or_init(|| self.hash("decoy password never matches").unwrap_or_default())
+        DECOY.get_or_init(|| {
+            self.hash("decoy password never matches")
+                .unwrap_or_default()
+        })
     }
 }
 
@@ -91,10 +94,22 @@ mod tests {
 
     #[test]
     fn short_long_and_common_passwords_are_refused() {
-        assert!(matches!(check_rules("short"), Err(AccountError::PasswordTooShort)));
-        assert!(matches!(check_rules(&"x".repeat(129)), Err(AccountError::PasswordTooLong)));
-        assert!(matches!(check_rules("password"), Err(AccountError::PasswordTooCommon)));
-        assert!(matches!(check_rules("PassWord1"), Err(AccountError::PasswordTooCommon)));
+        assert!(matches!(
+            check_rules("short"),
+            Err(AccountError::PasswordTooShort)
+        ));
+        assert!(matches!(
+            check_rules(&"x".repeat(129)),
+            Err(AccountError::PasswordTooLong)
+        ));
+        assert!(matches!(
+            check_rules("password"),
+            Err(AccountError::PasswordTooCommon)
+        ));
+        assert!(matches!(
+            check_rules("PassWord1"),
+            Err(AccountError::PasswordTooCommon)
+        ));
         assert!(check_rules("correct horse battery").is_ok());
         // 8 characters of 2 bytes each: length counts characters.
         assert!(check_rules("密码密码密码密码").is_ok());

@@ -276,7 +276,9 @@ impl Accounts {
 
     fn announce_revocation(&self, user_id: u64, session_id: u64) {
         let envelope = BusEnvelope {
-            kind: Some(bus_envelope::Kind::SessionRevoked(SessionRevoked { session_id })),
+            kind: Some(bus_envelope::Kind::SessionRevoked(SessionRevoked {
+                session_id,
+            })),
         };
         self.bus
             .publish(&user_topic(user_id), Bytes::from(envelope.encode_to_vec()));
@@ -290,7 +292,9 @@ pub fn normalize_phone(raw: &str) -> Result<String, AccountError> {
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
         .collect();
-    let digits = cleaned.strip_prefix('+').ok_or(AccountError::InvalidPhone)?;
+    let digits = cleaned
+        .strip_prefix('+')
+        .ok_or(AccountError::InvalidPhone)?;
     let valid = (7..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0');
@@ -316,8 +320,18 @@ mod tests {
 
     #[test]
     fn phones_are_accepted_only_in_e164_form() {
-        assert_eq!(normalize_phone("+86 138-0013-8000").unwrap(), "+8613800138000");
-        for bad in ["8613800138000", "+0123456789", "+12", "+1234567890123456", "+86abc45678", ""] {
+        assert_eq!(
+            normalize_phone("+86 138-0013-8000").unwrap(),
+            "+8613800138000"
+        );
+        for bad in [
+            "8613800138000",
+            "+0123456789",
+            "+12",
+            "+1234567890123456",
+            "+86abc45678",
+            "",
+        ] {
             assert!(normalize_phone(bad).is_err(), "{bad}");
         }
     }

@@ -59,9 +59,13 @@ pub trait AccountStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> BoxFuture<'_, Result<Rotation, StoreError>>;
     /// The session's user, when the session exists, is not revoked and not expired.
-    fn active_session(&self, session_id: u64, now_ms: i64)
-    -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
-    fn revoke_session(&self, session_id: u64, now_ms: i64) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn active_session(
+        &self,
+        session_id: u64,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
+    fn revoke_session(&self, session_id: u64, now_ms: i64)
+    -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 const MIGRATIONS: &[&str] = &["
@@ -236,7 +240,10 @@ impl AccountStore for SqliteAccountStore {
                     user_id: session.user_id,
                 });
             }
-            c.execute("UPDATE refresh_tokens SET spent = 1 WHERE hash = ?1", [&old_hash])?;
+            c.execute(
+                "UPDATE refresh_tokens SET spent = 1 WHERE hash = ?1",
+                [&old_hash],
+            )?;
             c.execute(
                 "INSERT INTO refresh_tokens (hash, session_id) VALUES (?1, ?2)",
                 params![new_hash, session.id as i64],
@@ -261,7 +268,11 @@ impl AccountStore for SqliteAccountStore {
         }))
     }
 
-    fn revoke_session(&self, session_id: u64, now_ms: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn revoke_session(
+        &self,
+        session_id: u64,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(self.db.write(move |c| {
             c.execute(
                 "UPDATE sessions SET revoked_at_ms = ?2 WHERE id = ?1 AND revoked_at_ms IS NULL",

@@ -9,8 +9,8 @@ use superapp_kit::clock::SharedClock;
 use superapp_kit::ids::IdGen;
 use superapp_kit::metrics::{Counter, Histogram, LATENCY_SECONDS, Registry};
 use superapp_proto::v1::{
-    BusEnvelope, Conversation, ConversationPage, Event, Message, MessageBody, MessagePage,
-    ReadAck, ReadReceipt, SendAck, SendMessage, bus_envelope, event, message_body,
+    BusEnvelope, Conversation, ConversationPage, Event, Message, MessageBody, MessagePage, ReadAck,
+    ReadReceipt, SendAck, SendMessage, bus_envelope, event, message_body,
 };
 
 use crate::ChatError;
@@ -111,13 +111,16 @@ impl Chat {
     #[tracing::instrument(skip_all, fields(sender))]
     pub async fn send(&self, sender: u64, request: SendMessage) -> Result<SendAck, ChatError> {
         let body = validate_body(request.body)?;
-        if request.client_msg_id.is_empty() || request.client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
+        if request.client_msg_id.is_empty() || request.client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES
+        {
             return Err(ChatError::InvalidClientMsgId);
         }
         let conversation = self
             .resolve(sender, &request.conversation_id, request.to_user)
             .await?;
-        let peer = conversation.peer_of(sender).ok_or(ChatError::UnknownConversation)?;
+        let peer = conversation
+            .peer_of(sender)
+            .ok_or(ChatError::UnknownConversation)?;
         let started = std::time::Instant::now();
         let appended = self
             .store
@@ -221,7 +224,9 @@ impl Chat {
             .mark_read(user, conversation_id, seq)
             .await?
             .ok_or(ChatError::UnknownConversation)?;
-        let peer = conversation.peer_of(user).ok_or(ChatError::UnknownConversation)?;
+        let peer = conversation
+            .peer_of(user)
+            .ok_or(ChatError::UnknownConversation)?;
         let receipt = ReadReceipt {
             conversation_id: conversation_id.to_string(),
             reader: user,
@@ -250,7 +255,9 @@ impl Chat {
             (ConversationId::direct(sender, to_user), to_user)
         } else {
             let conversation = self.require_member(sender, conversation_id)?;
-            let peer = conversation.peer_of(sender).ok_or(ChatError::UnknownConversation)?;
+            let peer = conversation
+                .peer_of(sender)
+                .ok_or(ChatError::UnknownConversation)?;
             if to_user != 0 && to_user != peer {
                 return Err(ChatError::UnknownConversation);
             }
@@ -273,7 +280,11 @@ impl Chat {
 
     /// Membership of a one-to-one conversation follows from its id; a
     /// conversation nobody has written to yet simply has no messages.
-    fn require_member(&self, user: u64, conversation_id: &str) -> Result<ConversationId, ChatError> {
+    fn require_member(
+        &self,
+        user: u64,
+        conversation_id: &str,
+    ) -> Result<ConversationId, ChatError> {
         ConversationId::parse(conversation_id)
             .filter(|c| c.peer_of(user).is_some())
             .ok_or(ChatError::UnknownConversation)
@@ -295,7 +306,9 @@ fn validate_body(body: Option<MessageBody>) -> Result<MessageBody, ChatError> {
     match &body.content {
         Some(message_body::Content::Text(text)) if text.is_empty() => Err(ChatError::EmptyBody),
         Some(message_body::Content::Text(text)) if text.len() > MAX_TEXT_BYTES => {
-            Err(ChatError::BodyTooLarge { max: MAX_TEXT_BYTES })
+            Err(ChatError::BodyTooLarge {
+                max: MAX_TEXT_BYTES,
+            })
         }
         Some(message_body::Content::Text(_)) => Ok(body),
         None => Err(ChatError::EmptyBody),
@@ -349,7 +362,9 @@ mod tests {
         let c = ConversationId::direct(9, 3);
         assert_eq!(c.to_string(), "d.3.9");
         assert_eq!(ConversationId::parse("d.3.9"), Some(c));
-        for bad in ["d.9.3", "d.3.3", "d.03.9", "g.1", "d.3", "d.3.9.1", "", "d.-1.2"] {
+        for bad in [
+            "d.9.3", "d.3.3", "d.03.9", "g.1", "d.3", "d.3.9.1", "", "d.-1.2",
+        ] {
             assert_eq!(ConversationId::parse(bad), None, "{bad}");
         }
         assert_eq!(c.peer_of(3), Some(9));
@@ -358,9 +373,16 @@ mod tests {
 
     #[test]
     fn bodies_must_hold_between_one_and_16384_bytes_of_text() {
-        let text = |s: String| Some(MessageBody { content: Some(message_body::Content::Text(s)) });
+        let text = |s: String| {
+            Some(MessageBody {
+                content: Some(message_body::Content::Text(s)),
+            })
+        };
         assert!(matches!(validate_body(None), Err(ChatError::EmptyBody)));
-        assert!(matches!(validate_body(text(String::new())), Err(ChatError::EmptyBody)));
+        assert!(matches!(
+            validate_body(text(String::new())),
+            Err(ChatError::EmptyBody)
+        ));
         assert!(validate_body(text("x".repeat(MAX_TEXT_BYTES))).is_ok());
         assert!(matches!(
             validate_body(text("x".repeat(MAX_TEXT_BYTES + 1))),
@@ -371,7 +393,10 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
         assert_eq!(parse_cursor("").unwrap(), None);
-        assert_eq!(parse_cursor("12:d.1.2").unwrap(), Some((12, "d.1.2".into())));
+        assert_eq!(
+            parse_cursor("12:d.1.2").unwrap(),
+            Some((12, "d.1.2".into()))
+        );
         assert!(parse_cursor("x:d.1.2").is_err());
         assert!(parse_cursor("12").is_err());
     }

@@ -196,7 +196,12 @@ fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appen
         ],
     )?;
     for &member in &m.members {
-        let peer = m.members.iter().copied().find(|p| *p != member).unwrap_or(member);
+        let peer = m
+            .members
+            .iter()
+            .copied()
+            .find(|p| *p != member)
+            .unwrap_or(member);
         // Sending implies having read everything up to one's own message.
         let read_seq = if member == m.sender { seq } else { 0 };
         c.execute(
@@ -204,7 +209,13 @@ fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appen
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (conversation_id, user_id) DO UPDATE SET
                  read_seq = max(read_seq, ?4), last_activity_ms = ?5",
-            params![m.conversation_id, member as i64, peer as i64, read_seq, m.server_time_ms],
+            params![
+                m.conversation_id,
+                member as i64,
+                peer as i64,
+                read_seq,
+                m.server_time_ms
+            ],
         )?;
     }
     Ok(Appended {
@@ -300,7 +311,8 @@ impl ChatStore for SqliteChatStore {
             let mut stmt = c.prepare_cached(
                 "SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY user_id",
             )?;
-            let rows = stmt.query_map([conversation_id], |r| r.get::<_, i64>(0).map(|v| v as u64))?;
+            let rows =
+                stmt.query_map([conversation_id], |r| r.get::<_, i64>(0).map(|v| v as u64))?;
             rows.collect()
         }))
     }
@@ -318,7 +330,11 @@ impl ChatStore for SqliteChatStore {
                      min(?3, (SELECT last_seq FROM conversations WHERE id = ?1)))
                  WHERE conversation_id = ?1 AND user_id = ?2
                  RETURNING read_seq",
-                params![conversation_id, user_id as i64, seq.min(i64::MAX as u64) as i64],
+                params![
+                    conversation_id,
+                    user_id as i64,
+                    seq.min(i64::MAX as u64) as i64
+                ],
                 |r| r.get::<_, i64>(0).map(|v| v as u64),
             )
             .optional()
@@ -354,8 +370,14 @@ pub(crate) mod conformance {
 
         // A repeated client_msg_id returns the first ack and stores nothing.
         let again = store.append(message("d.1.2", 1, 2, "a", 99)).await.unwrap();
-        assert_eq!((again.seq, again.server_time_ms, again.duplicate), (1, 10, true));
-        assert_eq!(store.messages_after("d.1.2", 0, 100).await.unwrap().len(), 2);
+        assert_eq!(
+            (again.seq, again.server_time_ms, again.duplicate),
+            (1, 10, true)
+        );
+        assert_eq!(
+            store.messages_after("d.1.2", 0, 100).await.unwrap().len(),
+            2
+        );
 
         // Ranges are exclusive of after_seq and bounded by limit.
         let page = store.messages_after("d.1.2", 1, 1).await.unwrap();
@@ -366,9 +388,16 @@ pub(crate) mod conformance {
         let inbox = store.inbox(1, None, 10).await.unwrap();
         let ids: Vec<_> = inbox.iter().map(|e| e.conversation_id.as_str()).collect();
         assert_eq!(ids, ["d.1.3", "d.1.2"]);
-        assert_eq!((inbox[1].unread, inbox[1].read_seq, inbox[1].peer), (1, 1, 2));
+        assert_eq!(
+            (inbox[1].unread, inbox[1].read_seq, inbox[1].peer),
+            (1, 1, 2)
+        );
         let next = store
-            .inbox(1, Some((inbox[0].last_activity_ms, inbox[0].conversation_id.clone())), 10)
+            .inbox(
+                1,
+                Some((inbox[0].last_activity_ms, inbox[0].conversation_id.clone())),
+                10,
+            )
             .await
             .unwrap();
         assert_eq!(next.len(), 1);
@@ -406,7 +435,10 @@ pub(crate) mod conformance {
         for t in tasks {
             acks.push(t.await.unwrap().unwrap());
         }
-        assert!(acks.iter().all(|a| a.seq == 1 && a.message_id == acks[0].message_id));
+        assert!(
+            acks.iter()
+                .all(|a| a.seq == 1 && a.message_id == acks[0].message_id)
+        );
         assert_eq!(acks.iter().filter(|a| !a.duplicate).count(), 1);
         assert_eq!(store.messages_after("d.1.2", 0, 10).await.unwrap().len(), 1);
     }

@@ -1,1 +1,44 @@
-//! placeholder
+//! The edge: the HTTP JSON API (axum) and the WebSocket sessions at `/v1/ws`.
+//! It authenticates, rate-limits, decodes frames, calls the domain rooms, and
+//! delivers bus events to the sessions on this process. It knows nothing of SQL.
+//!
+//! - [`http`]: the router, the JSON API and `/metrics`.
+//! - [`session`]: one task per WebSocket session: heartbeats, idle timeout, rate
+//!   limits, request dispatch, a bounded outbound queue.
+//! - [`hub`]: the sessions on this process by user, the bus subscription, and
+//!   the fan-out of events to every device of a user.
+//! - [`error`]: [`ApiError`], the one mapping of domain outcomes to stable codes.
+//! - [`close`]: the documented WebSocket close codes.
+
+pub mod close;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod session;
+
+use std::sync::Arc;
+
+use superapp_account::Accounts;
+use superapp_chat::Chat;
+use superapp_kit::config::Config;
+use superapp_kit::metrics::Registry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use error::ApiError;
+pub use http::router;
+pub use hub::Hub;
+
+/// The handles every request and session needs. Cloned per request (all Arcs).
+#[derive(Clone)]
+pub struct AppState {
+    pub accounts: Arc<Accounts>,
+    pub chat: Arc<Chat>,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Registry>,
+    pub config: Arc<Config>,
+    /// Cancelled once, when the process begins to shut down.
+    pub shutdown: CancellationToken,
+    /// Every session task, so shutdown can wait for them to close.
+    pub sessions: TaskTracker,
+}

@@ -19,7 +19,10 @@ pub fn user_topic(user_id: u64) -> String {
 
 #[derive(Debug, Clone)]
 pub enum BusMessage {
-    Message { topic: Arc<str>, payload: Bytes },
+    Message {
+        topic: Arc<str>,
+        payload: Bytes,
+    },
     /// Messages were dropped for this subscriber; its state may be stale.
     Lagged,
 }
@@ -73,7 +76,9 @@ impl Bus for InProcessBus {
         };
         let queues = self.inner.queues.read().unwrap_or_else(|p| p.into_inner());
         for id in ids {
-            let Some(queue) = queues.get(id) else { continue };
+            let Some(queue) = queues.get(id) else {
+                continue;
+            };
             if queue.lagged.load(Ordering::Acquire) {
                 if queue.tx.try_send(BusMessage::Lagged).is_err() {
                     continue;
@@ -119,7 +124,11 @@ struct InProcessSubscriber {
 
 impl Subscriber for InProcessSubscriber {
     fn subscribe(&self, topic: &str) {
-        let mut topics = self.registry.topics.write().unwrap_or_else(|p| p.into_inner());
+        let mut topics = self
+            .registry
+            .topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         match topics.get_mut(topic) {
             Some(ids) => {
                 ids.insert(self.id);
@@ -131,7 +140,11 @@ impl Subscriber for InProcessSubscriber {
     }
 
     fn unsubscribe(&self, topic: &str) {
-        let mut topics = self.registry.topics.write().unwrap_or_else(|p| p.into_inner());
+        let mut topics = self
+            .registry
+            .topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(ids) = topics.get_mut(topic) {
             ids.remove(&self.id);
             if ids.is_empty() {
@@ -143,7 +156,11 @@ impl Subscriber for InProcessSubscriber {
 
 impl Drop for InProcessSubscriber {
     fn drop(&mut self) {
-        let mut topics = self.registry.topics.write().unwrap_or_else(|p| p.into_inner());
+        let mut topics = self
+            .registry
+            .topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         topics.retain(|_, ids| {
             ids.remove(&self.id);
             !ids.is_empty()

@@ -222,7 +222,10 @@ impl Config {
             return invalid("server.node_id", "must be 0 to 1023");
         }
         if self.gateway.max_frame_bytes == 0 || self.gateway.outbound_queue == 0 {
-            return invalid("gateway", "max_frame_bytes and outbound_queue must be positive");
+            return invalid(
+                "gateway",
+                "max_frame_bytes and outbound_queue must be positive",
+            );
         }
         if self.gateway.rate_per_sec == 0 || self.gateway.user_rate_per_sec == 0 {
             return invalid("gateway", "rates must be positive");

@@ -57,11 +57,17 @@ impl Histogram {
     }
 
     pub fn observe(&self, value: f64) {
-        let slot = self.bounds.iter().position(|b| value <= *b).unwrap_or(self.bounds.len());
+        let slot = self
+            .bounds
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(self.bounds.len());
         self.counts[slot].fetch_add(1, Ordering::Relaxed);
-        let _ = self.sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-            Some((f64::from_bits(bits) + value).to_bits())
-        });
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + value).to_bits())
+            });
     }
 
     pub fn count(&self) -> u64 {
@@ -71,7 +77,8 @@ impl Histogram {
 
 /// Bucket bounds for latencies in seconds, 100 µs to 10 s.
 pub const LATENCY_SECONDS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
 ];
 
 /// Bucket bounds for batch sizes.
@@ -204,7 +211,11 @@ fn render_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     let mut cumulative = 0;
     for (i, bound) in h.bounds.iter().enumerate() {
         cumulative += h.counts[i].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{} {cumulative}", with_le(&bound.to_string()));
+        let _ = writeln!(
+            out,
+            "{name}_bucket{} {cumulative}",
+            with_le(&bound.to_string())
+        );
     }
     cumulative += h.counts[h.bounds.len()].load(Ordering::Relaxed);
     let _ = writeln!(out, "{name}_bucket{} {cumulative}", with_le("+Inf"));
@@ -220,7 +231,8 @@ mod tests {
     #[test]
     fn the_exposition_lists_every_series_with_cumulative_buckets() {
         let r = Registry::new();
-        r.counter_with("http_requests_total", "Requests.", &[("route", "/v1/me")]).add(3);
+        r.counter_with("http_requests_total", "Requests.", &[("route", "/v1/me")])
+            .add(3);
         r.gauge("sessions", "Open sessions.").inc();
         let h = r.histogram("ack_seconds", "Ack latency.", &[0.1, 1.0]);
         h.observe(0.05);

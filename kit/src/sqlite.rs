@@ -110,7 +110,11 @@ impl Database {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let pooled = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
             let conn = match pooled {
                 Some(conn) => conn,
                 None => open_connection(&inner.path)?,
@@ -128,7 +132,11 @@ impl Database {
 
     /// Stops accepting writes; the writer finishes what it holds and exits.
     pub fn close(&self) {
-        self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 }
 
@@ -149,7 +157,7 @@ fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), rusqlite::E
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index + 1)?;
         tx.commit()?;
-        tracing::info!(version = index + 1, "applied migration");
+        tracing::info!(db = %conn.path().unwrap_or("?"), version = index + 1, "applied migration");
     }
     Ok(())
 }
@@ -171,7 +179,11 @@ fn run_in_savepoint<R>(
     }
 }
 
-fn writer_loop(conn: Connection, jobs: std_mpsc::Receiver<Job>, batch_sizes: Option<Arc<Histogram>>) {
+fn writer_loop(
+    conn: Connection,
+    jobs: std_mpsc::Receiver<Job>,
+    batch_sizes: Option<Arc<Histogram>>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -243,7 +255,9 @@ mod tests {
     async fn a_failing_job_rolls_back_only_itself() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("t.db"), SCHEMA, None).unwrap();
-        db.write(|c| c.execute("INSERT INTO t VALUES (1, 'a')", [])).await.unwrap();
+        db.write(|c| c.execute("INSERT INTO t VALUES (1, 'a')", []))
+            .await
+            .unwrap();
         let dup = db.write(|c| {
             c.execute("INSERT INTO t VALUES (2, 'b')", [])?;
             c.execute("INSERT INTO t VALUES (1, 'again')", [])
@@ -272,7 +286,9 @@ mod tests {
         migrate(&mut conn, v1).unwrap();
         migrate(&mut conn, v2).unwrap();
         migrate(&mut conn, v2).unwrap();
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(version, 2);
     }
 }

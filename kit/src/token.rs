@@ -95,7 +95,8 @@ impl TokenSigner {
         let tag = B64.decode(tag).map_err(|_| TokenError::Malformed)?;
         let mut mac = self.mac();
         mac.update(signed.as_bytes());
-        mac.verify_slice(&tag).map_err(|_| TokenError::BadSignature)?;
+        mac.verify_slice(&tag)
+            .map_err(|_| TokenError::BadSignature)?;
         let payload = B64.decode(payload).map_err(|_| TokenError::Malformed)?;
         let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
         if claims.exp <= now_ms {
@@ -129,7 +130,11 @@ mod tests {
 
     #[test]
     fn a_signed_token_verifies_until_it_expires() {
-        let claims = Claims { sub: 1, sid: 2, exp: 1_000 };
+        let claims = Claims {
+            sub: 1,
+            sid: 2,
+            exp: 1_000,
+        };
         let token = signer().sign(&claims);
         assert_eq!(signer().verify(&token, 999), Ok(claims));
         assert_eq!(signer().verify(&token, 1_000), Err(TokenError::Expired));
@@ -137,10 +142,18 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_another_key_or_altered_is_refused() {
-        let token = signer().sign(&Claims { sub: 1, sid: 2, exp: 1_000 });
+        let token = signer().sign(&Claims {
+            sub: 1,
+            sid: 2,
+            exp: 1_000,
+        });
         let other = TokenSigner::new(Secret::new(vec![8; 32]));
         assert_eq!(other.verify(&token, 0), Err(TokenError::BadSignature));
-        let forged = signer().sign(&Claims { sub: 9, sid: 2, exp: 1_000 });
+        let forged = signer().sign(&Claims {
+            sub: 9,
+            sid: 2,
+            exp: 1_000,
+        });
         let (forged_payload, _) = forged.rsplit_once('.').unwrap();
         let (_, tag) = token.rsplit_once('.').unwrap();
         assert_eq!(
@@ -156,7 +169,11 @@ mod tests {
         let path = dir.path().join("token.key");
         let a = TokenSigner::load_or_create(&path).unwrap();
         let b = TokenSigner::load_or_create(&path).unwrap();
-        let claims = Claims { sub: 1, sid: 1, exp: 10 };
+        let claims = Claims {
+            sub: 1,
+            sid: 1,
+            exp: 10,
+        };
         assert_eq!(b.verify(&a.sign(&claims), 0), Ok(claims));
         #[cfg(unix)]
         {

@@ -1,0 +1,271 @@
+//! The sessions on this process, by user, and the delivery of bus events to them.
+//!
+//! The hub holds one bus subscriber for the whole process and subscribes to a
+//! user's topic while at least one of the user's sessions is here, so an event is
+//! published once and fanned out locally to every device. An event is encoded as
+//! a `ServerFrame` once and the same bytes are queued to each session.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use prost::Message as _;
+use superapp_kit::bus::{Bus, BusMessage, Subscriber, user_topic};
+use superapp_kit::metrics::{Counter, Gauge, Registry};
+use superapp_proto::v1::{
+    BusEnvelope, Event, ResyncRequired, ServerFrame, bus_envelope, event, server_frame,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::close;
+use crate::session::TokenBucket;
+
+/// How a session is reached: its outbound queue, and a way to close it.
+#[derive(Clone)]
+struct SessionHandle {
+    connection: u64,
+    session_id: u64,
+    outbound: mpsc::Sender<Bytes>,
+    kick: Kick,
+}
+
+/// The sessions of one user on this process, and the rate limit they share.
+struct UserEntry {
+    devices: Vec<SessionHandle>,
+    limiter: Arc<Mutex<TokenBucket>>,
+}
+
+/// Asks a session to close with a code. The first code wins.
+#[derive(Clone, Default)]
+pub struct Kick {
+    token: CancellationToken,
+    code: Arc<AtomicU16>,
+}
+
+impl Kick {
+    pub fn kick(&self, code: u16) {
+        let _ = self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.token.cancel();
+    }
+
+    pub async fn kicked(&self) -> u16 {
+        self.token.cancelled().await;
+        self.code.load(Ordering::Acquire)
+    }
+}
+
+pub struct Hub {
+    subscriber: Arc<dyn Subscriber>,
+    users: Mutex<HashMap<u64, UserEntry>>,
+    user_rate: (u32, u32),
+    next_connection: AtomicU64,
+    sessions: Arc<Gauge>,
+    frames_out: Arc<Counter>,
+    slow_consumers: Arc<Counter>,
+}
+
+impl Hub {
+    /// Starts the hub and its dispatch task, which ends when `shutdown` fires.
+    /// `user_rate` is the (per second, burst) limit all of a user's sessions share.
+    pub fn start(
+        bus: &dyn Bus,
+        metrics: &Registry,
+        user_rate: (u32, u32),
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let (subscriber, events) = bus.subscriber(65_536);
+        let hub = Arc::new(Self {
+            subscriber,
+            users: Mutex::new(HashMap::new()),
+            user_rate,
+            next_connection: AtomicU64::new(1),
+            sessions: metrics.gauge("gateway_sessions", "Open WebSocket sessions."),
+            frames_out: metrics.counter("gateway_frames_out_total", "Frames queued to sessions."),
+            slow_consumers: metrics.counter(
+                "gateway_slow_consumers_total",
+                "Sessions closed because their outbound queue was full.",
+            ),
+        });
+        tokio::spawn(hub.clone().dispatch(events, shutdown));
+        hub
+    }
+
+    /// Registers a session; it is unregistered when the returned guard drops.
+    pub fn register(
+        self: &Arc<Self>,
+        user_id: u64,
+        session_id: u64,
+        outbound: mpsc::Sender<Bytes>,
+    ) -> Registration {
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let kick = Kick::default();
+        let handle = SessionHandle {
+            connection,
+            session_id,
+            outbound,
+            kick: kick.clone(),
+        };
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = users.entry(user_id).or_insert_with(|| {
+            self.subscriber.subscribe(&user_topic(user_id));
+            UserEntry {
+                devices: Vec::new(),
+                limiter: Arc::new(Mutex::new(TokenBucket::new(
+                    self.user_rate.0,
+                    self.user_rate.1,
+                ))),
+            }
+        });
+        entry.devices.push(handle);
+        self.sessions.inc();
+        Registration {
+            user_bucket: entry.limiter.clone(),
+            hub: self.clone(),
+            user_id,
+            connection,
+            kick,
+        }
+    }
+
+    fn unregister(&self, user_id: u64, connection: u64) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = users.get_mut(&user_id) {
+            entry.devices.retain(|d| d.connection != connection);
+            if entry.devices.is_empty() {
+                users.remove(&user_id);
+                self.subscriber.unsubscribe(&user_topic(user_id));
+            }
+        }
+        self.sessions.dec();
+    }
+
+    pub fn session_count(&self) -> i64 {
+        self.sessions.get()
+    }
+
+    /// Asks every session on this process to close with `code`.
+    pub fn kick_all(&self, code: u16) {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        for handle in users.values().flat_map(|e| &e.devices) {
+            handle.kick.kick(code);
+        }
+    }
+
+    async fn dispatch(
+        self: Arc<Self>,
+        mut events: mpsc::Receiver<BusMessage>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                m = events.recv() => match m {
+                    Some(m) => m,
+                    None => return,
+                },
+            };
+            match message {
+                BusMessage::Message { topic, payload } => self.deliver(&topic, &payload),
+                BusMessage::Lagged => {
+                    // Something was lost for somebody here: every session resyncs.
+                    tracing::warn!("bus lagged; asking every session to resync");
+                    let frame = event_frame(event::Kind::ResyncRequired(ResyncRequired {}));
+                    let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+                    for handle in users.values().flat_map(|e| &e.devices) {
+                        self.queue(handle, frame.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&self, topic: &str, payload: &[u8]) {
+        let Some(user_id) = topic
+            .strip_prefix("u.")
+            .and_then(|id| id.parse::<u64>().ok())
+        else {
+            return;
+        };
+        let Ok(envelope) = BusEnvelope::decode(payload) else {
+            tracing::warn!(topic, "undecodable bus message dropped");
+            return;
+        };
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(devices) = users.get(&user_id).map(|e| &e.devices) else {
+            return;
+        };
+        match envelope.kind {
+            Some(bus_envelope::Kind::Event(event)) => {
+                let frame = Bytes::from(
+                    ServerFrame {
+                        kind: Some(server_frame::Kind::Event(event)),
+                    }
+                    .encode_to_vec(),
+                );
+                for handle in devices {
+                    self.queue(handle, frame.clone());
+                }
+            }
+            Some(bus_envelope::Kind::SessionRevoked(revoked)) => {
+                for handle in devices
+                    .iter()
+                    .filter(|d| d.session_id == revoked.session_id)
+                {
+                    handle.kick.kick(close::SESSION_REVOKED);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Never waits: a session whose queue is full is closed as a slow consumer,
+    /// so one slow reader cannot hold up delivery to anyone else.
+    fn queue(&self, handle: &SessionHandle, frame: Bytes) {
+        match handle.outbound.try_send(frame) {
+            Ok(()) => self.frames_out.inc(),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.slow_consumers.inc();
+                handle.kick.kick(close::SLOW_CONSUMER);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+fn event_frame(kind: event::Kind) -> Bytes {
+    Bytes::from(
+        ServerFrame {
+            kind: Some(server_frame::Kind::Event(Event { kind: Some(kind) })),
+        }
+        .encode_to_vec(),
+    )
+}
+
+/// Keeps a session registered while alive.
+pub struct Registration {
+    hub: Arc<Hub>,
+    user_bucket: Arc<Mutex<TokenBucket>>,
+    user_id: u64,
+    connection: u64,
+    kick: Kick,
+}
+
+impl Registration {
+    pub fn kick(&self) -> &Kick {
+        &self.kick
+    }
+
+    pub fn user_bucket(&self) -> Arc<Mutex<TokenBucket>> {
+        self.user_bucket.clone()
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(self.user_id, self.connection);
+    }
+}

@@ -1,0 +1,156 @@
+//! The `superapp` server as a library: [`Application::build`] wires the rooms
+//! for the tier the configuration asks for, binds its listener (port 0 allowed)
+//! and reports the address it really bound; [`Application::run`] serves until
+//! the shutdown token fires, then drains sessions and exits.
+//!
+//! - [`wiring`]: the adapters that plug one room's implementation into another
+//!   room's port.
+//! - [`telemetry`]: the tracing subscriber, pretty or JSON by configuration.
+
+pub mod telemetry;
+pub mod wiring;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use superapp_account::{Accounts, SqliteAccountStore};
+use superapp_chat::{Chat, SqliteChatStore};
+use superapp_gateway::{AppState, Hub};
+use superapp_kit::bus::{InProcessBus, SharedBus};
+use superapp_kit::clock::{SharedClock, SystemClock};
+use superapp_kit::config::Config;
+use superapp_kit::ids::IdGen;
+use superapp_kit::metrics::{BATCH_SIZES, Registry};
+use superapp_kit::secret::Secret;
+use superapp_kit::token::TokenSigner;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the stores under the data dir, wires the rooms, and binds.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let data_dir = config.server.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        let metrics = Arc::new(Registry::new());
+        let clock: SharedClock = Arc::new(SystemClock);
+        let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
+        let bus: SharedBus = Arc::new(InProcessBus::new());
+        let signer = token_signer(&config, &data_dir)?;
+        let batch_sizes = |store: &str| {
+            Some(metrics.histogram_with(
+                "store_commit_batch_size",
+                "Writes committed per SQLite transaction (group commit).",
+                BATCH_SIZES,
+                &[("store", store)],
+            ))
+        };
+
+        let account_store = SqliteAccountStore::open(&data_dir.join("account.db"), batch_sizes("account"))
+            .context("opening account.db")?;
+        let accounts = Arc::new(Accounts::new(
+            Arc::new(account_store),
+            signer,
+            bus.clone(),
+            clock.clone(),
+            ids.clone(),
+            config.auth.clone(),
+        )?);
+        let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
+            .context("opening chat.db")?;
+        let chat = Arc::new(Chat::new(
+            Arc::new(chat_store),
+            Arc::new(wiring::AccountDirectory::new(accounts.clone())),
+            bus.clone(),
+            clock,
+            ids,
+            config.chat.max_pull_page,
+            &metrics,
+        ));
+        tracing::info!(data_dir = %data_dir.display(), "stores open");
+
+        let shutdown = CancellationToken::new();
+        let hub = Hub::start(
+            bus.as_ref(),
+            &metrics,
+            (config.gateway.user_rate_per_sec, config.gateway.user_rate_per_sec.saturating_mul(2)),
+            shutdown.clone(),
+        );
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "listening (HTTP API, WebSocket at /v1/ws, /metrics)");
+        Ok(Self {
+            listener,
+            addr,
+            state: AppState {
+                accounts,
+                chat,
+                hub,
+                metrics,
+                config: Arc::new(config),
+                shutdown,
+                sessions: TaskTracker::new(),
+            },
+        })
+    }
+
+    /// The address really bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.state.config.server.data_dir.clone()
+    }
+
+    /// Cancel it to shut down: stop accepting, drain, close sessions with 1012.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    pub async fn run(self) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let router = superapp_gateway::router(self.state);
+        let shutdown = state.shutdown.clone();
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+        tracing::info!(sessions = state.hub.session_count(), "stopped accepting; draining sessions");
+        state.sessions.close();
+        let deadline = Duration::from_millis(state.config.server.shutdown_drain_ms) + Duration::from_secs(3);
+        if tokio::time::timeout(deadline, state.sessions.wait()).await.is_err() {
+            tracing::warn!("sessions did not close within the deadline");
+        }
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
+
+fn token_signer(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<TokenSigner> {
+    match &config.auth.token_key {
+        Some(key) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(key.expose().trim())
+                .context("auth.token_key is not base64")?;
+            anyhow::ensure!(bytes.len() >= 32, "auth.token_key must hold at least 32 bytes");
+            Ok(TokenSigner::new(Secret::new(bytes)))
+        }
+        None => TokenSigner::load_or_create(&data_dir.join("token.key")).context("token key file"),
+    }
+}
