@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -54,6 +55,8 @@ type Ended = Option<Option<(u16, String)>>;
 /// serve concurrent requests; responses are matched by frame id.
 pub struct Connection {
     commands: mpsc::Sender<Command>,
+    /// Behind a mutex only so that `next_event` can take `&self`; there is
+    /// one queue, and concurrent callers take turns at it.
     events: Mutex<mpsc::Receiver<Event>>,
     ended: watch::Receiver<Ended>,
     next_id: AtomicU64,
@@ -303,7 +306,8 @@ async fn drive(
                 // `None`: the Connection was dropped.
                 Some(Command::Close) | None => {
                     close_deadline = Some(Instant::now() + CLOSE_GRACE);
-                    if socket.close(None).await.is_err() {
+                    let normal = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+                    if socket.close(Some(normal)).await.is_err() {
                         break;
                     }
                 }
@@ -453,6 +457,169 @@ pub fn new_client_msg_id() -> String {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+    use superapp_proto::v1::Response;
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::handshake::server::{
+        Request as Upgrade, Response as Accept,
+    };
+
+    /// A one-connection WebSocket server on port 0 that selects the
+    /// subprotocol and hands the socket to `script`. Returns its base URL.
+    async fn fake_server<F, Fut>(script: F) -> String
+    where
+        F: FnOnce(WebSocketStream<TcpStream>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            #[allow(clippy::result_large_err)] // the callback type is tungstenite's
+            let select = |_: &Upgrade, mut accept: Accept| {
+                let protocol = HeaderValue::from_static(SUBPROTOCOL);
+                accept
+                    .headers_mut()
+                    .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+                Ok(accept)
+            };
+            let socket = tokio_tungstenite::accept_hdr_async(stream, select)
+                .await
+                .unwrap();
+            script(socket).await;
+        });
+        format!("http://{addr}")
+    }
+
+    async fn next_request(socket: &mut WebSocketStream<TcpStream>) -> ClientFrame {
+        loop {
+            if let WsMessage::Binary(bytes) = socket.next().await.unwrap().unwrap() {
+                return ClientFrame::decode(bytes).unwrap();
+            }
+        }
+    }
+
+    async fn push(socket: &mut WebSocketStream<TcpStream>, kind: Kind) {
+        let frame = ServerFrame { kind: Some(kind) };
+        socket
+            .send(WsMessage::Binary(frame.encode_to_vec().into()))
+            .await
+            .unwrap();
+    }
+
+    fn pong(id: u64, server_time_ms: i64) -> Kind {
+        Kind::Response(Response {
+            id,
+            result: Some(ResponseResult::Pong(Pong { server_time_ms })),
+        })
+    }
+
+    fn message_event(seq: u64) -> Kind {
+        Kind::Event(Event {
+            kind: Some(EventKind::Message(superapp_proto::v1::Message {
+                seq,
+                ..Default::default()
+            })),
+        })
+    }
+
+    #[tokio::test]
+    async fn responses_find_their_request_by_id_even_out_of_order() {
+        let url = fake_server(|mut socket| async move {
+            let first = next_request(&mut socket).await;
+            let second = next_request(&mut socket).await;
+            push(&mut socket, pong(second.id, 2)).await;
+            push(&mut socket, pong(first.id, 1)).await;
+            while socket.next().await.is_some() {}
+        })
+        .await;
+        let conn = Connection::connect(&url, "token").await.unwrap();
+        let (first, second) = tokio::join!(conn.ping(), async {
+            // Makes sure the first ping is written before the second.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            conn.ping().await
+        });
+        assert_eq!(first.unwrap().server_time_ms, 1);
+        assert_eq!(second.unwrap().server_time_ms, 2);
+    }
+
+    #[tokio::test]
+    async fn an_error_response_becomes_a_server_error_with_its_code() {
+        let url = fake_server(|mut socket| async move {
+            let request = next_request(&mut socket).await;
+            let error = superapp_proto::v1::Error {
+                code: "rate_limited".into(),
+                message: "slow down".into(),
+                retry_after_ms: 300,
+            };
+            let result = Some(ResponseResult::Error(error));
+            push(
+                &mut socket,
+                Kind::Response(Response {
+                    id: request.id,
+                    result,
+                }),
+            )
+            .await;
+            while socket.next().await.is_some() {}
+        })
+        .await;
+        let conn = Connection::connect(&url, "token").await.unwrap();
+        let err = conn.ping().await.unwrap_err();
+        assert_eq!(err.code(), Some("rate_limited"));
+        assert_eq!(err.retry_after_ms(), Some(300));
+    }
+
+    #[tokio::test]
+    async fn an_overflowing_event_queue_is_replaced_by_one_resync() {
+        let url = fake_server(|mut socket| async move {
+            let request = next_request(&mut socket).await;
+            for seq in 1..=EVENT_QUEUE as u64 + 100 {
+                push(&mut socket, message_event(seq)).await;
+            }
+            push(&mut socket, pong(request.id, 0)).await;
+            while socket.next().await.is_some() {}
+        })
+        .await;
+        let conn = Connection::connect(&url, "token").await.unwrap();
+        // The pong comes after every event, so the driver has seen them all.
+        conn.ping().await.unwrap();
+        let mut kinds = Vec::new();
+        while let Some(event) = conn.next_event(Duration::from_millis(200)).await {
+            kinds.push(event.kind.unwrap());
+        }
+        assert_eq!(kinds.len(), EVENT_QUEUE + 1);
+        assert!(
+            matches!(kinds[EVENT_QUEUE - 1], EventKind::Message(ref m) if m.seq == EVENT_QUEUE as u64)
+        );
+        assert!(matches!(kinds[EVENT_QUEUE], EventKind::ResyncRequired(_)));
+    }
+
+    #[tokio::test]
+    async fn the_server_close_code_is_reported_and_fails_later_requests() {
+        let url = fake_server(|mut socket| async move {
+            let slow = CloseFrame {
+                code: CloseCode::from(4008),
+                reason: "slow consumer".into(),
+            };
+            socket.close(Some(slow)).await.unwrap();
+            while socket.next().await.is_some() {}
+        })
+        .await;
+        let conn = Connection::connect(&url, "token").await.unwrap();
+        let frame = conn.wait_closed(Duration::from_secs(2)).await;
+        assert_eq!(frame, Some((4008, "slow consumer".to_owned())));
+        let err = conn.ping().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::Closed {
+                    code: Some(4008),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 
     #[test]
     fn http_becomes_ws_and_https_becomes_wss() {

@@ -107,6 +107,9 @@ enum Command {
 struct Failure {
     code: String,
     message: String,
+    /// The same call may work later: the server is down, restarting or
+    /// asked us to slow down.
+    retryable: bool,
 }
 
 impl Failure {
@@ -114,15 +117,28 @@ impl Failure {
         Failure {
             code: code.to_owned(),
             message: message.into(),
+            retryable: false,
         }
     }
 }
 
 impl From<ClientError> for Failure {
     fn from(err: ClientError) -> Self {
+        let retryable = match &err {
+            ClientError::Api { status, .. } => *status == 429 || *status >= 500,
+            ClientError::Server { retry_after_ms, .. } => retry_after_ms.is_some(),
+            ClientError::Closed { .. }
+            | ClientError::Timeout(_)
+            | ClientError::Http(_)
+            | ClientError::WebSocket(_) => true,
+            ClientError::Url(_) | ClientError::Decode(_) => false,
+        };
         let code = match &err {
             ClientError::Api { code, message, .. } | ClientError::Server { code, message, .. } => {
-                return Failure::new(code, message.clone());
+                return Failure {
+                    retryable,
+                    ..Failure::new(code, message.clone())
+                };
             }
             ClientError::Closed { .. } => "connection_closed",
             ClientError::Timeout(_) => "timeout",
@@ -130,7 +146,10 @@ impl From<ClientError> for Failure {
             ClientError::Url(_) => "invalid_url",
             ClientError::Decode(_) => "unexpected_reply",
         };
-        Failure::new(code, err.to_string())
+        Failure {
+            retryable,
+            ..Failure::new(code, err.to_string())
+        }
     }
 }
 
@@ -221,7 +240,7 @@ impl App {
     /// is dead from now on.
     async fn fresh_tokens(&self) -> CliResult<Tokens> {
         let tokens = self.profile.load_session()?;
-        if tokens.access_expires_at_ms - now_ms() > REFRESH_MARGIN_MS {
+        if !access_expiring(&tokens) {
             return Ok(tokens);
         }
         let tokens = self.http.refresh(&tokens.refresh_token).await?;
@@ -235,14 +254,21 @@ impl App {
     }
 
     async fn logout(&self) -> CliResult {
-        let ended = match self.fresh_tokens().await {
-            Ok(tokens) => self.http.logout(&tokens.access_token).await,
-            Err(failure) if failure.code == "not_logged_in" => return Err(failure),
-            // The refresh was refused: the session is already dead server-side.
-            Err(_) => Ok(()),
+        let tokens = self.profile.load_session()?;
+        let ended = if access_expiring(&tokens) {
+            match self.http.refresh(&tokens.refresh_token).await {
+                Ok(tokens) => {
+                    self.profile.save_session(&tokens)?;
+                    self.http.logout(&tokens.access_token).await
+                }
+                Err(err) => Err(err),
+            }
+        } else {
+            self.http.logout(&tokens.access_token).await
         };
         match ended {
-            // 401: the session was already revoked, which is what was asked.
+            // 401: the session is already dead on the server (revoked, or its
+            // refresh token expired), which is what was asked.
             Ok(()) | Err(ClientError::Api { status: 401, .. }) => {
                 self.profile.clear_session()?;
                 print_line(&json!({ "logged_out": true }))
@@ -339,7 +365,7 @@ impl App {
             let conn = match within(deadline, self.connect()).await {
                 None => return Ok(()),
                 Some(Ok(conn)) => conn,
-                Some(Err(failure)) if retryable_connect(&failure) => {
+                Some(Err(failure)) if failure.retryable => {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
@@ -384,7 +410,7 @@ impl Listener<'_> {
         let mut working = self.seen.clone();
         match within(deadline, catch_up(conn, &mut working)).await {
             None => return Ok(Step::Finish),
-            Some(Err(err)) => return after_error(conn, err).await,
+            Some(Err(err)) => return after_error(conn, err, deadline).await,
             Some(Ok(messages)) => {
                 if self.deliver_all(&messages)? {
                     return Ok(Step::Finish);
@@ -406,30 +432,38 @@ impl Listener<'_> {
                 }
                 if last_ping.elapsed() >= PING_EVERY {
                     last_ping = Instant::now();
-                    if let Err(err) = conn.ping().await {
-                        return after_error(conn, err).await;
+                    match within(deadline, conn.ping()).await {
+                        None => return Ok(Step::Finish),
+                        Some(Err(err)) => return after_error(conn, err, deadline).await,
+                        Some(Ok(_)) => {}
                     }
                 }
                 continue;
             };
             let pulled = match event.kind {
                 Some(EventKind::Message(message)) => match accept_live(&mut working, &message) {
-                    Gap::Accept => Ok(vec![message]),
+                    Gap::Accept => Some(Ok(vec![message])),
                     Gap::Duplicate => continue,
                     Gap::Missing { .. } => {
-                        pull_after(conn, &mut working, &message.conversation_id).await
+                        let conversation_id = message.conversation_id;
+                        within(deadline, pull_after(conn, &mut working, &conversation_id)).await
                     }
                 },
-                Some(EventKind::ResyncRequired(_)) => catch_up(conn, &mut working).await,
+                Some(EventKind::ResyncRequired(_)) => {
+                    within(deadline, catch_up(conn, &mut working)).await
+                }
                 Some(EventKind::ReadReceipt(_)) | None => continue,
             };
+            // A pull cut short by the deadline may have moved `working` past
+            // messages not delivered; only `seen` is saved, so none are lost.
             match pulled {
-                Ok(messages) => {
+                None => return Ok(Step::Finish),
+                Some(Ok(messages)) => {
                     if self.deliver_all(&messages)? {
                         return Ok(Step::Finish);
                     }
                 }
-                Err(err) => return after_error(conn, err).await,
+                Some(Err(err)) => return after_error(conn, err, deadline).await,
             }
         }
     }
@@ -480,7 +514,11 @@ impl Listener<'_> {
 /// A request failed mid-listen. A closed socket is judged by its close
 /// code; a rate limit is waited out and followed by a fresh connection;
 /// anything else is reported.
-async fn after_error(conn: &Connection, err: ClientError) -> CliResult<Step> {
+async fn after_error(
+    conn: &Connection,
+    err: ClientError,
+    deadline: Option<Instant>,
+) -> CliResult<Step> {
     match err {
         ClientError::Closed { .. } | ClientError::Timeout(_) => {
             let frame = conn.wait_closed(Duration::from_millis(500)).await;
@@ -489,10 +527,13 @@ async fn after_error(conn: &Connection, err: ClientError) -> CliResult<Step> {
         ClientError::Server {
             retry_after_ms: Some(wait),
             ..
-        } => {
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            Ok(Step::Reconnect)
-        }
+        } => Ok(
+            if sleep_within(deadline, Duration::from_millis(wait)).await {
+                Step::Reconnect
+            } else {
+                Step::Finish
+            },
+        ),
         other => Err(other.into()),
     }
 }
@@ -510,15 +551,6 @@ fn reconnect_or_fail(frame: Option<(u16, String)>) -> CliResult<Step> {
         // 4008, 1012, 4000, 1000, 1001, or a dropped network.
         _ => Ok(Step::Reconnect),
     }
-}
-
-/// Whether connecting may work on a later try: the server is down or
-/// restarting, or asked us to slow down.
-fn retryable_connect(failure: &Failure) -> bool {
-    matches!(
-        failure.code.as_str(),
-        "transport" | "timeout" | "connection_closed" | "rate_limited" | "server_restarting"
-    ) || failure.code.starts_with("http_5")
 }
 
 /// Runs `fut` unless the deadline passes first (`None`).
@@ -559,6 +591,10 @@ fn print_line(value: &serde_json::Value) -> CliResult {
     // A script reading a pipe must see each line as soon as it is printed.
     out.flush()?;
     Ok(())
+}
+
+fn access_expiring(tokens: &Tokens) -> bool {
+    tokens.access_expires_at_ms - now_ms() <= REFRESH_MARGIN_MS
 }
 
 fn now_ms() -> i64 {

@@ -1,0 +1,18 @@
+//! `superapp-cli` without a server: argument and profile errors are clear.
+//! (Its conversations with a real server are tested in the root crate.)
+
+use std::process::Command;
+
+#[test]
+fn sending_before_logging_in_fails_with_a_json_error() {
+    let profile = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_superapp-cli"))
+        .args(["--server", "http://127.0.0.1:9", "--profile"])
+        .arg(profile.path())
+        .args(["send", "--to", "1", "--text", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
+    assert_eq!(error["error"], "not_logged_in");
+}

@@ -1,0 +1,101 @@
+//! An ack means durable: `kill -9` during a stream of sends loses no
+//! acknowledged message. The server runs as a child process here.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use superapp_client::{Connection, HttpClient};
+
+use crate::helpers::{PASSWORD, fresh_phone};
+
+fn start_server(data: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_superapp"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("SUPERAPP_LOG__FORMAT", "json")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if let Some(addr) = v["fields"]["addr"].as_str() {
+                        let _ = tx.send(addr.to_string());
+                        sent = true;
+                    }
+                }
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("the server logs its address");
+    (child, format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn kill_9_during_a_stream_of_sends_loses_no_acked_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, base) = start_server(dir.path());
+    let http = HttpClient::new(base.clone());
+    let (pa, pb) = (fresh_phone(), fresh_phone());
+    http.register(&pa, PASSWORD, "Ann").await.unwrap();
+    let b = http.register(&pb, PASSWORD, "Bo").await.unwrap();
+    let a_tokens = http.login(&pa, PASSWORD).await.unwrap();
+    let b_tokens = http.login(&pb, PASSWORD).await.unwrap();
+
+    // Several senders at once, so acks share group commits when the kill lands.
+    let mut senders = Vec::new();
+    for lane in 0..4 {
+        let conn = Connection::connect(&base, &a_tokens.access_token).await.unwrap();
+        let to = b.user_id;
+        senders.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0.. {
+                match conn.send_text(to, &format!("lane{lane}-{i}"), "durable?").await {
+                    Ok(ack) => acked.push((ack.seq, format!("lane{lane}-{i}"))),
+                    Err(_) => break,
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+    let mut acked = Vec::new();
+    for s in senders {
+        acked.extend(s.await.unwrap());
+    }
+    assert!(acked.len() > 20, "too few sends before the kill: {}", acked.len());
+
+    let (mut server, base) = start_server(dir.path());
+    let conn = Connection::connect(&base, &b_tokens.access_token).await.unwrap();
+    let conversation = format!("d.{}.{}", a_tokens.user_id.min(b.user_id), a_tokens.user_id.max(b.user_id));
+    let mut stored = std::collections::HashMap::new();
+    let mut after = 0;
+    loop {
+        let page = conn.pull(&conversation, after, 500).await.unwrap();
+        for m in &page.messages {
+            assert_eq!(m.seq, after + 1, "seq has no holes");
+            after = m.seq;
+            stored.insert(m.seq, m.client_msg_id.clone());
+        }
+        if !page.has_more {
+            break;
+        }
+    }
+    for (seq, cmid) in &acked {
+        assert_eq!(stored.get(seq), Some(cmid), "acked message {cmid} at seq {seq} was lost");
+    }
+    // The conversation continues after the last stored seq.
+    let a_conn = Connection::connect(&base, &a_tokens.access_token).await.unwrap();
+    let next = a_conn.send_text(b.user_id, "after-restart", "still here").await.unwrap();
+    assert_eq!(next.seq, after + 1);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

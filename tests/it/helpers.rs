@@ -1,0 +1,125 @@
+//! `spawn_app()` and `TestApp`, whose methods are the API.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use superapp::Application;
+use superapp_client::proto::v1::{Event, Message, event};
+use superapp_client::{Connection, HttpClient, Tokens};
+use superapp_kit::config::Config;
+use tokio_util::sync::CancellationToken;
+
+pub const PASSWORD: &str = "a long and rare passphrase";
+
+pub struct TestApp {
+    pub base_url: String,
+    pub http: HttpClient,
+    pub dir: tempfile::TempDir,
+    pub shutdown: CancellationToken,
+    pub stopped: tokio::task::JoinHandle<()>,
+}
+
+/// A user with a live session.
+pub struct User {
+    pub id: u64,
+    pub phone: String,
+    pub tokens: Tokens,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().expect("addr");
+    config.server.data_dir = dir.path().to_path_buf();
+    config.server.shutdown_drain_ms = 100;
+    adjust(&mut config);
+    start(config, dir).await
+}
+
+pub async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
+    let app = Application::build(config).await.expect("build");
+    let base_url = format!("http://{}", app.addr());
+    let shutdown = app.shutdown_token();
+    let stopped = tokio::spawn(async move {
+        app.run().await.expect("run");
+    });
+    TestApp {
+        http: HttpClient::new(base_url.clone()),
+        base_url,
+        dir,
+        shutdown,
+        stopped,
+    }
+}
+
+static PHONES: AtomicU64 = AtomicU64::new(0);
+
+/// A phone number no other test uses.
+pub fn fresh_phone() -> String {
+    let n = PHONES.fetch_add(1, Ordering::Relaxed) + std::process::id() as u64 * 1000;
+    format!("+86139{:08}", n % 100_000_000)
+}
+
+impl TestApp {
+    pub async fn user(&self, name: &str) -> User {
+        let phone = fresh_phone();
+        let account = self
+            .http
+            .register(&phone, PASSWORD, name)
+            .await
+            .expect("register");
+        let tokens = self.http.login(&phone, PASSWORD).await.expect("login");
+        assert_eq!(account.user_id, tokens.user_id);
+        User {
+            id: account.user_id,
+            phone,
+            tokens,
+        }
+    }
+
+    pub async fn connect(&self, user: &User) -> Connection {
+        Connection::connect(&self.base_url, &user.tokens.access_token)
+            .await
+            .expect("connect")
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.base_url))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// The next message event within a few seconds, skipping other events.
+pub async fn next_message(conn: &Connection) -> Message {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match conn.next_event(left).await {
+            Some(Event {
+                kind: Some(event::Kind::Message(m)),
+            }) => return m,
+            Some(_) => continue,
+            None => panic!("no message event arrived"),
+        }
+    }
+}
+
+pub fn text_of(m: &Message) -> &str {
+    use superapp_client::proto::v1::message_body::Content;
+    match m.body.as_ref().and_then(|b| b.content.as_ref()) {
+        Some(Content::Text(t)) => t,
+        None => "",
+    }
+}

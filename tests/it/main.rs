@@ -1,0 +1,10 @@
+//! The server's story, told against a real server on port 0 with a fresh data
+//! dir, real HTTP and real WebSocket clients over real sockets.
+
+mod accounts;
+mod chat;
+mod cli;
+mod config;
+mod durability;
+mod helpers;
+mod websocket;

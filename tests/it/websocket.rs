@@ -1,0 +1,323 @@
+//! The WebSocket edge: the handshake, bad frames, limits, and session lifecycles.
+//! After every abuse the server keeps serving others and loses nothing stored.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use prost::Message as _;
+use superapp_client::proto::v1::{ClientFrame, Ping, ServerFrame, client_frame, response, server_frame};
+use superapp_client::tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use superapp_client::{Connection, connect_raw};
+
+use crate::helpers::{TestApp, User, next_message, spawn_app, spawn_app_with};
+
+type Socket = superapp_client::tokio_tungstenite::WebSocketStream<
+    superapp_client::tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+>;
+
+async fn raw(app: &TestApp, user: &User) -> Socket {
+    connect_raw(&app.base_url, Some(&user.tokens.access_token), None).await.unwrap()
+}
+
+/// Reads until the server closes; returns its close code.
+async fn close_code(socket: &mut Socket) -> Option<u16> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Ok(Some(Ok(WsMessage::Close(frame)))) => return frame.map(|f| f.code.into()),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(_))) | Ok(None) => return None,
+            Err(_) => panic!("the server did not close the session"),
+        }
+    }
+}
+
+fn status_of(e: tungstenite::Error) -> u16 {
+    match e {
+        tungstenite::Error::Http(response) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+/// The server still answers another user, and the conversation is intact.
+async fn still_serving(app: &TestApp, a: &User, b: &User, expected_last_seq: u64) {
+    let conn = app.connect(a).await;
+    let ack = conn.send_text(b.id, &superapp_client::new_client_msg_id(), "still here").await.unwrap();
+    assert_eq!(ack.seq, expected_last_seq + 1);
+    let page = conn.pull(&ack.conversation_id, 0, 100).await.unwrap();
+    assert_eq!(page.messages.len() as u64, expected_last_seq + 1);
+}
+
+#[tokio::test]
+async fn the_handshake_refuses_missing_wrong_and_revoked_credentials() {
+    let app = spawn_app().await;
+    let user = app.user("Ann").await;
+    assert_eq!(status_of(connect_raw(&app.base_url, None, None).await.unwrap_err()), 401);
+    assert_eq!(status_of(connect_raw(&app.base_url, Some("nope"), None).await.unwrap_err()), 401);
+    // A long-lived token in the URL is never read.
+    let query = format!("access_token={}", user.tokens.access_token);
+    assert_eq!(status_of(connect_raw(&app.base_url, None, Some(&query)).await.unwrap_err()), 401);
+    let other = app.http.login(&user.phone, crate::helpers::PASSWORD).await.unwrap();
+    app.http.logout(&other.access_token).await.unwrap();
+    assert_eq!(status_of(connect_raw(&app.base_url, Some(&other.access_token), None).await.unwrap_err()), 401);
+    // Without the subprotocol the upgrade is refused too.
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/v1/ws", app.base_url.trim_start_matches("http://")),
+    )
+    .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", user.tokens.access_token).parse().unwrap(),
+    );
+    let e = superapp_client::tokio_tungstenite::connect_async(request).await.unwrap_err();
+    assert_eq!(status_of(e), 400);
+    raw(&app, &user).await;
+}
+
+#[tokio::test]
+async fn a_browser_ticket_opens_one_session_only() {
+    let app = spawn_app().await;
+    let user = app.user("Ann").await;
+    let ticket = app.http.ws_ticket(&user.tokens.access_token).await.unwrap();
+    let conn = Connection::connect_with_ticket(&app.base_url, &ticket.ticket).await.unwrap();
+    conn.ping().await.unwrap();
+    let replay = connect_raw(&app.base_url, None, Some(&format!("ticket={}", ticket.ticket))).await;
+    assert_eq!(status_of(replay.unwrap_err()), 401);
+}
+
+#[tokio::test]
+async fn an_expired_ticket_is_refused() {
+    let app = spawn_app_with(|c| c.auth.ticket_ttl_secs = 1).await;
+    let user = app.user("Ann").await;
+    let ticket = app.http.ws_ticket(&user.tokens.access_token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let late = connect_raw(&app.base_url, None, Some(&format!("ticket={}", ticket.ticket))).await;
+    assert_eq!(status_of(late.unwrap_err()), 401);
+}
+
+#[tokio::test]
+async fn bad_frames_close_with_documented_codes_and_harm_nobody_else() {
+    let app = spawn_app().await;
+    let a = app.user("Ann").await;
+    let b = app.user("Bo").await;
+    let conn = app.connect(&a).await;
+    conn.send_text(b.id, "first", "before the abuse").await.unwrap();
+
+    let valid = ClientFrame { id: 7, request: Some(client_frame::Request::Ping(Ping {})) }.encode_to_vec();
+    let cases: Vec<(WsMessage, u16)> = vec![
+        (WsMessage::Text("hello".into()), 1003),
+        (WsMessage::Binary(vec![0xff, 0xff, 0xff, 0xff, 0x0f].into()), 1007),
+        (WsMessage::Binary(valid[..valid.len() - 1].to_vec().into()), 1007),
+        (WsMessage::Binary(vec![0x0a; 64 * 1024 + 1].into()), 1009),
+    ];
+    for (frame, expected) in cases {
+        let mut socket = raw(&app, &a).await;
+        socket.send(frame).await.unwrap();
+        assert_eq!(close_code(&mut socket).await, Some(expected));
+    }
+    // Random bytes: whatever they decode to, the server answers or closes, and lives.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20 {
+        let mut socket = raw(&app, &a).await;
+        let bytes: Vec<u8> = (0..64)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        socket.send(WsMessage::Binary(bytes.into())).await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_millis(200), socket.next()).await;
+    }
+    still_serving(&app, &a, &b, 1).await;
+    conn.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_fields_are_ignored_and_unknown_requests_answered() {
+    let app = spawn_app().await;
+    let a = app.user("Ann").await;
+    let mut socket = raw(&app, &a).await;
+    // A ping with an extra field 99 (varint 1) a newer client might send.
+    let mut frame = ClientFrame { id: 5, request: Some(client_frame::Request::Ping(Ping {})) }.encode_to_vec();
+    frame.extend_from_slice(&[0x98, 0x06, 0x01]);
+    socket.send(WsMessage::Binary(frame.into())).await.unwrap();
+    let reply = next_response(&mut socket).await;
+    assert_eq!(reply.id, 5);
+    assert!(matches!(reply.result, Some(response::Result::Pong(_))));
+    // A request variant this server does not know (field 50 of ClientFrame).
+    let mut frame = ClientFrame { id: 6, request: None }.encode_to_vec();
+    frame.extend_from_slice(&[0x92, 0x03, 0x00]);
+    socket.send(WsMessage::Binary(frame.into())).await.unwrap();
+    let reply = next_response(&mut socket).await;
+    assert_eq!(reply.id, 6);
+    match reply.result {
+        Some(response::Result::Error(e)) => assert_eq!(e.code, "unknown_request"),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn next_response(socket: &mut Socket) -> superapp_client::proto::v1::Response {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a response")
+            .expect("open")
+            .expect("frame");
+        if let WsMessage::Binary(data) = message {
+            if let Some(server_frame::Kind::Response(r)) = ServerFrame::decode(data).unwrap().kind {
+                return r;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_flooding_session_is_told_to_wait_then_closed_with_1008() {
+    let app = spawn_app_with(|c| {
+        c.gateway.rate_per_sec = 5;
+        c.gateway.rate_burst = 5;
+        c.gateway.rate_abuse_limit = 10;
+    })
+    .await;
+    let a = app.user("Ann").await;
+    let b = app.user("Bo").await;
+    let mut socket = raw(&app, &a).await;
+    let mut limited = 0;
+    let mut code = None;
+    for id in 0..100u64 {
+        let frame = ClientFrame { id, request: Some(client_frame::Request::Ping(Ping {})) };
+        if socket.send(WsMessage::Binary(frame.encode_to_vec().into())).await.is_err() {
+            break;
+        }
+    }
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap() {
+            Some(Ok(WsMessage::Binary(data))) => {
+                if let Some(server_frame::Kind::Response(r)) = ServerFrame::decode(data).unwrap().kind {
+                    if let Some(response::Result::Error(e)) = r.result {
+                        assert_eq!(e.code, "rate_limited");
+                        assert!(e.retry_after_ms > 0);
+                        limited += 1;
+                    }
+                }
+            }
+            Some(Ok(WsMessage::Close(frame))) => {
+                code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            Some(Ok(_)) => {}
+            _ => break,
+        }
+    }
+    assert_eq!(limited, 10);
+    assert_eq!(code, Some(1008));
+    still_serving(&app, &b, &a, 0).await;
+}
+
+#[tokio::test]
+async fn every_device_of_a_user_receives_every_message() {
+    let app = spawn_app().await;
+    let a = app.user("Ann").await;
+    let b = app.user("Bo").await;
+    let b_phone = app.connect(&b).await;
+    let b_laptop = app.connect(&b).await;
+    let a_phone = app.connect(&a).await;
+    let a_tablet = app.connect(&a).await;
+    let ack = a_phone.send_text(b.id, "m1", "hello").await.unwrap();
+    for device in [&b_phone, &b_laptop, &a_tablet] {
+        let m = next_message(device).await;
+        assert_eq!((m.seq, m.sender, m.conversation_id.as_str()), (ack.seq, a.id, ack.conversation_id.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn logging_out_closes_that_sessions_websockets_within_a_second() {
+    let app = spawn_app().await;
+    let a = app.user("Ann").await;
+    let other_session = app.http.login(&a.phone, crate::helpers::PASSWORD).await.unwrap();
+    let mut socket = raw(&app, &a).await;
+    let survivor = Connection::connect(&app.base_url, &other_session.access_token).await.unwrap();
+    let started = std::time::Instant::now();
+    app.http.logout(&a.tokens.access_token).await.unwrap();
+    assert_eq!(close_code(&mut socket).await, Some(4001));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    survivor.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_the_idle_timeout() {
+    let app = spawn_app_with(|c| {
+        c.gateway.heartbeat_secs = 1;
+        c.gateway.idle_timeout_secs = 2;
+    })
+    .await;
+    let a = app.user("Ann").await;
+    let mut socket = raw(&app, &a).await;
+    // Not reading means not answering pings: the server hears nothing.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(close_code(&mut socket).await, Some(4000));
+}
+
+#[tokio::test]
+async fn a_client_that_answers_pings_stays_connected() {
+    let app = spawn_app_with(|c| {
+        c.gateway.heartbeat_secs = 1;
+        c.gateway.idle_timeout_secs = 2;
+    })
+    .await;
+    let a = app.user("Ann").await;
+    let conn = app.connect(&a).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    conn.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_cut_off_and_nobody_else_waits_for_it() {
+    let app = spawn_app_with(|c| {
+        c.gateway.outbound_queue = 8;
+        c.gateway.write_timeout_secs = 1;
+        c.gateway.rate_per_sec = 10_000;
+        c.gateway.rate_burst = 10_000;
+        c.gateway.user_rate_per_sec = 10_000;
+    })
+    .await;
+    let a = app.user("Ann").await;
+    let b = app.user("Bo").await;
+    // B's stalled device never reads; B's other device reads everything.
+    let stalled = raw(&app, &b).await;
+    let reader = app.connect(&b).await;
+    let sender = app.connect(&a).await;
+    let text = "x".repeat(16 * 1024);
+    let total = 1_000u64;
+    let reading = tokio::spawn(async move {
+        let mut got = 0u64;
+        while got < total {
+            let m = next_message(&reader).await;
+            got += 1;
+            assert_eq!(m.seq, got);
+        }
+        got
+    });
+    for i in 0..total {
+        sender.send_text(b.id, &format!("m{i}"), &text).await.unwrap();
+    }
+    assert_eq!(tokio::time::timeout(Duration::from_secs(20), reading).await.unwrap().unwrap(), total);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.metric("gateway_slow_consumers_total").await < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the stalled session was never cut off");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn shutdown_closes_sessions_with_1012() {
+    let app = spawn_app().await;
+    let a = app.user("Ann").await;
+    let mut socket = raw(&app, &a).await;
+    app.shutdown.cancel();
+    assert_eq!(close_code(&mut socket).await, Some(1012));
+    tokio::time::timeout(Duration::from_secs(10), app.stopped).await.unwrap().unwrap();
+}
