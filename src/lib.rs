@@ -57,8 +57,9 @@ impl Application {
             ))
         };
 
-        let account_store = SqliteAccountStore::open(&data_dir.join("account.db"), batch_sizes("account"))
-            .context("opening account.db")?;
+        let account_store =
+            SqliteAccountStore::open(&data_dir.join("account.db"), batch_sizes("account"))
+                .context("opening account.db")?;
         let accounts = Arc::new(Accounts::new(
             Arc::new(account_store),
             signer,
@@ -84,7 +85,10 @@ impl Application {
         let hub = Hub::start(
             bus.as_ref(),
             &metrics,
-            (config.gateway.user_rate_per_sec, config.gateway.user_rate_per_sec.saturating_mul(2)),
+            (
+                config.gateway.user_rate_per_sec,
+                config.gateway.user_rate_per_sec.saturating_mul(2),
+            ),
             shutdown.clone(),
         );
         let listener = TcpListener::bind(config.server.listen)
@@ -131,10 +135,17 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
-        tracing::info!(sessions = state.hub.session_count(), "stopped accepting; draining sessions");
+        tracing::info!(
+            sessions = state.hub.session_count(),
+            "stopped accepting; draining sessions"
+        );
         state.sessions.close();
-        let deadline = Duration::from_millis(state.config.server.shutdown_drain_ms) + Duration::from_secs(3);
-        if tokio::time::timeout(deadline, state.sessions.wait()).await.is_err() {
+        let deadline =
+            Duration::from_millis(state.config.server.shutdown_drain_ms) + Duration::from_secs(3);
+        if tokio::time::timeout(deadline, state.sessions.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("sessions did not close within the deadline");
         }
         tracing::info!("shut down");
@@ -148,7 +159,10 @@ fn token_signer(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<T
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(key.expose().trim())
                 .context("auth.token_key is not base64")?;
-            anyhow::ensure!(bytes.len() >= 32, "auth.token_key must hold at least 32 bytes");
+            anyhow::ensure!(
+                bytes.len() >= 32,
+                "auth.token_key must hold at least 32 bytes"
+            );
             Ok(TokenSigner::new(Secret::new(bytes)))
         }
         None => TokenSigner::load_or_create(&data_dir.join("token.key")).context("token key file"),

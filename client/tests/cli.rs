@@ -1,6 +1,8 @@
 //! `superapp-cli` without a server: argument and profile errors are clear.
 //! (Its conversations with a real server are tested in the root crate.)
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 #[test]

@@ -13,7 +13,10 @@ async fn a_new_user_registers_logs_in_and_reads_their_profile() {
     assert_eq!(account.display_name, "Ann");
     let tokens = app.http.login(&phone, PASSWORD).await.unwrap();
     let me = app.http.me(&tokens.access_token).await.unwrap();
-    assert_eq!((me.user_id, me.phone.as_str()), (account.user_id, phone.as_str()));
+    assert_eq!(
+        (me.user_id, me.phone.as_str()),
+        (account.user_id, phone.as_str())
+    );
     // Access tokens live at most 15 minutes.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -26,7 +29,11 @@ async fn a_new_user_registers_logs_in_and_reads_their_profile() {
 async fn ids_travel_as_strings_in_json() {
     let app = spawn_app().await;
     let body = json!({"phone": fresh_phone(), "password": PASSWORD, "display_name": "Bo"});
-    let (status, value) = app.http.request_json("POST", "/v1/accounts", None, Some(&body)).await.unwrap();
+    let (status, value) = app
+        .http
+        .request_json("POST", "/v1/accounts", None, Some(&body))
+        .await
+        .unwrap();
     assert_eq!(status, 201);
     assert!(value["user_id"].is_string(), "{value}");
 }
@@ -36,18 +43,58 @@ async fn bad_registrations_get_their_own_codes_and_store_nothing() {
     let app = spawn_app().await;
     let phone = fresh_phone();
     let cases = [
-        (json!({"phone": "13800138000", "password": PASSWORD, "display_name": "A"}), 400, "invalid_phone"),
-        (json!({"phone": "+0123", "password": PASSWORD, "display_name": "A"}), 400, "invalid_phone"),
-        (json!({"phone": phone, "password": "short", "display_name": "A"}), 400, "password_too_short"),
-        (json!({"phone": phone, "password": "x".repeat(129), "display_name": "A"}), 400, "password_too_long"),
-        (json!({"phone": phone, "password": "password123", "display_name": "A"}), 400, "password_too_common"),
-        (json!({"phone": phone, "password": "qwertyuiop", "display_name": "A"}), 400, "password_too_common"),
-        (json!({"phone": phone, "password": PASSWORD, "display_name": " "}), 400, "invalid_display_name"),
-        (json!({"phone": phone, "password": PASSWORD}), 400, "invalid_json"),
+        (
+            json!({"phone": "13800138000", "password": PASSWORD, "display_name": "A"}),
+            400,
+            "invalid_phone",
+        ),
+        (
+            json!({"phone": "+0123", "password": PASSWORD, "display_name": "A"}),
+            400,
+            "invalid_phone",
+        ),
+        (
+            json!({"phone": phone, "password": "short", "display_name": "A"}),
+            400,
+            "password_too_short",
+        ),
+        (
+            json!({"phone": phone, "password": "x".repeat(129), "display_name": "A"}),
+            400,
+            "password_too_long",
+        ),
+        (
+            json!({"phone": phone, "password": "password123", "display_name": "A"}),
+            400,
+            "password_too_common",
+        ),
+        (
+            json!({"phone": phone, "password": "qwertyuiop", "display_name": "A"}),
+            400,
+            "password_too_common",
+        ),
+        (
+            json!({"phone": phone, "password": PASSWORD, "display_name": " "}),
+            400,
+            "invalid_display_name",
+        ),
+        (
+            json!({"phone": phone, "password": PASSWORD}),
+            400,
+            "invalid_json",
+        ),
     ];
     for (body, status, code) in cases {
-        let (got, value) = app.http.request_json("POST", "/v1/accounts", None, Some(&body)).await.unwrap();
-        assert_eq!((got, value["code"].as_str().unwrap()), (status, code), "{body}");
+        let (got, value) = app
+            .http
+            .request_json("POST", "/v1/accounts", None, Some(&body))
+            .await
+            .unwrap();
+        assert_eq!(
+            (got, value["code"].as_str().unwrap()),
+            (status, code),
+            "{body}"
+        );
     }
     // None of them took the phone.
     app.http.register(&phone, PASSWORD, "A").await.unwrap();
@@ -64,19 +111,35 @@ async fn malformed_and_oversize_bodies_are_refused_with_codes() {
         let client = client.clone();
         let url = url.clone();
         async move {
-            let r = client.post(url).header("content-type", content_type).body(body).send().await.unwrap();
+            let r = client
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             let status = r.status().as_u16();
             let v: serde_json::Value = r.json().await.unwrap();
             (status, v["code"].as_str().unwrap().to_string())
         }
     };
-    assert_eq!(send(b"{not json".to_vec(), "application/json").await, (400, "invalid_json".into()));
-    assert_eq!(send(b"{}".to_vec(), "text/plain").await, (415, "unsupported_media_type".into()));
+    assert_eq!(
+        send(b"{not json".to_vec(), "application/json").await,
+        (400, "invalid_json".into())
+    );
+    assert_eq!(
+        send(b"{}".to_vec(), "text/plain").await,
+        (415, "unsupported_media_type".into())
+    );
     assert_eq!(
         send(vec![b' '; 200 * 1024], "application/json").await,
         (413, "body_too_large".into())
     );
-    let r = client.get(format!("{}/v1/nowhere", app.base_url)).send().await.unwrap();
+    let r = client
+        .get(format!("{}/v1/nowhere", app.base_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
 
@@ -85,7 +148,11 @@ async fn an_unknown_phone_and_a_wrong_password_look_the_same() {
     let app = spawn_app().await;
     let phone = fresh_phone();
     app.http.register(&phone, PASSWORD, "Ann").await.unwrap();
-    let wrong = app.http.login(&phone, "not the password at all").await.unwrap_err();
+    let wrong = app
+        .http
+        .login(&phone, "not the password at all")
+        .await
+        .unwrap_err();
     let unknown = app.http.login(&fresh_phone(), PASSWORD).await.unwrap_err();
     assert_eq!(wrong.code(), Some("invalid_credentials"));
     assert_eq!(wrong.to_string(), unknown.to_string());
@@ -97,7 +164,11 @@ async fn repeated_failed_logins_are_throttled_per_account() {
     let phone = fresh_phone();
     app.http.register(&phone, PASSWORD, "Ann").await.unwrap();
     for _ in 0..3 {
-        let e = app.http.login(&phone, "wrong wrong wrong").await.unwrap_err();
+        let e = app
+            .http
+            .login(&phone, "wrong wrong wrong")
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Some("invalid_credentials"));
     }
     // Even the right password waits now, and the answer says how long.
@@ -131,7 +202,11 @@ async fn refresh_rotates_and_a_reused_refresh_token_ends_the_session() {
     app.http.me(&second.access_token).await.unwrap();
 
     // The first token again: somebody replayed it. The whole family ends.
-    let replay = app.http.refresh(&user.tokens.refresh_token).await.unwrap_err();
+    let replay = app
+        .http
+        .refresh(&user.tokens.refresh_token)
+        .await
+        .unwrap_err();
     assert_eq!(replay.code(), Some("invalid_refresh_token"));
     let e = app.http.refresh(&second.refresh_token).await.unwrap_err();
     assert_eq!(e.code(), Some("invalid_refresh_token"));
@@ -146,9 +221,20 @@ async fn logging_out_revokes_access_and_refresh() {
     let app = spawn_app().await;
     let user = app.user("Ann").await;
     app.http.logout(&user.tokens.access_token).await.unwrap();
-    assert_eq!(app.http.me(&user.tokens.access_token).await.unwrap_err().code(), Some("session_revoked"));
     assert_eq!(
-        app.http.refresh(&user.tokens.refresh_token).await.unwrap_err().code(),
+        app.http
+            .me(&user.tokens.access_token)
+            .await
+            .unwrap_err()
+            .code(),
+        Some("session_revoked")
+    );
+    assert_eq!(
+        app.http
+            .refresh(&user.tokens.refresh_token)
+            .await
+            .unwrap_err()
+            .code(),
         Some("invalid_refresh_token")
     );
     // Other sessions of the same user live on.
@@ -161,9 +247,16 @@ async fn wrong_forged_and_expired_tokens_are_refused() {
     let app = spawn_app().await;
     let user = app.user("Ann").await;
     let signer = TokenSigner::load_or_create(&app.dir.path().join("token.key")).unwrap();
-    let expired = signer.sign(&Claims { sub: user.id, sid: user.tokens.session_id, exp: 1 });
-    let foreign = TokenSigner::new(superapp_kit::secret::Secret::new(vec![1; 32]))
-        .sign(&Claims { sub: user.id, sid: user.tokens.session_id, exp: i64::MAX });
+    let expired = signer.sign(&Claims {
+        sub: user.id,
+        sid: user.tokens.session_id,
+        exp: 1,
+    });
+    let foreign = TokenSigner::new(superapp_kit::secret::Secret::new(vec![1; 32])).sign(&Claims {
+        sub: user.id,
+        sid: user.tokens.session_id,
+        exp: i64::MAX,
+    });
     let mut tampered = user.tokens.access_token.clone();
     tampered.insert(5, 'x');
     for (token, code) in [
@@ -172,11 +265,26 @@ async fn wrong_forged_and_expired_tokens_are_refused() {
         (foreign.as_str(), "invalid_token"),
         (expired.as_str(), "token_expired"),
     ] {
-        let (status, v) = app.http.request_json("GET", "/v1/me", Some(token), None).await.unwrap();
-        assert_eq!((status, v["code"].as_str().unwrap()), (401, code), "{token}");
+        let (status, v) = app
+            .http
+            .request_json("GET", "/v1/me", Some(token), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (status, v["code"].as_str().unwrap()),
+            (401, code),
+            "{token}"
+        );
     }
-    let (status, v) = app.http.request_json("GET", "/v1/me", None, None).await.unwrap();
-    assert_eq!((status, v["code"].as_str().unwrap()), (401, "missing_token"));
+    let (status, v) = app
+        .http
+        .request_json("GET", "/v1/me", None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, v["code"].as_str().unwrap()),
+        (401, "missing_token")
+    );
 }
 
 #[tokio::test]
@@ -185,7 +293,10 @@ async fn the_token_key_file_is_owner_only() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(app.dir.path().join("token.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(app.dir.path().join("token.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

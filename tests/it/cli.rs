@@ -10,7 +10,10 @@ use crate::helpers::{PASSWORD, fresh_phone, spawn_app};
 fn cli_path() -> PathBuf {
     let server = PathBuf::from(env!("CARGO_BIN_EXE_superapp"));
     let path = server.with_file_name("superapp-cli");
-    assert!(path.exists(), "run the tests with `cargo test --workspace` so superapp-cli is built");
+    assert!(
+        path.exists(),
+        "run the tests with `cargo test --workspace` so superapp-cli is built"
+    );
     path
 }
 
@@ -36,10 +39,42 @@ async fn two_people_chat_from_the_cli_and_the_receiver_catches_up_after_a_break(
     let base2 = base.clone();
     let (ann2, bo2) = (ann.clone(), bo.clone());
     let bo_id = tokio::task::spawn_blocking(move || {
-        cli(&base2, &ann2, &["register", "--phone", &pa, "--password", PASSWORD, "--name", "Ann"]);
-        let bo = cli(&base2, &bo2, &["register", "--phone", &pb, "--password", PASSWORD, "--name", "Bo"]);
-        cli(&base2, &ann2, &["login", "--phone", &pa, "--password", PASSWORD]);
-        cli(&base2, &bo2, &["login", "--phone", &pb, "--password", PASSWORD]);
+        cli(
+            &base2,
+            &ann2,
+            &[
+                "register",
+                "--phone",
+                &pa,
+                "--password",
+                PASSWORD,
+                "--name",
+                "Ann",
+            ],
+        );
+        let bo = cli(
+            &base2,
+            &bo2,
+            &[
+                "register",
+                "--phone",
+                &pb,
+                "--password",
+                PASSWORD,
+                "--name",
+                "Bo",
+            ],
+        );
+        cli(
+            &base2,
+            &ann2,
+            &["login", "--phone", &pa, "--password", PASSWORD],
+        );
+        cli(
+            &base2,
+            &bo2,
+            &["login", "--phone", &pb, "--password", PASSWORD],
+        );
         bo["user_id"].as_str().unwrap().to_string()
     })
     .await
@@ -61,7 +96,9 @@ async fn two_people_chat_from_the_cli_and_the_receiver_catches_up_after_a_break(
     .await
     .unwrap();
     assert_eq!(sent["seq"], 1);
-    let out = tokio::task::spawn_blocking(move || listener.wait_with_output().unwrap()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || listener.wait_with_output().unwrap())
+        .await
+        .unwrap();
     let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -93,12 +130,18 @@ async fn two_people_chat_from_the_cli_and_the_receiver_catches_up_after_a_break(
     let texts: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(texts, ["one", "two", "three"]);
-    let conversations = tokio::task::spawn_blocking(move || cli(&base, &bo, &["conversations", "--json"]))
-        .await
-        .unwrap();
+    let conversations =
+        tokio::task::spawn_blocking(move || cli(&base, &bo, &["conversations", "--json"]))
+            .await
+            .unwrap();
     assert_eq!(conversations["conversations"][0]["last_seq"], 4);
     assert_eq!(conversations["conversations"][0]["unread"], 4);
 }

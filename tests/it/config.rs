@@ -9,7 +9,9 @@ fn the_shipped_example_config_is_current() {
     let current = Config::example_toml();
     if shipped != current {
         // Regenerate with: cargo run -- config-example > deploy/superapp.example.toml
-        panic!("deploy/superapp.example.toml is stale; regenerate it with `superapp config-example`");
+        panic!(
+            "deploy/superapp.example.toml is stale; regenerate it with `superapp config-example`"
+        );
     }
     // And it loads as it is.
     Config::load(Some(std::path::Path::new(path))).unwrap();

@@ -23,17 +23,18 @@ fn start_server(data: &std::path::Path) -> (Child, String) {
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if let Some(addr) = v["fields"]["addr"].as_str() {
-                        let _ = tx.send(addr.to_string());
-                        sent = true;
-                    }
-                }
+            if !sent
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = v["fields"]["addr"].as_str()
+            {
+                let _ = tx.send(addr.to_string());
+                sent = true;
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("the server logs its address");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server logs its address");
     (child, format!("http://{addr}"))
 }
 
@@ -51,12 +52,17 @@ async fn kill_9_during_a_stream_of_sends_loses_no_acked_message() {
     // Several senders at once, so acks share group commits when the kill lands.
     let mut senders = Vec::new();
     for lane in 0..4 {
-        let conn = Connection::connect(&base, &a_tokens.access_token).await.unwrap();
+        let conn = Connection::connect(&base, &a_tokens.access_token)
+            .await
+            .unwrap();
         let to = b.user_id;
         senders.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for i in 0.. {
-                match conn.send_text(to, &format!("lane{lane}-{i}"), "durable?").await {
+                match conn
+                    .send_text(to, &format!("lane{lane}-{i}"), "durable?")
+                    .await
+                {
                     Ok(ack) => acked.push((ack.seq, format!("lane{lane}-{i}"))),
                     Err(_) => break,
                 }
@@ -71,11 +77,21 @@ async fn kill_9_during_a_stream_of_sends_loses_no_acked_message() {
     for s in senders {
         acked.extend(s.await.unwrap());
     }
-    assert!(acked.len() > 20, "too few sends before the kill: {}", acked.len());
+    assert!(
+        acked.len() > 20,
+        "too few sends before the kill: {}",
+        acked.len()
+    );
 
     let (mut server, base) = start_server(dir.path());
-    let conn = Connection::connect(&base, &b_tokens.access_token).await.unwrap();
-    let conversation = format!("d.{}.{}", a_tokens.user_id.min(b.user_id), a_tokens.user_id.max(b.user_id));
+    let conn = Connection::connect(&base, &b_tokens.access_token)
+        .await
+        .unwrap();
+    let conversation = format!(
+        "d.{}.{}",
+        a_tokens.user_id.min(b.user_id),
+        a_tokens.user_id.max(b.user_id)
+    );
     let mut stored = std::collections::HashMap::new();
     let mut after = 0;
     loop {
@@ -90,11 +106,20 @@ async fn kill_9_during_a_stream_of_sends_loses_no_acked_message() {
         }
     }
     for (seq, cmid) in &acked {
-        assert_eq!(stored.get(seq), Some(cmid), "acked message {cmid} at seq {seq} was lost");
+        assert_eq!(
+            stored.get(seq),
+            Some(cmid),
+            "acked message {cmid} at seq {seq} was lost"
+        );
     }
     // The conversation continues after the last stored seq.
-    let a_conn = Connection::connect(&base, &a_tokens.access_token).await.unwrap();
-    let next = a_conn.send_text(b.user_id, "after-restart", "still here").await.unwrap();
+    let a_conn = Connection::connect(&base, &a_tokens.access_token)
+        .await
+        .unwrap();
+    let next = a_conn
+        .send_text(b.user_id, "after-restart", "still here")
+        .await
+        .unwrap();
     assert_eq!(next.seq, after + 1);
     server.kill().unwrap();
     server.wait().unwrap();

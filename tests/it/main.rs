@@ -1,6 +1,8 @@
 //! The server's story, told against a real server on port 0 with a fresh data
 //! dir, real HTTP and real WebSocket clients over real sockets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod accounts;
 mod chat;
 mod cli;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use prost::Message as _;
-use superapp_client::proto::v1::{ClientFrame, Ping, ServerFrame, client_frame, response, server_frame};
+use superapp_client::proto::v1::{
+    ClientFrame, Ping, ServerFrame, client_frame, response, server_frame,
+};
 use superapp_client::tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use superapp_client::{Connection, connect_raw};
 
@@ -16,7 +18,9 @@ type Socket = superapp_client::tokio_tungstenite::WebSocketStream<
 >;
 
 async fn raw(app: &TestApp, user: &User) -> Socket {
-    connect_raw(&app.base_url, Some(&user.tokens.access_token), None).await.unwrap()
+    connect_raw(&app.base_url, Some(&user.tokens.access_token), None)
+        .await
+        .unwrap()
 }
 
 /// Reads until the server closes; returns its close code.
@@ -42,7 +46,10 @@ fn status_of(e: tungstenite::Error) -> u16 {
 /// The server still answers another user, and the conversation is intact.
 async fn still_serving(app: &TestApp, a: &User, b: &User, expected_last_seq: u64) {
     let conn = app.connect(a).await;
-    let ack = conn.send_text(b.id, &superapp_client::new_client_msg_id(), "still here").await.unwrap();
+    let ack = conn
+        .send_text(b.id, &superapp_client::new_client_msg_id(), "still here")
+        .await
+        .unwrap();
     assert_eq!(ack.seq, expected_last_seq + 1);
     let page = conn.pull(&ack.conversation_id, 0, 100).await.unwrap();
     assert_eq!(page.messages.len() as u64, expected_last_seq + 1);
@@ -52,24 +59,57 @@ async fn still_serving(app: &TestApp, a: &User, b: &User, expected_last_seq: u64
 async fn the_handshake_refuses_missing_wrong_and_revoked_credentials() {
     let app = spawn_app().await;
     let user = app.user("Ann").await;
-    assert_eq!(status_of(connect_raw(&app.base_url, None, None).await.unwrap_err()), 401);
-    assert_eq!(status_of(connect_raw(&app.base_url, Some("nope"), None).await.unwrap_err()), 401);
+    assert_eq!(
+        status_of(connect_raw(&app.base_url, None, None).await.unwrap_err()),
+        401
+    );
+    assert_eq!(
+        status_of(
+            connect_raw(&app.base_url, Some("nope"), None)
+                .await
+                .unwrap_err()
+        ),
+        401
+    );
     // A long-lived token in the URL is never read.
     let query = format!("access_token={}", user.tokens.access_token);
-    assert_eq!(status_of(connect_raw(&app.base_url, None, Some(&query)).await.unwrap_err()), 401);
-    let other = app.http.login(&user.phone, crate::helpers::PASSWORD).await.unwrap();
+    assert_eq!(
+        status_of(
+            connect_raw(&app.base_url, None, Some(&query))
+                .await
+                .unwrap_err()
+        ),
+        401
+    );
+    let other = app
+        .http
+        .login(&user.phone, crate::helpers::PASSWORD)
+        .await
+        .unwrap();
     app.http.logout(&other.access_token).await.unwrap();
-    assert_eq!(status_of(connect_raw(&app.base_url, Some(&other.access_token), None).await.unwrap_err()), 401);
+    assert_eq!(
+        status_of(
+            connect_raw(&app.base_url, Some(&other.access_token), None)
+                .await
+                .unwrap_err()
+        ),
+        401
+    );
     // Without the subprotocol the upgrade is refused too.
-    let mut request = tungstenite::client::IntoClientRequest::into_client_request(
-        format!("ws://{}/v1/ws", app.base_url.trim_start_matches("http://")),
-    )
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://{}/v1/ws",
+        app.base_url.trim_start_matches("http://")
+    ))
     .unwrap();
     request.headers_mut().insert(
         "authorization",
-        format!("Bearer {}", user.tokens.access_token).parse().unwrap(),
+        format!("Bearer {}", user.tokens.access_token)
+            .parse()
+            .unwrap(),
     );
-    let e = superapp_client::tokio_tungstenite::connect_async(request).await.unwrap_err();
+    let e = superapp_client::tokio_tungstenite::connect_async(request)
+        .await
+        .unwrap_err();
     assert_eq!(status_of(e), 400);
     raw(&app, &user).await;
 }
@@ -79,9 +119,16 @@ async fn a_browser_ticket_opens_one_session_only() {
     let app = spawn_app().await;
     let user = app.user("Ann").await;
     let ticket = app.http.ws_ticket(&user.tokens.access_token).await.unwrap();
-    let conn = Connection::connect_with_ticket(&app.base_url, &ticket.ticket).await.unwrap();
+    let conn = Connection::connect_with_ticket(&app.base_url, &ticket.ticket)
+        .await
+        .unwrap();
     conn.ping().await.unwrap();
-    let replay = connect_raw(&app.base_url, None, Some(&format!("ticket={}", ticket.ticket))).await;
+    let replay = connect_raw(
+        &app.base_url,
+        None,
+        Some(&format!("ticket={}", ticket.ticket)),
+    )
+    .await;
     assert_eq!(status_of(replay.unwrap_err()), 401);
 }
 
@@ -91,7 +138,12 @@ async fn an_expired_ticket_is_refused() {
     let user = app.user("Ann").await;
     let ticket = app.http.ws_ticket(&user.tokens.access_token).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let late = connect_raw(&app.base_url, None, Some(&format!("ticket={}", ticket.ticket))).await;
+    let late = connect_raw(
+        &app.base_url,
+        None,
+        Some(&format!("ticket={}", ticket.ticket)),
+    )
+    .await;
     assert_eq!(status_of(late.unwrap_err()), 401);
 }
 
@@ -101,13 +153,25 @@ async fn bad_frames_close_with_documented_codes_and_harm_nobody_else() {
     let a = app.user("Ann").await;
     let b = app.user("Bo").await;
     let conn = app.connect(&a).await;
-    conn.send_text(b.id, "first", "before the abuse").await.unwrap();
+    conn.send_text(b.id, "first", "before the abuse")
+        .await
+        .unwrap();
 
-    let valid = ClientFrame { id: 7, request: Some(client_frame::Request::Ping(Ping {})) }.encode_to_vec();
+    let valid = ClientFrame {
+        id: 7,
+        request: Some(client_frame::Request::Ping(Ping {})),
+    }
+    .encode_to_vec();
     let cases: Vec<(WsMessage, u16)> = vec![
         (WsMessage::Text("hello".into()), 1003),
-        (WsMessage::Binary(vec![0xff, 0xff, 0xff, 0xff, 0x0f].into()), 1007),
-        (WsMessage::Binary(valid[..valid.len() - 1].to_vec().into()), 1007),
+        (
+            WsMessage::Binary(vec![0xff, 0xff, 0xff, 0xff, 0x0f].into()),
+            1007,
+        ),
+        (
+            WsMessage::Binary(valid[..valid.len() - 1].to_vec().into()),
+            1007,
+        ),
         (WsMessage::Binary(vec![0x0a; 64 * 1024 + 1].into()), 1009),
     ];
     for (frame, expected) in cases {
@@ -140,14 +204,22 @@ async fn unknown_fields_are_ignored_and_unknown_requests_answered() {
     let a = app.user("Ann").await;
     let mut socket = raw(&app, &a).await;
     // A ping with an extra field 99 (varint 1) a newer client might send.
-    let mut frame = ClientFrame { id: 5, request: Some(client_frame::Request::Ping(Ping {})) }.encode_to_vec();
+    let mut frame = ClientFrame {
+        id: 5,
+        request: Some(client_frame::Request::Ping(Ping {})),
+    }
+    .encode_to_vec();
     frame.extend_from_slice(&[0x98, 0x06, 0x01]);
     socket.send(WsMessage::Binary(frame.into())).await.unwrap();
     let reply = next_response(&mut socket).await;
     assert_eq!(reply.id, 5);
     assert!(matches!(reply.result, Some(response::Result::Pong(_))));
     // A request variant this server does not know (field 50 of ClientFrame).
-    let mut frame = ClientFrame { id: 6, request: None }.encode_to_vec();
+    let mut frame = ClientFrame {
+        id: 6,
+        request: None,
+    }
+    .encode_to_vec();
     frame.extend_from_slice(&[0x92, 0x03, 0x00]);
     socket.send(WsMessage::Binary(frame.into())).await.unwrap();
     let reply = next_response(&mut socket).await;
@@ -165,10 +237,10 @@ async fn next_response(socket: &mut Socket) -> superapp_client::proto::v1::Respo
             .expect("a response")
             .expect("open")
             .expect("frame");
-        if let WsMessage::Binary(data) = message {
-            if let Some(server_frame::Kind::Response(r)) = ServerFrame::decode(data).unwrap().kind {
-                return r;
-            }
+        if let WsMessage::Binary(data) = message
+            && let Some(server_frame::Kind::Response(r)) = ServerFrame::decode(data).unwrap().kind
+        {
+            return r;
         }
     }
 }
@@ -187,20 +259,31 @@ async fn a_flooding_session_is_told_to_wait_then_closed_with_1008() {
     let mut limited = 0;
     let mut code = None;
     for id in 0..100u64 {
-        let frame = ClientFrame { id, request: Some(client_frame::Request::Ping(Ping {})) };
-        if socket.send(WsMessage::Binary(frame.encode_to_vec().into())).await.is_err() {
+        let frame = ClientFrame {
+            id,
+            request: Some(client_frame::Request::Ping(Ping {})),
+        };
+        if socket
+            .send(WsMessage::Binary(frame.encode_to_vec().into()))
+            .await
+            .is_err()
+        {
             break;
         }
     }
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+        {
             Some(Ok(WsMessage::Binary(data))) => {
-                if let Some(server_frame::Kind::Response(r)) = ServerFrame::decode(data).unwrap().kind {
-                    if let Some(response::Result::Error(e)) = r.result {
-                        assert_eq!(e.code, "rate_limited");
-                        assert!(e.retry_after_ms > 0);
-                        limited += 1;
-                    }
+                if let Some(server_frame::Kind::Response(r)) =
+                    ServerFrame::decode(data).unwrap().kind
+                    && let Some(response::Result::Error(e)) = r.result
+                {
+                    assert_eq!(e.code, "rate_limited");
+                    assert!(e.retry_after_ms > 0);
+                    limited += 1;
                 }
             }
             Some(Ok(WsMessage::Close(frame))) => {
@@ -228,7 +311,10 @@ async fn every_device_of_a_user_receives_every_message() {
     let ack = a_phone.send_text(b.id, "m1", "hello").await.unwrap();
     for device in [&b_phone, &b_laptop, &a_tablet] {
         let m = next_message(device).await;
-        assert_eq!((m.seq, m.sender, m.conversation_id.as_str()), (ack.seq, a.id, ack.conversation_id.as_str()));
+        assert_eq!(
+            (m.seq, m.sender, m.conversation_id.as_str()),
+            (ack.seq, a.id, ack.conversation_id.as_str())
+        );
     }
 }
 
@@ -236,9 +322,15 @@ async fn every_device_of_a_user_receives_every_message() {
 async fn logging_out_closes_that_sessions_websockets_within_a_second() {
     let app = spawn_app().await;
     let a = app.user("Ann").await;
-    let other_session = app.http.login(&a.phone, crate::helpers::PASSWORD).await.unwrap();
+    let other_session = app
+        .http
+        .login(&a.phone, crate::helpers::PASSWORD)
+        .await
+        .unwrap();
     let mut socket = raw(&app, &a).await;
-    let survivor = Connection::connect(&app.base_url, &other_session.access_token).await.unwrap();
+    let survivor = Connection::connect(&app.base_url, &other_session.access_token)
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     app.http.logout(&a.tokens.access_token).await.unwrap();
     assert_eq!(close_code(&mut socket).await, Some(4001));
@@ -301,12 +393,24 @@ async fn a_slow_consumer_is_cut_off_and_nobody_else_waits_for_it() {
         got
     });
     for i in 0..total {
-        sender.send_text(b.id, &format!("m{i}"), &text).await.unwrap();
+        sender
+            .send_text(b.id, &format!("m{i}"), &text)
+            .await
+            .unwrap();
     }
-    assert_eq!(tokio::time::timeout(Duration::from_secs(20), reading).await.unwrap().unwrap(), total);
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(20), reading)
+            .await
+            .unwrap()
+            .unwrap(),
+        total
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while app.metric("gateway_slow_consumers_total").await < 1.0 {
-        assert!(tokio::time::Instant::now() < deadline, "the stalled session was never cut off");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled session was never cut off"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(stalled);
@@ -319,5 +423,8 @@ async fn shutdown_closes_sessions_with_1012() {
     let mut socket = raw(&app, &a).await;
     app.shutdown.cancel();
     assert_eq!(close_code(&mut socket).await, Some(1012));
-    tokio::time::timeout(Duration::from_secs(10), app.stopped).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), app.stopped)
+        .await
+        .unwrap()
+        .unwrap();
 }
