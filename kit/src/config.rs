@@ -155,7 +155,7 @@ impl Default for GatewayConfig {
             rate_burst: 200,
             rate_abuse_limit: 100,
             user_rate_per_sec: 300,
-            read_buffer_bytes: 4 * 1024,
+            read_buffer_bytes: 2 * 1024,
             write_buffer_bytes: 4 * 1024,
             write_timeout_secs: 10,
         }
