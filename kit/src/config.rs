@@ -135,8 +135,8 @@ pub struct GatewayConfig {
     pub rate_abuse_limit: u32,
     /// Requests per second one user may make across all sessions, sustained.
     pub user_rate_per_sec: u32,
-    /// Per-connection WebSocket read buffer, bytes. tungstenite's default is 128 KiB;
-    /// small buffers keep an idle session cheap.
+    /// Per-connection WebSocket read buffer, bytes. tungstenite's default is 128 KiB; it
+    /// grows for a larger frame, so a small start keeps an idle session cheap.
     pub read_buffer_bytes: usize,
     /// Per-connection WebSocket write buffer target, bytes.
     pub write_buffer_bytes: usize,
