@@ -282,3 +282,126 @@ impl AccountStore for SqliteAccountStore {
         }))
     }
 }
+
+/// The behaviour every [`AccountStore`] backend must show. Run against SQLite
+/// always, and against every other backend that is available.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use super::*;
+
+    fn user(id: u64, phone: &str) -> UserRecord {
+        UserRecord {
+            id,
+            phone: phone.into(),
+            display_name: "A".into(),
+            password_hash: "$argon2id$x".into(),
+            created_at_ms: 1,
+        }
+    }
+
+    fn session(id: u64, user_id: u64) -> SessionRecord {
+        SessionRecord {
+            id,
+            user_id,
+            device_name: "phone".into(),
+            created_at_ms: 0,
+            expires_at_ms: 1_000,
+        }
+    }
+
+    pub async fn run(store: &dyn AccountStore) {
+        // A phone belongs to one user.
+        assert!(store.create_user(user(1, "+8613800000001")).await.unwrap());
+        assert!(!store.create_user(user(2, "+8613800000001")).await.unwrap());
+        assert_eq!(store.user(2).await.unwrap(), None);
+        let found = store
+            .user_by_phone("+8613800000001")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found, user(1, "+8613800000001"));
+
+        // Refresh tokens rotate once; a spent one revokes the session.
+        store
+            .create_session(session(10, 1), "h0".into())
+            .await
+            .unwrap();
+        assert_eq!(store.active_session(10, 5).await.unwrap(), Some(1));
+        assert!(matches!(
+            store.rotate_refresh("h0".into(), "h1".into(), 5).await.unwrap(),
+            Rotation::Rotated(s) if s.id == 10
+        ));
+        assert_eq!(
+            store
+                .rotate_refresh("h0".into(), "h2".into(), 6)
+                .await
+                .unwrap(),
+            Rotation::Reused {
+                session_id: 10,
+                user_id: 1
+            }
+        );
+        assert_eq!(store.active_session(10, 7).await.unwrap(), None);
+        assert_eq!(
+            store
+                .rotate_refresh("h1".into(), "h3".into(), 8)
+                .await
+                .unwrap(),
+            Rotation::Invalid
+        );
+        assert_eq!(
+            store
+                .rotate_refresh("unknown".into(), "h4".into(), 8)
+                .await
+                .unwrap(),
+            Rotation::Invalid
+        );
+
+        // Sessions expire and can be revoked.
+        store
+            .create_session(session(11, 1), "k0".into())
+            .await
+            .unwrap();
+        assert_eq!(store.active_session(11, 1_000).await.unwrap(), None);
+        assert_eq!(
+            store
+                .rotate_refresh("k0".into(), "k1".into(), 1_000)
+                .await
+                .unwrap(),
+            Rotation::Invalid
+        );
+        store
+            .create_session(session(12, 1), "j0".into())
+            .await
+            .unwrap();
+        store.revoke_session(12, 9).await.unwrap();
+        assert_eq!(store.active_session(12, 10).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn sqlite_meets_the_account_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteAccountStore::open(&dir.path().join("account.db"), None).unwrap();
+        run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn two_concurrent_refreshes_with_one_token_cannot_both_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteAccountStore::open(&dir.path().join("account.db"), None).unwrap();
+        store.create_user(user(1, "+8613800000001")).await.unwrap();
+        store
+            .create_session(session(10, 1), "h0".into())
+            .await
+            .unwrap();
+        let (a, b) = tokio::join!(
+            store.rotate_refresh("h0".into(), "a1".into(), 5),
+            store.rotate_refresh("h0".into(), "b1".into(), 5),
+        );
+        let rotated = [a.unwrap(), b.unwrap()]
+            .iter()
+            .filter(|r| matches!(r, Rotation::Rotated(_)))
+            .count();
+        assert_eq!(rotated, 1);
+    }
+}

@@ -314,3 +314,20 @@ async fn reading_sends_a_receipt_and_own_messages_are_never_unread() {
         3
     );
 }
+
+#[tokio::test]
+async fn metrics_count_sessions_frames_sends_acks_and_commit_batches() {
+    let app = spawn_app().await;
+    let a = app.user("Ann").await;
+    let b = app.user("Bo").await;
+    let conn = app.connect(&a).await;
+    let _b_conn = app.connect(&b).await;
+    conn.send_text(b.id, "m1", "hi").await.unwrap();
+    assert_eq!(app.metric("gateway_sessions").await, 2.0);
+    assert!(app.metric("gateway_frames_in_total").await >= 1.0);
+    assert!(app.metric("gateway_frames_out_total").await >= 1.0);
+    assert_eq!(app.metric("chat_messages_stored_total").await, 1.0);
+    assert_eq!(app.metric("gateway_send_ack_seconds_count").await, 1.0);
+    assert!(app.metric("store_commit_batch_size_count").await >= 1.0);
+    assert!(app.metric("http_requests_total").await >= 4.0);
+}

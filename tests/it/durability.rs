@@ -9,20 +9,33 @@ use superapp_client::{Connection, HttpClient};
 
 use crate::helpers::{PASSWORD, fresh_phone};
 
+type Logs = std::sync::Arc<std::sync::Mutex<String>>;
+
 fn start_server(data: &std::path::Path) -> (Child, String) {
+    let (child, base, _) = start_server_logging(data, "info");
+    (child, base)
+}
+
+/// Starts the server binary; its log lines collect in the returned buffer.
+fn start_server_logging(data: &std::path::Path, filter: &str) -> (Child, String, Logs) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_superapp"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .env("SUPERAPP_LOG__FORMAT", "json")
+        .env("RUST_LOG", filter)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let logs = Logs::default();
+    let collected = logs.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            collected.lock().unwrap().push_str(&line);
+            collected.lock().unwrap().push('\n');
             if !sent
                 && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && let Some(addr) = v["fields"]["addr"].as_str()
@@ -35,7 +48,7 @@ fn start_server(data: &std::path::Path) -> (Child, String) {
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the server logs its address");
-    (child, format!("http://{addr}"))
+    (child, format!("http://{addr}"), logs)
 }
 
 #[tokio::test]
@@ -123,4 +136,49 @@ async fn kill_9_during_a_stream_of_sends_loses_no_acked_message() {
     assert_eq!(next.seq, after + 1);
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+#[tokio::test]
+async fn logs_never_hold_passwords_tokens_or_message_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, base, logs) = start_server_logging(dir.path(), "trace");
+    let http = HttpClient::new(base.clone());
+    let (pa, pb) = (fresh_phone(), fresh_phone());
+    let secret_password = "zebra-violet-quantum-42";
+    http.register(&pa, secret_password, "Ann").await.unwrap();
+    let b = http.register(&pb, PASSWORD, "Bo").await.unwrap();
+    let _ = http.login(&pa, "wrong-guess-zebra-violet").await;
+    let tokens = http.login(&pa, secret_password).await.unwrap();
+    let refreshed = http.refresh(&tokens.refresh_token).await.unwrap();
+    let ticket = http.ws_ticket(&refreshed.access_token).await.unwrap();
+    let conn = Connection::connect_with_ticket(&base, &ticket.ticket)
+        .await
+        .unwrap();
+    let body = "the-secret-body-of-a-message";
+    conn.send_text(b.user_id, "c1", body).await.unwrap();
+    http.logout(&refreshed.access_token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let logs = logs.lock().unwrap().clone();
+    assert!(logs.contains("logged in"), "the log was captured");
+    for secret in [
+        secret_password,
+        "wrong-guess-zebra-violet",
+        body,
+        &tokens.access_token,
+        &tokens.refresh_token,
+        &refreshed.access_token,
+        &refreshed.refresh_token,
+        &ticket.ticket,
+    ] {
+        if let Some(at) = logs.find(secret) {
+            let line = logs[..at].rsplit('\n').next().unwrap_or("");
+            panic!(
+                "a secret reached the log, in a line starting: {}",
+                &line[..line.len().min(300)]
+            );
+        }
+    }
 }
