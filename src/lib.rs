@@ -89,7 +89,6 @@ impl Application {
                 config.gateway.user_rate_per_sec,
                 config.gateway.user_rate_per_sec.saturating_mul(2),
             ),
-            shutdown.clone(),
         );
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -148,6 +147,7 @@ impl Application {
         {
             tracing::warn!("sessions did not close within the deadline");
         }
+        state.hub.stop();
         tracing::info!("shut down");
         Ok(())
     }

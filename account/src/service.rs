@@ -17,6 +17,9 @@ use crate::password::{self, Hasher};
 use crate::store::{AccountStore, Rotation, SessionRecord, UserRecord};
 use crate::throttle::Throttle;
 
+/// Concurrent password hashes at most.
+const HASHING_SLOTS: usize = 4;
+
 pub struct NewAccount {
     pub phone: String,
     pub password: String,
@@ -63,6 +66,10 @@ pub struct Accounts {
     config: AuthConfig,
     by_account: Throttle,
     by_address: Throttle,
+    /// Caps concurrent argon2id work (19 MiB each), so a flood of log-ins queues
+    /// instead of exhausting memory, and the throttles see at most this many
+    /// attempts in flight.
+    hashing: tokio::sync::Semaphore,
     /// Browser tickets by hash: (claims, expiry). Single use; in memory because
     /// they live 30 seconds and a restart may simply ask for a new one.
     tickets: Mutex<HashMap<String, (Claims, i64)>>,
@@ -82,6 +89,7 @@ impl Accounts {
             hasher: Hasher::new(config.argon2_memory_kib, config.argon2_iterations)?,
             by_account: Throttle::new(config.login_failures_per_account, window_ms),
             by_address: Throttle::new(config.login_failures_per_address, window_ms),
+            hashing: tokio::sync::Semaphore::new(HASHING_SLOTS),
             store,
             signer,
             bus,
@@ -97,6 +105,11 @@ impl Accounts {
         let phone = normalize_phone(&new.phone)?;
         let display_name = normalize_display_name(&new.display_name)?;
         password::check_rules(&new.password)?;
+        let _slot = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| AccountError::Internal(e.to_string()))?;
         let hasher = self.hasher.clone();
         let password = new.password;
         let password_hash = tokio::task::spawn_blocking(move || hasher.hash(&password))
@@ -125,8 +138,13 @@ impl Accounts {
         device_name: &str,
         client_address: &str,
     ) -> Result<TokenPair, AccountError> {
-        let now = self.clock.now_ms();
         let phone = normalize_phone(phone).map_err(|_| AccountError::InvalidCredentials)?;
+        let _slot = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| AccountError::Internal(e.to_string()))?;
+        let now = self.clock.now_ms();
         if let Some(wait) = self
             .by_account
             .check(&phone, now)
@@ -136,6 +154,9 @@ impl Accounts {
                 retry_after_ms: wait,
             });
         }
+        // The attempt counts as failed until it succeeds, so concurrent guesses
+        // at one account cannot all pass the check above.
+        self.by_account.record_failure(&phone, now);
         let user = self.store.user_by_phone(&phone).await?;
         let hasher = self.hasher.clone();
         let phc = user
@@ -149,7 +170,6 @@ impl Accounts {
         let user = match user {
             Some(user) if matches => user,
             _ => {
-                self.by_account.record_failure(&phone, now);
                 self.by_address.record_failure(client_address, now);
                 return Err(AccountError::InvalidCredentials);
             }
@@ -214,6 +234,15 @@ impl Accounts {
             Some(user) if user == claims.sub => Ok(claims),
             _ => Err(AccountError::SessionRevoked),
         }
+    }
+
+    /// Whether the session behind these claims is still live.
+    pub async fn session_live(&self, claims: &Claims) -> Result<bool, AccountError> {
+        let user = self
+            .store
+            .active_session(claims.sid, self.clock.now_ms())
+            .await?;
+        Ok(user == Some(claims.sub))
     }
 
     pub async fn profile(&self, user_id: u64) -> Result<Profile, AccountError> {

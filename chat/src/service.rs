@@ -23,6 +23,9 @@ const MAX_CLIENT_MSG_ID_BYTES: usize = 64;
 const DEFAULT_PAGE: u32 = 100;
 const DEFAULT_CONVERSATIONS: u32 = 50;
 const MAX_CONVERSATIONS: u32 = 200;
+/// Bodies in one pulled page stop growing past this, so a page of long
+/// messages still fits one WebSocket frame; `has_more` says to pull again.
+pub const MAX_PAGE_BODY_BYTES: usize = 256 * 1024;
 
 /// A one-to-one conversation is named by its two members, smaller id first, so
 /// both sides derive the same id without a lookup: `d.<low>.<high>`.
@@ -108,7 +111,7 @@ impl Chat {
 
     /// Validates, appends durably, and only then publishes the message to the
     /// recipient and to the sender's other devices.
-    #[tracing::instrument(skip_all, fields(sender))]
+    #[tracing::instrument(skip_all, fields(sender = sender))]
     pub async fn send(&self, sender: u64, request: SendMessage) -> Result<SendAck, ChatError> {
         let body = validate_body(request.body)?;
         if request.client_msg_id.is_empty() || request.client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES
@@ -202,8 +205,17 @@ impl Chat {
             .store
             .messages_after(conversation_id, after_seq, limit + 1)
             .await?;
-        let has_more = rows.len() > limit as usize;
+        let mut has_more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
+        let mut bytes = 0;
+        if let Some(cut) = rows.iter().position(|m| {
+            bytes += m.body.len();
+            bytes > MAX_PAGE_BODY_BYTES
+        }) {
+            // Always at least one message, or a client could never get past it.
+            rows.truncate(cut.max(1));
+            has_more = true;
+        }
         Ok(MessagePage {
             conversation_id: conversation_id.to_string(),
             messages: rows.into_iter().map(message_of).collect(),

@@ -3,7 +3,7 @@
 //! | table | partition | sort | notes |
 //! |---|---|---|---|
 //! | messages | conversation | seq | in ScyllaDB bucketed by `seq / 10_000` |
-//! | sent | (sender, client_msg_id) | | the idempotency record of each send |
+//! | sent | conversation | (sender, client_msg_id) | the idempotency record of each send |
 //! | conversations | conversation | | `last_seq`, last activity |
 //! | members | conversation | user | read mark, peer |
 //! | inbox | user | last activity | the conversation list (an index here) |
@@ -67,7 +67,9 @@ pub type InboxCursor = (i64, String);
 
 pub trait ChatStore: Send + Sync + 'static {
     /// Appends with `seq = last_seq + 1`, or returns the first ack of a repeated
-    /// (sender, client_msg_id). Creates the conversation on its first message.
+    /// (sender, client_msg_id) in the conversation. Creates the conversation on
+    /// its first message. Idempotency is per conversation so that the single
+    /// writer of a conversation (its shard owner) can decide it alone.
     fn append(&self, message: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>>;
     /// Messages with seq > `after_seq`, ascending, at most `limit`.
     fn messages_after(
@@ -121,13 +123,13 @@ CREATE TABLE messages (
     PRIMARY KEY (conversation_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE sent (
+    conversation_id TEXT NOT NULL,
     sender INTEGER NOT NULL,
     client_msg_id TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     message_id INTEGER NOT NULL,
     server_time_ms INTEGER NOT NULL,
-    PRIMARY KEY (sender, client_msg_id)
+    PRIMARY KEY (conversation_id, sender, client_msg_id)
 ) WITHOUT ROWID;
 "];
 
@@ -145,10 +147,12 @@ impl SqliteChatStore {
 
 fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appended> {
     let earlier = c
-        .query_row(
+        .prepare_cached(
             "SELECT conversation_id, seq, message_id, server_time_ms FROM sent
-             WHERE sender = ?1 AND client_msg_id = ?2",
-            params![m.sender as i64, m.client_msg_id],
+             WHERE conversation_id = ?1 AND sender = ?2 AND client_msg_id = ?3",
+        )?
+        .query_row(
+            params![m.conversation_id, m.sender as i64, m.client_msg_id],
             |r| {
                 Ok(Appended {
                     conversation_id: r.get(0)?,
@@ -163,17 +167,18 @@ fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appen
     if let Some(earlier) = earlier {
         return Ok(earlier);
     }
-    let seq: i64 = c.query_row(
-        "INSERT INTO conversations (id, last_seq, last_activity_ms) VALUES (?1, 1, ?2)
-         ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + 1, last_activity_ms = ?2
-         RETURNING last_seq",
-        params![m.conversation_id, m.server_time_ms],
-        |r| r.get(0),
-    )?;
-    c.execute(
+    let seq: i64 = c
+        .prepare_cached(
+            "INSERT INTO conversations (id, last_seq, last_activity_ms) VALUES (?1, 1, ?2)
+             ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + 1, last_activity_ms = ?2
+             RETURNING last_seq",
+        )?
+        .query_row(params![m.conversation_id, m.server_time_ms], |r| r.get(0))?;
+    c.prepare_cached(
         "INSERT INTO messages (conversation_id, seq, message_id, sender, client_msg_id, server_time_ms, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
+    )?
+    .execute(params![
             m.conversation_id,
             seq,
             m.message_id as i64,
@@ -181,20 +186,19 @@ fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appen
             m.client_msg_id,
             m.server_time_ms,
             m.body
-        ],
-    )?;
-    c.execute(
-        "INSERT INTO sent (sender, client_msg_id, conversation_id, seq, message_id, server_time_ms)
+    ])?;
+    c.prepare_cached(
+        "INSERT INTO sent (conversation_id, sender, client_msg_id, seq, message_id, server_time_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            m.sender as i64,
-            m.client_msg_id,
-            m.conversation_id,
-            seq,
-            m.message_id as i64,
-            m.server_time_ms
-        ],
-    )?;
+    )?
+    .execute(params![
+        m.conversation_id,
+        m.sender as i64,
+        m.client_msg_id,
+        seq,
+        m.message_id as i64,
+        m.server_time_ms
+    ])?;
     for &member in &m.members {
         let peer = m
             .members
@@ -204,19 +208,19 @@ fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appen
             .unwrap_or(member);
         // Sending implies having read everything up to one's own message.
         let read_seq = if member == m.sender { seq } else { 0 };
-        c.execute(
+        c.prepare_cached(
             "INSERT INTO members (conversation_id, user_id, peer_id, read_seq, last_activity_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (conversation_id, user_id) DO UPDATE SET
                  read_seq = max(read_seq, ?4), last_activity_ms = ?5",
-            params![
-                m.conversation_id,
-                member as i64,
-                peer as i64,
-                read_seq,
-                m.server_time_ms
-            ],
-        )?;
+        )?
+        .execute(params![
+            m.conversation_id,
+            member as i64,
+            peer as i64,
+            read_seq,
+            m.server_time_ms
+        ])?;
     }
     Ok(Appended {
         conversation_id: m.conversation_id.clone(),

@@ -385,7 +385,7 @@ pub async fn connect_raw(
 }
 
 /// A refused upgrade carries the API's JSON error body, so it reads like any
-/// other API refusal (e.g. `unauthorized` for an expired token).
+/// other API refusal (e.g. `token_expired` for an expired token).
 fn handshake_error(err: tungstenite::Error) -> ClientError {
     match err {
         tungstenite::Error::Http(response) => {

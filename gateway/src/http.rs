@@ -290,6 +290,13 @@ async fn websocket(
             ),
         ));
     }
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down",
+        ));
+    }
     let claims = match (headers.contains_key(header::AUTHORIZATION), query.ticket) {
         (true, _) => bearer(&state, &headers).await?,
         (false, Some(ticket)) => state.accounts.redeem_ticket(&ticket).await?,
@@ -300,20 +307,19 @@ async fn websocket(
             ));
         }
     };
-    if state.shutdown.is_cancelled() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is shutting down",
-        ));
-    }
     let cfg = &state.config.gateway;
     let tracker = state.sessions.clone();
     let upgrade = upgrade
         .protocols([superapp_proto::SUBPROTOCOL])
         .read_buffer_size(cfg.read_buffer_bytes)
         .write_buffer_size(cfg.write_buffer_bytes)
-        .max_write_buffer_size(cfg.write_buffer_bytes + cfg.max_frame_bytes * 2)
+        // Room for the largest frame the server writes: a pulled page, whose bodies
+        // chat caps at MAX_PAGE_BODY_BYTES, plus framing.
+        .max_write_buffer_size(
+            cfg.write_buffer_bytes
+                + superapp_chat::service::MAX_PAGE_BODY_BYTES * 2
+                + cfg.max_frame_bytes,
+        )
         .max_message_size(cfg.max_frame_bytes)
         .max_frame_size(cfg.max_frame_bytes);
     Ok(upgrade.on_upgrade(move |socket| {

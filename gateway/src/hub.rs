@@ -62,6 +62,7 @@ pub struct Hub {
     subscriber: Arc<dyn Subscriber>,
     users: Mutex<HashMap<u64, UserEntry>>,
     user_rate: (u32, u32),
+    stopped: CancellationToken,
     next_connection: AtomicU64,
     sessions: Arc<Gauge>,
     frames_out: Arc<Counter>,
@@ -69,19 +70,16 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts the hub and its dispatch task, which ends when `shutdown` fires.
+    /// Starts the hub and its dispatch task, which delivers until [`Hub::stop`]
+    /// (after the sessions have drained, so the drain still carries events).
     /// `user_rate` is the (per second, burst) limit all of a user's sessions share.
-    pub fn start(
-        bus: &dyn Bus,
-        metrics: &Registry,
-        user_rate: (u32, u32),
-        shutdown: CancellationToken,
-    ) -> Arc<Self> {
+    pub fn start(bus: &dyn Bus, metrics: &Registry, user_rate: (u32, u32)) -> Arc<Self> {
         let (subscriber, events) = bus.subscriber(65_536);
         let hub = Arc::new(Self {
             subscriber,
             users: Mutex::new(HashMap::new()),
             user_rate,
+            stopped: CancellationToken::new(),
             next_connection: AtomicU64::new(1),
             sessions: metrics.gauge("gateway_sessions", "Open WebSocket sessions."),
             frames_out: metrics.counter("gateway_frames_out_total", "Frames queued to sessions."),
@@ -90,7 +88,7 @@ impl Hub {
                 "Sessions closed because their outbound queue was full.",
             ),
         });
-        tokio::spawn(hub.clone().dispatch(events, shutdown));
+        tokio::spawn(hub.clone().dispatch(events));
         hub
     }
 
@@ -155,14 +153,20 @@ impl Hub {
         }
     }
 
-    async fn dispatch(
-        self: Arc<Self>,
-        mut events: mpsc::Receiver<BusMessage>,
-        shutdown: CancellationToken,
-    ) {
+    /// Ends the dispatch task.
+    pub fn stop(&self) {
+        self.stopped.cancel();
+    }
+
+    /// A session that could not be written to in time counts as slow too.
+    pub fn count_slow_consumer(&self) {
+        self.slow_consumers.inc();
+    }
+
+    async fn dispatch(self: Arc<Self>, mut events: mpsc::Receiver<BusMessage>) {
         loop {
             let message = tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = self.stopped.cancelled() => return,
                 m = events.recv() => match m {
                     Some(m) => m,
                     None => return,

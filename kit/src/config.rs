@@ -83,7 +83,8 @@ pub struct AuthConfig {
     pub token_key: Option<Secret<String>>,
     /// Lifetime of an access token, in seconds (at most 900).
     pub access_ttl_secs: u64,
-    /// Lifetime of a refresh token, in seconds; each refresh issues a new one.
+    /// Lifetime of a session (refresh-token family) from log-in, in seconds. Each
+    /// refresh issues a new token but does not extend the session.
     pub refresh_ttl_secs: u64,
     /// argon2id memory cost in KiB (at least 19456, the OWASP minimum).
     pub argon2_memory_kib: u32,
@@ -225,6 +226,12 @@ impl Config {
             return invalid(
                 "gateway",
                 "max_frame_bytes and outbound_queue must be positive",
+            );
+        }
+        if self.gateway.idle_timeout_secs <= self.gateway.heartbeat_secs {
+            return invalid(
+                "gateway.idle_timeout_secs",
+                "must exceed heartbeat_secs, or clients that only answer pings are closed",
             );
         }
         if self.gateway.rate_per_sec == 0 || self.gateway.user_rate_per_sec == 0 {

@@ -26,7 +26,9 @@ pub enum StoreError {
 }
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// Runs its work on the connection, or with None only reports that the batch
+/// failed before it ran; either way it returns what answers the caller.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
 
 /// Most jobs committed in one transaction. Bounds the latency of the first job
 /// of a batch while still sharing one fsync among many.
@@ -82,13 +84,14 @@ impl Database {
         F: FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel::<Result<R, StoreError>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let outcome = run_in_savepoint(conn, f);
+        let job: Job = Box::new(move |conn: Option<&Connection>| {
+            let outcome = conn.map(|conn| run_in_savepoint(conn, f));
             Box::new(move |committed: Result<(), String>| {
                 let result = match (outcome, committed) {
-                    (Ok(value), Ok(())) => Ok(value),
-                    (Err(e), _) => Err(StoreError::Sqlite(e)),
-                    (Ok(_), Err(e)) => Err(StoreError::Commit(e)),
+                    (Some(Ok(value)), Ok(())) => Ok(value),
+                    (Some(Err(e)), _) => Err(StoreError::Sqlite(e)),
+                    (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(StoreError::Commit(e)),
+                    (None, Ok(())) => Err(StoreError::Commit("not run".into())),
                 };
                 let _ = reply.send(result);
             })
@@ -205,16 +208,32 @@ fn writer_loop(
 fn commit_batch(conn: &Connection, batch: Vec<Job>) -> Result<(), String> {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let reason = e.to_string();
-        // Still answer every caller: each learns its write did not happen.
+        // No job runs; every caller learns its write did not happen.
         for job in batch {
-            job(conn)(Err(reason.clone()));
+            job(None)(Err(reason.clone()));
         }
-        let _ = conn.execute_batch("ROLLBACK");
         return Err(reason);
     }
-    let completions: Vec<Completion> = batch.into_iter().map(|job| job(conn)).collect();
-    let outcome = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-    if outcome.is_err() {
+    let mut failed: Option<String> = None;
+    let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+    for job in batch {
+        if failed.is_some() {
+            completions.push(job(None));
+            continue;
+        }
+        completions.push(job(Some(conn)));
+        // SQLite rolls back the whole transaction on some errors (I/O, disk
+        // full). Later jobs must not run in autocommit mode, committing on their
+        // own while their callers are told the batch failed.
+        if conn.is_autocommit() {
+            failed = Some("the transaction was rolled back".into());
+        }
+    }
+    let outcome = match failed {
+        Some(reason) => Err(reason),
+        None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+    };
+    if outcome.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     for done in completions {

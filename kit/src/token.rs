@@ -50,14 +50,16 @@ impl TokenSigner {
     /// Reads the key from `path`, or creates a random 256-bit one readable by the
     /// owner only.
     pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
-        if let Ok(bytes) = std::fs::read(path) {
-            if bytes.len() >= 32 {
-                return Ok(Self::new(Secret::new(bytes)));
+        match std::fs::read(path) {
+            Ok(bytes) if bytes.len() >= 32 => return Ok(Self::new(Secret::new(bytes))),
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "{} holds fewer than 32 bytes",
+                    path.display()
+                )));
             }
-            return Err(std::io::Error::other(format!(
-                "{} holds fewer than 32 bytes",
-                path.display()
-            )));
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         let mut key = vec![0u8; 32];
         rand::rng().fill_bytes(&mut key);

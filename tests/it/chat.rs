@@ -331,3 +331,36 @@ async fn metrics_count_sessions_frames_sends_acks_and_commit_batches() {
     assert!(app.metric("store_commit_batch_size_count").await >= 1.0);
     assert!(app.metric("http_requests_total").await >= 4.0);
 }
+
+#[tokio::test]
+async fn long_messages_come_back_in_pages_that_fit_a_frame() {
+    let app = spawn_app().await;
+    let a = app.user("Ann").await;
+    let b = app.user("Bo").await;
+    let conn = app.connect(&a).await;
+    let long = "z".repeat(16 * 1024);
+    let mut conversation = String::new();
+    for i in 0..40 {
+        conversation = conn
+            .send_text(b.id, &format!("l{i}"), &long)
+            .await
+            .unwrap()
+            .conversation_id;
+    }
+    let reader = app.connect(&b).await;
+    let (mut after, mut pages) = (0, 0);
+    loop {
+        let page = reader.pull(&conversation, after, 500).await.unwrap();
+        pages += 1;
+        for m in &page.messages {
+            assert_eq!(m.seq, after + 1);
+            after = m.seq;
+        }
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(after, 40);
+    assert!(pages > 1);
+    reader.ping().await.unwrap();
+}

@@ -9,4 +9,5 @@ mod cli;
 mod config;
 mod durability;
 mod helpers;
+mod load;
 mod websocket;

@@ -1,0 +1,149 @@
+//! *idle*: N authenticated sessions held with heartbeats; server memory per
+//! session (RSS delta / N) and the server CPU spent holding them.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use superapp_client::connect_raw;
+use superapp_client::futures_util::StreamExt as _;
+use tokio::sync::mpsc;
+
+use crate::procfs::{cpu_secs, rss_kib};
+use crate::setup::{Worker, job_file, report, users, wait_for_signal};
+
+#[derive(clap::Args)]
+pub struct IdleArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub sessions: usize,
+    /// Distinct users the sessions belong to (each logs in once).
+    #[arg(long, default_value_t = 20)]
+    pub users: usize,
+    /// Worker processes opening the sessions (at most ~19,000 each).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Seconds to hold the sessions once all are open.
+    #[arg(long, default_value_t = 30)]
+    pub hold: u64,
+    /// The server's process id, to read its memory and CPU from /proc.
+    #[arg(long)]
+    pub server_pid: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct IdleJob {
+    server: String,
+    sessions: usize,
+    tokens: Vec<String>,
+}
+
+pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Value> {
+    let tokens: Vec<String> = users(server, args.users.max(1))
+        .await?
+        .into_iter()
+        .map(|u| u.token)
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = rss_kib(args.server_pid)?;
+
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    let per_worker = args.sessions.div_ceil(args.workers.max(1));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    let mut jobs = Vec::new();
+    let mut remaining = args.sessions;
+    while remaining > 0 {
+        let n = per_worker.min(remaining);
+        remaining -= n;
+        let job = job_file(&IdleJob {
+            server: server.to_string(),
+            sessions: n,
+            tokens: tokens.clone(),
+        })?;
+        let path = job.path().display().to_string();
+        jobs.push(job);
+        workers.push(Worker::spawn(
+            &["idle-worker".into(), "--job".into(), path],
+            tx.clone(),
+        )?);
+    }
+    let mut opened = 0;
+    for _ in 0..workers.len() {
+        let line = lines.recv().await.unwrap_or_default();
+        opened += line["open"].as_u64().unwrap_or(0) as usize;
+    }
+    let open_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        opened == args.sessions,
+        "only {opened} of {} sessions opened",
+        args.sessions
+    );
+    // Let allocations settle, then measure across the hold.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_open = rss_kib(args.server_pid)?;
+    let cpu_start = cpu_secs(args.server_pid)?;
+    tokio::time::sleep(Duration::from_secs(args.hold)).await;
+    let cpu_held = cpu_secs(args.server_pid)? - cpu_start;
+    let rss_after = rss_kib(args.server_pid)?;
+    drop(workers);
+
+    let per_session =
+        (rss_after.max(rss_open) as f64 - rss_before as f64) * 1024.0 / args.sessions as f64;
+    println!("scenario          idle");
+    println!(
+        "sessions          {} ({} users, {} worker processes)",
+        args.sessions, args.users, args.workers
+    );
+    println!("opened in         {open_secs:.1} s");
+    println!(
+        "server RSS        {rss_before} KiB before, {rss_open} KiB open, {rss_after} KiB after {} s",
+        args.hold
+    );
+    println!(
+        "per session       {per_session:.0} bytes ({:.2} KiB)",
+        per_session / 1024.0
+    );
+    println!(
+        "server CPU held   {cpu_held:.2} s over {} s ({:.1} % of one core)",
+        args.hold,
+        cpu_held / args.hold.max(1) as f64 * 100.0
+    );
+    Ok(serde_json::json!({
+        "scenario": "idle",
+        "sessions": args.sessions,
+        "users": args.users,
+        "workers": args.workers,
+        "open_seconds": open_secs,
+        "rss_before_kib": rss_before,
+        "rss_open_kib": rss_open,
+        "rss_after_kib": rss_after,
+        "bytes_per_session": per_session,
+        "hold_seconds": args.hold,
+        "server_cpu_seconds_during_hold": cpu_held,
+    }))
+}
+
+/// Opens the sessions, says how many, and holds them until told or killed.
+pub async fn worker(job: IdleJob) -> anyhow::Result<()> {
+    let mut handles = Vec::with_capacity(job.sessions);
+    let mut in_flight = Vec::new();
+    for i in 0..job.sessions {
+        let token = job.tokens[i % job.tokens.len()].clone();
+        let server = job.server.clone();
+        in_flight.push(tokio::spawn(async move {
+            connect_raw(&server, Some(&token), None).await
+        }));
+        // A few connects at a time, so the listen backlog never overflows.
+        if in_flight.len() == 64 || i + 1 == job.sessions {
+            for pending in in_flight.drain(..) {
+                let mut socket = pending.await??;
+                // Reading is what answers the server's pings.
+                handles.push(tokio::spawn(async move {
+                    while socket.next().await.is_some() {}
+                }));
+            }
+        }
+    }
+    report(&serde_json::json!({ "open": handles.len() }));
+    wait_for_signal().await;
+    Ok(())
+}

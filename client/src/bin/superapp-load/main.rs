@@ -1,0 +1,98 @@
+//! `superapp-load`: the load generator and benchmark suite, built on the client
+//! SDK and the real protocol. Each scenario is one command that prints a table
+//! for people and, with `--json FILE`, writes the result for tools. Load is split
+//! over worker processes (this binary again, with a hidden subcommand), because a
+//! process here holds at most about 20,000 descriptors.
+//!
+//! - [`idle`]: memory and CPU per idle authenticated session.
+//! - [`direct`]: one-to-one rate and latency, open loop, against the server and a relay.
+//! - [`storm`]: a reconnect storm and its resync time.
+//! - [`baseline`]: raw SQLite insert rates, the storage ceiling.
+//! - [`relay`]: the bare WebSocket relay (the network-stack ceiling).
+//! - [`hist`], [`procfs`], [`setup`]: histograms, /proc readings, users and workers.
+
+mod baseline;
+mod direct;
+mod hist;
+mod idle;
+mod procfs;
+mod relay;
+mod setup;
+mod storm;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Load generator and benchmarks for superapp")]
+struct Cli {
+    /// Base URL of the server.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Write the result as JSON to this file.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// N idle authenticated sessions: server memory per session, heartbeat CPU.
+    Idle(idle::IdleArgs),
+    /// M pairs chatting one-to-one at a rate: throughput and latency percentiles.
+    Direct(direct::DirectArgs),
+    /// N sessions dropped at once reconnect with jitter: time to resync, peak memory.
+    Storm(storm::StormArgs),
+    /// Raw SQLite insert rates in the server's durability mode.
+    SqliteBaseline(baseline::BaselineArgs),
+    /// Run the bare relay (started by `direct --relay`).
+    Relay {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
+    #[command(hide = true)]
+    IdleWorker {
+        #[arg(long)]
+        job: PathBuf,
+    },
+    #[command(hide = true)]
+    DirectWorker {
+        #[arg(long)]
+        job: PathBuf,
+    },
+    #[command(hide = true)]
+    StormWorker {
+        #[arg(long)]
+        job: PathBuf,
+    },
+}
+
+fn read_job<T: serde::de::DeserializeOwned>(path: &PathBuf) -> anyhow::Result<T> {
+    Ok(serde_json::from_slice(&std::fs::read(path)?)?)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let server = cli.server.clone();
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Scenario::Idle(args) => idle::run(&server, args).await.map(Some),
+            Scenario::Direct(args) => direct::run(&server, args).await.map(Some),
+            Scenario::Storm(args) => storm::run(&server, args).await.map(Some),
+            Scenario::SqliteBaseline(args) => baseline::run(args).map(Some),
+            Scenario::Relay { listen } => relay::serve(listen).await.map(|()| None),
+            Scenario::IdleWorker { job } => idle::worker(read_job(&job)?).await.map(|()| None),
+            Scenario::DirectWorker { job } => direct::worker(read_job(&job)?).await.map(|()| None),
+            Scenario::StormWorker { job } => storm::worker(read_job(&job)?).await.map(|()| None),
+        }
+    })?;
+    if let (Some(path), Some(result)) = (cli.json, result) {
+        std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
+    }
+    Ok(())
+}

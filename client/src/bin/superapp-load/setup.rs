@@ -1,0 +1,115 @@
+//! Users for a benchmark, and worker processes that share its load.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use superapp_client::HttpClient;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadUser {
+    pub id: u64,
+    pub token: String,
+}
+
+/// Registers (or reuses) `count` users and logs each in once, a few at a time:
+/// argon2id makes each registration and log-in cost the server real work.
+pub async fn users(server: &str, count: usize) -> anyhow::Result<Vec<LoadUser>> {
+    let http = HttpClient::new(server);
+    let run = std::process::id() % 10_000;
+    let mut users = Vec::with_capacity(count);
+    let mut pending = Vec::new();
+    for u in 0..count {
+        let http = http.clone();
+        pending.push(tokio::spawn(async move {
+            let phone = format!("+1555{run:04}{u:05}");
+            let password = "load generator passphrase";
+            // An earlier run may have registered it: log in either way.
+            let _ = http.register(&phone, password, &format!("load {u}")).await;
+            let tokens = http.login(&phone, password).await?;
+            anyhow::Ok(LoadUser {
+                id: tokens.user_id,
+                token: tokens.access_token,
+            })
+        }));
+        if pending.len() == 8 || u + 1 == count {
+            for p in pending.drain(..) {
+                users.push(p.await??);
+            }
+        }
+    }
+    Ok(users)
+}
+
+/// A worker process running one hidden subcommand of this binary.
+pub struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Worker {
+    /// Starts `superapp-load <args>`; every JSON line it prints arrives on `lines`.
+    pub fn spawn(
+        args: &[String],
+        lines: mpsc::UnboundedSender<serde_json::Value>,
+    ) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting a worker")?;
+        let stdout = child.stdout.take().context("worker stdout")?;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str(&line) {
+                    let _ = lines.send(value);
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Ok(Self { child, stdin })
+    }
+
+    /// Sends a line to the worker's standard input.
+    pub fn tell(&mut self, line: &str) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().context("worker stdin")?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a job description where a worker can read it.
+pub fn job_file<T: Serialize>(job: &T) -> anyhow::Result<tempfile::NamedTempFile> {
+    let mut file = tempfile::NamedTempFile::new()?;
+    serde_json::to_writer(&mut file, job)?;
+    file.flush()?;
+    Ok(file)
+}
+
+/// Prints one JSON line for the coordinator.
+pub fn report(value: &serde_json::Value) {
+    println!("{value}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Waits for one line on standard input (the coordinator's signal).
+pub async fn wait_for_signal() -> String {
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        line.trim().to_string()
+    })
+    .await
+    .unwrap_or_default()
+}

@@ -1,0 +1,109 @@
+//! Smoke runs of every `superapp-load` scenario with tiny numbers, so the
+//! benchmarks cannot rot. They assert that each runs and reports, never timings.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::helpers::spawn_app;
+
+fn load_path() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_superapp")).with_file_name("superapp-load");
+    assert!(
+        path.exists(),
+        "run the tests with `cargo test --workspace` so superapp-load is built"
+    );
+    path
+}
+
+async fn run_load(base: &str, args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("result.json");
+    let mut command = Command::new(load_path());
+    command
+        .args(["--server", base, "--json"])
+        .arg(&json)
+        .args(args);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "superapp-load {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_benchmark_scenario_runs_end_to_end() {
+    let app = spawn_app().await;
+    // The server runs inside this test process.
+    let pid = std::process::id().to_string();
+
+    let idle = run_load(
+        &app.base_url,
+        &[
+            "idle",
+            "--sessions",
+            "20",
+            "--users",
+            "2",
+            "--hold",
+            "1",
+            "--server-pid",
+            &pid,
+        ],
+    )
+    .await;
+    assert_eq!(idle["sessions"], 20);
+    assert!(idle["bytes_per_session"].is_number());
+
+    let direct = run_load(
+        &app.base_url,
+        &[
+            "direct",
+            "--pairs",
+            "2",
+            "--rate",
+            "40",
+            "--duration",
+            "1",
+            "--workers",
+            "1",
+            "--relay",
+        ],
+    )
+    .await;
+    for target in ["server", "relay"] {
+        let run = &direct[target][0];
+        assert!(run["scheduled"].as_u64().unwrap() > 0, "{direct}");
+        assert!(run["ack"]["count"].as_u64().unwrap() > 0, "{direct}");
+        assert!(run["delivery"]["count"].as_u64().unwrap() > 0, "{direct}");
+    }
+
+    let storm = run_load(
+        &app.base_url,
+        &[
+            "storm",
+            "--sessions",
+            "10",
+            "--users",
+            "3",
+            "--workers",
+            "1",
+            "--jitter-ms",
+            "100",
+            "--server-pid",
+            &pid,
+        ],
+    )
+    .await;
+    assert_eq!(storm["resynced"], 10);
+
+    let baseline = run_load(
+        &app.base_url,
+        &["sqlite-baseline", "--rows", "2000", "--single-rows", "20"],
+    )
+    .await;
+    assert!(baseline["batched_rows_per_sec"].as_f64().unwrap() > 0.0);
+}
