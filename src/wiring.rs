@@ -1,29 +1,56 @@
 //! Adapters that plug one room's implementation into another room's port.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 
 use superapp_account::Accounts;
 use superapp_chat::Directory;
 use superapp_kit::BoxFuture;
 
-/// Chat asks "does this user exist?"; the account room answers.
+/// Most user ids remembered as existing before the memory is started afresh.
+const KNOWN_USERS_CAP: usize = 1_000_000;
+
+/// Chat asks "does this user exist?"; the account room answers. Accounts are
+/// never deleted, so a "yes" is remembered and the send path skips the store
+/// read; a "no" is always asked again (the user may register a moment later).
 pub struct AccountDirectory {
     accounts: Arc<Accounts>,
+    known: RwLock<HashSet<u64>>,
 }
 
 impl AccountDirectory {
     pub fn new(accounts: Arc<Accounts>) -> Self {
-        Self { accounts }
+        Self {
+            accounts,
+            known: RwLock::new(HashSet::new()),
+        }
     }
 }
 
 impl Directory for AccountDirectory {
     fn user_exists(&self, user_id: u64) -> BoxFuture<'_, Result<bool, String>> {
         Box::pin(async move {
-            self.accounts
+            if self
+                .known
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&user_id)
+            {
+                return Ok(true);
+            }
+            let exists = self
+                .accounts
                 .user_exists(user_id)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            if exists {
+                let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
+                if known.len() >= KNOWN_USERS_CAP {
+                    known.clear();
+                }
+                known.insert(user_id);
+            }
+            Ok(exists)
         })
     }
 }

@@ -6,7 +6,7 @@
 //! | sent | conversation | (sender, client_msg_id) | the idempotency record of each send |
 //! | conversations | conversation | | `last_seq`, last activity |
 //! | members | conversation | user | read mark, peer |
-//! | inbox | user | last activity | the conversation list (an index here) |
+//! | inbox | user | last activity | the conversation list: here a read-time sort of the user's memberships by the conversations' last activity; in ScyllaDB a table of its own |
 
 use std::path::Path;
 use std::sync::Arc;
@@ -108,10 +108,9 @@ CREATE TABLE members (
     user_id INTEGER NOT NULL,
     peer_id INTEGER NOT NULL,
     read_seq INTEGER NOT NULL DEFAULT 0,
-    last_activity_ms INTEGER NOT NULL,
     PRIMARY KEY (conversation_id, user_id)
 ) WITHOUT ROWID;
-CREATE INDEX inbox ON members (user_id, last_activity_ms DESC, conversation_id DESC);
+CREATE INDEX members_by_user ON members (user_id, conversation_id);
 CREATE TABLE messages (
     conversation_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -199,6 +198,9 @@ fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appen
         m.message_id as i64,
         m.server_time_ms
     ])?;
+    // Member rows change only when created and when the sender's read mark
+    // moves: the list order comes from the conversation's last activity, so a
+    // message touches no per-member index.
     for &member in &m.members {
         let peer = m
             .members
@@ -206,22 +208,18 @@ fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appen
             .copied()
             .find(|p| *p != member)
             .unwrap_or(member);
-        // Sending implies having read everything up to one's own message.
-        let read_seq = if member == m.sender { seq } else { 0 };
         c.prepare_cached(
-            "INSERT INTO members (conversation_id, user_id, peer_id, read_seq, last_activity_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (conversation_id, user_id) DO UPDATE SET
-                 read_seq = max(read_seq, ?4), last_activity_ms = ?5",
+            "INSERT INTO members (conversation_id, user_id, peer_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (conversation_id, user_id) DO NOTHING",
         )?
-        .execute(params![
-            m.conversation_id,
-            member as i64,
-            peer as i64,
-            read_seq,
-            m.server_time_ms
-        ])?;
+        .execute(params![m.conversation_id, member as i64, peer as i64])?;
     }
+    // Sending implies having read everything up to one's own message.
+    c.prepare_cached(
+        "UPDATE members SET read_seq = ?3
+         WHERE conversation_id = ?1 AND user_id = ?2 AND read_seq < ?3",
+    )?
+    .execute(params![m.conversation_id, m.sender as i64, seq])?;
     Ok(Appended {
         conversation_id: m.conversation_id.clone(),
         seq: seq as u64,
@@ -278,7 +276,7 @@ impl ChatStore for SqliteChatStore {
             let unbounded = before_id.is_empty();
             let mut stmt = c.prepare_cached(
                 "SELECT m.conversation_id, m.peer_id, c.last_seq, m.read_seq,
-                        coalesce(p.read_seq, 0), m.last_activity_ms,
+                        coalesce(p.read_seq, 0), c.last_activity_ms,
                         (SELECT count(*) FROM messages x
                          WHERE x.conversation_id = m.conversation_id
                            AND x.seq > m.read_seq AND x.sender != m.user_id)
@@ -286,9 +284,9 @@ impl ChatStore for SqliteChatStore {
                  JOIN conversations c ON c.id = m.conversation_id
                  LEFT JOIN members p ON p.conversation_id = m.conversation_id AND p.user_id = m.peer_id
                  WHERE m.user_id = ?1
-                   AND (?4 OR m.last_activity_ms < ?2
-                        OR (m.last_activity_ms = ?2 AND m.conversation_id < ?3))
-                 ORDER BY m.last_activity_ms DESC, m.conversation_id DESC
+                   AND (?4 OR c.last_activity_ms < ?2
+                        OR (c.last_activity_ms = ?2 AND m.conversation_id < ?3))
+                 ORDER BY c.last_activity_ms DESC, m.conversation_id DESC
                  LIMIT ?5",
             )?;
             let rows = stmt.query_map(

@@ -38,6 +38,9 @@ pub struct DirectArgs {
     /// Also run against a bare relay on the same WebSocket stack.
     #[arg(long)]
     pub relay: bool,
+    /// The server's process id: also report the CPU it spent in each run.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -71,6 +74,8 @@ pub struct RunResult {
     pub lost: u64,
     pub ack: Summary,
     pub delivery: Summary,
+    /// CPU the measured process spent during the run, in cores (1.0 = one core).
+    pub target_cpu_cores: Option<f64>,
 }
 
 impl RunResult {
@@ -89,10 +94,12 @@ pub struct Target {
     pub name: &'static str,
     pub url: String,
     pub pairs: Vec<(LoadUser, LoadUser)>,
+    /// The process serving this target, when known.
+    pub pid: Option<u32>,
 }
 
 impl Target {
-    pub async fn server(url: &str, pairs: usize) -> anyhow::Result<Self> {
+    pub async fn server(url: &str, pairs: usize, pid: Option<u32>) -> anyhow::Result<Self> {
         let mut all = users(url, pairs * 2).await?.into_iter();
         let mut list = Vec::with_capacity(pairs);
         while let (Some(a), Some(b)) = (all.next(), all.next()) {
@@ -102,11 +109,12 @@ impl Target {
             name: "server",
             url: url.to_string(),
             pairs: list,
+            pid,
         })
     }
 
     /// The relay knows no accounts: a user's token is its id.
-    pub fn relay(url: &str, pairs: usize) -> Self {
+    pub fn relay(url: &str, pairs: usize, pid: Option<u32>) -> Self {
         let user = |id: u64| LoadUser {
             id,
             token: id.to_string(),
@@ -117,16 +125,17 @@ impl Target {
             pairs: (0..pairs as u64)
                 .map(|p| (user(2 * p + 1), user(2 * p + 2)))
                 .collect(),
+            pid,
         }
     }
 }
 
 pub async fn run(server: &str, args: DirectArgs) -> anyhow::Result<serde_json::Value> {
     let mut results = serde_json::Map::new();
-    let mut targets = vec![Target::server(server, args.pairs).await?];
+    let mut targets = vec![Target::server(server, args.pairs, args.server_pid).await?];
     let relay = if args.relay {
         let (worker, url) = crate::relay::start_child().await?;
-        targets.push(Target::relay(&url, args.pairs));
+        targets.push(Target::relay(&url, args.pairs, Some(worker.pid())));
         Some(worker)
     } else {
         None
@@ -230,6 +239,16 @@ pub async fn measure(
             tx.clone(),
         )?);
     }
+    let cpu = match target.pid {
+        Some(pid) => {
+            let wait = start_unix_ms.saturating_sub(now_unix_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let before = crate::procfs::cpu_secs(pid)?;
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            Some((crate::procfs::cpu_secs(pid)? - before) / secs)
+        }
+        None => None,
+    };
     let (mut ack, mut delivery) = (Latency::default(), Latency::default());
     let mut total = WorkerResult::default();
     for _ in 0..running.len() {
@@ -254,13 +273,14 @@ pub async fn measure(
         lost: total.scheduled.saturating_sub(total.delivered),
         ack: ack.summary(),
         delivery: delivery.summary(),
+        target_cpu_cores: cpu,
     })
 }
 
 fn print_table(name: &str, pairs: usize, runs: &[RunResult]) {
     println!("scenario direct, target {name}, {pairs} pairs");
     println!(
-        "{:>8} {:>10} {:>10} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "{:>8} {:>10} {:>10} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}",
         "rate/s",
         "acked/s",
         "deliv/s",
@@ -270,11 +290,12 @@ fn print_table(name: &str, pairs: usize, runs: &[RunResult]) {
         "ack p99.9",
         "dlv p50",
         "dlv p99",
-        "dlv p99.9"
+        "dlv p99.9",
+        "CPU"
     );
     for r in runs {
         println!(
-            "{:>8} {:>10.0} {:>10.0} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "{:>8} {:>10.0} {:>10.0} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}",
             r.target_rate,
             r.acked_per_sec,
             r.delivered_per_sec,
@@ -284,7 +305,10 @@ fn print_table(name: &str, pairs: usize, runs: &[RunResult]) {
             ms(r.ack.p999_us),
             ms(r.delivery.p50_us),
             ms(r.delivery.p99_us),
-            ms(r.delivery.p999_us)
+            ms(r.delivery.p999_us),
+            r.target_cpu_cores
+                .map(|c| format!("{:.0}%", c * 100.0))
+                .unwrap_or_default()
         );
     }
 }

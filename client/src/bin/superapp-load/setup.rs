@@ -73,6 +73,10 @@ impl Worker {
         Ok(Self { child, stdin })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a line to the worker's standard input.
     pub fn tell(&mut self, line: &str) -> anyhow::Result<()> {
         let stdin = self.stdin.as_mut().context("worker stdin")?;
