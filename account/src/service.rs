@@ -139,24 +139,24 @@ impl Accounts {
         client_address: &str,
     ) -> Result<TokenPair, AccountError> {
         let phone = normalize_phone(phone).map_err(|_| AccountError::InvalidCredentials)?;
-        let _slot = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|e| AccountError::Internal(e.to_string()))?;
         let now = self.clock.now_ms();
+        // Refused attempts are turned away before they wait for a hashing slot.
+        // The attempt counts as failed until it succeeds, so concurrent guesses
+        // at one account cannot all pass the check.
         if let Some(wait) = self
-            .by_account
-            .check(&phone, now)
-            .or_else(|| self.by_address.check(client_address, now))
+            .by_address
+            .check(client_address, now)
+            .or_else(|| self.by_account.check_and_record(&phone, now))
         {
             return Err(AccountError::TooManyAttempts {
                 retry_after_ms: wait,
             });
         }
-        // The attempt counts as failed until it succeeds, so concurrent guesses
-        // at one account cannot all pass the check above.
-        self.by_account.record_failure(&phone, now);
+        let _slot = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| AccountError::Internal(e.to_string()))?;
         let user = self.store.user_by_phone(&phone).await?;
         let hasher = self.hasher.clone();
         let phc = user

@@ -24,6 +24,27 @@ impl Throttle {
     /// `Some(ms to wait)` when the key has used up its failures.
     pub fn check(&self, key: &str, now_ms: i64) -> Option<u64> {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        self.wait_in(&mut failures, key, now_ms)
+    }
+
+    /// Checks and, when the key may go on, counts this attempt as a failure
+    /// under the same lock, so concurrent attempts cannot all pass one check.
+    /// A success then [`clear`](Self::clear)s the key.
+    pub fn check_and_record(&self, key: &str, now_ms: i64) -> Option<u64> {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = self.wait_in(&mut failures, key, now_ms);
+        if wait.is_none() {
+            self.push(&mut failures, key, now_ms);
+        }
+        wait
+    }
+
+    fn wait_in(
+        &self,
+        failures: &mut HashMap<String, VecDeque<i64>>,
+        key: &str,
+        now_ms: i64,
+    ) -> Option<u64> {
         let times = failures.get_mut(key)?;
         while times.front().is_some_and(|t| *t <= now_ms - self.window_ms) {
             times.pop_front();
@@ -41,6 +62,10 @@ impl Throttle {
 
     pub fn record_failure(&self, key: &str, now_ms: i64) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        self.push(&mut failures, key, now_ms);
+    }
+
+    fn push(&self, failures: &mut HashMap<String, VecDeque<i64>>, key: &str, now_ms: i64) {
         if failures.len() > 100_000 {
             // Under a spray of distinct keys, drop entries whose window has passed.
             let horizon = now_ms - self.window_ms;
@@ -75,6 +100,15 @@ mod tests {
         assert_eq!(t.check("k", 30), Some(970));
         assert_eq!(t.check("other", 30), None);
         assert_eq!(t.check("k", 1_001), None);
+    }
+
+    #[test]
+    fn checking_and_recording_lets_exactly_the_limit_through() {
+        let t = Throttle::new(3, 1_000);
+        let passed = (0..10)
+            .filter(|_| t.check_and_record("k", 0).is_none())
+            .count();
+        assert_eq!(passed, 3);
     }
 
     #[test]

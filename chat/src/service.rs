@@ -203,7 +203,7 @@ impl Chat {
         // One extra row tells whether another page follows, without a count.
         let mut rows = self
             .store
-            .messages_after(conversation_id, after_seq, limit + 1)
+            .messages_after(conversation_id, after_seq, limit.saturating_add(1))
             .await?;
         let mut has_more = rows.len() > limit as usize;
         rows.truncate(limit as usize);

@@ -100,6 +100,11 @@ pub async fn run(socket: WebSocket, state: AppState, claims: Claims, metrics: Ar
     let cfg = state.config.gateway.clone();
     let (tx, mut outbound) = mpsc::channel::<Bytes>(cfg.outbound_queue);
     let registration = state.hub.register(claims.sub, claims.sid, tx);
+    // A logout between the handshake's check and this registration would have
+    // found no session to close: look once more now that it would.
+    if !matches!(state.accounts.session_live(&claims).await, Ok(true)) {
+        registration.kick().kick(close::SESSION_REVOKED);
+    }
     let mut session = Session {
         socket,
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst),
@@ -165,6 +170,7 @@ impl Session {
                 frame = outbound.recv() => {
                     let frame = frame?;
                     if !self.write(WsMessage::Binary(frame)).await {
+                        self.state.hub.count_slow_consumer();
                         return Some(close::SLOW_CONSUMER);
                     }
                 }

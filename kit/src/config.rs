@@ -228,6 +228,9 @@ impl Config {
                 "max_frame_bytes and outbound_queue must be positive",
             );
         }
+        if !(1..=1000).contains(&self.chat.max_pull_page) {
+            return invalid("chat.max_pull_page", "must be 1 to 1000");
+        }
         if self.gateway.idle_timeout_secs <= self.gateway.heartbeat_secs {
             return invalid(
                 "gateway.idle_timeout_secs",
