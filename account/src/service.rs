@@ -18,7 +18,7 @@ use crate::store::{AccountStore, Rotation, SessionRecord, UserRecord};
 use crate::throttle::Throttle;
 
 /// Concurrent password hashes at most.
-const HASHING_SLOTS: usize = 4;
+pub(crate) const HASHING_SLOTS: usize = 4;
 
 pub struct NewAccount {
     pub phone: String,

@@ -33,7 +33,10 @@ type Job = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
 /// Most jobs committed in one transaction. Bounds the latency of the first job
 /// of a batch while still sharing one fsync among many.
 const MAX_BATCH: usize = 512;
-const MAX_IDLE_READERS: usize = 8;
+/// Reader connections at most, each with its own page cache. Reads beyond
+/// this wait for a free connection instead of opening more: a reconnect storm
+/// once opened hundreds, each on its own blocking thread with its own cache.
+const MAX_READERS: usize = 8;
 
 /// A database file: writes go to the writer thread, reads to pooled connections.
 #[derive(Clone)]
@@ -45,6 +48,7 @@ struct Inner {
     path: PathBuf,
     jobs: Mutex<Option<std_mpsc::Sender<Job>>>,
     readers: Mutex<Vec<Connection>>,
+    reader_slots: tokio::sync::Semaphore,
     /// Dropped with the database, which ends the checkpointer thread.
     _checkpointer: std_mpsc::Sender<()>,
 }
@@ -84,6 +88,7 @@ impl Database {
                 path: path.to_path_buf(),
                 jobs: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
+                reader_slots: tokio::sync::Semaphore::new(MAX_READERS),
                 _checkpointer: checkpointer,
             }),
         })
@@ -124,6 +129,12 @@ impl Database {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     {
+        let _slot = self
+            .inner
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = inner
@@ -137,7 +148,7 @@ impl Database {
             };
             let result = f(&conn);
             let mut readers = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
-            if readers.len() < MAX_IDLE_READERS {
+            if readers.len() < MAX_READERS {
                 readers.push(conn);
             }
             Ok(result?)
