@@ -21,6 +21,7 @@ use superapp_account::{Accounts, SqliteAccountStore};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::{AppState, Hub};
 use superapp_kit::bus::{InProcessBus, SharedBus};
+use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::clock::{SharedClock, SystemClock};
 use superapp_kit::config::Config;
 use superapp_kit::ids::IdGen;
@@ -46,7 +47,16 @@ impl Application {
         let metrics = Arc::new(Registry::new());
         let clock: SharedClock = Arc::new(SystemClock);
         let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
-        let bus: SharedBus = Arc::new(InProcessBus::new());
+        let bus: SharedBus = match &config.redis.url {
+            Some(url) => {
+                let bus = RedisBus::connect(url.expose())
+                    .await
+                    .context("connecting to redis (redis.url)")?;
+                tracing::info!("bus: redis pub/sub");
+                Arc::new(bus)
+            }
+            None => Arc::new(InProcessBus::new()),
+        };
         let signer = token_signer(&config, &data_dir)?;
         let batch_sizes = |store: &str| {
             Some(metrics.histogram_with(

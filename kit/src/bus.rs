@@ -174,9 +174,80 @@ impl Drop for InProcessSubscriber {
     }
 }
 
+/// The behaviour every [`Bus`] must show; run against each implementation.
+#[cfg(test)]
+pub(crate) mod contract {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Subscriptions take effect asynchronously on a networked bus.
+    pub async fn settle() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    pub async fn next(rx: &mut mpsc::Receiver<BusMessage>) -> (String, Bytes) {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(BusMessage::Message { topic, payload })) => (topic.to_string(), payload),
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    pub async fn run(bus: &dyn Bus) {
+        let (a, mut a_rx) = bus.subscriber(256);
+        let (b, mut b_rx) = bus.subscriber(256);
+        a.subscribe("t.1");
+        b.subscribe("t.1");
+        b.subscribe("t.2");
+        settle().await;
+        bus.publish("t.1", Bytes::from_static(b"one"));
+        bus.publish("t.2", Bytes::from_static(b"two"));
+        bus.publish("t.3", Bytes::from_static(b"nobody"));
+        assert_eq!(
+            next(&mut a_rx).await,
+            ("t.1".into(), Bytes::from_static(b"one"))
+        );
+        assert_eq!(
+            next(&mut b_rx).await,
+            ("t.1".into(), Bytes::from_static(b"one"))
+        );
+        assert_eq!(
+            next(&mut b_rx).await,
+            ("t.2".into(), Bytes::from_static(b"two"))
+        );
+
+        // Unsubscribing stops delivery to that subscriber only.
+        a.unsubscribe("t.1");
+        settle().await;
+        bus.publish("t.1", Bytes::from_static(b"after"));
+        assert_eq!(
+            next(&mut b_rx).await,
+            ("t.1".into(), Bytes::from_static(b"after"))
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), a_rx.recv())
+                .await
+                .is_err()
+        );
+
+        // One topic's messages arrive in the order they were published.
+        for i in 0..100u32 {
+            bus.publish("t.2", Bytes::from(i.to_string()));
+        }
+        for i in 0..100u32 {
+            assert_eq!(next(&mut b_rx).await.1, Bytes::from(i.to_string()));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_in_process_bus_meets_the_bus_contract() {
+        contract::run(&InProcessBus::new()).await;
+    }
 
     fn payload_of(m: BusMessage) -> Bytes {
         match m {

@@ -21,6 +21,16 @@ pub struct Config {
     pub auth: AuthConfig,
     pub gateway: GatewayConfig,
     pub chat: ChatConfig,
+    pub redis: RedisConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/` of the Redis that carries the bus. Unset (the
+    /// default): the in-process bus, nothing to install. It may hold a password,
+    /// so it never prints.
+    pub url: Option<Secret<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

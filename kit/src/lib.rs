@@ -7,8 +7,10 @@
 //! - [`sqlite`]: one writer thread per database file with group commit, a reader pool,
 //!   and versioned migrations.
 //! - [`token`]: signed, short-lived access tokens.
+//! - [`redis_bus`]: the Redis pub/sub bus of the medium and large tiers.
 //! - [`ids`], [`clock`]: id generation and time, passed as handles, never global.
 //! - [`metrics`]: counters, gauges and histograms rendered for Prometheus.
+//! - [`testkit`]: real servers (redis-server) for the tests of every room.
 //! - [`secret`]: a wrapper that never prints its contents.
 
 pub mod bus;
@@ -16,8 +18,10 @@ pub mod clock;
 pub mod config;
 pub mod ids;
 pub mod metrics;
+pub mod redis_bus;
 pub mod secret;
 pub mod sqlite;
+pub mod testkit;
 pub mod token;
 
 /// The future a storage trait method returns, so the trait stays usable as a

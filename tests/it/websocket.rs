@@ -428,3 +428,26 @@ async fn shutdown_closes_sessions_with_1012() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn with_redis_configured_live_delivery_goes_through_redis() {
+    let Some(redis) = superapp_kit::testkit::RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let app = spawn_app_with(|c| c.redis.url = Some(superapp_kit::secret::Secret::new(url))).await;
+    let a = app.user("Ann").await;
+    let b = app.user("Bo").await;
+    let b_phone = app.connect(&b).await;
+    let b_laptop = app.connect(&b).await;
+    let a_conn = app.connect(&a).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // subscriptions reach redis
+    let ack = a_conn.send_text(b.id, "r1", "through redis").await.unwrap();
+    for device in [&b_phone, &b_laptop] {
+        assert_eq!(next_message(device).await.seq, ack.seq);
+    }
+    let reply = b_phone.send_text(a.id, "r2", "back").await.unwrap();
+    // Ann's session first sees her own message (every device of the sender gets it).
+    assert_eq!(next_message(&a_conn).await.seq, ack.seq);
+    assert_eq!(next_message(&a_conn).await.seq, reply.seq);
+}
