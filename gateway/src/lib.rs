@@ -7,6 +7,7 @@
 //!   limits, request dispatch, a bounded outbound queue.
 //! - [`hub`]: the sessions on this process by user, the bus subscription, and
 //!   the fan-out of events to every device of a user.
+//! - [`openapi`]: the OpenAPI document of the HTTP API, served at `/v1/openapi.json`.
 //! - [`error`]: [`ApiError`], the one mapping of domain outcomes to stable codes.
 //! - [`close`]: the documented WebSocket close codes.
 
@@ -14,6 +15,7 @@ pub mod close;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod openapi;
 pub mod session;
 
 use std::sync::Arc;

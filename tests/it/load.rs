@@ -74,6 +74,12 @@ async fn every_benchmark_scenario_runs_end_to_end() {
         ],
     )
     .await;
+    assert!(
+        direct["sqlite_baseline"]["batched_rows_per_sec"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     for target in ["server", "relay"] {
         let run = &direct[target][0];
         assert!(run["scheduled"].as_u64().unwrap() > 0, "{direct}");

@@ -10,4 +10,5 @@ mod config;
 mod durability;
 mod helpers;
 mod load;
+mod openapi;
 mod websocket;

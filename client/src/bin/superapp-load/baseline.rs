@@ -22,6 +22,18 @@ pub struct BaselineArgs {
     pub dir: Option<std::path::PathBuf>,
 }
 
+impl BaselineArgs {
+    /// A short run for printing beside another scenario.
+    pub fn quick() -> Self {
+        Self {
+            rows: 50_000,
+            batch: 512,
+            single_rows: 500,
+            dir: None,
+        }
+    }
+}
+
 pub fn run(args: BaselineArgs) -> anyhow::Result<serde_json::Value> {
     let temp = tempfile::tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
     let conn = Connection::open(temp.path().join("baseline.db"))?;

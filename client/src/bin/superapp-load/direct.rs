@@ -167,6 +167,11 @@ pub async fn run(server: &str, args: DirectArgs) -> anyhow::Result<serde_json::V
         );
         results.insert("server_to_relay_ratio".into(), serde_json::json!(ratio));
     }
+    if args.relay {
+        // The storage ceiling in the same run: raw SQLite rows in the server's mode.
+        let raw = crate::baseline::run(crate::baseline::BaselineArgs::quick())?;
+        results.insert("sqlite_baseline".into(), raw);
+    }
     results.insert("scenario".into(), "direct".into());
     results.insert("pairs".into(), args.pairs.into());
     Ok(serde_json::Value::Object(results))
