@@ -19,13 +19,16 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use superapp_account::{Accounts, SqliteAccountStore};
 use superapp_chat::{Chat, SqliteChatStore};
-use superapp_gateway::{AppState, Hub};
+use superapp_gateway::backend::{Local, Remote, core_handler};
+use superapp_gateway::{AppState, Backend, Hub};
 use superapp_kit::bus::{InProcessBus, SharedBus};
 use superapp_kit::clock::{SharedClock, SystemClock};
 use superapp_kit::config::Config;
+use superapp_kit::config::Role;
 use superapp_kit::ids::IdGen;
 use superapp_kit::metrics::{BATCH_SIZES, Registry};
 use superapp_kit::redis_bus::RedisBus;
+use superapp_kit::rpc::{RpcClient, RpcServer};
 use superapp_kit::secret::Secret;
 use superapp_kit::token::TokenSigner;
 use tokio::net::TcpListener;
@@ -41,9 +44,7 @@ pub struct Application {
 impl Application {
     /// Opens the stores under the data dir, wires the rooms, and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let data_dir = config.server.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        let role = config.server.role;
         let metrics = Arc::new(Registry::new());
         let clock: SharedClock = Arc::new(SystemClock);
         let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
@@ -57,41 +58,48 @@ impl Application {
             }
             None => Arc::new(InProcessBus::new()),
         };
-        let signer = token_signer(&config, &data_dir)?;
-        let batch_sizes = |store: &str| {
-            Some(metrics.histogram_with(
-                "store_commit_batch_size",
-                "Writes committed per SQLite transaction (group commit).",
-                BATCH_SIZES,
-                &[("store", store)],
-            ))
+        // Names this process's reply topic and its leases.
+        let node = format!("{role:?}-{}", ids.next()).to_lowercase();
+
+        let (accounts, backend, core): (_, Arc<dyn Backend>, _) = match role {
+            Role::Gateway => {
+                let url = config
+                    .redis
+                    .url
+                    .as_ref()
+                    .map(|u| u.expose().clone())
+                    .unwrap_or_default();
+                let rpc = RpcClient::connect(&url, bus.as_ref(), &node)
+                    .await
+                    .context("connecting to redis for core requests")?;
+                let timeout = Duration::from_millis(config.redis.request_timeout_ms);
+                (None, Arc::new(Remote::new(rpc, timeout)), None)
+            }
+            Role::All | Role::Core => {
+                let local = Arc::new(open_rooms(&config, &metrics, &bus, &clock, &ids)?);
+                let core = (role == Role::Core).then(|| core_handler(local.clone()));
+                (
+                    Some(local.accounts.clone()),
+                    local as Arc<dyn Backend>,
+                    core,
+                )
+            }
         };
 
-        let account_store =
-            SqliteAccountStore::open(&data_dir.join("account.db"), batch_sizes("account"))
-                .context("opening account.db")?;
-        let accounts = Arc::new(Accounts::new(
-            Arc::new(account_store),
-            signer,
-            bus.clone(),
-            clock.clone(),
-            ids.clone(),
-            config.auth.clone(),
-        )?);
-        let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
-            .context("opening chat.db")?;
-        let chat = Arc::new(Chat::new(
-            Arc::new(chat_store),
-            Arc::new(wiring::AccountDirectory::new(accounts.clone())),
-            bus.clone(),
-            clock,
-            ids,
-            config.chat.max_pull_page,
-            &metrics,
-        ));
-        tracing::info!(data_dir = %data_dir.display(), "stores open");
-
         let shutdown = CancellationToken::new();
+        if let (Some(handler), Some(url)) = (core, &config.redis.url) {
+            let server = RpcServer::new(
+                url.expose(),
+                &node,
+                Duration::from_millis(config.redis.lease_ttl_ms),
+            );
+            let (bus, shutdown) = (bus.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                if let Err(e) = server.run(bus, handler, shutdown).await {
+                    tracing::error!(error = %e, "core request server stopped");
+                }
+            });
+        }
         let hub = Hub::start(
             bus.as_ref(),
             &metrics,
@@ -104,13 +112,13 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, "listening (HTTP API, WebSocket at /v1/ws, /metrics)");
+        tracing::info!(%addr, ?role, "listening");
         Ok(Self {
             listener,
             addr,
             state: AppState {
                 accounts,
-                chat,
+                backend,
                 hub,
                 metrics,
                 config: Arc::new(config),
@@ -161,6 +169,52 @@ impl Application {
         tracing::info!("shut down");
         Ok(())
     }
+}
+
+/// Opens the stores under the data dir and builds the account and chat rooms.
+fn open_rooms(
+    config: &Config,
+    metrics: &Arc<Registry>,
+    bus: &SharedBus,
+    clock: &SharedClock,
+    ids: &Arc<IdGen>,
+) -> anyhow::Result<Local> {
+    let data_dir = config.server.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let signer = token_signer(config, &data_dir)?;
+    let batch_sizes = |store: &str| {
+        Some(metrics.histogram_with(
+            "store_commit_batch_size",
+            "Writes committed per SQLite transaction (group commit).",
+            BATCH_SIZES,
+            &[("store", store)],
+        ))
+    };
+    let account_store =
+        SqliteAccountStore::open(&data_dir.join("account.db"), batch_sizes("account"))
+            .context("opening account.db")?;
+    let accounts = Arc::new(Accounts::new(
+        Arc::new(account_store),
+        signer,
+        bus.clone(),
+        clock.clone(),
+        ids.clone(),
+        config.auth.clone(),
+    )?);
+    let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
+        .context("opening chat.db")?;
+    let chat = Arc::new(Chat::new(
+        Arc::new(chat_store),
+        Arc::new(wiring::AccountDirectory::new(accounts.clone())),
+        bus.clone(),
+        clock.clone(),
+        ids.clone(),
+        config.chat.max_pull_page,
+        metrics,
+    ));
+    tracing::info!(data_dir = %data_dir.display(), "stores open");
+    Ok(Local { accounts, chat })
 }
 
 fn token_signer(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<TokenSigner> {

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize, Serializer};
-use superapp_account::{NewAccount, Profile, TokenPair};
+use superapp_account::{Accounts, NewAccount, Profile, TokenPair};
 use superapp_kit::metrics::LATENCY_SECONDS;
 use superapp_kit::token::Claims;
 
@@ -27,14 +27,20 @@ use crate::session::{self, SessionMetrics};
 
 pub fn router(state: AppState) -> Router {
     let session_metrics = Arc::new(SessionMetrics::new(&state.metrics));
-    Router::new()
+    // The JSON API where the account room lives; sessions everywhere.
+    let api = Router::new()
         .route("/v1/accounts", post(register))
         .route("/v1/sessions", post(login))
         .route("/v1/sessions/refresh", post(refresh))
         .route("/v1/sessions/current", delete(logout))
         .route("/v1/me", get(me))
-        .route("/v1/ws-tickets", post(ws_ticket))
-        .route("/v1/ws", get(websocket))
+        .route("/v1/ws-tickets", post(ws_ticket));
+    let base = if state.accounts.is_some() {
+        api
+    } else {
+        Router::new()
+    };
+    base.route("/v1/ws", get(websocket))
         .route(
             "/v1/openapi.json",
             get(|| async { Json(crate::openapi::document()) }),
@@ -144,8 +150,7 @@ async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<ProfileBody>), ApiError> {
-    let profile = state
-        .accounts
+    let profile = accounts(&state)?
         .register(NewAccount {
             phone: body.phone,
             password: body.password,
@@ -193,8 +198,7 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<TokensBody>, ApiError> {
-    let pair = state
-        .accounts
+    let pair = accounts(&state)?
         .login(
             &body.phone,
             &body.password,
@@ -215,12 +219,12 @@ async fn refresh(
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<Json<TokensBody>, ApiError> {
     Ok(Json(
-        state.accounts.refresh(&body.refresh_token).await?.into(),
+        accounts(&state)?.refresh(&body.refresh_token).await?.into(),
     ))
 }
 
-/// The claims of a live session, from `Authorization: Bearer`.
-async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+/// The token of `Authorization: Bearer`.
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -228,12 +232,29 @@ async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiErro
         .ok_or_else(|| {
             ApiError::unauthorized("missing_token", "Authorization: Bearer <token> required")
         })?;
-    Ok(state.accounts.authenticate(token.trim()).await?)
+    Ok(token.trim())
+}
+
+fn accounts(state: &AppState) -> Result<&Arc<Accounts>, ApiError> {
+    state.accounts.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this process serves WebSocket sessions only",
+        )
+    })
+}
+
+/// The claims of a live session, from `Authorization: Bearer`.
+async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    Ok(accounts(state)?
+        .authenticate(bearer_token(headers)?)
+        .await?)
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
     let claims = bearer(&state, &headers).await?;
-    state.accounts.logout(&claims).await?;
+    accounts(&state)?.logout(&claims).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -242,7 +263,7 @@ async fn me(
     headers: HeaderMap,
 ) -> Result<Json<ProfileBody>, ApiError> {
     let claims = bearer(&state, &headers).await?;
-    Ok(Json(state.accounts.profile(claims.sub).await?.into()))
+    Ok(Json(accounts(&state)?.profile(claims.sub).await?.into()))
 }
 
 #[derive(Serialize)]
@@ -256,7 +277,7 @@ async fn ws_ticket(
     headers: HeaderMap,
 ) -> Result<Json<TicketBody>, ApiError> {
     let claims = bearer(&state, &headers).await?;
-    let (ticket, expires_at_ms) = state.accounts.issue_ticket(claims);
+    let (ticket, expires_at_ms) = accounts(&state)?.issue_ticket(claims);
     Ok(Json(TicketBody {
         ticket,
         expires_at_ms,
@@ -302,8 +323,8 @@ async fn websocket(
         ));
     }
     let claims = match (headers.contains_key(header::AUTHORIZATION), query.ticket) {
-        (true, _) => bearer(&state, &headers).await?,
-        (false, Some(ticket)) => state.accounts.redeem_ticket(&ticket).await?,
+        (true, _) => state.backend.authenticate(bearer_token(&headers)?).await?,
+        (false, Some(ticket)) => state.backend.redeem_ticket(&ticket).await?,
         (false, None) => {
             return Err(ApiError::unauthorized(
                 "missing_token",

@@ -3,6 +3,7 @@
 //! delivers bus events to the sessions on this process. It knows nothing of SQL.
 //!
 //! - [`http`]: the router, the JSON API and `/metrics`.
+//! - [`backend`]: the port sessions call, served in-process or by the core over Redis.
 //! - [`session`]: one task per WebSocket session: heartbeats, idle timeout, rate
 //!   limits, request dispatch, a bounded outbound queue.
 //! - [`hub`]: the sessions on this process by user, the bus subscription, and
@@ -11,6 +12,7 @@
 //! - [`error`]: [`ApiError`], the one mapping of domain outcomes to stable codes.
 //! - [`close`]: the documented WebSocket close codes.
 
+pub mod backend;
 pub mod close;
 pub mod error;
 pub mod http;
@@ -21,12 +23,12 @@ pub mod session;
 use std::sync::Arc;
 
 use superapp_account::Accounts;
-use superapp_chat::Chat;
 use superapp_kit::config::Config;
 use superapp_kit::metrics::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use backend::Backend;
 pub use error::ApiError;
 pub use http::router;
 pub use hub::Hub;
@@ -34,8 +36,11 @@ pub use hub::Hub;
 /// The handles every request and session needs. Cloned per request (all Arcs).
 #[derive(Clone)]
 pub struct AppState {
-    pub accounts: Arc<Accounts>,
-    pub chat: Arc<Chat>,
+    /// The account room, where this process serves the HTTP API (roles `all`
+    /// and `core`); None on a gateway, which serves WebSocket sessions only.
+    pub accounts: Option<Arc<Accounts>>,
+    /// What sessions call: the rooms here, or the core over Redis.
+    pub backend: Arc<dyn Backend>,
     pub hub: Arc<Hub>,
     pub metrics: Arc<Registry>,
     pub config: Arc<Config>,

@@ -14,9 +14,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use superapp_kit::metrics::{Counter, Histogram, LATENCY_SECONDS};
 use superapp_kit::token::Claims;
-use superapp_proto::v1::{
-    ClientFrame, Pong, Response, ServerFrame, client_frame, response, server_frame,
-};
+use superapp_proto::v1::{ClientFrame, Response, ServerFrame, response, server_frame};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
@@ -102,7 +100,7 @@ pub async fn run(socket: WebSocket, state: AppState, claims: Claims, metrics: Ar
     let registration = state.hub.register(claims.sub, claims.sid, tx);
     // A logout between the handshake's check and this registration would have
     // found no session to close: look once more now that it would.
-    if !matches!(state.accounts.session_live(&claims).await, Ok(true)) {
+    if !state.backend.session_live(&claims).await {
         registration.kick().kick(close::SESSION_REVOKED);
     }
     let mut session = Session {
@@ -235,7 +233,10 @@ impl Session {
             }
             Ok(()) => {
                 self.strikes = 0;
-                dispatch(&self.state, self.claims.sub, frame.request).await
+                self.state
+                    .backend
+                    .handle(self.claims.sub, frame.request)
+                    .await
             }
         };
         let is_ack = matches!(result, response::Result::SendAck(_));
@@ -267,54 +268,6 @@ impl Session {
             .unwrap_or_else(|p| p.into_inner())
             .take()
     }
-}
-
-/// Runs one request against the domain rooms; every outcome is a response.
-async fn dispatch(
-    state: &AppState,
-    user: u64,
-    request: Option<client_frame::Request>,
-) -> response::Result {
-    use client_frame::Request;
-    let chat = &state.chat;
-    let outcome = match request {
-        Some(Request::Send(send)) => chat.send(user, send).await.map(response::Result::SendAck),
-        Some(Request::ListConversations(list)) => chat
-            .conversations(user, list.limit, &list.cursor)
-            .await
-            .map(response::Result::Conversations),
-        Some(Request::Pull(pull)) => chat
-            .pull(user, &pull.conversation_id, pull.after_seq, pull.limit)
-            .await
-            .map(response::Result::Messages),
-        Some(Request::MarkRead(mark)) => chat
-            .mark_read(user, &mark.conversation_id, mark.seq)
-            .await
-            .map(response::Result::ReadAck),
-        Some(Request::Ping(_)) => Ok(response::Result::Pong(Pong {
-            server_time_ms: now_ms(),
-        })),
-        // A request this server does not know (a newer client, or garbage
-        // that happened to decode): answered, not fatal.
-        None => {
-            return response::Result::Error(
-                ApiError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    "unknown_request",
-                    "the request is missing or of a kind this server does not know",
-                )
-                .to_proto(),
-            );
-        }
-    };
-    outcome.unwrap_or_else(|e| response::Result::Error(ApiError::from(e).to_proto()))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Whether a read error is tungstenite refusing a frame or message over the limit.

@@ -24,18 +24,49 @@ pub struct Config {
     pub redis: RedisConfig,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://host:port/` of the Redis that carries the bus. Unset (the
+    /// `redis://host:port/` of the Redis that carries the bus and, for the
+    /// `gateway` and `core` roles, the requests between them. Unset (the
     /// default): the in-process bus, nothing to install. It may hold a password,
     /// so it never prints.
     pub url: Option<Secret<String>>,
+    /// How long a gateway waits for the core's answer, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Lifetime of a core's lease on a shard of conversations, in milliseconds;
+    /// renewed every quarter of it, used until a third of it remains.
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            request_timeout_ms: 10_000,
+            lease_ttl_ms: 10_000,
+        }
+    }
+}
+
+/// What this process runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything in one process (the small tier).
+    #[default]
+    All,
+    /// WebSocket sessions only; requests go to the core over Redis.
+    Gateway,
+    /// The services and the HTTP API; answers gateways' requests from Redis.
+    Core,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
+    /// `all` (one process), `gateway` (sessions) or `core` (services, HTTP API).
+    pub role: Role,
     /// Address the HTTP API and WebSocket listen on. Port 0 picks a free port.
     pub listen: SocketAddr,
     /// Directory of the SQLite files and the token key; created if missing.
@@ -51,6 +82,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
+            role: Role::All,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
             node_id: 0,
@@ -237,6 +269,15 @@ impl Config {
                 "gateway",
                 "max_frame_bytes and outbound_queue must be positive",
             );
+        }
+        if self.server.role != Role::All && self.redis.url.is_none() {
+            return invalid(
+                "redis.url",
+                "the gateway and core roles meet through Redis: set it",
+            );
+        }
+        if self.redis.lease_ttl_ms < 1_000 {
+            return invalid("redis.lease_ttl_ms", "must be at least 1000");
         }
         if !(1..=1000).contains(&self.chat.max_pull_page) {
             return invalid("chat.max_pull_page", "must be 1 to 1000");

@@ -8,6 +8,7 @@
 //!   and versioned migrations.
 //! - [`token`]: signed, short-lived access tokens.
 //! - [`redis_bus`]: the Redis pub/sub bus of the medium and large tiers.
+//! - [`rpc`]: requests from gateways to the core over Redis, with shard leases.
 //! - [`ids`], [`clock`]: id generation and time, passed as handles, never global.
 //! - [`metrics`]: counters, gauges and histograms rendered for Prometheus.
 //! - [`testkit`]: real servers (redis-server) for the tests of every room.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod ids;
 pub mod metrics;
 pub mod redis_bus;
+pub mod rpc;
 pub mod secret;
 pub mod sqlite;
 pub mod testkit;

@@ -11,4 +11,5 @@ mod durability;
 mod helpers;
 mod load;
 mod openapi;
+mod roles;
 mod websocket;

@@ -1,0 +1,290 @@
+//! What a session needs from the services, as one port with two sides:
+//! [`Local`] calls the rooms in this process (the `all` and `core` roles);
+//! [`Remote`] sends the same requests to the core over Redis (the `gateway`
+//! role), conversation-ordered ones to the shard of their conversation.
+//! [`core_handler`] is the core's end of [`Remote`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use prost::Message as _;
+use superapp_account::Accounts;
+use superapp_chat::{Chat, ConversationId};
+use superapp_kit::BoxFuture;
+use superapp_kit::rpc::{Handler, Route, RpcClient, shard_of};
+use superapp_kit::token::Claims;
+use superapp_proto::v1::{
+    AuthClaims, AuthError, Authenticate, ClientFrame, CoreRequest, CoreResponse, Pong,
+    RedeemTicket, SessionLive, UserRequest, client_frame, core_request, core_response, response,
+};
+
+use crate::error::ApiError;
+
+pub trait Backend: Send + Sync + 'static {
+    /// Checks an access token at the handshake.
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>>;
+    /// Spends a browser's single-use ticket.
+    fn redeem_ticket<'a>(&'a self, ticket: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>>;
+    /// Whether the session is still live (not logged out).
+    fn session_live<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, bool>;
+    /// Answers one session request; every outcome is a response.
+    fn handle(
+        &self,
+        user: u64,
+        request: Option<client_frame::Request>,
+    ) -> BoxFuture<'_, response::Result>;
+}
+
+pub struct Local {
+    pub accounts: Arc<Accounts>,
+    pub chat: Arc<Chat>,
+}
+
+impl Backend for Local {
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>> {
+        Box::pin(async move { Ok(self.accounts.authenticate(token).await?) })
+    }
+
+    fn redeem_ticket<'a>(&'a self, ticket: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>> {
+        Box::pin(async move { Ok(self.accounts.redeem_ticket(ticket).await?) })
+    }
+
+    fn session_live<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, bool> {
+        Box::pin(async move { matches!(self.accounts.session_live(claims).await, Ok(true)) })
+    }
+
+    fn handle(
+        &self,
+        user: u64,
+        request: Option<client_frame::Request>,
+    ) -> BoxFuture<'_, response::Result> {
+        Box::pin(async move {
+            use client_frame::Request;
+            let chat = &self.chat;
+            let outcome = match request {
+                Some(Request::Send(send)) => {
+                    chat.send(user, send).await.map(response::Result::SendAck)
+                }
+                Some(Request::ListConversations(list)) => chat
+                    .conversations(user, list.limit, &list.cursor)
+                    .await
+                    .map(response::Result::Conversations),
+                Some(Request::Pull(pull)) => chat
+                    .pull(user, &pull.conversation_id, pull.after_seq, pull.limit)
+                    .await
+                    .map(response::Result::Messages),
+                Some(Request::MarkRead(mark)) => chat
+                    .mark_read(user, &mark.conversation_id, mark.seq)
+                    .await
+                    .map(response::Result::ReadAck),
+                Some(Request::Ping(_)) => Ok(pong()),
+                // A request this server does not know (a newer client, or garbage
+                // that happened to decode): answered, not fatal.
+                None => return unknown_request(),
+            };
+            outcome.unwrap_or_else(|e| response::Result::Error(ApiError::from(e).to_proto()))
+        })
+    }
+}
+
+fn pong() -> response::Result {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    response::Result::Pong(Pong {
+        server_time_ms: now,
+    })
+}
+
+fn unknown_request() -> response::Result {
+    response::Result::Error(
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_request",
+            "the request is missing or of a kind this server does not know",
+        )
+        .to_proto(),
+    )
+}
+
+fn unavailable() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the core did not answer; retry",
+    );
+    e.retry_after_ms = Some(1_000);
+    e
+}
+
+/// The gateway's side: every request goes to the core over Redis.
+pub struct Remote {
+    rpc: RpcClient,
+    timeout: Duration,
+}
+
+impl Remote {
+    pub fn new(rpc: RpcClient, timeout: Duration) -> Self {
+        Self { rpc, timeout }
+    }
+
+    async fn call(&self, route: Route, kind: core_request::Kind) -> Option<core_response::Kind> {
+        let payload = Bytes::from(CoreRequest { kind: Some(kind) }.encode_to_vec());
+        match self.rpc.call(route, payload, self.timeout).await {
+            Ok(bytes) => CoreResponse::decode(bytes).ok().and_then(|r| r.kind),
+            Err(e) => {
+                tracing::warn!(error = %e, "core request failed");
+                None
+            }
+        }
+    }
+
+    async fn claims(&self, kind: core_request::Kind) -> Result<Claims, ApiError> {
+        match self.call(Route::Any, kind).await {
+            Some(core_response::Kind::Claims(c)) => Ok(Claims {
+                sub: c.user_id,
+                sid: c.session_id,
+                exp: c.expires_at_ms,
+            }),
+            Some(core_response::Kind::Error(e)) => Err(api_error(e)),
+            _ => Err(unavailable()),
+        }
+    }
+}
+
+/// Conversation-ordered requests go to their conversation's shard, so its
+/// single writer sees them in order; the rest to any core.
+fn route_of(user: u64, request: &Option<client_frame::Request>) -> Route {
+    use client_frame::Request;
+    let conversation = match request {
+        Some(Request::Send(s)) if !s.conversation_id.is_empty() => s.conversation_id.clone(),
+        Some(Request::Send(s)) if s.to_user != 0 => {
+            ConversationId::direct(user, s.to_user).to_string()
+        }
+        Some(Request::MarkRead(m)) => m.conversation_id.clone(),
+        _ => return Route::Any,
+    };
+    Route::Shard(shard_of(&conversation))
+}
+
+impl Backend for Remote {
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>> {
+        Box::pin(self.claims(core_request::Kind::Authenticate(Authenticate {
+            access_token: token.to_string(),
+        })))
+    }
+
+    fn redeem_ticket<'a>(&'a self, ticket: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>> {
+        Box::pin(self.claims(core_request::Kind::RedeemTicket(RedeemTicket {
+            ticket: ticket.to_string(),
+        })))
+    }
+
+    fn session_live<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let kind = core_request::Kind::SessionLive(SessionLive {
+                user_id: claims.sub,
+                session_id: claims.sid,
+            });
+            // Unknown (the core did not answer) counts as live: the handshake
+            // checked it a moment ago, and revocation also arrives on the bus.
+            !matches!(
+                self.call(Route::Any, kind).await,
+                Some(core_response::Kind::Live(false))
+            )
+        })
+    }
+
+    fn handle(
+        &self,
+        user: u64,
+        request: Option<client_frame::Request>,
+    ) -> BoxFuture<'_, response::Result> {
+        Box::pin(async move {
+            if matches!(request, Some(client_frame::Request::Ping(_))) {
+                return pong();
+            }
+            let route = route_of(user, &request);
+            let kind = core_request::Kind::User(UserRequest {
+                user_id: user,
+                frame: Some(ClientFrame { id: 0, request }),
+            });
+            match self.call(route, kind).await {
+                Some(core_response::Kind::Response(r)) => r.result.unwrap_or_else(unknown_request),
+                _ => response::Result::Error(unavailable().to_proto()),
+            }
+        })
+    }
+}
+
+fn api_error(e: AuthError) -> ApiError {
+    let inner = e.error.unwrap_or_default();
+    ApiError::new(
+        StatusCode::from_u16(e.status as u16).unwrap_or(StatusCode::UNAUTHORIZED),
+        inner.code,
+        inner.message,
+    )
+}
+
+fn auth_error(e: ApiError) -> core_response::Kind {
+    core_response::Kind::Error(AuthError {
+        status: u32::from(e.status.as_u16()),
+        error: Some(e.to_proto()),
+    })
+}
+
+/// The core's end of [`Remote`]: decodes a gateway's request, runs it on the
+/// rooms of this process, encodes the answer.
+pub fn core_handler(local: Arc<Local>) -> Handler {
+    Arc::new(move |payload: Bytes, _fence: Option<u64>| {
+        let local = local.clone();
+        Box::pin(async move {
+            let kind = match CoreRequest::decode(payload).ok().and_then(|r| r.kind) {
+                Some(core_request::Kind::User(u)) => {
+                    let request = u.frame.and_then(|f| f.request);
+                    core_response::Kind::Response(superapp_proto::v1::Response {
+                        id: 0,
+                        result: Some(local.handle(u.user_id, request).await),
+                    })
+                }
+                Some(core_request::Kind::Authenticate(a)) => {
+                    match local.authenticate(&a.access_token).await {
+                        Ok(c) => claims_of(c),
+                        Err(e) => auth_error(e),
+                    }
+                }
+                Some(core_request::Kind::RedeemTicket(t)) => {
+                    match local.redeem_ticket(&t.ticket).await {
+                        Ok(c) => claims_of(c),
+                        Err(e) => auth_error(e),
+                    }
+                }
+                Some(core_request::Kind::SessionLive(s)) => {
+                    let claims = Claims {
+                        sub: s.user_id,
+                        sid: s.session_id,
+                        exp: i64::MAX,
+                    };
+                    core_response::Kind::Live(local.session_live(&claims).await)
+                }
+                None => auth_error(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_request",
+                    "unknown core request",
+                )),
+            };
+            Bytes::from(CoreResponse { kind: Some(kind) }.encode_to_vec())
+        }) as BoxFuture<'static, Bytes>
+    })
+}
+
+fn claims_of(c: Claims) -> core_response::Kind {
+    core_response::Kind::Claims(AuthClaims {
+        user_id: c.sub,
+        session_id: c.sid,
+        expires_at_ms: c.exp,
+    })
+}

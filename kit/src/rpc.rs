@@ -1,0 +1,481 @@
+//! Requests from gateways to the core over Redis, in the medium tier.
+//!
+//! A request goes into a Redis list: `sa:rq:<shard>` for conversation-ordered
+//! requests (one list per shard of conversations), `sa:rq:any` for everything
+//! else. A core process consumes `sa:rq:any` and the shards whose lease it
+//! holds (`sa:lease:<shard>`, set with NX and a TTL, renewed while alive; each
+//! acquisition takes a new fencing number from `sa:fence:<shard>`). So one core
+//! at a time is the single writer of a shard; a core whose lease has run out
+//! (by its own clock, with a safety margin) pushes a popped request back for the
+//! new owner instead of applying it. Answers travel on the bus topic the
+//! request names. Payloads are opaque bytes to this module.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use redis::AsyncCommands as _;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::BoxFuture;
+use crate::bus::{Bus, BusMessage, Subscriber};
+
+/// Shards of conversation-ordered requests.
+pub const SHARDS: u32 = 16;
+const ANY_QUEUE: &str = "sa:rq:any";
+
+pub fn shard_of(key: &str) -> u32 {
+    // FNV-1a: stable across processes and versions, unlike std's hasher.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in key.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % SHARDS
+}
+
+fn shard_queue(shard: u32) -> String {
+    format!("sa:rq:{shard}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Ordered with everything else of this shard (a conversation's writes).
+    Shard(u32),
+    /// Any core may answer (reads, authentication).
+    Any,
+}
+
+/// The wire form: id, reply topic, deadline, route, payload.
+struct Envelope {
+    id: u64,
+    reply_to: String,
+    deadline_ms: i64,
+    shard: Option<u32>,
+    payload: Bytes,
+}
+
+impl Envelope {
+    fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(32 + self.reply_to.len() + self.payload.len());
+        buf.put_u64(self.id);
+        buf.put_u16(self.reply_to.len() as u16);
+        buf.put_slice(self.reply_to.as_bytes());
+        buf.put_i64(self.deadline_ms);
+        buf.put_u32(self.shard.map_or(u32::MAX, |s| s));
+        buf.put_slice(&self.payload);
+        buf.freeze()
+    }
+
+    fn decode(mut bytes: Bytes) -> Option<Self> {
+        if bytes.len() < 10 {
+            return None;
+        }
+        let id = bytes.get_u64();
+        let len = bytes.get_u16() as usize;
+        if bytes.len() < len + 12 {
+            return None;
+        }
+        let reply_to = String::from_utf8(bytes.split_to(len).to_vec()).ok()?;
+        let deadline_ms = bytes.get_i64();
+        let shard = match bytes.get_u32() {
+            u32::MAX => None,
+            s => Some(s),
+        };
+        Some(Self {
+            id,
+            reply_to,
+            deadline_ms,
+            shard,
+            payload: bytes,
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The gateway's side: sends requests and matches answers by id.
+pub struct RpcClient {
+    connection: redis::aio::ConnectionManager,
+    reply_topic: String,
+    next_id: AtomicU64,
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>>,
+    _replies: Arc<dyn Subscriber>,
+}
+
+impl RpcClient {
+    pub async fn connect(url: &str, bus: &dyn Bus, node: &str) -> Result<Self, RpcError> {
+        let client = redis::Client::open(url)?;
+        let connection = client.get_connection_manager().await?;
+        let reply_topic = format!("rpc-reply.{node}");
+        let (replies, mut answers) = bus.subscriber(65_536);
+        replies.subscribe(&reply_topic);
+        let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>> = Arc::default();
+        let routing = pending.clone();
+        tokio::spawn(async move {
+            while let Some(message) = answers.recv().await {
+                let BusMessage::Message { mut payload, .. } = message else {
+                    continue;
+                };
+                if payload.len() < 8 {
+                    continue;
+                }
+                let id = payload.get_u64();
+                let waiter = routing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(payload);
+                }
+            }
+        });
+        Ok(Self {
+            connection,
+            reply_topic,
+            next_id: AtomicU64::new(1),
+            pending,
+            _replies: replies,
+        })
+    }
+
+    /// Sends one request and waits for its answer. A request that times out may
+    /// still be applied later; callers retry with the same idempotency key.
+    pub async fn call(
+        &self,
+        route: Route,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, RpcError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        let envelope = Envelope {
+            id,
+            reply_to: self.reply_topic.clone(),
+            deadline_ms: now_ms() + timeout.as_millis() as i64,
+            shard: match route {
+                Route::Shard(s) => Some(s),
+                Route::Any => None,
+            },
+            payload,
+        };
+        let queue = match route {
+            Route::Shard(s) => shard_queue(s),
+            Route::Any => ANY_QUEUE.to_string(),
+        };
+        let mut connection = self.connection.clone();
+        let pushed: Result<(), _> = connection.lpush(queue, envelope.encode().as_ref()).await;
+        let answer = match pushed {
+            Ok(()) => tokio::time::timeout(timeout, rx).await,
+            Err(e) => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                return Err(e.into());
+            }
+        };
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        match answer {
+            Ok(Ok(bytes)) => Ok(bytes),
+            _ => Err(RpcError::Timeout(timeout)),
+        }
+    }
+}
+
+/// Handles one request's payload; `fence` is the shard's fencing number when
+/// the request is shard-ordered.
+pub type Handler = Arc<dyn Fn(Bytes, Option<u64>) -> BoxFuture<'static, Bytes> + Send + Sync>;
+
+/// The core's side: holds shard leases and answers requests.
+pub struct RpcServer {
+    url: String,
+    node: String,
+    lease_ttl: Duration,
+}
+
+/// A lease this process holds: its fencing number and until when it may act.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    fence: u64,
+    valid_until: Instant,
+}
+
+impl RpcServer {
+    pub fn new(url: &str, node: &str, lease_ttl: Duration) -> Self {
+        Self {
+            url: url.to_string(),
+            node: node.to_string(),
+            lease_ttl,
+        }
+    }
+
+    /// Serves until `shutdown`: keeps leases, consumes the queues it may, and
+    /// publishes answers on `bus`.
+    pub async fn run(
+        self,
+        bus: Arc<dyn Bus>,
+        handler: Handler,
+        shutdown: CancellationToken,
+    ) -> Result<(), RpcError> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let leases: Arc<Mutex<HashMap<u32, Lease>>> = Arc::default();
+        let keeper = tokio::spawn(keep_leases(
+            client.get_connection_manager().await?,
+            self.node.clone(),
+            self.lease_ttl,
+            leases.clone(),
+            shutdown.clone(),
+        ));
+        // One ordered worker per shard; `any` requests run concurrently.
+        let mut workers: HashMap<u32, mpsc::Sender<Envelope>> = HashMap::new();
+        let mut pusher = client.get_connection_manager().await?;
+        let mut popper = client.get_multiplexed_async_connection().await?;
+        while !shutdown.is_cancelled() {
+            let mut queues = vec![ANY_QUEUE.to_string()];
+            {
+                let held = leases.lock().unwrap_or_else(|p| p.into_inner());
+                queues.extend(held.keys().map(|s| shard_queue(*s)));
+            }
+            let popped: Option<(String, Vec<u8>)> = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = popper.brpop(&queues, 0.5) => match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rpc: pop failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        popper = match client.get_multiplexed_async_connection().await {
+                            Ok(c) => c,
+                            Err(_) => continue,
+                        };
+                        continue;
+                    }
+                },
+            };
+            let Some((queue, raw)) = popped else { continue };
+            let Some(envelope) = Envelope::decode(Bytes::from(raw.clone())) else {
+                tracing::warn!("rpc: undecodable request dropped");
+                continue;
+            };
+            if envelope.deadline_ms < now_ms() {
+                continue; // the caller has given up; it will retry idempotently
+            }
+            match envelope.shard {
+                None => {
+                    let (bus, handler) = (bus.clone(), handler.clone());
+                    tokio::spawn(async move { answer(&*bus, &handler, envelope, None).await });
+                }
+                Some(shard) => {
+                    let lease = leases
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&shard)
+                        .copied();
+                    match lease {
+                        Some(lease) if lease.valid_until > Instant::now() => {
+                            let worker = workers.entry(shard).or_insert_with(|| {
+                                spawn_shard_worker(
+                                    bus.clone(),
+                                    handler.clone(),
+                                    leases.clone(),
+                                    shard,
+                                )
+                            });
+                            let _ = worker.send(envelope).await;
+                        }
+                        _ => {
+                            // Not ours (any more): back to the end it is popped from,
+                            // for the shard's owner. Never applied here.
+                            let _: Result<(), _> = pusher.rpush(&queue, raw).await;
+                        }
+                    }
+                }
+            }
+        }
+        keeper.abort();
+        Ok(())
+    }
+}
+
+fn spawn_shard_worker(
+    bus: Arc<dyn Bus>,
+    handler: Handler,
+    leases: Arc<Mutex<HashMap<u32, Lease>>>,
+    shard: u32,
+) -> mpsc::Sender<Envelope> {
+    let (tx, mut rx) = mpsc::channel::<Envelope>(4096);
+    tokio::spawn(async move {
+        while let Some(envelope) = rx.recv().await {
+            // Checked again just before applying: the lease may have lapsed while
+            // the request waited behind others.
+            let lease = leases
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&shard)
+                .copied();
+            match lease {
+                Some(lease) if lease.valid_until > Instant::now() => {
+                    answer(&*bus, &handler, envelope, Some(lease.fence)).await;
+                }
+                _ => tracing::warn!(
+                    shard,
+                    "rpc: lease lost; request dropped unapplied (the caller retries)"
+                ),
+            }
+        }
+    });
+    tx
+}
+
+async fn answer(bus: &dyn Bus, handler: &Handler, envelope: Envelope, fence: Option<u64>) {
+    let reply = handler(envelope.payload, fence).await;
+    let mut framed = BytesMut::with_capacity(8 + reply.len());
+    framed.put_u64(envelope.id);
+    framed.put_slice(&reply);
+    bus.publish(&envelope.reply_to, framed.freeze());
+}
+
+/// Renews held leases and takes free ones. A lease is used only until a third
+/// of its TTL before it expires in Redis, so clock drift and pauses up to that
+/// margin cannot let two owners act at once.
+async fn keep_leases(
+    mut connection: redis::aio::ConnectionManager,
+    node: String,
+    ttl: Duration,
+    leases: Arc<Mutex<HashMap<u32, Lease>>>,
+    shutdown: CancellationToken,
+) {
+    let renew = redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+    );
+    let ttl_ms = ttl.as_millis() as u64;
+    let margin = ttl / 3;
+    while !shutdown.is_cancelled() {
+        for shard in 0..SHARDS {
+            let key = format!("sa:lease:{shard}");
+            let held = leases
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&shard)
+                .copied();
+            let started = Instant::now();
+            match held {
+                Some(lease) => {
+                    let value = format!("{node}:{}", lease.fence);
+                    let renewed: Result<i64, _> = renew
+                        .key(&key)
+                        .arg(&value)
+                        .arg(ttl_ms)
+                        .invoke_async(&mut connection)
+                        .await;
+                    let mut held = leases.lock().unwrap_or_else(|p| p.into_inner());
+                    if matches!(renewed, Ok(1)) {
+                        held.insert(
+                            shard,
+                            Lease {
+                                fence: lease.fence,
+                                valid_until: started + ttl - margin,
+                            },
+                        );
+                    } else if lease.valid_until <= Instant::now() || matches!(renewed, Ok(0)) {
+                        held.remove(&shard);
+                        tracing::warn!(shard, "rpc: lease lost");
+                    }
+                }
+                None => {
+                    let fence: Result<u64, _> =
+                        connection.incr(format!("sa:fence:{shard}"), 1).await;
+                    let Ok(fence) = fence else { continue };
+                    let value = format!("{node}:{fence}");
+                    let taken: Result<Option<String>, _> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&value)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl_ms)
+                        .query_async(&mut connection)
+                        .await;
+                    if matches!(taken, Ok(Some(_))) {
+                        tracing::info!(shard, fence, "rpc: lease taken");
+                        leases.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                            shard,
+                            Lease {
+                                fence,
+                                valid_until: started + ttl - margin,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(ttl / 4) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_and_garbage_is_refused() {
+        let e = Envelope {
+            id: 7,
+            reply_to: "rpc-reply.g1".into(),
+            deadline_ms: 99,
+            shard: Some(3),
+            payload: Bytes::from_static(b"hello"),
+        };
+        let d = Envelope::decode(e.encode()).unwrap();
+        assert_eq!(
+            (
+                d.id,
+                d.reply_to.as_str(),
+                d.deadline_ms,
+                d.shard,
+                d.payload.as_ref()
+            ),
+            (7, "rpc-reply.g1", 99, Some(3), &b"hello"[..])
+        );
+        assert!(Envelope::decode(Bytes::from_static(b"short")).is_none());
+        assert!(
+            Envelope::decode(Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 1]))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard_of("d.1.2"), shard_of("d.1.2"));
+        let used: std::collections::HashSet<u32> = (0..200)
+            .map(|i| shard_of(&format!("d.{i}.{}", i + 1)))
+            .collect();
+        assert!(used.len() > SHARDS as usize / 2);
+    }
+}
