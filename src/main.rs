@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use superapp::Application;
-use superapp_kit::config::Config;
+use superapp_kit::config::{Config, Role};
+use superapp_kit::secret::Secret;
 
 #[derive(Parser)]
 #[command(version, about = "Self-hostable backend for a WeChat-style super-app")]
@@ -35,6 +36,21 @@ struct ServeArgs {
     /// Data directory; overrides server.data_dir.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// What this process runs: all (default), gateway or core; overrides server.role.
+    #[arg(long, value_parser = parse_role)]
+    role: Option<Role>,
+    /// Redis URL (redis://host:port/); overrides redis.url.
+    #[arg(long)]
+    redis: Option<String>,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    match s {
+        "all" => Ok(Role::All),
+        "gateway" => Ok(Role::Gateway),
+        "core" => Ok(Role::Core),
+        other => Err(format!("unknown role {other:?}: all, gateway or core")),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +70,13 @@ fn main() -> anyhow::Result<()> {
     if let Some(data) = args.data {
         config.server.data_dir = data;
     }
+    if let Some(role) = args.role {
+        config.server.role = role;
+    }
+    if let Some(url) = args.redis {
+        config.redis.url = Some(Secret::new(url));
+    }
+    config.validate()?;
     superapp::telemetry::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

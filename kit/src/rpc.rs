@@ -479,3 +479,85 @@ mod tests {
         assert!(used.len() > SHARDS as usize / 2);
     }
 }
+
+#[cfg(test)]
+mod lease_tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::redis_bus::RedisBus;
+    use crate::testkit::RedisServer;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_core_without_the_lease_never_applies_a_shard_request() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let url = redis.url();
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+        // Another core holds every lease.
+        for shard in 0..SHARDS {
+            let _: () = redis::cmd("SET")
+                .arg(format!("sa:lease:{shard}"))
+                .arg("other:1")
+                .arg("PX")
+                .arg(60_000)
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+        }
+        let bus: Arc<dyn Bus> = Arc::new(RedisBus::connect(&url).await.unwrap());
+        let applied = Arc::new(AtomicUsize::new(0));
+        let counter = applied.clone();
+        let handler: Handler = Arc::new(move |payload: Bytes, fence: Option<u64>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            assert!(fence.is_some());
+            Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
+        });
+        let shutdown = CancellationToken::new();
+        let server = RpcServer::new(&url, "core-a", Duration::from_millis(1_500));
+        tokio::spawn(server.run(bus.clone(), handler, shutdown.clone()));
+        let caller = RpcClient::connect(&url, bus.as_ref(), "gw-1")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let refused = caller
+            .call(
+                Route::Shard(3),
+                Bytes::from_static(b"write"),
+                Duration::from_millis(1_500),
+            )
+            .await;
+        assert!(matches!(refused, Err(RpcError::Timeout(_))));
+        assert_eq!(
+            applied.load(Ordering::SeqCst),
+            0,
+            "applied without the lease"
+        );
+        let waiting: usize = redis::cmd("LLEN")
+            .arg("sa:rq:3")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(waiting, 1, "the request waits for the shard's owner");
+
+        // The other core's lease ends; this one takes it and answers.
+        let _: () = redis::cmd("DEL")
+            .arg("sa:lease:3")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let answer = caller
+            .call(
+                Route::Shard(3),
+                Bytes::from_static(b"again"),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer, Bytes::from_static(b"again"));
+        shutdown.cancel();
+    }
+}

@@ -35,18 +35,31 @@ async fn tier(redis: &RedisServer, gateways: usize) -> (TestApp, Vec<TestApp>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_on_different_gateways_chat_live_both_ways_on_every_device() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let (core, gateways) = tier(&redis, 2).await;
     let a = core.user("Ann").await;
     let b = core.user("Bo").await;
     let (g1, g2) = (&gateways[0].base_url, &gateways[1].base_url);
-    let a_phone = Connection::connect(g1, &a.tokens.access_token).await.unwrap();
-    let a_tablet = Connection::connect(g2, &a.tokens.access_token).await.unwrap();
-    let b_phone = Connection::connect(g2, &b.tokens.access_token).await.unwrap();
-    let b_laptop = Connection::connect(g1, &b.tokens.access_token).await.unwrap();
+    let a_phone = Connection::connect(g1, &a.tokens.access_token)
+        .await
+        .unwrap();
+    let a_tablet = Connection::connect(g2, &a.tokens.access_token)
+        .await
+        .unwrap();
+    let b_phone = Connection::connect(g2, &b.tokens.access_token)
+        .await
+        .unwrap();
+    let b_laptop = Connection::connect(g1, &b.tokens.access_token)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await; // subscriptions reach redis
 
-    let ack = a_phone.send_text(b.id, "x1", "across gateways").await.unwrap();
+    let ack = a_phone
+        .send_text(b.id, "x1", "across gateways")
+        .await
+        .unwrap();
     assert_eq!(ack.seq, 1);
     for device in [&b_phone, &b_laptop, &a_tablet] {
         assert_eq!(next_message(device).await.seq, 1);
@@ -61,24 +74,179 @@ async fn users_on_different_gateways_chat_live_both_ways_on_every_device() {
         assert_eq!((m.seq, m.sender), (2, b.id));
     }
     // Retries stay idempotent through the core, and sync works through a gateway.
-    let again = a_phone.send_text(b.id, "x1", "across gateways").await.unwrap();
+    let again = a_phone
+        .send_text(b.id, "x1", "across gateways")
+        .await
+        .unwrap();
     assert!(again.duplicate && again.seq == 1);
     let page = b_laptop.pull(&ack.conversation_id, 0, 10).await.unwrap();
     assert_eq!(page.messages.len(), 2);
     // A gateway serves sessions only.
-    let (status, _) = gateways[0].http.request_json("GET", "/v1/me", None, None).await.unwrap();
+    let (status, _) = gateways[0]
+        .http
+        .request_json("GET", "/v1/me", None, None)
+        .await
+        .unwrap();
     assert_eq!(status, 404);
     // Logging out on the core closes the session's sockets on every gateway.
     core.http.logout(&a.tokens.access_token).await.unwrap();
-    assert_eq!(a_tablet.wait_closed(Duration::from_secs(5)).await.map(|c| c.0), Some(4001));
+    assert_eq!(
+        a_tablet
+            .wait_closed(Duration::from_secs(5))
+            .await
+            .map(|c| c.0),
+        Some(4001)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_token_is_refused_at_a_gateway_handshake() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let (_core, gateways) = tier(&redis, 1).await;
     match Connection::connect(&gateways[0].base_url, "not-a-token").await {
         Err(refused) => assert_eq!(refused.code(), Some("invalid_token")),
         Ok(_) => panic!("a bad token opened a session"),
     }
+}
+
+/// Sends until acked, retrying with the same client_msg_id and reconnecting
+/// when the session ends: what every client does.
+async fn send_until_acked(
+    gateway: &str,
+    token: &str,
+    conn: &mut Connection,
+    to: u64,
+    cmid: &str,
+    attempts: &mut u64,
+) -> superapp_client::proto::v1::SendAck {
+    loop {
+        *attempts += 1;
+        match conn.send_text(to, cmid, cmid).await {
+            Ok(ack) => return ack,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if conn.is_closed() {
+                    if let Ok(fresh) = Connection::connect(gateway, token).await {
+                        *conn = fresh;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarts_during_ten_thousand_sends_lose_and_duplicate_nothing() {
+    let Some(mut redis) = RedisServer::start() else { return };
+    let url = redis.url();
+    let core = spawn_app_with(|c| {
+        c.server.role = Role::Core;
+        c.redis.url = Some(Secret::new(url.clone()));
+        c.redis.lease_ttl_ms = 1_500;
+        c.gateway.rate_per_sec = 100_000;
+        c.gateway.rate_burst = 100_000;
+        c.gateway.user_rate_per_sec = 100_000;
+    })
+    .await;
+    let mut gateways = Vec::new();
+    for _ in 0..2 {
+        gateways.push(
+            spawn_app_with(|c| {
+                c.server.role = Role::Gateway;
+                c.redis.url = Some(Secret::new(url.clone()));
+                c.redis.request_timeout_ms = 1_000;
+                c.gateway.rate_per_sec = 100_000;
+                c.gateway.rate_burst = 100_000;
+                c.gateway.user_rate_per_sec = 100_000;
+            })
+            .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let seed = std::process::id();
+    let clients = 10usize;
+    let per_client = 1_000usize;
+    let mut users = Vec::new();
+    for i in 0..clients {
+        users.push(core.user(&format!("U{i}")).await);
+    }
+    let ids: Vec<u64> = users.iter().map(|u| u.id).collect();
+
+    let mut tasks = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        let gateway = gateways[i % 2].base_url.clone();
+        let token = user.tokens.access_token.clone();
+        let to = ids[i ^ 1];
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Connection::connect(&gateway, &token).await.unwrap();
+            let mut acked = Vec::with_capacity(per_client);
+            let mut attempts = 0;
+            for n in 0..per_client {
+                let cmid = format!("s{seed}-c{i}-{n}");
+                let ack = send_until_acked(&gateway, &token, &mut conn, to, &cmid, &mut attempts).await;
+                acked.push((ack.conversation_id, ack.seq, cmid));
+            }
+            (acked, attempts)
+        }));
+    }
+    let killer = tokio::spawn(async move {
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            redis.kill();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            redis.restart();
+        }
+        redis
+    });
+    let mut acked = Vec::new();
+    let mut attempted = 0;
+    for t in tasks {
+        let (list, attempts) = t.await.unwrap();
+        acked.extend(list);
+        attempted += attempts;
+    }
+    let _redis = killer.await.unwrap();
+
+    // Every participant resyncs from nothing and must hold the same map.
+    let mut stored = std::collections::HashMap::new();
+    let mut duplicated = 0;
+    for (i, user) in users.iter().enumerate() {
+        let conn = Connection::connect(&gateways[0].base_url, &user.tokens.access_token).await.unwrap();
+        let conversation = format!("d.{}.{}", ids[i].min(ids[i ^ 1]), ids[i].max(ids[i ^ 1]));
+        let (mut after, mut seen) = (0, std::collections::HashSet::new());
+        let mut map = Vec::new();
+        loop {
+            let page = conn.pull(&conversation, after, 500).await.unwrap();
+            for m in &page.messages {
+                assert_eq!(m.seq, after + 1, "seq {} follows {after}", m.seq);
+                after = m.seq;
+                if !seen.insert(m.client_msg_id.clone()) {
+                    duplicated += 1;
+                }
+                map.push((m.seq, m.client_msg_id.clone()));
+            }
+            if !page.has_more {
+                break;
+            }
+        }
+        let previous = stored.insert(conversation, map.clone());
+        if let Some(previous) = previous {
+            assert_eq!(previous, map, "both members hold the same seq -> message map");
+        }
+    }
+    let mut lost = 0;
+    for (conversation, seq, cmid) in &acked {
+        let found = stored[conversation].iter().any(|(s, c)| s == seq && c == cmid);
+        if !found {
+            lost += 1;
+        }
+    }
+    println!(
+        "seed {seed}: attempted {attempted}, acknowledged {}, lost {lost}, duplicated {duplicated}",
+        acked.len()
+    );
+    assert_eq!(acked.len(), clients * per_client);
+    assert_eq!((lost, duplicated), (0, 0));
 }
