@@ -127,10 +127,10 @@ async fn send_until_acked(
             Ok(ack) => return ack,
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                if conn.is_closed() {
-                    if let Ok(fresh) = Connection::connect(gateway, token).await {
-                        *conn = fresh;
-                    }
+                if conn.is_closed()
+                    && let Ok(fresh) = Connection::connect(gateway, token).await
+                {
+                    *conn = fresh;
                 }
             }
         }
@@ -139,7 +139,9 @@ async fn send_until_acked(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarts_during_ten_thousand_sends_lose_and_duplicate_nothing() {
-    let Some(mut redis) = RedisServer::start() else { return };
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
     let url = redis.url();
     let core = spawn_app_with(|c| {
         c.server.role = Role::Core;
@@ -185,7 +187,8 @@ async fn redis_restarts_during_ten_thousand_sends_lose_and_duplicate_nothing() {
             let mut attempts = 0;
             for n in 0..per_client {
                 let cmid = format!("s{seed}-c{i}-{n}");
-                let ack = send_until_acked(&gateway, &token, &mut conn, to, &cmid, &mut attempts).await;
+                let ack =
+                    send_until_acked(&gateway, &token, &mut conn, to, &cmid, &mut attempts).await;
                 acked.push((ack.conversation_id, ack.seq, cmid));
             }
             (acked, attempts)
@@ -213,7 +216,9 @@ async fn redis_restarts_during_ten_thousand_sends_lose_and_duplicate_nothing() {
     let mut stored = std::collections::HashMap::new();
     let mut duplicated = 0;
     for (i, user) in users.iter().enumerate() {
-        let conn = Connection::connect(&gateways[0].base_url, &user.tokens.access_token).await.unwrap();
+        let conn = Connection::connect(&gateways[0].base_url, &user.tokens.access_token)
+            .await
+            .unwrap();
         let conversation = format!("d.{}.{}", ids[i].min(ids[i ^ 1]), ids[i].max(ids[i ^ 1]));
         let (mut after, mut seen) = (0, std::collections::HashSet::new());
         let mut map = Vec::new();
@@ -233,12 +238,17 @@ async fn redis_restarts_during_ten_thousand_sends_lose_and_duplicate_nothing() {
         }
         let previous = stored.insert(conversation, map.clone());
         if let Some(previous) = previous {
-            assert_eq!(previous, map, "both members hold the same seq -> message map");
+            assert_eq!(
+                previous, map,
+                "both members hold the same seq -> message map"
+            );
         }
     }
     let mut lost = 0;
     for (conversation, seq, cmid) in &acked {
-        let found = stored[conversation].iter().any(|(s, c)| s == seq && c == cmid);
+        let found = stored[conversation]
+            .iter()
+            .any(|(s, c)| s == seq && c == cmid);
         if !found {
             lost += 1;
         }
@@ -249,4 +259,77 @@ async fn redis_restarts_during_ten_thousand_sends_lose_and_duplicate_nothing() {
     );
     assert_eq!(acked.len(), clients * per_client);
     assert_eq!((lost, duplicated), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_talks_to_the_core_and_chats_through_gateways() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (core, gateways) = tier(&redis, 2).await;
+    let profiles = tempfile::tempdir().unwrap();
+    let run = |profile: &str, ws: &str, args: &[&str]| {
+        let output = std::process::Command::new(crate::cli::cli_path())
+            .args(["--server", &core.base_url, "--ws", ws, "--profile"])
+            .arg(profiles.path().join(profile))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let (g1, g2) = (gateways[0].base_url.clone(), gateways[1].base_url.clone());
+    let (pa, pb) = (crate::helpers::fresh_phone(), crate::helpers::fresh_phone());
+    let pw = crate::helpers::PASSWORD;
+    let run = &run;
+    let bo_id = tokio::task::block_in_place(|| {
+        run(
+            "ann",
+            &g1,
+            &[
+                "register",
+                "--phone",
+                &pa,
+                "--password",
+                pw,
+                "--name",
+                "Ann",
+            ],
+        );
+        let bo = run(
+            "bo",
+            &g2,
+            &["register", "--phone", &pb, "--password", pw, "--name", "Bo"],
+        );
+        run("ann", &g1, &["login", "--phone", &pa, "--password", pw]);
+        run("bo", &g2, &["login", "--phone", &pb, "--password", pw]);
+        let bo: serde_json::Value = serde_json::from_str(&bo).unwrap();
+        let id = bo["user_id"].as_str().unwrap().to_string();
+        for text in ["one", "two"] {
+            run("ann", &g1, &["send", "--to", &id, "--text", text]);
+        }
+        id
+    });
+    let printed = tokio::task::block_in_place(|| {
+        run(
+            "bo",
+            &g2,
+            &["listen", "--json", "--count", "2", "--timeout", "20"],
+        )
+    });
+    let texts: Vec<String> = printed
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(texts, ["one", "two"]);
+    assert!(!bo_id.is_empty());
 }

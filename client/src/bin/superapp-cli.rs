@@ -38,9 +38,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
     about = "Scripting client for a superapp server"
 )]
 struct Cli {
-    /// Base URL of the server.
+    /// Base URL of the server (its HTTP API).
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// Base URL of a gateway for the WebSocket, when it is not the server
+    /// (the Redis tier: gateways hold sessions, the core serves the API).
+    #[arg(long, global = true)]
+    ws: Option<String>,
     /// Directory holding session.json and sync.json.
     #[arg(long, global = true, default_value = "./.superapp-cli")]
     profile: PathBuf,
@@ -166,7 +170,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let app = App {
         http: HttpClient::new(cli.server.clone()),
-        server: cli.server,
+        ws: cli.ws.unwrap_or(cli.server),
         profile: Profile { dir: cli.profile },
     };
     match app.run(cli.command).await {
@@ -183,7 +187,8 @@ async fn main() -> ExitCode {
 
 struct App {
     http: HttpClient,
-    server: String,
+    /// Where WebSocket sessions go: `--ws`, or the server.
+    ws: String,
     profile: Profile,
 }
 
@@ -250,7 +255,7 @@ impl App {
 
     async fn connect(&self) -> CliResult<Connection> {
         let tokens = self.fresh_tokens().await?;
-        Ok(Connection::connect(&self.server, &tokens.access_token).await?)
+        Ok(Connection::connect(&self.ws, &tokens.access_token).await?)
     }
 
     async fn logout(&self) -> CliResult {
