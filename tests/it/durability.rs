@@ -9,18 +9,24 @@ use superapp_client::{Connection, HttpClient};
 
 use crate::helpers::{PASSWORD, fresh_phone};
 
-type Logs = std::sync::Arc<std::sync::Mutex<String>>;
+pub(crate) type Logs = std::sync::Arc<std::sync::Mutex<String>>;
 
 fn start_server(data: &std::path::Path) -> (Child, String) {
-    let (child, base, _) = start_server_logging(data, "info");
+    let (child, base, _) = start_server_logging(data, "info", &[]);
     (child, base)
 }
 
-/// Starts the server binary; its log lines collect in the returned buffer.
-fn start_server_logging(data: &std::path::Path, filter: &str) -> (Child, String, Logs) {
+/// Starts the server binary with `extra` arguments (a role, a Redis URL); its
+/// log lines collect in the returned buffer.
+pub(crate) fn start_server_logging(
+    data: &std::path::Path,
+    filter: &str,
+    extra: &[&str],
+) -> (Child, String, Logs) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_superapp"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(extra)
         .env("SUPERAPP_LOG__FORMAT", "json")
         .env("RUST_LOG", filter)
         .stderr(Stdio::piped())
@@ -141,7 +147,7 @@ async fn kill_9_during_a_stream_of_sends_loses_no_acked_message() {
 #[tokio::test]
 async fn logs_never_hold_passwords_tokens_or_message_bodies() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, base, logs) = start_server_logging(dir.path(), "trace");
+    let (mut server, base, logs) = start_server_logging(dir.path(), "trace", &[]);
     let http = HttpClient::new(base.clone());
     let (pa, pb) = (fresh_phone(), fresh_phone());
     let secret_password = "zebra-violet-quantum-42";

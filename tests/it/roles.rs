@@ -8,7 +8,7 @@ use superapp_kit::config::Role;
 use superapp_kit::secret::Secret;
 use superapp_kit::testkit::RedisServer;
 
-use crate::helpers::{TestApp, next_message, spawn_app_with};
+use crate::helpers::{TestApp, User, next_message, spawn_app_with};
 
 async fn tier(redis: &RedisServer, gateways: usize) -> (TestApp, Vec<TestApp>) {
     let url = redis.url();
@@ -111,98 +111,51 @@ async fn a_bad_token_is_refused_at_a_gateway_handshake() {
     }
 }
 
-/// Sends until acked, retrying with the same client_msg_id and reconnecting
-/// when the session ends: what every client does.
-async fn send_until_acked(
-    gateway: &str,
-    token: &str,
-    conn: &mut Connection,
-    to: u64,
-    cmid: &str,
-    attempts: &mut u64,
-) -> superapp_client::proto::v1::SendAck {
-    loop {
-        *attempts += 1;
-        match conn.send_text(to, cmid, cmid).await {
-            Ok(ack) => return ack,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if conn.is_closed()
-                    && let Ok(fresh) = Connection::connect(gateway, token).await
-                {
-                    *conn = fresh;
-                }
-            }
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_restarts_during_ten_thousand_sends_lose_and_duplicate_nothing() {
-    let Some(mut redis) = RedisServer::start() else {
-        return;
-    };
-    let url = redis.url();
-    let core = spawn_app_with(|c| {
-        c.server.role = Role::Core;
-        c.redis.url = Some(Secret::new(url.clone()));
-        c.redis.lease_ttl_ms = 1_500;
-        c.gateway.rate_per_sec = 100_000;
-        c.gateway.rate_burst = 100_000;
-        c.gateway.user_rate_per_sec = 100_000;
-    })
-    .await;
-    let mut gateways = Vec::new();
-    for _ in 0..2 {
-        gateways.push(
-            spawn_app_with(|c| {
-                c.server.role = Role::Gateway;
-                c.redis.url = Some(Secret::new(url.clone()));
-                c.redis.request_timeout_ms = 1_000;
-                c.gateway.rate_per_sec = 100_000;
-                c.gateway.rate_burst = 100_000;
-                c.gateway.user_rate_per_sec = 100_000;
-            })
-            .await,
-        );
-    }
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let seed = std::process::id();
-    let clients = 10usize;
-    let per_client = 1_000usize;
-    let mut users = Vec::new();
-    for i in 0..clients {
-        users.push(core.user(&format!("U{i}")).await);
-    }
+/// Client `i` sends `per_client` messages to user `i ^ 1`, each until acked,
+/// through the gateways in turn (moving on when one stops answering).
+/// Returns (conversation, seq, client_msg_id) of every ack and the attempts.
+async fn stream_sends(
+    gateways: Vec<String>,
+    users: &[User],
+    per_client: usize,
+    seed: u32,
+) -> (Vec<(String, u64, String)>, u64) {
     let ids: Vec<u64> = users.iter().map(|u| u.id).collect();
-
     let mut tasks = Vec::new();
     for (i, user) in users.iter().enumerate() {
-        let gateway = gateways[i % 2].base_url.clone();
+        let gateways = gateways.clone();
         let token = user.tokens.access_token.clone();
         let to = ids[i ^ 1];
         tasks.push(tokio::spawn(async move {
-            let mut conn = Connection::connect(&gateway, &token).await.unwrap();
+            let mut which = i % gateways.len();
+            let mut conn = Connection::connect(&gateways[which], &token).await.unwrap();
             let mut acked = Vec::with_capacity(per_client);
-            let mut attempts = 0;
+            let mut attempts = 0u64;
             for n in 0..per_client {
                 let cmid = format!("s{seed}-c{i}-{n}");
-                let ack =
-                    send_until_acked(&gateway, &token, &mut conn, to, &cmid, &mut attempts).await;
-                acked.push((ack.conversation_id, ack.seq, cmid));
+                loop {
+                    attempts += 1;
+                    match conn.send_text(to, &cmid, &cmid).await {
+                        Ok(ack) => {
+                            acked.push((ack.conversation_id, ack.seq, cmid));
+                            break;
+                        }
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            if conn.is_closed() {
+                                // Reconnect, trying the next gateway if this one is gone.
+                                match Connection::connect(&gateways[which], &token).await {
+                                    Ok(fresh) => conn = fresh,
+                                    Err(_) => which = (which + 1) % gateways.len(),
+                                }
+                            }
+                        }
+                    }
+                }
             }
             (acked, attempts)
         }));
     }
-    let killer = tokio::spawn(async move {
-        for _ in 0..3 {
-            tokio::time::sleep(Duration::from_millis(700)).await;
-            redis.kill();
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            redis.restart();
-        }
-        redis
-    });
     let mut acked = Vec::new();
     let mut attempted = 0;
     for t in tasks {
@@ -210,13 +163,17 @@ async fn redis_restarts_during_ten_thousand_sends_lose_and_duplicate_nothing() {
         acked.extend(list);
         attempted += attempts;
     }
-    let _redis = killer.await.unwrap();
+    (acked, attempted)
+}
 
-    // Every participant resyncs from nothing and must hold the same map.
+/// Every participant resyncs from nothing; both members of a conversation must
+/// hold the same seq -> message map, with no holes. Returns (lost, duplicated).
+async fn audit(gateway: &str, users: &[User], acked: &[(String, u64, String)]) -> (usize, usize) {
+    let ids: Vec<u64> = users.iter().map(|u| u.id).collect();
     let mut stored = std::collections::HashMap::new();
     let mut duplicated = 0;
     for (i, user) in users.iter().enumerate() {
-        let conn = Connection::connect(&gateways[0].base_url, &user.tokens.access_token)
+        let conn = Connection::connect(gateway, &user.tokens.access_token)
             .await
             .unwrap();
         let conversation = format!("d.{}.{}", ids[i].min(ids[i ^ 1]), ids[i].max(ids[i ^ 1]));
@@ -236,29 +193,182 @@ async fn redis_restarts_during_ten_thousand_sends_lose_and_duplicate_nothing() {
                 break;
             }
         }
-        let previous = stored.insert(conversation, map.clone());
-        if let Some(previous) = previous {
+        if let Some(previous) = stored.insert(conversation, map.clone()) {
             assert_eq!(
                 previous, map,
                 "both members hold the same seq -> message map"
             );
         }
     }
-    let mut lost = 0;
-    for (conversation, seq, cmid) in &acked {
-        let found = stored[conversation]
-            .iter()
-            .any(|(s, c)| s == seq && c == cmid);
-        if !found {
-            lost += 1;
-        }
+    let lost = acked
+        .iter()
+        .filter(|(conversation, seq, cmid)| {
+            !stored[conversation]
+                .iter()
+                .any(|(s, c)| s == seq && c == cmid)
+        })
+        .count();
+    (lost, duplicated)
+}
+
+fn unlimited(c: &mut superapp_kit::config::Config) {
+    c.gateway.rate_per_sec = 100_000;
+    c.gateway.rate_burst = 100_000;
+    c.gateway.user_rate_per_sec = 100_000;
+}
+
+async fn users_of(core: &TestApp, n: usize) -> Vec<User> {
+    let mut users = Vec::new();
+    for i in 0..n {
+        users.push(core.user(&format!("U{i}")).await);
     }
+    users
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarts_during_ten_thousand_sends_lose_and_duplicate_nothing() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let core = spawn_app_with(|c| {
+        c.server.role = Role::Core;
+        c.redis.url = Some(Secret::new(url.clone()));
+        c.redis.lease_ttl_ms = 1_500;
+        unlimited(c);
+    })
+    .await;
+    let mut gateways = Vec::new();
+    for _ in 0..2 {
+        gateways.push(
+            spawn_app_with(|c| {
+                c.server.role = Role::Gateway;
+                c.redis.url = Some(Secret::new(url.clone()));
+                c.redis.request_timeout_ms = 1_000;
+                unlimited(c);
+            })
+            .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let seed = std::process::id();
+    let users = users_of(&core, 10).await;
+    let killer = tokio::spawn(async move {
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            redis.kill();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            redis.restart();
+        }
+        redis
+    });
+    let urls = gateways.iter().map(|g| g.base_url.clone()).collect();
+    let (acked, attempted) = stream_sends(urls, &users, 1_000, seed).await;
+    let _redis = killer.await.unwrap();
+    let (lost, duplicated) = audit(&gateways[0].base_url, &users, &acked).await;
     println!(
         "seed {seed}: attempted {attempted}, acknowledged {}, lost {lost}, duplicated {duplicated}",
         acked.len()
     );
-    assert_eq!(acked.len(), clients * per_client);
+    assert_eq!(acked.len(), 10_000);
     assert_eq!((lost, duplicated), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_mid_stream_loses_its_clients_to_another_and_nothing_else() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let core = spawn_app_with(|c| {
+        c.server.role = Role::Core;
+        c.redis.url = Some(Secret::new(url.clone()));
+        unlimited(c);
+    })
+    .await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let args = ["--role", "gateway", "--redis", url.as_str()];
+    let (mut doomed, doomed_url, _) =
+        crate::durability::start_server_logging(dirs[0].path(), "info", &args);
+    let (mut survivor, survivor_url, _) =
+        crate::durability::start_server_logging(dirs[1].path(), "info", &args);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let seed = std::process::id();
+    let users = users_of(&core, 6).await;
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        doomed.kill().unwrap(); // SIGKILL
+        doomed.wait().unwrap();
+    });
+    let (acked, attempted) =
+        stream_sends(vec![doomed_url, survivor_url.clone()], &users, 500, seed).await;
+    killer.await.unwrap();
+    let (lost, duplicated) = audit(&survivor_url, &users, &acked).await;
+    println!(
+        "seed {seed}: attempted {attempted}, acknowledged {}, lost {lost}, duplicated {duplicated}",
+        acked.len()
+    );
+    assert_eq!(acked.len(), 3_000);
+    assert_eq!((lost, duplicated), (0, 0));
+    survivor.kill().unwrap();
+    survivor.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_core_killed_and_restarted_keeps_every_acknowledged_message() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--role", "core", "--redis", url.as_str()];
+    let (mut core, core_url, _) =
+        crate::durability::start_server_logging(data.path(), "info", &args);
+    let gateway = spawn_app_with(|c| {
+        c.server.role = Role::Gateway;
+        c.redis.url = Some(Secret::new(url.clone()));
+        c.redis.request_timeout_ms = 1_000;
+        unlimited(c);
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let http = superapp_client::HttpClient::new(core_url);
+    let mut users = Vec::new();
+    for _ in 0..4 {
+        let phone = crate::helpers::fresh_phone();
+        let account = http
+            .register(&phone, crate::helpers::PASSWORD, "U")
+            .await
+            .unwrap();
+        let tokens = http.login(&phone, crate::helpers::PASSWORD).await.unwrap();
+        users.push(User {
+            id: account.user_id,
+            phone,
+            tokens,
+        });
+    }
+    let seed = std::process::id();
+    let restart_url = url.clone();
+    let restarter = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        core.kill().unwrap(); // SIGKILL mid-stream
+        core.wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let args = ["--role", "core", "--redis", restart_url.as_str()];
+        let (core, _, _) = crate::durability::start_server_logging(data.path(), "info", &args);
+        (core, data)
+    });
+    let (acked, attempted) = stream_sends(vec![gateway.base_url.clone()], &users, 500, seed).await;
+    let (mut core, _data) = restarter.await.unwrap();
+    let (lost, duplicated) = audit(&gateway.base_url, &users, &acked).await;
+    println!(
+        "seed {seed}: attempted {attempted}, acknowledged {}, lost {lost}, duplicated {duplicated}",
+        acked.len()
+    );
+    assert_eq!(acked.len(), 2_000);
+    assert_eq!((lost, duplicated), (0, 0));
+    core.kill().unwrap();
+    core.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
