@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use redis::AsyncCommands as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::BoxFuture;
@@ -26,6 +26,8 @@ use crate::bus::{Bus, BusMessage, Subscriber};
 /// Shards of conversation-ordered requests.
 pub const SHARDS: u32 = 16;
 const ANY_QUEUE: &str = "sa:rq:any";
+/// Requests taken from a list in one round trip, beyond the first.
+const POP_BATCH: usize = 127;
 
 pub fn shard_of(key: &str) -> u32 {
     // FNV-1a: stable across processes and versions, unlike std's hasher.
@@ -251,8 +253,6 @@ impl RpcServer {
             leases.clone(),
             shutdown.clone(),
         ));
-        // One ordered worker per shard; `any` requests run concurrently.
-        let mut workers: HashMap<u32, mpsc::Sender<Envelope>> = HashMap::new();
         let mut pusher = client.get_connection_manager().await?;
         let mut popper = client.get_multiplexed_async_connection().await?;
         while !shutdown.is_cancelled() {
@@ -276,79 +276,59 @@ impl RpcServer {
                     }
                 },
             };
-            let Some((queue, raw)) = popped else { continue };
-            let Some(envelope) = Envelope::decode(Bytes::from(raw.clone())) else {
-                tracing::warn!("rpc: undecodable request dropped");
+            let Some((queue, first)) = popped else {
                 continue;
             };
-            if envelope.deadline_ms < now_ms() {
-                continue; // the caller has given up; it will retry idempotently
-            }
-            match envelope.shard {
-                None => {
+            // Whatever else waits in the same list comes along, oldest first: one
+            // round trip per batch instead of one per request.
+            let more: Option<Vec<Vec<u8>>> = redis::cmd("RPOP")
+                .arg(&queue)
+                .arg(POP_BATCH)
+                .query_async(&mut popper)
+                .await
+                .unwrap_or(None);
+            let mut refused = Vec::new();
+            for raw in std::iter::once(first).chain(more.into_iter().flatten()) {
+                let Some(envelope) = Envelope::decode(Bytes::from(raw.clone())) else {
+                    tracing::warn!("rpc: undecodable request dropped");
+                    continue;
+                };
+                if envelope.deadline_ms < now_ms() {
+                    continue; // the caller has given up; it will retry idempotently
+                }
+                let Some(shard) = envelope.shard else {
                     let (bus, handler) = (bus.clone(), handler.clone());
                     tokio::spawn(async move { answer(&*bus, &handler, envelope, None).await });
-                }
-                Some(shard) => {
-                    let lease = leases
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(&shard)
-                        .copied();
-                    match lease {
-                        Some(lease) if lease.valid_until > Instant::now() => {
-                            let worker = workers.entry(shard).or_insert_with(|| {
-                                spawn_shard_worker(
-                                    bus.clone(),
-                                    handler.clone(),
-                                    leases.clone(),
-                                    shard,
-                                )
-                            });
-                            let _ = worker.send(envelope).await;
-                        }
-                        _ => {
-                            // Not ours (any more): back to the end it is popped from,
-                            // for the shard's owner. Never applied here.
-                            let _: Result<(), _> = pusher.rpush(&queue, raw).await;
-                        }
+                    continue;
+                };
+                let lease = leases
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&shard)
+                    .copied();
+                match lease {
+                    Some(lease) if lease.valid_until > Instant::now() && refused.is_empty() => {
+                        // Applied concurrently: the store's single writer orders a
+                        // conversation's writes and assigns seq; a session waits for
+                        // each answer, so its own requests never overtake each other.
+                        let (bus, handler) = (bus.clone(), handler.clone());
+                        let fence = Some(lease.fence);
+                        tokio::spawn(async move { answer(&*bus, &handler, envelope, fence).await });
                     }
+                    // Not ours (any more), or behind one that was not: never
+                    // applied here, and kept in order for the shard's owner.
+                    _ => refused.push(raw),
                 }
+            }
+            // Back to the end requests are popped from, newest first, so the
+            // owner pops them in their original order.
+            for raw in refused.into_iter().rev() {
+                let _: Result<(), _> = pusher.rpush(&queue, raw).await;
             }
         }
         keeper.abort();
         Ok(())
     }
-}
-
-fn spawn_shard_worker(
-    bus: Arc<dyn Bus>,
-    handler: Handler,
-    leases: Arc<Mutex<HashMap<u32, Lease>>>,
-    shard: u32,
-) -> mpsc::Sender<Envelope> {
-    let (tx, mut rx) = mpsc::channel::<Envelope>(4096);
-    tokio::spawn(async move {
-        while let Some(envelope) = rx.recv().await {
-            // Checked again just before applying: the lease may have lapsed while
-            // the request waited behind others.
-            let lease = leases
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&shard)
-                .copied();
-            match lease {
-                Some(lease) if lease.valid_until > Instant::now() => {
-                    answer(&*bus, &handler, envelope, Some(lease.fence)).await;
-                }
-                _ => tracing::warn!(
-                    shard,
-                    "rpc: lease lost; request dropped unapplied (the caller retries)"
-                ),
-            }
-        }
-    });
-    tx
 }
 
 async fn answer(bus: &dyn Bus, handler: &Handler, envelope: Envelope, fence: Option<u64>) {

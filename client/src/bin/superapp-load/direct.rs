@@ -41,11 +41,19 @@ pub struct DirectArgs {
     /// The server's process id: also report the CPU it spent in each run.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Gateways for the WebSocket sessions (the Redis tier), comma-separated:
+    /// senders use the first, receivers the last, so with two every message
+    /// crosses from one gateway to another. Default: the server.
+    #[arg(long, value_delimiter = ',')]
+    pub ws: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
 pub struct DirectJob {
+    /// Where senders connect.
     url: String,
+    /// Where receivers connect.
+    receiver_url: String,
     /// (sender, receiver) per pair.
     pairs: Vec<(LoadUser, LoadUser)>,
     rate_per_pair: f64,
@@ -93,6 +101,8 @@ impl RunResult {
 pub struct Target {
     pub name: &'static str,
     pub url: String,
+    /// Where receivers connect, when not `url`.
+    pub receiver_url: Option<String>,
     pub pairs: Vec<(LoadUser, LoadUser)>,
     /// The process serving this target, when known.
     pub pid: Option<u32>,
@@ -108,6 +118,7 @@ impl Target {
         Ok(Self {
             name: "server",
             url: url.to_string(),
+            receiver_url: None,
             pairs: list,
             pid,
         })
@@ -122,6 +133,7 @@ impl Target {
         Self {
             name: "relay",
             url: url.to_string(),
+            receiver_url: None,
             pairs: (0..pairs as u64)
                 .map(|p| (user(2 * p + 1), user(2 * p + 2)))
                 .collect(),
@@ -132,7 +144,12 @@ impl Target {
 
 pub async fn run(server: &str, args: DirectArgs) -> anyhow::Result<serde_json::Value> {
     let mut results = serde_json::Map::new();
-    let mut targets = vec![Target::server(server, args.pairs, args.server_pid).await?];
+    let mut first = Target::server(server, args.pairs, args.server_pid).await?;
+    if let (Some(sender), Some(receiver)) = (args.ws.first(), args.ws.last()) {
+        first.url = sender.clone();
+        first.receiver_url = Some(receiver.clone());
+    }
+    let mut targets = vec![first];
     let relay = if args.relay {
         let (worker, url) = crate::relay::start_child().await?;
         targets.push(Target::relay(&url, args.pairs, Some(worker.pid())));
@@ -232,6 +249,10 @@ pub async fn measure(
     for chunk in target.pairs.chunks(target.pairs.len().div_ceil(workers)) {
         let job = job_file(&DirectJob {
             url: target.url.clone(),
+            receiver_url: target
+                .receiver_url
+                .clone()
+                .unwrap_or_else(|| target.url.clone()),
             pairs: chunk.to_vec(),
             rate_per_pair: per_pair,
             duration_secs: secs,
@@ -334,7 +355,7 @@ pub async fn worker(job: DirectJob) -> anyhow::Result<()> {
     let mut connections = Vec::new();
     for (sender, receiver) in &job.pairs {
         let a = Arc::new(Connection::connect(&job.url, &sender.token).await?);
-        let b = Arc::new(Connection::connect(&job.url, &receiver.token).await?);
+        let b = Arc::new(Connection::connect(&job.receiver_url, &receiver.token).await?);
         connections.push((a, b, receiver.id));
     }
     let wait = job.start_unix_ms.saturating_sub(now_unix_ms());
