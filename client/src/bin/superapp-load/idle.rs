@@ -24,9 +24,22 @@ pub struct IdleArgs {
     /// Seconds to hold the sessions once all are open.
     #[arg(long, default_value_t = 30)]
     pub hold: u64,
-    /// The server's process id, to read its memory and CPU from /proc.
-    #[arg(long)]
-    pub server_pid: u32,
+    /// The server's process ids (several: the gateways of the Redis tier), to
+    /// read their memory and CPU from /proc; figures are summed.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub server_pid: Vec<u32>,
+    /// Gateways to hold the sessions, comma-separated; worker i uses gateway
+    /// i mod n. Default: the server.
+    #[arg(long, value_delimiter = ',')]
+    pub ws: Vec<String>,
+}
+
+fn total(pids: &[u32], read: fn(u32) -> anyhow::Result<u64>) -> anyhow::Result<u64> {
+    pids.iter().map(|p| read(*p)).sum()
+}
+
+fn total_cpu(pids: &[u32]) -> anyhow::Result<f64> {
+    pids.iter().map(|p| cpu_secs(*p)).sum()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -43,7 +56,7 @@ pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Val
         .map(|u| u.token)
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before = rss_kib(args.server_pid)?;
+    let rss_before = total(&args.server_pid, rss_kib)?;
 
     let (tx, mut lines) = mpsc::unbounded_channel();
     let per_worker = args.sessions.div_ceil(args.workers.max(1));
@@ -54,8 +67,12 @@ pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Val
     while remaining > 0 {
         let n = per_worker.min(remaining);
         remaining -= n;
+        let gateway = match args.ws.len() {
+            0 => server.to_string(),
+            n => args.ws[workers.len() % n].clone(),
+        };
         let job = job_file(&IdleJob {
-            server: server.to_string(),
+            server: gateway,
             sessions: n,
             tokens: tokens.clone(),
         })?;
@@ -79,11 +96,11 @@ pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Val
     );
     // Let allocations settle, then measure across the hold.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_open = rss_kib(args.server_pid)?;
-    let cpu_start = cpu_secs(args.server_pid)?;
+    let rss_open = total(&args.server_pid, rss_kib)?;
+    let cpu_start = total_cpu(&args.server_pid)?;
     tokio::time::sleep(Duration::from_secs(args.hold)).await;
-    let cpu_held = cpu_secs(args.server_pid)? - cpu_start;
-    let rss_after = rss_kib(args.server_pid)?;
+    let cpu_held = total_cpu(&args.server_pid)? - cpu_start;
+    let rss_after = total(&args.server_pid, rss_kib)?;
     drop(workers);
 
     let per_session =
@@ -109,6 +126,7 @@ pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Val
     );
     Ok(serde_json::json!({
         "scenario": "idle",
+        "server_processes": args.server_pid.len(),
         "sessions": args.sessions,
         "users": args.users,
         "workers": args.workers,
@@ -130,7 +148,20 @@ pub async fn worker(job: IdleJob) -> anyhow::Result<()> {
         let token = job.tokens[i % job.tokens.len()].clone();
         let server = job.server.clone();
         in_flight.push(tokio::spawn(async move {
-            connect_raw(&server, Some(&token), None).await
+            // A refused or failed handshake is retried, as a real client would.
+            let mut backoff = Duration::from_millis(100);
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match connect_raw(&server, Some(&token), None).await {
+                    Ok(socket) => return Ok(socket),
+                    Err(e) if attempts >= 10 => return Err(e),
+                    Err(_) => {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
         }));
         // A few connects at a time, so the listen backlog never overflows.
         if in_flight.len() == 64 || i + 1 == job.sessions {
