@@ -1,7 +1,7 @@
 //! Real servers for tests: a `redis-server` of its own on a free port.
 //!
 //! When `redis-server` is not installed, [`RedisServer::start`] returns None and
-//! the test says it was skipped, unless `SUPERAPP_REQUIRE_REDIS` is set (CI sets
+//! the test says it was skipped, unless `TESTKIT_REQUIRE_REDIS` is set (CI sets
 //! it, after installing Debian's redis-server), in which case it panics.
 
 use std::io::{Read as _, Write as _};
@@ -22,8 +22,8 @@ impl RedisServer {
             .status()
             .is_ok();
         if !installed {
-            if std::env::var_os("SUPERAPP_REQUIRE_REDIS").is_some() {
-                panic!("redis-server is required (SUPERAPP_REQUIRE_REDIS) but not installed");
+            if std::env::var_os("TESTKIT_REQUIRE_REDIS").is_some() {
+                panic!("redis-server is required (TESTKIT_REQUIRE_REDIS) but not installed");
             }
             eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
             return None;
