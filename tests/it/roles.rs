@@ -128,7 +128,7 @@ async fn stream_sends(
         let to = ids[i ^ 1];
         tasks.push(tokio::spawn(async move {
             let mut which = i % gateways.len();
-            let mut conn = Connection::connect(&gateways[which], &token).await.unwrap();
+            let mut conn = connect_retrying(&gateways, &mut which, &token).await;
             let mut acked = Vec::with_capacity(per_client);
             let mut attempts = 0u64;
             for n in 0..per_client {
@@ -143,11 +143,7 @@ async fn stream_sends(
                         Err(_) => {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             if conn.is_closed() {
-                                // Reconnect, trying the next gateway if this one is gone.
-                                match Connection::connect(&gateways[which], &token).await {
-                                    Ok(fresh) => conn = fresh,
-                                    Err(_) => which = (which + 1) % gateways.len(),
-                                }
+                                conn = connect_retrying(&gateways, &mut which, &token).await;
                             }
                         }
                     }
@@ -166,6 +162,25 @@ async fn stream_sends(
     (acked, attempted)
 }
 
+/// Connects as a client does during an outage: retries, moving to the next
+/// gateway when one refuses or is gone.
+async fn connect_retrying(gateways: &[String], which: &mut usize, token: &str) -> Connection {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match Connection::connect(&gateways[*which], token).await {
+            Ok(conn) => return conn,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no gateway took the client: {e}"
+                );
+                *which = (*which + 1) % gateways.len();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// Every participant resyncs from nothing; both members of a conversation must
 /// hold the same seq -> message map, with no holes. Returns (lost, duplicated).
 async fn audit(gateway: &str, users: &[User], acked: &[(String, u64, String)]) -> (usize, usize) {
@@ -173,9 +188,8 @@ async fn audit(gateway: &str, users: &[User], acked: &[(String, u64, String)]) -
     let mut stored = std::collections::HashMap::new();
     let mut duplicated = 0;
     for (i, user) in users.iter().enumerate() {
-        let conn = Connection::connect(gateway, &user.tokens.access_token)
-            .await
-            .unwrap();
+        let conn =
+            connect_retrying(&[gateway.to_string()], &mut 0, &user.tokens.access_token).await;
         let conversation = format!("d.{}.{}", ids[i].min(ids[i ^ 1]), ids[i].max(ids[i ^ 1]));
         let (mut after, mut seen) = (0, std::collections::HashSet::new());
         let mut map = Vec::new();
