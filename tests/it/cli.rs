@@ -17,6 +17,19 @@ pub(crate) fn cli_path() -> PathBuf {
     path
 }
 
+/// The `text` of each line `listen --json` printed.
+pub(crate) fn texts_of(printed: &str) -> Vec<String> {
+    printed
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 fn cli(base: &str, profile: &std::path::Path, args: &[&str]) -> serde_json::Value {
     let output = Command::new(cli_path())
         .args(["--server", base, "--profile"])
@@ -127,17 +140,10 @@ async fn two_people_chat_from_the_cli_and_the_receiver_catches_up_after_a_break(
     })
     .await
     .unwrap();
-    let texts: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(texts, ["one", "two", "three"]);
+    assert_eq!(
+        texts_of(&String::from_utf8(out.stdout).unwrap()),
+        ["one", "two", "three"]
+    );
     let conversations =
         tokio::task::spawn_blocking(move || cli(&base, &bo, &["conversations", "--json"]))
             .await

@@ -445,15 +445,6 @@ async fn the_cli_talks_to_the_core_and_chats_through_gateways() {
             &["listen", "--json", "--count", "2", "--timeout", "20"],
         )
     });
-    let texts: Vec<String> = printed
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(texts, ["one", "two"]);
+    assert_eq!(crate::cli::texts_of(&printed), ["one", "two"]);
     assert!(!bo_id.is_empty());
 }
