@@ -11,7 +11,6 @@ pub mod telemetry;
 pub mod wiring;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,10 +130,6 @@ impl Application {
     /// The address really bound.
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.state.config.server.data_dir.clone()
     }
 
     /// Cancel it to shut down: stop accepting, drain, close sessions with 1012.

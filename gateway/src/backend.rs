@@ -13,6 +13,7 @@ use prost::Message as _;
 use superapp_account::Accounts;
 use superapp_chat::{Chat, ConversationId};
 use superapp_kit::BoxFuture;
+use superapp_kit::clock::{Clock as _, SystemClock};
 use superapp_kit::rpc::{Handler, Route, RpcClient, shard_of};
 use superapp_kit::token::Claims;
 use superapp_proto::v1::{
@@ -90,12 +91,8 @@ impl Backend for Local {
 }
 
 fn pong() -> response::Result {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
     response::Result::Pong(Pong {
-        server_time_ms: now,
+        server_time_ms: SystemClock.now_ms(),
     })
 }
 

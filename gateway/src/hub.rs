@@ -145,14 +145,6 @@ impl Hub {
         self.sessions.get()
     }
 
-    /// Asks every session on this process to close with `code`.
-    pub fn kick_all(&self, code: u16) {
-        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        for handle in users.values().flat_map(|e| &e.devices) {
-            handle.kick.kick(code);
-        }
-    }
-
     /// Ends the dispatch task.
     pub fn stop(&self) {
         self.stopped.cancel();

@@ -62,6 +62,42 @@ struct Queue {
     lagged: std::sync::atomic::AtomicBool,
 }
 
+/// The receiver of a subscriber queue is gone.
+#[derive(Debug)]
+pub(crate) struct Gone;
+
+/// Queues without waiting, for every bus: a full queue drops the message and
+/// marks the subscriber lagged, and the [`BusMessage::Lagged`] marker goes ahead
+/// of the next message that fits. Offering the marker itself only marks.
+pub(crate) fn offer(
+    tx: &mpsc::Sender<BusMessage>,
+    lagged: &std::sync::atomic::AtomicBool,
+    message: BusMessage,
+) -> Result<(), Gone> {
+    use mpsc::error::TrySendError;
+    if matches!(message, BusMessage::Lagged) {
+        lagged.store(true, Ordering::Release);
+    }
+    if lagged.load(Ordering::Acquire) {
+        match tx.try_send(BusMessage::Lagged) {
+            Ok(()) => lagged.store(false, Ordering::Release),
+            Err(TrySendError::Full(_)) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err(Gone),
+        }
+    }
+    if matches!(message, BusMessage::Lagged) {
+        return Ok(());
+    }
+    match tx.try_send(message) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(_)) => {
+            lagged.store(true, Ordering::Release);
+            Ok(())
+        }
+        Err(TrySendError::Closed(_)) => Err(Gone),
+    }
+}
+
 impl InProcessBus {
     pub fn new() -> Self {
         Self::default()
@@ -79,19 +115,12 @@ impl Bus for InProcessBus {
             let Some(queue) = queues.get(id) else {
                 continue;
             };
-            if queue.lagged.load(Ordering::Acquire) {
-                if queue.tx.try_send(BusMessage::Lagged).is_err() {
-                    continue;
-                }
-                queue.lagged.store(false, Ordering::Release);
-            }
             let message = BusMessage::Message {
                 topic: name.clone(),
                 payload: payload.clone(),
             };
-            if queue.tx.try_send(message).is_err() {
-                queue.lagged.store(true, Ordering::Release);
-            }
+            // A gone receiver is removed when its subscriber handle drops.
+            let _ = offer(&queue.tx, &queue.lagged, message);
         }
     }
 

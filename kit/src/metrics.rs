@@ -69,10 +69,6 @@ impl Histogram {
                 Some((f64::from_bits(bits) + value).to_bits())
             });
     }
-
-    pub fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
 }
 
 /// Bucket bounds for latencies in seconds, 100 µs to 10 s.

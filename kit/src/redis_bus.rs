@@ -10,13 +10,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
-use crate::bus::{Bus, BusMessage, Subscriber};
+use crate::bus::{Bus, BusMessage, Subscriber, offer};
 
 const CHANNEL_PREFIX: &str = "sa:";
 /// Messages waiting for the publisher task; beyond this they are dropped.
@@ -109,7 +110,7 @@ async fn subscriber_task(
     let mut topics: HashSet<String> = HashSet::new();
     let mut connected_before = false;
     let mut backoff = Duration::from_millis(50);
-    let mut lagged = false;
+    let lagged = AtomicBool::new(false);
     loop {
         // Commands that arrived while disconnected only change the set.
         while let Ok(command) = commands.try_recv() {
@@ -144,8 +145,7 @@ async fn subscriber_task(
                 "bus subscriber reconnected and resubscribed"
             );
             // Whatever was published while we were away is lost to us.
-            lagged = true;
-            if deliver(&out, &mut lagged, BusMessage::Lagged).is_err() {
+            if offer(&out, &lagged, BusMessage::Lagged).is_err() {
                 return;
             }
         }
@@ -182,7 +182,7 @@ async fn subscriber_task(
                         topic: Arc::from(topic),
                         payload: Bytes::copy_from_slice(message.get_payload_bytes()),
                     };
-                    if deliver(&out, &mut lagged, message).is_err() {
+                    if offer(&out, &lagged, message).is_err() {
                         return;
                     }
                 }
@@ -201,34 +201,6 @@ fn apply(topics: &mut HashSet<String>, command: Control) {
         Control::Unsubscribe(t) => {
             topics.remove(&t);
         }
-    }
-}
-
-/// Queues without waiting; a full queue marks the subscriber lagged, and the
-/// marker goes ahead of the next message that fits. Err when nobody listens.
-fn deliver(
-    out: &mpsc::Sender<BusMessage>,
-    lagged: &mut bool,
-    message: BusMessage,
-) -> Result<(), ()> {
-    use mpsc::error::TrySendError;
-    if *lagged {
-        match out.try_send(BusMessage::Lagged) {
-            Ok(()) => *lagged = false,
-            Err(TrySendError::Full(_)) => return Ok(()),
-            Err(TrySendError::Closed(_)) => return Err(()),
-        }
-    }
-    if matches!(message, BusMessage::Lagged) {
-        return Ok(());
-    }
-    match out.try_send(message) {
-        Ok(()) => Ok(()),
-        Err(TrySendError::Full(_)) => {
-            *lagged = true;
-            Ok(())
-        }
-        Err(TrySendError::Closed(_)) => Err(()),
     }
 }
 

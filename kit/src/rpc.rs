@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BoxFuture;
 use crate::bus::{Bus, BusMessage, Subscriber};
+use crate::clock::{Clock as _, SystemClock};
 
 /// Shards of conversation-ordered requests.
 pub const SHARDS: u32 = 16;
@@ -107,10 +108,7 @@ impl Envelope {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemClock.now_ms()
 }
 
 /// The gateway's side: sends requests and matches answers by id.

@@ -46,7 +46,9 @@ pub struct Database {
 
 struct Inner {
     path: PathBuf,
-    jobs: Mutex<Option<std_mpsc::Sender<Job>>>,
+    /// The writer thread's queue; dropping the last handle ends the thread once
+    /// it has committed what it holds.
+    jobs: std_mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
     reader_slots: tokio::sync::Semaphore,
     /// Dropped with the database, which ends the checkpointer thread.
@@ -86,7 +88,7 @@ impl Database {
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                jobs: Mutex::new(Some(tx)),
+                jobs: tx,
                 readers: Mutex::new(Vec::new()),
                 reader_slots: tokio::sync::Semaphore::new(MAX_READERS),
                 _checkpointer: checkpointer,
@@ -114,11 +116,7 @@ impl Database {
                 let _ = reply.send(result);
             })
         });
-        {
-            let jobs = self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
-            sender.send(job).map_err(|_| StoreError::Closed)?;
-        }
+        self.inner.jobs.send(job).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -155,15 +153,6 @@ impl Database {
         })
         .await
         .map_err(|_| StoreError::Closed)?
-    }
-
-    /// Stops accepting writes; the writer finishes what it holds and exits.
-    pub fn close(&self) {
-        self.inner
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
     }
 }
 
