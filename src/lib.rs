@@ -26,6 +26,8 @@ use superapp_kit::config::Config;
 use superapp_kit::config::Role;
 use superapp_kit::ids::IdGen;
 use superapp_kit::metrics::{BATCH_SIZES, Registry};
+use superapp_kit::presence::{LocalPresence, Presence, RedisPresence};
+use superapp_kit::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::rpc::{RpcClient, RpcServer};
 use superapp_kit::secret::Secret;
@@ -99,14 +101,8 @@ impl Application {
                 }
             });
         }
-        let hub = Hub::start(
-            bus.as_ref(),
-            &metrics,
-            (
-                config.gateway.user_rate_per_sec,
-                config.gateway.user_rate_per_sec.saturating_mul(2),
-            ),
-        );
+        let (presence, limits) = shared_state(&config, &clock).await?;
+        let hub = Hub::start(bus.as_ref(), &metrics, presence.clone(), node);
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
@@ -119,6 +115,8 @@ impl Application {
                 accounts,
                 backend,
                 hub,
+                presence,
+                limits,
                 metrics,
                 config: Arc::new(config),
                 shutdown,
@@ -164,6 +162,40 @@ impl Application {
         tracing::info!("shut down");
         Ok(())
     }
+}
+
+/// Presence and the per-user rate limit: in memory in one process, in Redis
+/// (shared by every gateway and the core) when Redis is configured.
+async fn shared_state(
+    config: &Config,
+    clock: &SharedClock,
+) -> anyhow::Result<(Arc<dyn Presence>, Arc<dyn RateLimiter>)> {
+    let ttl = Duration::from_secs(config.gateway.presence_ttl_secs.max(1));
+    let (rate, burst) = (
+        config.gateway.user_rate_per_sec,
+        config.gateway.user_rate_per_sec.saturating_mul(2),
+    );
+    Ok(match &config.redis.url {
+        Some(url) => {
+            let timeout = Duration::from_millis(config.redis.request_timeout_ms);
+            (
+                Arc::new(
+                    RedisPresence::connect(url.expose(), clock.clone(), ttl)
+                        .await
+                        .context("connecting to redis for presence")?,
+                ),
+                Arc::new(
+                    RedisLimiter::connect(url.expose(), rate, burst, timeout)
+                        .await
+                        .context("connecting to redis for rate limits")?,
+                ),
+            )
+        }
+        None => (
+            Arc::new(LocalPresence::new(clock.clone(), ttl)),
+            Arc::new(LocalLimiter::new(rate, burst)),
+        ),
+    })
 }
 
 /// Opens the stores under the data dir and builds the account and chat rooms.

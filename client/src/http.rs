@@ -57,6 +57,16 @@ pub struct Ticket {
     pub expires_at_ms: i64,
 }
 
+/// Whether a user is online, on how many devices, and when last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    #[serde(with = "serde_u64_string")]
+    pub user_id: u64,
+    pub online: bool,
+    pub devices: u32,
+    pub last_seen_ms: Option<i64>,
+}
+
 /// The body of every non-2xx answer.
 #[derive(Deserialize)]
 struct ApiErrorBody {
@@ -139,6 +149,12 @@ impl HttpClient {
 
     pub async fn me(&self, access_token: &str) -> Result<Account> {
         self.call(Method::GET, "/v1/me", Some(access_token), None)
+            .await
+    }
+
+    pub async fn presence(&self, access_token: &str, user_id: u64) -> Result<Presence> {
+        let path = format!("/v1/users/{user_id}/presence");
+        self.call(Method::GET, &path, Some(access_token), None)
             .await
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{
-    ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Query, Request, State,
+    ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State,
 };
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -34,7 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions/refresh", post(refresh))
         .route("/v1/sessions/current", delete(logout))
         .route("/v1/me", get(me))
-        .route("/v1/ws-tickets", post(ws_ticket));
+        .route("/v1/ws-tickets", post(ws_ticket))
+        .route("/v1/users/{user_id}/presence", get(presence));
     let base = if state.accounts.is_some() {
         api
     } else {
@@ -281,6 +282,49 @@ async fn ws_ticket(
     Ok(Json(TicketBody {
         ticket,
         expires_at_ms,
+    }))
+}
+
+#[derive(Serialize)]
+struct PresenceBody {
+    #[serde(serialize_with = "as_string")]
+    user_id: u64,
+    online: bool,
+    /// Devices with a live session.
+    devices: u32,
+    /// Now while online; the last time a device was seen otherwise; null if
+    /// never seen in the last 90 days.
+    last_seen_ms: Option<i64>,
+}
+
+/// Whether a user is online, on how many devices, and when last seen. Any
+/// signed-in user may ask about any existing user.
+async fn presence(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+) -> Result<Json<PresenceBody>, ApiError> {
+    bearer(&state, &headers).await?;
+    let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_user", "no such user");
+    let user_id: u64 = user_id.parse().map_err(|_| unknown())?;
+    if !accounts(&state)?.user_exists(user_id).await? {
+        return Err(unknown());
+    }
+    let seen = state.presence.lookup(user_id).await.map_err(|e| {
+        tracing::warn!(error = %e, "presence lookup failed");
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "presence is unavailable; retry",
+        );
+        e.retry_after_ms = Some(1_000);
+        e
+    })?;
+    Ok(Json(PresenceBody {
+        user_id,
+        online: seen.devices > 0,
+        devices: seen.devices,
+        last_seen_ms: seen.last_seen_ms,
     }))
 }
 

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use superapp_kit::bus::{Bus, BusMessage, Subscriber, user_topic};
 use superapp_kit::metrics::{Counter, Gauge, Registry};
+use superapp_kit::presence::{Device, Presence};
 use superapp_proto::v1::{
     BusEnvelope, Event, ResyncRequired, ServerFrame, bus_envelope, event, server_frame,
 };
@@ -20,7 +21,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::close;
-use crate::session::TokenBucket;
 
 /// How a session is reached: its outbound queue, and a way to close it.
 #[derive(Clone)]
@@ -31,10 +31,9 @@ struct SessionHandle {
     kick: Kick,
 }
 
-/// The sessions of one user on this process, and the rate limit they share.
+/// The sessions of one user on this process.
 struct UserEntry {
     devices: Vec<SessionHandle>,
-    limiter: Arc<Mutex<TokenBucket>>,
 }
 
 /// Asks a session to close with a code. The first code wins.
@@ -61,7 +60,9 @@ impl Kick {
 pub struct Hub {
     subscriber: Arc<dyn Subscriber>,
     users: Mutex<HashMap<u64, UserEntry>>,
-    user_rate: (u32, u32),
+    presence: Arc<dyn Presence>,
+    /// Names this process in presence device keys.
+    node: String,
     stopped: CancellationToken,
     next_connection: AtomicU64,
     sessions: Arc<Gauge>,
@@ -72,13 +73,20 @@ pub struct Hub {
 impl Hub {
     /// Starts the hub and its dispatch task, which delivers until [`Hub::stop`]
     /// (after the sessions have drained, so the drain still carries events).
-    /// `user_rate` is the (per second, burst) limit all of a user's sessions share.
-    pub fn start(bus: &dyn Bus, metrics: &Registry, user_rate: (u32, u32)) -> Arc<Self> {
+    /// Sessions are marked online in `presence` while they live, refreshed
+    /// every third of its ttl.
+    pub fn start(
+        bus: &dyn Bus,
+        metrics: &Registry,
+        presence: Arc<dyn Presence>,
+        node: String,
+    ) -> Arc<Self> {
         let (subscriber, events) = bus.subscriber(65_536);
         let hub = Arc::new(Self {
             subscriber,
             users: Mutex::new(HashMap::new()),
-            user_rate,
+            presence,
+            node,
             stopped: CancellationToken::new(),
             next_connection: AtomicU64::new(1),
             sessions: metrics.gauge("gateway_sessions", "Open WebSocket sessions."),
@@ -89,7 +97,40 @@ impl Hub {
             ),
         });
         tokio::spawn(hub.clone().dispatch(events));
+        tokio::spawn(hub.clone().refresh_presence());
         hub
+    }
+
+    fn device(&self, user_id: u64, connection: u64) -> Device {
+        Device {
+            user_id,
+            key: format!("{}/{connection}", self.node),
+        }
+    }
+
+    /// Keeps every session here marked online, so they stay online exactly as
+    /// long as this process lives.
+    async fn refresh_presence(self: Arc<Self>) {
+        let every = (self.presence.ttl() / 3).max(std::time::Duration::from_millis(100));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.stopped.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let devices: Vec<Device> = {
+                let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+                users
+                    .iter()
+                    .flat_map(|(&user, e)| e.devices.iter().map(move |d| (user, d.connection)))
+                    .map(|(user, connection)| self.device(user, connection))
+                    .collect()
+            };
+            if let Err(e) = self.presence.refresh(devices).await {
+                tracing::warn!(error = %e, "presence refresh failed");
+            }
+        }
     }
 
     /// Registers a session; it is unregistered when the returned guard drops.
@@ -112,16 +153,18 @@ impl Hub {
             self.subscriber.subscribe(&user_topic(user_id));
             UserEntry {
                 devices: Vec::new(),
-                limiter: Arc::new(Mutex::new(TokenBucket::new(
-                    self.user_rate.0,
-                    self.user_rate.1,
-                ))),
             }
         });
         entry.devices.push(handle);
+        drop(users);
         self.sessions.inc();
+        let (presence, device) = (self.presence.clone(), self.device(user_id, connection));
+        tokio::spawn(async move {
+            if let Err(e) = presence.refresh(vec![device]).await {
+                tracing::warn!(error = %e, "presence update failed");
+            }
+        });
         Registration {
-            user_bucket: entry.limiter.clone(),
             hub: self.clone(),
             user_id,
             connection,
@@ -138,7 +181,14 @@ impl Hub {
                 self.subscriber.unsubscribe(&user_topic(user_id));
             }
         }
+        drop(users);
         self.sessions.dec();
+        let (presence, device) = (self.presence.clone(), self.device(user_id, connection));
+        tokio::spawn(async move {
+            if let Err(e) = presence.offline(device).await {
+                tracing::warn!(error = %e, "presence update failed");
+            }
+        });
     }
 
     pub fn session_count(&self) -> i64 {
@@ -244,7 +294,6 @@ fn event_frame(kind: event::Kind) -> Bytes {
 /// Keeps a session registered while alive.
 pub struct Registration {
     hub: Arc<Hub>,
-    user_bucket: Arc<Mutex<TokenBucket>>,
     user_id: u64,
     connection: u64,
     kick: Kick,
@@ -253,10 +302,6 @@ pub struct Registration {
 impl Registration {
     pub fn kick(&self) -> &Kick {
         &self.kick
-    }
-
-    pub fn user_bucket(&self) -> Arc<Mutex<TokenBucket>> {
-        self.user_bucket.clone()
     }
 }
 

@@ -25,6 +25,8 @@ use std::sync::Arc;
 use superapp_account::Accounts;
 use superapp_kit::config::Config;
 use superapp_kit::metrics::Registry;
+use superapp_kit::presence::Presence;
+use superapp_kit::ratelimit::RateLimiter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -42,6 +44,10 @@ pub struct AppState {
     /// What sessions call: the rooms here, or the core over Redis.
     pub backend: Arc<dyn Backend>,
     pub hub: Arc<Hub>,
+    /// Who is online: in memory in one process, in Redis across gateways.
+    pub presence: Arc<dyn Presence>,
+    /// The per-user request limit all of a user's sessions share.
+    pub limits: Arc<dyn RateLimiter>,
     pub metrics: Arc<Registry>,
     pub config: Arc<Config>,
     /// Cancelled once, when the process begins to shut down.

@@ -99,6 +99,10 @@ pub fn document() -> Value {
             "/v1/ws-tickets": {"post": operation(
                 "A single-use ticket, valid 30 seconds, for a browser's WebSocket handshake (?ticket=)",
                 true, None, ok("200", "A ticket", Some("Ticket")), &[unauthorized])},
+            "/v1/users/{user_id}/presence": {"get": operation(
+                "Whether a user is online, on how many devices, and when last seen (a crashed gateway's sessions count as offline within gateway.presence_ttl_secs)",
+                true, None, ok("200", "Presence", Some("Presence")),
+                &[unauthorized, ("404", "unknown_user"), ("503", "unavailable, with retry_after_ms")])},
             "/v1/ws": {"get": operation(
                 "The WebSocket upgrade (subprotocol superapp.v1, protobuf frames; docs/protocol.md)",
                 true, None, ok("101", "Switching protocols", None),
@@ -132,7 +136,11 @@ pub fn document() -> Value {
                     "access_token": {"type": "string"}, "access_expires_at_ms": {"type": "integer"},
                     "refresh_token": {"type": "string"}, "refresh_expires_at_ms": {"type": "integer"}}},
                 "Ticket": {"type": "object", "required": ["ticket", "expires_at_ms"], "properties": {
-                    "ticket": {"type": "string"}, "expires_at_ms": {"type": "integer"}}}
+                    "ticket": {"type": "string"}, "expires_at_ms": {"type": "integer"}}},
+                "Presence": {"type": "object", "required": ["user_id", "online", "devices", "last_seen_ms"], "properties": {
+                    "user_id": id(), "online": {"type": "boolean"},
+                    "devices": {"type": "integer", "minimum": 0, "description": "devices with a live session"},
+                    "last_seen_ms": {"type": ["integer", "null"], "description": "now while online; else the last time a device was seen; null if not seen in 90 days"}}}
             }
         }
     })

@@ -6,13 +6,14 @@
 //! queue, revocation or shutdown. It holds no lock across an await; its
 //! [`Registration`](crate::hub::Registration) unregisters it when it ends.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use bytes::Bytes;
 use prost::Message as _;
 use superapp_kit::metrics::{Counter, Histogram, LATENCY_SECONDS};
+use superapp_kit::ratelimit::TokenBucket;
 use superapp_kit::token::Claims;
 use superapp_proto::v1::{ClientFrame, Response, ServerFrame, response, server_frame};
 use tokio::sync::mpsc;
@@ -20,41 +21,6 @@ use tokio::time::{Instant, timeout};
 
 use crate::error::ApiError;
 use crate::{AppState, close};
-
-/// A token bucket: `rate` per second sustained, `burst` at once.
-#[derive(Debug)]
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    pub fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            rate: f64::from(rate.max(1)),
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes a token, or says how many milliseconds until one is available.
-    pub fn take(&mut self) -> Result<(), u64> {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err((((1.0 - self.tokens) / self.rate) * 1000.0).ceil().max(1.0) as u64)
-        }
-    }
-}
 
 /// Per-session instruments, looked up once per process.
 pub struct SessionMetrics {
@@ -87,7 +53,8 @@ struct Session {
     claims: Claims,
     metrics: Arc<SessionMetrics>,
     bucket: TokenBucket,
-    user_bucket: Arc<Mutex<TokenBucket>>,
+    /// This user's key in the limit all their sessions share.
+    user_key: String,
     /// Requests refused for rate in a row; past the abuse limit the session closes.
     strikes: u32,
     last_seen: Instant,
@@ -106,7 +73,7 @@ pub async fn run(socket: WebSocket, state: AppState, claims: Claims, metrics: Ar
     let mut session = Session {
         socket,
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst),
-        user_bucket: registration.user_bucket(),
+        user_key: format!("u.{}", claims.sub),
         state,
         claims,
         metrics,
@@ -216,7 +183,7 @@ impl Session {
         let Ok(frame) = ClientFrame::decode(data) else {
             return Some(close::INVALID_FRAME);
         };
-        let result = match self.admit() {
+        let result = match self.admit().await {
             Err(retry_after_ms) => {
                 self.metrics.rate_limited.inc();
                 self.strikes += 1;
@@ -260,13 +227,11 @@ impl Session {
         None
     }
 
-    /// The session's bucket, then the user's (shared by all their devices here).
-    fn admit(&mut self) -> Result<(), u64> {
+    /// The session's bucket, then the user's (shared by all their devices,
+    /// on every gateway).
+    async fn admit(&mut self) -> Result<(), u64> {
         self.bucket.take()?;
-        self.user_bucket
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        self.state.limits.take(&self.user_key).await
     }
 }
 
@@ -277,19 +242,4 @@ fn too_big(e: axum::Error) -> bool {
         e.into_inner().downcast_ref::<Error>(),
         Some(Error::Capacity(_))
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_bucket_allows_its_burst_then_its_rate() {
-        let mut b = TokenBucket::new(10, 3);
-        assert!(b.take().is_ok() && b.take().is_ok() && b.take().is_ok());
-        assert_eq!(b.take(), Err(100));
-        tokio::time::advance(Duration::from_millis(100)).await;
-        assert!(b.take().is_ok());
-        assert!(b.take().is_err());
-    }
 }

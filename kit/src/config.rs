@@ -185,6 +185,9 @@ pub struct GatewayConfig {
     pub write_buffer_bytes: usize,
     /// A write to a session that takes longer than this closes it as a slow consumer.
     pub write_timeout_secs: u64,
+    /// A session counts as online this long after its gateway last refreshed it
+    /// (every third of this); bounds how long a crashed gateway's users look online.
+    pub presence_ttl_secs: u64,
 }
 
 impl Default for GatewayConfig {
@@ -201,6 +204,7 @@ impl Default for GatewayConfig {
             read_buffer_bytes: 2 * 1024,
             write_buffer_bytes: 4 * 1024,
             write_timeout_secs: 10,
+            presence_ttl_secs: 30,
         }
     }
 }

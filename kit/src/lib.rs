@@ -11,6 +11,8 @@
 //! - [`rpc`]: requests from gateways to the core over Redis, with shard leases.
 //! - [`ids`], [`clock`]: id generation and time, passed as handles, never global.
 //! - [`metrics`]: counters, gauges and histograms rendered for Prometheus.
+//! - [`presence`]: which devices of a user are online, and when they were last seen.
+//! - [`ratelimit`]: token buckets, and limits shared across processes.
 //! - [`testkit`]: real servers (redis-server) for the tests of every room.
 //! - [`secret`]: a wrapper that never prints its contents.
 
@@ -19,6 +21,8 @@ pub mod clock;
 pub mod config;
 pub mod ids;
 pub mod metrics;
+pub mod presence;
+pub mod ratelimit;
 pub mod redis_bus;
 pub mod rpc;
 pub mod secret;

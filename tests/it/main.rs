@@ -11,5 +11,6 @@ mod durability;
 mod helpers;
 mod load;
 mod openapi;
+mod presence;
 mod roles;
 mod websocket;
