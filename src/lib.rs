@@ -62,7 +62,7 @@ impl Application {
         // Names this process's reply topic and its leases.
         let node = format!("{role:?}-{}", ids.next()).to_lowercase();
 
-        let (accounts, backend, core): (_, Arc<dyn Backend>, _) = match role {
+        let (rooms, backend, core): (_, Arc<dyn Backend>, _) = match role {
             Role::Gateway => {
                 let url = config
                     .redis
@@ -80,7 +80,7 @@ impl Application {
                 let local = Arc::new(open_rooms(&config, &metrics, &bus, &clock, &ids)?);
                 let core = (role == Role::Core).then(|| core_handler(local.clone()));
                 (
-                    Some(local.accounts.clone()),
+                    Some((local.accounts.clone(), local.chat.clone())),
                     local as Arc<dyn Backend>,
                     core,
                 )
@@ -112,7 +112,8 @@ impl Application {
             listener,
             addr,
             state: AppState {
-                accounts,
+                accounts: rooms.as_ref().map(|r| r.0.clone()),
+                chat: rooms.map(|r| r.1),
                 backend,
                 hub,
                 presence,
@@ -231,8 +232,10 @@ fn open_rooms(
     )?);
     let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
         .context("opening chat.db")?;
+    let chat_store = Arc::new(chat_store);
     let chat = Arc::new(Chat::new(
-        Arc::new(chat_store),
+        chat_store.clone(),
+        chat_store,
         Arc::new(wiring::AccountDirectory::new(accounts.clone())),
         bus.clone(),
         clock.clone(),

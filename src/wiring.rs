@@ -53,4 +53,13 @@ impl Directory for AccountDirectory {
             Ok(exists)
         })
     }
+
+    fn display_names(&self, ids: Vec<u64>) -> BoxFuture<'_, Result<Vec<(u64, String)>, String>> {
+        Box::pin(async move {
+            self.accounts
+                .display_names(ids)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
 }

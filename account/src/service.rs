@@ -253,6 +253,11 @@ impl Accounts {
             .ok_or(AccountError::InvalidToken)
     }
 
+    /// Display names of those of `ids` that exist.
+    pub async fn display_names(&self, ids: Vec<u64>) -> Result<Vec<(u64, String)>, AccountError> {
+        Ok(self.store.display_names(ids).await?)
+    }
+
     pub async fn user_exists(&self, user_id: u64) -> Result<bool, AccountError> {
         Ok(self.store.user(user_id).await?.is_some())
     }

@@ -44,6 +44,9 @@ pub trait AccountStore: Send + Sync + 'static {
     fn create_user(&self, user: UserRecord) -> BoxFuture<'_, Result<bool, StoreError>>;
     fn user_by_phone(&self, phone: &str) -> BoxFuture<'_, Result<Option<UserRecord>, StoreError>>;
     fn user(&self, id: u64) -> BoxFuture<'_, Result<Option<UserRecord>, StoreError>>;
+    /// Display names of those of `ids` that exist.
+    fn display_names(&self, ids: Vec<u64>)
+    -> BoxFuture<'_, Result<Vec<(u64, String)>, StoreError>>;
     /// Stores a new session with its first refresh token (by hash).
     fn create_session(
         &self,
@@ -167,6 +170,25 @@ impl AccountStore for SqliteAccountStore {
                 user_from_row,
             )
             .optional()
+        }))
+    }
+
+    fn display_names(
+        &self,
+        ids: Vec<u64>,
+    ) -> BoxFuture<'_, Result<Vec<(u64, String)>, StoreError>> {
+        Box::pin(self.db.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT display_name FROM users WHERE id = ?1")?;
+            let mut names = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(name) = stmt
+                    .query_row([id as i64], |r| r.get::<_, String>(0))
+                    .optional()?
+                {
+                    names.push((id, name));
+                }
+            }
+            Ok(names)
         }))
     }
 
@@ -310,6 +332,7 @@ pub(crate) mod conformance {
     }
 
     pub async fn run(store: &dyn AccountStore) {
+        assert!(store.display_names(vec![1]).await.unwrap().is_empty());
         // A phone belongs to one user.
         assert!(store.create_user(user(1, "+8613800000001")).await.unwrap());
         assert!(!store.create_user(user(2, "+8613800000001")).await.unwrap());
@@ -320,6 +343,10 @@ pub(crate) mod conformance {
             .unwrap()
             .unwrap();
         assert_eq!(found, user(1, "+8613800000001"));
+        assert_eq!(
+            store.display_names(vec![99, 1]).await.unwrap(),
+            vec![(1, "A".to_string())]
+        );
 
         // Refresh tokens rotate once; a spent one revokes the session.
         store

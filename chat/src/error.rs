@@ -18,6 +18,40 @@ pub enum ChatError {
     UnknownConversation,
     #[error("the cursor is not one this server issued")]
     InvalidCursor,
+    #[error("no such group")]
+    UnknownGroup,
+    #[error("you are not a member of this group")]
+    NotMember,
+    #[error("your role in this group does not allow that")]
+    NotAllowed,
+    #[error("a group holds at most {max} members")]
+    GroupFull { max: u32 },
+    #[error("a group has at most {max} admins")]
+    TooManyAdmins { max: u32 },
+    #[error("that user is not a member of this group")]
+    UnknownMember,
+    #[error("you are muted in this group until {until_ms}")]
+    Muted { until_ms: i64 },
+    #[error("only admins may speak while the group is muted")]
+    GroupMuted,
+    #[error("slow mode: wait before sending again")]
+    SlowMode { retry_after_ms: u64 },
+    #[error("only the owner and admins may mention everyone")]
+    MentionAllNotAllowed,
+    #[error("a message mentions at most {max} members")]
+    TooManyMentions { max: usize },
+    #[error("the owner must transfer ownership before leaving (or dissolve the group)")]
+    OwnerMustTransfer,
+    #[error("the invitation is invalid or expired")]
+    InvalidInvite,
+    #[error("no such join request")]
+    UnknownRequest,
+    /// A field out of bounds; `code` names which (`invalid_group_name`, ...).
+    #[error("{reason}")]
+    Invalid {
+        code: &'static str,
+        reason: &'static str,
+    },
     #[error("storage failed")]
     Store(#[from] StoreError),
     #[error("a dependency failed: {0}")]

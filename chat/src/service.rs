@@ -2,20 +2,20 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use prost::Message as _;
 use superapp_kit::bus::{SharedBus, user_topic};
 use superapp_kit::clock::SharedClock;
 use superapp_kit::ids::IdGen;
 use superapp_kit::metrics::{Counter, Histogram, LATENCY_SECONDS, Registry};
 use superapp_proto::v1::{
-    BusEnvelope, Conversation, ConversationPage, Event, Message, MessageBody, MessagePage, ReadAck,
-    ReadReceipt, SendAck, SendMessage, bus_envelope, event, message_body,
+    Conversation, ConversationPage, Event, Message, MessageBody, MessagePage, ReadAck, ReadReceipt,
+    SendAck, SendMessage, bus_envelope, event, message_body,
 };
 
 use crate::ChatError;
+use crate::group_store::{GroupStore, MAX_MENTIONS, NewGroupMessage, parse_group};
 use crate::ports::Directory;
-use crate::store::{ChatStore, InboxEntry, NewMessage, StoredMessage};
+use crate::store::{Appended, ChatStore, InboxEntry, NewMessage, StoredMessage};
 
 /// Largest text body, in bytes of UTF-8.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -69,10 +69,11 @@ impl std::fmt::Display for ConversationId {
 
 pub struct Chat {
     store: Arc<dyn ChatStore>,
-    directory: Arc<dyn Directory>,
-    bus: SharedBus,
-    clock: SharedClock,
-    ids: Arc<IdGen>,
+    pub(crate) groups: Arc<dyn GroupStore>,
+    pub(crate) directory: Arc<dyn Directory>,
+    pub(crate) bus: SharedBus,
+    pub(crate) clock: SharedClock,
+    pub(crate) ids: Arc<IdGen>,
     max_pull_page: u32,
     sends: Arc<Counter>,
     duplicates: Arc<Counter>,
@@ -82,6 +83,7 @@ pub struct Chat {
 impl Chat {
     pub fn new(
         store: Arc<dyn ChatStore>,
+        groups: Arc<dyn GroupStore>,
         directory: Arc<dyn Directory>,
         bus: SharedBus,
         clock: SharedClock,
@@ -91,6 +93,7 @@ impl Chat {
     ) -> Self {
         Self {
             store,
+            groups,
             directory,
             bus,
             clock,
@@ -112,11 +115,14 @@ impl Chat {
     /// Validates, appends durably, and only then publishes the message to the
     /// recipient and to the sender's other devices.
     #[tracing::instrument(skip_all, fields(sender = sender))]
-    pub async fn send(&self, sender: u64, request: SendMessage) -> Result<SendAck, ChatError> {
-        let body = validate_body(request.body)?;
+    pub async fn send(&self, sender: u64, mut request: SendMessage) -> Result<SendAck, ChatError> {
+        let body = validate_body(request.body.take())?;
         if request.client_msg_id.is_empty() || request.client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES
         {
             return Err(ChatError::InvalidClientMsgId);
+        }
+        if let Some(group_id) = parse_group(&request.conversation_id) {
+            return self.send_to_group(sender, group_id, request, body).await;
         }
         let conversation = self
             .resolve(sender, &request.conversation_id, request.to_user)
@@ -138,27 +144,77 @@ impl Chat {
             })
             .await?;
         self.append_seconds.observe(started.elapsed().as_secs_f64());
-        if appended.duplicate {
-            self.duplicates.inc();
-        } else {
-            self.sends.inc();
-            let message = Message {
-                conversation_id: appended.conversation_id.clone(),
-                seq: appended.seq,
-                message_id: appended.message_id,
-                sender,
-                server_time_ms: appended.server_time_ms,
-                client_msg_id: request.client_msg_id,
-                body: Some(body),
-            };
+        if let Some(message) = self.stored(&appended, sender, request, body) {
             self.publish(&[peer, sender], event::Kind::Message(message));
         }
-        Ok(SendAck {
-            conversation_id: appended.conversation_id,
+        Ok(ack_of(appended))
+    }
+
+    /// A group message is stored once and published once, on the group's topic.
+    async fn send_to_group(
+        &self,
+        sender: u64,
+        group_id: u64,
+        request: SendMessage,
+        body: MessageBody,
+    ) -> Result<SendAck, ChatError> {
+        if request.mentions.len() > MAX_MENTIONS {
+            return Err(ChatError::TooManyMentions { max: MAX_MENTIONS });
+        }
+        let started = std::time::Instant::now();
+        let appended = self
+            .groups
+            .append_group(NewGroupMessage {
+                group_id,
+                sender,
+                client_msg_id: request.client_msg_id.clone(),
+                message_id: self.ids.next(),
+                server_time_ms: self.clock.now_ms(),
+                body: body.encode_to_vec(),
+                mentions: request.mentions.clone(),
+                mention_all: request.mention_all,
+            })
+            .await?;
+        self.append_seconds.observe(started.elapsed().as_secs_f64());
+        if let Some(message) = self.stored(&appended, sender, request, body) {
+            self.publish_group(
+                group_id,
+                Event {
+                    kind: Some(event::Kind::Message(message)),
+                },
+            );
+        }
+        Ok(ack_of(appended))
+    }
+
+    /// Counts the outcome of an append; the message to publish when it is new.
+    fn stored(
+        &self,
+        appended: &Appended,
+        sender: u64,
+        request: SendMessage,
+        body: MessageBody,
+    ) -> Option<Message> {
+        if appended.duplicate {
+            self.duplicates.inc();
+            return None;
+        }
+        self.sends.inc();
+        Some(Message {
+            conversation_id: appended.conversation_id.clone(),
             seq: appended.seq,
-            server_time_ms: appended.server_time_ms,
             message_id: appended.message_id,
-            duplicate: appended.duplicate,
+            sender,
+            server_time_ms: appended.server_time_ms,
+            client_msg_id: request.client_msg_id,
+            body: Some(body),
+            mention_all: appended.mentions.contains(&0),
+            mentions: appended
+                .mentions
+                .iter()
+                .copied()
+                .filter(|&id| id != 0)
+                .collect(),
         })
     }
 
@@ -195,7 +251,15 @@ impl Chat {
         after_seq: u64,
         limit: u32,
     ) -> Result<MessagePage, ChatError> {
-        self.require_member(user, conversation_id)?;
+        let group = parse_group(conversation_id);
+        let after_seq = match group {
+            // A member sees messages from the time they joined.
+            Some(group_id) => after_seq.max(self.group(user, group_id).await?.1.joined_seq),
+            None => {
+                self.require_member(user, conversation_id)?;
+                after_seq
+            }
+        };
         let limit = match limit {
             0 => DEFAULT_PAGE.min(self.max_pull_page),
             n => n.min(self.max_pull_page),
@@ -205,6 +269,12 @@ impl Chat {
             .store
             .messages_after(conversation_id, after_seq, limit.saturating_add(1))
             .await?;
+        if let Some(group_id) = group {
+            // Asked again after reading: whoever was removed meanwhile gets
+            // nothing, and whoever left and rejoined only their new span.
+            let joined_seq = self.group(user, group_id).await?.1.joined_seq;
+            rows.retain(|m| m.seq > joined_seq);
+        }
         let mut has_more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let mut bytes = 0;
@@ -223,28 +293,40 @@ impl Chat {
         })
     }
 
-    /// Moves the read mark forward and tells the peer and the reader's devices.
+    /// Moves the read mark forward and tells the reader's devices and, in a
+    /// one-to-one chat, the peer. Group read marks are private, as in the apps
+    /// people know: a receipt to thousands of members per read would cost more
+    /// than the message.
     pub async fn mark_read(
         &self,
         user: u64,
         conversation_id: &str,
         seq: u64,
     ) -> Result<ReadAck, ChatError> {
-        let conversation = self.require_member(user, conversation_id)?;
+        let peer = match parse_group(conversation_id) {
+            Some(group_id) => {
+                self.group(user, group_id).await?;
+                None
+            }
+            None => Some(
+                self.require_member(user, conversation_id)?
+                    .peer_of(user)
+                    .ok_or(ChatError::UnknownConversation)?,
+            ),
+        };
         let read_seq = self
             .store
             .mark_read(user, conversation_id, seq)
             .await?
-            .ok_or(ChatError::UnknownConversation)?;
-        let peer = conversation
-            .peer_of(user)
             .ok_or(ChatError::UnknownConversation)?;
         let receipt = ReadReceipt {
             conversation_id: conversation_id.to_string(),
             reader: user,
             read_seq,
         };
-        self.publish(&[peer, user], event::Kind::ReadReceipt(receipt));
+        let mut readers = vec![user];
+        readers.extend(peer);
+        self.publish(&readers, event::Kind::ReadReceipt(receipt));
         Ok(ReadAck {
             conversation_id: conversation_id.to_string(),
             read_seq,
@@ -303,13 +385,22 @@ impl Chat {
     }
 
     fn publish(&self, users: &[u64], kind: event::Kind) {
-        let envelope = BusEnvelope {
-            kind: Some(bus_envelope::Kind::Event(Event { kind: Some(kind) })),
-        };
-        let payload = Bytes::from(envelope.encode_to_vec());
         for &user in users {
-            self.bus.publish(&user_topic(user), payload.clone());
+            let event = Event {
+                kind: Some(kind.clone()),
+            };
+            self.publish_envelope(&user_topic(user), bus_envelope::Kind::Event(event));
         }
+    }
+}
+
+fn ack_of(appended: Appended) -> SendAck {
+    SendAck {
+        conversation_id: appended.conversation_id,
+        seq: appended.seq,
+        server_time_ms: appended.server_time_ms,
+        message_id: appended.message_id,
+        duplicate: appended.duplicate,
     }
 }
 
@@ -348,6 +439,10 @@ fn conversation_of(e: InboxEntry) -> Conversation {
         unread: e.unread,
         last_activity_ms: e.last_activity_ms,
         peer_read_seq: e.peer_read_seq,
+        group_id: e.group.as_ref().map_or(0, |g| g.0),
+        name: e.group.as_ref().map(|g| g.1.clone()).unwrap_or_default(),
+        member_count: e.group.as_ref().map_or(0, |g| g.2),
+        mentioned: e.mentioned,
     }
 }
 
@@ -359,6 +454,8 @@ fn message_of(m: StoredMessage) -> Message {
         sender: m.sender,
         server_time_ms: m.server_time_ms,
         client_msg_id: m.client_msg_id,
+        mention_all: m.mentions.contains(&0),
+        mentions: m.mentions.into_iter().filter(|&id| id != 0).collect(),
         // Bodies were encoded by this server; a decode failure means corruption,
         // which a client sees as an empty body rather than a dropped message.
         body: MessageBody::decode(m.body.as_slice()).ok(),

@@ -38,6 +38,8 @@ pub struct StoredMessage {
     pub server_time_ms: i64,
     pub client_msg_id: String,
     pub body: Vec<u8>,
+    /// Members the message mentions; 0 stands for everyone.
+    pub mentions: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub struct Appended {
     pub server_time_ms: i64,
     /// The (sender, client_msg_id) was seen before: this is the first ack again.
     pub duplicate: bool,
+    /// Of a new message: the members it mentions (0: everyone), as stored.
+    pub mentions: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +64,10 @@ pub struct InboxEntry {
     /// Messages from others above `read_seq`.
     pub unread: u64,
     pub last_activity_ms: i64,
+    /// Set for a group: its id, name and member count.
+    pub group: Option<(u64, String, u32)>,
+    /// An unread message mentions the user or everyone.
+    pub mentioned: bool,
 }
 
 /// Where a page of the conversation list ends: (last activity, conversation id).
@@ -97,7 +105,8 @@ pub trait ChatStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
 }
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE conversations (
     id TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL,
@@ -130,10 +139,50 @@ CREATE TABLE sent (
     server_time_ms INTEGER NOT NULL,
     PRIMARY KEY (conversation_id, sender, client_msg_id)
 ) WITHOUT ROWID;
-"];
+",
+    "
+ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '';
+ALTER TABLE members ADD COLUMN role INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN nickname TEXT NOT NULL DEFAULT '';
+ALTER TABLE members ADD COLUMN joined_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN joined_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN muted_until_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN last_sent_ms INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE groups (
+    conversation_id TEXT PRIMARY KEY,
+    group_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    avatar TEXT NOT NULL DEFAULT '',
+    announcement TEXT NOT NULL DEFAULT '',
+    owner INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    member_count INTEGER NOT NULL,
+    mute_all INTEGER NOT NULL DEFAULT 0,
+    slow_mode_secs INTEGER NOT NULL DEFAULT 0,
+    join_approval INTEGER NOT NULL DEFAULT 0,
+    invite_token TEXT,
+    invite_expires_ms INTEGER NOT NULL DEFAULT 0,
+    dissolved INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX groups_by_invite ON groups (invite_token) WHERE invite_token IS NOT NULL;
+CREATE TABLE join_requests (
+    conversation_id TEXT NOT NULL,
+    user_id INTEGER NOT NULL,
+    inviter INTEGER NOT NULL,
+    requested_ms INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE mentions (
+    conversation_id TEXT NOT NULL,
+    user_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, user_id, seq)
+) WITHOUT ROWID;
+",
+];
 
 pub struct SqliteChatStore {
-    db: Database,
+    pub(crate) db: Database,
 }
 
 impl SqliteChatStore {
@@ -144,60 +193,107 @@ impl SqliteChatStore {
     }
 }
 
-fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appended> {
-    let earlier = c
-        .prepare_cached(
-            "SELECT conversation_id, seq, message_id, server_time_ms FROM sent
-             WHERE conversation_id = ?1 AND sender = ?2 AND client_msg_id = ?3",
-        )?
-        .query_row(
-            params![m.conversation_id, m.sender as i64, m.client_msg_id],
-            |r| {
-                Ok(Appended {
-                    conversation_id: r.get(0)?,
-                    seq: r.get::<_, i64>(1)? as u64,
-                    message_id: r.get::<_, i64>(2)? as u64,
-                    server_time_ms: r.get(3)?,
-                    duplicate: true,
-                })
-            },
-        )
-        .optional()?;
-    if let Some(earlier) = earlier {
-        return Ok(earlier);
-    }
+/// The first ack of a repeated (sender, client_msg_id) in a conversation.
+pub(crate) fn earlier_send(
+    c: &rusqlite::Connection,
+    conversation_id: &str,
+    sender: u64,
+    client_msg_id: &str,
+) -> rusqlite::Result<Option<Appended>> {
+    c.prepare_cached(
+        "SELECT conversation_id, seq, message_id, server_time_ms FROM sent
+         WHERE conversation_id = ?1 AND sender = ?2 AND client_msg_id = ?3",
+    )?
+    .query_row(
+        params![conversation_id, sender as i64, client_msg_id],
+        |r| {
+            Ok(Appended {
+                conversation_id: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                message_id: r.get::<_, i64>(2)? as u64,
+                server_time_ms: r.get(3)?,
+                duplicate: true,
+                mentions: Vec::new(),
+            })
+        },
+    )
+    .optional()
+}
+
+/// Takes the conversation's next seq and writes the message and its
+/// idempotency record; creates the conversation on its first message.
+pub(crate) fn append_row(
+    c: &rusqlite::Connection,
+    conversation_id: &str,
+    sender: u64,
+    client_msg_id: &str,
+    message_id: u64,
+    server_time_ms: i64,
+    body: &[u8],
+    mentions: &[u64],
+) -> rusqlite::Result<Appended> {
     let seq: i64 = c
         .prepare_cached(
             "INSERT INTO conversations (id, last_seq, last_activity_ms) VALUES (?1, 1, ?2)
              ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + 1, last_activity_ms = ?2
              RETURNING last_seq",
         )?
-        .query_row(params![m.conversation_id, m.server_time_ms], |r| r.get(0))?;
+        .query_row(params![conversation_id, server_time_ms], |r| r.get(0))?;
     c.prepare_cached(
-        "INSERT INTO messages (conversation_id, seq, message_id, sender, client_msg_id, server_time_ms, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO messages (conversation_id, seq, message_id, sender, client_msg_id, server_time_ms, body, mentions)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-            m.conversation_id,
-            seq,
-            m.message_id as i64,
-            m.sender as i64,
-            m.client_msg_id,
-            m.server_time_ms,
-            m.body
+        conversation_id,
+        seq,
+        message_id as i64,
+        sender as i64,
+        client_msg_id,
+        server_time_ms,
+        body,
+        mentions
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     ])?;
     c.prepare_cached(
         "INSERT INTO sent (conversation_id, sender, client_msg_id, seq, message_id, server_time_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
-        m.conversation_id,
-        m.sender as i64,
-        m.client_msg_id,
+        conversation_id,
+        sender as i64,
+        client_msg_id,
         seq,
-        m.message_id as i64,
-        m.server_time_ms
+        message_id as i64,
+        server_time_ms
     ])?;
+    Ok(Appended {
+        conversation_id: conversation_id.to_string(),
+        seq: seq as u64,
+        message_id,
+        server_time_ms,
+        duplicate: false,
+        mentions: mentions.to_vec(),
+    })
+}
+
+fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appended> {
+    if let Some(earlier) = earlier_send(c, &m.conversation_id, m.sender, &m.client_msg_id)? {
+        return Ok(earlier);
+    }
+    let appended = append_row(
+        c,
+        &m.conversation_id,
+        m.sender,
+        &m.client_msg_id,
+        m.message_id,
+        m.server_time_ms,
+        &m.body,
+        &[],
+    )?;
+    let seq = appended.seq as i64;
     // Member rows change only when created and when the sender's read mark
     // moves: the list order comes from the conversation's last activity, so a
     // message touches no per-member index.
@@ -220,13 +316,7 @@ fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appen
          WHERE conversation_id = ?1 AND user_id = ?2 AND read_seq < ?3",
     )?
     .execute(params![m.conversation_id, m.sender as i64, seq])?;
-    Ok(Appended {
-        conversation_id: m.conversation_id.clone(),
-        seq: seq as u64,
-        message_id: m.message_id,
-        server_time_ms: m.server_time_ms,
-        duplicate: false,
-    })
+    Ok(appended)
 }
 
 impl ChatStore for SqliteChatStore {
@@ -243,7 +333,7 @@ impl ChatStore for SqliteChatStore {
         let conversation_id = conversation_id.to_string();
         Box::pin(self.db.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, message_id, sender, server_time_ms, client_msg_id, body
+                "SELECT seq, message_id, sender, server_time_ms, client_msg_id, body, mentions
                  FROM messages WHERE conversation_id = ?1 AND seq > ?2
                  ORDER BY seq LIMIT ?3",
             )?;
@@ -258,6 +348,11 @@ impl ChatStore for SqliteChatStore {
                         server_time_ms: r.get(3)?,
                         client_msg_id: r.get(4)?,
                         body: r.get(5)?,
+                        mentions: r
+                            .get::<_, String>(6)?
+                            .split(',')
+                            .filter_map(|id| id.parse().ok())
+                            .collect(),
                     })
                 },
             )?;
@@ -279,10 +374,16 @@ impl ChatStore for SqliteChatStore {
                         coalesce(p.read_seq, 0), c.last_activity_ms,
                         (SELECT count(*) FROM messages x
                          WHERE x.conversation_id = m.conversation_id
-                           AND x.seq > m.read_seq AND x.sender != m.user_id)
+                           AND x.seq > m.read_seq AND x.sender != m.user_id),
+                        g.group_id, g.name, g.member_count,
+                        EXISTS (SELECT 1 FROM mentions x
+                                WHERE x.conversation_id = m.conversation_id
+                                  AND x.user_id IN (m.user_id, 0) AND x.seq > m.read_seq)
                  FROM members m
                  JOIN conversations c ON c.id = m.conversation_id
-                 LEFT JOIN members p ON p.conversation_id = m.conversation_id AND p.user_id = m.peer_id
+                 LEFT JOIN members p ON p.conversation_id = m.conversation_id
+                      AND p.user_id = m.peer_id AND m.peer_id != 0
+                 LEFT JOIN groups g ON g.conversation_id = m.conversation_id
                  WHERE m.user_id = ?1
                    AND (?4 OR c.last_activity_ms < ?2
                         OR (c.last_activity_ms = ?2 AND m.conversation_id < ?3))
@@ -290,7 +391,13 @@ impl ChatStore for SqliteChatStore {
                  LIMIT ?5",
             )?;
             let rows = stmt.query_map(
-                params![user_id as i64, before_ms, before_id, unbounded, i64::from(limit)],
+                params![
+                    user_id as i64,
+                    before_ms,
+                    before_id,
+                    unbounded,
+                    i64::from(limit)
+                ],
                 |r| {
                     Ok(InboxEntry {
                         conversation_id: r.get(0)?,
@@ -300,6 +407,11 @@ impl ChatStore for SqliteChatStore {
                         peer_read_seq: r.get::<_, i64>(4)? as u64,
                         last_activity_ms: r.get(5)?,
                         unread: r.get::<_, i64>(6)? as u64,
+                        group: match r.get::<_, Option<i64>>(7)? {
+                            Some(id) => Some((id as u64, r.get(8)?, r.get::<_, i64>(9)? as u32)),
+                            None => None,
+                        },
+                        mentioned: r.get(10)?,
                     })
                 },
             )?;

@@ -67,6 +67,38 @@ pub struct Presence {
     pub last_seen_ms: Option<i64>,
 }
 
+/// A group as its member sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    #[serde(with = "serde_u64_string")]
+    pub group_id: u64,
+    /// `g.<group_id>`: where its messages go over the WebSocket.
+    pub conversation_id: String,
+    pub name: String,
+    pub avatar: String,
+    pub announcement: String,
+    #[serde(with = "serde_u64_string")]
+    pub owner: u64,
+    pub created_ms: i64,
+    pub member_count: u32,
+    pub mute_all: bool,
+    pub slow_mode_secs: u32,
+    pub join_approval: bool,
+    pub last_seq: u64,
+    /// The caller's role: owner, admin or member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub my_role: Option<String>,
+}
+
+/// Who an invitation added at once, and who waits for an admin's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupJoin {
+    #[serde(with = "serde_u64_string::vec")]
+    pub added: Vec<u64>,
+    #[serde(with = "serde_u64_string::vec")]
+    pub pending: Vec<u64>,
+}
+
 /// The body of every non-2xx answer.
 #[derive(Deserialize)]
 struct ApiErrorBody {
@@ -155,6 +187,39 @@ impl HttpClient {
     pub async fn presence(&self, access_token: &str, user_id: u64) -> Result<Presence> {
         let path = format!("/v1/users/{user_id}/presence");
         self.call(Method::GET, &path, Some(access_token), None)
+            .await
+    }
+
+    /// Creates a group owned by the caller, with these first members.
+    pub async fn create_group(
+        &self,
+        access_token: &str,
+        name: &str,
+        members: &[u64],
+    ) -> Result<Group> {
+        let members: Vec<String> = members.iter().map(u64::to_string).collect();
+        let body = json!({ "name": name, "members": members });
+        self.call(Method::POST, "/v1/groups", Some(access_token), Some(&body))
+            .await
+    }
+
+    pub async fn group(&self, access_token: &str, group_id: u64) -> Result<Group> {
+        let path = format!("/v1/groups/{group_id}");
+        self.call(Method::GET, &path, Some(access_token), None)
+            .await
+    }
+
+    /// Invites users into a group: added at once, or pending approval.
+    pub async fn add_group_members(
+        &self,
+        access_token: &str,
+        group_id: u64,
+        members: &[u64],
+    ) -> Result<GroupJoin> {
+        let members: Vec<String> = members.iter().map(u64::to_string).collect();
+        let path = format!("/v1/groups/{group_id}/members");
+        let body = json!({ "members": members });
+        self.call(Method::POST, &path, Some(access_token), Some(&body))
             .await
     }
 

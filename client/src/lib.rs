@@ -8,8 +8,8 @@
 //! - [`error`]: [`ClientError`], one enum for API refusals, server-side request
 //!   errors and local transport/decoding failures.
 //! - [`http`]: [`HttpClient`] for register, login, refresh, logout, me and
-//!   WebSocket tickets and presence, with the [`Account`], [`Tokens`],
-//!   [`Ticket`] and [`Presence`] bodies.
+//!   WebSocket tickets, presence and groups, with the [`Account`], [`Tokens`],
+//!   [`Ticket`], [`Presence`], [`Group`] and [`GroupJoin`] bodies.
 //! - [`ws`]: [`Connection`], a WebSocket session driven by one background task
 //!   that matches responses to requests and queues pushed events.
 //! - [`sync`]: [`SyncState`], [`catch_up`] and [`accept_live`], the rules that
@@ -27,7 +27,7 @@ pub mod sync;
 pub mod ws;
 
 pub use error::{ClientError, Result};
-pub use http::{Account, HttpClient, Presence, Ticket, Tokens};
+pub use http::{Account, Group, GroupJoin, HttpClient, Presence, Ticket, Tokens};
 pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
 pub use ws::{Connection, connect_raw, new_client_msg_id};
 

@@ -37,6 +37,24 @@ impl Visitor<'_> for U64Visitor {
     }
 }
 
+/// `#[serde(with = "serde_u64_string::vec")]` for lists of ids.
+pub mod vec {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(values: &[u64], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(values.iter().map(u64::to_string))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
+        #[derive(Deserialize)]
+        struct Id(#[serde(with = "super")] u64);
+        Ok(Vec::<Id>::deserialize(deserializer)?
+            .into_iter()
+            .map(|id| id.0)
+            .collect())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {

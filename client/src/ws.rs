@@ -139,6 +139,7 @@ impl Connection {
             conversation_id: String::new(),
             to_user,
             body: Some(text_body(text)),
+            ..SendMessage::default()
         })
         .await
     }
@@ -152,13 +153,35 @@ impl Connection {
         self.send(SendMessage {
             client_msg_id: client_msg_id.to_owned(),
             conversation_id: conversation_id.to_owned(),
-            to_user: 0,
             body: Some(text_body(text)),
+            ..SendMessage::default()
         })
         .await
     }
 
-    async fn send(&self, message: SendMessage) -> Result<SendAck> {
+    /// Sends a text to a group, mentioning members (or everyone: owner and
+    /// admins only).
+    pub async fn send_group_text(
+        &self,
+        group_id: u64,
+        client_msg_id: &str,
+        text: &str,
+        mentions: &[u64],
+        mention_all: bool,
+    ) -> Result<SendAck> {
+        self.send(SendMessage {
+            client_msg_id: client_msg_id.to_owned(),
+            conversation_id: format!("g.{group_id}"),
+            body: Some(text_body(text)),
+            mentions: mentions.to_vec(),
+            mention_all,
+            ..SendMessage::default()
+        })
+        .await
+    }
+
+    /// Sends any prepared message.
+    pub async fn send(&self, message: SendMessage) -> Result<SendAck> {
         match self.request(Request::Send(message)).await? {
             ResponseResult::SendAck(ack) => Ok(ack),
             other => Err(unexpected("send_ack", &other)),

@@ -18,7 +18,8 @@ use superapp_kit::rpc::{Handler, Route, RpcClient, shard_of};
 use superapp_kit::token::Claims;
 use superapp_proto::v1::{
     AuthClaims, AuthError, Authenticate, ClientFrame, CoreRequest, CoreResponse, Pong,
-    RedeemTicket, SessionLive, UserRequest, client_frame, core_request, core_response, response,
+    RedeemTicket, SessionLive, SessionStarted, UserRequest, client_frame, core_request,
+    core_response, response,
 };
 
 use crate::error::ApiError;
@@ -28,14 +29,25 @@ pub trait Backend: Send + Sync + 'static {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>>;
     /// Spends a browser's single-use ticket.
     fn redeem_ticket<'a>(&'a self, ticket: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>>;
-    /// Whether the session is still live (not logged out).
-    fn session_live<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, bool>;
+    /// Whether a session that just registered may go on, and its user's groups.
+    fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart>;
     /// Answers one session request; every outcome is a response.
     fn handle(
         &self,
         user: u64,
         request: Option<client_frame::Request>,
     ) -> BoxFuture<'_, response::Result>;
+}
+
+/// What the core says about a session that just registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionStart {
+    /// Live; the user is a member of these groups.
+    Live(Vec<u64>),
+    /// Logged out meanwhile.
+    Revoked,
+    /// The core did not answer.
+    Unknown,
 }
 
 pub struct Local {
@@ -52,8 +64,21 @@ impl Backend for Local {
         Box::pin(async move { Ok(self.accounts.redeem_ticket(ticket).await?) })
     }
 
-    fn session_live<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, bool> {
-        Box::pin(async move { matches!(self.accounts.session_live(claims).await, Ok(true)) })
+    fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart> {
+        Box::pin(async move {
+            match self.accounts.session_live(claims).await {
+                Ok(true) => {}
+                Ok(false) => return SessionStart::Revoked,
+                Err(_) => return SessionStart::Unknown,
+            }
+            match self.chat.groups_of(claims.sub).await {
+                Ok(groups) => SessionStart::Live(groups),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading a user's groups failed");
+                    SessionStart::Unknown
+                }
+            }
+        })
     }
 
     fn handle(
@@ -180,18 +205,17 @@ impl Backend for Remote {
         })))
     }
 
-    fn session_live<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, bool> {
+    fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart> {
         Box::pin(async move {
             let kind = core_request::Kind::SessionLive(SessionLive {
                 user_id: claims.sub,
                 session_id: claims.sid,
             });
-            // Unknown (the core did not answer) counts as live: the handshake
-            // checked it a moment ago, and revocation also arrives on the bus.
-            !matches!(
-                self.call(Route::Any, kind).await,
-                Some(core_response::Kind::Live(false))
-            )
+            match self.call(Route::Any, kind).await {
+                Some(core_response::Kind::Started(s)) if s.live => SessionStart::Live(s.groups),
+                Some(core_response::Kind::Started(_)) => SessionStart::Revoked,
+                _ => SessionStart::Unknown,
+            }
         })
     }
 
@@ -265,7 +289,16 @@ pub fn core_handler(local: Arc<Local>) -> Handler {
                         sid: s.session_id,
                         exp: i64::MAX,
                     };
-                    core_response::Kind::Live(local.session_live(&claims).await)
+                    let started = match local.session_start(&claims).await {
+                        SessionStart::Live(groups) => SessionStarted { live: true, groups },
+                        SessionStart::Revoked => SessionStarted {
+                            live: false,
+                            groups: Vec::new(),
+                        },
+                        // An empty answer reads as none at the gateway.
+                        SessionStart::Unknown => return Bytes::new(),
+                    };
+                    core_response::Kind::Started(started)
                 }
                 None => auth_error(ApiError::new(
                     StatusCode::BAD_REQUEST,

@@ -12,6 +12,8 @@ pub const POLICY_VIOLATION: u16 = 1008;
 pub const TOO_BIG: u16 = 1009;
 /// The server is shutting down or restarting; reconnect with backoff.
 pub const SERVICE_RESTART: u16 = 1012;
+/// The core could not be asked about the new session; reconnect with backoff.
+pub const TRY_AGAIN_LATER: u16 = 1013;
 /// Nothing arrived from the client within the idle timeout.
 pub const IDLE_TIMEOUT: u16 = 4000;
 /// The session was logged out or revoked; log in again.
@@ -27,6 +29,7 @@ pub fn reason(code: u16) -> &'static str {
         POLICY_VIOLATION => "rate limit abused",
         TOO_BIG => "frame too big",
         SERVICE_RESTART => "server restarting",
+        TRY_AGAIN_LATER => "try again later",
         IDLE_TIMEOUT => "idle timeout",
         SESSION_REVOKED => "session revoked",
         SLOW_CONSUMER => "slow consumer: resync",

@@ -94,6 +94,25 @@ impl From<ChatError> for ApiError {
             ChatError::InvalidRecipient => (S::BAD_REQUEST, "invalid_recipient"),
             ChatError::UnknownConversation => (S::NOT_FOUND, "unknown_conversation"),
             ChatError::InvalidCursor => (S::BAD_REQUEST, "invalid_cursor"),
+            ChatError::UnknownGroup => (S::NOT_FOUND, "unknown_group"),
+            ChatError::NotMember => (S::FORBIDDEN, "not_a_member"),
+            ChatError::NotAllowed => (S::FORBIDDEN, "not_allowed"),
+            ChatError::GroupFull { .. } => (S::CONFLICT, "group_full"),
+            ChatError::TooManyAdmins { .. } => (S::CONFLICT, "too_many_admins"),
+            ChatError::UnknownMember => (S::NOT_FOUND, "unknown_member"),
+            ChatError::Muted { .. } => (S::FORBIDDEN, "muted"),
+            ChatError::GroupMuted => (S::FORBIDDEN, "group_muted"),
+            ChatError::SlowMode { retry_after_ms } => {
+                let mut err = Self::new(S::TOO_MANY_REQUESTS, "slow_mode", e.to_string());
+                err.retry_after_ms = Some(*retry_after_ms);
+                return err;
+            }
+            ChatError::MentionAllNotAllowed => (S::FORBIDDEN, "mention_all_not_allowed"),
+            ChatError::TooManyMentions { .. } => (S::BAD_REQUEST, "too_many_mentions"),
+            ChatError::OwnerMustTransfer => (S::CONFLICT, "owner_must_transfer"),
+            ChatError::InvalidInvite => (S::NOT_FOUND, "invalid_invite"),
+            ChatError::UnknownRequest => (S::NOT_FOUND, "unknown_join_request"),
+            ChatError::Invalid { code, .. } => (S::BAD_REQUEST, *code),
             ChatError::Store(_) | ChatError::Dependency(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())

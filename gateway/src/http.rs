@@ -35,7 +35,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions/current", delete(logout))
         .route("/v1/me", get(me))
         .route("/v1/ws-tickets", post(ws_ticket))
-        .route("/v1/users/{user_id}/presence", get(presence));
+        .route("/v1/users/{user_id}/presence", get(presence))
+        .merge(crate::groups::routes());
     let base = if state.accounts.is_some() {
         api
     } else {
@@ -116,7 +117,7 @@ where
     }
 }
 
-fn as_string<S: Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn as_string<S: Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(id)
 }
 
@@ -247,7 +248,7 @@ fn accounts(state: &AppState) -> Result<&Arc<Accounts>, ApiError> {
 }
 
 /// The claims of a live session, from `Authorization: Bearer`.
-async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+pub(crate) async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
     Ok(accounts(state)?
         .authenticate(bearer_token(headers)?)
         .await?)

@@ -1,17 +1,25 @@
 //! The sessions on this process, by user, and the delivery of bus events to them.
 //!
 //! The hub holds one bus subscriber for the whole process and subscribes to a
-//! user's topic while at least one of the user's sessions is here, so an event is
-//! published once and fanned out locally to every device. An event is encoded as
-//! a `ServerFrame` once and the same bytes are queued to each session.
+//! user's topic while at least one of the user's sessions is here, and to a
+//! group's topic while at least one of its members has a session here. So an
+//! event is published once and fanned out locally to every device of every
+//! member here. An event is encoded as a `ServerFrame` once and the same bytes
+//! are queued to each session.
+//!
+//! Which groups a user is in comes from the core when their first session
+//! starts, and then from `Membership` notices on the user's topic. The core
+//! publishes a departure's notice before anything later on the group's topic,
+//! and one subscriber connection receives in publish order, so a removed member
+//! is no longer delivered the group by the time its next message arrives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use prost::Message as _;
-use superapp_kit::bus::{Bus, BusMessage, Subscriber, user_topic};
+use superapp_kit::bus::{Bus, BusMessage, Subscriber, group_topic, user_topic};
 use superapp_kit::metrics::{Counter, Gauge, Registry};
 use superapp_kit::presence::{Device, Presence};
 use superapp_proto::v1::{
@@ -31,9 +39,48 @@ struct SessionHandle {
     kick: Kick,
 }
 
-/// The sessions of one user on this process.
+/// The sessions of one user on this process, and the user's groups.
 struct UserEntry {
     devices: Vec<SessionHandle>,
+    groups: HashSet<u64>,
+    /// Counts membership notices, so a group list fetched before one arrived
+    /// is not applied over it.
+    membership_changes: u64,
+}
+
+#[derive(Default)]
+struct Local {
+    users: HashMap<u64, UserEntry>,
+    /// Group -> its members with a session here.
+    groups: HashMap<u64, HashSet<u64>>,
+}
+
+impl Local {
+    fn join(&mut self, subscriber: &dyn Subscriber, user_id: u64, group_id: u64) {
+        let Some(entry) = self.users.get_mut(&user_id) else {
+            return;
+        };
+        if entry.groups.insert(group_id) {
+            let members = self.groups.entry(group_id).or_default();
+            if members.is_empty() {
+                subscriber.subscribe(&group_topic(group_id));
+            }
+            members.insert(user_id);
+        }
+    }
+
+    fn leave(&mut self, subscriber: &dyn Subscriber, user_id: u64, group_id: u64) {
+        if let Some(entry) = self.users.get_mut(&user_id) {
+            entry.groups.remove(&group_id);
+        }
+        if let Some(members) = self.groups.get_mut(&group_id) {
+            members.remove(&user_id);
+            if members.is_empty() {
+                self.groups.remove(&group_id);
+                subscriber.unsubscribe(&group_topic(group_id));
+            }
+        }
+    }
 }
 
 /// Asks a session to close with a code. The first code wins.
@@ -59,7 +106,7 @@ impl Kick {
 
 pub struct Hub {
     subscriber: Arc<dyn Subscriber>,
-    users: Mutex<HashMap<u64, UserEntry>>,
+    local: Mutex<Local>,
     presence: Arc<dyn Presence>,
     /// Names this process in presence device keys.
     node: String,
@@ -84,7 +131,7 @@ impl Hub {
         let (subscriber, events) = bus.subscriber(65_536);
         let hub = Arc::new(Self {
             subscriber,
-            users: Mutex::new(HashMap::new()),
+            local: Mutex::default(),
             presence,
             node,
             stopped: CancellationToken::new(),
@@ -120,8 +167,9 @@ impl Hub {
                 _ = tick.tick() => {}
             }
             let devices: Vec<Device> = {
-                let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-                users
+                let local = self.lock();
+                local
+                    .users
                     .iter()
                     .flat_map(|(&user, e)| e.devices.iter().map(move |d| (user, d.connection)))
                     .map(|(user, connection)| self.device(user, connection))
@@ -148,15 +196,17 @@ impl Hub {
             outbound,
             kick: kick.clone(),
         };
-        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = users.entry(user_id).or_insert_with(|| {
+        let mut local = self.lock();
+        let entry = local.users.entry(user_id).or_insert_with(|| {
             self.subscriber.subscribe(&user_topic(user_id));
             UserEntry {
                 devices: Vec::new(),
+                groups: HashSet::new(),
+                membership_changes: 0,
             }
         });
         entry.devices.push(handle);
-        drop(users);
+        drop(local);
         self.sessions.inc();
         let (presence, device) = (self.presence.clone(), self.device(user_id, connection));
         tokio::spawn(async move {
@@ -173,15 +223,19 @@ impl Hub {
     }
 
     fn unregister(&self, user_id: u64, connection: u64) {
-        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = users.get_mut(&user_id) {
+        let mut local = self.lock();
+        if let Some(entry) = local.users.get_mut(&user_id) {
             entry.devices.retain(|d| d.connection != connection);
             if entry.devices.is_empty() {
-                users.remove(&user_id);
+                let groups: Vec<u64> = entry.groups.iter().copied().collect();
+                for group_id in groups {
+                    local.leave(self.subscriber.as_ref(), user_id, group_id);
+                }
+                local.users.remove(&user_id);
                 self.subscriber.unsubscribe(&user_topic(user_id));
             }
         }
-        drop(users);
+        drop(local);
         self.sessions.dec();
         let (presence, device) = (self.presence.clone(), self.device(user_id, connection));
         tokio::spawn(async move {
@@ -189,6 +243,35 @@ impl Hub {
                 tracing::warn!(error = %e, "presence update failed");
             }
         });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many membership notices the user has had here; pass it to
+    /// [`Hub::set_groups`] with a group list fetched after reading it.
+    pub fn membership_mark(&self, user_id: u64) -> u64 {
+        self.lock()
+            .users
+            .get(&user_id)
+            .map_or(0, |e| e.membership_changes)
+    }
+
+    /// Delivers these groups to the user's sessions here, unless a membership
+    /// notice arrived since `mark` (then the list may be stale: returns false
+    /// and the caller fetches again).
+    pub fn set_groups(&self, user_id: u64, groups: &[u64], mark: u64) -> bool {
+        let mut local = self.lock();
+        match local.users.get(&user_id) {
+            Some(entry) if entry.membership_changes != mark => return false,
+            Some(_) => {}
+            None => return true,
+        }
+        for &group_id in groups {
+            local.join(self.subscriber.as_ref(), user_id, group_id);
+        }
+        true
     }
 
     pub fn session_count(&self) -> i64 {
@@ -219,9 +302,11 @@ impl Hub {
                 BusMessage::Lagged => {
                     // Something was lost for somebody here: every session resyncs.
                     tracing::warn!("bus lagged; asking every session to resync");
-                    let frame = event_frame(event::Kind::ResyncRequired(ResyncRequired {}));
-                    let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-                    for handle in users.values().flat_map(|e| &e.devices) {
+                    let frame = event_frame(Event {
+                        kind: Some(event::Kind::ResyncRequired(ResyncRequired {})),
+                    });
+                    let local = self.lock();
+                    for handle in local.users.values().flat_map(|e| &e.devices) {
                         self.queue(handle, frame.clone());
                     }
                 }
@@ -230,9 +315,9 @@ impl Hub {
     }
 
     fn deliver(&self, topic: &str, payload: &[u8]) {
-        let Some(user_id) = topic
-            .strip_prefix("u.")
-            .and_then(|id| id.parse::<u64>().ok())
+        let Some((kind, id)) = topic
+            .split_once('.')
+            .and_then(|(kind, id)| Some((kind, id.parse::<u64>().ok()?)))
         else {
             return;
         };
@@ -240,31 +325,67 @@ impl Hub {
             tracing::warn!(topic, "undecodable bus message dropped");
             return;
         };
-        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(devices) = users.get(&user_id).map(|e| &e.devices) else {
-            return;
-        };
-        match envelope.kind {
-            Some(bus_envelope::Kind::Event(event)) => {
-                let frame = Bytes::from(
-                    ServerFrame {
-                        kind: Some(server_frame::Kind::Event(event)),
-                    }
-                    .encode_to_vec(),
-                );
-                for handle in devices {
+        let mut local = self.lock();
+        match (kind, envelope.kind) {
+            ("g", Some(bus_envelope::Kind::Event(event))) => {
+                let frame = event_frame(event);
+                let Some(members) = local.groups.get(&id) else {
+                    return;
+                };
+                for handle in members
+                    .iter()
+                    .filter_map(|user| local.users.get(user))
+                    .flat_map(|e| &e.devices)
+                {
                     self.queue(handle, frame.clone());
                 }
             }
-            Some(bus_envelope::Kind::SessionRevoked(revoked)) => {
-                for handle in devices
+            ("u", Some(bus_envelope::Kind::Event(event))) => {
+                let frame = event_frame(event);
+                for handle in local
+                    .users
+                    .get(&id)
+                    .map(|e| &e.devices[..])
+                    .unwrap_or_default()
+                {
+                    self.queue(handle, frame.clone());
+                }
+            }
+            ("u", Some(bus_envelope::Kind::Membership(m))) => {
+                let Some(entry) = local.users.get_mut(&id) else {
+                    return;
+                };
+                entry.membership_changes += 1;
+                if m.joined {
+                    local.join(self.subscriber.as_ref(), id, m.group_id);
+                } else {
+                    local.leave(self.subscriber.as_ref(), id, m.group_id);
+                }
+                if let Some(event) = m.event {
+                    let frame = event_frame(event);
+                    for handle in local
+                        .users
+                        .get(&id)
+                        .map(|e| &e.devices[..])
+                        .unwrap_or_default()
+                    {
+                        self.queue(handle, frame.clone());
+                    }
+                }
+            }
+            ("u", Some(bus_envelope::Kind::SessionRevoked(revoked))) => {
+                for handle in local
+                    .users
+                    .get(&id)
+                    .map(|e| &e.devices[..])
+                    .unwrap_or_default()
                     .iter()
                     .filter(|d| d.session_id == revoked.session_id)
                 {
                     handle.kick.kick(close::SESSION_REVOKED);
                 }
             }
-            None => {}
+            _ => {}
         }
     }
 
@@ -282,10 +403,10 @@ impl Hub {
     }
 }
 
-fn event_frame(kind: event::Kind) -> Bytes {
+fn event_frame(event: Event) -> Bytes {
     Bytes::from(
         ServerFrame {
-            kind: Some(server_frame::Kind::Event(Event { kind: Some(kind) })),
+            kind: Some(server_frame::Kind::Event(event)),
         }
         .encode_to_vec(),
     )

@@ -6,6 +6,7 @@
 //! - [`backend`]: the port sessions call, served in-process or by the core over Redis.
 //! - [`session`]: one task per WebSocket session: heartbeats, idle timeout, rate
 //!   limits, request dispatch, a bounded outbound queue.
+//! - [`groups`]: the group API (`/v1/groups/...`).
 //! - [`hub`]: the sessions on this process by user, the bus subscription, and
 //!   the fan-out of events to every device of a user.
 //! - [`openapi`]: the OpenAPI document of the HTTP API, served at `/v1/openapi.json`.
@@ -15,6 +16,7 @@
 pub mod backend;
 pub mod close;
 pub mod error;
+pub mod groups;
 pub mod http;
 pub mod hub;
 pub mod openapi;
@@ -23,6 +25,7 @@ pub mod session;
 use std::sync::Arc;
 
 use superapp_account::Accounts;
+use superapp_chat::Chat;
 use superapp_kit::config::Config;
 use superapp_kit::metrics::Registry;
 use superapp_kit::presence::Presence;
@@ -41,6 +44,8 @@ pub struct AppState {
     /// The account room, where this process serves the HTTP API (roles `all`
     /// and `core`); None on a gateway, which serves WebSocket sessions only.
     pub accounts: Option<Arc<Accounts>>,
+    /// The chat room, where this process runs it (with `accounts`).
+    pub chat: Option<Arc<Chat>>,
     /// What sessions call: the rooms here, or the core over Redis.
     pub backend: Arc<dyn Backend>,
     pub hub: Arc<Hub>,

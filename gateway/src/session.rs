@@ -19,6 +19,7 @@ use superapp_proto::v1::{ClientFrame, Response, ServerFrame, response, server_fr
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
+use crate::backend::SessionStart;
 use crate::error::ApiError;
 use crate::{AppState, close};
 
@@ -65,11 +66,7 @@ pub async fn run(socket: WebSocket, state: AppState, claims: Claims, metrics: Ar
     let cfg = state.config.gateway.clone();
     let (tx, mut outbound) = mpsc::channel::<Bytes>(cfg.outbound_queue);
     let registration = state.hub.register(claims.sub, claims.sid, tx);
-    // A logout between the handshake's check and this registration would have
-    // found no session to close: look once more now that it would.
-    if !state.backend.session_live(&claims).await {
-        registration.kick().kick(close::SESSION_REVOKED);
-    }
+    start(&state, &claims, &registration).await;
     let mut session = Session {
         socket,
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst),
@@ -95,6 +92,27 @@ pub async fn run(socket: WebSocket, state: AppState, claims: Claims, metrics: Ar
     }
     tracing::debug!(user_id = claims.sub, code, "session closed");
     drop(registration);
+}
+
+/// Asks the core about a session that just registered. A logout between the
+/// handshake's check and the registration would have found no session to
+/// close, so liveness is checked once more now that it would; the user's
+/// groups come with the answer, fetched again if a membership notice arrived
+/// meanwhile.
+async fn start(state: &AppState, claims: &Claims, registration: &crate::hub::Registration) {
+    for _ in 0..3 {
+        let mark = state.hub.membership_mark(claims.sub);
+        match state.backend.session_start(claims).await {
+            SessionStart::Live(groups) => {
+                if state.hub.set_groups(claims.sub, &groups, mark) {
+                    return;
+                }
+            }
+            SessionStart::Revoked => return registration.kick().kick(close::SESSION_REVOKED),
+            SessionStart::Unknown => break,
+        }
+    }
+    registration.kick().kick(close::TRY_AGAIN_LATER);
 }
 
 impl Session {

@@ -17,6 +17,12 @@ pub fn user_topic(user_id: u64) -> String {
     format!("u.{user_id}")
 }
 
+/// A group's topic is its conversation id: one publish reaches every gateway
+/// with a member of the group online.
+pub fn group_topic(group_id: u64) -> String {
+    format!("g.{group_id}")
+}
+
 #[derive(Debug, Clone)]
 pub enum BusMessage {
     Message {

@@ -124,7 +124,7 @@ async fn bad_sends_get_clear_codes_and_store_nothing() {
     );
     // Conversations one is not in, or that cannot exist, are unknown alike.
     let theirs = format!("d.{}.{}", b.id.min(c.id), b.id.max(c.id));
-    for conversation in [theirs.as_str(), "d.1.2", "nonsense", "g.5"] {
+    for conversation in [theirs.as_str(), "d.1.2", "nonsense", "g.05", "g.x"] {
         assert_eq!(
             code(
                 conn.send_text_to_conversation(conversation, "x5", "hi")
@@ -137,6 +137,12 @@ async fn bad_sends_get_clear_codes_and_store_nothing() {
             "unknown_conversation"
         );
     }
+    // A group that does not exist is named as such.
+    assert_eq!(
+        code(conn.send_text_to_conversation("g.5", "x5", "hi").await),
+        "unknown_group"
+    );
+    assert_eq!(code(conn.pull("g.5", 0, 10).await), "unknown_group");
     assert_eq!(
         code(conn.list_conversations(10, "bogus").await),
         "invalid_cursor"

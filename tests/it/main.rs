@@ -8,6 +8,7 @@ mod chat;
 mod cli;
 mod config;
 mod durability;
+mod groups;
 mod helpers;
 mod load;
 mod openapi;

@@ -37,7 +37,10 @@ async fn presence_counts_devices_and_remembers_when_last_seen() {
     let wait = Duration::from_secs(5);
 
     let never = app.http.presence(token, bo.id).await.unwrap();
-    assert_eq!((never.online, never.devices, never.last_seen_ms), (false, 0, None));
+    assert_eq!(
+        (never.online, never.devices, never.last_seen_ms),
+        (false, 0, None)
+    );
 
     let phone = app.connect(&bo).await;
     let laptop = app.connect(&bo).await;
@@ -62,7 +65,11 @@ async fn presence_counts_devices_and_remembers_when_last_seen() {
         assert_eq!((status, body["code"].as_str()), (404, Some("unknown_user")));
     }
     let path = format!("/v1/users/{}/presence", bo.id);
-    let (status, _) = app.http.request_json("GET", &path, None, None).await.unwrap();
+    let (status, _) = app
+        .http
+        .request_json("GET", &path, None, None)
+        .await
+        .unwrap();
     assert_eq!(status, 401);
 }
 
@@ -98,8 +105,10 @@ async fn a_crashed_gateways_users_go_offline_within_the_presence_ttl() {
     let _bo_phone = Connection::connect(&gateway_url, &bo.tokens.access_token)
         .await
         .unwrap();
-    let online = presence_until(&core.http, token, bo.id, Duration::from_secs(5), |p| p.online)
-        .await;
+    let online = presence_until(&core.http, token, bo.id, Duration::from_secs(5), |p| {
+        p.online
+    })
+    .await;
     assert_eq!(online.devices, 1);
 
     // Refreshes keep the session online well past one ttl.
@@ -109,10 +118,16 @@ async fn a_crashed_gateways_users_go_offline_within_the_presence_ttl() {
     gateway.kill().unwrap(); // SIGKILL: nobody marks the session offline
     gateway.wait().unwrap();
     let killed = tokio::time::Instant::now();
-    let after = presence_until(&core.http, token, bo.id, Duration::from_secs(6), |p| !p.online)
-        .await;
+    let after = presence_until(&core.http, token, bo.id, Duration::from_secs(6), |p| {
+        !p.online
+    })
+    .await;
     println!("offline {:?} after the kill (ttl 2 s)", killed.elapsed());
-    assert!(!after.online, "still online {:?} after the kill", killed.elapsed());
+    assert!(
+        !after.online,
+        "still online {:?} after the kill",
+        killed.elapsed()
+    );
     assert!(after.last_seen_ms.is_some());
 }
 
@@ -166,6 +181,9 @@ async fn one_users_rate_limit_is_shared_by_devices_on_different_gateways() {
     println!("admitted {admitted:?}, refused {limited} in {elapsed:.2} s");
     // One budget of 10 plus 5 per second: each gateway alone would have
     // admitted its 20.
-    assert!(f64::from(total) <= 10.0 + 5.0 * elapsed + 1.0, "admitted {total}");
+    assert!(
+        f64::from(total) <= 10.0 + 5.0 * elapsed + 1.0,
+        "admitted {total}"
+    );
     assert!(admitted[0] > 0 && admitted[1] > 0 && limited > 0);
 }

@@ -457,7 +457,11 @@ impl Listener<'_> {
                 Some(EventKind::ResyncRequired(_)) => {
                     within(deadline, catch_up(conn, &mut working)).await
                 }
-                Some(EventKind::ReadReceipt(_)) | None => continue,
+                // Joining a group brings a conversation this run has not listed.
+                Some(EventKind::Group(g)) if g.users.contains(&self.me) => {
+                    within(deadline, catch_up(conn, &mut working)).await
+                }
+                Some(EventKind::Group(_) | EventKind::ReadReceipt(_)) | None => continue,
             };
             // A pull cut short by the deadline may have moved `working` past
             // messages not delivered; only `seen` is saved, so none are lost.

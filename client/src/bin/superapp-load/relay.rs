@@ -121,6 +121,7 @@ impl Relay {
                             server_time_ms: 0,
                             client_msg_id: send.client_msg_id,
                             body: send.body,
+                            ..Message::default()
                         })),
                     })),
                 };
