@@ -151,3 +151,110 @@ async fn two_people_chat_from_the_cli_and_the_receiver_catches_up_after_a_break(
     assert_eq!(conversations["conversations"][0]["last_seq"], 4);
     assert_eq!(conversations["conversations"][0]["unread"], 4);
 }
+
+/// Registers and logs in a CLI user in `profile`; returns their id.
+fn cli_user(base: &str, profile: &std::path::Path, name: &str) -> String {
+    let phone = fresh_phone();
+    let account = cli(
+        base,
+        profile,
+        &[
+            "register",
+            "--phone",
+            &phone,
+            "--password",
+            PASSWORD,
+            "--name",
+            name,
+        ],
+    );
+    cli(
+        base,
+        profile,
+        &["login", "--phone", &phone, "--password", PASSWORD],
+    );
+    account["user_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_group_is_made_filled_and_chatted_in_from_the_cli() {
+    let app = spawn_app().await;
+    let base = app.base_url.clone();
+    let profiles = tempfile::tempdir().unwrap();
+    let dir = profiles.path().to_path_buf();
+    let (base2, dir2) = (base.clone(), dir.clone());
+    let (bo_id, cy_id, group_id) = tokio::task::spawn_blocking(move || {
+        cli_user(&base2, &dir2.join("ann"), "Ann");
+        let bo = cli_user(&base2, &dir2.join("bo"), "Bo");
+        let cy = cli_user(&base2, &dir2.join("cy"), "Cy");
+        let group = cli(
+            &base2,
+            &dir2.join("ann"),
+            &["group", "create", "--name", "Trip", "--members", &bo],
+        );
+        assert_eq!(group["member_count"], 2);
+        let id = group["group_id"].as_str().unwrap().to_string();
+        let added = cli(
+            &base2,
+            &dir2.join("ann"),
+            &["group", "add", "--group", &id, "--members", &cy],
+        );
+        assert_eq!(added["added"][0].as_str(), Some(cy.as_str()));
+        (bo, cy, id)
+    })
+    .await
+    .unwrap();
+
+    let listener = Command::new(cli_path())
+        .args(["--server", &base, "--profile"])
+        .arg(dir.join("bo"))
+        .args(["listen", "--json", "--count", "1", "--timeout", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (base2, dir2, gid) = (base.clone(), dir.clone(), group_id.clone());
+    let sent = tokio::task::spawn_blocking(move || {
+        cli(
+            &base2,
+            &dir2.join("ann"),
+            &["send", "--group", &gid, "--text", "we leave at nine"],
+        )
+    })
+    .await
+    .unwrap();
+    let conversation = format!("g.{group_id}");
+    assert_eq!(
+        (sent["conversation_id"].as_str(), sent["seq"].as_u64()),
+        (Some(conversation.as_str()), Some(1))
+    );
+    let out = tokio::task::spawn_blocking(move || listener.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(
+        (line["conversation_id"].as_str(), line["text"].as_str()),
+        (Some(conversation.as_str()), Some("we leave at nine"))
+    );
+    // Cy, added after creation, catches up on it too; the list names the group.
+    let (base2, dir2) = (base.clone(), dir.clone());
+    let (members, conversations) = tokio::task::spawn_blocking(move || {
+        let members = Command::new(cli_path())
+            .args(["--server", &base2, "--profile"])
+            .arg(dir2.join("cy"))
+            .args(["group", "members", "--group", &group_id])
+            .output()
+            .unwrap();
+        (
+            String::from_utf8(members.stdout).unwrap(),
+            cli(&base2, &dir2.join("cy"), &["conversations", "--json"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(members.lines().count(), 3);
+    assert!(members.contains(&bo_id) && members.contains(&cy_id));
+    assert_eq!(conversations["conversations"][0]["name"], "Trip");
+    assert_eq!(conversations["conversations"][0]["unread"], 1);
+}

@@ -30,7 +30,7 @@ fn code<T: std::fmt::Debug>(r: Result<T, superapp_client::ClientError>) -> Strin
 }
 
 /// The next group event within a few seconds, skipping messages.
-async fn next_group_event(conn: &Connection) -> GroupEvent {
+pub(crate) async fn next_group_event(conn: &Connection) -> GroupEvent {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -53,7 +53,7 @@ async fn say(
 }
 
 /// Nothing but group events (or nothing) arrives for a moment.
-async fn no_message(conn: &Connection) {
+pub(crate) async fn no_message(conn: &Connection) {
     while let Some(e) = conn.next_event(Duration::from_millis(300)).await {
         assert!(
             !matches!(e.kind, Some(event::Kind::Message(_))),

@@ -100,6 +100,88 @@ async fn users_on_different_gateways_chat_live_both_ways_on_every_device() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_reaches_members_on_every_gateway_and_a_removed_member_on_none() {
+    use superapp_client::proto::v1::group_event::Kind;
+
+    use crate::groups::{next_group_event, no_message};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (core, gateways) = tier(&redis, 2).await;
+    let (g1, g2) = (&gateways[0].base_url, &gateways[1].base_url);
+    let owner = core.user("Olga").await;
+    let ann = core.user("Ann").await;
+    let bo = core.user("Bo").await;
+    let connect = |url: &str, user: &User| {
+        let (url, token) = (url.to_string(), user.tokens.access_token.clone());
+        async move { Connection::connect(&url, &token).await.unwrap() }
+    };
+    // Sessions first: the group's creation reaches them live and makes their
+    // gateways deliver it.
+    let oc = connect(g1, &owner).await;
+    let ac = connect(g2, &ann).await;
+    let b_phone = connect(g1, &bo).await;
+    let b_laptop = connect(g2, &bo).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let group = core
+        .http
+        .create_group(&owner.tokens.access_token, "Across", &[ann.id, bo.id])
+        .await
+        .unwrap();
+    for conn in [&oc, &ac, &b_phone, &b_laptop] {
+        assert_eq!(next_group_event(conn).await.kind(), Kind::Created);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // group subscriptions reach redis
+    let ack = oc
+        .send_group_text(group.group_id, "m1", "to all", &[], false)
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, 1);
+    for conn in [&ac, &b_phone, &b_laptop] {
+        let m = next_message(conn).await;
+        assert_eq!(
+            (m.conversation_id.as_str(), m.seq),
+            (group.conversation_id.as_str(), 1)
+        );
+    }
+    // A session that starts later is delivered the group from the start.
+    let a_tablet = connect(g1, &ann).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    oc.send_group_text(group.group_id, "m2", "again", &[], false)
+        .await
+        .unwrap();
+    assert_eq!(next_message(&a_tablet).await.seq, 2);
+
+    // Bo is removed: neither of his gateways delivers the group to him again.
+    let path = format!("/v1/groups/{}/members/{}", group.group_id, bo.id);
+    let (status, _) = core
+        .http
+        .request_json("DELETE", &path, Some(&owner.tokens.access_token), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+    for conn in [&b_phone, &b_laptop] {
+        loop {
+            if next_group_event(conn).await.kind() == Kind::MemberRemoved {
+                break;
+            }
+        }
+    }
+    oc.send_group_text(group.group_id, "m3", "without Bo", &[], false)
+        .await
+        .unwrap();
+    let m = next_message(&ac).await;
+    let m = if m.seq == 2 {
+        next_message(&ac).await
+    } else {
+        m
+    };
+    assert_eq!(m.seq, 3);
+    no_message(&b_phone).await;
+    no_message(&b_laptop).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_token_is_refused_at_a_gateway_handshake() {
     let Some(redis) = RedisServer::start() else {
         return;

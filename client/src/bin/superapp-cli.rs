@@ -72,18 +72,21 @@ enum Command {
     },
     /// End the saved session on the server and forget it.
     Logout,
-    /// Send a text to a user (or into a conversation); prints the ack.
+    /// Send a text to a user, a group or a conversation; prints the ack.
     Send {
-        #[arg(
-            long,
-            required_unless_present = "conversation",
-            conflicts_with = "conversation"
-        )]
+        #[arg(long, required_unless_present_any = ["conversation", "group"], conflicts_with_all = ["conversation", "group"])]
         to: Option<u64>,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "group")]
         conversation: Option<String>,
         #[arg(long)]
+        group: Option<u64>,
+        #[arg(long)]
         text: String,
+    },
+    /// Groups: create, add members, show, list members, remove, leave.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
     },
     /// Print missed messages from others, then follow new ones.
     Listen {
@@ -104,6 +107,49 @@ enum Command {
     },
     /// Print the logged-in account.
     Me,
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Create a group owned by you; prints it (with `group_id`).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated user ids.
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<u64>,
+    },
+    /// Invite users; prints who was added and who waits for approval.
+    Add {
+        #[arg(long)]
+        group: u64,
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<u64>,
+    },
+    /// Print the group.
+    Show {
+        #[arg(long)]
+        group: u64,
+    },
+    /// Print the members, one per line (all pages), optionally matching a search.
+    Members {
+        #[arg(long)]
+        group: u64,
+        #[arg(long, default_value = "")]
+        search: String,
+    },
+    /// Remove a member (admins and the owner).
+    Remove {
+        #[arg(long)]
+        group: u64,
+        #[arg(long)]
+        user: u64,
+    },
+    /// Leave the group.
+    Leave {
+        #[arg(long)]
+        group: u64,
+    },
 }
 
 /// What a failed command reports: a stable code and a human message.
@@ -218,8 +264,13 @@ impl App {
             Command::Send {
                 to,
                 conversation,
+                group,
                 text,
-            } => self.send(to, conversation, &text).await,
+            } => {
+                let conversation = conversation.or(group.map(|g| format!("g.{g}")));
+                self.send(to, conversation, &text).await
+            }
+            Command::Group { command } => self.group(command).await,
             Command::Listen {
                 json,
                 count,
@@ -309,6 +360,67 @@ impl App {
         }))
     }
 
+    async fn group(&self, command: GroupCommand) -> CliResult {
+        let tokens = self.fresh_tokens().await?;
+        let token = tokens.access_token.as_str();
+        // The body of a 2xx answer; anything else is the server's error.
+        let api = |method: &'static str, path: String| async move {
+            match self
+                .http
+                .request_json(method, &path, Some(token), None)
+                .await?
+            {
+                (status, body) if status < 300 => Ok(body),
+                (status, body) => Err(Failure::new(
+                    body["code"].as_str().unwrap_or("http_error"),
+                    format!("HTTP {status}: {}", body["message"].as_str().unwrap_or("")),
+                )),
+            }
+        };
+        match command {
+            GroupCommand::Create { name, members } => {
+                let group = self.http.create_group(token, &name, &members).await?;
+                print_line(&json!(group))
+            }
+            GroupCommand::Add { group, members } => {
+                let join = self.http.add_group_members(token, group, &members).await?;
+                print_line(&json!(join))
+            }
+            GroupCommand::Show { group } => {
+                print_line(&json!(self.http.group(token, group).await?))
+            }
+            GroupCommand::Members { group, search } => {
+                let mut cursor = String::new();
+                loop {
+                    let path = format!(
+                        "/v1/groups/{group}/members?limit=500&cursor={cursor}&q={}",
+                        url_escape(&search)
+                    );
+                    let page = api("GET", path).await?;
+                    for member in page["members"].as_array().into_iter().flatten() {
+                        print_line(member)?;
+                    }
+                    cursor = page["next_cursor"].as_str().unwrap_or("").to_string();
+                    if cursor.is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+            GroupCommand::Remove { group, user } => {
+                api("DELETE", format!("/v1/groups/{group}/members/{user}")).await?;
+                print_line(&json!({ "removed": user.to_string() }))
+            }
+            GroupCommand::Leave { group } => {
+                api(
+                    "DELETE",
+                    format!("/v1/groups/{group}/members/{}", tokens.user_id),
+                )
+                .await?;
+                print_line(&json!({ "left": group.to_string() }))
+            }
+        }
+    }
+
     async fn conversations(&self, as_json: bool) -> CliResult {
         let conn = self.connect().await?;
         let conversations = all_conversations(&conn).await;
@@ -326,6 +438,10 @@ impl App {
                         "unread": c.unread,
                         "last_activity_ms": c.last_activity_ms,
                         "peer_read_seq": c.peer_read_seq,
+                        "group_id": c.group_id.to_string(),
+                        "name": c.name,
+                        "member_count": c.member_count,
+                        "mentioned": c.mentioned,
                     })
                 })
                 .collect();
@@ -518,6 +634,19 @@ impl Listener<'_> {
         self.profile.save_sync(self.me, &self.seen)?;
         Ok(self.done())
     }
+}
+
+/// Percent-encodes a query value.
+fn url_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A request failed mid-listen. A closed socket is judged by its close
