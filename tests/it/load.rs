@@ -106,6 +106,24 @@ async fn every_benchmark_scenario_runs_end_to_end() {
     .await;
     assert_eq!(storm["resynced"], 10);
 
+    let fanout = run_load(
+        &app.base_url,
+        &[
+            "fanout",
+            "--members",
+            "5",
+            "--messages",
+            "3",
+            "--rate",
+            "20",
+            "--workers",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(fanout["deliveries"], 12, "{fanout}");
+    assert_eq!(fanout["send_to_last_delivery"]["count"], 3, "{fanout}");
+
     let baseline = run_load(
         &app.base_url,
         &["sqlite-baseline", "--rows", "2000", "--single-rows", "20"],

@@ -6,6 +6,7 @@
 //!
 //! - [`idle`]: memory and CPU per idle authenticated session.
 //! - [`direct`]: one-to-one rate and latency, open loop, against the server and a relay.
+//! - [`fanout`]: one big group, every member online: send to last delivery.
 //! - [`storm`]: a reconnect storm and its resync time.
 //! - [`baseline`]: raw SQLite insert rates, the storage ceiling.
 //! - [`relay`]: the bare WebSocket relay (the network-stack ceiling).
@@ -13,6 +14,7 @@
 
 mod baseline;
 mod direct;
+mod fanout;
 mod hist;
 mod idle;
 mod procfs;
@@ -43,6 +45,8 @@ enum Scenario {
     Idle(idle::IdleArgs),
     /// M pairs chatting one-to-one at a rate: throughput and latency percentiles.
     Direct(direct::DirectArgs),
+    /// One group with every member online: send-to-last-delivery and deliveries per second.
+    Fanout(fanout::FanoutArgs),
     /// N sessions dropped at once reconnect with jitter: time to resync, peak memory.
     Storm(storm::StormArgs),
     /// Raw SQLite insert rates in the server's durability mode.
@@ -59,6 +63,11 @@ enum Scenario {
     },
     #[command(hide = true)]
     DirectWorker {
+        #[arg(long)]
+        job: PathBuf,
+    },
+    #[command(hide = true)]
+    FanoutWorker {
         #[arg(long)]
         job: PathBuf,
     },
@@ -84,10 +93,12 @@ fn main() -> anyhow::Result<()> {
             Scenario::Idle(args) => idle::run(&server, args).await.map(Some),
             Scenario::Direct(args) => direct::run(&server, args).await.map(Some),
             Scenario::Storm(args) => storm::run(&server, args).await.map(Some),
+            Scenario::Fanout(args) => fanout::run(&server, args).await.map(Some),
             Scenario::SqliteBaseline(args) => baseline::run(args).map(Some),
             Scenario::Relay { listen } => relay::serve(listen).await.map(|()| None),
             Scenario::IdleWorker { job } => idle::worker(read_job(&job)?).await.map(|()| None),
             Scenario::DirectWorker { job } => direct::worker(read_job(&job)?).await.map(|()| None),
+            Scenario::FanoutWorker { job } => fanout::worker(read_job(&job)?).await.map(|()| None),
             Scenario::StormWorker { job } => storm::worker(read_job(&job)?).await.map(|()| None),
         }
     })?;
