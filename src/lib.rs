@@ -74,7 +74,11 @@ impl Application {
                     .await
                     .context("connecting to redis for core requests")?;
                 let timeout = Duration::from_millis(config.redis.request_timeout_ms);
-                (None, Arc::new(Remote::new(rpc, timeout)), None)
+                let signer = match config.auth.token_key {
+                    Some(_) => Some(token_signer(&config, None)?),
+                    None => None,
+                };
+                (None, Arc::new(Remote::new(rpc, timeout, signer)), None)
             }
             Role::All | Role::Core => {
                 let local = Arc::new(open_rooms(&config, &metrics, &bus, &clock, &ids)?);
@@ -210,7 +214,7 @@ fn open_rooms(
     let data_dir = config.server.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let signer = token_signer(config, &data_dir)?;
+    let signer = token_signer(config, Some(&data_dir))?;
     let batch_sizes = |store: &str| {
         Some(metrics.histogram_with(
             "store_commit_batch_size",
@@ -247,7 +251,12 @@ fn open_rooms(
     Ok(Local { accounts, chat })
 }
 
-fn token_signer(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<TokenSigner> {
+/// The access-token key: `auth.token_key`, or else the key file in the data
+/// dir (created on first start); a gateway has no data dir.
+fn token_signer(
+    config: &Config,
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<TokenSigner> {
     match &config.auth.token_key {
         Some(key) => {
             let bytes = base64::engine::general_purpose::STANDARD
@@ -259,6 +268,9 @@ fn token_signer(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<T
             );
             Ok(TokenSigner::new(Secret::new(bytes)))
         }
-        None => TokenSigner::load_or_create(&data_dir.join("token.key")).context("token key file"),
+        None => {
+            let dir = data_dir.context("auth.token_key is required here")?;
+            TokenSigner::load_or_create(&dir.join("token.key")).context("token key file")
+        }
     }
 }

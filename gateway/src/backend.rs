@@ -10,12 +10,12 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use prost::Message as _;
-use superapp_account::Accounts;
+use superapp_account::{AccountError, Accounts};
 use superapp_chat::{Chat, ConversationId};
 use superapp_kit::BoxFuture;
 use superapp_kit::clock::{Clock as _, SystemClock};
 use superapp_kit::rpc::{Handler, Route, RpcClient, shard_of};
-use superapp_kit::token::Claims;
+use superapp_kit::token::{Claims, TokenError, TokenSigner};
 use superapp_proto::v1::{
     AuthClaims, AuthError, Authenticate, ClientFrame, CoreRequest, CoreResponse, Pong,
     RedeemTicket, SessionLive, SessionStarted, UserRequest, client_frame, core_request,
@@ -142,15 +142,23 @@ fn unavailable() -> ApiError {
     e
 }
 
-/// The gateway's side: every request goes to the core over Redis.
+/// The gateway's side: every request goes to the core over Redis. With the
+/// token key (`auth.token_key`), a gateway checks access tokens' signatures
+/// and expiry itself at the handshake, and only the start-of-session check
+/// (liveness and groups) asks the core: one request per handshake, not two.
 pub struct Remote {
     rpc: RpcClient,
     timeout: Duration,
+    signer: Option<TokenSigner>,
 }
 
 impl Remote {
-    pub fn new(rpc: RpcClient, timeout: Duration) -> Self {
-        Self { rpc, timeout }
+    pub fn new(rpc: RpcClient, timeout: Duration, signer: Option<TokenSigner>) -> Self {
+        Self {
+            rpc,
+            timeout,
+            signer,
+        }
     }
 
     async fn call(&self, route: Route, kind: core_request::Kind) -> Option<core_response::Kind> {
@@ -194,6 +202,19 @@ fn route_of(user: u64, request: &Option<client_frame::Request>) -> Route {
 
 impl Backend for Remote {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>> {
+        if let Some(signer) = &self.signer {
+            // A logged-out session passes here; the start-of-session check
+            // that follows closes it with 4001.
+            let verified = signer
+                .verify(token, SystemClock.now_ms())
+                .map_err(|e| match e {
+                    TokenError::Expired => ApiError::from(AccountError::TokenExpired),
+                    TokenError::Malformed | TokenError::BadSignature => {
+                        ApiError::from(AccountError::InvalidToken)
+                    }
+                });
+            return Box::pin(async move { verified });
+        }
         Box::pin(self.claims(core_request::Kind::Authenticate(Authenticate {
             access_token: token.to_string(),
         })))

@@ -74,7 +74,7 @@ pub fn document() -> Value {
         "info": {
             "title": "superapp HTTP API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Accounts and sessions. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
+            "description": "Accounts, sessions, presence and groups. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
         },
         "paths": {
             "/v1/accounts": {"post": operation(
@@ -103,6 +103,63 @@ pub fn document() -> Value {
                 "Whether a user is online, on how many devices, and when last seen (a crashed gateway's sessions count as offline within gateway.presence_ttl_secs)",
                 true, None, ok("200", "Presence", Some("Presence")),
                 &[unauthorized, ("404", "unknown_user"), ("503", "unavailable, with retry_after_ms")])},
+            "/v1/groups": {"post": operation(
+                "Create a group owned by the caller, with first members (at most 6000 with the owner)",
+                true, Some("CreateGroup"), ok("201", "Created", Some("Group")),
+                &[unauthorized, ("400", "invalid_group_name, invalid_avatar, invalid_json"),
+                  ("404", "unknown_recipient (a member that does not exist)"), ("409", "group_full")])},
+            "/v1/groups/join": {"post": operation(
+                "Join with an invitation link's token: 200 joined, 202 waiting for an admin's approval",
+                true, Some("JoinGroup"), ok("200", "Joined or pending", Some("JoinResult")),
+                &[unauthorized, ("404", "invalid_invite (unknown or expired)"), ("409", "group_full")])},
+            "/v1/groups/{group_id}": {
+                "get": operation("The group, with the caller's role", true, None, ok("200", "The group", Some("Group")),
+                    &[unauthorized, ("403", "not_a_member"), ("404", "unknown_group")]),
+                "patch": operation(
+                    "Change name, avatar, announcement (an event to all members), mute_all, slow_mode_secs (0 to 3600) or join_approval: admins and the owner",
+                    true, Some("UpdateGroup"), ok("200", "The group", Some("Group")),
+                    &[unauthorized, ("400", "invalid_group_name, invalid_avatar, invalid_announcement, invalid_slow_mode, invalid_json"),
+                      ("403", "not_a_member, not_allowed"), ("404", "unknown_group")]),
+                "delete": operation("Dissolve the group: the owner only", true, None, ok("204", "Dissolved", None),
+                    &[unauthorized, ("403", "not_a_member, not_allowed"), ("404", "unknown_group")])},
+            "/v1/groups/{group_id}/members": {
+                "get": operation(
+                    "Members in user-id order, in pages (limit up to 500, cursor = the previous next_cursor); q filters by nickname or display name",
+                    true, None, ok("200", "A page of members", Some("MemberPage")),
+                    &[unauthorized, ("400", "invalid_cursor"), ("403", "not_a_member"), ("404", "unknown_group")]),
+                "post": operation(
+                    "Invite users: added at once, or pending when the group asks for approval and the caller is not an admin",
+                    true, Some("InviteMembers"), ok("200", "Who was added and who waits", Some("GroupJoin")),
+                    &[unauthorized, ("400", "invalid_members"), ("403", "not_a_member"),
+                      ("404", "unknown_group, unknown_recipient"), ("409", "group_full")])},
+            "/v1/groups/{group_id}/members/{user_id}": {
+                "patch": operation(
+                    "Set a member's role (the owner: admin or member, at most 10 admins), mute them for mute_secs (0 unmutes; admins over members, the owner over anyone), or set one's own nickname",
+                    true, Some("UpdateMember"), ok("204", "Done", None),
+                    &[unauthorized, ("400", "invalid_role, invalid_nickname"), ("403", "not_a_member, not_allowed"),
+                      ("404", "unknown_group, unknown_member"), ("409", "too_many_admins")]),
+                "delete": operation(
+                    "Remove a member (admins over members, the owner over anyone), or leave when it is the caller (not the owner)",
+                    true, None, ok("204", "Removed", None),
+                    &[unauthorized, ("403", "not_a_member, not_allowed"), ("404", "unknown_group, unknown_member"),
+                      ("409", "owner_must_transfer")])},
+            "/v1/groups/{group_id}/owner": {"post": operation(
+                "Transfer ownership to a member; the former owner becomes an admin",
+                true, Some("TransferOwner"), ok("204", "Transferred", None),
+                &[unauthorized, ("403", "not_a_member, not_allowed"), ("404", "unknown_group, unknown_member")])},
+            "/v1/groups/{group_id}/invite-links": {"post": operation(
+                "A new invitation token (valid 7 days; replaces the previous one): admins and the owner",
+                true, None, ok("200", "The token", Some("InviteLink")),
+                &[unauthorized, ("403", "not_a_member, not_allowed"), ("404", "unknown_group")])},
+            "/v1/groups/{group_id}/join-requests": {"get": operation(
+                "Joins waiting for approval: admins and the owner",
+                true, None, ok("200", "The requests", Some("JoinRequests")),
+                &[unauthorized, ("403", "not_a_member, not_allowed"), ("404", "unknown_group")])},
+            "/v1/groups/{group_id}/join-requests/{user_id}": {"post": operation(
+                "Approve or reject a pending join: admins and the owner",
+                true, Some("DecideJoin"), ok("200", "Whether the user joined", Some("Decided")),
+                &[unauthorized, ("403", "not_a_member, not_allowed"), ("404", "unknown_group, unknown_join_request"),
+                  ("409", "group_full")])},
             "/v1/ws": {"get": operation(
                 "The WebSocket upgrade (subprotocol superapp.v1, protobuf frames; docs/protocol.md)",
                 true, None, ok("101", "Switching protocols", None),
@@ -137,6 +194,54 @@ pub fn document() -> Value {
                     "refresh_token": {"type": "string"}, "refresh_expires_at_ms": {"type": "integer"}}},
                 "Ticket": {"type": "object", "required": ["ticket", "expires_at_ms"], "properties": {
                     "ticket": {"type": "string"}, "expires_at_ms": {"type": "integer"}}},
+                "CreateGroup": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "avatar": {"type": "string", "maxLength": 512},
+                    "members": {"type": "array", "items": id(), "maxItems": 5999}}},
+                "UpdateGroup": {"type": "object", "additionalProperties": false, "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "avatar": {"type": "string", "maxLength": 512},
+                    "announcement": {"type": "string", "maxLength": 2000},
+                    "mute_all": {"type": "boolean"},
+                    "slow_mode_secs": {"type": "integer", "minimum": 0, "maximum": 3600},
+                    "join_approval": {"type": "boolean"}}},
+                "Group": {"type": "object", "required": ["group_id", "conversation_id", "name", "avatar", "announcement", "owner", "created_ms", "member_count", "mute_all", "slow_mode_secs", "join_approval", "last_seq"], "properties": {
+                    "group_id": id(), "conversation_id": {"type": "string", "description": "g.<group_id>: where its messages go over the WebSocket"},
+                    "name": {"type": "string"}, "avatar": {"type": "string"}, "announcement": {"type": "string"},
+                    "owner": id(), "created_ms": {"type": "integer"}, "member_count": {"type": "integer"},
+                    "mute_all": {"type": "boolean"}, "slow_mode_secs": {"type": "integer"}, "join_approval": {"type": "boolean"},
+                    "last_seq": {"type": "integer"},
+                    "my_role": {"type": "string", "enum": ["owner", "admin", "member"]}}},
+                "Member": {"type": "object", "required": ["user_id", "display_name", "nickname", "role", "joined_ms", "muted_until_ms"], "properties": {
+                    "user_id": id(), "display_name": {"type": "string"}, "nickname": {"type": "string"},
+                    "role": {"type": "string", "enum": ["owner", "admin", "member"]},
+                    "joined_ms": {"type": "integer"}, "muted_until_ms": {"type": "integer"}}},
+                "MemberPage": {"type": "object", "required": ["members", "next_cursor"], "properties": {
+                    "members": {"type": "array", "items": {"$ref": "#/components/schemas/Member"}},
+                    "next_cursor": {"type": "string", "description": "empty on the last page"}}},
+                "InviteMembers": {"type": "object", "required": ["members"], "additionalProperties": false, "properties": {
+                    "members": {"type": "array", "items": id()}}},
+                "GroupJoin": {"type": "object", "required": ["added", "pending"], "properties": {
+                    "added": {"type": "array", "items": id()}, "pending": {"type": "array", "items": id()}}},
+                "UpdateMember": {"type": "object", "additionalProperties": false, "properties": {
+                    "role": {"type": "string", "enum": ["admin", "member"]},
+                    "mute_secs": {"type": "integer", "minimum": 0},
+                    "nickname": {"type": "string", "maxLength": 32}}},
+                "TransferOwner": {"type": "object", "required": ["user_id"], "additionalProperties": false, "properties": {
+                    "user_id": id()}},
+                "InviteLink": {"type": "object", "required": ["token", "expires_at_ms"], "properties": {
+                    "token": {"type": "string"}, "expires_at_ms": {"type": "integer"}}},
+                "JoinGroup": {"type": "object", "required": ["token"], "additionalProperties": false, "properties": {
+                    "token": {"type": "string"}}},
+                "JoinResult": {"type": "object", "required": ["group_id", "joined"], "properties": {
+                    "group_id": id(), "joined": {"type": "boolean", "description": "false: waiting for approval"}}},
+                "JoinRequests": {"type": "object", "required": ["requests"], "properties": {
+                    "requests": {"type": "array", "items": {"type": "object", "properties": {
+                        "user_id": id(), "inviter": id(), "requested_ms": {"type": "integer"}}}}}},
+                "DecideJoin": {"type": "object", "required": ["approve"], "additionalProperties": false, "properties": {
+                    "approve": {"type": "boolean"}}},
+                "Decided": {"type": "object", "required": ["joined"], "properties": {
+                    "joined": {"type": "boolean"}}},
                 "Presence": {"type": "object", "required": ["user_id", "online", "devices", "last_seen_ms"], "properties": {
                     "user_id": id(), "online": {"type": "boolean"},
                     "devices": {"type": "integer", "minimum": 0, "description": "devices with a live session"},

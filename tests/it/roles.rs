@@ -182,6 +182,48 @@ async fn a_group_reaches_members_on_every_gateway_and_a_removed_member_on_none()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_with_the_token_key_checks_tokens_itself() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let key = Secret::new("c2hhcmVkIGJ5IHRoZSBjb3JlIGFuZCBpdHMgZ2F0ZXdheXMh".to_string());
+    let core = spawn_app_with(|c| {
+        c.server.role = Role::Core;
+        c.redis.url = Some(Secret::new(url.clone()));
+        c.auth.token_key = Some(key.clone());
+    })
+    .await;
+    let gateway = spawn_app_with(|c| {
+        c.server.role = Role::Gateway;
+        c.redis.url = Some(Secret::new(url.clone()));
+        c.auth.token_key = Some(key.clone());
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let ann = core.user("Ann").await;
+    let bo = core.user("Bo").await;
+    let conn = Connection::connect(&gateway.base_url, &ann.tokens.access_token)
+        .await
+        .unwrap();
+    assert_eq!(conn.send_text(bo.id, "k1", "hi").await.unwrap().seq, 1);
+    match Connection::connect(&gateway.base_url, "v1.forged.token").await {
+        Err(refused) => assert_eq!(refused.code(), Some("invalid_token")),
+        Ok(_) => panic!("a forged token opened a session"),
+    }
+    // A logged-out session's token still verifies, so the handshake passes;
+    // the start-of-session check then closes it as revoked.
+    core.http.logout(&bo.tokens.access_token).await.unwrap();
+    let late = Connection::connect(&gateway.base_url, &bo.tokens.access_token)
+        .await
+        .unwrap();
+    assert_eq!(
+        late.wait_closed(Duration::from_secs(5)).await.map(|c| c.0),
+        Some(4001)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_token_is_refused_at_a_gateway_handshake() {
     let Some(redis) = RedisServer::start() else {
         return;

@@ -35,6 +35,10 @@ struct Cli {
     /// Write the result as JSON to this file.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
+    /// Reuse the users of an earlier run with this id (0 to 9999; default: a
+    /// fresh id), to skip registering them again.
+    #[arg(long, global = true)]
+    run_id: Option<u32>,
     #[command(subcommand)]
     command: Scenario,
 }
@@ -84,6 +88,9 @@ fn read_job<T: serde::de::DeserializeOwned>(path: &PathBuf) -> anyhow::Result<T>
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(id) = cli.run_id {
+        let _ = setup::RUN_ID.set(id % 10_000);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -14,11 +14,15 @@ pub struct LoadUser {
     pub token: String,
 }
 
+/// Names this run's users (`+1555<run><n>`); `--run-id` reuses an earlier
+/// run's, skipping their registration.
+pub static RUN_ID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
 /// Registers (or reuses) `count` users and logs each in once, a few at a time:
 /// argon2id makes each registration and log-in cost the server real work.
 pub async fn users(server: &str, count: usize) -> anyhow::Result<Vec<LoadUser>> {
     let http = HttpClient::new(server);
-    let run = std::process::id() % 10_000;
+    let run = *RUN_ID.get_or_init(|| std::process::id() % 10_000);
     let mut users = Vec::with_capacity(count);
     let mut pending = Vec::new();
     for u in 0..count {
