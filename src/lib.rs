@@ -40,6 +40,8 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
+    /// The core's request server, which gives its shard leases up when it stops.
+    request_server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -92,6 +94,7 @@ impl Application {
         };
 
         let shutdown = CancellationToken::new();
+        let mut request_server = None;
         if let (Some(handler), Some(url)) = (core, &config.redis.url) {
             let server = RpcServer::new(
                 url.expose(),
@@ -99,11 +102,11 @@ impl Application {
                 Duration::from_millis(config.redis.lease_ttl_ms),
             );
             let (bus, shutdown) = (bus.clone(), shutdown.clone());
-            tokio::spawn(async move {
+            request_server = Some(tokio::spawn(async move {
                 if let Err(e) = server.run(bus, handler, shutdown).await {
                     tracing::error!(error = %e, "core request server stopped");
                 }
-            });
+            }));
         }
         let (presence, limits) = shared_state(&config, &clock).await?;
         let hub = Hub::start(bus.as_ref(), &metrics, presence.clone(), node);
@@ -113,6 +116,7 @@ impl Application {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, ?role, "listening");
         Ok(Self {
+            request_server,
             listener,
             addr,
             state: AppState {
@@ -144,8 +148,16 @@ impl Application {
         let state = self.state.clone();
         let router = superapp_gateway::router(self.state);
         let shutdown = state.shutdown.clone();
+        use axum::serve::ListenerExt as _;
+        // Frames are small and each should leave at once, not wait for the
+        // peer's ACK of the one before (Nagle with delayed ACKs costs up to 40 ms).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         axum::serve(
-            self.listener,
+            listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -164,6 +176,10 @@ impl Application {
             tracing::warn!("sessions did not close within the deadline");
         }
         state.hub.stop();
+        if let Some(server) = self.request_server {
+            let ttl = Duration::from_millis(state.config.redis.lease_ttl_ms);
+            let _ = tokio::time::timeout(ttl, server).await;
+        }
         tracing::info!("shut down");
         Ok(())
     }
@@ -236,10 +252,8 @@ fn open_rooms(
     )?);
     let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
         .context("opening chat.db")?;
-    let chat_store = Arc::new(chat_store);
     let chat = Arc::new(Chat::new(
-        chat_store.clone(),
-        chat_store,
+        Arc::new(chat_store),
         Arc::new(wiring::AccountDirectory::new(accounts.clone())),
         bus.clone(),
         clock.clone(),

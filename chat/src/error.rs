@@ -57,3 +57,9 @@ pub enum ChatError {
     #[error("a dependency failed: {0}")]
     Dependency(String),
 }
+
+impl From<rusqlite::Error> for ChatError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(StoreError::Sqlite(e))
+    }
+}

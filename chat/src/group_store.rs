@@ -19,9 +19,10 @@
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 use superapp_kit::BoxFuture;
+use superapp_kit::sqlite::StoreError;
 
 use crate::ChatError;
-use crate::store::{Appended, SqliteChatStore, append_row, earlier_send};
+use crate::store::{Appended, Row, SqliteChatStore, append_row, earlier_send};
 
 /// At most this many members in a group.
 pub const MAX_MEMBERS: u32 = 6_000;
@@ -252,14 +253,14 @@ fn actor_in(
     c: &Connection,
     group_id: u64,
     actor: u64,
-) -> rusqlite::Result<Result<(GroupInfo, MemberInfo), ChatError>> {
+) -> Result<(GroupInfo, MemberInfo), ChatError> {
     let Some(group) = load_group(c, group_id)? else {
-        return Ok(Err(ChatError::UnknownGroup));
+        return Err(ChatError::UnknownGroup);
     };
-    Ok(match load_member(c, group_id, actor)? {
+    match load_member(c, group_id, actor)? {
         Some(member) => Ok((group, member)),
         None => Err(ChatError::NotMember),
-    })
+    }
 }
 
 /// Inserts members who are not in yet, within the cap; answers who was added.
@@ -268,7 +269,7 @@ fn add_members(
     group: &GroupInfo,
     users: &[u64],
     now_ms: i64,
-) -> rusqlite::Result<Result<Vec<u64>, ChatError>> {
+) -> Result<Vec<u64>, ChatError> {
     let conversation = group_conversation(group.group_id);
     let mut fresh = Vec::new();
     for &user in users {
@@ -277,7 +278,7 @@ fn add_members(
         }
     }
     if group.member_count as usize + fresh.len() > MAX_MEMBERS as usize {
-        return Ok(Err(ChatError::GroupFull { max: MAX_MEMBERS }));
+        return Err(ChatError::GroupFull { max: MAX_MEMBERS });
     }
     for &user in &fresh {
         // A member sees messages from the time they join: read mark and
@@ -294,7 +295,7 @@ fn add_members(
         "UPDATE groups SET member_count = member_count + ?2 WHERE conversation_id = ?1",
     )?
     .execute(params![conversation, fresh.len() as i64])?;
-    Ok(Ok(fresh))
+    Ok(fresh)
 }
 
 fn request_join(
@@ -353,30 +354,24 @@ fn outranks(actor: &MemberInfo, target: &MemberInfo) -> bool {
         && (actor.role == Role::Owner || (actor.role == Role::Admin && target.role == Role::Member))
 }
 
-fn append_group_in(
-    c: &Connection,
-    m: &NewGroupMessage,
-) -> rusqlite::Result<Result<Appended, ChatError>> {
+fn append_group_in(c: &Connection, m: &NewGroupMessage) -> Result<Appended, ChatError> {
     let conversation = group_conversation(m.group_id);
     if let Some(earlier) = earlier_send(c, &conversation, m.sender, &m.client_msg_id)? {
-        return Ok(Ok(earlier));
+        return Ok(earlier);
     }
-    let (group, sender) = match actor_in(c, m.group_id, m.sender)? {
-        Ok(found) => found,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
+    let (group, sender) = actor_in(c, m.group_id, m.sender)?;
     let now = m.server_time_ms;
     if sender.muted_until_ms > now {
-        return Ok(Err(ChatError::Muted {
+        return Err(ChatError::Muted {
             until_ms: sender.muted_until_ms,
-        }));
+        });
     }
     let moderated = sender.role == Role::Member;
     if moderated && group.mute_all {
-        return Ok(Err(ChatError::GroupMuted));
+        return Err(ChatError::GroupMuted);
     }
     if m.mention_all && moderated {
-        return Ok(Err(ChatError::MentionAllNotAllowed));
+        return Err(ChatError::MentionAllNotAllowed);
     }
     if moderated && group.slow_mode_secs > 0 {
         let last_sent: i64 = c
@@ -386,9 +381,9 @@ fn append_group_in(
             .query_row(params![conversation, m.sender as i64], |r| r.get(0))?;
         let next = last_sent + i64::from(group.slow_mode_secs) * 1000;
         if last_sent > 0 && now < next {
-            return Ok(Err(ChatError::SlowMode {
+            return Err(ChatError::SlowMode {
                 retry_after_ms: (next - now) as u64,
-            }));
+            });
         }
     }
     let mut mentioned: Vec<u64> = Vec::new();
@@ -405,13 +400,15 @@ fn append_group_in(
     }
     let appended = append_row(
         c,
-        &conversation,
-        m.sender,
-        &m.client_msg_id,
-        m.message_id,
-        now,
-        &m.body,
-        &mentioned,
+        &Row {
+            conversation_id: &conversation,
+            sender: m.sender,
+            client_msg_id: &m.client_msg_id,
+            message_id: m.message_id,
+            server_time_ms: now,
+            body: &m.body,
+            mentions: &mentioned,
+        },
     )?;
     let seq = appended.seq as i64;
     for &user in &mentioned {
@@ -426,28 +423,38 @@ fn append_group_in(
          WHERE conversation_id = ?1 AND user_id = ?2",
     )?
     .execute(params![conversation, m.sender as i64, seq, now])?;
-    Ok(Ok(appended))
+    Ok(appended)
+}
+
+/// A refusal is an answer (and commits nothing, as every rule is checked
+/// before the first write); a SQL failure fails the job, which rolls back its
+/// writes.
+fn split<T>(outcome: Result<T, ChatError>) -> rusqlite::Result<Result<T, ChatError>> {
+    match outcome {
+        Err(ChatError::Store(StoreError::Sqlite(e))) => Err(e),
+        other => Ok(other),
+    }
 }
 
 impl SqliteChatStore {
-    /// Runs a group operation on the writer; a refusal commits nothing.
+    /// Runs a group operation on the writer.
     fn act<T, F>(&self, f: F) -> Outcome<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<Result<T, ChatError>> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ChatError> + Send + 'static,
     {
         let db = self.db.clone();
-        Box::pin(async move { db.write(f).await? })
+        Box::pin(async move { db.write(move |c| split(f(c))).await? })
     }
 
     /// Runs a group read on a reader connection.
     fn look<T, F>(&self, f: F) -> Outcome<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<Result<T, ChatError>> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ChatError> + Send + 'static,
     {
         let db = self.db.clone();
-        Box::pin(async move { db.read(f).await? })
+        Box::pin(async move { db.read(move |c| split(f(c))).await? })
     }
 }
 
@@ -461,7 +468,7 @@ impl GroupStore for SqliteChatStore {
                 }
             }
             if users.len() > MAX_MEMBERS as usize {
-                return Ok(Err(ChatError::GroupFull { max: MAX_MEMBERS }));
+                return Err(ChatError::GroupFull { max: MAX_MEMBERS });
             }
             let conversation = group_conversation(g.group_id);
             c.execute(
@@ -474,20 +481,18 @@ impl GroupStore for SqliteChatStore {
                 params![conversation, g.group_id as i64, g.name, g.avatar, g.owner as i64, g.now_ms],
             )?;
             let group = load_group(c, g.group_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-            if let Err(refusal) = add_members(c, &group, &users, g.now_ms)? {
-                return Ok(Err(refusal));
-            }
+            add_members(c, &group, &users, g.now_ms)?;
             set_member_role(c, g.group_id, g.owner, Role::Owner)?;
-            Ok(load_group(c, g.group_id)?.ok_or(ChatError::UnknownGroup))
+            load_group(c, g.group_id)?.ok_or(ChatError::UnknownGroup)
         })
     }
 
     fn group(&self, group_id: u64) -> Outcome<Option<GroupInfo>> {
-        self.look(move |c| load_group(c, group_id).map(Ok))
+        self.look(move |c| load_group(c, group_id).map_err(Into::into))
     }
 
     fn member(&self, group_id: u64, user_id: u64) -> Outcome<Option<MemberInfo>> {
-        self.look(move |c| load_member(c, group_id, user_id).map(Ok))
+        self.look(move |c| load_member(c, group_id, user_id).map_err(Into::into))
     }
 
     fn members_page(&self, group_id: u64, after_user: u64, limit: u32) -> Outcome<Vec<MemberInfo>> {
@@ -504,7 +509,7 @@ impl GroupStore for SqliteChatStore {
                 ],
                 member_row,
             )?;
-            rows.collect::<rusqlite::Result<_>>().map(Ok)
+            rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
         })
     }
 
@@ -515,29 +520,26 @@ impl GroupStore for SqliteChatStore {
                  WHERE user_id = ?1 AND conversation_id >= 'g.' AND conversation_id < 'g/'",
             )?;
             let rows = stmt.query_map([user_id as i64], |r| r.get::<_, String>(0))?;
-            Ok(Ok(rows
+            Ok(rows
                 .filter_map(|r| r.ok().and_then(|id| parse_group(&id)))
-                .collect()))
+                .collect())
         })
     }
 
     fn invite(&self, group_id: u64, actor: u64, users: Vec<u64>, now_ms: i64) -> Outcome<Joined> {
         self.act(move |c| {
-            let (group, inviter) = match actor_in(c, group_id, actor)? {
-                Ok(found) => found,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
+            let (group, inviter) = actor_in(c, group_id, actor)?;
             if group.join_approval && inviter.role == Role::Member {
                 let pending = request_join(c, group_id, &users, actor, now_ms)?;
-                return Ok(Ok(Joined {
+                return Ok(Joined {
                     added: Vec::new(),
                     pending,
-                }));
+                });
             }
-            Ok(add_members(c, &group, &users, now_ms)?.map(|added| Joined {
+            add_members(c, &group, &users, now_ms).map(|added| Joined {
                 added,
                 pending: Vec::new(),
-            }))
+            })
         })
     }
 
@@ -552,22 +554,22 @@ impl GroupStore for SqliteChatStore {
                 .optional()?;
             let group_id = match found {
                 Some((id, expires)) if expires > now_ms => id as u64,
-                _ => return Ok(Err(ChatError::InvalidInvite)),
+                _ => return Err(ChatError::InvalidInvite),
             };
             let Some(group) = load_group(c, group_id)? else {
-                return Ok(Err(ChatError::InvalidInvite));
+                return Err(ChatError::InvalidInvite);
             };
             if group.join_approval {
                 let pending = request_join(c, group_id, &[user], 0, now_ms)?;
-                return Ok(Ok((
+                return Ok((
                     group_id,
                     Joined {
                         added: Vec::new(),
                         pending,
                     },
-                )));
+                ));
             }
-            Ok(add_members(c, &group, &[user], now_ms)?.map(|added| {
+            add_members(c, &group, &[user], now_ms).map(|added| {
                 (
                     group_id,
                     Joined {
@@ -575,7 +577,7 @@ impl GroupStore for SqliteChatStore {
                         pending: Vec::new(),
                     },
                 )
-            }))
+            })
         })
     }
 
@@ -588,36 +590,37 @@ impl GroupStore for SqliteChatStore {
         now_ms: i64,
     ) -> Outcome<bool> {
         self.act(move |c| {
-            let (group, admin) = match actor_in(c, group_id, actor)? {
-                Ok(found) => found,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
+            let (group, admin) = actor_in(c, group_id, actor)?;
             if admin.role == Role::Member {
-                return Ok(Err(ChatError::NotAllowed));
+                return Err(ChatError::NotAllowed);
             }
-            let taken = c
+            let conversation = group_conversation(group_id);
+            let waiting: bool = c
                 .prepare_cached(
-                    "DELETE FROM join_requests WHERE conversation_id = ?1 AND user_id = ?2",
+                    "SELECT EXISTS (SELECT 1 FROM join_requests
+                                    WHERE conversation_id = ?1 AND user_id = ?2)",
                 )?
-                .execute(params![group_conversation(group_id), user as i64])?;
-            if taken == 0 {
-                return Ok(Err(ChatError::UnknownRequest));
+                .query_row(params![conversation, user as i64], |r| r.get(0))?;
+            if !waiting {
+                return Err(ChatError::UnknownRequest);
             }
             if !approve {
-                return Ok(Ok(false));
+                c.prepare_cached(
+                    "DELETE FROM join_requests WHERE conversation_id = ?1 AND user_id = ?2",
+                )?
+                .execute(params![conversation, user as i64])?;
+                return Ok(false);
             }
-            Ok(add_members(c, &group, &[user], now_ms)?.map(|added| !added.is_empty()))
+            // Adding takes the request away; a full group refuses and keeps it.
+            add_members(c, &group, &[user], now_ms).map(|added| !added.is_empty())
         })
     }
 
     fn requests(&self, group_id: u64, actor: u64) -> Outcome<Vec<(u64, u64, i64)>> {
         self.look(move |c| {
-            let (_, admin) = match actor_in(c, group_id, actor)? {
-                Ok(found) => found,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
+            let (_, admin) = actor_in(c, group_id, actor)?;
             if admin.role == Role::Member {
-                return Ok(Err(ChatError::NotAllowed));
+                return Err(ChatError::NotAllowed);
             }
             let mut stmt = c.prepare_cached(
                 "SELECT user_id, inviter, requested_ms FROM join_requests
@@ -630,48 +633,42 @@ impl GroupStore for SqliteChatStore {
                     r.get(2)?,
                 ))
             })?;
-            rows.collect::<rusqlite::Result<_>>().map(Ok)
+            rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
         })
     }
 
     fn remove_member(&self, group_id: u64, actor: u64, user: u64) -> Outcome<Removal> {
         self.act(move |c| {
-            let (_, acting) = match actor_in(c, group_id, actor)? {
-                Ok(found) => found,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
+            let (_, acting) = actor_in(c, group_id, actor)?;
             if actor == user {
                 if acting.role == Role::Owner {
-                    return Ok(Err(ChatError::OwnerMustTransfer));
+                    return Err(ChatError::OwnerMustTransfer);
                 }
                 delete_member(c, group_id, user)?;
-                return Ok(Ok(Removal::Left));
+                return Ok(Removal::Left);
             }
             let Some(target) = load_member(c, group_id, user)? else {
-                return Ok(Err(ChatError::UnknownMember));
+                return Err(ChatError::UnknownMember);
             };
             if !outranks(&acting, &target) {
-                return Ok(Err(ChatError::NotAllowed));
+                return Err(ChatError::NotAllowed);
             }
             delete_member(c, group_id, user)?;
-            Ok(Ok(Removal::Removed))
+            Ok(Removal::Removed)
         })
     }
 
     fn set_role(&self, group_id: u64, actor: u64, user: u64, admin: bool) -> Outcome<()> {
         self.act(move |c| {
-            let (_, acting) = match actor_in(c, group_id, actor)? {
-                Ok(found) => found,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
+            let (_, acting) = actor_in(c, group_id, actor)?;
             if acting.role != Role::Owner {
-                return Ok(Err(ChatError::NotAllowed));
+                return Err(ChatError::NotAllowed);
             }
             let Some(target) = load_member(c, group_id, user)? else {
-                return Ok(Err(ChatError::UnknownMember));
+                return Err(ChatError::UnknownMember);
             };
             if target.role == Role::Owner {
-                return Ok(Err(ChatError::NotAllowed));
+                return Err(ChatError::NotAllowed);
             }
             if admin && target.role == Role::Member {
                 let admins: i64 = c
@@ -680,77 +677,66 @@ impl GroupStore for SqliteChatStore {
                     )?
                     .query_row([group_conversation(group_id)], |r| r.get(0))?;
                 if admins >= i64::from(MAX_ADMINS) {
-                    return Ok(Err(ChatError::TooManyAdmins { max: MAX_ADMINS }));
+                    return Err(ChatError::TooManyAdmins { max: MAX_ADMINS });
                 }
             }
             let role = if admin { Role::Admin } else { Role::Member };
             set_member_role(c, group_id, user, role)?;
-            Ok(Ok(()))
+            Ok(())
         })
     }
 
     fn transfer_owner(&self, group_id: u64, actor: u64, user: u64) -> Outcome<()> {
         self.act(move |c| {
-            let (_, acting) = match actor_in(c, group_id, actor)? {
-                Ok(found) => found,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
+            let (_, acting) = actor_in(c, group_id, actor)?;
             if acting.role != Role::Owner || actor == user {
-                return Ok(Err(ChatError::NotAllowed));
+                return Err(ChatError::NotAllowed);
             }
             if load_member(c, group_id, user)?.is_none() {
-                return Ok(Err(ChatError::UnknownMember));
+                return Err(ChatError::UnknownMember);
             }
             set_member_role(c, group_id, user, Role::Owner)?;
             // The former owner stays on as an admin, as people expect.
             set_member_role(c, group_id, actor, Role::Admin)?;
             c.prepare_cached("UPDATE groups SET owner = ?2 WHERE conversation_id = ?1")?
                 .execute(params![group_conversation(group_id), user as i64])?;
-            Ok(Ok(()))
+            Ok(())
         })
     }
 
     fn mute_member(&self, group_id: u64, actor: u64, user: u64, until_ms: i64) -> Outcome<()> {
         self.act(move |c| {
-            let (_, acting) = match actor_in(c, group_id, actor)? {
-                Ok(found) => found,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
+            let (_, acting) = actor_in(c, group_id, actor)?;
             let Some(target) = load_member(c, group_id, user)? else {
-                return Ok(Err(ChatError::UnknownMember));
+                return Err(ChatError::UnknownMember);
             };
             if !outranks(&acting, &target) {
-                return Ok(Err(ChatError::NotAllowed));
+                return Err(ChatError::NotAllowed);
             }
             c.prepare_cached(
                 "UPDATE members SET muted_until_ms = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
             )?
             .execute(params![group_conversation(group_id), user as i64, until_ms.max(0)])?;
-            Ok(Ok(()))
+            Ok(())
         })
     }
 
     fn set_nickname(&self, group_id: u64, user: u64, nickname: String) -> Outcome<()> {
         self.act(move |c| {
-            if let Err(refusal) = actor_in(c, group_id, user)? {
-                return Ok(Err(refusal));
-            }
+            actor_in(c, group_id, user)?;
             c.prepare_cached(
                 "UPDATE members SET nickname = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
             )?
             .execute(params![group_conversation(group_id), user as i64, nickname])?;
-            Ok(Ok(()))
+            Ok(())
         })
     }
 
     fn update_group(&self, group_id: u64, actor: u64, u: GroupUpdate) -> Outcome<GroupInfo> {
         self.act(move |c| {
-            let (_, acting) = match actor_in(c, group_id, actor)? {
-                Ok(found) => found,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
+            let (_, acting) = actor_in(c, group_id, actor)?;
             if acting.role == Role::Member {
-                return Ok(Err(ChatError::NotAllowed));
+                return Err(ChatError::NotAllowed);
             }
             c.prepare_cached(
                 "UPDATE groups SET name = coalesce(?2, name), avatar = coalesce(?3, avatar),
@@ -768,18 +754,15 @@ impl GroupStore for SqliteChatStore {
                 u.slow_mode_secs,
                 u.join_approval
             ])?;
-            Ok(load_group(c, group_id)?.ok_or(ChatError::UnknownGroup))
+            load_group(c, group_id)?.ok_or(ChatError::UnknownGroup)
         })
     }
 
     fn dissolve(&self, group_id: u64, actor: u64) -> Outcome<Vec<u64>> {
         self.act(move |c| {
-            let (_, acting) = match actor_in(c, group_id, actor)? {
-                Ok(found) => found,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
+            let (_, acting) = actor_in(c, group_id, actor)?;
             if acting.role != Role::Owner {
-                return Ok(Err(ChatError::NotAllowed));
+                return Err(ChatError::NotAllowed);
             }
             let conversation = group_conversation(group_id);
             let members: Vec<u64> = {
@@ -802,7 +785,7 @@ impl GroupStore for SqliteChatStore {
                  WHERE conversation_id = ?1",
                 [&conversation],
             )?;
-            Ok(Ok(members))
+            Ok(members)
         })
     }
 
@@ -814,18 +797,15 @@ impl GroupStore for SqliteChatStore {
         expires_ms: i64,
     ) -> Outcome<()> {
         self.act(move |c| {
-            let (_, acting) = match actor_in(c, group_id, actor)? {
-                Ok(found) => found,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
+            let (_, acting) = actor_in(c, group_id, actor)?;
             if acting.role == Role::Member {
-                return Ok(Err(ChatError::NotAllowed));
+                return Err(ChatError::NotAllowed);
             }
             c.prepare_cached(
                 "UPDATE groups SET invite_token = ?2, invite_expires_ms = ?3 WHERE conversation_id = ?1",
             )?
             .execute(params![group_conversation(group_id), token, expires_ms])?;
-            Ok(Ok(()))
+            Ok(())
         })
     }
 

@@ -90,7 +90,7 @@ impl Chat {
         }
         self.require_users(&members).await?;
         let group = self
-            .groups
+            .store
             .create_group(NewGroup {
                 group_id: self.ids.next(),
                 name: name.trim().to_string(),
@@ -114,12 +114,12 @@ impl Chat {
         group_id: u64,
     ) -> Result<(GroupInfo, MemberInfo), ChatError> {
         let group = self
-            .groups
+            .store
             .group(group_id)
             .await?
             .ok_or(ChatError::UnknownGroup)?;
         let me = self
-            .groups
+            .store
             .member(group_id, viewer)
             .await?
             .ok_or(ChatError::NotMember)?;
@@ -146,7 +146,7 @@ impl Chat {
         // A search reads the whole group (at most 6000 rows) and filters; a
         // plain page reads one page.
         let scan = if query.is_empty() { limit } else { MAX_MEMBERS };
-        let page = self.groups.members_page(group_id, after_user, scan).await?;
+        let page = self.store.members_page(group_id, after_user, scan).await?;
         let names = self
             .directory
             .display_names(page.iter().map(|m| m.user_id).collect())
@@ -183,7 +183,7 @@ impl Chat {
 
     /// The groups a user is in (gateways deliver these groups' topics to them).
     pub async fn groups_of(&self, user: u64) -> Result<Vec<u64>, ChatError> {
-        self.groups.groups_of(user).await
+        self.store.groups_of(user).await
     }
 
     /// `actor` invites `users` into the group.
@@ -201,7 +201,7 @@ impl Chat {
         }
         self.require_users(&users).await?;
         let joined = self
-            .groups
+            .store
             .invite(group_id, actor, users, self.clock.now_ms())
             .await?;
         self.announce_joined(group_id, actor, &joined);
@@ -217,7 +217,7 @@ impl Chat {
         let bytes: [u8; 18] = rand::rng().random();
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let expires = self.clock.now_ms() + INVITE_TTL_MS;
-        self.groups
+        self.store
             .set_invite_token(group_id, actor, token.clone(), expires)
             .await?;
         Ok((token, expires))
@@ -229,7 +229,7 @@ impl Chat {
             return Err(ChatError::InvalidInvite);
         }
         let (group_id, joined) = self
-            .groups
+            .store
             .join_by_token(token.to_string(), user, self.clock.now_ms())
             .await?;
         self.announce_joined(group_id, user, &joined);
@@ -241,7 +241,7 @@ impl Chat {
         actor: u64,
         group_id: u64,
     ) -> Result<Vec<(u64, u64, i64)>, ChatError> {
-        self.groups.requests(group_id, actor).await
+        self.store.requests(group_id, actor).await
     }
 
     /// An admin approves or rejects a pending join; answers whether it joined.
@@ -253,7 +253,7 @@ impl Chat {
         approve: bool,
     ) -> Result<bool, ChatError> {
         let joined = self
-            .groups
+            .store
             .decide_request(group_id, actor, user, approve, self.clock.now_ms())
             .await?;
         if joined {
@@ -273,7 +273,7 @@ impl Chat {
         group_id: u64,
         user: u64,
     ) -> Result<Removal, ChatError> {
-        let removal = self.groups.remove_member(group_id, actor, user).await?;
+        let removal = self.store.remove_member(group_id, actor, user).await?;
         let kind = match removal {
             Removal::Left => Kind::MemberLeft,
             Removal::Removed => Kind::MemberRemoved,
@@ -291,7 +291,7 @@ impl Chat {
         user: u64,
         admin: bool,
     ) -> Result<(), ChatError> {
-        self.groups.set_role(group_id, actor, user, admin).await?;
+        self.store.set_role(group_id, actor, user, admin).await?;
         let event = group_event(
             group_id,
             Kind::RoleChanged,
@@ -310,7 +310,7 @@ impl Chat {
         group_id: u64,
         user: u64,
     ) -> Result<(), ChatError> {
-        self.groups.transfer_owner(group_id, actor, user).await?;
+        self.store.transfer_owner(group_id, actor, user).await?;
         let event = group_event(group_id, Kind::OwnerTransferred, actor, vec![user], "", 0);
         self.publish_group(group_id, event);
         Ok(())
@@ -328,7 +328,7 @@ impl Chat {
             0 => 0,
             s => self.clock.now_ms().saturating_add(i64::from(s) * 1000),
         };
-        self.groups
+        self.store
             .mute_member(group_id, actor, user, until_ms)
             .await?;
         let event = group_event(group_id, Kind::MemberMuted, actor, vec![user], "", until_ms);
@@ -349,7 +349,7 @@ impl Chat {
             "invalid_nickname",
             "a group nickname is at most 32 characters",
         )?;
-        self.groups
+        self.store
             .set_nickname(group_id, user, nickname.to_string())
             .await?;
         let event = group_event(group_id, Kind::Updated, user, vec![user], nickname, 0);
@@ -391,7 +391,7 @@ impl Chat {
             });
         }
         let group = self
-            .groups
+            .store
             .update_group(group_id, actor, update.clone())
             .await?;
         // An announcement is its own event, as members see it as one.
@@ -414,7 +414,7 @@ impl Chat {
 
     /// The owner dissolves the group: nobody is a member any more.
     pub async fn dissolve(&self, actor: u64, group_id: u64) -> Result<(), ChatError> {
-        let members = self.groups.dissolve(group_id, actor).await?;
+        let members = self.store.dissolve(group_id, actor).await?;
         let event = group_event(group_id, Kind::Dissolved, actor, Vec::new(), "", 0);
         for user in members {
             self.publish_membership(user, group_id, false, event.clone());
@@ -437,7 +437,7 @@ impl Chat {
     }
 
     async fn member_ids(&self, group_id: u64) -> Result<Vec<u64>, ChatError> {
-        let page = self.groups.members_page(group_id, 0, MAX_MEMBERS).await?;
+        let page = self.store.members_page(group_id, 0, MAX_MEMBERS).await?;
         Ok(page.into_iter().map(|m| m.user_id).collect())
     }
 

@@ -25,4 +25,4 @@ pub use error::ChatError;
 pub use group_store::GroupStore;
 pub use ports::Directory;
 pub use service::{Chat, ConversationId};
-pub use store::{ChatStore, SqliteChatStore};
+pub use store::{ChatStorage, ChatStore, SqliteChatStore};

@@ -13,9 +13,9 @@ use superapp_proto::v1::{
 };
 
 use crate::ChatError;
-use crate::group_store::{GroupStore, MAX_MENTIONS, NewGroupMessage, parse_group};
+use crate::group_store::{MAX_MENTIONS, NewGroupMessage, parse_group};
 use crate::ports::Directory;
-use crate::store::{Appended, ChatStore, InboxEntry, NewMessage, StoredMessage};
+use crate::store::{Appended, ChatStorage, InboxEntry, NewMessage, StoredMessage};
 
 /// Largest text body, in bytes of UTF-8.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -68,8 +68,7 @@ impl std::fmt::Display for ConversationId {
 }
 
 pub struct Chat {
-    store: Arc<dyn ChatStore>,
-    pub(crate) groups: Arc<dyn GroupStore>,
+    pub(crate) store: Arc<dyn ChatStorage>,
     pub(crate) directory: Arc<dyn Directory>,
     pub(crate) bus: SharedBus,
     pub(crate) clock: SharedClock,
@@ -82,8 +81,7 @@ pub struct Chat {
 
 impl Chat {
     pub fn new(
-        store: Arc<dyn ChatStore>,
-        groups: Arc<dyn GroupStore>,
+        store: Arc<dyn ChatStorage>,
         directory: Arc<dyn Directory>,
         bus: SharedBus,
         clock: SharedClock,
@@ -93,7 +91,6 @@ impl Chat {
     ) -> Self {
         Self {
             store,
-            groups,
             directory,
             bus,
             clock,
@@ -163,7 +160,7 @@ impl Chat {
         }
         let started = std::time::Instant::now();
         let appended = self
-            .groups
+            .store
             .append_group(NewGroupMessage {
                 group_id,
                 sender,

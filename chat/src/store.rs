@@ -105,6 +105,11 @@ pub trait ChatStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
 }
 
+/// Everything the chat room keeps: its conversations and its groups.
+pub trait ChatStorage: ChatStore + crate::group_store::GroupStore {}
+
+impl<T: ChatStore + crate::group_store::GroupStore> ChatStorage for T {}
+
 const MIGRATIONS: &[&str] = &[
     "
 CREATE TABLE conversations (
@@ -220,18 +225,31 @@ pub(crate) fn earlier_send(
     .optional()
 }
 
+/// A message to write as it is.
+#[derive(Clone, Copy)]
+pub(crate) struct Row<'a> {
+    pub conversation_id: &'a str,
+    pub sender: u64,
+    pub client_msg_id: &'a str,
+    pub message_id: u64,
+    pub server_time_ms: i64,
+    pub body: &'a [u8],
+    /// Members mentioned; 0 stands for everyone.
+    pub mentions: &'a [u64],
+}
+
 /// Takes the conversation's next seq and writes the message and its
 /// idempotency record; creates the conversation on its first message.
-pub(crate) fn append_row(
-    c: &rusqlite::Connection,
-    conversation_id: &str,
-    sender: u64,
-    client_msg_id: &str,
-    message_id: u64,
-    server_time_ms: i64,
-    body: &[u8],
-    mentions: &[u64],
-) -> rusqlite::Result<Appended> {
+pub(crate) fn append_row(c: &rusqlite::Connection, row: &Row<'_>) -> rusqlite::Result<Appended> {
+    let Row {
+        conversation_id,
+        sender,
+        client_msg_id,
+        message_id,
+        server_time_ms,
+        body,
+        mentions,
+    } = *row;
     let seq: i64 = c
         .prepare_cached(
             "INSERT INTO conversations (id, last_seq, last_activity_ms) VALUES (?1, 1, ?2)
@@ -285,13 +303,15 @@ fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appen
     }
     let appended = append_row(
         c,
-        &m.conversation_id,
-        m.sender,
-        &m.client_msg_id,
-        m.message_id,
-        m.server_time_ms,
-        &m.body,
-        &[],
+        &Row {
+            conversation_id: &m.conversation_id,
+            sender: m.sender,
+            client_msg_id: &m.client_msg_id,
+            message_id: m.message_id,
+            server_time_ms: m.server_time_ms,
+            body: &m.body,
+            mentions: &[],
+        },
     )?;
     let seq = appended.seq as i64;
     // Member rows change only when created and when the sender's read mark

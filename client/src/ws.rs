@@ -22,8 +22,8 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -36,6 +36,8 @@ const EVENT_QUEUE: usize = 4096;
 /// Requests waiting for the driver to write them.
 const COMMAND_QUEUE: usize = 256;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read from the socket at a time.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// How long a closing socket may take to finish the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
@@ -403,7 +405,13 @@ pub async fn connect_raw(
             .map_err(|err| tungstenite::Error::HttpFormat(err.into()))?;
         headers.insert(header::AUTHORIZATION, value);
     }
-    let (socket, _response) = tokio_tungstenite::connect_async(request).await?;
+    // tungstenite zero-fills its whole read buffer before each read, so its
+    // 128 KiB default costs a 128 KiB memset per frame; frames here are small
+    // (a larger one is read in several chunks). Nagle off: frames are small
+    // and latency matters more than packing them.
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+    let (socket, _response) =
+        tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
     Ok(socket)
 }
 

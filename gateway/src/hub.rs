@@ -56,6 +56,10 @@ struct Local {
 }
 
 impl Local {
+    fn devices(&self, user_id: u64) -> &[SessionHandle] {
+        self.users.get(&user_id).map_or(&[], |e| &e.devices)
+    }
+
     fn join(&mut self, subscriber: &dyn Subscriber, user_id: u64, group_id: u64) {
         let Some(entry) = self.users.get_mut(&user_id) else {
             return;
@@ -342,12 +346,7 @@ impl Hub {
             }
             ("u", Some(bus_envelope::Kind::Event(event))) => {
                 let frame = event_frame(event);
-                for handle in local
-                    .users
-                    .get(&id)
-                    .map(|e| &e.devices[..])
-                    .unwrap_or_default()
-                {
+                for handle in local.devices(id) {
                     self.queue(handle, frame.clone());
                 }
             }
@@ -363,22 +362,14 @@ impl Hub {
                 }
                 if let Some(event) = m.event {
                     let frame = event_frame(event);
-                    for handle in local
-                        .users
-                        .get(&id)
-                        .map(|e| &e.devices[..])
-                        .unwrap_or_default()
-                    {
+                    for handle in local.devices(id) {
                         self.queue(handle, frame.clone());
                     }
                 }
             }
             ("u", Some(bus_envelope::Kind::SessionRevoked(revoked))) => {
                 for handle in local
-                    .users
-                    .get(&id)
-                    .map(|e| &e.devices[..])
-                    .unwrap_or_default()
+                    .devices(id)
                     .iter()
                     .filter(|d| d.session_id == revoked.session_id)
                 {

@@ -138,10 +138,14 @@ impl Session {
             tokio::time::sleep(drain).await;
         };
         tokio::pin!(drained);
+        // Made once: a fresh `cancelled()` future per turn of the loop would
+        // register with the token again on every event.
         let kick = registration.kick().clone();
+        let kicked = kick.kicked();
+        tokio::pin!(kicked);
         loop {
             tokio::select! {
-                code = kick.kicked() => return Some(code),
+                code = &mut kicked => return Some(code),
                 _ = &mut drained => {
                     while let Ok(frame) = outbound.try_recv() {
                         if !self.write(WsMessage::Binary(frame)).await {

@@ -19,6 +19,7 @@ use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use redis::AsyncCommands as _;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::BoxFuture;
 use crate::bus::{Bus, BusMessage, Subscriber};
@@ -235,7 +236,10 @@ impl RpcServer {
     }
 
     /// Serves until `shutdown`: keeps leases, consumes the queues it may, and
-    /// publishes answers on `bus`.
+    /// publishes answers on `bus`. At shutdown it stops taking requests, lets
+    /// those in hand finish (for at most a third of the lease TTL), and then
+    /// gives its leases up, so a standby or restarted core takes the shards at
+    /// once instead of after the TTL.
     pub async fn run(
         self,
         bus: Arc<dyn Bus>,
@@ -253,6 +257,7 @@ impl RpcServer {
         ));
         let mut pusher = client.get_connection_manager().await?;
         let mut popper = client.get_multiplexed_async_connection().await?;
+        let in_hand = TaskTracker::new();
         while !shutdown.is_cancelled() {
             let mut queues = vec![ANY_QUEUE.to_string()];
             {
@@ -296,7 +301,7 @@ impl RpcServer {
                 }
                 let Some(shard) = envelope.shard else {
                     let (bus, handler) = (bus.clone(), handler.clone());
-                    tokio::spawn(async move { answer(&*bus, &handler, envelope, None).await });
+                    in_hand.spawn(async move { answer(&*bus, &handler, envelope, None).await });
                     continue;
                 };
                 let lease = leases
@@ -311,7 +316,8 @@ impl RpcServer {
                         // each answer, so its own requests never overtake each other.
                         let (bus, handler) = (bus.clone(), handler.clone());
                         let fence = Some(lease.fence);
-                        tokio::spawn(async move { answer(&*bus, &handler, envelope, fence).await });
+                        in_hand
+                            .spawn(async move { answer(&*bus, &handler, envelope, fence).await });
                     }
                     // Not ours (any more), or behind one that was not: never
                     // applied here, and kept in order for the shard's owner.
@@ -325,6 +331,31 @@ impl RpcServer {
             }
         }
         keeper.abort();
+        in_hand.close();
+        if tokio::time::timeout(self.lease_ttl / 3, in_hand.wait())
+            .await
+            .is_err()
+        {
+            // Still applying: the leases run out by themselves instead.
+            tracing::warn!("rpc: requests still in hand at shutdown; leases left to expire");
+            return Ok(());
+        }
+        let release = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+        );
+        let held: Vec<(u32, Lease)> = leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (shard, lease) in held {
+            let _: Result<i64, _> = release
+                .key(format!("sa:lease:{shard}"))
+                .arg(format!("{}:{}", self.node, lease.fence))
+                .invoke_async(&mut pusher)
+                .await;
+        }
+        tracing::info!("rpc: leases released");
         Ok(())
     }
 }
@@ -537,5 +568,42 @@ mod lease_tests {
             .unwrap();
         assert_eq!(answer, Bytes::from_static(b"again"));
         shutdown.cancel();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_core_gives_its_leases_up_when_it_stops() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let url = redis.url();
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+        let bus: Arc<dyn Bus> = Arc::new(RedisBus::connect(&url).await.unwrap());
+        let handler: Handler = Arc::new(|payload: Bytes, _fence: Option<u64>| {
+            Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
+        });
+        let shutdown = CancellationToken::new();
+        let server = RpcServer::new(&url, "core-a", Duration::from_secs(30));
+        let running = tokio::spawn(server.run(bus, handler, shutdown.clone()));
+        let leases = |admin: &mut redis::aio::MultiplexedConnection| {
+            let mut admin = admin.clone();
+            async move {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg("sa:lease:*")
+                    .query_async(&mut admin)
+                    .await
+                    .unwrap();
+                keys.len()
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while leases(&mut admin).await < SHARDS as usize && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(leases(&mut admin).await, SHARDS as usize);
+        shutdown.cancel();
+        running.await.unwrap().unwrap();
+        // Free at once, not after the 30 s TTL.
+        assert_eq!(leases(&mut admin).await, 0);
     }
 }

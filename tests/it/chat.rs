@@ -6,7 +6,7 @@ use std::time::Duration;
 use superapp_client::proto::v1::{Event, event};
 use superapp_client::{SyncState, catch_up};
 
-use crate::helpers::{next_message, spawn_app, text_of};
+use crate::helpers::{next_message, spawn_app, spawn_app_with, text_of};
 
 fn code<T: std::fmt::Debug>(r: Result<T, superapp_client::ClientError>) -> String {
     r.unwrap_err().code().unwrap().to_string()
@@ -165,7 +165,8 @@ async fn bad_sends_get_clear_codes_and_store_nothing() {
 
 #[tokio::test]
 async fn a_returning_client_syncs_what_it_missed_in_pages_without_repeats() {
-    let app = spawn_app().await;
+    // 250 sends in a row, faster than a session's default burst allows.
+    let app = spawn_app_with(|c| c.gateway.rate_burst = 1_000).await;
     let a = app.user("Ann").await;
     let b = app.user("Bo").await;
     let c = app.user("Cy").await;

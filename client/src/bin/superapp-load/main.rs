@@ -91,9 +91,16 @@ fn main() -> anyhow::Result<()> {
     if let Some(id) = cli.run_id {
         let _ = setup::RUN_ID.set(id % 10_000);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // A fanout worker only reads: one thread per worker process spends less of
+    // the CPU it shares with the server than a work-stealing pool would.
+    let runtime = match cli.command {
+        Scenario::FanoutWorker { .. } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
     let server = cli.server.clone();
     let result = runtime.block_on(async move {
         match cli.command {

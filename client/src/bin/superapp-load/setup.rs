@@ -21,8 +21,48 @@ pub static RUN_ID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
 /// Registers (or reuses) `count` users and logs each in once, a few at a time:
 /// argon2id makes each registration and log-in cost the server real work.
 pub async fn users(server: &str, count: usize) -> anyhow::Result<Vec<LoadUser>> {
-    let http = HttpClient::new(server);
+    let reused = RUN_ID.get().is_some();
     let run = *RUN_ID.get_or_init(|| std::process::id() % 10_000);
+    // A rerun with --run-id within a few minutes reuses the tokens too: each
+    // log-in costs the server an argon2id hash.
+    let cache = std::env::temp_dir().join(format!(
+        "superapp-load-{}-{run}.json",
+        server.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    ));
+    if reused
+        && let Ok(bytes) = std::fs::read(&cache)
+        && let Ok((saved_ms, cached)) = serde_json::from_slice::<(u64, Vec<LoadUser>)>(&bytes)
+        && cached.len() >= count
+        && now_ms().saturating_sub(saved_ms) < 10 * 60 * 1000
+    {
+        return Ok(cached.into_iter().take(count).collect());
+    }
+    let users = register_and_log_in(server, run, count).await?;
+    // Tokens are secrets, if only of test users: owner-only.
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&cache)?
+        .write_all(&serde_json::to_vec(&(now_ms(), &users))?)?;
+    Ok(users)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn register_and_log_in(
+    server: &str,
+    run: u32,
+    count: usize,
+) -> anyhow::Result<Vec<LoadUser>> {
+    let http = HttpClient::new(server);
     let mut users = Vec::with_capacity(count);
     let mut pending = Vec::new();
     for u in 0..count {
