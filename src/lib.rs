@@ -109,7 +109,13 @@ impl Application {
             }));
         }
         let (presence, limits) = shared_state(&config, &clock).await?;
-        let hub = Hub::start(bus.as_ref(), &metrics, presence.clone(), node);
+        let hub = Hub::start(
+            bus.as_ref(),
+            &metrics,
+            presence.clone(),
+            node,
+            backend.clone(),
+        );
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;

@@ -337,6 +337,11 @@ fn delete_member(c: &Connection, group_id: u64, user: u64) -> rusqlite::Result<(
     Ok(())
 }
 
+fn admin_count(c: &Connection, group_id: u64) -> rusqlite::Result<i64> {
+    c.prepare_cached("SELECT count(*) FROM members WHERE conversation_id = ?1 AND role = 1")?
+        .query_row([group_conversation(group_id)], |r| r.get(0))
+}
+
 fn set_member_role(c: &Connection, group_id: u64, user: u64, role: Role) -> rusqlite::Result<()> {
     c.prepare_cached("UPDATE members SET role = ?3 WHERE conversation_id = ?1 AND user_id = ?2")?
         .execute(params![
@@ -520,9 +525,11 @@ impl GroupStore for SqliteChatStore {
                  WHERE user_id = ?1 AND conversation_id >= 'g.' AND conversation_id < 'g/'",
             )?;
             let rows = stmt.query_map([user_id as i64], |r| r.get::<_, String>(0))?;
-            Ok(rows
-                .filter_map(|r| r.ok().and_then(|id| parse_group(&id)))
-                .collect())
+            let mut groups = Vec::new();
+            for id in rows {
+                groups.extend(parse_group(&id?));
+            }
+            Ok(groups)
         })
     }
 
@@ -670,15 +677,11 @@ impl GroupStore for SqliteChatStore {
             if target.role == Role::Owner {
                 return Err(ChatError::NotAllowed);
             }
-            if admin && target.role == Role::Member {
-                let admins: i64 = c
-                    .prepare_cached(
-                        "SELECT count(*) FROM members WHERE conversation_id = ?1 AND role = 1",
-                    )?
-                    .query_row([group_conversation(group_id)], |r| r.get(0))?;
-                if admins >= i64::from(MAX_ADMINS) {
-                    return Err(ChatError::TooManyAdmins { max: MAX_ADMINS });
-                }
+            if admin
+                && target.role == Role::Member
+                && admin_count(c, group_id)? >= i64::from(MAX_ADMINS)
+            {
+                return Err(ChatError::TooManyAdmins { max: MAX_ADMINS });
             }
             let role = if admin { Role::Admin } else { Role::Member };
             set_member_role(c, group_id, user, role)?;
@@ -692,12 +695,19 @@ impl GroupStore for SqliteChatStore {
             if acting.role != Role::Owner || actor == user {
                 return Err(ChatError::NotAllowed);
             }
-            if load_member(c, group_id, user)?.is_none() {
+            let Some(target) = load_member(c, group_id, user)? else {
                 return Err(ChatError::UnknownMember);
-            }
+            };
+            // The former owner stays on as an admin, as people expect, if the
+            // admins' cap leaves room (a new owner who was an admin makes room).
+            let admins = admin_count(c, group_id)? - i64::from(target.role == Role::Admin);
+            let former = if admins < i64::from(MAX_ADMINS) {
+                Role::Admin
+            } else {
+                Role::Member
+            };
             set_member_role(c, group_id, user, Role::Owner)?;
-            // The former owner stays on as an admin, as people expect.
-            set_member_role(c, group_id, actor, Role::Admin)?;
+            set_member_role(c, group_id, actor, former)?;
             c.prepare_cached("UPDATE groups SET owner = ?2 WHERE conversation_id = ?1")?
                 .execute(params![group_conversation(group_id), user as i64])?;
             Ok(())

@@ -55,6 +55,17 @@ fn check_len(
     Ok(())
 }
 
+/// A group nickname: at most 32 characters, no control characters.
+pub fn check_nickname(nickname: &str) -> Result<(), ChatError> {
+    check_len(
+        nickname,
+        0,
+        MAX_NICKNAME_CHARS,
+        "invalid_nickname",
+        "a group nickname is at most 32 characters",
+    )
+}
+
 fn check_name(name: &str) -> Result<(), ChatError> {
     check_len(
         name.trim(),
@@ -342,13 +353,7 @@ impl Chat {
         group_id: u64,
         nickname: &str,
     ) -> Result<(), ChatError> {
-        check_len(
-            nickname,
-            0,
-            MAX_NICKNAME_CHARS,
-            "invalid_nickname",
-            "a group nickname is at most 32 characters",
-        )?;
+        check_nickname(nickname)?;
         self.store
             .set_nickname(group_id, user, nickname.to_string())
             .await?;

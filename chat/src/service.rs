@@ -249,6 +249,7 @@ impl Chat {
         limit: u32,
     ) -> Result<MessagePage, ChatError> {
         let group = parse_group(conversation_id);
+        let mut rejoined = false;
         let after_seq = match group {
             // A member sees messages from the time they joined.
             Some(group_id) => after_seq.max(self.group(user, group_id).await?.1.joined_seq),
@@ -270,9 +271,12 @@ impl Chat {
             // Asked again after reading: whoever was removed meanwhile gets
             // nothing, and whoever left and rejoined only their new span.
             let joined_seq = self.group(user, group_id).await?.1.joined_seq;
+            let read = rows.len();
             rows.retain(|m| m.seq > joined_seq);
+            // What was dropped was counted against the page: more may follow.
+            rejoined = rows.len() < read;
         }
-        let mut has_more = rows.len() > limit as usize;
+        let mut has_more = rejoined || rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let mut bytes = 0;
         if let Some(cut) = rows.iter().position(|m| {

@@ -17,8 +17,8 @@ use superapp_kit::clock::{Clock as _, SystemClock};
 use superapp_kit::rpc::{Handler, Route, RpcClient, shard_of};
 use superapp_kit::token::{Claims, TokenError, TokenSigner};
 use superapp_proto::v1::{
-    AuthClaims, AuthError, Authenticate, ClientFrame, CoreRequest, CoreResponse, Pong,
-    RedeemTicket, SessionLive, SessionStarted, UserRequest, client_frame, core_request,
+    AuthClaims, AuthError, Authenticate, ClientFrame, CoreRequest, CoreResponse, Groups, Pong,
+    RedeemTicket, SessionLive, SessionStarted, UserGroups, UserRequest, client_frame, core_request,
     core_response, response,
 };
 
@@ -31,6 +31,8 @@ pub trait Backend: Send + Sync + 'static {
     fn redeem_ticket<'a>(&'a self, ticket: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>>;
     /// Whether a session that just registered may go on, and its user's groups.
     fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart>;
+    /// The user's groups; None when they could not be read.
+    fn groups_of(&self, user: u64) -> BoxFuture<'_, Option<Vec<u64>>>;
     /// Answers one session request; every outcome is a response.
     fn handle(
         &self,
@@ -79,6 +81,10 @@ impl Backend for Local {
                 }
             }
         })
+    }
+
+    fn groups_of(&self, user: u64) -> BoxFuture<'_, Option<Vec<u64>>> {
+        Box::pin(async move { self.chat.groups_of(user).await.ok() })
     }
 
     fn handle(
@@ -240,6 +246,16 @@ impl Backend for Remote {
         })
     }
 
+    fn groups_of(&self, user: u64) -> BoxFuture<'_, Option<Vec<u64>>> {
+        Box::pin(async move {
+            let kind = core_request::Kind::UserGroups(UserGroups { user_id: user });
+            match self.call(Route::Any, kind).await {
+                Some(core_response::Kind::Groups(g)) => Some(g.groups),
+                _ => None,
+            }
+        })
+    }
+
     fn handle(
         &self,
         user: u64,
@@ -321,6 +337,10 @@ pub fn core_handler(local: Arc<Local>) -> Handler {
                     };
                     core_response::Kind::Started(started)
                 }
+                Some(core_request::Kind::UserGroups(u)) => match local.groups_of(u.user_id).await {
+                    Some(groups) => core_response::Kind::Groups(Groups { groups }),
+                    None => return Bytes::new(),
+                },
                 None => auth_error(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "unknown_request",

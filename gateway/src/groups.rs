@@ -338,26 +338,32 @@ async fn update_member(
     let (me, group_id) = caller(&state, &headers, &group_id).await?;
     let user = user_in_path(&user_id)?;
     let chat = chat(&state)?;
-    if let Some(role) = body.role {
-        let admin = match role.as_str() {
-            "admin" => true,
-            "member" => false,
-            _ => {
-                return Err(ApiError::from(ChatError::Invalid {
-                    code: "invalid_role",
-                    reason: "role is admin or member (transfer ownership to make an owner)",
-                }));
-            }
-        };
+    // Everything is checked before anything changes, so a refused field
+    // leaves the others undone too.
+    let admin = match body.role.as_deref() {
+        None => None,
+        Some("admin") => Some(true),
+        Some("member") => Some(false),
+        Some(_) => {
+            return Err(ApiError::from(ChatError::Invalid {
+                code: "invalid_role",
+                reason: "role is admin or member (transfer ownership to make an owner)",
+            }));
+        }
+    };
+    if let Some(nickname) = &body.nickname {
+        if user != me {
+            return Err(ChatError::NotAllowed.into());
+        }
+        superapp_chat::groups::check_nickname(nickname)?;
+    }
+    if let Some(admin) = admin {
         chat.set_role(me, group_id, user, admin).await?;
     }
     if let Some(secs) = body.mute_secs {
         chat.mute_member(me, group_id, user, secs).await?;
     }
     if let Some(nickname) = body.nickname {
-        if user != me {
-            return Err(ChatError::NotAllowed.into());
-        }
         chat.set_nickname(me, group_id, &nickname).await?;
     }
     Ok(StatusCode::NO_CONTENT)

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use prost::Message as _;
 use superapp_kit::bus::{Bus, BusMessage, Subscriber, group_topic, user_topic};
 use superapp_kit::metrics::{Counter, Gauge, Registry};
@@ -28,6 +29,7 @@ use superapp_proto::v1::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::Backend;
 use crate::close;
 
 /// How a session is reached: its outbound queue, and a way to close it.
@@ -46,6 +48,9 @@ struct UserEntry {
     /// Counts membership notices, so a group list fetched before one arrived
     /// is not applied over it.
     membership_changes: u64,
+    /// Membership notices may have been lost (the bus lagged): no group is
+    /// delivered to the user until their list is fetched again.
+    stale: bool,
 }
 
 #[derive(Default)]
@@ -112,8 +117,12 @@ pub struct Hub {
     subscriber: Arc<dyn Subscriber>,
     local: Mutex<Local>,
     presence: Arc<dyn Presence>,
+    /// Session opens and closes for presence, applied in order by one task.
+    presence_changes: mpsc::UnboundedSender<(Device, bool)>,
     /// Names this process in presence device keys.
     node: String,
+    /// Where a user's groups are asked for again after a lag.
+    backend: Arc<dyn Backend>,
     stopped: CancellationToken,
     next_connection: AtomicU64,
     sessions: Arc<Gauge>,
@@ -131,13 +140,17 @@ impl Hub {
         metrics: &Registry,
         presence: Arc<dyn Presence>,
         node: String,
+        backend: Arc<dyn Backend>,
     ) -> Arc<Self> {
         let (subscriber, events) = bus.subscriber(65_536);
+        let (presence_changes, changes) = mpsc::unbounded_channel();
         let hub = Arc::new(Self {
             subscriber,
             local: Mutex::default(),
             presence,
+            presence_changes,
             node,
+            backend,
             stopped: CancellationToken::new(),
             next_connection: AtomicU64::new(1),
             sessions: metrics.gauge("gateway_sessions", "Open WebSocket sessions."),
@@ -148,7 +161,7 @@ impl Hub {
             ),
         });
         tokio::spawn(hub.clone().dispatch(events));
-        tokio::spawn(hub.clone().refresh_presence());
+        tokio::spawn(hub.clone().keep_presence(changes));
         hub
     }
 
@@ -160,14 +173,28 @@ impl Hub {
     }
 
     /// Keeps every session here marked online, so they stay online exactly as
-    /// long as this process lives.
-    async fn refresh_presence(self: Arc<Self>) {
+    /// long as this process lives. Opens, closes and refreshes are applied one
+    /// after another, so a close is never overtaken by its own open or by a
+    /// refresh that listed the session before it closed.
+    async fn keep_presence(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<(Device, bool)>) {
         let every = (self.presence.ttl() / 3).max(std::time::Duration::from_millis(100));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = self.stopped.cancelled() => return,
+                change = changes.recv() => {
+                    let Some((device, online)) = change else { return };
+                    let outcome = if online {
+                        self.presence.refresh(vec![device]).await
+                    } else {
+                        self.presence.offline(device).await
+                    };
+                    if let Err(e) = outcome {
+                        tracing::warn!(error = %e, "presence update failed");
+                    }
+                    continue;
+                }
                 _ = tick.tick() => {}
             }
             let devices: Vec<Device> = {
@@ -207,17 +234,15 @@ impl Hub {
                 devices: Vec::new(),
                 groups: HashSet::new(),
                 membership_changes: 0,
+                stale: false,
             }
         });
         entry.devices.push(handle);
         drop(local);
         self.sessions.inc();
-        let (presence, device) = (self.presence.clone(), self.device(user_id, connection));
-        tokio::spawn(async move {
-            if let Err(e) = presence.refresh(vec![device]).await {
-                tracing::warn!(error = %e, "presence update failed");
-            }
-        });
+        let _ = self
+            .presence_changes
+            .send((self.device(user_id, connection), true));
         Registration {
             hub: self.clone(),
             user_id,
@@ -241,12 +266,9 @@ impl Hub {
         }
         drop(local);
         self.sessions.dec();
-        let (presence, device) = (self.presence.clone(), self.device(user_id, connection));
-        tokio::spawn(async move {
-            if let Err(e) = presence.offline(device).await {
-                tracing::warn!(error = %e, "presence update failed");
-            }
-        });
+        let _ = self
+            .presence_changes
+            .send((self.device(user_id, connection), false));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Local> {
@@ -262,20 +284,58 @@ impl Hub {
             .map_or(0, |e| e.membership_changes)
     }
 
-    /// Delivers these groups to the user's sessions here, unless a membership
-    /// notice arrived since `mark` (then the list may be stale: returns false
-    /// and the caller fetches again).
+    /// Delivers exactly these groups to the user's sessions here, unless a
+    /// membership notice arrived since `mark` (then the list may be stale:
+    /// returns false and the caller fetches again).
     pub fn set_groups(&self, user_id: u64, groups: &[u64], mark: u64) -> bool {
         let mut local = self.lock();
-        match local.users.get(&user_id) {
+        let gone: Vec<u64> = match local.users.get_mut(&user_id) {
             Some(entry) if entry.membership_changes != mark => return false,
-            Some(_) => {}
+            Some(entry) => {
+                entry.stale = false;
+                entry
+                    .groups
+                    .iter()
+                    .copied()
+                    .filter(|g| !groups.contains(g))
+                    .collect()
+            }
             None => return true,
+        };
+        for group_id in gone {
+            local.leave(self.subscriber.as_ref(), user_id, group_id);
         }
         for &group_id in groups {
             local.join(self.subscriber.as_ref(), user_id, group_id);
         }
         true
+    }
+
+    /// After a lag, asks for every local user's groups again, a few users at
+    /// a time; each user's groups are delivered again once known.
+    async fn refetch_memberships(self: Arc<Self>) {
+        let users: Vec<u64> = self.lock().users.keys().copied().collect();
+        let refetch = |user: u64| {
+            let hub = self.clone();
+            async move {
+                for _ in 0..3 {
+                    let mark = hub.membership_mark(user);
+                    let Some(groups) = hub.backend.groups_of(user).await else {
+                        continue;
+                    };
+                    if hub.set_groups(user, &groups, mark) {
+                        return;
+                    }
+                }
+                tracing::warn!(
+                    user_id = user,
+                    "groups not fetched after a lag; held back until the user's next session"
+                );
+            }
+        };
+        let mut pending =
+            futures_util::stream::iter(users.into_iter().map(refetch)).buffer_unordered(16);
+        while pending.next().await.is_some() {}
     }
 
     pub fn session_count(&self) -> i64 {
@@ -309,10 +369,19 @@ impl Hub {
                     let frame = event_frame(Event {
                         kind: Some(event::Kind::ResyncRequired(ResyncRequired {})),
                     });
-                    let local = self.lock();
+                    let mut local = self.lock();
                     for handle in local.users.values().flat_map(|e| &e.devices) {
                         self.queue(handle, frame.clone());
                     }
+                    // Membership notices may be among the losses: hold every
+                    // group back from everyone here until their lists are
+                    // fetched again, so nobody removed meanwhile hears more.
+                    for entry in local.users.values_mut() {
+                        entry.stale = true;
+                        entry.membership_changes += 1;
+                    }
+                    drop(local);
+                    tokio::spawn(self.clone().refetch_memberships());
                 }
             }
         }
@@ -339,6 +408,7 @@ impl Hub {
                 for handle in members
                     .iter()
                     .filter_map(|user| local.users.get(user))
+                    .filter(|e| !e.stale)
                     .flat_map(|e| &e.devices)
                 {
                     self.queue(handle, frame.clone());
@@ -355,12 +425,15 @@ impl Hub {
                     return;
                 };
                 entry.membership_changes += 1;
+                // A session that started after the join already had the group
+                // and heard the event on the group's topic.
+                let known = m.joined && entry.groups.contains(&m.group_id);
                 if m.joined {
                     local.join(self.subscriber.as_ref(), id, m.group_id);
                 } else {
                     local.leave(self.subscriber.as_ref(), id, m.group_id);
                 }
-                if let Some(event) = m.event {
+                if let Some(event) = m.event.filter(|_| !known) {
                     let frame = event_frame(event);
                     for handle in local.devices(id) {
                         self.queue(handle, frame.clone());

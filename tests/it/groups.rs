@@ -299,6 +299,22 @@ async fn every_role_can_do_what_it_may_and_nothing_more() {
         .await,
         "not_allowed"
     );
+    // A request that also names someone else's nickname changes nothing.
+    let both = json!({"mute_secs": 60, "nickname": "x"});
+    assert_eq!(
+        refused(&app, admin, "PATCH", &member(mia.id), both).await,
+        "not_allowed"
+    );
+    let (_, listed) = api(&app, admin, "GET", &format!("{g}/members"), Value::Null).await;
+    let mia_id = mia.id.to_string();
+    let mia_row = listed["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"].as_str() == Some(mia_id.as_str()))
+        .unwrap()
+        .clone();
+    assert_eq!(mia_row["muted_until_ms"], 0);
     let (status, _) = api(
         &app,
         mia,
@@ -393,6 +409,14 @@ async fn at_most_ten_admins() {
         .await,
         "too_many_admins"
     );
+    // Handing ownership to a plain member leaves no room for the former
+    // owner among the admins: they stay on as a member.
+    let g = format!("/v1/groups/{}", group.group_id);
+    let to = json!({"user_id": ids[10].to_string()});
+    let (status, _) = api(&app, &owner, "POST", &format!("{g}/owner"), to).await;
+    assert_eq!(status, 204);
+    let (_, body) = api(&app, &owner, "GET", &g, Value::Null).await;
+    assert_eq!(body["my_role"].as_str(), Some("member"));
 }
 
 #[tokio::test]

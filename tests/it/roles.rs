@@ -182,6 +182,63 @@ async fn a_group_reaches_members_on_every_gateway_and_a_removed_member_on_none()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_a_gateway_fetches_memberships_again() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (core, gateways) = tier(&redis, 1).await;
+    let owner = core.user("Olga").await;
+    let ann = core.user("Ann").await;
+    let group = core
+        .http
+        .create_group(&owner.tokens.access_token, "Restart", &[ann.id])
+        .await
+        .unwrap();
+    let ac = Connection::connect(&gateways[0].base_url, &ann.tokens.access_token)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.kill();
+    redis.restart();
+    // The lag holds the group back until the gateway has Ann's groups again;
+    // then it delivers as before.
+    let cores = [core.base_url.clone()];
+    let oc = connect_retrying(&cores, &mut 0, &owner.tokens.access_token).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for n in 0.. {
+        let sent = oc
+            .send_group_text(group.group_id, &format!("r{n}"), "after", &[], false)
+            .await;
+        if sent.is_ok()
+            && let Some(m) = next_group_message(&ac, Duration::from_millis(500)).await
+        {
+            assert_eq!(m.conversation_id, group.conversation_id);
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no group message after the restart"
+        );
+    }
+}
+
+/// The next group message within `wait`, skipping other events.
+async fn next_group_message(
+    conn: &Connection,
+    wait: Duration,
+) -> Option<superapp_client::proto::v1::Message> {
+    use superapp_client::proto::v1::event::Kind;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match conn.next_event(left).await?.kind {
+            Some(Kind::Message(m)) if m.conversation_id.starts_with("g.") => return Some(m),
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_with_the_token_key_checks_tokens_itself() {
     let Some(redis) = RedisServer::start() else {
         return;
