@@ -256,7 +256,13 @@ impl RpcServer {
             shutdown.clone(),
         ));
         let mut pusher = client.get_connection_manager().await?;
-        let mut popper = client.get_multiplexed_async_connection().await?;
+        // A blocking pop waits up to half a second for its answer: the
+        // connection's own response timeout (500 ms by default) must be longer.
+        let popper_config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
+        let mut popper = client
+            .get_multiplexed_async_connection_with_config(&popper_config)
+            .await?;
         let in_hand = TaskTracker::new();
         while !shutdown.is_cancelled() {
             let mut queues = vec![ANY_QUEUE.to_string()];
@@ -271,7 +277,10 @@ impl RpcServer {
                     Err(e) => {
                         tracing::warn!(error = %e, "rpc: pop failed; retrying");
                         tokio::time::sleep(Duration::from_millis(200)).await;
-                        popper = match client.get_multiplexed_async_connection().await {
+                        popper = match client
+                            .get_multiplexed_async_connection_with_config(&popper_config)
+                            .await
+                        {
                             Ok(c) => c,
                             Err(_) => continue,
                         };
