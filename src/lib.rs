@@ -61,8 +61,13 @@ impl Application {
             }
             None => Arc::new(InProcessBus::new()),
         };
-        // Names this process's reply topic and its leases.
-        let node = format!("{role:?}-{}", ids.next()).to_lowercase();
+        // Names this process's reply topic and its leases: random, so two
+        // processes never share one, whatever their node ids and start times.
+        let node = format!(
+            "{}-{}",
+            format!("{role:?}").to_lowercase(),
+            &superapp_kit::token::random_token()[..16]
+        );
 
         let (rooms, backend, core): (_, Arc<dyn Backend>, _) = match role {
             Role::Gateway => {
@@ -72,7 +77,7 @@ impl Application {
                     .as_ref()
                     .map(|u| u.expose().clone())
                     .unwrap_or_default();
-                let rpc = RpcClient::connect(&url, bus.as_ref(), &node)
+                let rpc = RpcClient::connect(&url, bus.as_ref(), &node, &metrics)
                     .await
                     .context("connecting to redis for core requests")?;
                 let timeout = Duration::from_millis(config.redis.request_timeout_ms);
@@ -100,6 +105,7 @@ impl Application {
                 url.expose(),
                 &node,
                 Duration::from_millis(config.redis.lease_ttl_ms),
+                &metrics,
             );
             let (bus, shutdown) = (bus.clone(), shutdown.clone());
             request_server = Some(tokio::spawn(async move {

@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::BoxFuture;
 use crate::bus::{Bus, BusMessage, Subscriber};
 use crate::clock::{Clock as _, SystemClock};
+use crate::metrics::{Counter, Gauge, Registry};
 
 /// Shards of conversation-ordered requests.
 pub const SHARDS: u32 = 16;
@@ -119,10 +120,17 @@ pub struct RpcClient {
     next_id: AtomicU64,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>>,
     _replies: Arc<dyn Subscriber>,
+    sent: Arc<Counter>,
+    unanswered: Arc<Counter>,
 }
 
 impl RpcClient {
-    pub async fn connect(url: &str, bus: &dyn Bus, node: &str) -> Result<Self, RpcError> {
+    pub async fn connect(
+        url: &str,
+        bus: &dyn Bus,
+        node: &str,
+        metrics: &Registry,
+    ) -> Result<Self, RpcError> {
         let client = redis::Client::open(url)?;
         let connection = client.get_connection_manager().await?;
         let reply_topic = format!("rpc-reply.{node}");
@@ -154,6 +162,11 @@ impl RpcClient {
             next_id: AtomicU64::new(1),
             pending,
             _replies: replies,
+            sent: metrics.counter("rpc_requests_sent_total", "Requests sent to the core."),
+            unanswered: metrics.counter(
+                "rpc_requests_unanswered_total",
+                "Requests to the core that timed out or could not be queued.",
+            ),
         })
     }
 
@@ -186,6 +199,7 @@ impl RpcClient {
             Route::Any => ANY_QUEUE.to_string(),
         };
         let mut connection = self.connection.clone();
+        self.sent.inc();
         let pushed: Result<(), _> = connection.lpush(queue, envelope.encode().as_ref()).await;
         let answer = match pushed {
             Ok(()) => tokio::time::timeout(timeout, rx).await,
@@ -194,6 +208,7 @@ impl RpcClient {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&id);
+                self.unanswered.inc();
                 return Err(e.into());
             }
         };
@@ -203,7 +218,10 @@ impl RpcClient {
             .remove(&id);
         match answer {
             Ok(Ok(bytes)) => Ok(bytes),
-            _ => Err(RpcError::Timeout(timeout)),
+            _ => {
+                self.unanswered.inc();
+                Err(RpcError::Timeout(timeout))
+            }
         }
     }
 }
@@ -217,6 +235,15 @@ pub struct RpcServer {
     url: String,
     node: String,
     lease_ttl: Duration,
+    meters: ServerMeters,
+}
+
+#[derive(Clone)]
+struct ServerMeters {
+    answered: Arc<Counter>,
+    handed_back: Arc<Counter>,
+    expired: Arc<Counter>,
+    leases: Arc<Gauge>,
 }
 
 /// A lease this process holds: its fencing number and until when it may act.
@@ -227,11 +254,26 @@ struct Lease {
 }
 
 impl RpcServer {
-    pub fn new(url: &str, node: &str, lease_ttl: Duration) -> Self {
+    pub fn new(url: &str, node: &str, lease_ttl: Duration, metrics: &Registry) -> Self {
         Self {
             url: url.to_string(),
             node: node.to_string(),
             lease_ttl,
+            meters: ServerMeters {
+                answered: metrics.counter(
+                    "rpc_requests_answered_total",
+                    "Requests taken and answered.",
+                ),
+                handed_back: metrics.counter(
+                    "rpc_requests_handed_back_total",
+                    "Shard requests pushed back for the shard's owner, never applied here.",
+                ),
+                expired: metrics.counter(
+                    "rpc_requests_expired_total",
+                    "Requests dropped because their caller's deadline had passed.",
+                ),
+                leases: metrics.gauge("rpc_leases_held", "Shard leases this process holds."),
+            },
         }
     }
 
@@ -253,6 +295,7 @@ impl RpcServer {
             self.node.clone(),
             self.lease_ttl,
             leases.clone(),
+            self.meters.leases.clone(),
             shutdown.clone(),
         ));
         let mut pusher = client.get_connection_manager().await?;
@@ -306,10 +349,12 @@ impl RpcServer {
                     continue;
                 };
                 if envelope.deadline_ms < now_ms() {
+                    self.meters.expired.inc();
                     continue; // the caller has given up; it will retry idempotently
                 }
                 let Some(shard) = envelope.shard else {
                     let (bus, handler) = (bus.clone(), handler.clone());
+                    self.meters.answered.inc();
                     in_hand.spawn(async move { answer(&*bus, &handler, envelope, None).await });
                     continue;
                 };
@@ -325,12 +370,16 @@ impl RpcServer {
                         // each answer, so its own requests never overtake each other.
                         let (bus, handler) = (bus.clone(), handler.clone());
                         let fence = Some(lease.fence);
+                        self.meters.answered.inc();
                         in_hand
                             .spawn(async move { answer(&*bus, &handler, envelope, fence).await });
                     }
                     // Not ours (any more), or behind one that was not: never
                     // applied here, and kept in order for the shard's owner.
-                    _ => refused.push(raw),
+                    _ => {
+                        self.meters.handed_back.inc();
+                        refused.push(raw);
+                    }
                 }
             }
             // Back to the end requests are popped from, newest first, so the
@@ -358,6 +407,7 @@ impl RpcServer {
             .drain()
             .collect();
         for (shard, lease) in held {
+            self.meters.leases.dec();
             let _: Result<i64, _> = release
                 .key(format!("sa:lease:{shard}"))
                 .arg(format!("{}:{}", self.node, lease.fence))
@@ -385,6 +435,7 @@ async fn keep_leases(
     node: String,
     ttl: Duration,
     leases: Arc<Mutex<HashMap<u32, Lease>>>,
+    held_gauge: Arc<Gauge>,
     shutdown: CancellationToken,
 ) {
     let renew = redis::Script::new(
@@ -421,6 +472,7 @@ async fn keep_leases(
                         );
                     } else if lease.valid_until <= Instant::now() || matches!(renewed, Ok(0)) {
                         held.remove(&shard);
+                        held_gauge.dec();
                         tracing::warn!(shard, "rpc: lease lost");
                     }
                 }
@@ -439,6 +491,7 @@ async fn keep_leases(
                         .await;
                     if matches!(taken, Ok(Some(_))) {
                         tracing::info!(shard, fence, "rpc: lease taken");
+                        held_gauge.inc();
                         leases.lock().unwrap_or_else(|p| p.into_inner()).insert(
                             shard,
                             Lease {
@@ -534,9 +587,14 @@ mod lease_tests {
             Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
         });
         let shutdown = CancellationToken::new();
-        let server = RpcServer::new(&url, "core-a", Duration::from_millis(1_500));
+        let server = RpcServer::new(
+            &url,
+            "core-a",
+            Duration::from_millis(1_500),
+            &Registry::new(),
+        );
         tokio::spawn(server.run(bus.clone(), handler, shutdown.clone()));
-        let caller = RpcClient::connect(&url, bus.as_ref(), "gw-1")
+        let caller = RpcClient::connect(&url, bus.as_ref(), "gw-1", &Registry::new())
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -592,7 +650,8 @@ mod lease_tests {
             Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
         });
         let shutdown = CancellationToken::new();
-        let server = RpcServer::new(&url, "core-a", Duration::from_secs(30));
+        let metrics = Registry::new();
+        let server = RpcServer::new(&url, "core-a", Duration::from_secs(30), &metrics);
         let running = tokio::spawn(server.run(bus, handler, shutdown.clone()));
         let leases = |admin: &mut redis::aio::MultiplexedConnection| {
             let mut admin = admin.clone();
@@ -610,9 +669,11 @@ mod lease_tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(leases(&mut admin).await, SHARDS as usize);
+        assert!(metrics.render().contains("rpc_leases_held 16"));
         shutdown.cancel();
         running.await.unwrap().unwrap();
         // Free at once, not after the 30 s TTL.
         assert_eq!(leases(&mut admin).await, 0);
+        assert!(metrics.render().contains("rpc_leases_held 0"));
     }
 }
