@@ -16,7 +16,7 @@ use superapp_client::proto::v1::{event, message_body};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::hist::{Latency, Recorded, Summary, ms};
-use crate::setup::{LoadUser, Worker, job_file, report, users};
+use crate::setup::{LoadUser, Worker, next_line, report, users};
 
 #[derive(clap::Args, Clone)]
 pub struct DirectArgs {
@@ -245,9 +245,8 @@ pub async fn measure(
     let start_unix_ms = now_unix_ms() + 1_500;
     let (tx, mut lines) = mpsc::unbounded_channel();
     let mut running = Vec::new();
-    let mut jobs = Vec::new();
     for chunk in target.pairs.chunks(target.pairs.len().div_ceil(workers)) {
-        let job = job_file(&DirectJob {
+        let job = DirectJob {
             url: target.url.clone(),
             receiver_url: target
                 .receiver_url
@@ -257,13 +256,8 @@ pub async fn measure(
             rate_per_pair: per_pair,
             duration_secs: secs,
             start_unix_ms,
-        })?;
-        let path = job.path().display().to_string();
-        jobs.push(job);
-        running.push(Worker::spawn(
-            &["direct-worker".into(), "--job".into(), path],
-            tx.clone(),
-        )?);
+        };
+        running.push(Worker::with_job("direct-worker", &job, tx.clone())?);
     }
     let cpu = match target.pid {
         Some(pid) => {
@@ -278,10 +272,7 @@ pub async fn measure(
     let (mut ack, mut delivery) = (Latency::default(), Latency::default());
     let mut total = WorkerResult::default();
     for _ in 0..running.len() {
-        let line = lines
-            .recv()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("a worker died"))?;
+        let line = next_line(&mut lines).await?;
         let r: WorkerResult = serde_json::from_value(line)?;
         ack.merge(&r.ack);
         delivery.merge(&r.delivery);

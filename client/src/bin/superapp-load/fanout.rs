@@ -17,7 +17,7 @@ use superapp_client::{Connection, HttpClient, connect_raw};
 use tokio::sync::mpsc;
 
 use crate::hist::{Latency, Recorded, ms};
-use crate::setup::{Worker, job_file, report, users, wait_for_signal};
+use crate::setup::{Worker, next_line, report, users, wait_for_signal};
 
 #[derive(clap::Args)]
 pub struct FanoutArgs {
@@ -96,7 +96,6 @@ pub async fn run(server: &str, args: FanoutArgs) -> anyhow::Result<serde_json::V
 
     let (tx, mut lines) = mpsc::unbounded_channel();
     let mut workers = Vec::new();
-    let mut jobs = Vec::new();
     let per_worker = members.len().div_ceil(args.workers.max(1));
     for (w, chunk) in members.chunks(per_worker).enumerate() {
         let sessions = chunk
@@ -107,22 +106,14 @@ pub async fn run(server: &str, args: FanoutArgs) -> anyhow::Result<serde_json::V
                 (gateway.clone(), u.token.clone())
             })
             .collect();
-        let job = job_file(&FanoutJob {
+        let job = FanoutJob {
             sessions,
             conversation_id: group.conversation_id.clone(),
-        })?;
-        let path = job.path().display().to_string();
-        jobs.push(job);
-        workers.push(Worker::spawn(
-            &["fanout-worker".into(), "--job".into(), path],
-            tx.clone(),
-        )?);
+        };
+        workers.push(Worker::with_job("fanout-worker", &job, tx.clone())?);
     }
     for _ in 0..workers.len() {
-        lines
-            .recv()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("a worker died"))?;
+        next_line(&mut lines).await?;
     }
 
     // The owner sends on schedule; each text is its scheduled time.
@@ -161,10 +152,7 @@ pub async fn run(server: &str, args: FanoutArgs) -> anyhow::Result<serde_json::V
     let mut deliveries = 0;
     let mut last_delivery = first_send_us;
     for _ in 0..workers.len() {
-        let line = lines
-            .recv()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("a worker died"))?;
+        let line = next_line(&mut lines).await?;
         let r: FanoutResult = serde_json::from_value(line)?;
         delivery.merge(&r.delivery);
         deliveries += r.deliveries;

@@ -9,7 +9,7 @@ use superapp_client::futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
 use crate::procfs::{cpu_secs, rss_kib};
-use crate::setup::{Worker, job_file, report, users, wait_for_signal};
+use crate::setup::{Worker, report, users, wait_for_signal};
 
 #[derive(clap::Args)]
 pub struct IdleArgs {
@@ -62,7 +62,6 @@ pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Val
     let per_worker = args.sessions.div_ceil(args.workers.max(1));
     let started = Instant::now();
     let mut workers = Vec::new();
-    let mut jobs = Vec::new();
     let mut remaining = args.sessions;
     while remaining > 0 {
         let n = per_worker.min(remaining);
@@ -71,17 +70,12 @@ pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Val
             0 => server.to_string(),
             n => args.ws[workers.len() % n].clone(),
         };
-        let job = job_file(&IdleJob {
+        let job = IdleJob {
             server: gateway,
             sessions: n,
             tokens: tokens.clone(),
-        })?;
-        let path = job.path().display().to_string();
-        jobs.push(job);
-        workers.push(Worker::spawn(
-            &["idle-worker".into(), "--job".into(), path],
-            tx.clone(),
-        )?);
+        };
+        workers.push(Worker::with_job("idle-worker", &job, tx.clone())?);
     }
     let mut opened = 0;
     for _ in 0..workers.len() {

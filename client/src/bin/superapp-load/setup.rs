@@ -94,6 +94,8 @@ async fn register_and_log_in(
 pub struct Worker {
     child: Child,
     stdin: Option<ChildStdin>,
+    /// The job it reads, kept until the worker is gone.
+    _job: Option<tempfile::NamedTempFile>,
 }
 
 impl Worker {
@@ -117,7 +119,24 @@ impl Worker {
             }
         });
         let stdin = child.stdin.take();
-        Ok(Self { child, stdin })
+        Ok(Self {
+            child,
+            stdin,
+            _job: None,
+        })
+    }
+
+    /// Starts the hidden subcommand `<subcommand> --job FILE` with `job` written to FILE.
+    pub fn with_job<T: Serialize>(
+        subcommand: &str,
+        job: &T,
+        lines: mpsc::UnboundedSender<serde_json::Value>,
+    ) -> anyhow::Result<Self> {
+        let file = job_file(job)?;
+        let path = file.path().display().to_string();
+        let mut worker = Self::spawn(&[subcommand.into(), "--job".into(), path], lines)?;
+        worker._job = Some(file);
+        Ok(worker)
     }
 
     pub fn pid(&self) -> u32 {
@@ -140,8 +159,18 @@ impl Drop for Worker {
     }
 }
 
+/// The next line any worker printed; an error once every worker is gone.
+pub async fn next_line(
+    lines: &mut mpsc::UnboundedReceiver<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    lines
+        .recv()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("a worker died"))
+}
+
 /// Writes a job description where a worker can read it.
-pub fn job_file<T: Serialize>(job: &T) -> anyhow::Result<tempfile::NamedTempFile> {
+fn job_file<T: Serialize>(job: &T) -> anyhow::Result<tempfile::NamedTempFile> {
     let mut file = tempfile::NamedTempFile::new()?;
     serde_json::to_writer(&mut file, job)?;
     file.flush()?;

@@ -11,7 +11,7 @@ use superapp_client::{ClientError, Connection, SyncState, catch_up};
 use tokio::sync::mpsc;
 
 use crate::procfs::{peak_rss_kib, rss_kib};
-use crate::setup::{Worker, job_file, report, users, wait_for_signal};
+use crate::setup::{Worker, next_line, report, users, wait_for_signal};
 
 #[derive(clap::Args)]
 pub struct StormArgs {
@@ -59,7 +59,6 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
     }
     let (tx, mut lines) = mpsc::unbounded_channel();
     let mut workers = Vec::new();
-    let mut jobs = Vec::new();
     let per_worker = args.sessions.div_ceil(args.workers.max(1));
     let mut assigned = 0;
     while assigned < args.sessions {
@@ -68,23 +67,15 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
             .map(|s| people[s % people.len()].token.clone())
             .collect();
         assigned += n;
-        let job = job_file(&StormJob {
+        let job = StormJob {
             server: server.to_string(),
             tokens,
             jitter_ms: args.jitter_ms,
-        })?;
-        let path = job.path().display().to_string();
-        jobs.push(job);
-        workers.push(Worker::spawn(
-            &["storm-worker".into(), "--job".into(), path],
-            tx.clone(),
-        )?);
+        };
+        workers.push(Worker::with_job("storm-worker", &job, tx.clone())?);
     }
     for _ in 0..workers.len() {
-        lines
-            .recv()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("a worker died"))?;
+        next_line(&mut lines).await?;
     }
     let rss_before = rss_kib(args.server_pid)?;
     let started = Instant::now();
