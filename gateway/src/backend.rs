@@ -73,18 +73,21 @@ impl Backend for Local {
                 Ok(false) => return SessionStart::Revoked,
                 Err(_) => return SessionStart::Unknown,
             }
-            match self.chat.groups_of(claims.sub).await {
-                Ok(groups) => SessionStart::Live(groups),
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading a user's groups failed");
-                    SessionStart::Unknown
-                }
+            match self.groups_of(claims.sub).await {
+                Some(groups) => SessionStart::Live(groups),
+                None => SessionStart::Unknown,
             }
         })
     }
 
     fn groups_of(&self, user: u64) -> BoxFuture<'_, Option<Vec<u64>>> {
-        Box::pin(async move { self.chat.groups_of(user).await.ok() })
+        Box::pin(async move {
+            self.chat
+                .groups_of(user)
+                .await
+                .inspect_err(|e| tracing::warn!(error = %e, "reading a user's groups failed"))
+                .ok()
+        })
     }
 
     fn handle(
