@@ -68,14 +68,15 @@ impl Backend for Local {
 
     fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart> {
         Box::pin(async move {
-            match self.accounts.session_live(claims).await {
-                Ok(true) => {}
-                Ok(false) => return SessionStart::Revoked,
-                Err(_) => return SessionStart::Unknown,
-            }
-            match self.groups_of(claims.sub).await {
-                Some(groups) => SessionStart::Live(groups),
-                None => SessionStart::Unknown,
+            // Two stores, asked at once.
+            let (live, groups) = tokio::join!(
+                self.accounts.session_live(claims),
+                self.groups_of(claims.sub)
+            );
+            match (live, groups) {
+                (Ok(true), Some(groups)) => SessionStart::Live(groups),
+                (Ok(false), _) => SessionStart::Revoked,
+                _ => SessionStart::Unknown,
             }
         })
     }
