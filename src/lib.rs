@@ -29,7 +29,7 @@ use superapp_kit::metrics::{BATCH_SIZES, Registry};
 use superapp_kit::presence::{LocalPresence, Presence, RedisPresence};
 use superapp_kit::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use superapp_kit::redis_bus::RedisBus;
-use superapp_kit::rpc::{RpcClient, RpcServer};
+use superapp_kit::rpc::{CoreLease, RpcClient, RpcServer};
 use superapp_kit::secret::Secret;
 use superapp_kit::token::TokenSigner;
 use tokio::net::TcpListener;
@@ -42,6 +42,9 @@ pub struct Application {
     state: AppState,
     /// The core's request server, which gives its shard leases up when it stops.
     request_server: Option<tokio::task::JoinHandle<()>>,
+    /// The core lease's keeper, and the token that tells it the core has stopped.
+    core_lease: Option<tokio::task::JoinHandle<()>>,
+    core_stopped: CancellationToken,
 }
 
 impl Application {
@@ -68,6 +71,20 @@ impl Application {
             format!("{role:?}").to_lowercase(),
             &superapp_kit::token::random_token()[..16]
         );
+
+        let shutdown = CancellationToken::new();
+        // A core opens its stores only while it holds the core lease: a second
+        // core on the same data stands by here until the first is gone.
+        let core_lease = match (role, &config.redis.url) {
+            (Role::Core, Some(url)) => {
+                let ttl = Duration::from_millis(config.redis.lease_ttl_ms);
+                match CoreLease::acquire(url.expose(), &node, ttl, &shutdown).await? {
+                    Some(lease) => Some(lease),
+                    None => anyhow::bail!("stopped while standing by"),
+                }
+            }
+            _ => None,
+        };
 
         let (rooms, backend, core): (_, Arc<dyn Backend>, _) = match role {
             Role::Gateway => {
@@ -98,7 +115,6 @@ impl Application {
             }
         };
 
-        let shutdown = CancellationToken::new();
         let mut request_server = None;
         if let (Some(handler), Some(url)) = (core, &config.redis.url) {
             let server = RpcServer::new(
@@ -114,6 +130,9 @@ impl Application {
                 }
             }));
         }
+        let core_stopped = CancellationToken::new();
+        let core_lease = core_lease
+            .map(|lease| tokio::spawn(lease.keep(shutdown.clone(), core_stopped.clone())));
         let (presence, limits) = shared_state(&config, &clock).await?;
         let hub = Hub::start(
             bus.as_ref(),
@@ -129,6 +148,8 @@ impl Application {
         tracing::info!(%addr, ?role, "listening");
         Ok(Self {
             request_server,
+            core_lease,
+            core_stopped,
             listener,
             addr,
             state: AppState {
@@ -188,9 +209,13 @@ impl Application {
             tracing::warn!("sessions did not close within the deadline");
         }
         state.hub.stop();
+        let ttl = Duration::from_millis(state.config.redis.lease_ttl_ms);
         if let Some(server) = self.request_server {
-            let ttl = Duration::from_millis(state.config.redis.lease_ttl_ms);
             let _ = tokio::time::timeout(ttl, server).await;
+        }
+        self.core_stopped.cancel();
+        if let Some(keeper) = self.core_lease {
+            let _ = tokio::time::timeout(ttl, keeper).await;
         }
         tracing::info!("shut down");
         Ok(())

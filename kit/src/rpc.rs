@@ -419,6 +419,118 @@ impl RpcServer {
     }
 }
 
+/// The right to be the core: one process at a time holds `sa:core`. A
+/// second core started on the same data stands by until the key is free (its
+/// holder stopped, or died and the key expired), then takes it and opens the
+/// stores, which hold every acknowledged write. A holder that cannot renew the
+/// key in time stops itself, so two cores never write at once.
+pub struct CoreLease {
+    connection: redis::aio::ConnectionManager,
+    node: String,
+    ttl: Duration,
+}
+
+const CORE_KEY: &str = "sa:core";
+
+impl CoreLease {
+    /// Waits until this process holds the core lease, or `shutdown` fires.
+    pub async fn acquire(
+        url: &str,
+        node: &str,
+        ttl: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Self>, RpcError> {
+        let mut connection = redis::Client::open(url)?.get_connection_manager().await?;
+        let mut announced = false;
+        loop {
+            let taken: Option<String> = redis::cmd("SET")
+                .arg(CORE_KEY)
+                .arg(node)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .query_async(&mut connection)
+                .await?;
+            if taken.is_some() {
+                tracing::info!("rpc: core lease taken");
+                return Ok(Some(Self {
+                    connection,
+                    node: node.to_string(),
+                    ttl,
+                }));
+            }
+            if !announced {
+                tracing::info!("rpc: another core is active; standing by");
+                announced = true;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(ttl / 4) => {}
+            }
+        }
+    }
+
+    /// Renews the lease every quarter TTL until `shutdown`. When another core
+    /// holds it, or renewals have failed for two thirds of the TTL, fires
+    /// `shutdown` (this process must stop writing). Once `stopped` fires,
+    /// gives the lease up if it still holds it.
+    pub async fn keep(mut self, shutdown: CancellationToken, stopped: CancellationToken) {
+        // Renewed if still ours; taken again if gone (a Redis restart without
+        // persistence forgets it); lost only if another core holds it.
+        let renew = redis::Script::new(
+            r"
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+",
+        );
+        let mut valid_until = Instant::now() + self.ttl - self.ttl / 3;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.ttl / 4) => {}
+            }
+            let started = Instant::now();
+            let renewed: Result<i64, _> = renew
+                .key(CORE_KEY)
+                .arg(&self.node)
+                .arg(self.ttl.as_millis() as u64)
+                .invoke_async(&mut self.connection)
+                .await;
+            match renewed {
+                Ok(1) => valid_until = started + self.ttl - self.ttl / 3,
+                Ok(_) => {
+                    tracing::error!("rpc: core lease taken by another core; stopping");
+                    shutdown.cancel();
+                    return;
+                }
+                Err(e) if Instant::now() >= valid_until => {
+                    tracing::error!(error = %e, "rpc: core lease not renewed in time; stopping");
+                    shutdown.cancel();
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "rpc: core lease renewal failed; retrying"),
+            }
+        }
+        // Given up only once the requests in hand are answered and the
+        // stores are closed to new work.
+        stopped.cancelled().await;
+        let release = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+        );
+        let _: Result<i64, _> = release
+            .key(CORE_KEY)
+            .arg(&self.node)
+            .invoke_async(&mut self.connection)
+            .await;
+        tracing::info!("rpc: core lease released");
+    }
+}
+
 async fn answer(bus: &dyn Bus, handler: &Handler, envelope: Envelope, fence: Option<u64>) {
     let reply = handler(envelope.payload, fence).await;
     let mut framed = BytesMut::with_capacity(8 + reply.len());

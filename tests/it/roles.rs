@@ -510,6 +510,104 @@ async fn a_gateway_killed_mid_stream_loses_its_clients_to_another_and_nothing_el
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_core_takes_over_when_the_active_one_dies() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("core.toml");
+    std::fs::write(&config, "[redis]\nlease_ttl_ms = 2000\n").unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let args = [
+        "--role",
+        "core",
+        "--redis",
+        url.as_str(),
+        "--config",
+        config.as_str(),
+    ];
+    let (mut active, active_url, _) =
+        crate::durability::start_server_logging(data.path(), "info", &args);
+    // The standby shares the data and waits for the core lease; it logs its
+    // address only once it is the core.
+    let standby = {
+        let (dir, url, config) = (data.path().to_path_buf(), url.clone(), config.clone());
+        std::thread::spawn(move || {
+            let args = [
+                "--role",
+                "core",
+                "--redis",
+                url.as_str(),
+                "--config",
+                config.as_str(),
+            ];
+            crate::durability::start_server_logging(&dir, "info", &args)
+        })
+    };
+    let gateway = spawn_app_with(|c| {
+        c.server.role = Role::Gateway;
+        c.redis.url = Some(Secret::new(url.clone()));
+        c.redis.request_timeout_ms = 1_000;
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let http = superapp_client::HttpClient::new(active_url);
+    let (pa, pb) = (crate::helpers::fresh_phone(), crate::helpers::fresh_phone());
+    http.register(&pa, crate::helpers::PASSWORD, "Ann")
+        .await
+        .unwrap();
+    let bo = http
+        .register(&pb, crate::helpers::PASSWORD, "Bo")
+        .await
+        .unwrap();
+    let ann = http.login(&pa, crate::helpers::PASSWORD).await.unwrap();
+    let conn = Connection::connect(&gateway.base_url, &ann.access_token)
+        .await
+        .unwrap();
+    for i in 0..20 {
+        conn.send_text(bo.user_id, &format!("before-{i}"), "before")
+            .await
+            .unwrap();
+    }
+    assert!(
+        !standby.is_finished(),
+        "the standby opened while the core was alive"
+    );
+
+    active.kill().unwrap(); // SIGKILL: the lease is left to expire
+    active.wait().unwrap();
+    let (mut standby, standby_url, _) =
+        tokio::task::spawn_blocking(move || standby.join().unwrap())
+            .await
+            .unwrap();
+    // The standby serves the same data: every acked message is there, and
+    // the conversation goes on from the next seq.
+    let gateways = [gateway.base_url.clone()];
+    let conn = connect_retrying(&gateways, &mut 0, &ann.access_token).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let ack = loop {
+        match conn.send_text(bo.user_id, "after-0", "after").await {
+            Ok(ack) => break ack,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "no answer: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(ack.seq, 21);
+    let page = conn.pull(&ack.conversation_id, 0, 100).await.unwrap();
+    assert_eq!(page.messages.len(), 21);
+    let me = superapp_client::HttpClient::new(standby_url)
+        .me(&ann.access_token)
+        .await
+        .unwrap();
+    assert_eq!(me.user_id, ann.user_id);
+    standby.kill().unwrap();
+    standby.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_core_killed_and_restarted_keeps_every_acknowledged_message() {
     let Some(redis) = RedisServer::start() else {
         return;
