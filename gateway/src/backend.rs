@@ -143,13 +143,7 @@ fn unknown_request() -> response::Result {
 }
 
 fn unavailable() -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        "the core did not answer; retry",
-    );
-    e.retry_after_ms = Some(1_000);
-    e
+    ApiError::unavailable("the core did not answer; retry")
 }
 
 /// The gateway's side: every request goes to the core over Redis. With the

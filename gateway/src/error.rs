@@ -34,6 +34,22 @@ impl ApiError {
         }
     }
 
+    /// A dependency did not answer: retry in a second.
+    pub fn unavailable(message: &str) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        e.retry_after_ms = Some(1_000);
+        e
+    }
+
+    /// A route of the rooms this process does not run (a gateway).
+    pub fn sessions_only() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this process serves WebSocket sessions only",
+        )
+    }
+
     pub fn unauthorized(code: &'static str, message: &str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }

@@ -64,13 +64,7 @@ fn ids(list: Vec<Id>) -> Vec<u64> {
 }
 
 fn chat(state: &AppState) -> Result<&Chat, ApiError> {
-    state.chat.as_deref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "this process serves WebSocket sessions only",
-        )
-    })
+    state.chat.as_deref().ok_or_else(ApiError::sessions_only)
 }
 
 /// The caller and the path's group id; an id that cannot be one is an unknown group.

@@ -238,13 +238,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
 }
 
 fn accounts(state: &AppState) -> Result<&Arc<Accounts>, ApiError> {
-    state.accounts.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "this process serves WebSocket sessions only",
-        )
-    })
+    state.accounts.as_ref().ok_or_else(ApiError::sessions_only)
 }
 
 /// The claims of a live session, from `Authorization: Bearer`.
@@ -313,13 +307,7 @@ async fn presence(
     }
     let seen = state.presence.lookup(user_id).await.map_err(|e| {
         tracing::warn!(error = %e, "presence lookup failed");
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "presence is unavailable; retry",
-        );
-        e.retry_after_ms = Some(1_000);
-        e
+        ApiError::unavailable("presence is unavailable; retry")
     })?;
     Ok(Json(PresenceBody {
         user_id,

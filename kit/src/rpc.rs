@@ -26,6 +26,9 @@ use crate::bus::{Bus, BusMessage, Subscriber};
 use crate::clock::{Clock as _, SystemClock};
 use crate::metrics::{Counter, Gauge, Registry};
 
+/// Deletes a lease (KEYS[1]) only if this process (ARGV[1]) still holds it.
+const RELEASE_IF_HELD: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
 /// Shards of conversation-ordered requests.
 pub const SHARDS: u32 = 16;
 const ANY_QUEUE: &str = "sa:rq:any";
@@ -398,9 +401,7 @@ impl RpcServer {
             tracing::warn!("rpc: requests still in hand at shutdown; leases left to expire");
             return Ok(());
         }
-        let release = redis::Script::new(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
-        );
+        let release = redis::Script::new(RELEASE_IF_HELD);
         let held: Vec<(u32, Lease)> = leases
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -519,9 +520,7 @@ return 0
         // Given up only once the requests in hand are answered and the
         // stores are closed to new work.
         stopped.cancelled().await;
-        let release = redis::Script::new(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
-        );
+        let release = redis::Script::new(RELEASE_IF_HELD);
         let _: Result<i64, _> = release
             .key(CORE_KEY)
             .arg(&self.node)
