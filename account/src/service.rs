@@ -313,6 +313,7 @@ impl Accounts {
             kind: Some(bus_envelope::Kind::SessionRevoked(SessionRevoked {
                 session_id,
             })),
+            origin: 0,
         };
         self.bus
             .publish(&user_topic(user_id), Bytes::from(envelope.encode_to_vec()));

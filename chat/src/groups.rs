@@ -477,7 +477,7 @@ impl Chat {
     }
 
     pub(crate) fn publish_group(&self, group_id: u64, event: Event) {
-        self.publish_envelope(&group_topic(group_id), bus_envelope::Kind::Event(event));
+        self.publish_envelope(&group_topic(group_id), bus_envelope::Kind::Event(event), 0);
     }
 
     fn publish_membership(&self, user: u64, group_id: u64, joined: bool, event: Event) {
@@ -489,14 +489,25 @@ impl Chat {
         self.publish_envelope(
             &user_topic(user),
             bus_envelope::Kind::Membership(membership),
+            0,
         );
     }
 
-    pub(crate) fn publish_envelope(&self, topic: &str, kind: bus_envelope::Kind) {
-        let envelope = BusEnvelope { kind: Some(kind) };
-        self.bus
-            .publish(topic, Bytes::from(envelope.encode_to_vec()));
+    /// Publishes on `topic`; `origin` (or 0) is the connection whose
+    /// request caused it, which is not sent it.
+    pub(crate) fn publish_envelope(&self, topic: &str, kind: bus_envelope::Kind, origin: u64) {
+        self.bus.publish(topic, envelope(kind, origin));
     }
+}
+
+pub(crate) fn envelope(kind: bus_envelope::Kind, origin: u64) -> Bytes {
+    Bytes::from(
+        BusEnvelope {
+            kind: Some(kind),
+            origin,
+        }
+        .encode_to_vec(),
+    )
 }
 
 fn group_event(

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use prost::Message as _;
-use superapp_kit::bus::{SharedBus, user_topic};
+use superapp_kit::bus::{SharedBus, group_topic, user_topic};
 use superapp_kit::clock::SharedClock;
 use superapp_kit::ids::IdGen;
 use superapp_kit::metrics::{Counter, Histogram, LATENCY_SECONDS, Registry};
@@ -14,6 +14,7 @@ use superapp_proto::v1::{
 
 use crate::ChatError;
 use crate::group_store::{MAX_MENTIONS, NewGroupMessage, parse_group};
+use crate::groups::envelope;
 use crate::ports::Directory;
 use crate::store::{Appended, ChatStorage, InboxEntry, NewMessage, StoredMessage};
 
@@ -110,16 +111,24 @@ impl Chat {
     }
 
     /// Validates, appends durably, and only then publishes the message to the
-    /// recipient and to the sender's other devices.
+    /// recipient and to the sender's other devices: not to the connection it
+    /// came from (`origin`), whose copy is the ack.
     #[tracing::instrument(skip_all, fields(sender = sender))]
-    pub async fn send(&self, sender: u64, mut request: SendMessage) -> Result<SendAck, ChatError> {
+    pub async fn send(
+        &self,
+        sender: u64,
+        origin: u64,
+        mut request: SendMessage,
+    ) -> Result<SendAck, ChatError> {
         let body = validate_body(request.body.take())?;
         if request.client_msg_id.is_empty() || request.client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES
         {
             return Err(ChatError::InvalidClientMsgId);
         }
         if let Some(group_id) = parse_group(&request.conversation_id) {
-            return self.send_to_group(sender, group_id, request, body).await;
+            return self
+                .send_to_group(sender, origin, group_id, request, body)
+                .await;
         }
         let conversation = self
             .resolve(sender, &request.conversation_id, request.to_user)
@@ -142,7 +151,7 @@ impl Chat {
             .await?;
         self.append_seconds.observe(started.elapsed().as_secs_f64());
         if let Some(message) = self.stored(&appended, sender, request, body) {
-            self.publish(&[peer, sender], event::Kind::Message(message));
+            self.publish(&[peer, sender], origin, event::Kind::Message(message));
         }
         Ok(ack_of(appended))
     }
@@ -151,6 +160,7 @@ impl Chat {
     async fn send_to_group(
         &self,
         sender: u64,
+        origin: u64,
         group_id: u64,
         request: SendMessage,
         body: MessageBody,
@@ -174,11 +184,13 @@ impl Chat {
             .await?;
         self.append_seconds.observe(started.elapsed().as_secs_f64());
         if let Some(message) = self.stored(&appended, sender, request, body) {
-            self.publish_group(
-                group_id,
-                Event {
-                    kind: Some(event::Kind::Message(message)),
-                },
+            let event = Event {
+                kind: Some(event::Kind::Message(message)),
+            };
+            self.publish_envelope(
+                &group_topic(group_id),
+                bus_envelope::Kind::Event(event),
+                origin,
             );
         }
         Ok(ack_of(appended))
@@ -294,13 +306,14 @@ impl Chat {
         })
     }
 
-    /// Moves the read mark forward and tells the reader's devices and, in a
-    /// one-to-one chat, the peer. Group read marks are private, as in the apps
-    /// people know: a receipt to thousands of members per read would cost more
-    /// than the message.
+    /// Moves the read mark forward and tells the reader's other devices and,
+    /// in a one-to-one chat, the peer. Group read marks are private, as in the
+    /// apps people know: a receipt to thousands of members per read would cost
+    /// more than the message.
     pub async fn mark_read(
         &self,
         user: u64,
+        origin: u64,
         conversation_id: &str,
         seq: u64,
     ) -> Result<ReadAck, ChatError> {
@@ -327,7 +340,7 @@ impl Chat {
         };
         let mut readers = vec![user];
         readers.extend(peer);
-        self.publish(&readers, event::Kind::ReadReceipt(receipt));
+        self.publish(&readers, origin, event::Kind::ReadReceipt(receipt));
         Ok(ReadAck {
             conversation_id: conversation_id.to_string(),
             read_seq,
@@ -385,12 +398,14 @@ impl Chat {
             .ok_or(ChatError::UnknownConversation)
     }
 
-    fn publish(&self, users: &[u64], kind: event::Kind) {
+    /// One event to each user's topic, encoded once.
+    fn publish(&self, users: &[u64], origin: u64, kind: event::Kind) {
+        let envelope = envelope(
+            bus_envelope::Kind::Event(Event { kind: Some(kind) }),
+            origin,
+        );
         for &user in users {
-            let event = Event {
-                kind: Some(kind.clone()),
-            };
-            self.publish_envelope(&user_topic(user), bus_envelope::Kind::Event(event));
+            self.bus.publish(&user_topic(user), envelope.clone());
         }
     }
 }

@@ -314,10 +314,12 @@ fn append_in(c: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Appen
         },
     )?;
     let seq = appended.seq as i64;
-    // Member rows change only when created and when the sender's read mark
-    // moves: the list order comes from the conversation's last activity, so a
-    // message touches no per-member index.
-    for &member in &m.members {
+    // Member rows change only when created (with the conversation's first
+    // message) and when the sender's read mark moves: the list order comes
+    // from the conversation's last activity, so a message touches no
+    // per-member index.
+    let members: &[u64] = if seq == 1 { &m.members } else { &[] };
+    for &member in members {
         let peer = m
             .members
             .iter()

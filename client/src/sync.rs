@@ -2,23 +2,27 @@
 //!
 //! The store is the truth and push is a hint: a client remembers the highest
 //! seq it has per conversation, pulls everything above it on connect, and
-//! checks each pushed message against it.
+//! checks each pushed message against it. The connection that sent a message
+//! is not pushed it: its ack is its copy, recorded with [`SyncState::sent`].
 
 use crate::error::Result;
 use crate::ws::Connection;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use superapp_proto::v1::{Conversation, Message};
 
 /// Page sizes at the server's maxima: catching up should take few round trips.
 const CONVERSATION_PAGE: u32 = 200;
 const MESSAGE_PAGE: u32 = 500;
 
-/// The highest seq the client holds in each conversation; absent means none.
+/// The highest seq the client holds in each conversation (absent means none),
+/// and the seqs of its own acked messages above it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncState {
     #[serde(default)]
     seqs: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    acked: BTreeMap<String, BTreeSet<u64>>,
 }
 
 impl SyncState {
@@ -31,11 +35,34 @@ impl SyncState {
         self.seqs.get(conversation_id).copied().unwrap_or(0)
     }
 
-    /// Records that everything up to `seq` is held. Never moves backwards, so
-    /// a late or repeated message cannot make the client pull again.
+    /// Records that everything up to `seq` is held, and past it every own
+    /// message that follows without a gap. Never moves backwards, so a late or
+    /// repeated message cannot make the client pull again.
     pub fn advance(&mut self, conversation_id: &str, seq: u64) {
         let known = self.seqs.entry(conversation_id.to_owned()).or_insert(0);
         *known = (*known).max(seq);
+        if let Some(acked) = self.acked.get_mut(conversation_id) {
+            while acked.first().is_some_and(|&s| s <= *known + 1) {
+                if let Some(s) = acked.pop_first() {
+                    *known = (*known).max(s);
+                }
+            }
+            if acked.is_empty() {
+                self.acked.remove(conversation_id);
+            }
+        }
+    }
+
+    /// Records the ack of a message this connection sent: the server does not
+    /// push it back, so it counts as held once everything before it is.
+    pub fn sent(&mut self, conversation_id: &str, seq: u64) {
+        if seq > self.seq(conversation_id) {
+            self.acked
+                .entry(conversation_id.to_owned())
+                .or_default()
+                .insert(seq);
+            self.advance(conversation_id, 0);
+        }
     }
 
     /// Every conversation with its last held seq.
@@ -192,6 +219,38 @@ mod tests {
         assert_eq!(accept_live(&mut state, &message("b", 1)), Gap::Accept);
         assert_eq!(state.seq("a"), 7);
         assert_eq!(state.seq("b"), 1);
+    }
+
+    #[test]
+    fn an_own_ack_counts_once_everything_before_it_is_held() {
+        let mut state = SyncState::new();
+        state.advance("c", 2);
+        // The peer's 3 is still on its way when the own 4 is acked.
+        state.sent("c", 4);
+        assert_eq!(state.seq("c"), 2);
+        assert_eq!(accept_live(&mut state, &message("c", 3)), Gap::Accept);
+        assert_eq!(state.seq("c"), 4);
+        // The very next seq moves the state at once; an old one changes nothing.
+        state.sent("c", 5);
+        state.sent("c", 1);
+        assert_eq!(state.seq("c"), 5);
+        assert_eq!(accept_live(&mut state, &message("c", 6)), Gap::Accept);
+    }
+
+    #[test]
+    fn a_pull_past_an_own_ack_forgets_it() {
+        let mut state = SyncState::new();
+        state.sent("c", 3);
+        state.advance("c", 7);
+        state.sent("c", 9);
+        assert_eq!(state.seq("c"), 7);
+        state.advance("c", 8);
+        assert_eq!(state.seq("c"), 9);
+        assert_eq!(state, {
+            let mut s = SyncState::new();
+            s.advance("c", 9);
+            s
+        });
     }
 
     #[test]

@@ -33,10 +33,12 @@ pub trait Backend: Send + Sync + 'static {
     fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart>;
     /// The user's groups; None when they could not be read.
     fn groups_of(&self, user: u64) -> BoxFuture<'_, Option<Vec<u64>>>;
-    /// Answers one session request; every outcome is a response.
+    /// Answers one request that came from a user's connection (`origin`, see
+    /// [`crate::hub::Registration::connection`]); every outcome is a response.
     fn handle(
         &self,
         user: u64,
+        origin: u64,
         request: Option<client_frame::Request>,
     ) -> BoxFuture<'_, response::Result>;
 }
@@ -94,15 +96,17 @@ impl Backend for Local {
     fn handle(
         &self,
         user: u64,
+        origin: u64,
         request: Option<client_frame::Request>,
     ) -> BoxFuture<'_, response::Result> {
         Box::pin(async move {
             use client_frame::Request;
             let chat = &self.chat;
             let outcome = match request {
-                Some(Request::Send(send)) => {
-                    chat.send(user, send).await.map(response::Result::SendAck)
-                }
+                Some(Request::Send(send)) => chat
+                    .send(user, origin, send)
+                    .await
+                    .map(response::Result::SendAck),
                 Some(Request::ListConversations(list)) => chat
                     .conversations(user, list.limit, &list.cursor)
                     .await
@@ -112,7 +116,7 @@ impl Backend for Local {
                     .await
                     .map(response::Result::Messages),
                 Some(Request::MarkRead(mark)) => chat
-                    .mark_read(user, &mark.conversation_id, mark.seq)
+                    .mark_read(user, origin, &mark.conversation_id, mark.seq)
                     .await
                     .map(response::Result::ReadAck),
                 Some(Request::Ping(_)) => Ok(pong()),
@@ -257,6 +261,7 @@ impl Backend for Remote {
     fn handle(
         &self,
         user: u64,
+        origin: u64,
         request: Option<client_frame::Request>,
     ) -> BoxFuture<'_, response::Result> {
         Box::pin(async move {
@@ -267,6 +272,7 @@ impl Backend for Remote {
             let kind = core_request::Kind::User(UserRequest {
                 user_id: user,
                 frame: Some(ClientFrame { id: 0, request }),
+                origin,
             });
             match self.call(route, kind).await {
                 Some(core_response::Kind::Response(r)) => r.result.unwrap_or_else(unknown_request),
@@ -303,7 +309,7 @@ pub fn core_handler(local: Arc<Local>) -> Handler {
                     let request = u.frame.and_then(|f| f.request);
                     core_response::Kind::Response(superapp_proto::v1::Response {
                         id: 0,
-                        result: Some(local.handle(u.user_id, request).await),
+                        result: Some(local.handle(u.user_id, u.origin, request).await),
                     })
                 }
                 Some(core_request::Kind::Authenticate(a)) => {

@@ -152,7 +152,9 @@ impl Hub {
             node,
             backend,
             stopped: CancellationToken::new(),
-            next_connection: AtomicU64::new(1),
+            // A random start keeps ids apart across gateways: a request's
+            // origin travels through the core and back on the bus.
+            next_connection: AtomicU64::new(rand::random::<u64>() >> 1 | 1),
             sessions: metrics.gauge("gateway_sessions", "Open WebSocket sessions."),
             frames_out: metrics.counter("gateway_frames_out_total", "Frames queued to sessions."),
             slow_consumers: metrics.counter(
@@ -398,6 +400,9 @@ impl Hub {
             tracing::warn!(topic, "undecodable bus message dropped");
             return;
         };
+        // The connection whose request caused the event has its copy already.
+        let origin = envelope.origin;
+        let addressed = |handle: &&SessionHandle| origin == 0 || handle.connection != origin;
         let mut local = self.lock();
         match (kind, envelope.kind) {
             ("g", Some(bus_envelope::Kind::Event(event))) => {
@@ -410,13 +415,14 @@ impl Hub {
                     .filter_map(|user| local.users.get(user))
                     .filter(|e| !e.stale)
                     .flat_map(|e| &e.devices)
+                    .filter(addressed)
                 {
                     self.queue(handle, frame.clone());
                 }
             }
             ("u", Some(bus_envelope::Kind::Event(event))) => {
                 let frame = event_frame(event);
-                for handle in local.devices(id) {
+                for handle in local.devices(id).iter().filter(addressed) {
                     self.queue(handle, frame.clone());
                 }
             }
@@ -487,6 +493,12 @@ pub struct Registration {
 impl Registration {
     pub fn kick(&self) -> &Kick {
         &self.kick
+    }
+
+    /// This connection's id: unique on this process, and across processes in
+    /// practice (each process counts from a random start).
+    pub fn connection(&self) -> u64 {
+        self.connection
     }
 }
 

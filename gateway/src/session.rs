@@ -58,6 +58,8 @@ struct Session {
     user_key: String,
     /// Requests refused for rate in a row; past the abuse limit the session closes.
     strikes: u32,
+    /// Names this connection as the origin of its requests.
+    connection: u64,
     last_seen: Instant,
 }
 
@@ -75,6 +77,7 @@ pub async fn run(socket: WebSocket, state: AppState, claims: Claims, metrics: Ar
         claims,
         metrics,
         strikes: 0,
+        connection: registration.connection(),
         last_seen: Instant::now(),
     };
     tracing::debug!(user_id = claims.sub, "session opened");
@@ -224,7 +227,7 @@ impl Session {
                 self.strikes = 0;
                 self.state
                     .backend
-                    .handle(self.claims.sub, frame.request)
+                    .handle(self.claims.sub, self.connection, frame.request)
                     .await
             }
         };

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use superapp_client::proto::v1::{Event, event};
 use superapp_client::{SyncState, catch_up};
 
-use crate::helpers::{next_message, spawn_app, spawn_app_with, text_of};
+use crate::helpers::{next_message, next_receipt, spawn_app, spawn_app_with, text_of};
 
 fn code<T: std::fmt::Debug>(r: Result<T, superapp_client::ClientError>) -> String {
     r.unwrap_err().code().unwrap().to_string()
@@ -287,17 +286,7 @@ async fn reading_sends_a_receipt_and_own_messages_are_never_unread() {
 
     let read = b_conn.mark_read(&conversation, 2).await.unwrap();
     assert_eq!(read.read_seq, 2);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let receipt = loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match a_conn.next_event(left).await {
-            Some(Event {
-                kind: Some(event::Kind::ReadReceipt(r)),
-            }) => break r,
-            Some(_) => continue,
-            None => panic!("no receipt"),
-        }
-    };
+    let receipt = next_receipt(&a_conn).await;
     assert_eq!((receipt.reader, receipt.read_seq), (b.id, 2));
     let theirs = b_conn
         .list_conversations(10, "")

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use superapp_client::Connection;
-use superapp_client::proto::v1::{Event, GroupEvent, event, group_event};
+use superapp_client::proto::v1::group_event;
 
-use crate::helpers::{TestApp, User, next_message, spawn_app, text_of};
+use crate::helpers::{
+    TestApp, User, next_group_event, next_message, no_message, spawn_app, text_of,
+};
 
 async fn api(app: &TestApp, who: &User, method: &str, path: &str, body: Value) -> (u16, Value) {
     let body = (!body.is_null()).then_some(&body);
@@ -29,37 +31,12 @@ fn code<T: std::fmt::Debug>(r: Result<T, superapp_client::ClientError>) -> Strin
     r.unwrap_err().code().unwrap().to_string()
 }
 
-/// The next group event within a few seconds, skipping messages.
-pub(crate) async fn next_group_event(conn: &Connection) -> GroupEvent {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match conn.next_event(left).await {
-            Some(Event {
-                kind: Some(event::Kind::Group(g)),
-            }) => return g,
-            Some(_) => continue,
-            None => panic!("no group event arrived"),
-        }
-    }
-}
-
 async fn say(
     conn: &Connection,
     group_id: u64,
     id: &str,
 ) -> superapp_client::Result<superapp_client::proto::v1::SendAck> {
     conn.send_group_text(group_id, id, "hi", &[], false).await
-}
-
-/// Nothing but group events (or nothing) arrives for a moment.
-pub(crate) async fn no_message(conn: &Connection) {
-    while let Some(e) = conn.next_event(Duration::from_millis(300)).await {
-        assert!(
-            !matches!(e.kind, Some(event::Kind::Message(_))),
-            "unexpected message {e:?}"
-        );
-    }
 }
 
 async fn users(app: &TestApp, names: &[&str]) -> Vec<User> {
@@ -81,6 +58,7 @@ async fn a_group_is_created_messaged_once_and_listed_beside_direct_chats() {
         app.connect(&ann).await,
         app.connect(&bo).await,
     );
+    let owner_tablet = app.connect(&owner).await;
     let group = app
         .http
         .create_group(&owner.tokens.access_token, "Hikers", &[ann.id, bo.id])
@@ -108,7 +86,9 @@ async fn a_group_is_created_messaged_once_and_listed_beside_direct_chats() {
         (ack.seq, ack.conversation_id.as_str()),
         (1, group.conversation_id.as_str())
     );
-    for conn in [&ac, &bc, &oc] {
+    // Every member's devices hear it, the sender's other device too; the
+    // sending connection has the ack instead.
+    for conn in [&ac, &bc, &owner_tablet] {
         let m = next_message(conn).await;
         assert_eq!(
             (
@@ -120,6 +100,7 @@ async fn a_group_is_created_messaged_once_and_listed_beside_direct_chats() {
             (group.conversation_id.as_str(), 1, "hello all", vec![ann.id])
         );
     }
+    no_message(&oc).await;
     // Retries are idempotent, as in one-to-one chats.
     let again = oc
         .send_group_text(group.group_id, "m1", "hello all", &[ann.id], false)

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use superapp::Application;
-use superapp_client::proto::v1::{Event, Message, event};
+use superapp_client::proto::v1::{GroupEvent, Message, ReadReceipt, event};
 use superapp_client::{Connection, HttpClient, Tokens};
 use superapp_kit::config::Config;
 use tokio_util::sync::CancellationToken;
@@ -101,18 +101,77 @@ impl TestApp {
     }
 }
 
-/// The next message event within a few seconds, skipping other events.
-pub async fn next_message(conn: &Connection) -> Message {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+/// The first event within `wait` that `pick` takes, skipping the others.
+async fn next_picked<T>(
+    conn: &Connection,
+    wait: Duration,
+    pick: impl Fn(event::Kind) -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match conn.next_event(left).await {
-            Some(Event {
-                kind: Some(event::Kind::Message(m)),
-            }) => return m,
-            Some(_) => continue,
-            None => panic!("no message event arrived"),
+        if let Some(picked) = conn.next_event(left).await?.kind.and_then(&pick) {
+            return Some(picked);
         }
+    }
+}
+
+fn message(kind: event::Kind) -> Option<Message> {
+    match kind {
+        event::Kind::Message(m) => Some(m),
+        _ => None,
+    }
+}
+
+fn receipt(kind: event::Kind) -> Option<ReadReceipt> {
+    match kind {
+        event::Kind::ReadReceipt(r) => Some(r),
+        _ => None,
+    }
+}
+
+fn group_event(kind: event::Kind) -> Option<GroupEvent> {
+    match kind {
+        event::Kind::Group(g) => Some(g),
+        _ => None,
+    }
+}
+
+/// The next group event within a few seconds, skipping other events.
+pub async fn next_group_event(conn: &Connection) -> GroupEvent {
+    next_picked(conn, Duration::from_secs(5), group_event)
+        .await
+        .expect("no group event arrived")
+}
+
+/// How long a test waits to be sure an event does not come.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// The next message event within a few seconds, skipping other events.
+pub async fn next_message(conn: &Connection) -> Message {
+    next_picked(conn, Duration::from_secs(5), message)
+        .await
+        .expect("no message event arrived")
+}
+
+/// Asserts that no message event arrives for a while (other events are skipped).
+pub async fn no_message(conn: &Connection) {
+    if let Some(m) = next_picked(conn, QUIET, message).await {
+        panic!("unexpected message {} #{}", m.conversation_id, m.seq);
+    }
+}
+
+/// The next read receipt within a few seconds, skipping other events.
+pub async fn next_receipt(conn: &Connection) -> ReadReceipt {
+    next_picked(conn, Duration::from_secs(5), receipt)
+        .await
+        .expect("no read receipt arrived")
+}
+
+/// Asserts that no read receipt arrives for a while.
+pub async fn no_receipt(conn: &Connection) {
+    if let Some(r) = next_picked(conn, QUIET, receipt).await {
+        panic!("unexpected receipt {r:?}");
     }
 }
 

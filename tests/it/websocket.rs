@@ -11,7 +11,9 @@ use superapp_client::proto::v1::{
 use superapp_client::tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use superapp_client::{Connection, connect_raw};
 
-use crate::helpers::{TestApp, User, next_message, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, User, next_message, next_receipt, no_message, no_receipt, spawn_app, spawn_app_with,
+};
 
 type Socket = superapp_client::tokio_tungstenite::WebSocketStream<
     superapp_client::tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
@@ -316,6 +318,18 @@ async fn every_device_of_a_user_receives_every_message() {
             (ack.seq, a.id, ack.conversation_id.as_str())
         );
     }
+    // The connection that sent it has the ack as its copy.
+    no_message(&a_phone).await;
+    let read = b_phone
+        .mark_read(&ack.conversation_id, ack.seq)
+        .await
+        .unwrap();
+    assert_eq!(read.read_seq, ack.seq);
+    for device in [&a_phone, &a_tablet, &b_laptop] {
+        let receipt = next_receipt(device).await;
+        assert_eq!((receipt.reader, receipt.read_seq), (b.id, ack.seq));
+    }
+    no_receipt(&b_phone).await;
 }
 
 #[tokio::test]
@@ -441,13 +455,16 @@ async fn with_redis_configured_live_delivery_goes_through_redis() {
     let b_phone = app.connect(&b).await;
     let b_laptop = app.connect(&b).await;
     let a_conn = app.connect(&a).await;
+    let a_tablet = app.connect(&a).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // subscriptions reach redis
     let ack = a_conn.send_text(b.id, "r1", "through redis").await.unwrap();
     for device in [&b_phone, &b_laptop] {
         assert_eq!(next_message(device).await.seq, ack.seq);
     }
     let reply = b_phone.send_text(a.id, "r2", "back").await.unwrap();
-    // Ann's session first sees her own message (every device of the sender gets it).
-    assert_eq!(next_message(&a_conn).await.seq, ack.seq);
+    // Ann's other device gets her message too; the connection that sent it
+    // has the ack, and next hears the reply.
+    assert_eq!(next_message(&a_tablet).await.seq, ack.seq);
+    assert_eq!(next_message(&a_tablet).await.seq, reply.seq);
     assert_eq!(next_message(&a_conn).await.seq, reply.seq);
 }

@@ -259,6 +259,7 @@ pub async fn measure(
         };
         running.push(Worker::with_job("direct-worker", &job, tx.clone())?);
     }
+    drop(tx);
     let cpu = match target.pid {
         Some(pid) => {
             let wait = start_unix_ms.saturating_sub(now_unix_ms());

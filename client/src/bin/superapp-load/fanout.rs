@@ -112,6 +112,7 @@ pub async fn run(server: &str, args: FanoutArgs) -> anyhow::Result<serde_json::V
         };
         workers.push(Worker::with_job("fanout-worker", &job, tx.clone())?);
     }
+    drop(tx);
     for _ in 0..workers.len() {
         next_line(&mut lines).await?;
     }

@@ -9,7 +9,7 @@ use superapp_client::futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
 use crate::procfs::{cpu_secs, rss_kib};
-use crate::setup::{Worker, report, users, wait_for_signal};
+use crate::setup::{Worker, next_line, report, users, wait_for_signal};
 
 #[derive(clap::Args)]
 pub struct IdleArgs {
@@ -77,9 +77,10 @@ pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Val
         };
         workers.push(Worker::with_job("idle-worker", &job, tx.clone())?);
     }
+    drop(tx);
     let mut opened = 0;
     for _ in 0..workers.len() {
-        let line = lines.recv().await.unwrap_or_default();
+        let line = next_line(&mut lines).await?;
         opened += line["open"].as_u64().unwrap_or(0) as usize;
     }
     let open_secs = started.elapsed().as_secs_f64();

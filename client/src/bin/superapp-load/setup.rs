@@ -34,6 +34,9 @@ pub async fn users(server: &str, count: usize) -> anyhow::Result<Vec<LoadUser>> 
         && let Ok((saved_ms, cached)) = serde_json::from_slice::<(u64, Vec<LoadUser>)>(&bytes)
         && cached.len() >= count
         && now_ms().saturating_sub(saved_ms) < 12 * 60 * 1000
+        // The server may be a new one at the same address.
+        && let Some(first) = cached.first()
+        && HttpClient::new(server).me(&first.token).await.is_ok()
     {
         return Ok(cached.into_iter().take(count).collect());
     }
@@ -159,14 +162,19 @@ impl Drop for Worker {
     }
 }
 
-/// The next line any worker printed; an error once every worker is gone.
+/// The next line any worker printed; an error when a worker failed, or once
+/// every worker is gone.
 pub async fn next_line(
     lines: &mut mpsc::UnboundedReceiver<serde_json::Value>,
 ) -> anyhow::Result<serde_json::Value> {
-    lines
+    let line = lines
         .recv()
         .await
-        .ok_or_else(|| anyhow::anyhow!("a worker died"))
+        .ok_or_else(|| anyhow::anyhow!("a worker died"))?;
+    match line["error"].as_str() {
+        Some(e) => anyhow::bail!("a worker failed: {e}"),
+        None => Ok(line),
+    }
 }
 
 /// Writes a job description where a worker can read it.

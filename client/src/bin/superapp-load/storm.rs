@@ -74,6 +74,7 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
         };
         workers.push(Worker::with_job("storm-worker", &job, tx.clone())?);
     }
+    drop(tx);
     for _ in 0..workers.len() {
         next_line(&mut lines).await?;
     }
