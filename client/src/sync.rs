@@ -42,10 +42,9 @@ impl SyncState {
         let known = self.seqs.entry(conversation_id.to_owned()).or_insert(0);
         *known = (*known).max(seq);
         if let Some(acked) = self.acked.get_mut(conversation_id) {
-            while acked.first().is_some_and(|&s| s <= *known + 1) {
-                if let Some(s) = acked.pop_first() {
-                    *known = (*known).max(s);
-                }
+            while let Some(&s) = acked.first().filter(|&&s| s <= *known + 1) {
+                acked.pop_first();
+                *known = (*known).max(s);
             }
             if acked.is_empty() {
                 self.acked.remove(conversation_id);
