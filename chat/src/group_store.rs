@@ -446,9 +446,10 @@ impl SqliteChatStore {
     fn act<T, F>(&self, f: F) -> Outcome<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ChatError> + Send + 'static,
+        F: FnMut(&Connection) -> Result<T, ChatError> + Send + 'static,
     {
         let db = self.db.clone();
+        let mut f = f;
         Box::pin(async move { db.write(move |c| split(f(c))).await? })
     }
 

@@ -2,9 +2,14 @@
 //! a small pool of reader connections, and versioned migrations.
 //!
 //! Why one writer thread: SQLite allows one writer at a time, and a durable commit
-//! costs an fsync. The writer drains every job that is waiting, runs each in its
-//! own savepoint inside one transaction, commits once, and only then answers each
-//! caller. Under load many acks share one fsync; an answer always means durable.
+//! costs an fsync. The writer drains every job that is waiting, runs them all in
+//! one transaction, commits once, and only then answers each caller. Under load
+//! many acks share one fsync; an answer always means durable.
+//!
+//! A job that fails must undo only its own writes. Jobs check their rules before
+//! they write, so one fails only on a SQL error, which is rare: the writer runs a
+//! batch without savepoints, and only when a job fails rolls the batch back and
+//! runs it again with each job in its own savepoint.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
@@ -25,10 +30,46 @@ pub enum StoreError {
     Closed,
 }
 
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-/// Runs its work on the connection, or with None only reports that the batch
-/// failed before it ran; either way it returns what answers the caller.
-type Job = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
+/// A write waiting for the writer thread.
+trait Job: Send {
+    /// Runs the work (again, if its batch starts over); false when it failed.
+    fn run(&mut self, conn: &Connection, in_savepoint: bool) -> bool;
+    /// Answers the caller once the batch's transaction committed or failed.
+    fn answer(self: Box<Self>, committed: Result<(), String>);
+}
+
+struct Write<R, F> {
+    work: F,
+    outcome: Option<Result<R, rusqlite::Error>>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<R, F> Job for Write<R, F>
+where
+    R: Send,
+    F: FnMut(&Connection) -> Result<R, rusqlite::Error> + Send,
+{
+    fn run(&mut self, conn: &Connection, in_savepoint: bool) -> bool {
+        let outcome = if in_savepoint {
+            run_in_savepoint(conn, &mut self.work)
+        } else {
+            (self.work)(conn)
+        };
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), String>) {
+        let result = match (self.outcome, committed) {
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (Some(Err(e)), _) => Err(StoreError::Sqlite(e)),
+            (Some(Ok(_)) | None, Err(e)) => Err(StoreError::Commit(e)),
+            (None, Ok(())) => Err(StoreError::Commit("not run".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
 
 /// Most jobs committed in one transaction. Bounds the latency of the first job
 /// of a batch while still sharing one fsync among many.
@@ -48,7 +89,7 @@ struct Inner {
     path: PathBuf,
     /// The writer thread's queue; dropping the last handle ends the thread once
     /// it has committed what it holds.
-    jobs: std_mpsc::Sender<Job>,
+    jobs: std_mpsc::Sender<Box<dyn Job>>,
     readers: Mutex<Vec<Connection>>,
     reader_slots: tokio::sync::Semaphore,
     /// Dropped with the database, which ends the checkpointer thread.
@@ -76,7 +117,7 @@ impl Database {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         migrate(&mut conn, migrations)?;
         let checkpointer = start_checkpointer(path)?;
-        let (tx, rx) = std_mpsc::channel::<Job>();
+        let (tx, rx) = std_mpsc::channel::<Box<dyn Job>>();
         let name = format!(
             "sqlite-writer-{}",
             path.file_stem().and_then(|s| s.to_str()).unwrap_or("db")
@@ -97,24 +138,19 @@ impl Database {
     }
 
     /// Runs `f` inside the writer's current transaction and answers once that
-    /// transaction is durable. An `Err` from `f` rolls back only `f`'s own writes.
+    /// transaction is durable. An `Err` from `f` rolls back only `f`'s own
+    /// writes. `f` may run twice (the first run rolled back), so it must not
+    /// change anything outside the connection.
     pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+        F: FnMut(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel::<Result<R, StoreError>>();
-        let job: Job = Box::new(move |conn: Option<&Connection>| {
-            let outcome = conn.map(|conn| run_in_savepoint(conn, f));
-            Box::new(move |committed: Result<(), String>| {
-                let result = match (outcome, committed) {
-                    (Some(Ok(value)), Ok(())) => Ok(value),
-                    (Some(Err(e)), _) => Err(StoreError::Sqlite(e)),
-                    (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(StoreError::Commit(e)),
-                    (None, Ok(())) => Err(StoreError::Commit("not run".into())),
-                };
-                let _ = reply.send(result);
-            })
+        let job: Box<dyn Job> = Box::new(Write {
+            work: f,
+            outcome: None,
+            reply,
         });
         self.inner.jobs.send(job).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -200,8 +236,8 @@ fn run_in_savepoint<R>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error>,
 ) -> Result<R, rusqlite::Error> {
-    // Cached statements: these run once per job, so parsing them each time
-    // would show in the writer's profile.
+    // Cached statements: parsing them for each job would show in the
+    // writer's profile.
     conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     match f(conn) {
         Ok(value) => {
@@ -218,7 +254,7 @@ fn run_in_savepoint<R>(
 
 fn writer_loop(
     conn: Connection,
-    jobs: std_mpsc::Receiver<Job>,
+    jobs: std_mpsc::Receiver<Box<dyn Job>>,
     batch_sizes: Option<Arc<Histogram>>,
 ) {
     while let Ok(first) = jobs.recv() {
@@ -239,41 +275,55 @@ fn writer_loop(
     }
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Job>) -> Result<(), String> {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let reason = e.to_string();
-        // No job runs; every caller learns its write did not happen.
-        for job in batch {
-            job(None)(Err(reason.clone()));
-        }
-        return Err(reason);
-    }
-    let mut failed: Option<String> = None;
-    let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) -> Result<(), String> {
+    let committed = match attempt(conn, &mut batch, false) {
+        Err(Failure::Job) => attempt(conn, &mut batch, true),
+        other => other,
+    };
+    let committed = committed.map_err(|failure| match failure {
+        Failure::Transaction(reason) => reason,
+        Failure::Job => "a job failed".to_string(),
+    });
     for job in batch {
-        if failed.is_some() {
-            completions.push(job(None));
-            continue;
-        }
-        completions.push(job(Some(conn)));
+        job.answer(committed.clone());
+    }
+    committed
+}
+
+enum Failure {
+    /// A job failed outside a savepoint: the batch was rolled back.
+    Job,
+    /// The transaction could not begin or commit, or SQLite rolled it back.
+    Transaction(String),
+}
+
+/// Runs every job in one transaction and commits it. Without savepoints the
+/// first failing job rolls the whole batch back; with them it undoes only its
+/// own writes and the rest commit.
+fn attempt(conn: &Connection, batch: &mut [Box<dyn Job>], savepoints: bool) -> Result<(), Failure> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| Failure::Transaction(e.to_string()))?;
+    for job in batch.iter_mut() {
+        let ok = job.run(conn, savepoints);
         // SQLite rolls back the whole transaction on some errors (I/O, disk
         // full). Later jobs must not run in autocommit mode, committing on their
         // own while their callers are told the batch failed.
         if conn.is_autocommit() {
-            failed = Some("the transaction was rolled back".into());
+            return Err(Failure::Transaction(
+                "the transaction was rolled back".into(),
+            ));
+        }
+        if !ok && !savepoints {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(Failure::Job);
         }
     }
-    let outcome = match failed {
-        Some(reason) => Err(reason),
-        None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
-    };
-    if outcome.is_err() && !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    for done in completions {
-        done(outcome.clone());
-    }
-    outcome
+    conn.execute_batch("COMMIT").map_err(|e| {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        Failure::Transaction(e.to_string())
+    })
 }
 
 #[cfg(test)]
@@ -327,6 +377,42 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(keys, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_started_over_after_a_failure_applies_each_job_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("t.db"), SCHEMA, None).unwrap();
+        db.write(|c| c.execute("INSERT INTO t VALUES (0, '0')", []))
+            .await
+            .unwrap();
+        // A slow job holds the writer while the rest queue up as one batch.
+        let slow = db.write(|c| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            c.execute("INSERT INTO t VALUES (1, 'slow')", [])
+        });
+        let bump =
+            || db.write(|c| c.execute("UPDATE t SET v = CAST(v AS INTEGER) + 1 WHERE k = 0", []));
+        let (slow, before, failing, after) = tokio::join!(
+            slow,
+            bump(),
+            // Writes, then fails: its own write must go, the others' stay.
+            db.write(|c| {
+                c.execute("INSERT INTO t VALUES (2, 'undone')", [])?;
+                c.execute("INSERT INTO t VALUES (1, 'duplicate key')", [])
+            }),
+            bump(),
+        );
+        assert!(slow.is_ok() && before.is_ok() && after.is_ok());
+        assert!(matches!(failing, Err(StoreError::Sqlite(_))));
+        let rows: Vec<(i64, String)> = db
+            .read(|c| {
+                let mut s = c.prepare("SELECT k, v FROM t ORDER BY k")?;
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![(0, "2".into()), (1, "slow".into())]);
     }
 
     #[test]
