@@ -1,7 +1,8 @@
 //! *reconnect storm*: N sessions, each synced, are dropped at once and
 //! reconnect with random jitter; each catches up (lists its conversations and
-//! pulls what it lacks). Reports the time until every one has resynced and the
-//! server's peak memory during the storm.
+//! pulls what it lacks). Reports the time until every one has resynced, how
+//! long each session's connect and catch-up took, and the server's peak memory
+//! during the storm.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use superapp_client::{ClientError, Connection, SyncState, catch_up};
 use tokio::sync::mpsc;
 
+use crate::hist::{Latency, Recorded};
 use crate::procfs::{peak_rss_kib, rss_kib};
 use crate::setup::{Worker, next_line, report, users, wait_for_signal};
 
@@ -41,6 +43,10 @@ struct StormResult {
     resynced: u64,
     retries: u64,
     last_ms: f64,
+    /// Per resynced session: the WebSocket handshake (with the server's session
+    /// start), then the catch-up (list and pulls), of the attempt that worked.
+    connect: Recorded,
+    catch_up: Recorded,
 }
 
 pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Value> {
@@ -85,6 +91,7 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
     }
     let mut peak = rss_before;
     let mut total = StormResult::default();
+    let (mut connect, mut caught_up) = (Latency::default(), Latency::default());
     let mut done = 0;
     while done < workers.len() {
         tokio::select! {
@@ -93,6 +100,8 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
                 total.resynced += r.resynced;
                 total.retries += r.retries;
                 total.last_ms = total.last_ms.max(r.last_ms);
+                connect.merge(&r.connect);
+                caught_up.merge(&r.catch_up);
                 done += 1;
             }
             _ = tokio::time::sleep(Duration::from_millis(50)) => {
@@ -115,6 +124,15 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
         "all resynced in   {:.2} s after the drop (slowest session {:.0} ms)",
         elapsed, total.last_ms
     );
+    let (connect, caught_up) = (connect.summary(), caught_up.summary());
+    for (name, s) in [("connect", connect), ("catch-up", caught_up)] {
+        println!(
+            "{name:<17} p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            s.p50_us as f64 / 1000.0,
+            s.p99_us as f64 / 1000.0,
+            s.max_us as f64 / 1000.0
+        );
+    }
     println!(
         "server RSS        {rss_before} KiB before, {peak} KiB peak sampled (process high-water mark {hwm} KiB)"
     );
@@ -126,6 +144,8 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
         "resynced": total.resynced,
         "retries": total.retries,
         "seconds_until_all_resynced": elapsed,
+        "connect": connect,
+        "catch_up": caught_up,
         "rss_before_kib": rss_before,
         "rss_peak_kib": peak,
         "rss_high_water_mark_kib": hwm,
@@ -140,7 +160,7 @@ pub async fn worker(job: StormJob) -> anyhow::Result<()> {
             tokio::spawn(async move { resync(&server, &token, &mut 0).await })
         });
         for task in opened.collect::<Vec<_>>() {
-            sessions.push(task.await??);
+            sessions.push(task.await??.0);
         }
     }
     report(&serde_json::json!({ "ready": sessions.len() }));
@@ -156,33 +176,47 @@ pub async fn worker(job: StormJob) -> anyhow::Result<()> {
                 let wait = rand::rng().random_range(0..=jitter);
                 tokio::time::sleep(Duration::from_millis(wait)).await;
                 let mut retries = 0;
-                let conn = resync(&server, &token, &mut retries).await;
-                (conn.is_ok(), retries, dropped.elapsed())
+                let resynced = resync(&server, &token, &mut retries).await;
+                (resynced.ok(), retries, dropped.elapsed())
             })
         })
         .collect();
     let mut result = StormResult::default();
+    let (mut connect, mut caught_up) = (Latency::default(), Latency::default());
     for task in tasks {
-        let (ok, retries, took) = task.await?;
-        result.resynced += u64::from(ok);
+        let (resynced, retries, took) = task.await?;
+        if let Some((_conn, connect_took, catch_up_took)) = resynced {
+            result.resynced += 1;
+            connect.record(connect_took);
+            caught_up.record(catch_up_took);
+        }
         result.retries += retries;
         result.last_ms = result.last_ms.max(took.as_secs_f64() * 1000.0);
     }
+    result.connect = connect.export();
+    result.catch_up = caught_up.export();
     report(&serde_json::to_value(&result)?);
     Ok(())
 }
 
-/// Connects and catches up from nothing, retrying after refusals.
-async fn resync(server: &str, token: &str, retries: &mut u64) -> anyhow::Result<Connection> {
+/// Connects and catches up from nothing, retrying after refusals; returns
+/// the connection and how long the working attempt's connect and catch-up took.
+async fn resync(
+    server: &str,
+    token: &str,
+    retries: &mut u64,
+) -> anyhow::Result<(Connection, Duration, Duration)> {
     let mut backoff = Duration::from_millis(50);
     loop {
         let attempt = async {
+            let started = Instant::now();
             let conn = Connection::connect(server, token).await?;
+            let connected = Instant::now();
             catch_up(&conn, &mut SyncState::new()).await?;
-            Ok::<_, ClientError>(conn)
+            Ok::<_, ClientError>((conn, connected - started, connected.elapsed()))
         };
         match attempt.await {
-            Ok(conn) => return Ok(conn),
+            Ok(resynced) => return Ok(resynced),
             Err(e) if *retries < 20 => {
                 *retries += 1;
                 let wait = e
