@@ -443,13 +443,12 @@ fn split<T>(outcome: Result<T, ChatError>) -> rusqlite::Result<Result<T, ChatErr
 
 impl SqliteChatStore {
     /// Runs a group operation on the writer.
-    fn act<T, F>(&self, f: F) -> Outcome<T>
+    fn act<T, F>(&self, mut f: F) -> Outcome<T>
     where
         T: Send + 'static,
         F: FnMut(&Connection) -> Result<T, ChatError> + Send + 'static,
     {
         let db = self.db.clone();
-        let mut f = f;
         Box::pin(async move { db.write(move |c| split(f(c))).await? })
     }
 
