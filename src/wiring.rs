@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use superapp_account::Accounts;
 use superapp_chat::Directory;
+use superapp_chat::model::UserId;
 use superapp_kit::BoxFuture;
 
 /// Most user ids remembered as existing before the memory is started afresh.
@@ -15,7 +16,7 @@ const KNOWN_USERS_CAP: usize = 1_000_000;
 /// read; a "no" is always asked again (the user may register a moment later).
 pub struct AccountDirectory {
     accounts: Arc<Accounts>,
-    known: RwLock<HashSet<u64>>,
+    known: RwLock<HashSet<UserId>>,
 }
 
 impl AccountDirectory {
@@ -28,7 +29,7 @@ impl AccountDirectory {
 }
 
 impl Directory for AccountDirectory {
-    fn user_exists(&self, user_id: u64) -> BoxFuture<'_, Result<bool, String>> {
+    fn user_exists(&self, user_id: UserId) -> BoxFuture<'_, Result<bool, String>> {
         Box::pin(async move {
             if self
                 .known
@@ -54,7 +55,10 @@ impl Directory for AccountDirectory {
         })
     }
 
-    fn display_names(&self, ids: Vec<u64>) -> BoxFuture<'_, Result<Vec<(u64, String)>, String>> {
+    fn display_names(
+        &self,
+        ids: Vec<UserId>,
+    ) -> BoxFuture<'_, Result<Vec<(UserId, String)>, String>> {
         Box::pin(async move {
             self.accounts
                 .display_names(ids)

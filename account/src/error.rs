@@ -1,6 +1,6 @@
 //! The outcomes of account operations that callers branch on.
 
-use superapp_kit::sqlite::StoreError;
+use superapp_kit::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {

@@ -1,10 +1,17 @@
 //! Identity: registration, log-in, tokens and sessions.
 //!
+//! The room pattern (docs/architecture.md, "The room pattern"):
+//!
+//! - [`model`]: users, sessions, token pairs.
+//! - [`policy`]: what a phone number, a display name and a password must be.
 //! - [`service`]: [`Accounts`], the operations the edge calls (register, log in,
 //!   refresh, log out, authenticate a token, browser WebSocket tickets).
-//! - [`password`]: the password rules (length, the common-password list) and argon2id.
-//! - [`store`]: [`AccountStore`], the room's storage trait, and its SQLite backend.
-//! - [`throttle`]: the failed-login throttle, per account and per client address.
+//! - [`error`]: [`AccountError`], the outcomes callers branch on.
+//! - [`store`]: [`AccountStore`], the storage trait, and the SQLite backend.
+//! - [`conformance`] (tests, or the `conformance` feature): the contract
+//!   every store backend must meet.
+//! - [`password`]: argon2id with reused memory; [`throttle`]: the failed-login
+//!   throttle, per account and per client address.
 //!
 //! Sessions are refresh-token families: each refresh rotates the token, and a
 //! rotated token presented again revokes the whole family (it was stolen or
@@ -12,11 +19,17 @@
 //! its WebSockets.
 
 pub mod error;
+pub mod model;
 pub mod password;
+pub mod policy;
 pub mod service;
 pub mod store;
 pub mod throttle;
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
 pub use error::AccountError;
-pub use service::{Accounts, NewAccount, Profile, TokenPair};
+pub use model::{NewAccount, Profile, TokenPair};
+pub use service::Accounts;
 pub use store::{AccountStore, SqliteAccountStore};

@@ -1,44 +1,12 @@
-//! Password rules and argon2id hashing.
+//! argon2id hashing of passwords, with its memory reused (the rules a
+//! password must meet are in [`crate::policy`]).
 
-use std::collections::HashSet;
-use std::sync::OnceLock;
-
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::AccountError;
-
-const COMMON: &str = include_str!("common-passwords.txt");
-pub const MIN_CHARS: usize = 8;
-pub const MAX_CHARS: usize = 128;
-
-fn common() -> &'static HashSet<&'static str> {
-    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    SET.get_or_init(|| {
-        COMMON
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .collect()
-    })
-}
-
-/// Length in characters (not bytes), then the common-password list, compared
-/// case-insensitively.
-pub fn check_rules(password: &str) -> Result<(), AccountError> {
-    let chars = password.chars().count();
-    if chars < MIN_CHARS {
-        return Err(AccountError::PasswordTooShort);
-    }
-    if chars > MAX_CHARS {
-        return Err(AccountError::PasswordTooLong);
-    }
-    if common().contains(password.to_lowercase().as_str()) {
-        return Err(AccountError::PasswordTooCommon);
-    }
-    Ok(())
-}
 
 /// argon2id with its memory reused. Each hash needs 19 MiB; allocating that
 /// afresh for every log-in left the C allocator holding about 1 GiB after a
@@ -142,34 +110,6 @@ impl Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_list_holds_a_thousand_passwords() {
-        assert_eq!(common().len(), 1000);
-    }
-
-    #[test]
-    fn short_long_and_common_passwords_are_refused() {
-        assert!(matches!(
-            check_rules("short"),
-            Err(AccountError::PasswordTooShort)
-        ));
-        assert!(matches!(
-            check_rules(&"x".repeat(129)),
-            Err(AccountError::PasswordTooLong)
-        ));
-        assert!(matches!(
-            check_rules("password"),
-            Err(AccountError::PasswordTooCommon)
-        ));
-        assert!(matches!(
-            check_rules("PassWord1"),
-            Err(AccountError::PasswordTooCommon)
-        ));
-        assert!(check_rules("correct horse battery").is_ok());
-        // 8 characters of 2 bytes each: length counts characters.
-        assert!(check_rules("密码密码密码密码").is_ok());
-    }
 
     #[test]
     fn a_hash_verifies_its_password_only() {

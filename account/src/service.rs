@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use prost::Message as _;
-use superapp_kit::bus::{SharedBus, user_topic};
+use superapp_kit::bus::{SharedBus, Topic};
 use superapp_kit::clock::SharedClock;
 use superapp_kit::config::AuthConfig;
 use superapp_kit::ids::IdGen;
@@ -13,48 +13,14 @@ use superapp_kit::token::{Claims, TokenError, TokenSigner, random_token, token_h
 use superapp_proto::v1::{BusEnvelope, SessionRevoked, bus_envelope};
 
 use crate::AccountError;
-use crate::password::{self, Hasher};
-use crate::store::{AccountStore, Rotation, SessionRecord, UserRecord};
+use crate::model::{NewAccount, Profile, Rotation, SessionRecord, TokenPair, UserId, UserRecord};
+use crate::password::Hasher;
+use crate::policy;
+use crate::store::AccountStore;
 use crate::throttle::Throttle;
 
 /// Concurrent password hashes at most.
 pub(crate) const HASHING_SLOTS: usize = 4;
-
-pub struct NewAccount {
-    pub phone: String,
-    pub password: String,
-    pub display_name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
-    pub user_id: u64,
-    pub phone: String,
-    pub display_name: String,
-    pub created_at_ms: i64,
-}
-
-impl From<UserRecord> for Profile {
-    fn from(u: UserRecord) -> Self {
-        Self {
-            user_id: u.id,
-            phone: u.phone,
-            display_name: u.display_name,
-            created_at_ms: u.created_at_ms,
-        }
-    }
-}
-
-/// What a log-in or a refresh hands the client.
-#[derive(Debug, Clone)]
-pub struct TokenPair {
-    pub user_id: u64,
-    pub session_id: u64,
-    pub access_token: String,
-    pub access_expires_at_ms: i64,
-    pub refresh_token: String,
-    pub refresh_expires_at_ms: i64,
-}
 
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
@@ -102,9 +68,9 @@ impl Accounts {
 
     #[tracing::instrument(skip_all)]
     pub async fn register(&self, new: NewAccount) -> Result<Profile, AccountError> {
-        let phone = normalize_phone(&new.phone)?;
-        let display_name = normalize_display_name(&new.display_name)?;
-        password::check_rules(&new.password)?;
+        let phone = policy::normalize_phone(&new.phone)?;
+        let display_name = policy::normalize_display_name(&new.display_name)?;
+        policy::check_rules(&new.password)?;
         let _slot = self
             .hashing
             .acquire()
@@ -116,7 +82,7 @@ impl Accounts {
             .await
             .map_err(|e| AccountError::Internal(e.to_string()))??;
         let user = UserRecord {
-            id: self.ids.next(),
+            id: UserId(self.ids.next()),
             phone,
             display_name,
             password_hash,
@@ -125,7 +91,7 @@ impl Accounts {
         if !self.store.create_user(user.clone()).await? {
             return Err(AccountError::PhoneTaken);
         }
-        tracing::info!(user_id = user.id, "registered");
+        tracing::info!(user_id = user.id.0, "registered");
         Ok(user.into())
     }
 
@@ -138,7 +104,7 @@ impl Accounts {
         device_name: &str,
         client_address: &str,
     ) -> Result<TokenPair, AccountError> {
-        let phone = normalize_phone(phone).map_err(|_| AccountError::InvalidCredentials)?;
+        let phone = policy::normalize_phone(phone).map_err(|_| AccountError::InvalidCredentials)?;
         let now = self.clock.now_ms();
         // Refused attempts are turned away before they wait for a hashing slot.
         // The attempt counts as failed until it succeeds, so concurrent guesses
@@ -179,14 +145,14 @@ impl Accounts {
         let session = SessionRecord {
             id: self.ids.next(),
             user_id: user.id,
-            device_name: device_name.chars().take(64).collect(),
+            device_name: policy::device_name(device_name),
             created_at_ms: now,
             expires_at_ms: now + (self.config.refresh_ttl_secs * 1000) as i64,
         };
         self.store
             .create_session(session.clone(), token_hash(&refresh_token))
             .await?;
-        tracing::info!(user_id = user.id, session_id = session.id, "logged in");
+        tracing::info!(user_id = user.id.0, session_id = session.id, "logged in");
         Ok(self.pair(&session, refresh_token, now))
     }
 
@@ -219,7 +185,11 @@ impl Accounts {
             .revoke_session(claims.sid, self.clock.now_ms())
             .await?;
         self.announce_revocation(claims.sub, claims.sid);
-        tracing::info!(user_id = claims.sub, session_id = claims.sid, "logged out");
+        tracing::info!(
+            user_id = claims.sub.0,
+            session_id = claims.sid,
+            "logged out"
+        );
         Ok(())
     }
 
@@ -245,7 +215,7 @@ impl Accounts {
         Ok(user == Some(claims.sub))
     }
 
-    pub async fn profile(&self, user_id: u64) -> Result<Profile, AccountError> {
+    pub async fn profile(&self, user_id: UserId) -> Result<Profile, AccountError> {
         self.store
             .user(user_id)
             .await?
@@ -254,11 +224,14 @@ impl Accounts {
     }
 
     /// Display names of those of `ids` that exist.
-    pub async fn display_names(&self, ids: Vec<u64>) -> Result<Vec<(u64, String)>, AccountError> {
+    pub async fn display_names(
+        &self,
+        ids: Vec<UserId>,
+    ) -> Result<Vec<(UserId, String)>, AccountError> {
         Ok(self.store.display_names(ids).await?)
     }
 
-    pub async fn user_exists(&self, user_id: u64) -> Result<bool, AccountError> {
+    pub async fn user_exists(&self, user_id: UserId) -> Result<bool, AccountError> {
         Ok(self.store.user(user_id).await?.is_some())
     }
 
@@ -308,74 +281,16 @@ impl Accounts {
         }
     }
 
-    fn announce_revocation(&self, user_id: u64, session_id: u64) {
+    fn announce_revocation(&self, user_id: UserId, session_id: u64) {
         let envelope = BusEnvelope {
             kind: Some(bus_envelope::Kind::SessionRevoked(SessionRevoked {
                 session_id,
             })),
             origin: 0,
         };
-        self.bus
-            .publish(&user_topic(user_id), Bytes::from(envelope.encode_to_vec()));
-    }
-}
-
-/// E.164: a plus sign, then 7 to 15 digits, the first not zero. Spaces, dashes
-/// and parentheses that people type are removed first.
-pub fn normalize_phone(raw: &str) -> Result<String, AccountError> {
-    let cleaned: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
-        .collect();
-    let digits = cleaned
-        .strip_prefix('+')
-        .ok_or(AccountError::InvalidPhone)?;
-    let valid = (7..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0');
-    if valid {
-        Ok(cleaned)
-    } else {
-        Err(AccountError::InvalidPhone)
-    }
-}
-
-fn normalize_display_name(raw: &str) -> Result<String, AccountError> {
-    let name = raw.trim();
-    let chars = name.chars().count();
-    if chars == 0 || chars > 64 || name.chars().any(char::is_control) {
-        return Err(AccountError::InvalidDisplayName);
-    }
-    Ok(name.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phones_are_accepted_only_in_e164_form() {
-        assert_eq!(
-            normalize_phone("+86 138-0013-8000").unwrap(),
-            "+8613800138000"
+        self.bus.publish(
+            &Topic::User(user_id).to_string(),
+            Bytes::from(envelope.encode_to_vec()),
         );
-        for bad in [
-            "8613800138000",
-            "+0123456789",
-            "+12",
-            "+1234567890123456",
-            "+86abc45678",
-            "",
-        ] {
-            assert!(normalize_phone(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn display_names_are_trimmed_and_bounded() {
-        assert_eq!(normalize_display_name("  Ann ").unwrap(), "Ann");
-        assert!(normalize_display_name("   ").is_err());
-        assert!(normalize_display_name(&"x".repeat(65)).is_err());
-        assert!(normalize_display_name("a\u{0}b").is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! The outcomes of chat operations that callers branch on.
 
-use superapp_kit::sqlite::StoreError;
+use superapp_kit::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -56,10 +56,4 @@ pub enum ChatError {
     Store(#[from] StoreError),
     #[error("a dependency failed: {0}")]
     Dependency(String),
-}
-
-impl From<rusqlite::Error> for ChatError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Store(StoreError::Sqlite(e))
-    }
 }

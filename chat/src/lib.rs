@@ -1,28 +1,38 @@
-//! Conversations and messages: sending with idempotent retries, per-conversation
-//! sequencing, sync by ranges, read receipts, and the conversation list.
+//! Conversations and messages: sending with idempotent retries,
+//! per-conversation sequencing, sync by ranges, read receipts, the
+//! conversation list, and groups of up to 6,000 members with roles,
+//! invitations, mutes and slow mode.
 //!
-//! - [`service`]: [`Chat`], the operations the gateway calls; it validates, asks
-//!   the store to append, and publishes events on the bus.
-//! - [`store`]: [`ChatStore`], the room's storage trait, and its SQLite backend.
-//! - [`groups`]: group lifecycle, roles, moderation and invitations, as more
-//!   operations of [`Chat`]; [`group_store`]: [`GroupStore`], their storage,
-//!   where every rule is checked inside the transaction that acts on it.
+//! The room pattern (docs/architecture.md, "The room pattern"):
+//!
+//! - [`model`]: ids and types, no I/O.
+//! - [`policy`]: the rules as pure functions: limits, and who in a group may
+//!   do what.
+//! - [`service`]: [`Chat`], the operations the edge calls; it validates,
+//!   applies policy, calls the store, and publishes events on the bus.
+//! - [`error`]: [`ChatError`], the outcomes callers branch on.
 //! - [`ports`]: what chat needs from other rooms ([`Directory`]: does a user exist).
+//! - [`store`]: [`ChatStore`] and [`GroupStore`], the storage traits, and the
+//!   SQLite backend.
+//! - [`conformance`] (tests, or the `conformance` feature): the contract
+//!   every store backend must meet.
 //!
-//! Sequencing: the store assigns `seq = last_seq + 1` inside the same transaction
-//! that writes the message, and a conversation has one writer at a time (the
-//! SQLite writer thread here; the shard owner in larger tiers). So `seq` is
-//! strictly increasing, never reused, and in this tier has no gaps.
+//! Invariants: `seq` per conversation is strictly increasing and never
+//! reused; an ack is sent only after the message is durable; a repeated
+//! `(sender, client_msg_id)` in a conversation gets its first ack; a group
+//! member sees messages from joining on and nothing after leaving.
 
 pub mod error;
-pub mod group_store;
-pub mod groups;
+pub mod model;
+pub mod policy;
 pub mod ports;
 pub mod service;
 pub mod store;
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
 pub use error::ChatError;
-pub use group_store::GroupStore;
 pub use ports::Directory;
-pub use service::{Chat, ConversationId};
-pub use store::{ChatStorage, ChatStore, SqliteChatStore};
+pub use service::{Chat, ListedMember};
+pub use store::{ChatStorage, ChatStore, GroupStore, SqliteChatStore};

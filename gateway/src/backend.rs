@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use prost::Message as _;
 use superapp_account::{AccountError, Accounts};
-use superapp_chat::{Chat, ConversationId};
+use superapp_chat::Chat;
+use superapp_chat::model::{ConversationId, GroupId, UserId};
 use superapp_kit::BoxFuture;
 use superapp_kit::clock::{Clock as _, SystemClock};
 use superapp_kit::rpc::{Handler, Route, RpcClient, shard_of};
@@ -32,12 +33,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether a session that just registered may go on, and its user's groups.
     fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart>;
     /// The user's groups; None when they could not be read.
-    fn groups_of(&self, user: u64) -> BoxFuture<'_, Option<Vec<u64>>>;
+    fn groups_of(&self, user: UserId) -> BoxFuture<'_, Option<Vec<GroupId>>>;
     /// Answers one request that came from a user's connection (`origin`, see
     /// [`crate::hub::Registration::connection`]); every outcome is a response.
     fn handle(
         &self,
-        user: u64,
+        user: UserId,
         origin: u64,
         request: Option<client_frame::Request>,
     ) -> BoxFuture<'_, response::Result>;
@@ -47,7 +48,7 @@ pub trait Backend: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionStart {
     /// Live; the user is a member of these groups.
-    Live(Vec<u64>),
+    Live(Vec<GroupId>),
     /// Logged out meanwhile.
     Revoked,
     /// The core did not answer.
@@ -83,7 +84,7 @@ impl Backend for Local {
         })
     }
 
-    fn groups_of(&self, user: u64) -> BoxFuture<'_, Option<Vec<u64>>> {
+    fn groups_of(&self, user: UserId) -> BoxFuture<'_, Option<Vec<GroupId>>> {
         Box::pin(async move {
             self.chat
                 .groups_of(user)
@@ -95,7 +96,7 @@ impl Backend for Local {
 
     fn handle(
         &self,
-        user: u64,
+        user: UserId,
         origin: u64,
         request: Option<client_frame::Request>,
     ) -> BoxFuture<'_, response::Result> {
@@ -183,7 +184,7 @@ impl Remote {
     async fn claims(&self, kind: core_request::Kind) -> Result<Claims, ApiError> {
         match self.call(Route::Any, kind).await {
             Some(core_response::Kind::Claims(c)) => Ok(Claims {
-                sub: c.user_id,
+                sub: UserId(c.user_id),
                 sid: c.session_id,
                 exp: c.expires_at_ms,
             }),
@@ -195,13 +196,15 @@ impl Remote {
 
 /// Conversation-ordered requests go to their conversation's shard, so its
 /// single writer sees them in order; the rest to any core.
-fn route_of(user: u64, request: &Option<client_frame::Request>) -> Route {
+fn route_of(user: UserId, request: &Option<client_frame::Request>) -> Route {
     use client_frame::Request;
     let conversation = match request {
         Some(Request::Send(s)) if !s.conversation_id.is_empty() => s.conversation_id.clone(),
-        Some(Request::Send(s)) if s.to_user != 0 => {
-            ConversationId::direct(user, s.to_user).to_string()
-        }
+        Some(Request::Send(s)) => match ConversationId::direct(user, UserId(s.to_user)) {
+            Some(direct) if s.to_user != 0 => direct.to_string(),
+            // Refused by the core wherever it lands.
+            _ => return Route::Any,
+        },
         Some(Request::MarkRead(m)) => m.conversation_id.clone(),
         _ => return Route::Any,
     };
@@ -237,22 +240,26 @@ impl Backend for Remote {
     fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart> {
         Box::pin(async move {
             let kind = core_request::Kind::SessionLive(SessionLive {
-                user_id: claims.sub,
+                user_id: claims.sub.0,
                 session_id: claims.sid,
             });
             match self.call(Route::Any, kind).await {
-                Some(core_response::Kind::Started(s)) if s.live => SessionStart::Live(s.groups),
+                Some(core_response::Kind::Started(s)) if s.live => {
+                    SessionStart::Live(s.groups.into_iter().map(GroupId).collect())
+                }
                 Some(core_response::Kind::Started(_)) => SessionStart::Revoked,
                 _ => SessionStart::Unknown,
             }
         })
     }
 
-    fn groups_of(&self, user: u64) -> BoxFuture<'_, Option<Vec<u64>>> {
+    fn groups_of(&self, user: UserId) -> BoxFuture<'_, Option<Vec<GroupId>>> {
         Box::pin(async move {
-            let kind = core_request::Kind::UserGroups(UserGroups { user_id: user });
+            let kind = core_request::Kind::UserGroups(UserGroups { user_id: user.0 });
             match self.call(Route::Any, kind).await {
-                Some(core_response::Kind::Groups(g)) => Some(g.groups),
+                Some(core_response::Kind::Groups(g)) => {
+                    Some(g.groups.into_iter().map(GroupId).collect())
+                }
                 _ => None,
             }
         })
@@ -260,7 +267,7 @@ impl Backend for Remote {
 
     fn handle(
         &self,
-        user: u64,
+        user: UserId,
         origin: u64,
         request: Option<client_frame::Request>,
     ) -> BoxFuture<'_, response::Result> {
@@ -270,7 +277,7 @@ impl Backend for Remote {
             }
             let route = route_of(user, &request);
             let kind = core_request::Kind::User(UserRequest {
-                user_id: user,
+                user_id: user.0,
                 frame: Some(ClientFrame { id: 0, request }),
                 origin,
             });
@@ -309,7 +316,7 @@ pub fn core_handler(local: Arc<Local>) -> Handler {
                     let request = u.frame.and_then(|f| f.request);
                     core_response::Kind::Response(superapp_proto::v1::Response {
                         id: 0,
-                        result: Some(local.handle(u.user_id, u.origin, request).await),
+                        result: Some(local.handle(UserId(u.user_id), u.origin, request).await),
                     })
                 }
                 Some(core_request::Kind::Authenticate(a)) => {
@@ -326,12 +333,15 @@ pub fn core_handler(local: Arc<Local>) -> Handler {
                 }
                 Some(core_request::Kind::SessionLive(s)) => {
                     let claims = Claims {
-                        sub: s.user_id,
+                        sub: UserId(s.user_id),
                         sid: s.session_id,
                         exp: i64::MAX,
                     };
                     let started = match local.session_start(&claims).await {
-                        SessionStart::Live(groups) => SessionStarted { live: true, groups },
+                        SessionStart::Live(groups) => SessionStarted {
+                            live: true,
+                            groups: groups.into_iter().map(|g| g.0).collect(),
+                        },
                         SessionStart::Revoked => SessionStarted {
                             live: false,
                             groups: Vec::new(),
@@ -341,10 +351,14 @@ pub fn core_handler(local: Arc<Local>) -> Handler {
                     };
                     core_response::Kind::Started(started)
                 }
-                Some(core_request::Kind::UserGroups(u)) => match local.groups_of(u.user_id).await {
-                    Some(groups) => core_response::Kind::Groups(Groups { groups }),
-                    None => return Bytes::new(),
-                },
+                Some(core_request::Kind::UserGroups(u)) => {
+                    match local.groups_of(UserId(u.user_id)).await {
+                        Some(groups) => core_response::Kind::Groups(Groups {
+                            groups: groups.into_iter().map(|g| g.0).collect(),
+                        }),
+                        None => return Bytes::new(),
+                    }
+                }
                 None => auth_error(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "unknown_request",
@@ -358,7 +372,7 @@ pub fn core_handler(local: Arc<Local>) -> Handler {
 
 fn claims_of(c: Claims) -> core_response::Kind {
     core_response::Kind::Claims(AuthClaims {
-        user_id: c.sub,
+        user_id: c.sub.0,
         session_id: c.sid,
         expires_at_ms: c.exp,
     })

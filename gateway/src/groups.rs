@@ -7,9 +7,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Deserializer, Serialize};
-use superapp_chat::group_store::{GroupInfo, GroupUpdate, Joined, MemberInfo, Role};
-use superapp_chat::groups::ListedMember;
-use superapp_chat::{Chat, ChatError};
+use superapp_chat::model::{
+    ConversationId, GroupId, GroupInfo, GroupUpdate, Joined, MemberInfo, Role, UserId,
+};
+use superapp_chat::{Chat, ChatError, ListedMember, policy};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -59,8 +60,8 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
-fn ids(list: Vec<Id>) -> Vec<u64> {
-    list.into_iter().map(|id| id.0).collect()
+fn ids(list: Vec<Id>) -> Vec<UserId> {
+    list.into_iter().map(|id| UserId(id.0)).collect()
 }
 
 fn chat(state: &AppState) -> Result<&Chat, ApiError> {
@@ -72,7 +73,7 @@ async fn caller(
     state: &AppState,
     headers: &HeaderMap,
     group_id: &str,
-) -> Result<(u64, u64), ApiError> {
+) -> Result<(UserId, GroupId), ApiError> {
     let claims = bearer(state, headers).await?;
     let group_id = group_id
         .parse()
@@ -80,7 +81,7 @@ async fn caller(
     Ok((claims.sub, group_id))
 }
 
-fn user_in_path(user_id: &str) -> Result<u64, ApiError> {
+fn user_in_path(user_id: &str) -> Result<UserId, ApiError> {
     user_id
         .parse()
         .map_err(|_| ApiError::from(ChatError::UnknownMember))
@@ -109,12 +110,12 @@ struct GroupBody {
 
 fn group_body(g: GroupInfo, my_role: Option<Role>) -> GroupBody {
     GroupBody {
-        conversation_id: format!("g.{}", g.group_id),
-        group_id: g.group_id,
+        conversation_id: ConversationId::Group(g.group).to_string(),
+        group_id: g.group.0,
         name: g.name,
         avatar: g.avatar,
         announcement: g.announcement,
-        owner: g.owner,
+        owner: g.owner.0,
         created_ms: g.created_ms,
         member_count: g.member_count,
         mute_all: g.mute_all,
@@ -213,7 +214,7 @@ struct MemberBody {
 
 fn member_body(m: ListedMember) -> MemberBody {
     let MemberInfo {
-        user_id,
+        user,
         role,
         nickname,
         joined_ms,
@@ -221,7 +222,7 @@ fn member_body(m: ListedMember) -> MemberBody {
         ..
     } = m.member;
     MemberBody {
-        user_id,
+        user_id: user.0,
         display_name: m.display_name,
         nickname,
         role: role.name(),
@@ -255,21 +256,18 @@ async fn members(
 ) -> Result<Json<MembersPage>, ApiError> {
     let (me, group_id) = caller(&state, &headers, &group_id).await?;
     let after = match query.cursor.as_str() {
-        "" => 0,
-        c => c
-            .parse()
-            .map_err(|_| ApiError::from(ChatError::InvalidCursor))?,
+        "" => None,
+        c => Some(
+            c.parse()
+                .map_err(|_| ApiError::from(ChatError::InvalidCursor))?,
+        ),
     };
     let (page, next) = chat(&state)?
         .members(me, group_id, after, query.limit, &query.q)
         .await?;
     Ok(Json(MembersPage {
         members: page.into_iter().map(member_body).collect(),
-        next_cursor: if next == 0 {
-            String::new()
-        } else {
-            next.to_string()
-        },
+        next_cursor: next.map(|u| u.to_string()).unwrap_or_default(),
     }))
 }
 
@@ -282,13 +280,13 @@ struct InviteBody {
 #[derive(Serialize)]
 struct JoinedBody {
     #[serde(serialize_with = "as_strings")]
-    added: Vec<u64>,
+    added: Vec<UserId>,
     #[serde(serialize_with = "as_strings")]
-    pending: Vec<u64>,
+    pending: Vec<UserId>,
 }
 
-fn as_strings<S: serde::Serializer>(ids: &[u64], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(ids.iter().map(u64::to_string))
+fn as_strings<S: serde::Serializer>(ids: &[UserId], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ids.iter().map(UserId::to_string))
 }
 
 fn joined_body(j: Joined) -> JoinedBody {
@@ -349,7 +347,7 @@ async fn update_member(
         if user != me {
             return Err(ChatError::NotAllowed.into());
         }
-        superapp_chat::groups::check_nickname(nickname)?;
+        policy::check_nickname(nickname)?;
     }
     if let Some(admin) = admin {
         chat.set_role(me, group_id, user, admin).await?;
@@ -388,7 +386,7 @@ async fn transfer(
 ) -> Result<StatusCode, ApiError> {
     let (me, group_id) = caller(&state, &headers, &group_id).await?;
     chat(&state)?
-        .transfer_owner(me, group_id, body.user_id.0)
+        .transfer_owner(me, group_id, UserId(body.user_id.0))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -432,14 +430,20 @@ async fn join(
     ApiJson(body): ApiJson<JoinBody>,
 ) -> Result<(StatusCode, Json<JoinResult>), ApiError> {
     let claims = bearer(&state, &headers).await?;
-    let (group_id, joined) = chat(&state)?.join(claims.sub, &body.token).await?;
+    let (group, joined) = chat(&state)?.join(claims.sub, &body.token).await?;
     let joined = joined.pending.is_empty();
     let status = if joined {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((status, Json(JoinResult { group_id, joined })))
+    Ok((
+        status,
+        Json(JoinResult {
+            group_id: group.0,
+            joined,
+        }),
+    ))
 }
 
 #[derive(Serialize)]
@@ -467,10 +471,10 @@ async fn join_requests(
     Ok(Json(RequestsBody {
         requests: requests
             .into_iter()
-            .map(|(user_id, inviter, requested_ms)| RequestBody {
-                user_id,
-                inviter,
-                requested_ms,
+            .map(|r| RequestBody {
+                user_id: r.user.0,
+                inviter: r.inviter.map_or(0, |u| u.0),
+                requested_ms: r.requested_ms,
             })
             .collect(),
     }))

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize, Serializer};
+use superapp_account::model::UserId;
 use superapp_account::{Accounts, NewAccount, Profile, TokenPair};
 use superapp_kit::metrics::LATENCY_SECONDS;
 use superapp_kit::token::Claims;
@@ -140,7 +141,7 @@ struct ProfileBody {
 impl From<Profile> for ProfileBody {
     fn from(p: Profile) -> Self {
         Self {
-            user_id: p.user_id,
+            user_id: p.user_id.0,
             phone: p.phone,
             display_name: p.display_name,
             created_at_ms: p.created_at_ms,
@@ -185,7 +186,7 @@ struct TokensBody {
 impl From<TokenPair> for TokensBody {
     fn from(t: TokenPair) -> Self {
         Self {
-            user_id: t.user_id,
+            user_id: t.user_id.0,
             session_id: t.session_id,
             access_token: t.access_token,
             access_expires_at_ms: t.access_expires_at_ms,
@@ -301,16 +302,16 @@ async fn presence(
 ) -> Result<Json<PresenceBody>, ApiError> {
     bearer(&state, &headers).await?;
     let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_user", "no such user");
-    let user_id: u64 = user_id.parse().map_err(|_| unknown())?;
-    if !accounts(&state)?.user_exists(user_id).await? {
+    let user: UserId = user_id.parse().map_err(|_| unknown())?;
+    if !accounts(&state)?.user_exists(user).await? {
         return Err(unknown());
     }
-    let seen = state.presence.lookup(user_id).await.map_err(|e| {
+    let seen = state.presence.lookup(user.0).await.map_err(|e| {
         tracing::warn!(error = %e, "presence lookup failed");
         ApiError::unavailable("presence is unavailable; retry")
     })?;
     Ok(Json(PresenceBody {
-        user_id,
+        user_id: user.0,
         online: seen.devices > 0,
         devices: seen.devices,
         last_seen_ms: seen.last_seen_ms,
@@ -375,7 +376,7 @@ async fn websocket(
         // chat caps at MAX_PAGE_BODY_BYTES, plus framing.
         .max_write_buffer_size(
             cfg.write_buffer_bytes
-                + superapp_chat::service::MAX_PAGE_BODY_BYTES * 2
+                + superapp_chat::policy::MAX_PAGE_BODY_BYTES * 2
                 + cfg.max_frame_bytes,
         )
         .max_message_size(cfg.max_frame_bytes)

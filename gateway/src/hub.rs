@@ -20,9 +20,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use prost::Message as _;
-use superapp_kit::bus::{Bus, BusMessage, Subscriber, group_topic, user_topic};
+use superapp_kit::bus::{Bus, BusMessage, Subscriber, Topic};
 use superapp_kit::metrics::{Counter, Gauge, Registry};
 use superapp_kit::presence::{Device, Presence};
+use superapp_proto::ids::{GroupId, UserId};
 use superapp_proto::v1::{
     BusEnvelope, Event, ResyncRequired, ServerFrame, bus_envelope, event, server_frame,
 };
@@ -44,7 +45,7 @@ struct SessionHandle {
 /// The sessions of one user on this process, and the user's groups.
 struct UserEntry {
     devices: Vec<SessionHandle>,
-    groups: HashSet<u64>,
+    groups: HashSet<GroupId>,
     /// Counts membership notices, so a group list fetched before one arrived
     /// is not applied over it.
     membership_changes: u64,
@@ -55,30 +56,30 @@ struct UserEntry {
 
 #[derive(Default)]
 struct Local {
-    users: HashMap<u64, UserEntry>,
+    users: HashMap<UserId, UserEntry>,
     /// Group -> its members with a session here.
-    groups: HashMap<u64, HashSet<u64>>,
+    groups: HashMap<GroupId, HashSet<UserId>>,
 }
 
 impl Local {
-    fn devices(&self, user_id: u64) -> &[SessionHandle] {
+    fn devices(&self, user_id: UserId) -> &[SessionHandle] {
         self.users.get(&user_id).map_or(&[], |e| &e.devices)
     }
 
-    fn join(&mut self, subscriber: &dyn Subscriber, user_id: u64, group_id: u64) {
+    fn join(&mut self, subscriber: &dyn Subscriber, user_id: UserId, group_id: GroupId) {
         let Some(entry) = self.users.get_mut(&user_id) else {
             return;
         };
         if entry.groups.insert(group_id) {
             let members = self.groups.entry(group_id).or_default();
             if members.is_empty() {
-                subscriber.subscribe(&group_topic(group_id));
+                subscriber.subscribe(&Topic::Group(group_id).to_string());
             }
             members.insert(user_id);
         }
     }
 
-    fn leave(&mut self, subscriber: &dyn Subscriber, user_id: u64, group_id: u64) {
+    fn leave(&mut self, subscriber: &dyn Subscriber, user_id: UserId, group_id: GroupId) {
         if let Some(entry) = self.users.get_mut(&user_id) {
             entry.groups.remove(&group_id);
         }
@@ -86,7 +87,7 @@ impl Local {
             members.remove(&user_id);
             if members.is_empty() {
                 self.groups.remove(&group_id);
-                subscriber.unsubscribe(&group_topic(group_id));
+                subscriber.unsubscribe(&Topic::Group(group_id).to_string());
             }
         }
     }
@@ -167,9 +168,9 @@ impl Hub {
         hub
     }
 
-    fn device(&self, user_id: u64, connection: u64) -> Device {
+    fn device(&self, user_id: UserId, connection: u64) -> Device {
         Device {
-            user_id,
+            user_id: user_id.0,
             key: format!("{}/{connection}", self.node),
         }
     }
@@ -217,7 +218,7 @@ impl Hub {
     /// Registers a session; it is unregistered when the returned guard drops.
     pub fn register(
         self: &Arc<Self>,
-        user_id: u64,
+        user_id: UserId,
         session_id: u64,
         outbound: mpsc::Sender<Bytes>,
     ) -> Registration {
@@ -231,7 +232,7 @@ impl Hub {
         };
         let mut local = self.lock();
         let entry = local.users.entry(user_id).or_insert_with(|| {
-            self.subscriber.subscribe(&user_topic(user_id));
+            self.subscriber.subscribe(&Topic::User(user_id).to_string());
             UserEntry {
                 devices: Vec::new(),
                 groups: HashSet::new(),
@@ -253,17 +254,18 @@ impl Hub {
         }
     }
 
-    fn unregister(&self, user_id: u64, connection: u64) {
+    fn unregister(&self, user_id: UserId, connection: u64) {
         let mut local = self.lock();
         if let Some(entry) = local.users.get_mut(&user_id) {
             entry.devices.retain(|d| d.connection != connection);
             if entry.devices.is_empty() {
-                let groups: Vec<u64> = entry.groups.iter().copied().collect();
+                let groups: Vec<GroupId> = entry.groups.iter().copied().collect();
                 for group_id in groups {
                     local.leave(self.subscriber.as_ref(), user_id, group_id);
                 }
                 local.users.remove(&user_id);
-                self.subscriber.unsubscribe(&user_topic(user_id));
+                self.subscriber
+                    .unsubscribe(&Topic::User(user_id).to_string());
             }
         }
         drop(local);
@@ -279,7 +281,7 @@ impl Hub {
 
     /// How many membership notices the user has had here; pass it to
     /// [`Hub::set_groups`] with a group list fetched after reading it.
-    pub fn membership_mark(&self, user_id: u64) -> u64 {
+    pub fn membership_mark(&self, user_id: UserId) -> u64 {
         self.lock()
             .users
             .get(&user_id)
@@ -289,9 +291,9 @@ impl Hub {
     /// Delivers exactly these groups to the user's sessions here, unless a
     /// membership notice arrived since `mark` (then the list may be stale:
     /// returns false and the caller fetches again).
-    pub fn set_groups(&self, user_id: u64, groups: &[u64], mark: u64) -> bool {
+    pub fn set_groups(&self, user_id: UserId, groups: &[GroupId], mark: u64) -> bool {
         let mut local = self.lock();
-        let gone: Vec<u64> = match local.users.get_mut(&user_id) {
+        let gone: Vec<GroupId> = match local.users.get_mut(&user_id) {
             Some(entry) if entry.membership_changes != mark => return false,
             Some(entry) => {
                 entry.stale = false;
@@ -316,8 +318,8 @@ impl Hub {
     /// After a lag, asks for every local user's groups again, a few users at
     /// a time; each user's groups are delivered again once known.
     async fn refetch_memberships(self: Arc<Self>) {
-        let users: Vec<u64> = self.lock().users.keys().copied().collect();
-        let refetch = |user: u64| {
+        let users: Vec<UserId> = self.lock().users.keys().copied().collect();
+        let refetch = |user: UserId| {
             let hub = self.clone();
             async move {
                 for _ in 0..3 {
@@ -330,7 +332,7 @@ impl Hub {
                     }
                 }
                 tracing::warn!(
-                    user_id = user,
+                    user_id = user.0,
                     "groups not fetched after a lag; held back until the user's next session"
                 );
             }
@@ -390,24 +392,21 @@ impl Hub {
     }
 
     fn deliver(&self, topic: &str, payload: &[u8]) {
-        let Some((kind, id)) = topic
-            .split_once('.')
-            .and_then(|(kind, id)| Some((kind, id.parse::<u64>().ok()?)))
-        else {
+        let Ok(topic) = topic.parse::<Topic>() else {
             return;
         };
         let Ok(envelope) = BusEnvelope::decode(payload) else {
-            tracing::warn!(topic, "undecodable bus message dropped");
+            tracing::warn!(%topic, "undecodable bus message dropped");
             return;
         };
         // The connection whose request caused the event has its copy already.
         let origin = envelope.origin;
         let addressed = |handle: &&SessionHandle| origin == 0 || handle.connection != origin;
         let mut local = self.lock();
-        match (kind, envelope.kind) {
-            ("g", Some(bus_envelope::Kind::Event(event))) => {
+        match (topic, envelope.kind) {
+            (Topic::Group(group), Some(bus_envelope::Kind::Event(event))) => {
                 let frame = event_frame(event);
-                let Some(members) = local.groups.get(&id) else {
+                let Some(members) = local.groups.get(&group) else {
                     return;
                 };
                 for handle in members
@@ -420,24 +419,25 @@ impl Hub {
                     self.queue(handle, frame.clone());
                 }
             }
-            ("u", Some(bus_envelope::Kind::Event(event))) => {
+            (Topic::User(id), Some(bus_envelope::Kind::Event(event))) => {
                 let frame = event_frame(event);
                 for handle in local.devices(id).iter().filter(addressed) {
                     self.queue(handle, frame.clone());
                 }
             }
-            ("u", Some(bus_envelope::Kind::Membership(m))) => {
+            (Topic::User(id), Some(bus_envelope::Kind::Membership(m))) => {
                 let Some(entry) = local.users.get_mut(&id) else {
                     return;
                 };
                 entry.membership_changes += 1;
                 // A session that started after the join already had the group
                 // and heard the event on the group's topic.
-                let known = m.joined && entry.groups.contains(&m.group_id);
+                let group = GroupId(m.group_id);
+                let known = m.joined && entry.groups.contains(&group);
                 if m.joined {
-                    local.join(self.subscriber.as_ref(), id, m.group_id);
+                    local.join(self.subscriber.as_ref(), id, group);
                 } else {
-                    local.leave(self.subscriber.as_ref(), id, m.group_id);
+                    local.leave(self.subscriber.as_ref(), id, group);
                 }
                 if let Some(event) = m.event.filter(|_| !known) {
                     let frame = event_frame(event);
@@ -446,7 +446,7 @@ impl Hub {
                     }
                 }
             }
-            ("u", Some(bus_envelope::Kind::SessionRevoked(revoked))) => {
+            (Topic::User(id), Some(bus_envelope::Kind::SessionRevoked(revoked))) => {
                 for handle in local
                     .devices(id)
                     .iter()
@@ -485,7 +485,7 @@ fn event_frame(event: Event) -> Bytes {
 /// Keeps a session registered while alive.
 pub struct Registration {
     hub: Arc<Hub>,
-    user_id: u64,
+    user_id: UserId,
     connection: u64,
     kick: Kick,
 }

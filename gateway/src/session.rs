@@ -80,7 +80,7 @@ pub async fn run(socket: WebSocket, state: AppState, claims: Claims, metrics: Ar
         connection: registration.connection(),
         last_seen: Instant::now(),
     };
-    tracing::debug!(user_id = claims.sub, "session opened");
+    tracing::debug!(user_id = claims.sub.0, "session opened");
     let code = session.serve(&mut outbound, &registration).await;
     if let Some(code) = code {
         let frame = CloseFrame {
@@ -93,7 +93,7 @@ pub async fn run(socket: WebSocket, state: AppState, claims: Claims, metrics: Ar
         )
         .await;
     }
-    tracing::debug!(user_id = claims.sub, code, "session closed");
+    tracing::debug!(user_id = claims.sub.0, code, "session closed");
     drop(registration);
 }
 

@@ -6,6 +6,7 @@
 //!   in-process implementation of the small tier.
 //! - [`sqlite`]: one writer thread per database file with group commit, a reader pool,
 //!   and versioned migrations.
+//! - [`store`]: [`store::StoreError`], the engine-neutral failure of every storage trait.
 //! - [`token`]: signed, short-lived access tokens.
 //! - [`redis_bus`]: the Redis pub/sub bus of the medium and large tiers.
 //! - [`rpc`]: requests from gateways to the core over Redis, with shard leases.
@@ -27,6 +28,7 @@ pub mod redis_bus;
 pub mod rpc;
 pub mod secret;
 pub mod sqlite;
+pub mod store;
 pub mod testkit;
 pub mod token;
 

@@ -20,14 +20,39 @@ use tokio::sync::oneshot;
 
 use crate::metrics::Histogram;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("the transaction could not be committed: {0}")]
-    Commit(String),
-    #[error("the database is closed")]
-    Closed,
+pub use crate::store::StoreError;
+
+const ENGINE: &str = "sqlite";
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::backend(ENGINE, e)
+    }
+}
+
+/// What a transaction's work fails with: the caller's refusal (`Abort`),
+/// answered as it is, or an engine failure, which fails the job and rolls
+/// back its writes. Work checks its rules before its first write, so an
+/// abort has written nothing (garage's `TxError` draws the same line).
+#[derive(Debug)]
+pub enum TxError<E> {
+    Abort(E),
+    Sqlite(rusqlite::Error),
+}
+
+impl<E> From<rusqlite::Error> for TxError<E> {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
+    }
+}
+
+/// Splits work's outcome into the caller's answer and the engine's failure.
+fn split<T, E>(outcome: Result<T, TxError<E>>) -> rusqlite::Result<Result<T, E>> {
+    match outcome {
+        Ok(value) => Ok(Ok(value)),
+        Err(TxError::Abort(e)) => Ok(Err(e)),
+        Err(TxError::Sqlite(e)) => Err(e),
+    }
 }
 
 /// A write waiting for the writer thread.
@@ -63,9 +88,9 @@ where
     fn answer(self: Box<Self>, committed: Result<(), String>) {
         let result = match (self.outcome, committed) {
             (Some(Ok(value)), Ok(())) => Ok(value),
-            (Some(Err(e)), _) => Err(StoreError::Sqlite(e)),
-            (Some(Ok(_)) | None, Err(e)) => Err(StoreError::Commit(e)),
-            (None, Ok(())) => Err(StoreError::Commit("not run".into())),
+            (Some(Err(e)), _) => Err(e.into()),
+            (Some(Ok(_)) | None, Err(e)) => Err(StoreError::backend(ENGINE, e)),
+            (None, Ok(())) => Err(StoreError::backend(ENGINE, "the job did not run")),
         };
         let _ = self.reply.send(result);
     }
@@ -125,7 +150,7 @@ impl Database {
         std::thread::Builder::new()
             .name(name)
             .spawn(move || writer_loop(conn, rx, batch_sizes))
-            .map_err(|e| StoreError::Commit(e.to_string()))?;
+            .map_err(|e| StoreError::backend(ENGINE, e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
@@ -192,6 +217,29 @@ impl Database {
     }
 }
 
+impl Database {
+    /// [`write`](Self::write) for work that may refuse: an
+    /// [`Abort`](TxError::Abort) is answered as `Ok(Err(refusal))`.
+    pub async fn transact<T, E, F>(&self, mut f: F) -> Result<Result<T, E>, StoreError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnMut(&Connection) -> Result<T, TxError<E>> + Send + 'static,
+    {
+        self.write(move |c| split(f(c))).await
+    }
+
+    /// [`read`](Self::read) for work that may refuse.
+    pub async fn view<T, E, F>(&self, f: F) -> Result<Result<T, E>, StoreError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, TxError<E>> + Send + 'static,
+    {
+        self.read(move |c| split(f(c))).await
+    }
+}
+
 /// Runs PASSIVE checkpoints (which never block the writer or readers) until
 /// the returned sender is dropped.
 fn start_checkpointer(path: &Path) -> Result<std_mpsc::Sender<()>, StoreError> {
@@ -206,7 +254,7 @@ fn start_checkpointer(path: &Path) -> Result<std_mpsc::Sender<()>, StoreError> {
                 }
             }
         })
-        .map_err(|e| StoreError::Commit(e.to_string()))?;
+        .map_err(|e| StoreError::backend(ENGINE, e))?;
     Ok(tx)
 }
 
@@ -413,7 +461,7 @@ mod tests {
             bump(),
         );
         assert!(slow.is_ok() && before.is_ok() && after.is_ok());
-        assert!(matches!(failing, Err(StoreError::Sqlite(_))));
+        assert!(matches!(failing, Err(StoreError::Backend { .. })));
         let rows: Vec<(i64, String)> = db
             .read(|c| {
                 let mut s = c.prepare("SELECT k, v FROM t ORDER BY k")?;

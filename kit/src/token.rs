@@ -12,6 +12,8 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use superapp_proto::ids::UserId;
+
 use crate::secret::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -19,8 +21,8 @@ type HmacSha256 = Hmac<Sha256>;
 /// What an access token says: who, which session family, until when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
-    /// The user id.
-    pub sub: u64,
+    /// The user.
+    pub sub: UserId,
     /// The session (refresh-token family) the token was issued for.
     pub sid: u64,
     /// Expiry, milliseconds since the Unix epoch.
@@ -133,7 +135,7 @@ mod tests {
     #[test]
     fn a_signed_token_verifies_until_it_expires() {
         let claims = Claims {
-            sub: 1,
+            sub: UserId(1),
             sid: 2,
             exp: 1_000,
         };
@@ -145,14 +147,14 @@ mod tests {
     #[test]
     fn a_token_signed_with_another_key_or_altered_is_refused() {
         let token = signer().sign(&Claims {
-            sub: 1,
+            sub: UserId(1),
             sid: 2,
             exp: 1_000,
         });
         let other = TokenSigner::new(Secret::new(vec![8; 32]));
         assert_eq!(other.verify(&token, 0), Err(TokenError::BadSignature));
         let forged = signer().sign(&Claims {
-            sub: 9,
+            sub: UserId(9),
             sid: 2,
             exp: 1_000,
         });
@@ -172,7 +174,7 @@ mod tests {
         let a = TokenSigner::load_or_create(&path).unwrap();
         let b = TokenSigner::load_or_create(&path).unwrap();
         let claims = Claims {
-            sub: 1,
+            sub: UserId(1),
             sid: 1,
             exp: 10,
         };

@@ -2,6 +2,11 @@
 //! from the `.proto` files beside this crate (see docs/protocol.md).
 //!
 //! - [`v1`]: `ClientFrame`, `ServerFrame`, events, and the bus envelope.
+//! - [`ids`]: [`UserId`], [`GroupId`] and [`ConversationId`], with their wire spellings.
+
+pub mod ids;
+
+pub use ids::{ConversationId, GroupId, UserId};
 
 /// Protocol version 1, WebSocket subprotocol [`SUBPROTOCOL`].
 pub mod v1 {

@@ -248,12 +248,12 @@ async fn wrong_forged_and_expired_tokens_are_refused() {
     let user = app.user("Ann").await;
     let signer = TokenSigner::load_or_create(&app.dir.path().join("token.key")).unwrap();
     let expired = signer.sign(&Claims {
-        sub: user.id,
+        sub: superapp_proto::UserId(user.id),
         sid: user.tokens.session_id,
         exp: 1,
     });
     let foreign = TokenSigner::new(superapp_kit::secret::Secret::new(vec![1; 32])).sign(&Claims {
-        sub: user.id,
+        sub: superapp_proto::UserId(user.id),
         sid: user.tokens.session_id,
         exp: i64::MAX,
     });

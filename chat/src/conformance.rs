@@ -1,0 +1,717 @@
+//! The behaviour every chat store backend must show, through the traits
+//! alone. SQLite runs it in this crate's tests; another backend runs it by
+//! enabling the `conformance` feature and calling these functions on a fresh,
+//! empty store of its own.
+//!
+//! - [`chat_store`]: sequencing, idempotency, ranges, the conversation list
+//!   and read marks.
+//! - [`concurrent_duplicates`]: twenty racing sends of one `client_msg_id`
+//!   store one message.
+//! - [`group_store`]: the group lifecycle, caps under concurrency, mentions.
+//! - [`group_rules_match_the_model`]: random operations by random members,
+//!   each answered as an in-memory model that applies [`crate::policy`] says.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+
+use crate::ChatError;
+use crate::model::{
+    Appended, ConversationId, GroupId, GroupInfo, GroupUpdate, InboxCursor, MemberInfo, Mentions,
+    NewGroup, NewGroupMessage, NewMessage, Removal, Role, UserId,
+};
+use crate::policy::{self, Admission, MAX_MEMBERS};
+use crate::store::{ChatStorage, ChatStore, GroupStore};
+
+fn direct(a: u64, b: u64) -> ConversationId {
+    ConversationId::direct(UserId(a), UserId(b)).unwrap()
+}
+
+fn message(sender: u64, peer: u64, cmid: &str, t: i64) -> NewMessage {
+    NewMessage {
+        conversation: direct(sender, peer),
+        sender: UserId(sender),
+        members: [UserId(sender), UserId(peer)],
+        client_msg_id: cmid.into(),
+        message_id: t as u64,
+        server_time_ms: t,
+        body: b"x".to_vec(),
+    }
+}
+
+pub async fn chat_store(store: &dyn ChatStore) {
+    // Seq counts up per conversation from 1.
+    let a = store.append(message(1, 2, "a", 10)).await.unwrap();
+    let b = store.append(message(2, 1, "b", 11)).await.unwrap();
+    let c = store.append(message(1, 3, "c", 12)).await.unwrap();
+    assert_eq!((a.seq, b.seq, c.seq), (1, 2, 1));
+    assert!(!a.duplicate);
+
+    // A repeated client_msg_id returns the first ack and stores nothing.
+    let again = store.append(message(1, 2, "a", 99)).await.unwrap();
+    assert_eq!(
+        (again.seq, again.server_time_ms, again.duplicate),
+        (1, 10, true)
+    );
+    // The same client_msg_id from the other member is another message.
+    let theirs = store.append(message(2, 1, "a", 13)).await.unwrap();
+    assert_eq!((theirs.seq, theirs.duplicate), (3, false));
+    let all = store.messages_after(direct(1, 2), 0, 100).await.unwrap();
+    assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(all[0].body, b"x");
+    assert_eq!(all[0].conversation, direct(1, 2));
+
+    // Ranges are exclusive of after_seq and bounded by limit.
+    let page = store.messages_after(direct(1, 2), 1, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!((page[0].seq, page[0].sender), (2, UserId(2)));
+    assert!(
+        store
+            .messages_after(direct(1, 2), u64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The inbox lists by last activity with exact unread counts.
+    let inbox = store.inbox(UserId(1), None, 10).await.unwrap();
+    let ids: Vec<_> = inbox.iter().map(|e| e.conversation).collect();
+    assert_eq!(ids, [direct(1, 2), direct(1, 3)]);
+    assert_eq!(
+        (inbox[0].unread, inbox[0].read_seq, inbox[0].peer),
+        (2, 1, Some(UserId(2)))
+    );
+    let next = store
+        .inbox(
+            UserId(1),
+            Some(InboxCursor {
+                last_activity_ms: inbox[0].last_activity_ms,
+                conversation: inbox[0].conversation,
+            }),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].conversation, direct(1, 3));
+
+    // Read marks move forward only and stop at the last seq.
+    assert_eq!(
+        store.mark_read(UserId(1), direct(1, 2), 50).await.unwrap(),
+        Some(3)
+    );
+    assert_eq!(
+        store.mark_read(UserId(1), direct(1, 2), 1).await.unwrap(),
+        Some(3)
+    );
+    assert_eq!(
+        store.mark_read(UserId(9), direct(1, 2), 1).await.unwrap(),
+        None
+    );
+    let inbox = store.inbox(UserId(2), None, 10).await.unwrap();
+    assert_eq!((inbox[0].peer_read_seq, inbox[0].unread), (3, 0));
+
+    assert_eq!(
+        store.members(direct(1, 2)).await.unwrap(),
+        vec![UserId(1), UserId(2)]
+    );
+    assert!(store.members(direct(7, 8)).await.unwrap().is_empty());
+}
+
+pub async fn concurrent_duplicates(store: Arc<dyn ChatStorage>) {
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(message(1, 2, "same", i)).await })
+        })
+        .collect();
+    let mut acks = Vec::new();
+    for t in tasks {
+        acks.push(t.await.unwrap().unwrap());
+    }
+    assert!(
+        acks.iter()
+            .all(|a| a.seq == 1 && a.message_id == acks[0].message_id)
+    );
+    assert_eq!(acks.iter().filter(|a| !a.duplicate).count(), 1);
+    assert_eq!(
+        store
+            .messages_after(direct(1, 2), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+fn users(range: std::ops::Range<u64>) -> Vec<UserId> {
+    range.map(UserId).collect()
+}
+
+async fn create(store: &dyn GroupStore, owner: u64, members: Vec<UserId>) -> GroupInfo {
+    store
+        .create_group(NewGroup {
+            group: GroupId(1),
+            name: "g".into(),
+            avatar: String::new(),
+            owner: UserId(owner),
+            members,
+            now_ms: 1,
+        })
+        .await
+        .unwrap()
+}
+
+fn group_message(sender: u64, cmid: &str, t: i64, mentions: Mentions) -> NewGroupMessage {
+    NewGroupMessage {
+        group: GroupId(1),
+        sender: UserId(sender),
+        client_msg_id: cmid.into(),
+        message_id: t as u64,
+        server_time_ms: t,
+        body: b"x".to_vec(),
+        mentions,
+    }
+}
+
+/// A group of the owner (1) and members 2..1000, and one message from 5 that
+/// mentions two members and a stranger; the backend may then check what it
+/// wrote.
+pub async fn group_of_1000_and_a_message(store: &dyn ChatStorage) -> Appended {
+    create(store, 1, users(2..1_000)).await;
+    let mentions = Mentions {
+        all: false,
+        users: vec![UserId(6), UserId(7), UserId(123_456), UserId(5)],
+    };
+    let appended = store
+        .append_group(group_message(5, "m1", 10, mentions))
+        .await
+        .unwrap();
+    // Mentions of non-members and of oneself are dropped.
+    assert_eq!(appended.mentions.users, vec![UserId(6), UserId(7)]);
+    appended
+}
+
+pub async fn group_store(store: Arc<dyn ChatStorage>) {
+    concurrent_joins_at_the_cap_never_overshoot(store.clone()).await;
+    lifecycle(store.as_ref()).await;
+}
+
+async fn concurrent_joins_at_the_cap_never_overshoot(store: Arc<dyn ChatStorage>) {
+    // Too big at creation: refused, and nothing is left behind.
+    let refused = store
+        .create_group(NewGroup {
+            group: GroupId(1),
+            name: "g".into(),
+            avatar: String::new(),
+            owner: UserId(1),
+            members: users(2..6_002),
+            now_ms: 1,
+        })
+        .await;
+    assert!(matches!(refused, Err(ChatError::GroupFull { .. })));
+    assert_eq!(store.group(GroupId(1)).await.unwrap(), None);
+    assert!(store.groups_of(UserId(1)).await.unwrap().is_empty());
+
+    // The owner and 5,989 members: room for ten more.
+    let group = create(store.as_ref(), 1, users(2..5_991)).await;
+    assert_eq!(group.member_count, 5_990);
+    let tasks: Vec<_> = (0..40u64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .invite(GroupId(1), UserId(1), vec![UserId(100_000 + i)], 2)
+                    .await
+            })
+        })
+        .collect();
+    let mut added = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(joined) => added += joined.added.len(),
+            Err(ChatError::GroupFull { max }) => assert_eq!(max, MAX_MEMBERS),
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(added, 10);
+    let group = store.group(GroupId(1)).await.unwrap().unwrap();
+    assert_eq!(group.member_count, MAX_MEMBERS);
+    let listed = store.members_page(GroupId(1), None, 10_000).await.unwrap();
+    assert_eq!(listed.len(), MAX_MEMBERS as usize);
+    // The 6001st is refused and changes nothing.
+    assert!(matches!(
+        store
+            .invite(GroupId(1), UserId(1), vec![UserId(999_999)], 3)
+            .await,
+        Err(ChatError::GroupFull { .. })
+    ));
+    assert_eq!(
+        store.group(GroupId(1)).await.unwrap().unwrap().member_count,
+        MAX_MEMBERS
+    );
+    let gone = store.dissolve(GroupId(1), UserId(1)).await.unwrap();
+    assert_eq!(gone.len(), MAX_MEMBERS as usize);
+    assert_eq!(store.group(GroupId(1)).await.unwrap(), None);
+}
+
+async fn lifecycle(store: &dyn ChatStorage) {
+    let g = GroupId(2);
+    let u = UserId;
+    store
+        .create_group(NewGroup {
+            group: g,
+            name: "walkers".into(),
+            avatar: "a".into(),
+            owner: u(10),
+            members: vec![u(11), u(12), u(11)],
+            now_ms: 5,
+        })
+        .await
+        .unwrap();
+    let info = store.group(g).await.unwrap().unwrap();
+    assert_eq!(
+        (info.member_count, info.owner, info.last_seq),
+        (3, u(10), 0)
+    );
+    assert_eq!(store.groups_of(u(11)).await.unwrap(), vec![g]);
+    let page = store.members_page(g, Some(u(10)), 1).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.user).collect::<Vec<_>>(), [u(11)]);
+
+    // A member who joins later sees from the current seq on.
+    store
+        .append_group(NewGroupMessage {
+            group: g,
+            ..group_message(10, "hello", 6, Mentions::default())
+        })
+        .await
+        .unwrap();
+    let joined = store.invite(g, u(11), vec![u(13)], 7).await.unwrap();
+    assert_eq!(joined.added, vec![u(13)]);
+    let late = store.member(g, u(13)).await.unwrap().unwrap();
+    assert_eq!((late.joined_seq, late.role), (1, Role::Member));
+
+    // Approval: a member's invitation waits; an admin decides.
+    let approval = GroupUpdate {
+        join_approval: Some(true),
+        ..GroupUpdate::default()
+    };
+    assert!(matches!(
+        store.update_group(g, u(11), approval.clone()).await,
+        Err(ChatError::NotAllowed)
+    ));
+    store.update_group(g, u(10), approval).await.unwrap();
+    let waiting = store.invite(g, u(11), vec![u(14), u(15)], 8).await.unwrap();
+    assert_eq!(waiting.pending, vec![u(14), u(15)]);
+    assert!(matches!(
+        store.requests(g, u(11)).await,
+        Err(ChatError::NotAllowed)
+    ));
+    let requests = store.requests(g, u(10)).await.unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].inviter, Some(u(11)));
+    assert!(
+        store
+            .decide_request(g, u(10), u(14), true, 9)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .decide_request(g, u(10), u(15), false, 9)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.decide_request(g, u(10), u(15), true, 9).await,
+        Err(ChatError::UnknownRequest)
+    ));
+
+    // Invitation links: joins wait for approval here; expired tokens fail.
+    store
+        .set_invite_token(g, u(10), "tok".into(), 100)
+        .await
+        .unwrap();
+    let (found, by_link) = store.join_by_token("tok".into(), u(16), 50).await.unwrap();
+    assert_eq!((found, by_link.pending), (g, vec![u(16)]));
+    assert_eq!(store.requests(g, u(10)).await.unwrap()[0].inviter, None);
+    assert!(matches!(
+        store.join_by_token("tok".into(), u(17), 100).await,
+        Err(ChatError::InvalidInvite)
+    ));
+    assert!(matches!(
+        store.join_by_token("nope".into(), u(17), 1).await,
+        Err(ChatError::InvalidInvite)
+    ));
+
+    // Roles, transfer, mutes, removal and leaving.
+    store.set_role(g, u(10), u(11), true).await.unwrap();
+    assert!(matches!(
+        store.remove_member(g, u(12), u(11)).await,
+        Err(ChatError::NotAllowed)
+    ));
+    store.mute_member(g, u(11), u(12), 1_000).await.unwrap();
+    assert!(matches!(
+        store
+            .append_group(NewGroupMessage {
+                group: g,
+                ..group_message(12, "muted", 500, Mentions::default())
+            })
+            .await,
+        Err(ChatError::Muted { until_ms: 1_000 })
+    ));
+    store.transfer_owner(g, u(10), u(11)).await.unwrap();
+    assert_eq!(store.group(g).await.unwrap().unwrap().owner, u(11));
+    assert_eq!(
+        store.member(g, u(10)).await.unwrap().unwrap().role,
+        Role::Admin
+    );
+    assert!(matches!(
+        store.remove_member(g, u(11), u(11)).await,
+        Err(ChatError::OwnerMustTransfer)
+    ));
+    assert_eq!(
+        store.remove_member(g, u(11), u(12)).await.unwrap(),
+        Removal::Removed
+    );
+    assert_eq!(
+        store.remove_member(g, u(13), u(13)).await.unwrap(),
+        Removal::Left
+    );
+    assert!(matches!(
+        store.remove_member(g, u(13), u(14)).await,
+        Err(ChatError::NotMember)
+    ));
+    store
+        .set_nickname(g, u(14), "fourteen".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.member(g, u(14)).await.unwrap().unwrap().nickname,
+        "fourteen"
+    );
+    let members: Vec<UserId> = store
+        .members_page(g, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.user)
+        .collect();
+    assert_eq!(members, vec![u(10), u(11), u(14)]);
+    assert_eq!(store.group(g).await.unwrap().unwrap().member_count, 3);
+
+    // Dissolving: only the owner; then nothing of it answers.
+    assert!(matches!(
+        store.dissolve(g, u(10)).await,
+        Err(ChatError::NotAllowed)
+    ));
+    let gone = store.dissolve(g, u(11)).await.unwrap();
+    assert_eq!(gone.len(), 3);
+    assert!(matches!(
+        store.invite(g, u(11), vec![u(20)], 10).await,
+        Err(ChatError::UnknownGroup)
+    ));
+    assert!(store.groups_of(u(14)).await.unwrap().is_empty());
+}
+
+/// One operation of the random walk.
+#[derive(Debug, Clone)]
+enum Op {
+    Invite(UserId, Vec<UserId>),
+    Decide(UserId, UserId, bool),
+    Remove(UserId, UserId),
+    SetRole(UserId, UserId, bool),
+    Transfer(UserId, UserId),
+    Mute(UserId, UserId, i64),
+    Settings(UserId, GroupUpdate),
+    Send(UserId, bool),
+}
+
+/// The group as the model keeps it.
+#[derive(Debug, Clone)]
+struct Model {
+    group: GroupInfo,
+    members: BTreeMap<UserId, MemberInfo>,
+    pending: BTreeSet<UserId>,
+}
+
+impl Model {
+    fn member(&self, user: UserId) -> Option<&MemberInfo> {
+        self.members.get(&user)
+    }
+
+    fn actor(&self, user: UserId) -> Result<MemberInfo, ChatError> {
+        self.members.get(&user).cloned().ok_or(ChatError::NotMember)
+    }
+
+    fn admins(&self) -> u32 {
+        self.members
+            .values()
+            .filter(|m| m.role == Role::Admin)
+            .count() as u32
+    }
+
+    fn add(&mut self, user: UserId, now: i64) {
+        self.pending.remove(&user);
+        self.members.insert(
+            user,
+            MemberInfo {
+                user,
+                role: Role::Member,
+                nickname: String::new(),
+                joined_ms: now,
+                muted_until_ms: 0,
+                joined_seq: self.group.last_seq,
+                last_sent_ms: 0,
+            },
+        );
+        self.group.member_count = self.members.len() as u32;
+    }
+
+    fn set_role(&mut self, user: UserId, role: Role) {
+        if let Some(m) = self.members.get_mut(&user) {
+            m.role = role;
+        }
+    }
+
+    /// Applies `op` at `now` as the rules say; answers the outcome.
+    fn apply(&mut self, op: &Op, now: i64) -> Result<(), ChatError> {
+        match op {
+            Op::Invite(actor, users) => {
+                let inviter = self.actor(*actor)?;
+                match policy::admission(&self.group, Some(&inviter)) {
+                    Admission::Pending => {
+                        for u in users {
+                            if !self.members.contains_key(u) {
+                                self.pending.insert(*u);
+                            }
+                        }
+                    }
+                    Admission::Direct => {
+                        let fresh: BTreeSet<_> = users
+                            .iter()
+                            .filter(|u| !self.members.contains_key(u))
+                            .copied()
+                            .collect();
+                        policy::room_for(self.group.member_count, fresh.len())?;
+                        for u in fresh {
+                            self.add(u, now);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Op::Decide(actor, user, approve) => {
+                policy::may_administer(&self.actor(*actor)?)?;
+                if !self.pending.contains(user) {
+                    return Err(ChatError::UnknownRequest);
+                }
+                if *approve {
+                    policy::room_for(self.group.member_count, 1)?;
+                    self.add(*user, now);
+                } else {
+                    self.pending.remove(user);
+                }
+                Ok(())
+            }
+            Op::Remove(actor, user) => {
+                let acting = self.actor(*actor)?;
+                policy::removal(&acting, self.member(*user))?;
+                self.members.remove(user);
+                self.group.member_count = self.members.len() as u32;
+                Ok(())
+            }
+            Op::SetRole(actor, user, admin) => {
+                let acting = self.actor(*actor)?;
+                let role = policy::new_role(&acting, self.member(*user), *admin, self.admins())?;
+                self.set_role(*user, role);
+                Ok(())
+            }
+            Op::Transfer(actor, user) => {
+                let acting = self.actor(*actor)?;
+                let former = policy::transfer(&acting, self.member(*user), self.admins())?;
+                self.set_role(*user, Role::Owner);
+                self.set_role(*actor, former);
+                self.group.owner = *user;
+                Ok(())
+            }
+            Op::Mute(actor, user, until) => {
+                let acting = self.actor(*actor)?;
+                policy::may_mute(&acting, self.member(*user))?;
+                if let Some(m) = self.members.get_mut(user) {
+                    m.muted_until_ms = (*until).max(0);
+                }
+                Ok(())
+            }
+            Op::Settings(actor, update) => {
+                policy::may_administer(&self.actor(*actor)?)?;
+                if let Some(v) = update.mute_all {
+                    self.group.mute_all = v;
+                }
+                if let Some(v) = update.slow_mode_secs {
+                    self.group.slow_mode_secs = v;
+                }
+                if let Some(v) = update.join_approval {
+                    self.group.join_approval = v;
+                }
+                Ok(())
+            }
+            Op::Send(sender, all) => {
+                let acting = self.actor(*sender)?;
+                policy::may_send(&self.group, &acting, *all, now)?;
+                self.group.last_seq += 1;
+                if let Some(m) = self.members.get_mut(sender) {
+                    m.last_sent_ms = now;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn random_op(rng: &mut StdRng, people: u64) -> Op {
+    let mut someone = || UserId(rng.random_range(1..=people));
+    let (a, b) = (someone(), someone());
+    match rng.random_range(0..8) {
+        0 => {
+            let n = rng.random_range(1..4);
+            Op::Invite(
+                a,
+                (0..n)
+                    .map(|_| UserId(rng.random_range(1..=people)))
+                    .collect(),
+            )
+        }
+        1 => Op::Decide(a, b, rng.random_bool(0.7)),
+        2 => Op::Remove(a, b),
+        3 => Op::SetRole(a, b, rng.random_bool(0.6)),
+        4 => Op::Transfer(a, b),
+        5 => Op::Mute(a, b, rng.random_range(-1..3) * 1_000),
+        6 => Op::Settings(
+            a,
+            GroupUpdate {
+                mute_all: rng.random_bool(0.3).then(|| rng.random_bool(0.3)),
+                slow_mode_secs: rng.random_bool(0.3).then(|| rng.random_range(0..3)),
+                join_approval: rng.random_bool(0.3).then(|| rng.random_bool(0.5)),
+                ..GroupUpdate::default()
+            },
+        ),
+        _ => Op::Send(a, rng.random_bool(0.2)),
+    }
+}
+
+fn same_outcome(store: &Result<(), ChatError>, model: &Result<(), ChatError>) -> bool {
+    match (store, model) {
+        (Ok(()), Ok(())) => true,
+        (Err(s), Err(m)) => std::mem::discriminant(s) == std::mem::discriminant(m),
+        _ => false,
+    }
+}
+
+/// Several random walks of operations by random people (members or not) on
+/// fresh groups: after every step the store's answer has the kind the model's
+/// has, and at the end the members, their roles and mutes, the owner and the
+/// count agree.
+pub async fn group_rules_match_the_model(store: Arc<dyn ChatStorage>, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for walk in 0..8u64 {
+        let group = GroupId(1_000 + walk);
+        let people = 9;
+        let mut now = 1_000i64;
+        let info = store
+            .create_group(NewGroup {
+                group,
+                name: "walk".into(),
+                avatar: String::new(),
+                owner: UserId(1),
+                members: vec![UserId(2), UserId(3)],
+                now_ms: now,
+            })
+            .await
+            .unwrap();
+        let mut model = Model {
+            members: store
+                .members_page(group, None, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.user, m))
+                .collect(),
+            group: info,
+            pending: BTreeSet::new(),
+        };
+        for step in 0..150 {
+            now += rng.random_range(0..1_500);
+            let op = random_op(&mut rng, people);
+            let expected = model.apply(&op, now);
+            let got = run(store.as_ref(), group, &op, now, step).await;
+            assert!(
+                same_outcome(&got, &expected),
+                "walk {walk} step {step}: {op:?} answered {got:?}, the model says {expected:?}"
+            );
+        }
+        let stored: BTreeMap<UserId, (Role, i64)> = store
+            .members_page(group, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.user, (m.role, m.muted_until_ms)))
+            .collect();
+        let modelled: BTreeMap<UserId, (Role, i64)> = model
+            .members
+            .values()
+            .map(|m| (m.user, (m.role, m.muted_until_ms)))
+            .collect();
+        assert_eq!(stored, modelled, "walk {walk}");
+        let info = store.group(group).await.unwrap().unwrap();
+        assert_eq!(
+            (info.owner, info.member_count, info.last_seq),
+            (
+                model.group.owner,
+                model.group.member_count,
+                model.group.last_seq
+            ),
+            "walk {walk}"
+        );
+    }
+}
+
+async fn run(
+    store: &dyn ChatStorage,
+    group: GroupId,
+    op: &Op,
+    now: i64,
+    step: usize,
+) -> Result<(), ChatError> {
+    match op.clone() {
+        Op::Invite(actor, users) => store.invite(group, actor, users, now).await.map(drop),
+        Op::Decide(actor, user, approve) => store
+            .decide_request(group, actor, user, approve, now)
+            .await
+            .map(drop),
+        Op::Remove(actor, user) => store.remove_member(group, actor, user).await.map(drop),
+        Op::SetRole(actor, user, admin) => store.set_role(group, actor, user, admin).await,
+        Op::Transfer(actor, user) => store.transfer_owner(group, actor, user).await,
+        Op::Mute(actor, user, until) => store.mute_member(group, actor, user, until).await,
+        Op::Settings(actor, update) => store.update_group(group, actor, update).await.map(drop),
+        Op::Send(sender, all) => store
+            .append_group(NewGroupMessage {
+                group,
+                sender,
+                client_msg_id: format!("walk-{step}"),
+                message_id: step as u64,
+                server_time_ms: now,
+                body: b"x".to_vec(),
+                mentions: Mentions {
+                    all,
+                    users: Vec::new(),
+                },
+            })
+            .await
+            .map(drop),
+    }
+}

@@ -1,0 +1,206 @@
+//! The chat room's types: ids, messages, conversations as listed, groups and
+//! their members. No I/O.
+
+pub use superapp_proto::ids::{ConversationId, GroupId, UserId};
+
+/// Whom a message mentions, by name or all at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mentions {
+    /// `@all`, which only the owner and admins may use.
+    pub all: bool,
+    pub users: Vec<UserId>,
+}
+
+impl Mentions {
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.users.is_empty()
+    }
+
+    pub fn mentions(&self, user: UserId) -> bool {
+        self.all || self.users.contains(&user)
+    }
+}
+
+/// A one-to-one message to append; the store assigns `seq`.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub conversation: ConversationId,
+    pub sender: UserId,
+    /// The two members, written with the conversation's first message.
+    pub members: [UserId; 2],
+    pub client_msg_id: String,
+    pub message_id: u64,
+    pub server_time_ms: i64,
+    /// The encoded `MessageBody`.
+    pub body: Vec<u8>,
+}
+
+/// A group message to append once the sender's rights are checked.
+#[derive(Debug, Clone)]
+pub struct NewGroupMessage {
+    pub group: GroupId,
+    pub sender: UserId,
+    pub client_msg_id: String,
+    pub message_id: u64,
+    pub server_time_ms: i64,
+    pub body: Vec<u8>,
+    /// As asked; the store keeps only members other than the sender.
+    pub mentions: Mentions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub conversation: ConversationId,
+    pub seq: u64,
+    pub message_id: u64,
+    pub sender: UserId,
+    pub server_time_ms: i64,
+    pub client_msg_id: String,
+    pub body: Vec<u8>,
+    pub mentions: Mentions,
+}
+
+/// The durable outcome of a send: what its ack says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub conversation: ConversationId,
+    pub seq: u64,
+    pub message_id: u64,
+    pub server_time_ms: i64,
+    /// The (sender, client_msg_id) was seen before: this is the first ack again.
+    pub duplicate: bool,
+    /// Of a new message: the mentions as stored.
+    pub mentions: Mentions,
+}
+
+/// A group as its conversation list entry shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub group: GroupId,
+    pub name: String,
+    pub member_count: u32,
+}
+
+/// One conversation in a user's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    pub conversation: ConversationId,
+    /// The other member of a one-to-one chat; None for a group.
+    pub peer: Option<UserId>,
+    pub last_seq: u64,
+    pub read_seq: u64,
+    pub peer_read_seq: u64,
+    /// Messages from others above `read_seq`.
+    pub unread: u64,
+    pub last_activity_ms: i64,
+    pub group: Option<GroupSummary>,
+    /// An unread message mentions the user or everyone.
+    pub mentioned: bool,
+}
+
+/// Where a page of the conversation list ends: the last entry's activity
+/// time and conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxCursor {
+    pub last_activity_ms: i64,
+    pub conversation: ConversationId,
+}
+
+/// A member's standing in a group, in rank order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Member = 0,
+    Admin = 1,
+    Owner = 2,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+
+    /// The owner and admins run the group; they are not held by mute-all,
+    /// slow mode or approval of invitations.
+    pub fn is_admin(self) -> bool {
+        self >= Self::Admin
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub group: GroupId,
+    pub name: String,
+    pub avatar: String,
+    pub announcement: String,
+    pub owner: UserId,
+    pub created_ms: i64,
+    pub member_count: u32,
+    pub mute_all: bool,
+    pub slow_mode_secs: u32,
+    pub join_approval: bool,
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub user: UserId,
+    pub role: Role,
+    pub nickname: String,
+    pub joined_ms: i64,
+    pub muted_until_ms: i64,
+    /// Messages with seq above this are visible to the member.
+    pub joined_seq: u64,
+    /// When the member last sent (0: never), for slow mode.
+    pub last_sent_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub group: GroupId,
+    pub name: String,
+    pub avatar: String,
+    pub owner: UserId,
+    pub members: Vec<UserId>,
+    pub now_ms: i64,
+}
+
+/// Changes to a group's settings; None leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct GroupUpdate {
+    pub name: Option<String>,
+    pub avatar: Option<String>,
+    pub announcement: Option<String>,
+    pub mute_all: Option<bool>,
+    pub slow_mode_secs: Option<u32>,
+    pub join_approval: Option<bool>,
+}
+
+/// What an invitation or a join did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Joined {
+    /// Now members.
+    pub added: Vec<UserId>,
+    /// Waiting for an admin's approval.
+    pub pending: Vec<UserId>,
+}
+
+/// A join waiting for an admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub user: UserId,
+    /// The member who invited them; None when they came by a link.
+    pub inviter: Option<UserId>,
+    pub requested_ms: i64,
+}
+
+/// How a member left a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The member left of their own accord.
+    Left,
+    Removed,
+}

@@ -1,0 +1,554 @@
+//! The chat room's rules as pure functions: limits on what a message or a
+//! group may hold, and who in a group may do what. No I/O. The service calls
+//! the input checks; every store backend calls the group rules inside the
+//! transaction that acts on them (or turns them into a compare-and-set
+//! condition), so no backend writes a rule of its own.
+//!
+//! Ranks: the owner over everyone, admins over plain members. The owner and
+//! admins run the group and are not held by mute-all, slow mode or approval
+//! of invitations; a mute of one member holds anyone.
+
+use superapp_proto::v1::{MessageBody, message_body};
+
+use crate::ChatError;
+use crate::model::{GroupInfo, MemberInfo, Mentions, Removal, Role, UserId};
+
+/// At most this many members in a group.
+pub const MAX_MEMBERS: u32 = 6_000;
+/// At most this many admins besides the owner.
+pub const MAX_ADMINS: u32 = 10;
+/// At most this many members mentioned by one message.
+pub const MAX_MENTIONS: usize = 20;
+/// Largest text body, in bytes of UTF-8.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+pub const MAX_CLIENT_MSG_ID_BYTES: usize = 64;
+pub const MAX_NAME_CHARS: usize = 64;
+pub const MAX_ANNOUNCEMENT_CHARS: usize = 2_000;
+pub const MAX_NICKNAME_CHARS: usize = 32;
+pub const MAX_AVATAR_BYTES: usize = 512;
+pub const MAX_SLOW_MODE_SECS: u32 = 3_600;
+/// Bodies in one pulled page stop growing past this, so a page of long
+/// messages still fits one WebSocket frame; `has_more` says to pull again.
+pub const MAX_PAGE_BODY_BYTES: usize = 256 * 1024;
+
+// ---- Input limits --------------------------------------------------------
+
+/// A body holds 1 to [`MAX_TEXT_BYTES`] bytes of text.
+pub fn check_body(body: Option<MessageBody>) -> Result<MessageBody, ChatError> {
+    let body = body.ok_or(ChatError::EmptyBody)?;
+    match &body.content {
+        Some(message_body::Content::Text(text)) if text.is_empty() => Err(ChatError::EmptyBody),
+        Some(message_body::Content::Text(text)) if text.len() > MAX_TEXT_BYTES => {
+            Err(ChatError::BodyTooLarge {
+                max: MAX_TEXT_BYTES,
+            })
+        }
+        Some(message_body::Content::Text(_)) => Ok(body),
+        None => Err(ChatError::EmptyBody),
+    }
+}
+
+pub fn check_client_msg_id(id: &str) -> Result<(), ChatError> {
+    if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_BYTES {
+        return Err(ChatError::InvalidClientMsgId);
+    }
+    Ok(())
+}
+
+pub fn check_mention_count(mentions: &Mentions) -> Result<(), ChatError> {
+    if mentions.users.len() > MAX_MENTIONS {
+        return Err(ChatError::TooManyMentions { max: MAX_MENTIONS });
+    }
+    Ok(())
+}
+
+fn check_len(
+    value: &str,
+    min: usize,
+    max: usize,
+    code: &'static str,
+    reason: &'static str,
+) -> Result<(), ChatError> {
+    let chars = value.chars().count();
+    if chars < min || chars > max || value.chars().any(char::is_control) {
+        return Err(ChatError::Invalid { code, reason });
+    }
+    Ok(())
+}
+
+/// A group nickname: at most 32 characters, no control characters.
+pub fn check_nickname(nickname: &str) -> Result<(), ChatError> {
+    check_len(
+        nickname,
+        0,
+        MAX_NICKNAME_CHARS,
+        "invalid_nickname",
+        "a group nickname is at most 32 characters",
+    )
+}
+
+/// A group name, as trimmed: 1 to 64 characters, no control characters.
+pub fn check_group_name(name: &str) -> Result<(), ChatError> {
+    check_len(
+        name.trim(),
+        1,
+        MAX_NAME_CHARS,
+        "invalid_group_name",
+        "a group name is 1 to 64 characters",
+    )
+}
+
+pub fn check_avatar(avatar: &str) -> Result<(), ChatError> {
+    if avatar.len() > MAX_AVATAR_BYTES {
+        return Err(ChatError::Invalid {
+            code: "invalid_avatar",
+            reason: "an avatar reference is at most 512 bytes",
+        });
+    }
+    Ok(())
+}
+
+pub fn check_announcement(text: &str) -> Result<(), ChatError> {
+    check_len(
+        text,
+        0,
+        MAX_ANNOUNCEMENT_CHARS,
+        "invalid_announcement",
+        "an announcement is at most 2000 characters",
+    )
+}
+
+pub fn check_slow_mode(secs: u32) -> Result<(), ChatError> {
+    if secs > MAX_SLOW_MODE_SECS {
+        return Err(ChatError::Invalid {
+            code: "invalid_slow_mode",
+            reason: "slow mode is 0 to 3600 seconds",
+        });
+    }
+    Ok(())
+}
+
+/// An invitation names 1 to 5,999 users (the owner is the 6,000th).
+pub fn check_invitees(count: usize) -> Result<(), ChatError> {
+    if count == 0 || count >= MAX_MEMBERS as usize {
+        return Err(ChatError::Invalid {
+            code: "invalid_members",
+            reason: "name 1 to 5999 users",
+        });
+    }
+    Ok(())
+}
+
+// ---- Group rules ---------------------------------------------------------
+
+/// Whether `actor` may act on `target` (remove, mute): the owner over anyone
+/// else, an admin over plain members.
+pub fn outranks(actor: &MemberInfo, target: &MemberInfo) -> bool {
+    actor.user != target.user
+        && (actor.role == Role::Owner || (actor.role == Role::Admin && target.role == Role::Member))
+}
+
+/// The group may take `adding` more members.
+pub fn room_for(member_count: u32, adding: usize) -> Result<(), ChatError> {
+    if member_count as usize + adding > MAX_MEMBERS as usize {
+        return Err(ChatError::GroupFull { max: MAX_MEMBERS });
+    }
+    Ok(())
+}
+
+/// How people invited by a member come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// They are members at once.
+    Direct,
+    /// They wait for an admin's approval.
+    Pending,
+}
+
+/// A member's invitation waits for approval when the group asks for it,
+/// unless the inviter runs the group. A link's joins (no inviter) wait
+/// whenever the group asks for approval.
+pub fn admission(group: &GroupInfo, inviter: Option<&MemberInfo>) -> Admission {
+    let runs_group = inviter.is_some_and(|m| m.role.is_admin());
+    if group.join_approval && !runs_group {
+        Admission::Pending
+    } else {
+        Admission::Direct
+    }
+}
+
+/// Settings, the invitation link and pending joins belong to the owner and admins.
+pub fn may_administer(actor: &MemberInfo) -> Result<(), ChatError> {
+    if actor.role.is_admin() {
+        Ok(())
+    } else {
+        Err(ChatError::NotAllowed)
+    }
+}
+
+/// Only the owner dissolves the group.
+pub fn may_dissolve(actor: &MemberInfo) -> Result<(), ChatError> {
+    if actor.role == Role::Owner {
+        Ok(())
+    } else {
+        Err(ChatError::NotAllowed)
+    }
+}
+
+/// Leaving (target is the actor) or removing someone. The owner cannot
+/// leave without handing the group on.
+pub fn removal(actor: &MemberInfo, target: Option<&MemberInfo>) -> Result<Removal, ChatError> {
+    let target = target.ok_or(ChatError::UnknownMember)?;
+    if actor.user == target.user {
+        return match actor.role {
+            Role::Owner => Err(ChatError::OwnerMustTransfer),
+            _ => Ok(Removal::Left),
+        };
+    }
+    if outranks(actor, target) {
+        Ok(Removal::Removed)
+    } else {
+        Err(ChatError::NotAllowed)
+    }
+}
+
+/// Muting (or unmuting) a member: the same ranks as removal, never oneself.
+pub fn may_mute(actor: &MemberInfo, target: Option<&MemberInfo>) -> Result<(), ChatError> {
+    let target = target.ok_or(ChatError::UnknownMember)?;
+    if outranks(actor, target) {
+        Ok(())
+    } else {
+        Err(ChatError::NotAllowed)
+    }
+}
+
+/// The owner makes a member an admin (at most [`MAX_ADMINS`], `admins` being
+/// how many there are now) or back; answers the target's new role.
+pub fn new_role(
+    actor: &MemberInfo,
+    target: Option<&MemberInfo>,
+    admin: bool,
+    admins: u32,
+) -> Result<Role, ChatError> {
+    if actor.role != Role::Owner {
+        return Err(ChatError::NotAllowed);
+    }
+    let target = target.ok_or(ChatError::UnknownMember)?;
+    if target.role == Role::Owner {
+        return Err(ChatError::NotAllowed);
+    }
+    if !admin {
+        return Ok(Role::Member);
+    }
+    if target.role == Role::Member && admins >= MAX_ADMINS {
+        return Err(ChatError::TooManyAdmins { max: MAX_ADMINS });
+    }
+    Ok(Role::Admin)
+}
+
+/// The owner hands the group to another member; answers the former owner's
+/// new role. They stay on as an admin, as people expect, if the admins' cap
+/// leaves room (a new owner who was an admin makes room).
+pub fn transfer(
+    actor: &MemberInfo,
+    target: Option<&MemberInfo>,
+    admins: u32,
+) -> Result<Role, ChatError> {
+    if actor.role != Role::Owner || target.is_some_and(|t| t.user == actor.user) {
+        return Err(ChatError::NotAllowed);
+    }
+    let target = target.ok_or(ChatError::UnknownMember)?;
+    let admins_after = admins - u32::from(target.role == Role::Admin);
+    Ok(if admins_after < MAX_ADMINS {
+        Role::Admin
+    } else {
+        Role::Member
+    })
+}
+
+/// Whether `sender` may send now: not muted, not silenced by mute-all or slow
+/// mode (which hold plain members only), and `@all` only from those who run
+/// the group.
+pub fn may_send(
+    group: &GroupInfo,
+    sender: &MemberInfo,
+    mention_all: bool,
+    now_ms: i64,
+) -> Result<(), ChatError> {
+    if sender.muted_until_ms > now_ms {
+        return Err(ChatError::Muted {
+            until_ms: sender.muted_until_ms,
+        });
+    }
+    if sender.role.is_admin() {
+        return Ok(());
+    }
+    if group.mute_all {
+        return Err(ChatError::GroupMuted);
+    }
+    if mention_all {
+        return Err(ChatError::MentionAllNotAllowed);
+    }
+    if group.slow_mode_secs > 0 && sender.last_sent_ms > 0 {
+        let next = sender
+            .last_sent_ms
+            .saturating_add(i64::from(group.slow_mode_secs) * 1000);
+        if now_ms < next {
+            return Err(ChatError::SlowMode {
+                retry_after_ms: (next - now_ms) as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The mentions a message keeps: `@all` as asked (once [`may_send`] allowed
+/// it), and each named member once, never the sender, never a non-member.
+pub fn kept_mentions(
+    sender: UserId,
+    asked: &Mentions,
+    mut is_member: impl FnMut(UserId) -> bool,
+) -> Mentions {
+    let mut users: Vec<UserId> = Vec::new();
+    for &user in &asked.users {
+        if user != sender && !users.contains(&user) && is_member(user) {
+            users.push(user);
+        }
+    }
+    Mentions {
+        all: asked.all,
+        users,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::GroupId;
+
+    fn member(user: u64, role: Role) -> MemberInfo {
+        MemberInfo {
+            user: UserId(user),
+            role,
+            nickname: String::new(),
+            joined_ms: 0,
+            muted_until_ms: 0,
+            joined_seq: 0,
+            last_sent_ms: 0,
+        }
+    }
+
+    fn group() -> GroupInfo {
+        GroupInfo {
+            group: GroupId(1),
+            name: "g".into(),
+            avatar: String::new(),
+            announcement: String::new(),
+            owner: UserId(1),
+            created_ms: 0,
+            member_count: 2,
+            mute_all: false,
+            slow_mode_secs: 0,
+            join_approval: false,
+            last_seq: 0,
+        }
+    }
+
+    fn role() -> impl Strategy<Value = Role> {
+        prop_oneof![Just(Role::Member), Just(Role::Admin), Just(Role::Owner)]
+    }
+
+    /// The reference model: the rules as a table of ranks, written apart from
+    /// the functions above. 2 owner, 1 admin, 0 member.
+    mod model {
+        pub fn rank(role: super::Role) -> u8 {
+            role as u8
+        }
+        /// Acting on someone else: strictly higher rank, and the actor runs the group.
+        pub fn may_act_on(actor: u8, target: u8, same: bool) -> bool {
+            !same && actor >= 1 && actor > target
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn removal_follows_rank(actor in role(), target in role(), same in any::<bool>()) {
+            // A group has one owner.
+            prop_assume!(same || actor != Role::Owner || target != Role::Owner);
+            let a = member(1, actor);
+            let t = member(if same { 1 } else { 2 }, if same { actor } else { target });
+            let got = removal(&a, Some(&t));
+            let want = if same {
+                if actor == Role::Owner { Err("owner_must_transfer") } else { Ok(Removal::Left) }
+            } else if model::may_act_on(model::rank(actor), model::rank(target), false) {
+                Ok(Removal::Removed)
+            } else {
+                Err("not_allowed")
+            };
+            match (got, want) {
+                (Ok(g), Ok(w)) => prop_assert_eq!(g, w),
+                (Err(ChatError::OwnerMustTransfer), Err("owner_must_transfer")) => {}
+                (Err(ChatError::NotAllowed), Err("not_allowed")) => {}
+                (g, w) => prop_assert!(false, "got {g:?}, want {w:?}"),
+            }
+            prop_assert!(matches!(removal(&a, None), Err(ChatError::UnknownMember)));
+        }
+
+        #[test]
+        fn muting_follows_rank_and_never_oneself(actor in role(), target in role(), same in any::<bool>()) {
+            prop_assume!(same || actor != Role::Owner || target != Role::Owner);
+            let a = member(1, actor);
+            let t = member(if same { 1 } else { 2 }, target);
+            let allowed = model::may_act_on(model::rank(actor), model::rank(target), same);
+            prop_assert_eq!(may_mute(&a, Some(&t)).is_ok(), allowed);
+        }
+
+        #[test]
+        fn only_the_owner_changes_roles_within_the_admin_cap(
+            actor in role(), target in role(), admin in any::<bool>(), admins in 0u32..=MAX_ADMINS,
+        ) {
+            let got = new_role(&member(1, actor), Some(&member(2, target)), admin, admins);
+            let want = if actor != Role::Owner || target == Role::Owner {
+                None
+            } else if admin && target == Role::Member && admins == MAX_ADMINS {
+                Some(Err(()))
+            } else {
+                Some(Ok(if admin { Role::Admin } else { Role::Member }))
+            };
+            match (got, want) {
+                (Err(ChatError::NotAllowed), None) => {}
+                (Err(ChatError::TooManyAdmins { .. }), Some(Err(()))) => {}
+                (Ok(g), Some(Ok(w))) => prop_assert_eq!(g, w),
+                (g, w) => prop_assert!(false, "got {g:?}, want {w:?}"),
+            }
+        }
+
+        #[test]
+        fn a_transfer_keeps_the_admin_cap(target in role(), admins in 0u32..=MAX_ADMINS) {
+            prop_assume!(target != Role::Owner);
+            prop_assume!(target != Role::Admin || admins > 0);
+            let former = transfer(&member(1, Role::Owner), Some(&member(2, target)), admins).unwrap();
+            let admins_after = admins - u32::from(target == Role::Admin)
+                + u32::from(former == Role::Admin);
+            prop_assert!(admins_after <= MAX_ADMINS);
+            // Room left means the former owner keeps a say.
+            prop_assert_eq!(former == Role::Admin, admins - u32::from(target == Role::Admin) < MAX_ADMINS);
+        }
+
+        #[test]
+        fn only_the_owner_transfers_and_never_to_themselves(actor in role(), target in role()) {
+            prop_assume!(actor != Role::Owner);
+            prop_assert!(matches!(
+                transfer(&member(1, actor), Some(&member(2, target)), 0),
+                Err(ChatError::NotAllowed)
+            ));
+            let owner = member(1, Role::Owner);
+            prop_assert!(matches!(transfer(&owner, Some(&owner), 0), Err(ChatError::NotAllowed)));
+        }
+
+        #[test]
+        fn who_may_send_is_decided_by_mutes_role_and_slow_mode(
+            role in role(),
+            mute_all in any::<bool>(),
+            mention_all in any::<bool>(),
+            slow in 0u32..5,
+            muted_for in -3i64..3,
+            last_sent_ago in prop::option::of(0i64..6_000),
+        ) {
+            let now = 1_000_000;
+            let mut g = group();
+            g.mute_all = mute_all;
+            g.slow_mode_secs = slow;
+            let mut sender = member(1, role);
+            sender.muted_until_ms = if muted_for > 0 { now + muted_for } else { 0 };
+            sender.last_sent_ms = last_sent_ago.map_or(0, |ago| now - ago);
+            let got = may_send(&g, &sender, mention_all, now);
+            // The reference, rule by rule, in the order people are told.
+            let runs = model::rank(role) >= 1;
+            let slowed = last_sent_ago.is_some_and(|ago| ago < i64::from(slow) * 1000);
+            let want = if muted_for > 0 {
+                "muted"
+            } else if runs {
+                "ok"
+            } else if mute_all {
+                "group_muted"
+            } else if mention_all {
+                "mention_all"
+            } else if slowed {
+                "slow"
+            } else {
+                "ok"
+            };
+            let name = match &got {
+                Ok(()) => "ok",
+                Err(ChatError::Muted { .. }) => "muted",
+                Err(ChatError::GroupMuted) => "group_muted",
+                Err(ChatError::MentionAllNotAllowed) => "mention_all",
+                Err(ChatError::SlowMode { retry_after_ms }) => {
+                    prop_assert!(*retry_after_ms > 0 && *retry_after_ms <= u64::from(slow) * 1000);
+                    "slow"
+                }
+                Err(other) => panic!("{other:?}"),
+            };
+            prop_assert_eq!(name, want);
+        }
+
+        #[test]
+        fn the_member_cap_is_never_passed(count in 0u32..=MAX_MEMBERS, adding in 0usize..100) {
+            prop_assert_eq!(
+                room_for(count, adding).is_ok(),
+                count as usize + adding <= MAX_MEMBERS as usize
+            );
+        }
+
+        #[test]
+        fn invitations_wait_only_when_asked_and_the_inviter_does_not_run_the_group(
+            approval in any::<bool>(), inviter in prop::option::of(role()),
+        ) {
+            let mut g = group();
+            g.join_approval = approval;
+            let inviter = inviter.map(|r| member(1, r));
+            let waits = approval && inviter.as_ref().is_none_or(|m| m.role == Role::Member);
+            prop_assert_eq!(admission(&g, inviter.as_ref()) == Admission::Pending, waits);
+        }
+
+        #[test]
+        fn kept_mentions_are_distinct_members_other_than_the_sender(
+            asked in prop::collection::vec(0u64..8, 0..12), all in any::<bool>(),
+        ) {
+            let members = [1u64, 2, 3, 5];
+            let asked = Mentions { all, users: asked.into_iter().map(UserId).collect() };
+            let kept = kept_mentions(UserId(1), &asked, |u| members.contains(&u.0));
+            prop_assert_eq!(kept.all, all);
+            for (i, u) in kept.users.iter().enumerate() {
+                prop_assert!(u.0 != 1 && members.contains(&u.0));
+                prop_assert!(!kept.users[..i].contains(u));
+                prop_assert!(asked.users.contains(u));
+            }
+            for u in &asked.users {
+                prop_assert_eq!(kept.users.contains(u), u.0 != 1 && members.contains(&u.0));
+            }
+        }
+    }
+
+    #[test]
+    fn bodies_must_hold_between_one_and_16384_bytes_of_text() {
+        let text = |s: String| {
+            Some(MessageBody {
+                content: Some(message_body::Content::Text(s)),
+            })
+        };
+        assert!(matches!(check_body(None), Err(ChatError::EmptyBody)));
+        assert!(matches!(
+            check_body(text(String::new())),
+            Err(ChatError::EmptyBody)
+        ));
+        assert!(check_body(text("x".repeat(MAX_TEXT_BYTES))).is_ok());
+        assert!(matches!(
+            check_body(text("x".repeat(MAX_TEXT_BYTES + 1))),
+            Err(ChatError::BodyTooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,156 @@
+//! The chat room's storage, in the room's terms, shaped as partition key +
+//! sort key so that SQLite, ScyllaDB and PostgreSQL implement it alike:
+//!
+//! | table | partition | sort | notes |
+//! |---|---|---|---|
+//! | messages | conversation | seq | in ScyllaDB bucketed by `seq / 10_000` |
+//! | sent | conversation | (sender, client_msg_id) | the idempotency record of each send |
+//! | conversations | conversation | | `last_seq`, last activity |
+//! | members | conversation | user | read mark, peer; in a group also role, nickname, `joined_seq`, mute, last send |
+//! | inbox | user | last activity | the conversation list: here a read-time sort of the user's memberships by the conversations' last activity; in ScyllaDB a table of its own |
+//! | groups | conversation | | settings, owner, `member_count` (the cap is checked against it) |
+//! | mentions | conversation | (user, seq) | `@all` is kept as a mention of everyone; read against the read mark for "you were mentioned" |
+//! | join_requests | conversation | user | waiting for an admin when the group asks for approval |
+//!
+//! Sequencing: a backend assigns `seq = last_seq + 1` inside the write that
+//! stores the message, and a conversation has one writer at a time (the
+//! SQLite writer thread here; the shard owner in larger tiers), so `seq` is
+//! strictly increasing, never reused, and without gaps.
+//!
+//! Group operations take the acting member and decide with the rules of
+//! [`crate::policy`] inside the same write that acts, so two requests can
+//! never both pass a check that only one may. Their refusals are
+//! [`ChatError`]s; an engine failure is [`ChatError::Store`].
+//!
+//! [`crate::conformance`] is the behaviour every backend must show.
+
+mod sqlite;
+
+pub use sqlite::SqliteChatStore;
+pub use superapp_kit::store::StoreError;
+
+use superapp_kit::BoxFuture;
+
+use crate::ChatError;
+use crate::model::{
+    Appended, ConversationId, GroupId, GroupInfo, GroupUpdate, InboxCursor, InboxEntry,
+    JoinRequest, Joined, MemberInfo, NewGroup, NewGroupMessage, NewMessage, Removal, StoredMessage,
+    UserId,
+};
+
+pub trait ChatStore: Send + Sync + 'static {
+    /// Appends with `seq = last_seq + 1`, or returns the first ack of a repeated
+    /// (sender, client_msg_id) in the conversation. Creates the conversation on
+    /// its first message. Idempotency is per conversation so that the single
+    /// writer of a conversation (its shard owner) can decide it alone.
+    fn append(&self, message: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>>;
+    /// Messages with seq > `after_seq`, ascending, at most `limit`.
+    fn messages_after(
+        &self,
+        conversation: ConversationId,
+        after_seq: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>>;
+    /// The user's conversations by last activity, newest first, after `cursor`.
+    fn inbox(
+        &self,
+        user: UserId,
+        cursor: Option<InboxCursor>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>>;
+    /// The members of a conversation, by user id; empty if it does not exist.
+    fn members(
+        &self,
+        conversation: ConversationId,
+    ) -> BoxFuture<'_, Result<Vec<UserId>, StoreError>>;
+    /// Moves the user's read mark forward to `seq` (capped at the last seq);
+    /// returns the mark after the move, or None if the user is not a member.
+    fn mark_read(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
+}
+
+/// What a group operation answers: its result, a refusal, or a store failure.
+pub type Outcome<T> = BoxFuture<'static, Result<T, ChatError>>;
+
+pub trait GroupStore: Send + Sync + 'static {
+    /// Creates the group with its owner and first members.
+    fn create_group(&self, group: NewGroup) -> Outcome<GroupInfo>;
+    /// The group, or None if it does not exist (or was dissolved).
+    fn group(&self, group: GroupId) -> Outcome<Option<GroupInfo>>;
+    fn member(&self, group: GroupId, user: UserId) -> Outcome<Option<MemberInfo>>;
+    /// Members by user id after `after` (all, from the first, with None), at most `limit`.
+    fn members_page(
+        &self,
+        group: GroupId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Outcome<Vec<MemberInfo>>;
+    /// The groups a user is a member of.
+    fn groups_of(&self, user: UserId) -> Outcome<Vec<GroupId>>;
+    /// `actor` invites `users`: they join at once, or wait for approval
+    /// ([`crate::policy::admission`]).
+    fn invite(
+        &self,
+        group: GroupId,
+        actor: UserId,
+        users: Vec<UserId>,
+        now_ms: i64,
+    ) -> Outcome<Joined>;
+    /// Joins with an invitation link's token (directly, or pending approval).
+    fn join_by_token(&self, token: String, user: UserId, now_ms: i64)
+    -> Outcome<(GroupId, Joined)>;
+    /// An admin approves or rejects a pending join; answers whether it joined.
+    fn decide_request(
+        &self,
+        group: GroupId,
+        actor: UserId,
+        user: UserId,
+        approve: bool,
+        now_ms: i64,
+    ) -> Outcome<bool>;
+    /// Pending joins, oldest first (at most 1,000), for an admin.
+    fn requests(&self, group: GroupId, actor: UserId) -> Outcome<Vec<JoinRequest>>;
+    /// Removes `user`, or lets them leave when `actor == user` ([`crate::policy::removal`]).
+    fn remove_member(&self, group: GroupId, actor: UserId, user: UserId) -> Outcome<Removal>;
+    /// The owner makes a member an admin or back ([`crate::policy::new_role`]).
+    fn set_role(&self, group: GroupId, actor: UserId, user: UserId, admin: bool) -> Outcome<()>;
+    fn transfer_owner(&self, group: GroupId, actor: UserId, user: UserId) -> Outcome<()>;
+    /// Mutes `user` until a time (0 unmutes) ([`crate::policy::may_mute`]).
+    fn mute_member(
+        &self,
+        group: GroupId,
+        actor: UserId,
+        user: UserId,
+        until_ms: i64,
+    ) -> Outcome<()>;
+    fn set_nickname(&self, group: GroupId, user: UserId, nickname: String) -> Outcome<()>;
+    /// Admins and the owner change settings, all of `update` in one write.
+    fn update_group(
+        &self,
+        group: GroupId,
+        actor: UserId,
+        update: GroupUpdate,
+    ) -> Outcome<GroupInfo>;
+    /// The owner dissolves the group; answers who were its members.
+    fn dissolve(&self, group: GroupId, actor: UserId) -> Outcome<Vec<UserId>>;
+    /// Admins set the group's invitation token (replacing any earlier one).
+    fn set_invite_token(
+        &self,
+        group: GroupId,
+        actor: UserId,
+        token: String,
+        expires_ms: i64,
+    ) -> Outcome<()>;
+    /// Appends a group message once [`crate::policy::may_send`] allows it;
+    /// a repeated client_msg_id gets its first ack, whatever changed since.
+    fn append_group(&self, message: NewGroupMessage) -> Outcome<Appended>;
+}
+
+/// Everything the chat room keeps: its conversations and its groups.
+pub trait ChatStorage: ChatStore + GroupStore {}
+
+impl<T: ChatStore + GroupStore> ChatStorage for T {}

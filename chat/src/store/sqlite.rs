@@ -1,0 +1,489 @@
+//! The embedded backend of [`ChatStore`] and [`GroupStore`](super::GroupStore):
+//! one SQLite file, written by its single writer thread with group commit.
+//! Conversation ids are stored as their wire names (`d.1.2`, `g.7`), user
+//! and group ids as integers.
+
+mod groups;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use superapp_kit::BoxFuture;
+use superapp_kit::metrics::Histogram;
+use superapp_kit::sqlite::Database;
+
+use super::{ChatStore, StoreError};
+use crate::model::{
+    Appended, ConversationId, GroupSummary, InboxCursor, InboxEntry, Mentions, NewMessage,
+    StoredMessage, UserId,
+};
+
+const MIGRATIONS: &[&str] = &[
+    "
+CREATE TABLE conversations (
+    id TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    last_activity_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE members (
+    conversation_id TEXT NOT NULL,
+    user_id INTEGER NOT NULL,
+    peer_id INTEGER NOT NULL,
+    read_seq INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (conversation_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX members_by_user ON members (user_id, conversation_id);
+CREATE TABLE messages (
+    conversation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    sender INTEGER NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    server_time_ms INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE sent (
+    conversation_id TEXT NOT NULL,
+    sender INTEGER NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    server_time_ms INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, sender, client_msg_id)
+) WITHOUT ROWID;
+",
+    "
+ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '';
+ALTER TABLE members ADD COLUMN role INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN nickname TEXT NOT NULL DEFAULT '';
+ALTER TABLE members ADD COLUMN joined_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN joined_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN muted_until_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN last_sent_ms INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE groups (
+    conversation_id TEXT PRIMARY KEY,
+    group_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    avatar TEXT NOT NULL DEFAULT '',
+    announcement TEXT NOT NULL DEFAULT '',
+    owner INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    member_count INTEGER NOT NULL,
+    mute_all INTEGER NOT NULL DEFAULT 0,
+    slow_mode_secs INTEGER NOT NULL DEFAULT 0,
+    join_approval INTEGER NOT NULL DEFAULT 0,
+    invite_token TEXT,
+    invite_expires_ms INTEGER NOT NULL DEFAULT 0,
+    dissolved INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX groups_by_invite ON groups (invite_token) WHERE invite_token IS NOT NULL;
+CREATE TABLE join_requests (
+    conversation_id TEXT NOT NULL,
+    user_id INTEGER NOT NULL,
+    inviter INTEGER NOT NULL,
+    requested_ms INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE mentions (
+    conversation_id TEXT NOT NULL,
+    user_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, user_id, seq)
+) WITHOUT ROWID;
+",
+];
+
+/// `user_id` 0 in `mentions` rows, and `0` in a message's `mentions` column,
+/// stand for `@all`: no user has id 0.
+const EVERYONE: i64 = 0;
+
+pub struct SqliteChatStore {
+    pub(crate) db: Database,
+}
+
+impl SqliteChatStore {
+    pub fn open(path: &Path, batch_sizes: Option<Arc<Histogram>>) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: Database::open(path, MIGRATIONS, batch_sizes)?,
+        })
+    }
+}
+
+/// A column as an id: stored ids are below 2^63, written by this code.
+fn id(r: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    r.get::<_, i64>(index).map(|v| v as u64)
+}
+
+fn user(r: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<UserId> {
+    id(r, index).map(UserId)
+}
+
+/// Ids above `i64::MAX` do not exist in the store; binding one as such keeps
+/// a range query's meaning ("after it": nothing) instead of wrapping.
+fn bound(id: u64) -> i64 {
+    id.min(i64::MAX as u64) as i64
+}
+
+fn conversation(r: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<ConversationId> {
+    let name: String = r.get(index)?;
+    name.parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
+}
+
+fn encode_mentions(mentions: &Mentions) -> String {
+    let all = mentions.all.then_some(EVERYONE as u64);
+    all.into_iter()
+        .chain(mentions.users.iter().map(|u| u.0))
+        .map(|id| id.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn decode_mentions(text: &str) -> Mentions {
+    let mut mentions = Mentions::default();
+    for id in text.split(',').filter_map(|id| id.parse::<u64>().ok()) {
+        if id == EVERYONE as u64 {
+            mentions.all = true;
+        } else {
+            mentions.users.push(UserId(id));
+        }
+    }
+    mentions
+}
+
+/// The first ack of a repeated (sender, client_msg_id) in a conversation.
+fn earlier_send(
+    c: &Connection,
+    conversation: ConversationId,
+    sender: UserId,
+    client_msg_id: &str,
+) -> rusqlite::Result<Option<Appended>> {
+    c.prepare_cached(
+        "SELECT seq, message_id, server_time_ms FROM sent
+         WHERE conversation_id = ?1 AND sender = ?2 AND client_msg_id = ?3",
+    )?
+    .query_row(
+        params![conversation.to_string(), sender.0 as i64, client_msg_id],
+        |r| {
+            Ok(Appended {
+                conversation,
+                seq: id(r, 0)?,
+                message_id: id(r, 1)?,
+                server_time_ms: r.get(2)?,
+                duplicate: true,
+                mentions: Mentions::default(),
+            })
+        },
+    )
+    .optional()
+}
+
+/// A message to write as it is.
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    conversation: ConversationId,
+    sender: UserId,
+    client_msg_id: &'a str,
+    message_id: u64,
+    server_time_ms: i64,
+    body: &'a [u8],
+    mentions: &'a Mentions,
+}
+
+/// Takes the conversation's next seq and writes the message and its
+/// idempotency record; creates the conversation on its first message.
+fn append_row(c: &Connection, row: &Row<'_>) -> rusqlite::Result<Appended> {
+    let name = row.conversation.to_string();
+    let seq: i64 = c
+        .prepare_cached(
+            "INSERT INTO conversations (id, last_seq, last_activity_ms) VALUES (?1, 1, ?2)
+             ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + 1, last_activity_ms = ?2
+             RETURNING last_seq",
+        )?
+        .query_row(params![name, row.server_time_ms], |r| r.get(0))?;
+    c.prepare_cached(
+        "INSERT INTO messages (conversation_id, seq, message_id, sender, client_msg_id, server_time_ms, body, mentions)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        name,
+        seq,
+        row.message_id as i64,
+        row.sender.0 as i64,
+        row.client_msg_id,
+        row.server_time_ms,
+        row.body,
+        encode_mentions(row.mentions),
+    ])?;
+    c.prepare_cached(
+        "INSERT INTO sent (conversation_id, sender, client_msg_id, seq, message_id, server_time_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        name,
+        row.sender.0 as i64,
+        row.client_msg_id,
+        seq,
+        row.message_id as i64,
+        row.server_time_ms
+    ])?;
+    Ok(Appended {
+        conversation: row.conversation,
+        seq: seq as u64,
+        message_id: row.message_id,
+        server_time_ms: row.server_time_ms,
+        duplicate: false,
+        mentions: row.mentions.clone(),
+    })
+}
+
+fn append_in(c: &Connection, m: &NewMessage) -> rusqlite::Result<Appended> {
+    if let Some(earlier) = earlier_send(c, m.conversation, m.sender, &m.client_msg_id)? {
+        return Ok(earlier);
+    }
+    let appended = append_row(
+        c,
+        &Row {
+            conversation: m.conversation,
+            sender: m.sender,
+            client_msg_id: &m.client_msg_id,
+            message_id: m.message_id,
+            server_time_ms: m.server_time_ms,
+            body: &m.body,
+            mentions: &Mentions::default(),
+        },
+    )?;
+    let name = m.conversation.to_string();
+    let seq = appended.seq as i64;
+    // Member rows change only when created (with the conversation's first
+    // message) and when the sender's read mark moves: the list order comes
+    // from the conversation's last activity, so a message touches no
+    // per-member index.
+    if seq == 1 {
+        let [a, b] = m.members;
+        for (member, peer) in [(a, b), (b, a)] {
+            c.prepare_cached(
+                "INSERT INTO members (conversation_id, user_id, peer_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (conversation_id, user_id) DO NOTHING",
+            )?
+            .execute(params![name, member.0 as i64, peer.0 as i64])?;
+        }
+    }
+    // Sending implies having read everything up to one's own message.
+    c.prepare_cached(
+        "UPDATE members SET read_seq = ?3
+         WHERE conversation_id = ?1 AND user_id = ?2 AND read_seq < ?3",
+    )?
+    .execute(params![name, m.sender.0 as i64, seq])?;
+    Ok(appended)
+}
+
+impl ChatStore for SqliteChatStore {
+    fn append(&self, message: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>> {
+        Box::pin(self.db.write(move |c| append_in(c, &message)))
+    }
+
+    fn messages_after(
+        &self,
+        conversation: ConversationId,
+        after_seq: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
+        Box::pin(self.db.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, message_id, sender, server_time_ms, client_msg_id, body, mentions
+                 FROM messages WHERE conversation_id = ?1 AND seq > ?2
+                 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![conversation.to_string(), bound(after_seq), i64::from(limit)],
+                |r| {
+                    Ok(StoredMessage {
+                        conversation,
+                        seq: id(r, 0)?,
+                        message_id: id(r, 1)?,
+                        sender: user(r, 2)?,
+                        server_time_ms: r.get(3)?,
+                        client_msg_id: r.get(4)?,
+                        body: r.get(5)?,
+                        mentions: decode_mentions(&r.get::<_, String>(6)?),
+                    })
+                },
+            )?;
+            rows.collect()
+        }))
+    }
+
+    fn inbox(
+        &self,
+        user_id: UserId,
+        cursor: Option<InboxCursor>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>> {
+        Box::pin(self.db.read(move |c| {
+            let (before_ms, before_id) = match &cursor {
+                Some(cursor) => (cursor.last_activity_ms, cursor.conversation.to_string()),
+                None => (i64::MAX, String::new()),
+            };
+            let mut stmt = c.prepare_cached(
+                "SELECT m.conversation_id, m.peer_id, c.last_seq, m.read_seq,
+                        coalesce(p.read_seq, 0), c.last_activity_ms,
+                        (SELECT count(*) FROM messages x
+                         WHERE x.conversation_id = m.conversation_id
+                           AND x.seq > m.read_seq AND x.sender != m.user_id),
+                        g.group_id, g.name, g.member_count,
+                        EXISTS (SELECT 1 FROM mentions x
+                                WHERE x.conversation_id = m.conversation_id
+                                  AND x.user_id IN (m.user_id, 0) AND x.seq > m.read_seq)
+                 FROM members m
+                 JOIN conversations c ON c.id = m.conversation_id
+                 LEFT JOIN members p ON p.conversation_id = m.conversation_id
+                      AND p.user_id = m.peer_id AND m.peer_id != 0
+                 LEFT JOIN groups g ON g.conversation_id = m.conversation_id
+                 WHERE m.user_id = ?1
+                   AND (?4 OR c.last_activity_ms < ?2
+                        OR (c.last_activity_ms = ?2 AND m.conversation_id < ?3))
+                 ORDER BY c.last_activity_ms DESC, m.conversation_id DESC
+                 LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    user_id.0 as i64,
+                    before_ms,
+                    before_id,
+                    cursor.is_none(),
+                    i64::from(limit)
+                ],
+                |r| {
+                    let group = match r.get::<_, Option<i64>>(7)? {
+                        Some(group) => Some(GroupSummary {
+                            group: crate::model::GroupId(group as u64),
+                            name: r.get(8)?,
+                            member_count: r.get::<_, i64>(9)? as u32,
+                        }),
+                        None => None,
+                    };
+                    Ok(InboxEntry {
+                        conversation: conversation(r, 0)?,
+                        // Group rows have no peer (peer_id 0).
+                        peer: Some(user(r, 1)?).filter(|_| group.is_none()),
+                        last_seq: id(r, 2)?,
+                        read_seq: id(r, 3)?,
+                        peer_read_seq: id(r, 4)?,
+                        last_activity_ms: r.get(5)?,
+                        unread: id(r, 6)?,
+                        group,
+                        mentioned: r.get(10)?,
+                    })
+                },
+            )?;
+            rows.collect()
+        }))
+    }
+
+    fn members(
+        &self,
+        conversation: ConversationId,
+    ) -> BoxFuture<'_, Result<Vec<UserId>, StoreError>> {
+        Box::pin(self.db.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY user_id",
+            )?;
+            let rows = stmt.query_map([conversation.to_string()], |r| user(r, 0))?;
+            rows.collect()
+        }))
+    }
+
+    fn mark_read(
+        &self,
+        user_id: UserId,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        Box::pin(self.db.write(move |c| {
+            c.query_row(
+                "UPDATE members SET read_seq = max(read_seq,
+                     min(?3, (SELECT last_seq FROM conversations WHERE id = ?1)))
+                 WHERE conversation_id = ?1 AND user_id = ?2
+                 RETURNING read_seq",
+                params![conversation.to_string(), user_id.0 as i64, bound(seq)],
+                |r| id(r, 0),
+            )
+            .optional()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance;
+
+    fn open(dir: &tempfile::TempDir) -> SqliteChatStore {
+        SqliteChatStore::open(&dir.path().join("chat.db"), None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn sqlite_meets_the_chat_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::chat_store(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_meets_the_group_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::group_store(Arc::new(open(&dir))).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_the_group_rules_of_the_reference_model() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::group_rules_match_the_model(Arc::new(open(&dir)), 0x5eed).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_duplicates_store_one_message() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::concurrent_duplicates(Arc::new(open(&dir))).await;
+    }
+
+    #[tokio::test]
+    async fn a_group_message_writes_no_row_per_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let appended = conformance::group_of_1000_and_a_message(&store).await;
+        assert_eq!(appended.seq, 1);
+        let changed: i64 = store
+            .db
+            .read(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM members WHERE conversation_id = 'g.1' AND read_seq > 0",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(changed, 1, "only the sender's own row moves");
+    }
+
+    #[test]
+    fn mentions_survive_their_column() {
+        for m in [
+            Mentions::default(),
+            Mentions {
+                all: true,
+                users: vec![UserId(5)],
+            },
+            Mentions {
+                all: false,
+                users: vec![UserId(7), UserId(3)],
+            },
+        ] {
+            assert_eq!(decode_mentions(&encode_mentions(&m)), m);
+        }
+    }
+}

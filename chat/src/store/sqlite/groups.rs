@@ -1,0 +1,601 @@
+//! Groups in the SQLite chat store. A group is a conversation `g.<id>` with a
+//! row of its own (name, owner, settings, member count) and one `members` row
+//! per member. Each operation runs on the single writer, loads what the rule
+//! needs, asks [`crate::policy`], and only then writes: a refusal has written
+//! nothing. Messages are stored once per group (read diffusion): a send writes
+//! the message, its idempotency record, its mentions and the sender's own
+//! row, never a row per member.
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+use superapp_kit::sqlite::TxError;
+
+use super::{
+    EVERYONE, Row, SqliteChatStore, append_row, bound, conversation, earlier_send, id, user,
+};
+use crate::ChatError;
+use crate::model::{
+    Appended, ConversationId, GroupId, GroupInfo, GroupUpdate, JoinRequest, Joined, MemberInfo,
+    NewGroup, NewGroupMessage, Removal, Role, UserId,
+};
+use crate::policy::{self, Admission};
+use crate::store::{GroupStore, Outcome};
+
+/// What group work returns inside a transaction: a refusal aborts it.
+type Tx<T> = Result<T, TxError<ChatError>>;
+
+/// A rule's refusal, as a transaction's abort.
+fn rule<T>(decision: Result<T, ChatError>) -> Tx<T> {
+    decision.map_err(TxError::Abort)
+}
+
+fn refuse<T>(refusal: ChatError) -> Tx<T> {
+    Err(TxError::Abort(refusal))
+}
+
+fn name(group: GroupId) -> String {
+    ConversationId::Group(group).to_string()
+}
+
+fn role_of(value: i64) -> Role {
+    match value {
+        2 => Role::Owner,
+        1 => Role::Admin,
+        _ => Role::Member,
+    }
+}
+
+const GROUP_COLUMNS: &str = "g.group_id, g.name, g.avatar, g.announcement, g.owner, g.created_ms,
+     g.member_count, g.mute_all, g.slow_mode_secs, g.join_approval, c.last_seq";
+
+fn group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupInfo> {
+    Ok(GroupInfo {
+        group: GroupId(id(r, 0)?),
+        name: r.get(1)?,
+        avatar: r.get(2)?,
+        announcement: r.get(3)?,
+        owner: user(r, 4)?,
+        created_ms: r.get(5)?,
+        member_count: r.get::<_, i64>(6)? as u32,
+        mute_all: r.get(7)?,
+        slow_mode_secs: r.get::<_, i64>(8)? as u32,
+        join_approval: r.get(9)?,
+        last_seq: id(r, 10)?,
+    })
+}
+
+const MEMBER_COLUMNS: &str =
+    "user_id, role, nickname, joined_ms, muted_until_ms, joined_seq, last_sent_ms";
+
+fn member_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberInfo> {
+    Ok(MemberInfo {
+        user: user(r, 0)?,
+        role: role_of(r.get(1)?),
+        nickname: r.get(2)?,
+        joined_ms: r.get(3)?,
+        muted_until_ms: r.get(4)?,
+        joined_seq: id(r, 5)?,
+        last_sent_ms: r.get(6)?,
+    })
+}
+
+fn load_group(c: &Connection, group: GroupId) -> rusqlite::Result<Option<GroupInfo>> {
+    c.prepare_cached(&format!(
+        "SELECT {GROUP_COLUMNS} FROM groups g JOIN conversations c ON c.id = g.conversation_id
+         WHERE g.conversation_id = ?1 AND g.dissolved = 0"
+    ))?
+    .query_row([name(group)], group_row)
+    .optional()
+}
+
+fn load_member(
+    c: &Connection,
+    group: GroupId,
+    who: UserId,
+) -> rusqlite::Result<Option<MemberInfo>> {
+    c.prepare_cached(&format!(
+        "SELECT {MEMBER_COLUMNS} FROM members WHERE conversation_id = ?1 AND user_id = ?2"
+    ))?
+    .query_row(params![name(group), bound(who.0)], member_row)
+    .optional()
+}
+
+/// The group and the actor's membership, or the refusal that ends the request.
+fn actor_in(c: &Connection, group: GroupId, actor: UserId) -> Tx<(GroupInfo, MemberInfo)> {
+    let Some(info) = load_group(c, group)? else {
+        return refuse(ChatError::UnknownGroup);
+    };
+    match load_member(c, group, actor)? {
+        Some(member) => Ok((info, member)),
+        None => refuse(ChatError::NotMember),
+    }
+}
+
+/// Inserts members who are not in yet, within the cap; answers who was added.
+fn add_members(
+    c: &Connection,
+    group: &GroupInfo,
+    users: &[UserId],
+    now_ms: i64,
+) -> Tx<Vec<UserId>> {
+    let mut fresh = Vec::new();
+    for &who in users {
+        if !fresh.contains(&who) && load_member(c, group.group, who)?.is_none() {
+            fresh.push(who);
+        }
+    }
+    rule(policy::room_for(group.member_count, fresh.len()))?;
+    let conversation = name(group.group);
+    for &who in &fresh {
+        // A member sees messages from the time they join: read mark and
+        // visibility both start at the group's current seq.
+        c.prepare_cached(
+            "INSERT INTO members (conversation_id, user_id, peer_id, read_seq, role, joined_seq, joined_ms)
+             VALUES (?1, ?2, 0, ?3, 0, ?3, ?4)",
+        )?
+        .execute(params![conversation, who.0 as i64, group.last_seq as i64, now_ms])?;
+        c.prepare_cached("DELETE FROM join_requests WHERE conversation_id = ?1 AND user_id = ?2")?
+            .execute(params![conversation, who.0 as i64])?;
+    }
+    c.prepare_cached(
+        "UPDATE groups SET member_count = member_count + ?2 WHERE conversation_id = ?1",
+    )?
+    .execute(params![conversation, fresh.len() as i64])?;
+    Ok(fresh)
+}
+
+fn request_join(
+    c: &Connection,
+    group: GroupId,
+    users: &[UserId],
+    inviter: Option<UserId>,
+    now_ms: i64,
+) -> rusqlite::Result<Vec<UserId>> {
+    let mut pending = Vec::new();
+    for &who in users {
+        if load_member(c, group, who)?.is_some() || pending.contains(&who) {
+            continue;
+        }
+        c.prepare_cached(
+            "INSERT INTO join_requests (conversation_id, user_id, inviter, requested_ms)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            name(group),
+            who.0 as i64,
+            inviter.map_or(0, |u| u.0 as i64),
+            now_ms
+        ])?;
+        pending.push(who);
+    }
+    Ok(pending)
+}
+
+/// Admits `users` to the group as [`policy::admission`] decides.
+fn admit(
+    c: &Connection,
+    group: &GroupInfo,
+    inviter: Option<&MemberInfo>,
+    users: &[UserId],
+    now_ms: i64,
+) -> Tx<Joined> {
+    Ok(match policy::admission(group, inviter) {
+        Admission::Pending => Joined {
+            added: Vec::new(),
+            pending: request_join(c, group.group, users, inviter.map(|m| m.user), now_ms)?,
+        },
+        Admission::Direct => Joined {
+            added: add_members(c, group, users, now_ms)?,
+            pending: Vec::new(),
+        },
+    })
+}
+
+fn delete_member(c: &Connection, group: GroupId, who: UserId) -> rusqlite::Result<()> {
+    let conversation = name(group);
+    let gone = c
+        .prepare_cached("DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2")?
+        .execute(params![conversation, who.0 as i64])?;
+    c.prepare_cached(
+        "UPDATE groups SET member_count = member_count - ?2 WHERE conversation_id = ?1",
+    )?
+    .execute(params![conversation, gone as i64])?;
+    Ok(())
+}
+
+fn admin_count(c: &Connection, group: GroupId) -> rusqlite::Result<u32> {
+    c.prepare_cached("SELECT count(*) FROM members WHERE conversation_id = ?1 AND role = 1")?
+        .query_row([name(group)], |r| r.get::<_, i64>(0).map(|n| n as u32))
+}
+
+fn set_member_role(
+    c: &Connection,
+    group: GroupId,
+    who: UserId,
+    role: Role,
+) -> rusqlite::Result<()> {
+    c.prepare_cached("UPDATE members SET role = ?3 WHERE conversation_id = ?1 AND user_id = ?2")?
+        .execute(params![name(group), who.0 as i64, role as i64])?;
+    Ok(())
+}
+
+fn append_group_in(c: &Connection, m: &NewGroupMessage) -> Tx<Appended> {
+    let conversation_id = ConversationId::Group(m.group);
+    if let Some(earlier) = earlier_send(c, conversation_id, m.sender, &m.client_msg_id)? {
+        return Ok(earlier);
+    }
+    let (group, sender) = actor_in(c, m.group, m.sender)?;
+    rule(policy::may_send(
+        &group,
+        &sender,
+        m.mentions.all,
+        m.server_time_ms,
+    ))?;
+    let mut lookup = Ok(());
+    let mentions = policy::kept_mentions(m.sender, &m.mentions, |who| {
+        match load_member(c, m.group, who) {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                lookup = Err(e);
+                false
+            }
+        }
+    });
+    lookup?;
+    let appended = append_row(
+        c,
+        &Row {
+            conversation: conversation_id,
+            sender: m.sender,
+            client_msg_id: &m.client_msg_id,
+            message_id: m.message_id,
+            server_time_ms: m.server_time_ms,
+            body: &m.body,
+            mentions: &mentions,
+        },
+    )?;
+    let conversation = name(m.group);
+    let seq = appended.seq as i64;
+    let everyone = mentions.all.then_some(EVERYONE);
+    for who in everyone
+        .into_iter()
+        .chain(mentions.users.iter().map(|u| u.0 as i64))
+    {
+        c.prepare_cached(
+            "INSERT INTO mentions (conversation_id, user_id, seq) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![conversation, who, seq])?;
+    }
+    // The sender's own row only: read mark and slow-mode clock.
+    c.prepare_cached(
+        "UPDATE members SET read_seq = max(read_seq, ?3), last_sent_ms = ?4
+         WHERE conversation_id = ?1 AND user_id = ?2",
+    )?
+    .execute(params![
+        conversation,
+        m.sender.0 as i64,
+        seq,
+        m.server_time_ms
+    ])?;
+    Ok(appended)
+}
+
+impl SqliteChatStore {
+    /// Runs a group operation on the writer.
+    fn act<T, F>(&self, f: F) -> Outcome<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> Tx<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        Box::pin(async move { db.transact(f).await? })
+    }
+
+    /// Runs a group read on a reader connection.
+    fn look<T, F>(&self, f: F) -> Outcome<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Tx<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        Box::pin(async move { db.view(f).await? })
+    }
+}
+
+impl GroupStore for SqliteChatStore {
+    fn create_group(&self, g: NewGroup) -> Outcome<GroupInfo> {
+        self.act(move |c| {
+            let mut users = vec![g.owner];
+            for &who in &g.members {
+                if !users.contains(&who) {
+                    users.push(who);
+                }
+            }
+            rule(policy::room_for(0, users.len()))?;
+            let conversation = name(g.group);
+            c.execute(
+                "INSERT INTO conversations (id, last_seq, last_activity_ms) VALUES (?1, 0, ?2)",
+                params![conversation, g.now_ms],
+            )?;
+            c.execute(
+                "INSERT INTO groups (conversation_id, group_id, name, avatar, owner, created_ms, member_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                params![conversation, g.group.0 as i64, g.name, g.avatar, g.owner.0 as i64, g.now_ms],
+            )?;
+            let group = load_group(c, g.group)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            add_members(c, &group, &users, g.now_ms)?;
+            set_member_role(c, g.group, g.owner, Role::Owner)?;
+            Ok(load_group(c, g.group)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?)
+        })
+    }
+
+    fn group(&self, group: GroupId) -> Outcome<Option<GroupInfo>> {
+        self.look(move |c| Ok(load_group(c, group)?))
+    }
+
+    fn member(&self, group: GroupId, who: UserId) -> Outcome<Option<MemberInfo>> {
+        self.look(move |c| Ok(load_member(c, group, who)?))
+    }
+
+    fn members_page(
+        &self,
+        group: GroupId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Outcome<Vec<MemberInfo>> {
+        self.look(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM members
+                 WHERE conversation_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3"
+            ))?;
+            let after = after.map_or(-1, |u| bound(u.0));
+            let rows = stmt.query_map(params![name(group), after, i64::from(limit)], member_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn groups_of(&self, who: UserId) -> Outcome<Vec<GroupId>> {
+        self.look(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT conversation_id FROM members
+                 WHERE user_id = ?1 AND conversation_id >= 'g.' AND conversation_id < 'g/'",
+            )?;
+            let rows = stmt.query_map([who.0 as i64], |r| conversation(r, 0))?;
+            let mut groups = Vec::new();
+            for id in rows {
+                groups.extend(id?.group());
+            }
+            Ok(groups)
+        })
+    }
+
+    fn invite(
+        &self,
+        group: GroupId,
+        actor: UserId,
+        users: Vec<UserId>,
+        now_ms: i64,
+    ) -> Outcome<Joined> {
+        self.act(move |c| {
+            let (info, inviter) = actor_in(c, group, actor)?;
+            admit(c, &info, Some(&inviter), &users, now_ms)
+        })
+    }
+
+    fn join_by_token(&self, token: String, who: UserId, now_ms: i64) -> Outcome<(GroupId, Joined)> {
+        self.act(move |c| {
+            let found: Option<(i64, i64)> = c
+                .prepare_cached(
+                    "SELECT group_id, invite_expires_ms FROM groups
+                     WHERE invite_token = ?1 AND dissolved = 0",
+                )?
+                .query_row([&token], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let group = match found {
+                Some((id, expires)) if expires > now_ms => GroupId(id as u64),
+                _ => return refuse(ChatError::InvalidInvite),
+            };
+            let Some(info) = load_group(c, group)? else {
+                return refuse(ChatError::InvalidInvite);
+            };
+            Ok((group, admit(c, &info, None, &[who], now_ms)?))
+        })
+    }
+
+    fn decide_request(
+        &self,
+        group: GroupId,
+        actor: UserId,
+        who: UserId,
+        approve: bool,
+        now_ms: i64,
+    ) -> Outcome<bool> {
+        self.act(move |c| {
+            let (info, admin) = actor_in(c, group, actor)?;
+            rule(policy::may_administer(&admin))?;
+            let conversation = name(group);
+            let waiting: bool = c
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM join_requests
+                                    WHERE conversation_id = ?1 AND user_id = ?2)",
+                )?
+                .query_row(params![conversation, bound(who.0)], |r| r.get(0))?;
+            if !waiting {
+                return refuse(ChatError::UnknownRequest);
+            }
+            if !approve {
+                c.prepare_cached(
+                    "DELETE FROM join_requests WHERE conversation_id = ?1 AND user_id = ?2",
+                )?
+                .execute(params![conversation, who.0 as i64])?;
+                return Ok(false);
+            }
+            // Adding takes the request away; a full group refuses and keeps it.
+            Ok(!add_members(c, &info, &[who], now_ms)?.is_empty())
+        })
+    }
+
+    fn requests(&self, group: GroupId, actor: UserId) -> Outcome<Vec<JoinRequest>> {
+        self.look(move |c| {
+            let (_, admin) = actor_in(c, group, actor)?;
+            rule(policy::may_administer(&admin))?;
+            let mut stmt = c.prepare_cached(
+                "SELECT user_id, inviter, requested_ms FROM join_requests
+                 WHERE conversation_id = ?1 ORDER BY requested_ms, user_id LIMIT 1000",
+            )?;
+            let rows = stmt.query_map([name(group)], |r| {
+                Ok(JoinRequest {
+                    user: user(r, 0)?,
+                    inviter: Some(user(r, 1)?).filter(|u| u.0 != 0),
+                    requested_ms: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn remove_member(&self, group: GroupId, actor: UserId, who: UserId) -> Outcome<Removal> {
+        self.act(move |c| {
+            let (_, acting) = actor_in(c, group, actor)?;
+            let target = load_member(c, group, who)?;
+            let removal = rule(policy::removal(&acting, target.as_ref()))?;
+            delete_member(c, group, who)?;
+            Ok(removal)
+        })
+    }
+
+    fn set_role(&self, group: GroupId, actor: UserId, who: UserId, admin: bool) -> Outcome<()> {
+        self.act(move |c| {
+            let (_, acting) = actor_in(c, group, actor)?;
+            let target = load_member(c, group, who)?;
+            let role = rule(policy::new_role(
+                &acting,
+                target.as_ref(),
+                admin,
+                admin_count(c, group)?,
+            ))?;
+            set_member_role(c, group, who, role)?;
+            Ok(())
+        })
+    }
+
+    fn transfer_owner(&self, group: GroupId, actor: UserId, who: UserId) -> Outcome<()> {
+        self.act(move |c| {
+            let (_, acting) = actor_in(c, group, actor)?;
+            let target = load_member(c, group, who)?;
+            let former = rule(policy::transfer(
+                &acting,
+                target.as_ref(),
+                admin_count(c, group)?,
+            ))?;
+            set_member_role(c, group, who, Role::Owner)?;
+            set_member_role(c, group, actor, former)?;
+            c.prepare_cached("UPDATE groups SET owner = ?2 WHERE conversation_id = ?1")?
+                .execute(params![name(group), who.0 as i64])?;
+            Ok(())
+        })
+    }
+
+    fn mute_member(
+        &self,
+        group: GroupId,
+        actor: UserId,
+        who: UserId,
+        until_ms: i64,
+    ) -> Outcome<()> {
+        self.act(move |c| {
+            let (_, acting) = actor_in(c, group, actor)?;
+            let target = load_member(c, group, who)?;
+            rule(policy::may_mute(&acting, target.as_ref()))?;
+            c.prepare_cached(
+                "UPDATE members SET muted_until_ms = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
+            )?
+            .execute(params![name(group), who.0 as i64, until_ms.max(0)])?;
+            Ok(())
+        })
+    }
+
+    fn set_nickname(&self, group: GroupId, who: UserId, nickname: String) -> Outcome<()> {
+        self.act(move |c| {
+            actor_in(c, group, who)?;
+            c.prepare_cached(
+                "UPDATE members SET nickname = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
+            )?
+            .execute(params![name(group), who.0 as i64, nickname])?;
+            Ok(())
+        })
+    }
+
+    fn update_group(&self, group: GroupId, actor: UserId, u: GroupUpdate) -> Outcome<GroupInfo> {
+        self.act(move |c| {
+            let (_, acting) = actor_in(c, group, actor)?;
+            rule(policy::may_administer(&acting))?;
+            c.prepare_cached(
+                "UPDATE groups SET name = coalesce(?2, name), avatar = coalesce(?3, avatar),
+                    announcement = coalesce(?4, announcement), mute_all = coalesce(?5, mute_all),
+                    slow_mode_secs = coalesce(?6, slow_mode_secs),
+                    join_approval = coalesce(?7, join_approval)
+                 WHERE conversation_id = ?1",
+            )?
+            .execute(params![
+                name(group),
+                u.name,
+                u.avatar,
+                u.announcement,
+                u.mute_all,
+                u.slow_mode_secs,
+                u.join_approval
+            ])?;
+            Ok(load_group(c, group)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?)
+        })
+    }
+
+    fn dissolve(&self, group: GroupId, actor: UserId) -> Outcome<Vec<UserId>> {
+        self.act(move |c| {
+            let (_, acting) = actor_in(c, group, actor)?;
+            rule(policy::may_dissolve(&acting))?;
+            let conversation = name(group);
+            let members: Vec<UserId> = {
+                let mut stmt =
+                    c.prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1")?;
+                let rows = stmt.query_map([&conversation], |r| user(r, 0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            c.execute(
+                "DELETE FROM members WHERE conversation_id = ?1",
+                [&conversation],
+            )?;
+            c.execute(
+                "DELETE FROM join_requests WHERE conversation_id = ?1",
+                [&conversation],
+            )?;
+            c.execute(
+                "UPDATE groups SET dissolved = 1, member_count = 0, invite_token = NULL
+                 WHERE conversation_id = ?1",
+                [&conversation],
+            )?;
+            Ok(members)
+        })
+    }
+
+    fn set_invite_token(
+        &self,
+        group: GroupId,
+        actor: UserId,
+        token: String,
+        expires_ms: i64,
+    ) -> Outcome<()> {
+        self.act(move |c| {
+            let (_, acting) = actor_in(c, group, actor)?;
+            rule(policy::may_administer(&acting))?;
+            c.prepare_cached(
+                "UPDATE groups SET invite_token = ?2, invite_expires_ms = ?3 WHERE conversation_id = ?1",
+            )?
+            .execute(params![name(group), token, expires_ms])?;
+            Ok(())
+        })
+    }
+
+    fn append_group(&self, message: NewGroupMessage) -> Outcome<Appended> {
+        self.act(move |c| append_group_in(c, &message))
+    }
+}
