@@ -1,16 +1,29 @@
-//! One task per WebSocket session.
+//! One session per WebSocket: a socket loop and a request worker.
 //!
-//! The task owns the socket. It reads client frames and answers each request in
-//! order, writes queued events, pings on a heartbeat, and closes with a
-//! documented code (see [`crate::close`]) on abuse, idleness, a full outbound
-//! queue, revocation or shutdown. It holds no lock across an await; its
-//! [`Registration`](crate::hub::Registration) unregisters it when it ends.
+//! The socket loop owns the socket. It reads client frames, checks the
+//! session's rate, and hands each request to the worker through a small
+//! bounded queue; it writes the worker's replies and queued events, pings on a
+//! heartbeat, and closes with a documented code (see [`crate::close`]) on
+//! abuse, idleness, a full outbound queue, revocation or shutdown.
+//!
+//! The worker answers requests one at a time, in the order they arrived, so a
+//! session's sends keep their order (a later send never gets a lower `seq`),
+//! while the loop goes on delivering events and heartbeats even when a request
+//! waits seconds on the core. A request that finds the queue full is answered
+//! at once with `request_queue_full`.
+//!
+//! Nothing holds a lock across an await; the
+//! [`Registration`](crate::hub::Registration) unregisters the session when it
+//! ends. The loop is generic over the socket (a `Stream` + `Sink` of
+//! WebSocket messages), so its rules are tested without a network.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use axum::extract::ws::{CloseFrame, Message as WsMessage};
 use bytes::Bytes;
+use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
 use prost::Message as _;
 use superapp_kit::metrics::{Counter, Histogram, LATENCY_SECONDS};
 use superapp_kit::ratelimit::TokenBucket;
@@ -21,6 +34,7 @@ use tokio::time::{Instant, timeout};
 
 use crate::backend::SessionStart;
 use crate::error::ApiError;
+use crate::hub::{Kick, Registration};
 use crate::{AppState, close};
 
 /// Per-session instruments, looked up once per process.
@@ -28,6 +42,7 @@ pub struct SessionMetrics {
     pub frames_in: Arc<Counter>,
     pub ack_seconds: Arc<Histogram>,
     pub rate_limited: Arc<Counter>,
+    pub queue_full: Arc<Counter>,
 }
 
 impl SessionMetrics {
@@ -37,51 +52,88 @@ impl SessionMetrics {
                 .counter("gateway_frames_in_total", "Frames received from sessions."),
             ack_seconds: registry.histogram(
                 "gateway_send_ack_seconds",
-                "Time from receiving a send to writing its durable ack.",
+                "Time from receiving a send to handing its durable ack to the socket.",
                 LATENCY_SECONDS,
             ),
             rate_limited: registry.counter(
                 "gateway_rate_limited_total",
                 "Requests refused by a session or user rate limit.",
             ),
+            queue_full: registry.counter(
+                "gateway_request_queue_full_total",
+                "Requests refused because the session already had its queue of requests waiting.",
+            ),
         }
     }
 }
 
-struct Session {
-    socket: WebSocket,
-    state: AppState,
-    claims: Claims,
-    metrics: Arc<SessionMetrics>,
-    bucket: TokenBucket,
-    /// This user's key in the limit all their sessions share.
-    user_key: String,
-    /// Requests refused for rate in a row; past the abuse limit the session closes.
-    strikes: u32,
-    /// Names this connection as the origin of its requests.
-    connection: u64,
-    last_seen: Instant,
+/// What a WebSocket session runs on: axum's socket, or a test's stand-in.
+pub trait Socket:
+    Stream<Item = Result<WsMessage, axum::Error>> + Sink<WsMessage, Error = axum::Error> + Unpin + Send
+{
+}
+
+impl<S> Socket for S where
+    S: Stream<Item = Result<WsMessage, axum::Error>>
+        + Sink<WsMessage, Error = axum::Error>
+        + Unpin
+        + Send
+{
+}
+
+/// A request on its way to the worker, with when it arrived.
+struct Request {
+    frame: ClientFrame,
+    received: Instant,
 }
 
 /// Runs a session until it ends. `claims` were checked at the handshake.
-pub async fn run(socket: WebSocket, state: AppState, claims: Claims, metrics: Arc<SessionMetrics>) {
+pub async fn run<S: Socket>(
+    socket: S,
+    state: AppState,
+    claims: Claims,
+    metrics: Arc<SessionMetrics>,
+) {
     let cfg = state.config.gateway.clone();
-    let (tx, mut outbound) = mpsc::channel::<Bytes>(cfg.outbound_queue);
+    let (tx, outbound) = mpsc::channel::<Bytes>(cfg.outbound_queue);
     let registration = state.hub.register(claims.sub, claims.sid, tx);
     start(&state, &claims, &registration).await;
+    let queue = cfg.request_queue.max(1);
+    let (requests, waiting) = mpsc::channel::<Request>(queue);
+    // Room for every queued request's reply and for as many refusals again,
+    // so the loop never waits to queue a reply of its own.
+    let (replies, answered) = mpsc::channel::<Bytes>(queue * 2 + 1);
+    let strikes = Arc::new(AtomicU32::new(0));
+    let worker = tokio::spawn(
+        Worker {
+            state: state.clone(),
+            claims,
+            connection: registration.connection(),
+            user_key: format!("u.{}", claims.sub),
+            metrics: metrics.clone(),
+            strikes: strikes.clone(),
+            kick: registration.kick().clone(),
+            replies: replies.clone(),
+        }
+        .serve(waiting),
+    );
     let mut session = Session {
         socket,
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst),
-        user_key: format!("u.{}", claims.sub),
         state,
-        claims,
         metrics,
-        strikes: 0,
-        connection: registration.connection(),
+        strikes,
+        requests,
+        replies,
         last_seen: Instant::now(),
     };
     tracing::debug!(user_id = claims.sub.0, "session opened");
-    let code = session.serve(&mut outbound, &registration).await;
+    let code = session
+        .serve(outbound, answered, registration.kick().clone())
+        .await;
+    // A request still waiting on the core is not answered any more; the
+    // client resends it on its next session (every request is idempotent).
+    worker.abort();
     if let Some(code) = code {
         let frame = CloseFrame {
             code,
@@ -102,7 +154,7 @@ pub async fn run(socket: WebSocket, state: AppState, claims: Claims, metrics: Ar
 /// close, so liveness is checked once more now that it would; the user's
 /// groups come with the answer, fetched again if a membership notice arrived
 /// meanwhile.
-async fn start(state: &AppState, claims: &Claims, registration: &crate::hub::Registration) {
+async fn start(state: &AppState, claims: &Claims, registration: &Registration) {
     for _ in 0..3 {
         let mark = state.hub.membership_mark(claims.sub);
         match state.backend.session_start(claims).await {
@@ -118,13 +170,29 @@ async fn start(state: &AppState, claims: &Claims, registration: &crate::hub::Reg
     registration.kick().kick(close::TRY_AGAIN_LATER);
 }
 
-impl Session {
+/// The socket loop's state.
+struct Session<S> {
+    socket: S,
+    state: AppState,
+    metrics: Arc<SessionMetrics>,
+    bucket: TokenBucket,
+    /// Requests refused for rate in a row (by this loop or the worker); past
+    /// the abuse limit the session closes with 1008.
+    strikes: Arc<AtomicU32>,
+    requests: mpsc::Sender<Request>,
+    /// Replies the loop makes itself go out the way the worker's do.
+    replies: mpsc::Sender<Bytes>,
+    last_seen: Instant,
+}
+
+impl<S: Socket> Session<S> {
     /// Serves until the session must end; returns the close code to send, or
     /// None when the client is already gone.
     async fn serve(
         &mut self,
-        outbound: &mut mpsc::Receiver<Bytes>,
-        registration: &crate::hub::Registration,
+        mut outbound: mpsc::Receiver<Bytes>,
+        mut answered: mpsc::Receiver<Bytes>,
+        kick: Kick,
     ) -> Option<u16> {
         let cfg = self.state.config.clone();
         let heartbeat_every = Duration::from_secs(cfg.gateway.heartbeat_secs.max(1));
@@ -143,19 +211,28 @@ impl Session {
         tokio::pin!(drained);
         // Made once: a fresh `cancelled()` future per turn of the loop would
         // register with the token again on every event.
-        let kick = registration.kick().clone();
         let kicked = kick.kicked();
         tokio::pin!(kicked);
         loop {
             tokio::select! {
+                // In this order: a kick first, so nothing is written after the
+                // revocation or refusal that ended the session; then replies
+                // and events, each written before the next frame is read.
+                biased;
                 code = &mut kicked => return Some(code),
                 _ = &mut drained => {
-                    while let Ok(frame) = outbound.try_recv() {
+                    while let Ok(frame) = answered.try_recv().or_else(|_| outbound.try_recv()) {
                         if !self.write(WsMessage::Binary(frame)).await {
                             return None;
                         }
                     }
                     return Some(close::SERVICE_RESTART);
+                }
+                reply = answered.recv() => {
+                    let reply = reply?;
+                    if !self.write(WsMessage::Binary(reply)).await {
+                        return Some(close::SLOW_CONSUMER);
+                    }
                 }
                 frame = outbound.recv() => {
                     let frame = frame?;
@@ -164,7 +241,7 @@ impl Session {
                         return Some(close::SLOW_CONSUMER);
                     }
                 }
-                incoming = self.socket.recv() => {
+                incoming = self.socket.next() => {
                     let message = match incoming {
                         None => return None,
                         Some(Ok(message)) => message,
@@ -173,7 +250,7 @@ impl Session {
                     self.last_seen = Instant::now();
                     match message {
                         WsMessage::Binary(data) => {
-                            if let Some(code) = self.handle(data).await {
+                            if let Some(code) = self.take(data) {
                                 return Some(code);
                             }
                         }
@@ -201,62 +278,129 @@ impl Session {
         matches!(timeout(limit, self.socket.send(message)).await, Ok(Ok(())))
     }
 
-    /// Answers one frame. Returns a close code when the frame ends the session.
-    async fn handle(&mut self, data: Bytes) -> Option<u16> {
+    /// Takes one frame: refused for rate, refused for a full queue, or queued
+    /// for the worker. Returns a close code when the frame ends the session.
+    fn take(&mut self, data: Bytes) -> Option<u16> {
         let received = Instant::now();
         self.metrics.frames_in.inc();
         let Ok(frame) = ClientFrame::decode(data) else {
             return Some(close::INVALID_FRAME);
         };
-        let result = match self.admit().await {
-            Err(retry_after_ms) => {
-                self.metrics.rate_limited.inc();
-                self.strikes += 1;
-                if self.strikes > self.state.config.gateway.rate_abuse_limit {
-                    return Some(close::POLICY_VIOLATION);
-                }
-                let mut err = ApiError::new(
-                    axum::http::StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "too many requests; slow down",
-                );
-                err.retry_after_ms = Some(retry_after_ms);
-                response::Result::Error(err.to_proto())
+        if let Err(retry_after_ms) = self.bucket.take() {
+            self.metrics.rate_limited.inc();
+            if strike(&self.strikes) > self.state.config.gateway.rate_abuse_limit {
+                return Some(close::POLICY_VIOLATION);
             }
-            Ok(()) => {
-                self.strikes = 0;
-                self.state
-                    .backend
-                    .handle(self.claims.sub, self.connection, frame.request)
-                    .await
+            return self.refuse(frame.id, rate_limited(retry_after_ms));
+        }
+        self.strikes.store(0, Ordering::Relaxed);
+        let id = frame.id;
+        match self.requests.try_send(Request { frame, received }) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.queue_full.inc();
+                self.refuse(id, queue_full())
             }
-        };
-        let is_ack = matches!(result, response::Result::SendAck(_));
-        let reply = ServerFrame {
-            kind: Some(server_frame::Kind::Response(Response {
-                id: frame.id,
-                result: Some(result),
-            })),
-        };
-        if !self
-            .write(WsMessage::Binary(reply.encode_to_vec().into()))
-            .await
-        {
-            return Some(close::SLOW_CONSUMER);
+            // The worker is gone only when the session is ending.
+            Err(mpsc::error::TrySendError::Closed(_)) => None,
         }
-        if is_ack {
-            self.metrics
-                .ack_seconds
-                .observe(received.elapsed().as_secs_f64());
-        }
-        None
     }
 
-    /// The session's bucket, then the user's (shared by all their devices,
-    /// on every gateway).
-    async fn admit(&mut self) -> Result<(), u64> {
-        self.bucket.take()?;
-        self.state.limits.take(&self.user_key).await
+    /// Answers a request the loop refused itself. A client that leaves even
+    /// these unread is a slow consumer.
+    fn refuse(&self, id: u64, error: ApiError) -> Option<u16> {
+        let reply = reply_frame(id, response::Result::Error(error.to_proto()));
+        match self.replies.try_send(reply) {
+            Ok(()) => None,
+            Err(_) => Some(close::SLOW_CONSUMER),
+        }
+    }
+}
+
+/// Counts a refusal for rate; answers the strikes in a row so far.
+fn strike(strikes: &AtomicU32) -> u32 {
+    strikes.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+fn rate_limited(retry_after_ms: u64) -> ApiError {
+    let mut err = ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests; slow down",
+    );
+    err.retry_after_ms = Some(retry_after_ms);
+    err
+}
+
+fn queue_full() -> ApiError {
+    let mut err = ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "request_queue_full",
+        "too many requests waiting on this session; wait for answers before sending more",
+    );
+    err.retry_after_ms = Some(100);
+    err
+}
+
+fn reply_frame(id: u64, result: response::Result) -> Bytes {
+    ServerFrame {
+        kind: Some(server_frame::Kind::Response(Response {
+            id,
+            result: Some(result),
+        })),
+    }
+    .encode_to_vec()
+    .into()
+}
+
+/// Answers a session's requests one at a time, in order.
+struct Worker {
+    state: AppState,
+    claims: Claims,
+    /// Names this connection as the origin of its requests.
+    connection: u64,
+    /// This user's key in the limit all their sessions share.
+    user_key: String,
+    metrics: Arc<SessionMetrics>,
+    strikes: Arc<AtomicU32>,
+    kick: Kick,
+    replies: mpsc::Sender<Bytes>,
+}
+
+impl Worker {
+    async fn serve(self, mut waiting: mpsc::Receiver<Request>) {
+        while let Some(Request { frame, received }) = waiting.recv().await {
+            let result = match self.state.limits.take(&self.user_key).await {
+                Err(retry_after_ms) => {
+                    self.metrics.rate_limited.inc();
+                    if strike(&self.strikes) > self.state.config.gateway.rate_abuse_limit {
+                        self.kick.kick(close::POLICY_VIOLATION);
+                        return;
+                    }
+                    response::Result::Error(rate_limited(retry_after_ms).to_proto())
+                }
+                Ok(()) => {
+                    self.state
+                        .backend
+                        .handle(self.claims.sub, self.connection, frame.request)
+                        .await
+                }
+            };
+            let is_ack = matches!(result, response::Result::SendAck(_));
+            if self
+                .replies
+                .send(reply_frame(frame.id, result))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if is_ack {
+                self.metrics
+                    .ack_seconds
+                    .observe(received.elapsed().as_secs_f64());
+            }
+        }
     }
 }
 
@@ -267,4 +411,308 @@ fn too_big(e: axum::Error) -> bool {
         e.into_inner().downcast_ref::<Error>(),
         Some(Error::Capacity(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    //! The session's rules on a socket made of two channels: no network.
+
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use superapp_kit::BoxFuture;
+    use superapp_kit::bus::{InProcessBus, SharedBus};
+    use superapp_kit::clock::SystemClock;
+    use superapp_kit::config::Config;
+    use superapp_kit::metrics::Registry;
+    use superapp_kit::presence::LocalPresence;
+    use superapp_kit::ratelimit::LocalLimiter;
+    use superapp_proto::ids::{GroupId, UserId};
+    use superapp_proto::v1::{
+        BusEnvelope, Event, Ping, ReadReceipt, bus_envelope, client_frame, event,
+    };
+    use tokio::sync::{Notify, mpsc::UnboundedReceiver, mpsc::UnboundedSender};
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::backend::Backend;
+    use crate::hub::Hub;
+
+    /// The server's end of a WebSocket, as two channels.
+    struct TestSocket {
+        incoming: UnboundedReceiver<Result<WsMessage, axum::Error>>,
+        outgoing: UnboundedSender<WsMessage>,
+    }
+
+    impl Stream for TestSocket {
+        type Item = Result<WsMessage, axum::Error>;
+
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.incoming.poll_recv(cx)
+        }
+    }
+
+    impl Sink<WsMessage> for TestSocket {
+        type Error = axum::Error;
+
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), axum::Error> {
+            self.outgoing.send(item).map_err(axum::Error::new)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A core whose answers wait until the test lets them go, and which
+    /// records the order requests reached it.
+    #[derive(Default)]
+    struct GatedBackend {
+        entered: Notify,
+        release: Notify,
+        gated: std::sync::atomic::AtomicBool,
+        seen: std::sync::Mutex<Vec<u64>>,
+    }
+
+    impl Backend for GatedBackend {
+        fn authenticate<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>> {
+            Box::pin(async { Err(ApiError::unavailable("not in this test")) })
+        }
+
+        fn redeem_ticket<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>> {
+            Box::pin(async { Err(ApiError::unavailable("not in this test")) })
+        }
+
+        fn session_start<'a>(&'a self, _: &'a Claims) -> BoxFuture<'a, SessionStart> {
+            Box::pin(async { SessionStart::Live(Vec::new()) })
+        }
+
+        fn groups_of(&self, _: UserId) -> BoxFuture<'_, Option<Vec<GroupId>>> {
+            Box::pin(async { Some(Vec::new()) })
+        }
+
+        fn handle(
+            &self,
+            _: UserId,
+            _: u64,
+            request: Option<client_frame::Request>,
+        ) -> BoxFuture<'_, response::Result> {
+            Box::pin(async move {
+                if let Some(client_frame::Request::MarkRead(m)) = &request {
+                    self.seen.lock().unwrap().push(m.seq);
+                }
+                if self.gated.load(Ordering::SeqCst) {
+                    self.entered.notify_one();
+                    self.release.notified().await;
+                }
+                response::Result::Pong(superapp_proto::v1::Pong { server_time_ms: 1 })
+            })
+        }
+    }
+
+    struct Harness {
+        to_server: UnboundedSender<Result<WsMessage, axum::Error>>,
+        from_server: UnboundedReceiver<WsMessage>,
+        bus: SharedBus,
+        backend: Arc<GatedBackend>,
+        user: UserId,
+    }
+
+    fn open(configure: impl FnOnce(&mut Config), gated: bool) -> Harness {
+        let mut config = Config::default();
+        configure(&mut config);
+        let metrics = Registry::new();
+        let bus: SharedBus = Arc::new(InProcessBus::new());
+        let backend = Arc::new(GatedBackend::default());
+        backend.gated.store(gated, Ordering::SeqCst);
+        let presence = Arc::new(LocalPresence::new(
+            Arc::new(SystemClock),
+            Duration::from_secs(30),
+        ));
+        let hub = Hub::start(
+            bus.as_ref(),
+            &metrics,
+            presence.clone(),
+            "test".into(),
+            backend.clone(),
+        );
+        let state = AppState {
+            accounts: None,
+            chat: None,
+            backend: backend.clone(),
+            hub,
+            presence,
+            limits: Arc::new(LocalLimiter::new(1_000, 1_000)),
+            metrics: Arc::new(Registry::new()),
+            config: Arc::new(config),
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+        };
+        let (to_server, incoming) = tokio::sync::mpsc::unbounded_channel();
+        let (outgoing, from_server) = tokio::sync::mpsc::unbounded_channel();
+        let user = UserId(7);
+        let claims = Claims {
+            sub: user,
+            sid: 1,
+            exp: i64::MAX,
+        };
+        let session_metrics = Arc::new(SessionMetrics::new(&state.metrics));
+        tokio::spawn(run(
+            TestSocket { incoming, outgoing },
+            state,
+            claims,
+            session_metrics,
+        ));
+        Harness {
+            to_server,
+            from_server,
+            bus,
+            backend,
+            user,
+        }
+    }
+
+    impl Harness {
+        fn send(&self, id: u64, request: client_frame::Request) {
+            let frame = ClientFrame {
+                id,
+                request: Some(request),
+            };
+            self.to_server
+                .send(Ok(WsMessage::Binary(frame.encode_to_vec().into())))
+                .unwrap();
+        }
+
+        fn mark_read(&self, id: u64) {
+            self.send(
+                id,
+                client_frame::Request::MarkRead(superapp_proto::v1::MarkRead {
+                    conversation_id: "d.1.7".into(),
+                    seq: id,
+                }),
+            );
+        }
+
+        /// The next binary frame the server sends, skipping pings.
+        async fn next_frame(&mut self) -> server_frame::Kind {
+            loop {
+                let message = timeout(Duration::from_secs(5), self.from_server.recv())
+                    .await
+                    .expect("the session answered in time")
+                    .expect("the session is open");
+                if let WsMessage::Binary(data) = message {
+                    return ServerFrame::decode(data).unwrap().kind.unwrap();
+                }
+            }
+        }
+
+        /// Publishes a read receipt to the user's topic, as the core would.
+        fn publish_event(&self, read_seq: u64) {
+            let envelope = BusEnvelope {
+                kind: Some(bus_envelope::Kind::Event(Event {
+                    kind: Some(event::Kind::ReadReceipt(ReadReceipt {
+                        conversation_id: "d.1.7".into(),
+                        reader: 1,
+                        read_seq,
+                    })),
+                })),
+                origin: 0,
+            };
+            self.bus.publish(
+                &superapp_kit::bus::Topic::User(self.user).to_string(),
+                envelope.encode_to_vec().into(),
+            );
+        }
+    }
+
+    fn response_of(kind: server_frame::Kind) -> Option<Response> {
+        match kind {
+            server_frame::Kind::Response(r) => Some(r),
+            server_frame::Kind::Event(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn events_and_heartbeats_flow_while_a_request_waits_on_the_core() {
+        let mut h = open(|c| c.gateway.heartbeat_secs = 1, true);
+        h.send(1, client_frame::Request::Ping(Ping {}));
+        h.backend.entered.notified().await;
+        h.publish_event(42);
+        match h.next_frame().await {
+            server_frame::Kind::Event(e) => {
+                assert!(matches!(e.kind, Some(event::Kind::ReadReceipt(r)) if r.read_seq == 42));
+            }
+            other => panic!("expected the event first, got {other:?}"),
+        }
+        // A heartbeat goes out too, the request still unanswered.
+        let ping = timeout(Duration::from_secs(3), async {
+            loop {
+                if let Some(WsMessage::Ping(_)) = h.from_server.recv().await {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(ping.is_ok(), "a ping while the request waited");
+        h.backend.release.notify_one();
+        let answer = response_of(h.next_frame().await).unwrap();
+        assert_eq!(answer.id, 1);
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_queue_are_refused_at_once() {
+        let mut h = open(|c| c.gateway.request_queue = 2, true);
+        h.send(1, client_frame::Request::Ping(Ping {}));
+        h.backend.entered.notified().await;
+        // Two wait in the queue; the third finds it full.
+        for id in 2..=4 {
+            h.send(id, client_frame::Request::Ping(Ping {}));
+        }
+        let refused = response_of(h.next_frame().await).unwrap();
+        assert_eq!(refused.id, 4);
+        match refused.result {
+            Some(response::Result::Error(e)) => {
+                assert_eq!(e.code, "request_queue_full");
+                assert!(e.retry_after_ms > 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The queued ones are answered in order once the core answers.
+        for id in 1..=3 {
+            h.backend.release.notify_one();
+            let answer = response_of(h.next_frame().await).unwrap();
+            assert_eq!(answer.id, id);
+            if id < 3 {
+                h.backend.entered.notified().await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_s_requests_reach_the_core_and_are_answered_in_order() {
+        let mut h = open(|_| {}, false);
+        for id in 1..=20 {
+            h.mark_read(id);
+        }
+        let mut answered = Vec::new();
+        while answered.len() < 20 {
+            if let Some(r) = response_of(h.next_frame().await) {
+                answered.push(r.id);
+            }
+        }
+        assert_eq!(answered, (1..=20).collect::<Vec<_>>());
+        assert_eq!(
+            *h.backend.seen.lock().unwrap(),
+            (1..=20).collect::<Vec<_>>()
+        );
+    }
 }

@@ -170,6 +170,10 @@ pub struct GatewayConfig {
     /// Frames waiting to be written to one session; when full the session is a slow
     /// consumer and is closed with 4008.
     pub outbound_queue: usize,
+    /// Requests of one session waiting to be answered, at most; one more is
+    /// refused at once with `request_queue_full`. A session answers its
+    /// requests in order while it goes on delivering events.
+    pub request_queue: usize,
     /// Requests per second a session may make, sustained.
     pub rate_per_sec: u32,
     /// Requests a session may make in a burst above the sustained rate.
@@ -197,6 +201,7 @@ impl Default for GatewayConfig {
             idle_timeout_secs: 75,
             max_frame_bytes: 64 * 1024,
             outbound_queue: 256,
+            request_queue: 32,
             rate_per_sec: 100,
             rate_burst: 200,
             rate_abuse_limit: 100,
