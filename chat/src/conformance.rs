@@ -7,6 +7,8 @@
 //!   and read marks.
 //! - [`concurrent_duplicates`]: twenty racing sends of one `client_msg_id`
 //!   store one message.
+//! - [`fencing`]: a write under a lower fencing number than the shard has
+//!   seen is refused and changes nothing.
 //! - [`group_store`]: the group lifecycle, caps under concurrency, mentions.
 //! - [`group_rules_match_the_model`]: random operations by random members,
 //!   each answered as an in-memory model that applies [`crate::policy`] says.
@@ -21,11 +23,11 @@ use rand::{Rng as _, SeedableRng as _};
 
 use crate::ChatError;
 use crate::model::{
-    Appended, ConversationId, GroupId, GroupInfo, GroupUpdate, InboxCursor, MemberInfo, Mentions,
-    NewGroup, NewGroupMessage, NewMessage, Removal, Role, UserId,
+    Appended, ConversationId, Fence, GroupId, GroupInfo, GroupUpdate, InboxCursor, MemberInfo,
+    Mentions, NewGroup, NewGroupMessage, NewMessage, Removal, Role, UserId,
 };
 use crate::policy::{self, Admission, MAX_MEMBERS};
-use crate::store::{ChatStorage, ChatStore, GroupStore};
+use crate::store::{ChatStorage, ChatStore, GroupStore, StoreError};
 
 fn direct(a: u64, b: u64) -> ConversationId {
     ConversationId::direct(UserId(a), UserId(b)).unwrap()
@@ -40,6 +42,7 @@ fn message(sender: u64, peer: u64, cmid: &str, t: i64) -> NewMessage {
         message_id: t as u64,
         server_time_ms: t,
         body: b"x".to_vec(),
+        fence: None,
     }
 }
 
@@ -101,15 +104,24 @@ pub async fn chat_store(store: &dyn ChatStore) {
 
     // Read marks move forward only and stop at the last seq.
     assert_eq!(
-        store.mark_read(UserId(1), direct(1, 2), 50).await.unwrap(),
+        store
+            .mark_read(UserId(1), direct(1, 2), 50, None)
+            .await
+            .unwrap(),
         Some(3)
     );
     assert_eq!(
-        store.mark_read(UserId(1), direct(1, 2), 1).await.unwrap(),
+        store
+            .mark_read(UserId(1), direct(1, 2), 1, None)
+            .await
+            .unwrap(),
         Some(3)
     );
     assert_eq!(
-        store.mark_read(UserId(9), direct(1, 2), 1).await.unwrap(),
+        store
+            .mark_read(UserId(9), direct(1, 2), 1, None)
+            .await
+            .unwrap(),
         None
     );
     let inbox = store.inbox(UserId(2), None, 10).await.unwrap();
@@ -148,6 +160,94 @@ pub async fn concurrent_duplicates(store: Arc<dyn ChatStorage>) {
     );
 }
 
+fn is_fenced<T: std::fmt::Debug>(outcome: Result<T, StoreError>, shard: u32, high: u64) -> bool {
+    matches!(
+        outcome,
+        Err(StoreError::Fenced { shard: s, high_water, .. }) if s == shard && high_water == high
+    )
+}
+
+/// Writes carry the writer's fence: an equal or higher number passes and
+/// raises the shard's mark, a lower one is refused with nothing written;
+/// shards are fenced apart.
+pub async fn fencing(store: &dyn ChatStorage) {
+    let at = |shard: u32, token: u64| Some(Fence { shard, token });
+    let fenced_message = |cmid: &str, t: i64, fence| NewMessage {
+        fence,
+        ..message(1, 2, cmid, t)
+    };
+    store
+        .append(fenced_message("a", 1, at(3, 5)))
+        .await
+        .unwrap();
+    store
+        .append(fenced_message("b", 2, at(3, 5)))
+        .await
+        .unwrap();
+    assert!(is_fenced(
+        store.append(fenced_message("c", 3, at(3, 4))).await,
+        3,
+        5
+    ));
+    store
+        .append(fenced_message("d", 4, at(3, 6)))
+        .await
+        .unwrap();
+    assert!(is_fenced(
+        store.append(fenced_message("e", 5, at(3, 5))).await,
+        3,
+        6
+    ));
+    // Another shard has a mark of its own.
+    store
+        .append(fenced_message("f", 6, at(4, 1)))
+        .await
+        .unwrap();
+    let stored: Vec<String> = store
+        .messages_after(direct(1, 2), 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.client_msg_id)
+        .collect();
+    assert_eq!(stored, ["a", "b", "d", "f"]);
+    // Even a repeat of an acknowledged send is refused under a stale fence:
+    // the old owner answers nothing any more.
+    assert!(is_fenced(
+        store.append(fenced_message("a", 7, at(3, 1))).await,
+        3,
+        6
+    ));
+
+    // Read marks and group messages are fenced alike.
+    assert!(is_fenced(
+        store.mark_read(UserId(2), direct(1, 2), 9, at(3, 2)).await,
+        3,
+        6
+    ));
+    assert_eq!(
+        store
+            .mark_read(UserId(2), direct(1, 2), 9, at(3, 6))
+            .await
+            .unwrap(),
+        Some(4)
+    );
+    create(store, 1, users(2..4)).await;
+    let stale = NewGroupMessage {
+        fence: at(3, 2),
+        ..group_message(1, "g", 8, Mentions::default())
+    };
+    assert!(matches!(
+        store.append_group(stale).await,
+        Err(ChatError::Store(StoreError::Fenced { shard: 3, .. }))
+    ));
+    let current = NewGroupMessage {
+        fence: at(3, 7),
+        ..group_message(1, "g", 8, Mentions::default())
+    };
+    assert_eq!(store.append_group(current).await.unwrap().seq, 1);
+}
+
 fn users(range: std::ops::Range<u64>) -> Vec<UserId> {
     range.map(UserId).collect()
 }
@@ -175,6 +275,7 @@ fn group_message(sender: u64, cmid: &str, t: i64, mentions: Mentions) -> NewGrou
         server_time_ms: t,
         body: b"x".to_vec(),
         mentions,
+        fence: None,
     }
 }
 
@@ -710,6 +811,7 @@ async fn run(
                     all,
                     users: Vec::new(),
                 },
+                fence: None,
             })
             .await
             .map(drop),

@@ -1,7 +1,17 @@
 //! The chat room's types: ids, messages, conversations as listed, groups and
 //! their members. No I/O.
 
+pub use superapp_kit::store::Fence;
 pub use superapp_proto::ids::{ConversationId, GroupId, UserId};
+
+/// Where a request came from: the connection (whose own copy of what the
+/// request causes is its answer, so events skip it; 0 for none) and, on a
+/// core that serves a shard under a lease, that lease's fence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub connection: u64,
+    pub fence: Option<Fence>,
+}
 
 /// Whom a message mentions, by name or all at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +43,8 @@ pub struct NewMessage {
     pub server_time_ms: i64,
     /// The encoded `MessageBody`.
     pub body: Vec<u8>,
+    /// The writer's lease, checked by the store in the write.
+    pub fence: Option<Fence>,
 }
 
 /// A group message to append once the sender's rights are checked.
@@ -46,6 +58,8 @@ pub struct NewGroupMessage {
     pub body: Vec<u8>,
     /// As asked; the store keeps only members other than the sender.
     pub mentions: Mentions,
+    /// The writer's lease, checked by the store in the write.
+    pub fence: Option<Fence>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@ pub use groups::ListedMember;
 use crate::ChatError;
 use crate::model::{
     Appended, ConversationId, GroupId, InboxCursor, InboxEntry, Mentions, NewGroupMessage,
-    NewMessage, StoredMessage, UserId,
+    NewMessage, Origin, StoredMessage, UserId,
 };
 use crate::policy::{self, MAX_PAGE_BODY_BYTES};
 use crate::ports::Directory;
@@ -81,7 +81,7 @@ impl Chat {
     pub async fn send(
         &self,
         sender: UserId,
-        origin: u64,
+        origin: Origin,
         mut request: SendMessage,
     ) -> Result<SendAck, ChatError> {
         let body = policy::check_body(request.body.take())?;
@@ -108,11 +108,13 @@ impl Chat {
                 message_id: self.ids.next(),
                 server_time_ms: self.clock.now_ms(),
                 body: body.encode_to_vec(),
+                fence: origin.fence,
             })
             .await?;
         self.append_seconds.observe(started.elapsed().as_secs_f64());
         if let Some(message) = self.stored(&appended, sender, request, body) {
-            self.publish_to_users(&[peer, sender], origin, event::Kind::Message(message));
+            let kind = event::Kind::Message(message);
+            self.publish_to_users(&[peer, sender], origin.connection, kind);
         }
         Ok(ack_of(appended))
     }
@@ -121,7 +123,7 @@ impl Chat {
     async fn send_to_group(
         &self,
         sender: UserId,
-        origin: u64,
+        origin: Origin,
         group: GroupId,
         request: SendMessage,
         body: MessageBody,
@@ -142,6 +144,7 @@ impl Chat {
                 server_time_ms: self.clock.now_ms(),
                 body: body.encode_to_vec(),
                 mentions,
+                fence: origin.fence,
             })
             .await?;
         self.append_seconds.observe(started.elapsed().as_secs_f64());
@@ -151,7 +154,7 @@ impl Chat {
                 bus_envelope::Kind::Event(Event {
                     kind: Some(event::Kind::Message(message)),
                 }),
-                origin,
+                origin.connection,
             );
         }
         Ok(ack_of(appended))
@@ -268,14 +271,14 @@ impl Chat {
     pub async fn mark_read(
         &self,
         user: UserId,
-        origin: u64,
+        origin: Origin,
         conversation_id: &str,
         seq: u64,
     ) -> Result<ReadAck, ChatError> {
         let conversation = self.require_member(user, conversation_id).await?;
         let read_seq = self
             .store
-            .mark_read(user, conversation, seq)
+            .mark_read(user, conversation, seq, origin.fence)
             .await?
             .ok_or(ChatError::UnknownConversation)?;
         let receipt = ReadReceipt {
@@ -285,7 +288,8 @@ impl Chat {
         };
         let mut readers = vec![user];
         readers.extend(conversation.peer_of(user));
-        self.publish_to_users(&readers, origin, event::Kind::ReadReceipt(receipt));
+        let kind = event::Kind::ReadReceipt(receipt);
+        self.publish_to_users(&readers, origin.connection, kind);
         Ok(ReadAck {
             conversation_id: conversation.to_string(),
             read_seq,

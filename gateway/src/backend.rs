@@ -12,7 +12,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use superapp_account::{AccountError, Accounts};
 use superapp_chat::Chat;
-use superapp_chat::model::{ConversationId, GroupId, UserId};
+use superapp_chat::model::{ConversationId, Fence, GroupId, Origin, UserId};
 use superapp_kit::BoxFuture;
 use superapp_kit::clock::{Clock as _, SystemClock};
 use superapp_kit::rpc::{Handler, Route, RpcClient, shard_of};
@@ -100,7 +100,24 @@ impl Backend for Local {
         origin: u64,
         request: Option<client_frame::Request>,
     ) -> BoxFuture<'_, response::Result> {
-        Box::pin(async move {
+        let origin = Origin {
+            connection: origin,
+            fence: None,
+        };
+        Box::pin(self.answer(user, origin, request))
+    }
+}
+
+impl Local {
+    /// Answers one request of a user's session; on a core serving a shard
+    /// under a lease, `origin` carries the lease's fence to the store.
+    async fn answer(
+        &self,
+        user: UserId,
+        origin: Origin,
+        request: Option<client_frame::Request>,
+    ) -> response::Result {
+        {
             use client_frame::Request;
             let chat = &self.chat;
             let outcome = match request {
@@ -126,7 +143,7 @@ impl Backend for Local {
                 None => return unknown_request(),
             };
             outcome.unwrap_or_else(|e| response::Result::Error(ApiError::from(e).to_proto()))
-        })
+        }
     }
 }
 
@@ -308,15 +325,19 @@ fn auth_error(e: ApiError) -> core_response::Kind {
 /// The core's end of [`Remote`]: decodes a gateway's request, runs it on the
 /// rooms of this process, encodes the answer.
 pub fn core_handler(local: Arc<Local>) -> Handler {
-    Arc::new(move |payload: Bytes, _fence: Option<u64>| {
+    Arc::new(move |payload: Bytes, fence: Option<Fence>| {
         let local = local.clone();
         Box::pin(async move {
             let kind = match CoreRequest::decode(payload).ok().and_then(|r| r.kind) {
                 Some(core_request::Kind::User(u)) => {
                     let request = u.frame.and_then(|f| f.request);
+                    let origin = Origin {
+                        connection: u.origin,
+                        fence,
+                    };
                     core_response::Kind::Response(superapp_proto::v1::Response {
                         id: 0,
-                        result: Some(local.handle(UserId(u.user_id), u.origin, request).await),
+                        result: Some(local.answer(UserId(u.user_id), origin, request).await),
                     })
                 }
                 Some(core_request::Kind::Authenticate(a)) => {

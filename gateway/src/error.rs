@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use superapp_account::AccountError;
 use superapp_chat::ChatError;
+use superapp_kit::store::StoreError;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiError {
@@ -129,6 +130,12 @@ impl From<ChatError> for ApiError {
             ChatError::InvalidInvite => (S::NOT_FOUND, "invalid_invite"),
             ChatError::UnknownRequest => (S::NOT_FOUND, "unknown_join_request"),
             ChatError::Invalid { code, .. } => (S::BAD_REQUEST, *code),
+            // This core lost the shard's lease without noticing yet: the new
+            // owner answers the retry.
+            ChatError::Store(fenced @ StoreError::Fenced { .. }) => {
+                tracing::warn!(error = %fenced, "write refused: the shard has a newer owner");
+                return Self::unavailable("this conversation moved to another server; retry");
+            }
             ChatError::Store(_) | ChatError::Dependency(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())

@@ -25,6 +25,7 @@ use crate::BoxFuture;
 use crate::bus::{Bus, BusMessage, Subscriber};
 use crate::clock::{Clock as _, SystemClock};
 use crate::metrics::{Counter, Gauge, Registry};
+use crate::store::Fence;
 
 /// Deletes a lease (KEYS[1]) only if this process (ARGV[1]) still holds it.
 const RELEASE_IF_HELD: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -229,9 +230,9 @@ impl RpcClient {
     }
 }
 
-/// Handles one request's payload; `fence` is the shard's fencing number when
-/// the request is shard-ordered.
-pub type Handler = Arc<dyn Fn(Bytes, Option<u64>) -> BoxFuture<'static, Bytes> + Send + Sync>;
+/// Handles one request's payload; `fence` is the shard's lease when the
+/// request is shard-ordered, for the store to check (see [`Fence`]).
+pub type Handler = Arc<dyn Fn(Bytes, Option<Fence>) -> BoxFuture<'static, Bytes> + Send + Sync>;
 
 /// The core's side: holds shard leases and answers requests.
 pub struct RpcServer {
@@ -372,7 +373,10 @@ impl RpcServer {
                         // conversation's writes and assigns seq; a session waits for
                         // each answer, so its own requests never overtake each other.
                         let (bus, handler) = (bus.clone(), handler.clone());
-                        let fence = Some(lease.fence);
+                        let fence = Some(Fence {
+                            shard,
+                            token: lease.fence,
+                        });
                         self.meters.answered.inc();
                         in_hand
                             .spawn(async move { answer(&*bus, &handler, envelope, fence).await });
@@ -530,7 +534,7 @@ return 0
     }
 }
 
-async fn answer(bus: &dyn Bus, handler: &Handler, envelope: Envelope, fence: Option<u64>) {
+async fn answer(bus: &dyn Bus, handler: &Handler, envelope: Envelope, fence: Option<Fence>) {
     let reply = handler(envelope.payload, fence).await;
     let mut framed = BytesMut::with_capacity(8 + reply.len());
     framed.put_u64(envelope.id);
@@ -692,7 +696,7 @@ mod lease_tests {
         let bus: Arc<dyn Bus> = Arc::new(RedisBus::connect(&url).await.unwrap());
         let applied = Arc::new(AtomicUsize::new(0));
         let counter = applied.clone();
-        let handler: Handler = Arc::new(move |payload: Bytes, fence: Option<u64>| {
+        let handler: Handler = Arc::new(move |payload: Bytes, fence: Option<Fence>| {
             counter.fetch_add(1, Ordering::SeqCst);
             assert!(fence.is_some());
             Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
@@ -757,7 +761,7 @@ mod lease_tests {
         let client = redis::Client::open(url.as_str()).unwrap();
         let mut admin = client.get_multiplexed_async_connection().await.unwrap();
         let bus: Arc<dyn Bus> = Arc::new(RedisBus::connect(&url).await.unwrap());
-        let handler: Handler = Arc::new(|payload: Bytes, _fence: Option<u64>| {
+        let handler: Handler = Arc::new(|payload: Bytes, _fence: Option<Fence>| {
             Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
         });
         let shutdown = CancellationToken::new();

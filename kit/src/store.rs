@@ -6,6 +6,17 @@
 //! variants. A rule the store refuses (a full group, a stale fence) is not a
 //! `StoreError` but the room's own outcome.
 
+/// The lease under which a core writes a shard of conversations: the shard,
+/// and the fencing number its lease was taken with (numbers only grow). A
+/// store that has seen a higher number for the shard refuses the write with
+/// [`StoreError::Fenced`], so a core that lost its lease without noticing
+/// cannot write behind the new owner's back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub shard: u32,
+    pub token: u64,
+}
+
 /// A storage operation failed for a reason of the engine's, not the caller's.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -22,6 +22,13 @@
 //! never both pass a check that only one may. Their refusals are
 //! [`ChatError`]s; an engine failure is [`ChatError::Store`].
 //!
+//! Fencing: the writes of a conversation's single writer (appends and read
+//! marks) carry the writer's [`Fence`]. A backend keeps, durably, the
+//! highest fencing number it has seen per shard, and refuses a write with a
+//! lower one with [`StoreError::Fenced`] inside the same write (or as its
+//! compare-and-set condition). An equal or higher number passes and raises
+//! the mark.
+//!
 //! [`crate::conformance`] is the behaviour every backend must show.
 
 mod sqlite;
@@ -33,7 +40,7 @@ use superapp_kit::BoxFuture;
 
 use crate::ChatError;
 use crate::model::{
-    Appended, ConversationId, GroupId, GroupInfo, GroupUpdate, InboxCursor, InboxEntry,
+    Appended, ConversationId, Fence, GroupId, GroupInfo, GroupUpdate, InboxCursor, InboxEntry,
     JoinRequest, Joined, MemberInfo, NewGroup, NewGroupMessage, NewMessage, Removal, StoredMessage,
     UserId,
 };
@@ -70,6 +77,7 @@ pub trait ChatStore: Send + Sync + 'static {
         user: UserId,
         conversation: ConversationId,
         seq: u64,
+        fence: Option<Fence>,
     ) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
 }
 

@@ -12,11 +12,11 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use superapp_kit::BoxFuture;
 use superapp_kit::metrics::Histogram;
-use superapp_kit::sqlite::Database;
+use superapp_kit::sqlite::{Database, TxError};
 
 use super::{ChatStore, StoreError};
 use crate::model::{
-    Appended, ConversationId, GroupSummary, InboxCursor, InboxEntry, Mentions, NewMessage,
+    Appended, ConversationId, Fence, GroupSummary, InboxCursor, InboxEntry, Mentions, NewMessage,
     StoredMessage, UserId,
 };
 
@@ -94,6 +94,12 @@ CREATE TABLE mentions (
     PRIMARY KEY (conversation_id, user_id, seq)
 ) WITHOUT ROWID;
 ",
+    "
+CREATE TABLE fences (
+    shard INTEGER PRIMARY KEY,
+    high_water INTEGER NOT NULL
+);
+",
 ];
 
 /// `user_id` 0 in `mentions` rows, and `0` in a message's `mentions` column,
@@ -152,6 +158,45 @@ fn decode_mentions(text: &str) -> Mentions {
         }
     }
     mentions
+}
+
+/// Checks `fence` against the shard's durable high-water mark inside the
+/// writer's transaction: a lower number is refused, a higher one raises the
+/// mark. No fence (the single process of the small tier) passes.
+fn check_fence(c: &Connection, fence: Option<Fence>) -> Result<(), TxError<StoreError>> {
+    let Some(fence) = fence else {
+        return Ok(());
+    };
+    let high_water: Option<i64> = c
+        .prepare_cached("SELECT high_water FROM fences WHERE shard = ?1")?
+        .query_row([fence.shard], |r| r.get(0))
+        .optional()?;
+    let token = bound(fence.token);
+    match high_water {
+        Some(high) if high > token => Err(TxError::Abort(StoreError::Fenced {
+            shard: fence.shard,
+            fence: fence.token,
+            high_water: high as u64,
+        })),
+        Some(high) if high == token => Ok(()),
+        _ => {
+            c.prepare_cached(
+                "INSERT INTO fences (shard, high_water) VALUES (?1, ?2)
+                 ON CONFLICT (shard) DO UPDATE SET high_water = excluded.high_water",
+            )?
+            .execute(params![fence.shard, token])?;
+            Ok(())
+        }
+    }
+}
+
+/// A write that a stale fence may refuse, answered as the store's outcome.
+async fn fenced<T, F>(db: &Database, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnMut(&Connection) -> Result<T, TxError<StoreError>> + Send + 'static,
+{
+    db.transact(f).await?
 }
 
 /// The first ack of a repeated (sender, client_msg_id) in a conversation.
@@ -240,7 +285,8 @@ fn append_row(c: &Connection, row: &Row<'_>) -> rusqlite::Result<Appended> {
     })
 }
 
-fn append_in(c: &Connection, m: &NewMessage) -> rusqlite::Result<Appended> {
+fn append_in(c: &Connection, m: &NewMessage) -> Result<Appended, TxError<StoreError>> {
+    check_fence(c, m.fence)?;
     if let Some(earlier) = earlier_send(c, m.conversation, m.sender, &m.client_msg_id)? {
         return Ok(earlier);
     }
@@ -283,7 +329,7 @@ fn append_in(c: &Connection, m: &NewMessage) -> rusqlite::Result<Appended> {
 
 impl ChatStore for SqliteChatStore {
     fn append(&self, message: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>> {
-        Box::pin(self.db.write(move |c| append_in(c, &message)))
+        Box::pin(fenced(&self.db, move |c| append_in(c, &message)))
     }
 
     fn messages_after(
@@ -402,9 +448,11 @@ impl ChatStore for SqliteChatStore {
         user_id: UserId,
         conversation: ConversationId,
         seq: u64,
+        fence: Option<Fence>,
     ) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
-        Box::pin(self.db.write(move |c| {
-            c.query_row(
+        Box::pin(fenced(&self.db, move |c| {
+            check_fence(c, fence)?;
+            Ok(c.query_row(
                 "UPDATE members SET read_seq = max(read_seq,
                      min(?3, (SELECT last_seq FROM conversations WHERE id = ?1)))
                  WHERE conversation_id = ?1 AND user_id = ?2
@@ -412,7 +460,7 @@ impl ChatStore for SqliteChatStore {
                 params![conversation.to_string(), user_id.0 as i64, bound(seq)],
                 |r| id(r, 0),
             )
-            .optional()
+            .optional()?)
         }))
     }
 }
@@ -442,6 +490,28 @@ mod tests {
     async fn sqlite_keeps_the_group_rules_of_the_reference_model() {
         let dir = tempfile::tempdir().unwrap();
         conformance::group_rules_match_the_model(Arc::new(open(&dir)), 0x5eed).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_refuses_a_stale_fence_even_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::fencing(&open(&dir)).await;
+        // The marks are durable: a reopened file still refuses the old owner.
+        let reopened = open(&dir);
+        let stale = NewMessage {
+            conversation: ConversationId::direct(UserId(1), UserId(2)).unwrap(),
+            sender: UserId(1),
+            members: [UserId(1), UserId(2)],
+            client_msg_id: "late".into(),
+            message_id: 99,
+            server_time_ms: 99,
+            body: b"x".to_vec(),
+            fence: Some(Fence { shard: 3, token: 6 }),
+        };
+        assert!(matches!(
+            reopened.append(stale).await,
+            Err(StoreError::Fenced { high_water: 7, .. })
+        ));
     }
 
     #[tokio::test]

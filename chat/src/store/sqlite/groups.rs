@@ -10,7 +10,8 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use superapp_kit::sqlite::TxError;
 
 use super::{
-    EVERYONE, Row, SqliteChatStore, append_row, bound, conversation, earlier_send, id, user,
+    EVERYONE, Row, SqliteChatStore, append_row, bound, check_fence, conversation, earlier_send, id,
+    user,
 };
 use crate::ChatError;
 use crate::model::{
@@ -220,6 +221,10 @@ fn set_member_role(
 
 fn append_group_in(c: &Connection, m: &NewGroupMessage) -> Tx<Appended> {
     let conversation_id = ConversationId::Group(m.group);
+    check_fence(c, m.fence).map_err(|e| match e {
+        TxError::Abort(fenced) => TxError::Abort(ChatError::Store(fenced)),
+        TxError::Sqlite(e) => TxError::Sqlite(e),
+    })?;
     if let Some(earlier) = earlier_send(c, conversation_id, m.sender, &m.client_msg_id)? {
         return Ok(earlier);
     }
