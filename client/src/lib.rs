@@ -1,5 +1,6 @@
-//! The client side of superapp: an async SDK for the chat server, and the
-//! `superapp-cli` binary built on it (see `src/bin/superapp-cli.rs`).
+//! The client side of superapp: an async SDK for the chat server. The
+//! `superapp-cli` and `superapp-load` binaries built on it live in `tools/`
+//! (package `superapp-tools`), so their dependencies stay out of this crate.
 //!
 //! Accounts and sessions go over the JSON API; chat goes over one WebSocket per
 //! device carrying protobuf frames. Push is only a hint, so a client keeps a
