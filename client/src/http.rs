@@ -1,11 +1,11 @@
 //! The JSON API: accounts, sessions and WebSocket tickets.
 
 use crate::error::{ClientError, Result};
-use crate::serde_u64_string;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use serde_with::{DisplayFromStr, PickFirst, Same, serde_as};
 use std::fmt;
 use std::time::Duration;
 
@@ -13,9 +13,16 @@ use std::time::Duration;
 /// dead server does not hang a script.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `#[serde_as(as = "U64AsString")]` for u64 ids, which the API writes as JSON
+/// strings so JavaScript clients keep all 64 bits (their numbers lose
+/// precision above 2^53). Reading also accepts a plain number, so a server
+/// that sends one is not a hard failure; `Vec<U64AsString>` for lists of ids.
+pub type U64AsString = PickFirst<(DisplayFromStr, Same)>;
+
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
-    #[serde(with = "serde_u64_string")]
+    #[serde_as(as = "U64AsString")]
     pub user_id: u64,
     pub phone: String,
     pub display_name: String,
@@ -24,11 +31,12 @@ pub struct Account {
 
 /// A session's token pair. Refreshing returns a new pair and kills the old
 /// refresh token, so whoever stores this must save every new pair.
+#[serde_as]
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tokens {
-    #[serde(with = "serde_u64_string")]
+    #[serde_as(as = "U64AsString")]
     pub user_id: u64,
-    #[serde(with = "serde_u64_string")]
+    #[serde_as(as = "U64AsString")]
     pub session_id: u64,
     pub access_token: String,
     pub access_expires_at_ms: i64,
@@ -58,9 +66,10 @@ pub struct Ticket {
 }
 
 /// Whether a user is online, on how many devices, and when last seen.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {
-    #[serde(with = "serde_u64_string")]
+    #[serde_as(as = "U64AsString")]
     pub user_id: u64,
     pub online: bool,
     pub devices: u32,
@@ -68,16 +77,17 @@ pub struct Presence {
 }
 
 /// A group as its member sees it.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
-    #[serde(with = "serde_u64_string")]
+    #[serde_as(as = "U64AsString")]
     pub group_id: u64,
     /// `g.<group_id>`: where its messages go over the WebSocket.
     pub conversation_id: String,
     pub name: String,
     pub avatar: String,
     pub announcement: String,
-    #[serde(with = "serde_u64_string")]
+    #[serde_as(as = "U64AsString")]
     pub owner: u64,
     pub created_ms: i64,
     pub member_count: u32,
@@ -91,11 +101,12 @@ pub struct Group {
 }
 
 /// Who an invitation added at once, and who waits for an admin's approval.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupJoin {
-    #[serde(with = "serde_u64_string::vec")]
+    #[serde_as(as = "Vec<U64AsString>")]
     pub added: Vec<u64>,
-    #[serde(with = "serde_u64_string::vec")]
+    #[serde_as(as = "Vec<U64AsString>")]
     pub pending: Vec<u64>,
 }
 
@@ -327,6 +338,46 @@ pub(crate) fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[serde_as]
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Id {
+        #[serde_as(as = "U64AsString")]
+        id: u64,
+    }
+
+    #[test]
+    fn an_id_is_written_as_a_string_with_every_digit() {
+        let json = serde_json::to_string(&Id { id: u64::MAX }).unwrap();
+        assert_eq!(json, r#"{"id":"18446744073709551615"}"#);
+    }
+
+    #[test]
+    fn an_id_reads_back_from_a_string() {
+        let id: Id = serde_json::from_str(r#"{"id":"123456789012345678"}"#).unwrap();
+        assert_eq!(id.id, 123_456_789_012_345_678);
+    }
+
+    #[test]
+    fn a_plain_number_is_accepted_too() {
+        let id: Id = serde_json::from_str(r#"{"id":42}"#).unwrap();
+        assert_eq!(id.id, 42);
+    }
+
+    #[test]
+    fn a_string_that_is_not_a_number_is_rejected() {
+        assert!(serde_json::from_str::<Id>(r#"{"id":"12a"}"#).is_err());
+        assert!(serde_json::from_str::<Id>(r#"{"id":"-1"}"#).is_err());
+        assert!(serde_json::from_str::<Id>(r#"{"id":-1}"#).is_err());
+    }
+
+    #[test]
+    fn lists_of_ids_are_written_as_strings_and_read_from_numbers_too() {
+        let join: GroupJoin = serde_json::from_str(r#"{"added":["1",2],"pending":[]}"#).unwrap();
+        assert_eq!(join.added, [1, 2]);
+        let back = serde_json::to_string(&join).unwrap();
+        assert_eq!(back, r#"{"added":["1","2"],"pending":[]}"#);
+    }
 
     #[test]
     fn tokens_read_their_ids_from_strings_and_write_them_back_as_strings() {

@@ -1,5 +1,6 @@
-//! The client side of superapp: an async SDK for the chat server, and the
-//! `superapp-cli` binary built on it (see `src/bin/superapp-cli.rs`).
+//! The client side of superapp: an async SDK for the chat server. The
+//! `superapp-cli` and `superapp-load` binaries built on it live in `tools/`
+//! (package `superapp-tools`), so their dependencies stay out of this crate.
 //!
 //! Accounts and sessions go over the JSON API; chat goes over one WebSocket per
 //! device carrying protobuf frames. Push is only a hint, so a client keeps a
@@ -9,25 +10,24 @@
 //!   errors and local transport/decoding failures.
 //! - [`http`]: [`HttpClient`] for register, login, refresh, logout, me and
 //!   WebSocket tickets, presence and groups, with the [`Account`], [`Tokens`],
-//!   [`Ticket`], [`Presence`], [`Group`] and [`GroupJoin`] bodies.
+//!   [`Ticket`], [`Presence`], [`Group`] and [`GroupJoin`] bodies, and
+//!   [`U64AsString`]: u64 ids travel in JSON as strings, because JavaScript
+//!   numbers lose precision above 2^53.
 //! - [`ws`]: [`Connection`], a WebSocket session driven by one background task
 //!   that matches responses to requests and queues pushed events.
 //! - [`sync`]: [`SyncState`], [`catch_up`] and [`accept_live`], the rules that
 //!   deliver every message once, in seq order per conversation.
-//! - [`serde_u64_string`]: u64 ids travel in JSON as strings, because
-//!   JavaScript numbers lose precision above 2^53.
 //!
 //! The crates a test needs to speak raw WebSocket are re-exported, so callers
 //! can use [`connect_raw`](ws::connect_raw) without depending on them.
 
 pub mod error;
 pub mod http;
-pub mod serde_u64_string;
 pub mod sync;
 pub mod ws;
 
 pub use error::{ClientError, Result};
-pub use http::{Account, Group, GroupJoin, HttpClient, Presence, Ticket, Tokens};
+pub use http::{Account, Group, GroupJoin, HttpClient, Presence, Ticket, Tokens, U64AsString};
 pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
 pub use ws::{Connection, connect_raw, new_client_msg_id};
 

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use crate::helpers::{PASSWORD, fresh_phone, spawn_app};
 
 /// `superapp-cli` is built beside `superapp` by `cargo test --workspace` (the
-/// client crate's own integration test needs it).
+/// tools crate's own integration test needs it).
 pub(crate) fn cli_path() -> PathBuf {
     let server = PathBuf::from(env!("CARGO_BIN_EXE_superapp"));
     let path = server.with_file_name("superapp-cli");

@@ -9,6 +9,7 @@
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use serde_with::serde_as;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use superapp_client::proto::v1::{Message, event::Kind as EventKind, message_body::Content};
 use superapp_client::sync::all_conversations;
 use superapp_client::{
-    ClientError, Connection, Gap, HttpClient, SyncState, Tokens, accept_live, catch_up,
-    new_client_msg_id, pull_after, serde_u64_string,
+    ClientError, Connection, Gap, HttpClient, SyncState, Tokens, U64AsString, accept_live,
+    catch_up, new_client_msg_id, pull_after,
 };
 use tokio::time::Instant;
 
@@ -744,9 +745,10 @@ fn now_ms() -> i64 {
 
 /// The on-disk sync state, tagged with its user so that logging in as
 /// someone else in the same profile starts from nothing.
+#[serde_as]
 #[derive(Serialize, Deserialize)]
 struct SyncFile {
-    #[serde(with = "serde_u64_string")]
+    #[serde_as(as = "U64AsString")]
     user_id: u64,
     #[serde(flatten)]
     state: SyncState,
