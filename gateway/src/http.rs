@@ -388,7 +388,7 @@ async fn websocket(
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, superapp_kit::metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
 }

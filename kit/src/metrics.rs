@@ -1,73 +1,60 @@
-//! Counters, gauges and histograms, rendered in the Prometheus text format.
+//! Counters, gauges and histograms, kept by `prometheus-client` and rendered in
+//! the Prometheus text format (version 0.0.4).
 //!
 //! A [`Registry`] is a handle passed to whoever records; metrics are looked up
-//! once at start-up (or once per label set) and then updated lock-free.
+//! once at start-up (or once per label set) and then updated without the
+//! registry: counters and gauges are atomics, a histogram takes its own short
+//! lock per observation.
+//!
+//! Names are the exposed names. A counter's name ends in `_total`; the crate
+//! appends that suffix itself, so the family is registered without it.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::family::MetricConstructor;
+use prometheus_client::metrics::{counter, family, gauge, histogram};
+
+/// The `Content-Type` of what [`Registry::render`] returns.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 #[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub struct Counter(counter::Counter);
 
 impl Counter {
     pub fn inc(&self) {
-        self.add(1);
+        self.0.inc();
     }
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.inc_by(n);
     }
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
 #[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
+pub struct Gauge(gauge::Gauge);
 
 impl Gauge {
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.inc();
     }
     pub fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
     pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
 #[derive(Debug)]
-pub struct Histogram {
-    bounds: Vec<f64>,
-    /// counts[i] counts observations <= bounds[i]; the last slot is +Inf.
-    counts: Vec<AtomicU64>,
-    /// Sum of observations as f64 bits, updated with a CAS loop.
-    sum: AtomicU64,
-}
+pub struct Histogram(histogram::Histogram);
 
 impl Histogram {
-    fn new(bounds: &[f64]) -> Self {
-        Self {
-            bounds: bounds.to_vec(),
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0f64.to_bits()),
-        }
-    }
-
     pub fn observe(&self, value: f64) {
-        let slot = self
-            .bounds
-            .iter()
-            .position(|b| value <= *b)
-            .unwrap_or(self.bounds.len());
-        self.counts[slot].fetch_add(1, Ordering::Relaxed);
-        let _ = self
-            .sum
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                Some((f64::from_bits(bits) + value).to_bits())
-            });
+        self.0.observe(value);
     }
 }
 
@@ -80,23 +67,41 @@ pub const LATENCY_SECONDS: &[f64] = &[
 /// Bucket bounds for batch sizes.
 pub const BATCH_SIZES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
-#[derive(Clone)]
-enum Metric {
-    Counter(Arc<Counter>),
-    Gauge(Arc<Gauge>),
-    Histogram(Arc<Histogram>),
+/// A series' labels in the order the caller gave them, which is the order
+/// they are exposed in.
+type Labels = Vec<(String, String)>;
+
+/// The bounds every series of one histogram family is made with: those given
+/// when the family was first asked for.
+#[derive(Debug, Clone)]
+struct Bounds(Arc<[f64]>);
+
+impl MetricConstructor<histogram::Histogram> for Bounds {
+    fn new_metric(&self) -> histogram::Histogram {
+        histogram::Histogram::new(self.0.iter().copied())
+    }
 }
 
-struct Family {
-    help: String,
-    kind: &'static str,
-    /// Rendered label set ("" or `{a="b"}`) to metric.
-    series: BTreeMap<String, Metric>,
+/// One name's series. Cloning shares them.
+#[derive(Clone)]
+enum Family {
+    Counter(family::Family<Labels, counter::Counter>),
+    Gauge(family::Family<Labels, gauge::Gauge>),
+    Histogram(family::Family<Labels, histogram::Histogram, Bounds>),
+}
+
+#[derive(Default)]
+struct Families {
+    /// What [`Registry::render`] encodes: every family, registered on first use.
+    exposed: prometheus_client::registry::Registry,
+    /// The same families by exposed name, since the crate's registry is
+    /// write-only.
+    by_name: HashMap<String, Family>,
 }
 
 #[derive(Default)]
 pub struct Registry {
-    families: Mutex<BTreeMap<String, Family>>,
+    families: RwLock<Families>,
 }
 
 impl Registry {
@@ -109,17 +114,17 @@ impl Registry {
     }
 
     pub fn counter_with(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Arc<Counter> {
-        match self.get_or_insert(name, help, "counter", labels, || {
-            Metric::Counter(Arc::default())
-        }) {
-            Metric::Counter(c) => c,
+        match self.family(name, help, || Family::Counter(family::Family::default())) {
+            Family::Counter(f) => Arc::new(Counter(f.get_or_create_owned(&owned(labels)))),
+            // The name is taken by another type: the caller records into a
+            // series nobody scrapes rather than failing.
             _ => Arc::default(),
         }
     }
 
     pub fn gauge(&self, name: &str, help: &str) -> Arc<Gauge> {
-        match self.get_or_insert(name, help, "gauge", &[], || Metric::Gauge(Arc::default())) {
-            Metric::Gauge(g) => g,
+        match self.family(name, help, || Family::Gauge(family::Family::default())) {
+            Family::Gauge(f) => Arc::new(Gauge(f.get_or_create_owned(&Vec::new()))),
             _ => Arc::default(),
         }
     }
@@ -135,89 +140,62 @@ impl Registry {
         bounds: &[f64],
         labels: &[(&str, &str)],
     ) -> Arc<Histogram> {
-        match self.get_or_insert(name, help, "histogram", labels, || {
-            Metric::Histogram(Arc::new(Histogram::new(bounds)))
-        }) {
-            Metric::Histogram(h) => h,
-            _ => Arc::new(Histogram::new(bounds)),
-        }
+        let make =
+            || Family::Histogram(family::Family::new_with_constructor(Bounds(bounds.into())));
+        let series = match self.family(name, help, make) {
+            Family::Histogram(f) => f.get_or_create_owned(&owned(labels)),
+            _ => Bounds(bounds.into()).new_metric(),
+        };
+        Arc::new(Histogram(series))
     }
 
-    fn get_or_insert(
-        &self,
-        name: &str,
-        help: &str,
-        kind: &'static str,
-        labels: &[(&str, &str)],
-        make: impl FnOnce() -> Metric,
-    ) -> Metric {
-        let key = render_labels(labels);
-        let mut families = self.families.lock().unwrap_or_else(|p| p.into_inner());
-        let family = families.entry(name.to_string()).or_insert_with(|| Family {
-            help: help.to_string(),
-            kind,
-            series: BTreeMap::new(),
-        });
-        family.series.entry(key).or_insert_with(make).clone()
+    /// The family called `name`, registered with `make` if it is new.
+    fn family(&self, name: &str, help: &str, make: impl FnOnce() -> Family) -> Family {
+        if let Some(family) = self.read().by_name.get(name) {
+            return family.clone();
+        }
+        let mut families = self
+            .families
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Families { exposed, by_name } = &mut *families;
+        by_name
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let family = make();
+                // The crate ends every help text with a full stop of its own.
+                let help = help.strip_suffix('.').unwrap_or(help);
+                match &family {
+                    Family::Counter(f) => {
+                        let stem = name.strip_suffix("_total").unwrap_or(name);
+                        exposed.register(stem, help, f.clone());
+                    }
+                    Family::Gauge(f) => exposed.register(name, help, f.clone()),
+                    Family::Histogram(f) => exposed.register(name, help, f.clone()),
+                }
+                family
+            })
+            .clone()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Families> {
+        self.families.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        for (name, family) in families.iter() {
-            let _ = writeln!(out, "# HELP {name} {}", family.help);
-            let _ = writeln!(out, "# TYPE {name} {}", family.kind);
-            for (labels, metric) in &family.series {
-                match metric {
-                    Metric::Counter(c) => {
-                        let _ = writeln!(out, "{name}{labels} {}", c.get());
-                    }
-                    Metric::Gauge(g) => {
-                        let _ = writeln!(out, "{name}{labels} {}", g.get());
-                    }
-                    Metric::Histogram(h) => render_histogram(&mut out, name, labels, h),
-                }
-            }
-        }
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.read().exposed);
         out
     }
 }
 
-fn render_labels(labels: &[(&str, &str)]) -> String {
-    if labels.is_empty() {
-        return String::new();
-    }
-    let inner: Vec<String> = labels
+fn owned(labels: &[(&str, &str)]) -> Labels {
+    labels
         .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    format!("{{{}}}", inner.join(","))
-}
-
-fn render_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
-    // Merge the series labels with `le`.
-    let with_le = |le: &str| {
-        if labels.is_empty() {
-            format!("{{le=\"{le}\"}}")
-        } else {
-            format!("{},le=\"{le}\"}}", &labels[..labels.len() - 1])
-        }
-    };
-    let mut cumulative = 0;
-    for (i, bound) in h.bounds.iter().enumerate() {
-        cumulative += h.counts[i].load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "{name}_bucket{} {cumulative}",
-            with_le(&bound.to_string())
-        );
-    }
-    cumulative += h.counts[h.bounds.len()].load(Ordering::Relaxed);
-    let _ = writeln!(out, "{name}_bucket{} {cumulative}", with_le("+Inf"));
-    let sum = f64::from_bits(h.sum.load(Ordering::Relaxed));
-    let _ = writeln!(out, "{name}_sum{labels} {sum}");
-    let _ = writeln!(out, "{name}_count{labels} {cumulative}");
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -241,5 +219,80 @@ mod tests {
         assert!(text.contains("ack_seconds_bucket{le=\"1\"} 2"));
         assert!(text.contains("ack_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("ack_seconds_count 3"));
+    }
+
+    #[test]
+    fn names_and_help_texts_are_exposed_exactly_as_registered() {
+        let r = Registry::new();
+        r.counter("chat_messages_stored_total", "Messages stored.")
+            .inc();
+        r.gauge("gateway_sessions", "Open WebSocket sessions.");
+        r.histogram("chat_append_seconds", "Append latency.", LATENCY_SECONDS)
+            .observe(0.003);
+        let text = r.render();
+        assert!(text.contains(
+            "# HELP chat_messages_stored_total Messages stored.\n\
+             # TYPE chat_messages_stored_total counter\n\
+             chat_messages_stored_total 1\n"
+        ));
+        assert!(text.contains(
+            "# HELP gateway_sessions Open WebSocket sessions.\n\
+             # TYPE gateway_sessions gauge\n\
+             gateway_sessions 0\n"
+        ));
+        assert!(text.contains("# TYPE chat_append_seconds histogram\n"));
+        assert!(text.contains("chat_append_seconds_bucket{le=\"0.0001\"} 0\n"));
+        assert!(text.contains("chat_append_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("chat_append_seconds_bucket{le=\"10\"} 1\n"));
+    }
+
+    #[test]
+    fn one_name_and_label_set_is_one_series() {
+        let r = Registry::new();
+        let labels = [("route", "/v1/me"), ("status", "200")];
+        r.counter_with("http_requests_total", "Requests.", &labels)
+            .inc();
+        r.counter_with("http_requests_total", "Requests.", &labels)
+            .inc();
+        r.counter_with(
+            "http_requests_total",
+            "Requests.",
+            &[("route", "/healthz"), ("status", "200")],
+        )
+        .inc();
+        assert_eq!(
+            r.counter_with("http_requests_total", "Requests.", &labels)
+                .get(),
+            2
+        );
+        let text = r.render();
+        assert_eq!(
+            text.matches("# TYPE http_requests_total counter").count(),
+            1
+        );
+        assert!(text.contains("http_requests_total{route=\"/v1/me\",status=\"200\"} 2\n"));
+        assert!(text.contains("http_requests_total{route=\"/healthz\",status=\"200\"} 1\n"));
+    }
+
+    #[test]
+    fn labelled_histograms_put_le_after_their_own_labels() {
+        let r = Registry::new();
+        r.histogram_with("batch", "Batch sizes.", BATCH_SIZES, &[("store", "chat")])
+            .observe(3.0);
+        let text = r.render();
+        assert!(text.contains("batch_bucket{store=\"chat\",le=\"2\"} 0\n"));
+        assert!(text.contains("batch_bucket{store=\"chat\",le=\"4\"} 1\n"));
+        assert!(text.contains("batch_bucket{store=\"chat\",le=\"+Inf\"} 1\n"));
+        assert!(text.contains("batch_count{store=\"chat\"} 1\n"));
+    }
+
+    #[test]
+    fn a_name_taken_by_another_type_keeps_its_first_type() {
+        let r = Registry::new();
+        r.gauge("sessions", "Open sessions.").inc();
+        r.counter("sessions", "Open sessions.").add(5);
+        let text = r.render();
+        assert!(text.contains("# TYPE sessions gauge\nsessions 1\n"));
+        assert!(!text.contains("counter"));
     }
 }
