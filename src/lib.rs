@@ -19,7 +19,7 @@ use base64::Engine as _;
 use superapp_account::{Accounts, SqliteAccountStore};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
-use superapp_gateway::{AppState, Backend, Hub};
+use superapp_gateway::{AppState, Backend, Hub, Rooms};
 use superapp_kit::bus::{InProcessBus, SharedBus};
 use superapp_kit::clock::{SharedClock, SystemClock};
 use superapp_kit::config::Config;
@@ -40,6 +40,8 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
+    /// The rooms this process runs, whose routes it serves (roles `all`, `core`).
+    rooms: Option<Rooms>,
     /// The core's request server, which gives its shard leases up when it stops.
     request_server: Option<tokio::task::JoinHandle<()>>,
     /// The core lease's keeper, and the token that tells it the core has stopped.
@@ -152,9 +154,12 @@ impl Application {
             core_stopped,
             listener,
             addr,
+            rooms: rooms.map(|(accounts, chat)| Rooms {
+                accounts,
+                chat,
+                presence: presence.clone(),
+            }),
             state: AppState {
-                accounts: rooms.as_ref().map(|r| r.0.clone()),
-                chat: rooms.map(|r| r.1),
                 backend,
                 hub,
                 presence,
@@ -179,7 +184,7 @@ impl Application {
 
     pub async fn run(self) -> anyhow::Result<()> {
         let state = self.state.clone();
-        let router = superapp_gateway::router(self.state);
+        let router = superapp_gateway::router(self.state, self.rooms);
         let shutdown = state.shutdown.clone();
         use axum::serve::ListenerExt as _;
         // Frames are small and each should leave at once, not wait for the

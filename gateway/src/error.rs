@@ -42,15 +42,6 @@ impl ApiError {
         e
     }
 
-    /// A route of the rooms this process does not run (a gateway).
-    pub fn sessions_only() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "this process serves WebSocket sessions only",
-        )
-    }
-
     pub fn unauthorized(code: &'static str, message: &str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }

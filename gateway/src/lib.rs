@@ -2,30 +2,26 @@
 //! It authenticates, rate-limits, decodes frames, calls the domain rooms, and
 //! delivers bus events to the sessions on this process. It knows nothing of SQL.
 //!
-//! - [`http`]: the router, the JSON API and `/metrics`.
+//! - [`http`]: the router of each role: one module per room (routes, bodies,
+//!   errors), the WebSocket upgrade, `/metrics`, and the OpenAPI document
+//!   derived from the routes.
 //! - [`backend`]: the port sessions call, served in-process or by the core over Redis.
 //! - [`session`]: one task per WebSocket session: heartbeats, idle timeout, rate
 //!   limits, request dispatch, a bounded outbound queue.
-//! - [`groups`]: the group API (`/v1/groups/...`).
 //! - [`hub`]: the sessions on this process by user, the bus subscription, and
 //!   the fan-out of events to every device of a user.
-//! - [`openapi`]: the OpenAPI document of the HTTP API, served at `/v1/openapi.json`.
 //! - [`error`]: [`ApiError`], the one mapping of domain outcomes to stable codes.
 //! - [`close`]: the documented WebSocket close codes.
 
 pub mod backend;
 pub mod close;
 pub mod error;
-pub mod groups;
 pub mod http;
 pub mod hub;
-pub mod openapi;
 pub mod session;
 
 use std::sync::Arc;
 
-use superapp_account::Accounts;
-use superapp_chat::Chat;
 use superapp_kit::config::Config;
 use superapp_kit::metrics::Registry;
 use superapp_kit::presence::Presence;
@@ -35,17 +31,12 @@ use tokio_util::task::TaskTracker;
 
 pub use backend::Backend;
 pub use error::ApiError;
-pub use http::router;
+pub use http::{Rooms, router};
 pub use hub::Hub;
 
 /// The handles every request and session needs. Cloned per request (all Arcs).
 #[derive(Clone)]
 pub struct AppState {
-    /// The account room, where this process serves the HTTP API (roles `all`
-    /// and `core`); None on a gateway, which serves WebSocket sessions only.
-    pub accounts: Option<Arc<Accounts>>,
-    /// The chat room, where this process runs it (with `accounts`).
-    pub chat: Option<Arc<Chat>>,
     /// What sessions call: the rooms here, or the core over Redis.
     pub backend: Arc<dyn Backend>,
     pub hub: Arc<Hub>,

@@ -546,8 +546,6 @@ mod tests {
             backend.clone(),
         );
         let state = AppState {
-            accounts: None,
-            chat: None,
             backend: backend.clone(),
             hub,
             presence,

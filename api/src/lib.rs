@@ -1,0 +1,116 @@
+//! The HTTP JSON API's bodies, declared once: the server's edge answers with
+//! them, the client SDK reads them, and (with the `openapi` feature) the
+//! server's OpenAPI document is derived from them.
+//!
+//! - [`accounts`]: registration, sessions and tokens, the profile, tickets,
+//!   presence.
+//! - [`groups`]: the group API.
+//! - [`ErrorBody`]: the body of every non-2xx answer.
+//!
+//! Ids are 64-bit and exceed 2^53, where JavaScript numbers lose precision,
+//! so they travel as decimal strings ([`U64AsString`]); reading also accepts
+//! a plain number.
+
+pub mod accounts;
+pub mod groups;
+
+use serde::{Deserialize, Serialize};
+use serde_with::{DisplayFromStr, PickFirst, Same};
+
+pub use accounts::{Account, Login, Presence, Refresh, Register, Ticket, Tokens};
+pub use groups::{
+    CreateGroup, Decide, Decided, Group, GroupJoin, GroupUpdate, Invite, InviteLink, Join,
+    JoinRequest, JoinRequests, JoinResult, Member, MemberPage, MemberUpdate, MembersQuery,
+    Transfer,
+};
+
+/// `#[serde_as(as = "U64AsString")]` for u64 ids: written as JSON strings,
+/// read from a string or a number; `Vec<U64AsString>` for lists of ids.
+pub type U64AsString = PickFirst<(DisplayFromStr, Same)>;
+
+/// The body of every non-2xx answer: a stable snake_case `code` to branch
+/// on, a human `message`, and for refusals that pass, when to try again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_with::serde_as;
+
+    use super::*;
+
+    #[serde_as]
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Id {
+        #[serde_as(as = "U64AsString")]
+        id: u64,
+    }
+
+    #[test]
+    fn an_id_is_written_as_a_string_with_every_digit() {
+        let json = serde_json::to_string(&Id { id: u64::MAX }).unwrap();
+        assert_eq!(json, r#"{"id":"18446744073709551615"}"#);
+    }
+
+    #[test]
+    fn an_id_reads_back_from_a_string() {
+        let id: Id = serde_json::from_str(r#"{"id":"123456789012345678"}"#).unwrap();
+        assert_eq!(id.id, 123_456_789_012_345_678);
+    }
+
+    #[test]
+    fn a_plain_number_is_accepted_too() {
+        let id: Id = serde_json::from_str(r#"{"id":42}"#).unwrap();
+        assert_eq!(id.id, 42);
+    }
+
+    #[test]
+    fn a_string_that_is_not_a_number_is_rejected() {
+        assert!(serde_json::from_str::<Id>(r#"{"id":"12a"}"#).is_err());
+        assert!(serde_json::from_str::<Id>(r#"{"id":"-1"}"#).is_err());
+        assert!(serde_json::from_str::<Id>(r#"{"id":-1}"#).is_err());
+    }
+
+    #[test]
+    fn lists_of_ids_are_written_as_strings_and_read_from_numbers_too() {
+        let join: GroupJoin = serde_json::from_str(r#"{"added":["1",2],"pending":[]}"#).unwrap();
+        assert_eq!(join.added, [1, 2]);
+        let back = serde_json::to_string(&join).unwrap();
+        assert_eq!(back, r#"{"added":["1","2"],"pending":[]}"#);
+    }
+
+    #[test]
+    fn tokens_read_their_ids_from_strings_and_write_them_back_as_strings() {
+        let json = r#"{"user_id":"123456789012345678","session_id":"9","access_token":"a",
+            "access_expires_at_ms":1,"refresh_token":"r","refresh_expires_at_ms":2}"#;
+        let tokens: Tokens = serde_json::from_str(json).unwrap();
+        assert_eq!(tokens.user_id, 123_456_789_012_345_678);
+        assert_eq!(tokens.session_id, 9);
+        let back = serde_json::to_value(&tokens).unwrap();
+        assert_eq!(back["user_id"], "123456789012345678");
+        assert_eq!(back["session_id"], "9");
+    }
+
+    #[test]
+    fn debug_output_of_tokens_never_shows_the_secrets() {
+        let tokens = Tokens {
+            user_id: 1,
+            session_id: 2,
+            access_token: "secret-access".into(),
+            access_expires_at_ms: 0,
+            refresh_token: "secret-refresh".into(),
+            refresh_expires_at_ms: 0,
+        };
+        let shown = format!("{tokens:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}

@@ -1,0 +1,42 @@
+//! Who is calling: the authenticated-user extractor of every room's routes.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use superapp_account::Accounts;
+use superapp_kit::token::Claims;
+
+use crate::error::ApiError;
+
+/// The caller, from `Authorization: Bearer <access token>`: a valid token of
+/// a live session. A handler that takes it answers 401 to anyone else.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser(pub Claims);
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    Arc<Accounts>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let token = bearer_token(&parts.headers)?;
+        let accounts = Arc::<Accounts>::from_ref(state);
+        Ok(Self(accounts.authenticate(token).await?))
+    }
+}
+
+/// The token of `Authorization: Bearer`.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing_token", "Authorization: Bearer <token> required")
+        })?;
+    Ok(token.trim())
+}

@@ -1,0 +1,435 @@
+//! The chat room's group routes: `/v1/groups/...`. Group messages travel
+//! over the WebSocket like any other (conversation `g.<group id>`); this is
+//! everything else about a group.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use superapp_api::{
+    CreateGroup, Decide, Decided, ErrorBody, Group, GroupJoin, Invite, InviteLink, Join,
+    JoinRequest, JoinRequests, JoinResult, Member, MemberPage, MemberUpdate, MembersQuery,
+    Transfer,
+};
+use superapp_chat::model::{ConversationId, GroupId, GroupInfo, GroupUpdate, Role, UserId};
+use superapp_chat::{Chat, ChatError, ListedMember, policy};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiJson, AuthUser, Rooms};
+use crate::error::ApiError;
+
+pub fn routes() -> OpenApiRouter<Rooms> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(join))
+        .routes(routes!(show, update, dissolve))
+        .routes(routes!(members, invite))
+        .routes(routes!(update_member, remove_member))
+        .routes(routes!(transfer))
+        .routes(routes!(invite_link))
+        .routes(routes!(join_requests))
+        .routes(routes!(decide))
+}
+
+/// The path's group; an id that cannot be one is an unknown group.
+fn group_in_path(group_id: &str) -> Result<GroupId, ApiError> {
+    group_id
+        .parse()
+        .map_err(|_| ApiError::from(ChatError::UnknownGroup))
+}
+
+fn user_in_path(user_id: &str) -> Result<UserId, ApiError> {
+    user_id
+        .parse()
+        .map_err(|_| ApiError::from(ChatError::UnknownMember))
+}
+
+fn users(ids: Vec<u64>) -> Vec<UserId> {
+    ids.into_iter().map(UserId).collect()
+}
+
+fn ids(users: Vec<UserId>) -> Vec<u64> {
+    users.into_iter().map(|u| u.0).collect()
+}
+
+fn group_body(g: GroupInfo, my_role: Option<Role>) -> Group {
+    Group {
+        conversation_id: ConversationId::Group(g.group).to_string(),
+        group_id: g.group.0,
+        name: g.name,
+        avatar: g.avatar,
+        announcement: g.announcement,
+        owner: g.owner.0,
+        created_ms: g.created_ms,
+        member_count: g.member_count,
+        mute_all: g.mute_all,
+        slow_mode_secs: g.slow_mode_secs,
+        join_approval: g.join_approval,
+        last_seq: g.last_seq,
+        my_role: my_role.map(|r| r.name().to_string()),
+    }
+}
+
+fn member_body(m: ListedMember) -> Member {
+    Member {
+        user_id: m.member.user.0,
+        display_name: m.display_name,
+        nickname: m.member.nickname,
+        role: m.member.role.name().to_string(),
+        joined_ms: m.member.joined_ms,
+        muted_until_ms: m.member.muted_until_ms,
+    }
+}
+
+fn joined_body(j: superapp_chat::model::Joined) -> GroupJoin {
+    GroupJoin {
+        added: ids(j.added),
+        pending: ids(j.pending),
+    }
+}
+
+/// Create a group owned by the caller, with first members (at most 6000 with the owner)
+#[utoipa::path(post, path = "/v1/groups", tag = "groups", security(("bearer" = [])), request_body = CreateGroup, responses(
+    (status = 201, description = "Created", body = Group),
+    (status = 400, description = "invalid_group_name, invalid_avatar, invalid_json", body = ErrorBody),
+    (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+    (status = 404, description = "unknown_recipient (a member that does not exist)", body = ErrorBody),
+    (status = 409, description = "group_full", body = ErrorBody),
+))]
+async fn create(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    ApiJson(body): ApiJson<CreateGroup>,
+) -> Result<(StatusCode, Json<Group>), ApiError> {
+    let group = chat
+        .create_group(me.sub, &body.name, &body.avatar, users(body.members))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(group_body(group, Some(Role::Owner))),
+    ))
+}
+
+/// The group, with the caller's role
+#[utoipa::path(get, path = "/v1/groups/{group_id}", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path)),
+    responses(
+        (status = 200, description = "The group", body = Group),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 403, description = "not_a_member", body = ErrorBody),
+        (status = 404, description = "unknown_group", body = ErrorBody),
+))]
+async fn show(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    Path(group_id): Path<String>,
+) -> Result<Json<Group>, ApiError> {
+    let (group, member) = chat.group(me.sub, group_in_path(&group_id)?).await?;
+    Ok(Json(group_body(group, Some(member.role))))
+}
+
+/// Change name, avatar, announcement (an event to all members), mute_all, slow_mode_secs (0 to 3600) or join_approval: admins and the owner
+#[utoipa::path(patch, path = "/v1/groups/{group_id}", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path)), request_body = superapp_api::GroupUpdate,
+    responses(
+        (status = 200, description = "The group", body = Group),
+        (status = 400, description = "invalid_group_name, invalid_avatar, invalid_announcement, invalid_slow_mode, invalid_json", body = ErrorBody),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 403, description = "not_a_member, not_allowed", body = ErrorBody),
+        (status = 404, description = "unknown_group", body = ErrorBody),
+))]
+async fn update(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    Path(group_id): Path<String>,
+    ApiJson(body): ApiJson<superapp_api::GroupUpdate>,
+) -> Result<Json<Group>, ApiError> {
+    let update = GroupUpdate {
+        name: body.name,
+        avatar: body.avatar,
+        announcement: body.announcement,
+        mute_all: body.mute_all,
+        slow_mode_secs: body.slow_mode_secs,
+        join_approval: body.join_approval,
+    };
+    let group = chat
+        .update_group(me.sub, group_in_path(&group_id)?, update)
+        .await?;
+    Ok(Json(group_body(group, None)))
+}
+
+/// Dissolve the group: the owner only
+#[utoipa::path(delete, path = "/v1/groups/{group_id}", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path)),
+    responses(
+        (status = 204, description = "Dissolved"),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 403, description = "not_a_member, not_allowed", body = ErrorBody),
+        (status = 404, description = "unknown_group", body = ErrorBody),
+))]
+async fn dissolve(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    Path(group_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    chat.dissolve(me.sub, group_in_path(&group_id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Members in user-id order, in pages (limit up to 500, cursor = the previous next_cursor); q filters by nickname or display name
+#[utoipa::path(get, path = "/v1/groups/{group_id}/members", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path), MembersQuery),
+    responses(
+        (status = 200, description = "A page of members", body = MemberPage),
+        (status = 400, description = "invalid_cursor", body = ErrorBody),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 403, description = "not_a_member", body = ErrorBody),
+        (status = 404, description = "unknown_group", body = ErrorBody),
+))]
+async fn members(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    Path(group_id): Path<String>,
+    Query(query): Query<MembersQuery>,
+) -> Result<Json<MemberPage>, ApiError> {
+    let after = match query.cursor.as_str() {
+        "" => None,
+        c => Some(
+            c.parse()
+                .map_err(|_| ApiError::from(ChatError::InvalidCursor))?,
+        ),
+    };
+    let (page, next) = chat
+        .members(
+            me.sub,
+            group_in_path(&group_id)?,
+            after,
+            query.limit,
+            &query.q,
+        )
+        .await?;
+    Ok(Json(MemberPage {
+        members: page.into_iter().map(member_body).collect(),
+        next_cursor: next.map(|u| u.to_string()).unwrap_or_default(),
+    }))
+}
+
+/// Invite users: added at once, or pending when the group asks for approval and the caller is not an admin
+#[utoipa::path(post, path = "/v1/groups/{group_id}/members", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path)), request_body = Invite,
+    responses(
+        (status = 200, description = "Who was added and who waits", body = GroupJoin),
+        (status = 400, description = "invalid_members", body = ErrorBody),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 403, description = "not_a_member", body = ErrorBody),
+        (status = 404, description = "unknown_group, unknown_recipient", body = ErrorBody),
+        (status = 409, description = "group_full", body = ErrorBody),
+))]
+async fn invite(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    Path(group_id): Path<String>,
+    ApiJson(body): ApiJson<Invite>,
+) -> Result<Json<GroupJoin>, ApiError> {
+    let joined = chat
+        .invite(me.sub, group_in_path(&group_id)?, users(body.members))
+        .await?;
+    Ok(Json(joined_body(joined)))
+}
+
+/// Set a member's role (the owner: admin or member, at most 10 admins), mute them for mute_secs (0 unmutes; admins over members, the owner over anyone), or set one's own nickname
+#[utoipa::path(patch, path = "/v1/groups/{group_id}/members/{user_id}", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path), ("user_id" = String, Path)), request_body = MemberUpdate,
+    responses(
+        (status = 204, description = "Done"),
+        (status = 400, description = "invalid_role, invalid_nickname", body = ErrorBody),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 403, description = "not_a_member, not_allowed", body = ErrorBody),
+        (status = 404, description = "unknown_group, unknown_member", body = ErrorBody),
+        (status = 409, description = "too_many_admins", body = ErrorBody),
+))]
+async fn update_member(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    Path((group_id, user_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<MemberUpdate>,
+) -> Result<StatusCode, ApiError> {
+    let group = group_in_path(&group_id)?;
+    let user = user_in_path(&user_id)?;
+    let me = me.sub;
+    // Everything is checked before anything changes, so a refused field
+    // leaves the others undone too.
+    let admin = match body.role.as_deref() {
+        None => None,
+        Some("admin") => Some(true),
+        Some("member") => Some(false),
+        Some(_) => {
+            return Err(ApiError::from(ChatError::Invalid {
+                code: "invalid_role",
+                reason: "role is admin or member (transfer ownership to make an owner)",
+            }));
+        }
+    };
+    if let Some(nickname) = &body.nickname {
+        if user != me {
+            return Err(ChatError::NotAllowed.into());
+        }
+        policy::check_nickname(nickname)?;
+    }
+    if let Some(admin) = admin {
+        chat.set_role(me, group, user, admin).await?;
+    }
+    if let Some(secs) = body.mute_secs {
+        chat.mute_member(me, group, user, secs).await?;
+    }
+    if let Some(nickname) = body.nickname {
+        chat.set_nickname(me, group, &nickname).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove a member (admins over members, the owner over anyone), or leave when it is the caller (not the owner)
+#[utoipa::path(delete, path = "/v1/groups/{group_id}/members/{user_id}", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path), ("user_id" = String, Path)),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 403, description = "not_a_member, not_allowed", body = ErrorBody),
+        (status = 404, description = "unknown_group, unknown_member", body = ErrorBody),
+        (status = 409, description = "owner_must_transfer", body = ErrorBody),
+))]
+async fn remove_member(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    Path((group_id, user_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (group, user) = (group_in_path(&group_id)?, user_in_path(&user_id)?);
+    chat.remove_member(me.sub, group, user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Transfer ownership to a member; the former owner becomes an admin
+#[utoipa::path(post, path = "/v1/groups/{group_id}/owner", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path)), request_body = Transfer,
+    responses(
+        (status = 204, description = "Transferred"),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 403, description = "not_a_member, not_allowed", body = ErrorBody),
+        (status = 404, description = "unknown_group, unknown_member", body = ErrorBody),
+))]
+async fn transfer(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    Path(group_id): Path<String>,
+    ApiJson(body): ApiJson<Transfer>,
+) -> Result<StatusCode, ApiError> {
+    chat.transfer_owner(me.sub, group_in_path(&group_id)?, UserId(body.user_id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new invitation token (valid 7 days; replaces the previous one): admins and the owner
+#[utoipa::path(post, path = "/v1/groups/{group_id}/invite-links", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path)),
+    responses(
+        (status = 200, description = "The token", body = InviteLink),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 403, description = "not_a_member, not_allowed", body = ErrorBody),
+        (status = 404, description = "unknown_group", body = ErrorBody),
+))]
+async fn invite_link(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    Path(group_id): Path<String>,
+) -> Result<Json<InviteLink>, ApiError> {
+    let (token, expires_at_ms) = chat
+        .create_invite(me.sub, group_in_path(&group_id)?)
+        .await?;
+    Ok(Json(InviteLink {
+        token,
+        expires_at_ms,
+    }))
+}
+
+/// Join with an invitation link's token: 200 joined, 202 waiting for an admin's approval
+#[utoipa::path(post, path = "/v1/groups/join", tag = "groups", security(("bearer" = [])), request_body = Join, responses(
+    (status = 200, description = "Joined", body = JoinResult),
+    (status = 202, description = "Waiting for an admin's approval", body = JoinResult),
+    (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+    (status = 404, description = "invalid_invite (unknown or expired)", body = ErrorBody),
+    (status = 409, description = "group_full", body = ErrorBody),
+))]
+async fn join(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    ApiJson(body): ApiJson<Join>,
+) -> Result<(StatusCode, Json<JoinResult>), ApiError> {
+    let (group, joined) = chat.join(me.sub, &body.token).await?;
+    let joined = joined.pending.is_empty();
+    let status = if joined {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        Json(JoinResult {
+            group_id: group.0,
+            joined,
+        }),
+    ))
+}
+
+/// Joins waiting for approval: admins and the owner
+#[utoipa::path(get, path = "/v1/groups/{group_id}/join-requests", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path)),
+    responses(
+        (status = 200, description = "The requests", body = JoinRequests),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 403, description = "not_a_member, not_allowed", body = ErrorBody),
+        (status = 404, description = "unknown_group", body = ErrorBody),
+))]
+async fn join_requests(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    Path(group_id): Path<String>,
+) -> Result<Json<JoinRequests>, ApiError> {
+    let requests = chat
+        .join_requests(me.sub, group_in_path(&group_id)?)
+        .await?;
+    Ok(Json(JoinRequests {
+        requests: requests
+            .into_iter()
+            .map(|r| JoinRequest {
+                user_id: r.user.0,
+                inviter: r.inviter.map_or(0, |u| u.0),
+                requested_ms: r.requested_ms,
+            })
+            .collect(),
+    }))
+}
+
+/// Approve or reject a pending join: admins and the owner
+#[utoipa::path(post, path = "/v1/groups/{group_id}/join-requests/{user_id}", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path), ("user_id" = String, Path)), request_body = Decide,
+    responses(
+        (status = 200, description = "Whether the user joined", body = Decided),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 403, description = "not_a_member, not_allowed", body = ErrorBody),
+        (status = 404, description = "unknown_group, unknown_join_request", body = ErrorBody),
+        (status = 409, description = "group_full", body = ErrorBody),
+))]
+async fn decide(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    Path((group_id, user_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<Decide>,
+) -> Result<Json<Decided>, ApiError> {
+    let (group, user) = (group_in_path(&group_id)?, user_in_path(&user_id)?);
+    let joined = chat
+        .decide_request(me.sub, group, user, body.approve)
+        .await?;
+    Ok(Json(Decided { joined }))
+}

@@ -1,0 +1,265 @@
+//! The HTTP edge: one module per room with its routes, bodies and error
+//! mapping, and the edge's own routes (the WebSocket upgrade, `/metrics`,
+//! `/healthz`, the OpenAPI document).
+//!
+//! - [`accounts`], [`presence`], [`groups`]: the rooms' routes, each an
+//!   [`OpenApiRouter`] over [`Rooms`], whose `#[utoipa::path]` annotations
+//!   put every route in the OpenAPI document in the same breath as in the
+//!   router.
+//! - [`auth`]: [`AuthUser`], the authenticated caller.
+//! - [`ws`]: the WebSocket upgrade at `/v1/ws`.
+//!
+//! Each role's router is assembled from the rooms it runs ([`router`]): the
+//! edge everywhere, the rooms' routes where the rooms live (roles `all` and
+//! `core`). Adding a room is one module here and one line in [`room_routes`].
+//! Ids are u64 but travel as strings, since they exceed 2^53; errors are
+//! `{code, message}` with stable codes (docs/protocol.md).
+
+pub mod accounts;
+pub mod auth;
+pub mod groups;
+pub mod presence;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use superapp_account::Accounts;
+use superapp_chat::Chat;
+use superapp_kit::metrics::LATENCY_SECONDS;
+use superapp_kit::presence::Presence;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use auth::AuthUser;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::session::SessionMetrics;
+
+/// The rooms this process runs, as their routes see them.
+#[derive(Clone)]
+pub struct Rooms {
+    pub accounts: Arc<Accounts>,
+    pub chat: Arc<Chat>,
+    /// Who is online: in memory in one process, in Redis across gateways.
+    pub presence: Arc<dyn Presence>,
+}
+
+impl FromRef<Rooms> for Arc<Accounts> {
+    fn from_ref(rooms: &Rooms) -> Self {
+        rooms.accounts.clone()
+    }
+}
+
+impl FromRef<Rooms> for Arc<Chat> {
+    fn from_ref(rooms: &Rooms) -> Self {
+        rooms.chat.clone()
+    }
+}
+
+/// Every room's routes.
+pub fn room_routes() -> OpenApiRouter<Rooms> {
+    OpenApiRouter::new()
+        .merge(accounts::routes())
+        .merge(presence::routes())
+        .merge(groups::routes())
+}
+
+/// The edge's own routes, on every process.
+fn edge_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ws::websocket))
+        .routes(routes!(openapi_json))
+        .routes(routes!(metrics))
+        .routes(routes!(healthz))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "superapp HTTP API",
+        description = "Accounts, sessions, presence and groups. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
+    ),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of the whole API, whichever role serves it, derived
+/// from the routers themselves.
+pub fn document() -> OpenApi {
+    use utoipa::OpenApi as _;
+    let (_, rooms) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(room_routes())
+        .split_for_parts();
+    let (_, edge) = edge_routes().split_for_parts();
+    let mut doc = rooms;
+    doc.merge(edge);
+    doc
+}
+
+/// The router of a process: the edge everywhere, and the rooms' routes where
+/// this process runs the rooms.
+pub fn router(state: AppState, rooms: Option<Rooms>) -> Router {
+    let session_metrics = Arc::new(SessionMetrics::new(&state.metrics));
+    let (edge, _) = edge_routes().split_for_parts();
+    let mut app = edge;
+    if let Some(rooms) = rooms {
+        let (api, _) = room_routes().split_for_parts();
+        app = app.merge(api.with_state(rooms));
+    }
+    app.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(axum::Extension(session_metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
+        .with_state(state)
+}
+
+/// Counts requests and their latency by route template, never by raw path.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    state
+        .metrics
+        .counter_with(
+            "http_requests_total",
+            "HTTP requests by route template and status.",
+            &[("route", &route), ("status", &status)],
+        )
+        .inc();
+    state
+        .metrics
+        .histogram_with(
+            "http_request_seconds",
+            "HTTP request latency by route template.",
+            LATENCY_SECONDS,
+            &[("route", &route)],
+        )
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `Json` whose rejections are API errors with stable codes.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let (status, code) = match &rejection {
+                    JsonRejection::MissingJsonContentType(_) => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                    }
+                    JsonRejection::BytesRejection(_)
+                        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                    {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+                    }
+                    _ => (StatusCode::BAD_REQUEST, "invalid_json"),
+                };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// This document
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "edge", responses(
+    (status = 200, description = "OpenAPI 3.1"),
+))]
+async fn openapi_json() -> Json<OpenApi> {
+    Json(document())
+}
+
+/// Prometheus metrics
+#[utoipa::path(get, path = "/metrics", tag = "edge", responses(
+    (status = 200, description = "text/plain; version=0.0.4"),
+))]
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, superapp_kit::metrics::CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+}
+
+/// Liveness
+#[utoipa::path(get, path = "/healthz", tag = "edge", responses(
+    (status = 200, description = "ok"),
+))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// utoipa_axum's `routes!` puts a route in the router and in the document
+    /// in one call; axum's plain route method would serve a route the
+    /// document misses. No module of the edge may use it.
+    #[test]
+    fn every_route_is_registered_through_the_document() {
+        let plain = [".", "route("].concat();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let source = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !source.contains(&plain),
+                "{} registers a route outside the OpenAPI document",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn the_document_lists_every_room_and_edge_operation_with_its_security() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+        // 6 account, 1 presence, 13 group, 4 edge operations.
+        assert_eq!(operations, 24, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(
+            doc["components"]["schemas"]["Account"]["properties"]["user_id"]["type"], "string",
+            "ids travel as strings"
+        );
+    }
+}
