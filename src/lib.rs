@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::Engine as _;
+use superapp_account::token::TokenSigner;
 use superapp_account::{Accounts, SqliteAccountStore};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
+use superapp_gateway::presence::{LocalPresence, Presence, RedisPresence};
 use superapp_gateway::{AppState, Backend, Hub, Rooms};
 use superapp_kit::bus::{InProcessBus, SharedBus};
 use superapp_kit::clock::{SharedClock, SystemClock};
@@ -26,12 +28,10 @@ use superapp_kit::config::Config;
 use superapp_kit::config::Role;
 use superapp_kit::ids::IdGen;
 use superapp_kit::metrics::{BATCH_SIZES, Registry};
-use superapp_kit::presence::{LocalPresence, Presence, RedisPresence};
 use superapp_kit::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::rpc::{CoreLease, RpcClient, RpcServer};
 use superapp_kit::secret::Secret;
-use superapp_kit::token::TokenSigner;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -71,7 +71,7 @@ impl Application {
         let node = format!(
             "{}-{}",
             format!("{role:?}").to_lowercase(),
-            &superapp_kit::token::random_token()[..16]
+            &superapp_account::token::random_token()[..16]
         );
 
         let shutdown = CancellationToken::new();

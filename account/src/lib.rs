@@ -10,6 +10,8 @@
 //! - [`store`]: [`AccountStore`], the storage trait, and the SQLite backend.
 //! - [`conformance`] (tests, or the `conformance` feature): the contract
 //!   every store backend must meet.
+//! - [`token`]: signed, short-lived access tokens ([`token::Claims`]), which
+//!   gateways verify too.
 //! - [`password`]: argon2id with reused memory; [`throttle`]: the failed-login
 //!   throttle, per account and per client address.
 //!
@@ -25,6 +27,7 @@ pub mod policy;
 pub mod service;
 pub mod store;
 pub mod throttle;
+pub mod token;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

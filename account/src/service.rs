@@ -3,13 +3,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::token::{Claims, TokenError, TokenSigner, random_token, token_hash};
 use bytes::Bytes;
 use prost::Message as _;
-use superapp_kit::bus::{SharedBus, Topic};
+use superapp_kit::bus::SharedBus;
 use superapp_kit::clock::SharedClock;
 use superapp_kit::config::AuthConfig;
 use superapp_kit::ids::IdGen;
-use superapp_kit::token::{Claims, TokenError, TokenSigner, random_token, token_hash};
+use superapp_proto::Topic;
 use superapp_proto::v1::{BusEnvelope, SessionRevoked, bus_envelope};
 
 use crate::AccountError;

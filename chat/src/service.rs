@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message as _;
-use superapp_kit::bus::{SharedBus, Topic};
+use superapp_kit::bus::SharedBus;
 use superapp_kit::clock::SharedClock;
 use superapp_kit::ids::IdGen;
 use superapp_kit::metrics::{Counter, Histogram, LATENCY_SECONDS, Registry};
+use superapp_proto::Topic;
 use superapp_proto::v1::{
     BusEnvelope, Conversation, ConversationPage, Event, Message, MessageBody, MessagePage, ReadAck,
     ReadReceipt, SendAck, SendMessage, bus_envelope, event,

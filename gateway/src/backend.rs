@@ -10,13 +10,13 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use prost::Message as _;
+use superapp_account::token::{Claims, TokenError, TokenSigner};
 use superapp_account::{AccountError, Accounts};
 use superapp_chat::Chat;
 use superapp_chat::model::{ConversationId, Fence, GroupId, Origin, UserId};
 use superapp_kit::BoxFuture;
 use superapp_kit::clock::{Clock as _, SystemClock};
 use superapp_kit::rpc::{Handler, Route, RpcClient, shard_of};
-use superapp_kit::token::{Claims, TokenError, TokenSigner};
 use superapp_proto::v1::{
     AuthClaims, AuthError, Authenticate, ClientFrame, CoreRequest, CoreResponse, Groups, Pong,
     RedeemTicket, SessionLive, SessionStarted, UserGroups, UserRequest, client_frame, core_request,

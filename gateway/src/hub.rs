@@ -17,12 +17,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::presence::{Device, Presence};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use prost::Message as _;
-use superapp_kit::bus::{Bus, BusMessage, Subscriber, Topic};
+use superapp_kit::bus::{Bus, BusMessage, Subscriber};
 use superapp_kit::metrics::{Counter, Gauge, Registry};
-use superapp_kit::presence::{Device, Presence};
+use superapp_proto::Topic;
 use superapp_proto::ids::{GroupId, UserId};
 use superapp_proto::v1::{
     BusEnvelope, Event, ResyncRequired, ServerFrame, bus_envelope, event, server_frame,

@@ -10,6 +10,8 @@
 //!   limits, request dispatch, a bounded outbound queue.
 //! - [`hub`]: the sessions on this process by user, the bus subscription, and
 //!   the fan-out of events to every device of a user.
+//! - [`presence`]: which devices of a user are online, and when they were
+//!   last seen: in memory, or in Redis shared by every gateway.
 //! - [`error`]: [`ApiError`], the one mapping of domain outcomes to stable codes.
 //! - [`close`]: the documented WebSocket close codes.
 
@@ -18,13 +20,14 @@ pub mod close;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod presence;
 pub mod session;
 
 use std::sync::Arc;
 
+use crate::presence::Presence;
 use superapp_kit::config::Config;
 use superapp_kit::metrics::Registry;
-use superapp_kit::presence::Presence;
 use superapp_kit::ratelimit::RateLimiter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

@@ -25,9 +25,9 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
 use prost::Message as _;
+use superapp_account::token::Claims;
 use superapp_kit::metrics::{Counter, Histogram, LATENCY_SECONDS};
 use superapp_kit::ratelimit::TokenBucket;
-use superapp_kit::token::Claims;
 use superapp_proto::v1::{ClientFrame, Response, ServerFrame, response, server_frame};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
@@ -420,12 +420,12 @@ mod tests {
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
+    use crate::presence::LocalPresence;
     use superapp_kit::BoxFuture;
     use superapp_kit::bus::{InProcessBus, SharedBus};
     use superapp_kit::clock::SystemClock;
     use superapp_kit::config::Config;
     use superapp_kit::metrics::Registry;
-    use superapp_kit::presence::LocalPresence;
     use superapp_kit::ratelimit::LocalLimiter;
     use superapp_proto::ids::{GroupId, UserId};
     use superapp_proto::v1::{
@@ -626,7 +626,7 @@ mod tests {
                 origin: 0,
             };
             self.bus.publish(
-                &superapp_kit::bus::Topic::User(self.user).to_string(),
+                &superapp_proto::Topic::User(self.user).to_string(),
                 envelope.encode_to_vec().into(),
             );
         }

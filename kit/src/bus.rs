@@ -10,39 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use superapp_proto::ids::{GroupId, InvalidId, UserId};
 use tokio::sync::mpsc;
-
-/// A live-delivery topic, named on the bus as `u.<user id>` or `g.<group id>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Topic {
-    /// Everything one user should see live, on every device.
-    User(UserId),
-    /// A group's topic is its conversation id: one publish reaches every
-    /// gateway with a member of the group online.
-    Group(GroupId),
-}
-
-impl std::fmt::Display for Topic {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::User(user) => write!(f, "u.{user}"),
-            Self::Group(group) => write!(f, "g.{group}"),
-        }
-    }
-}
-
-impl std::str::FromStr for Topic {
-    type Err = InvalidId;
-
-    fn from_str(s: &str) -> Result<Self, InvalidId> {
-        match s.split_at_checked(2) {
-            Some(("u.", id)) => id.parse().map(Self::User),
-            Some(("g.", id)) => id.parse().map(Self::Group),
-            _ => Err(InvalidId),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub enum BusMessage {
@@ -335,16 +303,5 @@ mod tests {
         assert_eq!(payload_of(rx.recv().await.unwrap()), "1");
         bus.publish("t", Bytes::from_static(b"3"));
         assert!(matches!(rx.recv().await.unwrap(), BusMessage::Lagged));
-    }
-
-    #[test]
-    fn topics_round_trip_through_their_names() {
-        for topic in [Topic::User(UserId(7)), Topic::Group(GroupId(u64::MAX))] {
-            assert_eq!(topic.to_string().parse(), Ok(topic));
-        }
-        assert_eq!(Topic::User(UserId(7)).to_string(), "u.7");
-        for bad in ["u.", "g.07", "x.1", "u", "", "u.1.2", "rpc.1"] {
-            assert!(bad.parse::<Topic>().is_err(), "{bad}");
-        }
     }
 }

@@ -12,8 +12,10 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+#[cfg(feature = "redis")]
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
 use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
@@ -109,6 +111,7 @@ impl RateLimiter for LocalLimiter {
     }
 }
 
+#[cfg(feature = "redis")]
 /// GCRA: a key's value is its theoretical arrival time in µs on Redis's clock.
 /// Answers 0 when admitted, else the milliseconds to wait.
 const GCRA: &str = r"
@@ -128,6 +131,7 @@ return 0
 ";
 
 /// Buckets in Redis, shared by every process that uses the same Redis.
+#[cfg(feature = "redis")]
 pub struct RedisLimiter {
     conn: ConnectionManager,
     script: redis::Script,
@@ -136,6 +140,7 @@ pub struct RedisLimiter {
     timeout: Duration,
 }
 
+#[cfg(feature = "redis")]
 impl RedisLimiter {
     pub async fn connect(
         url: &str,
@@ -154,6 +159,7 @@ impl RedisLimiter {
     }
 }
 
+#[cfg(feature = "redis")]
 impl RateLimiter for RedisLimiter {
     fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), u64>> {
         Box::pin(async move {
@@ -216,6 +222,7 @@ mod tests {
         shared_budget(limiter.as_ref(), limiter.as_ref()).await;
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn redis_limiters_share_a_key_across_processes() {
         let Some(redis) = crate::testkit::RedisServer::start() else {
@@ -231,6 +238,7 @@ mod tests {
         shared_budget(&a, &b).await;
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn a_redis_limiter_admits_while_redis_is_down() {
         let Some(mut redis) = crate::testkit::RedisServer::start() else {

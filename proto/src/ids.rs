@@ -5,6 +5,7 @@
 //! one-to-one chat (its two members, smaller id first, so both sides derive the
 //! same name without a lookup) and `g.<group id>` for a group. Only the
 //! canonical spelling parses: `d.9.3`, `d.03.9` or `g.+1` name nothing.
+//! [`Topic`] names the bus topics of live delivery the same way.
 
 use std::fmt;
 use std::str::FromStr;
@@ -147,6 +148,37 @@ impl FromStr for ConversationId {
     }
 }
 
+/// A live-delivery topic, named on the bus as `u.<user id>` or `g.<group id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Everything one user should see live, on every device.
+    User(UserId),
+    /// A group's topic is its conversation id: one publish reaches every
+    /// gateway with a member of the group online.
+    Group(GroupId),
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::User(user) => write!(f, "u.{user}"),
+            Self::Group(group) => write!(f, "g.{group}"),
+        }
+    }
+}
+
+impl FromStr for Topic {
+    type Err = InvalidId;
+
+    fn from_str(s: &str) -> Result<Self, InvalidId> {
+        match s.split_at_checked(2) {
+            Some(("u.", id)) => id.parse().map(Self::User),
+            Some(("g.", id)) => id.parse().map(Self::Group),
+            _ => Err(InvalidId),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +233,17 @@ mod tests {
             ConversationId::direct(UserId(0), UserId(1)).unwrap(),
         ] {
             assert_eq!(c.to_string().parse(), Ok(c));
+        }
+    }
+
+    #[test]
+    fn topics_round_trip_through_their_names() {
+        for topic in [Topic::User(UserId(7)), Topic::Group(GroupId(u64::MAX))] {
+            assert_eq!(topic.to_string().parse(), Ok(topic));
+        }
+        assert_eq!(Topic::User(UserId(7)).to_string(), "u.7");
+        for bad in ["u.", "g.07", "x.1", "u", "", "u.1.2", "rpc.1"] {
+            assert!(bad.parse::<Topic>().is_err(), "{bad}");
         }
     }
 }

@@ -6,7 +6,7 @@
 
 pub mod ids;
 
-pub use ids::{ConversationId, GroupId, UserId};
+pub use ids::{ConversationId, GroupId, Topic, UserId};
 
 /// Protocol version 1, WebSocket subprotocol [`SUBPROTOCOL`].
 pub mod v1 {

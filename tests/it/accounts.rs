@@ -1,7 +1,7 @@
 //! Registering, logging in, tokens and sessions over the HTTP API.
 
 use serde_json::json;
-use superapp_kit::token::{Claims, TokenSigner};
+use superapp_account::token::{Claims, TokenSigner};
 
 use crate::helpers::{PASSWORD, fresh_phone, spawn_app, spawn_app_with};
 

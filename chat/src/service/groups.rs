@@ -11,7 +11,7 @@
 //! has stopped delivering the group before anything later is published to it.
 
 use rand::Rng as _;
-use superapp_kit::bus::Topic;
+use superapp_proto::Topic;
 use superapp_proto::v1::group_event::Kind;
 use superapp_proto::v1::{Event, GroupEvent, Membership, bus_envelope, event};
 

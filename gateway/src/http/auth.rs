@@ -6,7 +6,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 use superapp_account::Accounts;
-use superapp_kit::token::Claims;
+use superapp_account::token::Claims;
 
 use crate::error::ApiError;
 

@@ -23,6 +23,7 @@ pub mod ws;
 
 use std::sync::Arc;
 
+use crate::presence::Presence;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
@@ -32,7 +33,6 @@ use axum::{Json, Router};
 use superapp_account::Accounts;
 use superapp_chat::Chat;
 use superapp_kit::metrics::LATENCY_SECONDS;
-use superapp_kit::presence::Presence;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use crate::BoxFuture;
-use crate::clock::SharedClock;
+use superapp_kit::BoxFuture;
+use superapp_kit::clock::SharedClock;
 
 /// How long a user's last-seen time is kept after they were last online.
 pub const LAST_SEEN_KEEP: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -247,7 +247,7 @@ pub(crate) mod contract {
     use std::sync::Arc;
 
     use super::*;
-    use crate::clock::{Clock as _, ManualClock};
+    use superapp_kit::clock::{Clock as _, ManualClock};
 
     pub async fn run(presence: &dyn Presence, clock: &ManualClock) {
         let user = 7;
@@ -301,7 +301,7 @@ pub(crate) mod contract {
 
     #[tokio::test]
     async fn redis_presence_meets_the_contract() {
-        let Some(redis) = crate::testkit::RedisServer::start() else {
+        let Some(redis) = superapp_kit::testkit::RedisServer::start() else {
             return;
         };
         let clock = Arc::new(ManualClock::new(1_000_000));

@@ -12,9 +12,8 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use superapp_kit::secret::Secret;
 use superapp_proto::ids::UserId;
-
-use crate::secret::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 
