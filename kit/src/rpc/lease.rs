@@ -2,7 +2,7 @@
 //! shard, and the core lease that makes one process the core.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands as _;
@@ -12,13 +12,168 @@ use super::{RpcError, SHARDS};
 use crate::metrics::Gauge;
 
 /// Deletes a lease (KEYS[1]) only if this process (ARGV[1]) still holds it.
-pub(super) const RELEASE_IF_HELD: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+const RELEASE_IF_HELD: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 /// A lease this process holds: its fencing number and until when it may act.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Lease {
     pub(super) fence: u64,
     pub(super) valid_until: Instant,
+}
+
+/// The shard leases this process holds, shared by the keeper that takes and
+/// renews them and the server that consumes their shards' lists.
+#[derive(Default)]
+pub(super) struct ShardLeases {
+    held: Mutex<HashMap<u32, Lease>>,
+}
+
+impl ShardLeases {
+    pub(super) fn get(&self, shard: u32) -> Option<Lease> {
+        self.held().get(&shard).copied()
+    }
+
+    pub(super) fn shards(&self) -> Vec<u32> {
+        self.held().keys().copied().collect()
+    }
+
+    /// Gives every lease up, each only if this process still holds it in
+    /// Redis.
+    pub(super) async fn release_all(
+        &self,
+        node: &str,
+        held_gauge: &Gauge,
+        connection: &mut redis::aio::ConnectionManager,
+    ) {
+        let release = redis::Script::new(RELEASE_IF_HELD);
+        let held: Vec<(u32, Lease)> = self.held().drain().collect();
+        for (shard, lease) in held {
+            held_gauge.dec();
+            let _: Result<i64, _> = release
+                .key(lease_key(shard))
+                .arg(holder(node, lease.fence))
+                .invoke_async(connection)
+                .await;
+        }
+        tracing::info!("rpc: leases released");
+    }
+
+    fn set(&self, shard: u32, fence: u64, valid_until: Instant) {
+        self.held().insert(shard, Lease { fence, valid_until });
+    }
+
+    fn remove(&self, shard: u32) {
+        self.held().remove(&shard);
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashMap<u32, Lease>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Renews held leases and takes free ones. A lease is used only until a third
+/// of its TTL before it expires in Redis, so clock drift and pauses up to that
+/// margin cannot let two owners act at once.
+pub(super) struct ShardLeaseKeeper {
+    connection: redis::aio::ConnectionManager,
+    node: String,
+    ttl: Duration,
+    leases: Arc<ShardLeases>,
+    held_gauge: Arc<Gauge>,
+    renew: redis::Script,
+}
+
+impl ShardLeaseKeeper {
+    pub(super) fn new(
+        connection: redis::aio::ConnectionManager,
+        node: String,
+        ttl: Duration,
+        leases: Arc<ShardLeases>,
+        held_gauge: Arc<Gauge>,
+    ) -> Self {
+        let renew = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+        );
+        Self {
+            connection,
+            node,
+            ttl,
+            leases,
+            held_gauge,
+            renew,
+        }
+    }
+
+    /// Goes over every shard each quarter TTL until `shutdown`.
+    pub(super) async fn run(mut self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            for shard in 0..SHARDS {
+                match self.leases.get(shard) {
+                    Some(lease) => self.renew(shard, lease).await,
+                    None => self.take(shard).await,
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.ttl / 4) => {}
+            }
+        }
+    }
+
+    /// Extends a held lease; drops it once Redis says another holds it, or
+    /// once it has run out by this process's clock.
+    async fn renew(&mut self, shard: u32, lease: Lease) {
+        let started = Instant::now();
+        let renewed: Result<i64, _> = self
+            .renew
+            .key(lease_key(shard))
+            .arg(holder(&self.node, lease.fence))
+            .arg(self.ttl.as_millis() as u64)
+            .invoke_async(&mut self.connection)
+            .await;
+        if matches!(renewed, Ok(1)) {
+            self.leases
+                .set(shard, lease.fence, self.valid_until(started));
+        } else if lease.valid_until <= Instant::now() || matches!(renewed, Ok(0)) {
+            self.leases.remove(shard);
+            self.held_gauge.dec();
+            tracing::warn!(shard, "rpc: lease lost");
+        }
+    }
+
+    /// Takes a free lease, under a fencing number higher than any earlier
+    /// holder's.
+    async fn take(&mut self, shard: u32) {
+        let started = Instant::now();
+        let fence: Result<u64, _> = self.connection.incr(format!("sa:fence:{shard}"), 1).await;
+        let Ok(fence) = fence else { return };
+        let taken: Result<Option<String>, _> = redis::cmd("SET")
+            .arg(lease_key(shard))
+            .arg(holder(&self.node, fence))
+            .arg("NX")
+            .arg("PX")
+            .arg(self.ttl.as_millis() as u64)
+            .query_async(&mut self.connection)
+            .await;
+        if matches!(taken, Ok(Some(_))) {
+            tracing::info!(shard, fence, "rpc: lease taken");
+            self.held_gauge.inc();
+            self.leases.set(shard, fence, self.valid_until(started));
+        }
+    }
+
+    fn valid_until(&self, started: Instant) -> Instant {
+        started + self.ttl - self.ttl / 3
+    }
+}
+
+fn lease_key(shard: u32) -> String {
+    format!("sa:lease:{shard}")
+}
+
+/// A lease's value in Redis: who holds it, under which fencing number.
+fn holder(node: &str, fence: u64) -> String {
+    format!("{node}:{fence}")
 }
 
 /// The right to be the core: one process at a time holds `sa:core`. A
@@ -128,89 +283,6 @@ return 0
             .invoke_async(&mut self.connection)
             .await;
         tracing::info!("rpc: core lease released");
-    }
-}
-
-/// Renews held leases and takes free ones. A lease is used only until a third
-/// of its TTL before it expires in Redis, so clock drift and pauses up to that
-/// margin cannot let two owners act at once.
-pub(super) async fn keep_leases(
-    mut connection: redis::aio::ConnectionManager,
-    node: String,
-    ttl: Duration,
-    leases: Arc<Mutex<HashMap<u32, Lease>>>,
-    held_gauge: Arc<Gauge>,
-    shutdown: CancellationToken,
-) {
-    let renew = redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
-    );
-    let ttl_ms = ttl.as_millis() as u64;
-    let margin = ttl / 3;
-    while !shutdown.is_cancelled() {
-        for shard in 0..SHARDS {
-            let key = format!("sa:lease:{shard}");
-            let held = leases
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&shard)
-                .copied();
-            let started = Instant::now();
-            match held {
-                Some(lease) => {
-                    let value = format!("{node}:{}", lease.fence);
-                    let renewed: Result<i64, _> = renew
-                        .key(&key)
-                        .arg(&value)
-                        .arg(ttl_ms)
-                        .invoke_async(&mut connection)
-                        .await;
-                    let mut held = leases.lock().unwrap_or_else(|p| p.into_inner());
-                    if matches!(renewed, Ok(1)) {
-                        held.insert(
-                            shard,
-                            Lease {
-                                fence: lease.fence,
-                                valid_until: started + ttl - margin,
-                            },
-                        );
-                    } else if lease.valid_until <= Instant::now() || matches!(renewed, Ok(0)) {
-                        held.remove(&shard);
-                        held_gauge.dec();
-                        tracing::warn!(shard, "rpc: lease lost");
-                    }
-                }
-                None => {
-                    let fence: Result<u64, _> =
-                        connection.incr(format!("sa:fence:{shard}"), 1).await;
-                    let Ok(fence) = fence else { continue };
-                    let value = format!("{node}:{fence}");
-                    let taken: Result<Option<String>, _> = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&value)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(ttl_ms)
-                        .query_async(&mut connection)
-                        .await;
-                    if matches!(taken, Ok(Some(_))) {
-                        tracing::info!(shard, fence, "rpc: lease taken");
-                        held_gauge.inc();
-                        leases.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                            shard,
-                            Lease {
-                                fence,
-                                valid_until: started + ttl - margin,
-                            },
-                        );
-                    }
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(ttl / 4) => {}
-        }
     }
 }
 

@@ -1,8 +1,7 @@
 //! The core's side: consumes the lists it may, answers on the bus, and gives
 //! its shard leases up when it stops.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut as _, Bytes, BytesMut};
@@ -11,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::envelope::{Envelope, now_ms};
-use super::lease::{Lease, RELEASE_IF_HELD, keep_leases};
+use super::lease::{ShardLeaseKeeper, ShardLeases};
 use super::{ANY_QUEUE, Handler, RpcError, shard_queue};
 use crate::bus::Bus;
 use crate::metrics::{Counter, Gauge, Registry};
@@ -72,134 +71,213 @@ impl RpcServer {
         shutdown: CancellationToken,
     ) -> Result<(), RpcError> {
         let client = redis::Client::open(self.url.as_str())?;
-        let leases: Arc<Mutex<HashMap<u32, Lease>>> = Arc::default();
-        let keeper = tokio::spawn(keep_leases(
+        let leases: Arc<ShardLeases> = Arc::default();
+        let keeper = ShardLeaseKeeper::new(
             client.get_connection_manager().await?,
             self.node.clone(),
             self.lease_ttl,
             leases.clone(),
             self.meters.leases.clone(),
-            shutdown.clone(),
-        ));
+        );
+        let keeper = tokio::spawn(keeper.run(shutdown.clone()));
         let mut pusher = client.get_connection_manager().await?;
-        // A blocking pop waits up to half a second for its answer: the
-        // connection's own response timeout (500 ms by default) must be longer.
-        let popper_config =
-            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
-        let mut popper = client
-            .get_multiplexed_async_connection_with_config(&popper_config)
-            .await?;
-        let in_hand = TaskTracker::new();
+        let mut popper = Popper::connect(client).await?;
+        let dispatcher = Dispatcher {
+            bus,
+            handler,
+            leases,
+            in_hand: TaskTracker::new(),
+            meters: self.meters.clone(),
+        };
         while !shutdown.is_cancelled() {
-            let mut queues = vec![ANY_QUEUE.to_string()];
-            {
-                let held = leases.lock().unwrap_or_else(|p| p.into_inner());
-                queues.extend(held.keys().map(|s| shard_queue(*s)));
-            }
-            let popped: Option<(String, Vec<u8>)> = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = popper.brpop(&queues, 0.5) => match r {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rpc: pop failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        popper = match client
-                            .get_multiplexed_async_connection_with_config(&popper_config)
-                            .await
-                        {
-                            Ok(c) => c,
-                            Err(_) => continue,
-                        };
-                        continue;
-                    }
-                },
-            };
-            let Some((queue, first)) = popped else {
+            let queues = queues_to_consume(&dispatcher.leases);
+            let Some((queue, batch)) = popper.take_batch(&queues, &shutdown).await else {
                 continue;
             };
-            // Whatever else waits in the same list comes along, oldest first: one
-            // round trip per batch instead of one per request.
-            let more: Option<Vec<Vec<u8>>> = redis::cmd("RPOP")
-                .arg(&queue)
-                .arg(POP_BATCH)
-                .query_async(&mut popper)
-                .await
-                .unwrap_or(None);
-            let mut refused = Vec::new();
-            for raw in std::iter::once(first).chain(more.into_iter().flatten()) {
-                let Some(envelope) = Envelope::decode(Bytes::from(raw.clone())) else {
-                    tracing::warn!("rpc: undecodable request dropped");
-                    continue;
-                };
-                if envelope.deadline_ms < now_ms() {
-                    self.meters.expired.inc();
-                    continue; // the caller has given up; it will retry idempotently
-                }
-                let Some(shard) = envelope.shard else {
-                    let (bus, handler) = (bus.clone(), handler.clone());
-                    self.meters.answered.inc();
-                    in_hand.spawn(async move { answer(&*bus, &handler, envelope, None).await });
-                    continue;
-                };
-                let lease = leases
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&shard)
-                    .copied();
-                match lease {
-                    Some(lease) if lease.valid_until > Instant::now() && refused.is_empty() => {
-                        // Applied concurrently: the store's single writer orders a
-                        // conversation's writes and assigns seq; a session waits for
-                        // each answer, so its own requests never overtake each other.
-                        let (bus, handler) = (bus.clone(), handler.clone());
-                        let fence = Some(Fence {
-                            shard,
-                            token: lease.fence,
-                        });
-                        self.meters.answered.inc();
-                        in_hand
-                            .spawn(async move { answer(&*bus, &handler, envelope, fence).await });
-                    }
-                    // Not ours (any more), or behind one that was not: never
-                    // applied here, and kept in order for the shard's owner.
-                    _ => {
-                        self.meters.handed_back.inc();
-                        refused.push(raw);
-                    }
-                }
-            }
-            // Back to the end requests are popped from, newest first, so the
-            // owner pops them in their original order.
-            for raw in refused.into_iter().rev() {
-                let _: Result<(), _> = pusher.rpush(&queue, raw).await;
-            }
+            let refused = dispatcher.dispatch_batch(batch);
+            hand_back(&mut pusher, &queue, refused).await;
         }
         keeper.abort();
-        in_hand.close();
-        if tokio::time::timeout(self.lease_ttl / 3, in_hand.wait())
+        self.shut_down(dispatcher, &mut pusher).await;
+        Ok(())
+    }
+
+    /// Lets the requests in hand finish, for at most a third of the lease
+    /// TTL, then gives the shard leases up.
+    async fn shut_down(
+        &self,
+        dispatcher: Dispatcher,
+        connection: &mut redis::aio::ConnectionManager,
+    ) {
+        dispatcher.in_hand.close();
+        if tokio::time::timeout(self.lease_ttl / 3, dispatcher.in_hand.wait())
             .await
             .is_err()
         {
             // Still applying: the leases run out by themselves instead.
             tracing::warn!("rpc: requests still in hand at shutdown; leases left to expire");
-            return Ok(());
+            return;
         }
-        let release = redis::Script::new(RELEASE_IF_HELD);
-        let held: Vec<(u32, Lease)> = leases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
+        dispatcher
+            .leases
+            .release_all(&self.node, &self.meters.leases, connection)
+            .await;
+    }
+}
+
+/// Every core's list, and the lists of the shards whose lease this process
+/// holds.
+fn queues_to_consume(leases: &ShardLeases) -> Vec<String> {
+    let mut queues = vec![ANY_QUEUE.to_string()];
+    queues.extend(leases.shards().into_iter().map(shard_queue));
+    queues
+}
+
+/// The connection requests are popped on, and how to open it again.
+struct Popper {
+    client: redis::Client,
+    config: redis::AsyncConnectionConfig,
+    connection: redis::aio::MultiplexedConnection,
+}
+
+impl Popper {
+    async fn connect(client: redis::Client) -> Result<Self, RpcError> {
+        // A blocking pop waits up to half a second for its answer: the
+        // connection's own response timeout (500 ms by default) must be longer.
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(Self {
+            client,
+            config,
+            connection,
+        })
+    }
+
+    /// Waits up to half a second for a request on `queues`, and takes it with
+    /// whatever else waits in the same list. `None` when nothing came, the pop
+    /// failed, or `shutdown` fired.
+    async fn take_batch(
+        &mut self,
+        queues: &[String],
+        shutdown: &CancellationToken,
+    ) -> Option<(String, Vec<Vec<u8>>)> {
+        let popped: Option<(String, Vec<u8>)> = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            r = self.connection.brpop(queues, 0.5) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rpc: pop failed; retrying");
+                    self.reconnect().await;
+                    return None;
+                }
+            },
+        };
+        let (queue, first) = popped?;
+        // Whatever else waits in the same list comes along, oldest first: one
+        // round trip per batch instead of one per request.
+        let more: Option<Vec<Vec<u8>>> = redis::cmd("RPOP")
+            .arg(&queue)
+            .arg(POP_BATCH)
+            .query_async(&mut self.connection)
+            .await
+            .unwrap_or(None);
+        let batch = std::iter::once(first)
+            .chain(more.into_iter().flatten())
             .collect();
-        for (shard, lease) in held {
-            self.meters.leases.dec();
-            let _: Result<i64, _> = release
-                .key(format!("sa:lease:{shard}"))
-                .arg(format!("{}:{}", self.node, lease.fence))
-                .invoke_async(&mut pusher)
-                .await;
+        Some((queue, batch))
+    }
+
+    /// Keeps the old connection if a new one cannot be had yet.
+    async fn reconnect(&mut self) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(connection) = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+        {
+            self.connection = connection;
         }
-        tracing::info!("rpc: leases released");
-        Ok(())
+    }
+}
+
+/// What answering a request needs, for the whole of a run.
+struct Dispatcher {
+    bus: Arc<dyn Bus>,
+    handler: Handler,
+    leases: Arc<ShardLeases>,
+    in_hand: TaskTracker,
+    meters: ServerMeters,
+}
+
+impl Dispatcher {
+    /// Starts answering what this process may apply of one batch, and returns
+    /// the rest, in their order, for the shard's owner.
+    fn dispatch_batch(&self, batch: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let mut refused = Vec::new();
+        for raw in batch {
+            if let Some(raw) = self.dispatch(raw, !refused.is_empty()) {
+                refused.push(raw);
+            }
+        }
+        refused
+    }
+
+    /// Starts answering one request, drops it, or gives it back (`Some`) when
+    /// it belongs to a shard this process may not apply now.
+    fn dispatch(&self, raw: Vec<u8>, behind_refused: bool) -> Option<Vec<u8>> {
+        let Some(envelope) = Envelope::decode(Bytes::from(raw.clone())) else {
+            tracing::warn!("rpc: undecodable request dropped");
+            return None;
+        };
+        if envelope.deadline_ms < now_ms() {
+            self.meters.expired.inc();
+            return None; // the caller has given up; it will retry idempotently
+        }
+        let Some(shard) = envelope.shard else {
+            self.spawn_answer(envelope, None);
+            return None;
+        };
+        match self.leases.get(shard) {
+            Some(lease) if lease.valid_until > Instant::now() && !behind_refused => {
+                // Applied concurrently: the store's single writer orders a
+                // conversation's writes and assigns seq; a session waits for
+                // each answer, so its own requests never overtake each other.
+                let fence = Some(Fence {
+                    shard,
+                    token: lease.fence,
+                });
+                self.spawn_answer(envelope, fence);
+                None
+            }
+            // Not ours (any more), or behind one that was not: never
+            // applied here, and kept in order for the shard's owner.
+            _ => {
+                self.meters.handed_back.inc();
+                Some(raw)
+            }
+        }
+    }
+
+    fn spawn_answer(&self, envelope: Envelope, fence: Option<Fence>) {
+        let (bus, handler) = (self.bus.clone(), self.handler.clone());
+        self.meters.answered.inc();
+        self.in_hand
+            .spawn(async move { answer(&*bus, &handler, envelope, fence).await });
+    }
+}
+
+/// Back to the end requests are popped from, newest first, so the owner pops
+/// them in their original order.
+async fn hand_back(
+    connection: &mut redis::aio::ConnectionManager,
+    queue: &str,
+    refused: Vec<Vec<u8>>,
+) {
+    for raw in refused.into_iter().rev() {
+        let _: Result<(), _> = connection.rpush(queue, raw).await;
     }
 }
 
