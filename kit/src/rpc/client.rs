@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Buf as _, Bytes};
+use bytes::Bytes;
 use redis::AsyncCommands as _;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
-use super::envelope::{Envelope, now_ms};
+use super::envelope::{Envelope, decode_answer, now_ms};
 use super::{ANY_QUEUE, Route, RpcError, shard_queue};
 use crate::bus::{Bus, BusMessage, Subscriber};
 use crate::metrics::{Counter, Registry};
@@ -20,7 +20,7 @@ pub struct RpcClient {
     connection: redis::aio::ConnectionManager,
     reply_topic: String,
     next_id: AtomicU64,
-    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>>,
+    waiters: Arc<Waiters>,
     _replies: Arc<dyn Subscriber>,
     sent: Arc<Counter>,
     unanswered: Arc<Counter>,
@@ -36,33 +36,15 @@ impl RpcClient {
         let client = redis::Client::open(url)?;
         let connection = client.get_connection_manager().await?;
         let reply_topic = format!("rpc-reply.{node}");
-        let (replies, mut answers) = bus.subscriber(65_536);
+        let (replies, answers) = bus.subscriber(65_536);
         replies.subscribe(&reply_topic);
-        let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>> = Arc::default();
-        let routing = pending.clone();
-        tokio::spawn(async move {
-            while let Some(message) = answers.recv().await {
-                let BusMessage::Message { mut payload, .. } = message else {
-                    continue;
-                };
-                if payload.len() < 8 {
-                    continue;
-                }
-                let id = payload.get_u64();
-                let waiter = routing
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(payload);
-                }
-            }
-        });
+        let waiters: Arc<Waiters> = Arc::default();
+        tokio::spawn(route_answers(answers, waiters.clone()));
         Ok(Self {
             connection,
             reply_topic,
             next_id: AtomicU64::new(1),
-            pending,
+            waiters,
             _replies: replies,
             sent: metrics.counter("rpc_requests_sent_total", "Requests sent to the core."),
             unanswered: metrics.counter(
@@ -81,11 +63,7 @@ impl RpcClient {
         timeout: Duration,
     ) -> Result<Bytes, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
+        let rx = self.waiters.wait(id);
         let envelope = Envelope {
             id,
             reply_to: self.reply_topic.clone(),
@@ -106,24 +84,54 @@ impl RpcClient {
         let answer = match pushed {
             Ok(()) => tokio::time::timeout(timeout, rx).await,
             Err(e) => {
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                self.waiters.take(id);
                 self.unanswered.inc();
                 return Err(e.into());
             }
         };
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.waiters.take(id);
         match answer {
             Ok(Ok(bytes)) => Ok(bytes),
             _ => {
                 self.unanswered.inc();
                 Err(RpcError::Timeout(timeout))
             }
+        }
+    }
+}
+
+/// The callers waiting for an answer, by request id.
+#[derive(Default)]
+struct Waiters(Mutex<HashMap<u64, oneshot::Sender<Bytes>>>);
+
+impl Waiters {
+    fn wait(&self, id: u64) -> oneshot::Receiver<Bytes> {
+        let (tx, rx) = oneshot::channel();
+        self.held().insert(id, tx);
+        rx
+    }
+
+    fn take(&self, id: u64) -> Option<oneshot::Sender<Bytes>> {
+        self.held().remove(&id)
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Bytes>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Hands each answer on the reply topic to the caller waiting for it; an
+/// answer nobody waits for any more is dropped.
+async fn route_answers(mut answers: mpsc::Receiver<BusMessage>, waiters: Arc<Waiters>) {
+    while let Some(message) = answers.recv().await {
+        let BusMessage::Message { payload, .. } = message else {
+            continue;
+        };
+        let Some((id, reply)) = decode_answer(payload) else {
+            continue;
+        };
+        if let Some(waiter) = waiters.take(id) {
+            let _ = waiter.send(reply);
         }
     }
 }

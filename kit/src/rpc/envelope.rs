@@ -1,4 +1,4 @@
-//! The wire form of a request, and its codec.
+//! The wire form of a request and of its answer, and their codec.
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 
@@ -50,6 +50,22 @@ impl Envelope {
     }
 }
 
+/// An answer on the bus: the request's id, then the handler's reply.
+pub(super) fn encode_answer(id: u64, reply: &[u8]) -> Bytes {
+    let mut framed = BytesMut::with_capacity(8 + reply.len());
+    framed.put_u64(id);
+    framed.put_slice(reply);
+    framed.freeze()
+}
+
+pub(super) fn decode_answer(mut bytes: Bytes) -> Option<(u64, Bytes)> {
+    if bytes.len() < 8 {
+        return None;
+    }
+    let id = bytes.get_u64();
+    Some((id, bytes))
+}
+
 pub(super) fn now_ms() -> i64 {
     SystemClock.now_ms()
 }
@@ -83,5 +99,15 @@ mod tests {
             Envelope::decode(Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 1]))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn answers_carry_their_request_id() {
+        let framed = encode_answer(7, b"reply");
+        assert_eq!(
+            decode_answer(framed),
+            Some((7, Bytes::from_static(b"reply")))
+        );
+        assert_eq!(decode_answer(Bytes::from_static(b"short")), None);
     }
 }

@@ -10,7 +10,7 @@
 //! new owner instead of applying it. Answers travel on the bus topic the
 //! request names. Payloads are opaque bytes to this module.
 //!
-//! - `envelope`: the wire form of a request, and its codec.
+//! - `envelope`: the wire form of a request and of its answer, and their codec.
 //! - `client`: [`RpcClient`], the gateway's side.
 //! - `server`: [`RpcServer`], the core's side, which answers what it may apply.
 //! - `lease`: the shard leases a core keeps, and [`CoreLease`], the right to

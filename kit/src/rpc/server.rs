@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::Bytes;
 use redis::AsyncCommands as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::envelope::{Envelope, now_ms};
+use super::envelope::{Envelope, encode_answer, now_ms};
 use super::lease::{ShardLeaseKeeper, ShardLeases};
 use super::{ANY_QUEUE, Handler, RpcError, shard_queue};
 use crate::bus::Bus;
@@ -283,8 +283,5 @@ async fn hand_back(
 
 async fn answer(bus: &dyn Bus, handler: &Handler, envelope: Envelope, fence: Option<Fence>) {
     let reply = handler(envelope.payload, fence).await;
-    let mut framed = BytesMut::with_capacity(8 + reply.len());
-    framed.put_u64(envelope.id);
-    framed.put_slice(&reply);
-    bus.publish(&envelope.reply_to, framed.freeze());
+    bus.publish(&envelope.reply_to, encode_answer(envelope.id, &reply));
 }
