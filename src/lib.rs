@@ -30,9 +30,10 @@ use superapp_kit::ids::IdGen;
 use superapp_kit::metrics::{BATCH_SIZES, Registry};
 use superapp_kit::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use superapp_kit::redis_bus::RedisBus;
-use superapp_kit::rpc::{CoreLease, RpcClient, RpcServer};
+use superapp_kit::rpc::{CoreLease, Handler, RpcClient, RpcServer};
 use superapp_kit::secret::Secret;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -42,11 +43,7 @@ pub struct Application {
     state: AppState,
     /// The rooms this process runs, whose routes it serves (roles `all`, `core`).
     rooms: Option<Rooms>,
-    /// The core's request server, which gives its shard leases up when it stops.
-    request_server: Option<tokio::task::JoinHandle<()>>,
-    /// The core lease's keeper, and the token that tells it the core has stopped.
-    core_lease: Option<tokio::task::JoinHandle<()>>,
-    core_stopped: CancellationToken,
+    core: CoreTasks,
 }
 
 impl Application {
@@ -56,85 +53,26 @@ impl Application {
         let metrics = Arc::new(Registry::new());
         let clock: SharedClock = Arc::new(SystemClock);
         let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
-        let bus: SharedBus = match &config.redis.url {
-            Some(url) => {
-                let bus = RedisBus::connect(url.expose())
-                    .await
-                    .context("connecting to redis (redis.url)")?;
-                tracing::info!("bus: redis pub/sub");
-                Arc::new(bus)
-            }
-            None => Arc::new(InProcessBus::new()),
-        };
-        // Names this process's reply topic and its leases: random, so two
-        // processes never share one, whatever their node ids and start times.
-        let node = format!(
-            "{}-{}",
-            format!("{role:?}").to_lowercase(),
-            &superapp_account::token::random_token()[..16]
-        );
-
+        let bus = connect_bus(&config).await?;
+        let node = node_name(role);
         let shutdown = CancellationToken::new();
         // A core opens its stores only while it holds the core lease: a second
         // core on the same data stands by here until the first is gone.
-        let core_lease = match (role, &config.redis.url) {
-            (Role::Core, Some(url)) => {
-                let ttl = Duration::from_millis(config.redis.lease_ttl_ms);
-                match CoreLease::acquire(url.expose(), &node, ttl, &shutdown).await? {
-                    Some(lease) => Some(lease),
-                    None => anyhow::bail!("stopped while standing by"),
-                }
-            }
-            _ => None,
-        };
-
-        let (rooms, backend, core): (_, Arc<dyn Backend>, _) = match role {
-            Role::Gateway => {
-                let url = config
-                    .redis
-                    .url
-                    .as_ref()
-                    .map(|u| u.expose().clone())
-                    .unwrap_or_default();
-                let rpc = RpcClient::connect(&url, bus.as_ref(), &node, &metrics)
-                    .await
-                    .context("connecting to redis for core requests")?;
-                let timeout = Duration::from_millis(config.redis.request_timeout_ms);
-                let signer = match config.auth.token_key {
-                    Some(_) => Some(token_signer(&config, None)?),
-                    None => None,
-                };
-                (None, Arc::new(Remote::new(rpc, timeout, signer)), None)
-            }
+        let core_lease = acquire_core_lease(&config, &node, &shutdown).await?;
+        let (local, backend): (_, Arc<dyn Backend>) = match role {
+            Role::Gateway => (None, gateway_backend(&config, &bus, &node, &metrics).await?),
             Role::All | Role::Core => {
                 let local = Arc::new(open_rooms(&config, &metrics, &bus, &clock, &ids)?);
-                let core = (role == Role::Core).then(|| core_handler(local.clone()));
-                (
-                    Some((local.accounts.clone(), local.chat.clone())),
-                    local as Arc<dyn Backend>,
-                    core,
-                )
+                (Some(local.clone()), local)
             }
         };
-
-        let mut request_server = None;
-        if let (Some(handler), Some(url)) = (core, &config.redis.url) {
-            let server = RpcServer::new(
-                url.expose(),
-                &node,
-                Duration::from_millis(config.redis.lease_ttl_ms),
-                &metrics,
-            );
-            let (bus, shutdown) = (bus.clone(), shutdown.clone());
-            request_server = Some(tokio::spawn(async move {
-                if let Err(e) = server.run(bus, handler, shutdown).await {
-                    tracing::error!(error = %e, "core request server stopped");
-                }
-            }));
-        }
-        let core_stopped = CancellationToken::new();
-        let core_lease = core_lease
-            .map(|lease| tokio::spawn(lease.keep(shutdown.clone(), core_stopped.clone())));
+        let handler = match (role, &local) {
+            (Role::Core, Some(local)) => Some(core_handler(local.clone())),
+            _ => None,
+        };
+        let core = start_core(
+            &config, &node, &metrics, &bus, handler, core_lease, &shutdown,
+        );
         let (presence, limits) = shared_state(&config, &clock).await?;
         let hub = Hub::start(
             bus.as_ref(),
@@ -149,14 +87,12 @@ impl Application {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, ?role, "listening");
         Ok(Self {
-            request_server,
-            core_lease,
-            core_stopped,
+            core,
             listener,
             addr,
-            rooms: rooms.map(|(accounts, chat)| Rooms {
-                accounts,
-                chat,
+            rooms: local.map(|local| Rooms {
+                accounts: local.accounts.clone(),
+                chat: local.chat.clone(),
                 presence: presence.clone(),
             }),
             state: AppState {
@@ -215,15 +151,135 @@ impl Application {
         }
         state.hub.stop();
         let ttl = Duration::from_millis(state.config.redis.lease_ttl_ms);
+        self.core.stop(ttl).await;
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
+
+/// Redis pub/sub when Redis is configured, else the in-process bus.
+async fn connect_bus(config: &Config) -> anyhow::Result<SharedBus> {
+    Ok(match &config.redis.url {
+        Some(url) => {
+            let bus = RedisBus::connect(url.expose())
+                .await
+                .context("connecting to redis (redis.url)")?;
+            tracing::info!("bus: redis pub/sub");
+            Arc::new(bus)
+        }
+        None => Arc::new(InProcessBus::new()),
+    })
+}
+
+/// Names this process's reply topic and its leases: random, so two
+/// processes never share one, whatever their node ids and start times.
+fn node_name(role: Role) -> String {
+    format!(
+        "{}-{}",
+        format!("{role:?}").to_lowercase(),
+        &superapp_account::token::random_token()[..16]
+    )
+}
+
+/// On a core with Redis, waits until this process holds the core lease; fails
+/// if `shutdown` fires first. Other roles hold none.
+async fn acquire_core_lease(
+    config: &Config,
+    node: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<CoreLease>> {
+    match (config.server.role, &config.redis.url) {
+        (Role::Core, Some(url)) => {
+            let ttl = Duration::from_millis(config.redis.lease_ttl_ms);
+            match CoreLease::acquire(url.expose(), node, ttl, shutdown).await? {
+                Some(lease) => Ok(Some(lease)),
+                None => anyhow::bail!("stopped while standing by"),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A gateway's backend: the core, reached over Redis.
+async fn gateway_backend(
+    config: &Config,
+    bus: &SharedBus,
+    node: &str,
+    metrics: &Registry,
+) -> anyhow::Result<Arc<dyn Backend>> {
+    let url = config
+        .redis
+        .url
+        .as_ref()
+        .map(|u| u.expose().clone())
+        .unwrap_or_default();
+    let rpc = RpcClient::connect(&url, bus.as_ref(), node, metrics)
+        .await
+        .context("connecting to redis for core requests")?;
+    let timeout = Duration::from_millis(config.redis.request_timeout_ms);
+    let signer = match config.auth.token_key {
+        Some(_) => Some(token_signer(config, None)?),
+        None => None,
+    };
+    Ok(Arc::new(Remote::new(rpc, timeout, signer)))
+}
+
+/// The core's background work, which outlives the sessions at shutdown.
+struct CoreTasks {
+    /// The core's request server, which gives its shard leases up when it stops.
+    request_server: Option<JoinHandle<()>>,
+    /// The core lease's keeper, and the token that tells it the core has stopped.
+    lease_keeper: Option<JoinHandle<()>>,
+    stopped: CancellationToken,
+}
+
+impl CoreTasks {
+    /// Waits for the request server to stop, then lets the lease keeper give
+    /// the core lease up; each gets at most `ttl`.
+    async fn stop(self, ttl: Duration) {
         if let Some(server) = self.request_server {
             let _ = tokio::time::timeout(ttl, server).await;
         }
-        self.core_stopped.cancel();
-        if let Some(keeper) = self.core_lease {
+        self.stopped.cancel();
+        if let Some(keeper) = self.lease_keeper {
             let _ = tokio::time::timeout(ttl, keeper).await;
         }
-        tracing::info!("shut down");
-        Ok(())
+    }
+}
+
+/// Starts what a core runs beside its rooms: the server of the gateways'
+/// requests (given `handler` and Redis) and the keeper of the core lease.
+fn start_core(
+    config: &Config,
+    node: &str,
+    metrics: &Registry,
+    bus: &SharedBus,
+    handler: Option<Handler>,
+    lease: Option<CoreLease>,
+    shutdown: &CancellationToken,
+) -> CoreTasks {
+    let mut request_server = None;
+    if let (Some(handler), Some(url)) = (handler, &config.redis.url) {
+        let server = RpcServer::new(
+            url.expose(),
+            node,
+            Duration::from_millis(config.redis.lease_ttl_ms),
+            metrics,
+        );
+        let (bus, shutdown) = (bus.clone(), shutdown.clone());
+        request_server = Some(tokio::spawn(async move {
+            if let Err(e) = server.run(bus, handler, shutdown).await {
+                tracing::error!(error = %e, "core request server stopped");
+            }
+        }));
+    }
+    let stopped = CancellationToken::new();
+    let lease_keeper =
+        lease.map(|lease| tokio::spawn(lease.keep(shutdown.clone(), stopped.clone())));
+    CoreTasks {
+        request_server,
+        lease_keeper,
+        stopped,
     }
 }
 

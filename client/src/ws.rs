@@ -9,6 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use prost::Message as _;
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use superapp_proto::SUBPROTOCOL;
@@ -301,86 +302,153 @@ fn unexpected(wanted: &str, got: &ResponseResult) -> ClientError {
 /// Owns the socket until it ends. Responses go to their waiting request by
 /// id; events go to the bounded queue.
 async fn drive(
-    mut socket: Socket,
+    socket: Socket,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     ended: watch::Sender<Ended>,
 ) {
-    let mut pending: HashMap<u64, oneshot::Sender<superapp_proto::v1::Response>> = HashMap::new();
-    let mut close_frame: Option<(u16, String)> = None;
-    // Set once closing starts, so a server that never finishes the handshake
-    // cannot keep this task alive.
-    let mut close_deadline: Option<Instant> = None;
-    // Events were dropped because the queue was full; a ResyncRequired is owed.
-    let mut lagged = false;
+    let mut driver = Driver {
+        socket,
+        events,
+        pending: HashMap::new(),
+        close_frame: None,
+        close_deadline: None,
+        lagged: false,
+    };
+    while driver.step(&mut commands).await.is_continue() {}
+    ended.send_replace(Some(driver.close_frame));
+    // Dropping `pending` here wakes every waiting request with "closed".
+}
 
-    loop {
-        tokio::select! {
-            command = commands.recv(), if close_deadline.is_none() => match command {
-                Some(Command::Request { frame, reply }) => {
-                    // Requests that timed out on the caller's side leave senders
-                    // nobody listens to; sweep them before the map grows.
-                    if pending.len() >= 1024 {
-                        pending.retain(|_, reply| !reply.is_closed());
-                    }
-                    pending.insert(frame.id, reply);
-                    let bytes = frame.encode_to_vec();
-                    if socket.send(WsMessage::Binary(bytes.into())).await.is_err() {
-                        break;
-                    }
-                }
-                // `None`: the Connection was dropped.
-                Some(Command::Close) | None => {
-                    close_deadline = Some(Instant::now() + CLOSE_GRACE);
-                    let normal = CloseFrame { code: CloseCode::Normal, reason: "".into() };
-                    if socket.close(Some(normal)).await.is_err() {
-                        break;
-                    }
-                }
-            },
-            incoming = socket.next() => match incoming {
-                Some(Ok(WsMessage::Binary(bytes))) => {
-                    // A frame we cannot decode is skipped: it is either a newer
-                    // protocol's addition or garbage, and neither should end the
-                    // session.
-                    let Ok(frame) = ServerFrame::decode(bytes) else { continue };
-                    match frame.kind {
-                        Some(Kind::Response(response)) => {
-                            if let Some(reply) = pending.remove(&response.id) {
-                                // The caller may have timed out and gone.
-                                let _ = reply.send(response);
-                            }
-                        }
-                        Some(Kind::Event(event)) if !lagged => {
-                            if let Err(mpsc::error::TrySendError::Full(_)) = events.try_send(event) {
-                                lagged = true;
-                            }
-                        }
-                        // While lagged, events are dropped: the owed resync
-                        // makes the application pull them from the store.
-                        Some(Kind::Event(_)) | None => {}
-                    }
-                }
-                Some(Ok(WsMessage::Close(frame))) => {
-                    close_frame = frame.map(|CloseFrame { code, reason }| (u16::from(code), reason.to_string()));
-                    close_deadline.get_or_insert(Instant::now() + CLOSE_GRACE);
-                }
-                // Pings are answered by tungstenite as we keep reading; text
-                // frames are not part of the protocol.
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => break,
-            },
-            permit = events.reserve(), if lagged => {
+/// The socket and what its driver keeps between frames.
+struct Driver {
+    socket: Socket,
+    events: mpsc::Sender<Event>,
+    pending: HashMap<u64, oneshot::Sender<superapp_proto::v1::Response>>,
+    close_frame: Option<(u16, String)>,
+    /// Set once closing starts, so a server that never finishes the handshake
+    /// cannot keep this task alive.
+    close_deadline: Option<Instant>,
+    /// Events were dropped because the queue was full; a ResyncRequired is owed.
+    lagged: bool,
+}
+
+/// What woke the driver and is handled outside the `select!`, once the
+/// futures that borrow the driver are gone.
+enum Woke {
+    Command(Option<Command>),
+    Incoming(Option<std::result::Result<WsMessage, tungstenite::Error>>),
+}
+
+impl Driver {
+    /// Waits for a command, a frame, room in the event queue or the close
+    /// deadline, and handles it; `Break` once the socket is done.
+    async fn step(&mut self, commands: &mut mpsc::Receiver<Command>) -> ControlFlow<()> {
+        let woke = tokio::select! {
+            command = commands.recv(), if self.close_deadline.is_none() => Woke::Command(command),
+            incoming = self.socket.next() => Woke::Incoming(incoming),
+            permit = self.events.reserve(), if self.lagged => {
                 if let Ok(permit) = permit {
                     permit.send(Event { kind: Some(EventKind::ResyncRequired(ResyncRequired {})) });
-                    lagged = false;
+                    self.lagged = false;
                 }
+                return ControlFlow::Continue(());
             },
-            _ = tokio::time::sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => break,
+            _ = tokio::time::sleep_until(self.close_deadline.unwrap_or_else(Instant::now)), if self.close_deadline.is_some() => return ControlFlow::Break(()),
+        };
+        match woke {
+            Woke::Command(command) => self.command(command).await,
+            Woke::Incoming(incoming) => self.incoming(incoming),
         }
     }
-    ended.send_replace(Some(close_frame));
-    // Dropping `pending` here wakes every waiting request with "closed".
+
+    async fn command(&mut self, command: Option<Command>) -> ControlFlow<()> {
+        match command {
+            Some(Command::Request { frame, reply }) => self.send_request(frame, reply).await,
+            // `None`: the Connection was dropped.
+            Some(Command::Close) | None => self.start_close().await,
+        }
+    }
+
+    async fn send_request(
+        &mut self,
+        frame: ClientFrame,
+        reply: oneshot::Sender<superapp_proto::v1::Response>,
+    ) -> ControlFlow<()> {
+        // Requests that timed out on the caller's side leave senders
+        // nobody listens to; sweep them before the map grows.
+        if self.pending.len() >= 1024 {
+            self.pending.retain(|_, reply| !reply.is_closed());
+        }
+        self.pending.insert(frame.id, reply);
+        let bytes = frame.encode_to_vec();
+        if self
+            .socket
+            .send(WsMessage::Binary(bytes.into()))
+            .await
+            .is_err()
+        {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    async fn start_close(&mut self) -> ControlFlow<()> {
+        self.close_deadline = Some(Instant::now() + CLOSE_GRACE);
+        let normal = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        if self.socket.close(Some(normal)).await.is_err() {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn incoming(
+        &mut self,
+        incoming: Option<std::result::Result<WsMessage, tungstenite::Error>>,
+    ) -> ControlFlow<()> {
+        match incoming {
+            Some(Ok(WsMessage::Binary(bytes))) => self.frame(bytes),
+            Some(Ok(WsMessage::Close(frame))) => {
+                self.close_frame =
+                    frame.map(|CloseFrame { code, reason }| (u16::from(code), reason.to_string()));
+                self.close_deadline
+                    .get_or_insert(Instant::now() + CLOSE_GRACE);
+            }
+            // Pings are answered by tungstenite as we keep reading; text
+            // frames are not part of the protocol.
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return ControlFlow::Break(()),
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn frame(&mut self, bytes: tungstenite::Bytes) {
+        // A frame we cannot decode is skipped: it is either a newer
+        // protocol's addition or garbage, and neither should end the
+        // session.
+        let Ok(frame) = ServerFrame::decode(bytes) else {
+            return;
+        };
+        match frame.kind {
+            Some(Kind::Response(response)) => {
+                if let Some(reply) = self.pending.remove(&response.id) {
+                    // The caller may have timed out and gone.
+                    let _ = reply.send(response);
+                }
+            }
+            Some(Kind::Event(event)) if !self.lagged => {
+                if let Err(mpsc::error::TrySendError::Full(_)) = self.events.try_send(event) {
+                    self.lagged = true;
+                }
+            }
+            // While lagged, events are dropped: the owed resync
+            // makes the application pull them from the store.
+            Some(Kind::Event(_)) | None => {}
+        }
+    }
 }
 
 /// Opens a WebSocket to `/v1/ws` offering the `superapp.v1` subprotocol, with

@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::mpsc;
 
-use crate::bus::{Bus, BusMessage, Subscriber, offer};
+use crate::bus::{Bus, BusMessage, Gone, Subscriber, offer};
 
 const CHANNEL_PREFIX: &str = "sa:";
 /// Messages waiting for the publisher task; beyond this they are dropped.
@@ -56,7 +57,7 @@ impl Bus for RedisBus {
     fn subscriber(&self, capacity: usize) -> (Arc<dyn Subscriber>, mpsc::Receiver<BusMessage>) {
         let (control, commands) = mpsc::unbounded_channel();
         let (out, messages) = mpsc::channel(capacity.max(1));
-        tokio::spawn(subscriber_task(self.client.clone(), commands, out));
+        tokio::spawn(SubscriberTask::new(self.client.clone(), commands, out).run());
         (Arc::new(RedisSubscriber { control }), messages)
     }
 }
@@ -102,94 +103,129 @@ async fn publisher(
 
 /// Keeps one pub/sub connection subscribed to `topics` until the subscriber
 /// handle is dropped.
-async fn subscriber_task(
+struct SubscriberTask {
     client: redis::Client,
-    mut commands: mpsc::UnboundedReceiver<Control>,
+    commands: mpsc::UnboundedReceiver<Control>,
     out: mpsc::Sender<BusMessage>,
-) {
-    let mut topics: HashSet<String> = HashSet::new();
-    let mut connected_before = false;
-    let mut backoff = Duration::from_millis(50);
-    let lagged = AtomicBool::new(false);
-    loop {
-        // Commands that arrived while disconnected only change the set.
-        while let Ok(command) = commands.try_recv() {
-            apply(&mut topics, command);
+    topics: HashSet<String>,
+    lagged: AtomicBool,
+}
+
+impl SubscriberTask {
+    fn new(
+        client: redis::Client,
+        commands: mpsc::UnboundedReceiver<Control>,
+        out: mpsc::Sender<BusMessage>,
+    ) -> Self {
+        Self {
+            client,
+            commands,
+            out,
+            topics: HashSet::new(),
+            lagged: AtomicBool::new(false),
         }
-        if commands.is_closed() {
-            return;
-        }
-        let (mut sink, mut stream) = match client.get_async_pubsub().await {
-            Ok(pubsub) => pubsub.split(),
-            Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "bus subscriber cannot reach redis; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
+    }
+
+    async fn run(mut self) {
+        let mut connected_before = false;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            // Commands that arrived while disconnected only change the set.
+            while let Ok(command) = self.commands.try_recv() {
+                apply(&mut self.topics, command);
             }
-        };
-        let mut healthy = true;
-        for topic in &topics {
+            if self.commands.is_closed() {
+                return;
+            }
+            let (mut sink, stream) = match self.client.get_async_pubsub().await {
+                Ok(pubsub) => pubsub.split(),
+                Err(e) => {
+                    tracing::warn!(error = %e, ?backoff, "bus subscriber cannot reach redis; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            let healthy = self.resubscribe(&mut sink).await;
+            if healthy && connected_before {
+                tracing::info!(
+                    topics = self.topics.len(),
+                    "bus subscriber reconnected and resubscribed"
+                );
+                // Whatever was published while we were away is lost to us.
+                if offer(&self.out, &self.lagged, BusMessage::Lagged).is_err() {
+                    return;
+                }
+            }
+            connected_before = true;
+            backoff = Duration::from_millis(50);
+            if healthy && self.serve(sink, stream).await.is_err() {
+                return;
+            }
+            tracing::warn!("bus subscriber lost redis; reconnecting");
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// Subscribes a new connection to every topic held; `false` if it failed.
+    async fn resubscribe(&self, sink: &mut PubSubSink) -> bool {
+        for topic in &self.topics {
             if sink
                 .subscribe(format!("{CHANNEL_PREFIX}{topic}"))
                 .await
                 .is_err()
             {
-                healthy = false;
-                break;
+                return false;
             }
         }
-        if healthy && connected_before {
-            tracing::info!(
-                topics = topics.len(),
-                "bus subscriber reconnected and resubscribed"
-            );
-            // Whatever was published while we were away is lost to us.
-            if offer(&out, &lagged, BusMessage::Lagged).is_err() {
-                return;
-            }
-        }
-        connected_before = true;
-        backoff = Duration::from_millis(50);
-        while healthy {
+        true
+    }
+
+    /// Follows commands and forwards messages until the connection is lost
+    /// (`Ok`) or the owner is gone.
+    async fn serve(&mut self, mut sink: PubSubSink, mut stream: PubSubStream) -> Result<(), Gone> {
+        loop {
             tokio::select! {
-                command = commands.recv() => {
-                    let Some(command) = command else { return };
-                    let (channel, subscribe) = match &command {
-                        Control::Subscribe(t) => (format!("{CHANNEL_PREFIX}{t}"), !topics.contains(t)),
-                        Control::Unsubscribe(t) => (format!("{CHANNEL_PREFIX}{t}"), false),
-                    };
-                    let was_member = matches!(&command, Control::Unsubscribe(t) if topics.contains(t));
-                    apply(&mut topics, command);
-                    let result = if subscribe {
-                        sink.subscribe(channel).await
-                    } else if was_member {
-                        sink.unsubscribe(channel).await
-                    } else {
-                        Ok(())
-                    };
-                    healthy = result.is_ok();
-                }
-                message = stream.next() => {
-                    let Some(message) = message else {
-                        healthy = false;
-                        continue;
-                    };
-                    let Some(topic) = message.get_channel_name().strip_prefix(CHANNEL_PREFIX) else {
-                        continue;
-                    };
-                    let message = BusMessage::Message {
-                        topic: Arc::from(topic),
-                        payload: Bytes::copy_from_slice(message.get_payload_bytes()),
-                    };
-                    if offer(&out, &lagged, message).is_err() {
-                        return;
+                command = self.commands.recv() => {
+                    let Some(command) = command else { return Err(Gone) };
+                    if self.follow(&mut sink, command).await.is_err() {
+                        return Ok(());
                     }
                 }
+                message = stream.next() => {
+                    let Some(message) = message else { return Ok(()) };
+                    self.forward(&message)?;
+                }
             }
         }
-        tracing::warn!("bus subscriber lost redis; reconnecting");
-        tokio::time::sleep(backoff).await;
+    }
+
+    /// Applies one command to the set of topics and to the connection.
+    async fn follow(&mut self, sink: &mut PubSubSink, command: Control) -> redis::RedisResult<()> {
+        let (channel, subscribe) = match &command {
+            Control::Subscribe(t) => (format!("{CHANNEL_PREFIX}{t}"), !self.topics.contains(t)),
+            Control::Unsubscribe(t) => (format!("{CHANNEL_PREFIX}{t}"), false),
+        };
+        let was_member = matches!(&command, Control::Unsubscribe(t) if self.topics.contains(t));
+        apply(&mut self.topics, command);
+        if subscribe {
+            sink.subscribe(channel).await
+        } else if was_member {
+            sink.unsubscribe(channel).await
+        } else {
+            Ok(())
+        }
+    }
+
+    fn forward(&self, message: &redis::Msg) -> Result<(), Gone> {
+        let Some(topic) = message.get_channel_name().strip_prefix(CHANNEL_PREFIX) else {
+            return Ok(());
+        };
+        let message = BusMessage::Message {
+            topic: Arc::from(topic),
+            payload: Bytes::copy_from_slice(message.get_payload_bytes()),
+        };
+        offer(&self.out, &self.lagged, message)
     }
 }
 

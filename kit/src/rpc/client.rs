@@ -1,0 +1,137 @@
+//! The gateway's side: requests pushed to the core's lists, answers matched
+//! by id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::AsyncCommands as _;
+use tokio::sync::{mpsc, oneshot};
+
+use super::envelope::{Envelope, decode_answer, now_ms};
+use super::{ANY_QUEUE, Route, RpcError, shard_queue};
+use crate::bus::{Bus, BusMessage, Subscriber};
+use crate::metrics::{Counter, Registry};
+
+/// The gateway's side: sends requests and matches answers by id.
+pub struct RpcClient {
+    connection: redis::aio::ConnectionManager,
+    reply_topic: String,
+    next_id: AtomicU64,
+    waiters: Arc<Waiters>,
+    _replies: Arc<dyn Subscriber>,
+    sent: Arc<Counter>,
+    unanswered: Arc<Counter>,
+}
+
+impl RpcClient {
+    pub async fn connect(
+        url: &str,
+        bus: &dyn Bus,
+        node: &str,
+        metrics: &Registry,
+    ) -> Result<Self, RpcError> {
+        let client = redis::Client::open(url)?;
+        let connection = client.get_connection_manager().await?;
+        let reply_topic = format!("rpc-reply.{node}");
+        let (replies, answers) = bus.subscriber(65_536);
+        replies.subscribe(&reply_topic);
+        let waiters: Arc<Waiters> = Arc::default();
+        tokio::spawn(route_answers(answers, waiters.clone()));
+        Ok(Self {
+            connection,
+            reply_topic,
+            next_id: AtomicU64::new(1),
+            waiters,
+            _replies: replies,
+            sent: metrics.counter("rpc_requests_sent_total", "Requests sent to the core."),
+            unanswered: metrics.counter(
+                "rpc_requests_unanswered_total",
+                "Requests to the core that timed out or could not be queued.",
+            ),
+        })
+    }
+
+    /// Sends one request and waits for its answer. A request that times out may
+    /// still be applied later; callers retry with the same idempotency key.
+    pub async fn call(
+        &self,
+        route: Route,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, RpcError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let rx = self.waiters.wait(id);
+        let envelope = Envelope {
+            id,
+            reply_to: self.reply_topic.clone(),
+            deadline_ms: now_ms() + timeout.as_millis() as i64,
+            shard: match route {
+                Route::Shard(s) => Some(s),
+                Route::Any => None,
+            },
+            payload,
+        };
+        let queue = match route {
+            Route::Shard(s) => shard_queue(s),
+            Route::Any => ANY_QUEUE.to_string(),
+        };
+        let mut connection = self.connection.clone();
+        self.sent.inc();
+        let pushed: Result<(), _> = connection.lpush(queue, envelope.encode().as_ref()).await;
+        let answer = match pushed {
+            Ok(()) => tokio::time::timeout(timeout, rx).await,
+            Err(e) => {
+                self.waiters.take(id);
+                self.unanswered.inc();
+                return Err(e.into());
+            }
+        };
+        self.waiters.take(id);
+        match answer {
+            Ok(Ok(bytes)) => Ok(bytes),
+            _ => {
+                self.unanswered.inc();
+                Err(RpcError::Timeout(timeout))
+            }
+        }
+    }
+}
+
+/// The callers waiting for an answer, by request id.
+#[derive(Default)]
+struct Waiters(Mutex<HashMap<u64, oneshot::Sender<Bytes>>>);
+
+impl Waiters {
+    fn wait(&self, id: u64) -> oneshot::Receiver<Bytes> {
+        let (tx, rx) = oneshot::channel();
+        self.held().insert(id, tx);
+        rx
+    }
+
+    fn take(&self, id: u64) -> Option<oneshot::Sender<Bytes>> {
+        self.held().remove(&id)
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Bytes>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Hands each answer on the reply topic to the caller waiting for it; an
+/// answer nobody waits for any more is dropped.
+async fn route_answers(mut answers: mpsc::Receiver<BusMessage>, waiters: Arc<Waiters>) {
+    while let Some(message) = answers.recv().await {
+        let BusMessage::Message { payload, .. } = message else {
+            continue;
+        };
+        let Some((id, reply)) = decode_answer(payload) else {
+            continue;
+        };
+        if let Some(waiter) = waiters.take(id) {
+            let _ = waiter.send(reply);
+        }
+    }
+}

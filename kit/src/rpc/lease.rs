@@ -1,0 +1,421 @@
+//! Leases: the shard leases that make one core the single writer of a
+//! shard, and the core lease that makes one process the core.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands as _;
+use tokio_util::sync::CancellationToken;
+
+use super::{RpcError, SHARDS};
+use crate::metrics::Gauge;
+
+/// Deletes a lease (KEYS[1]) only if this process (ARGV[1]) still holds it.
+const RELEASE_IF_HELD: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// A lease this process holds: its fencing number and until when it may act.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Lease {
+    pub(super) fence: u64,
+    pub(super) valid_until: Instant,
+}
+
+/// The shard leases this process holds, shared by the keeper that takes and
+/// renews them and the server that consumes their shards' lists.
+#[derive(Default)]
+pub(super) struct ShardLeases {
+    held: Mutex<HashMap<u32, Lease>>,
+}
+
+impl ShardLeases {
+    pub(super) fn get(&self, shard: u32) -> Option<Lease> {
+        self.held().get(&shard).copied()
+    }
+
+    pub(super) fn shards(&self) -> Vec<u32> {
+        self.held().keys().copied().collect()
+    }
+
+    /// Gives every lease up, each only if this process still holds it in
+    /// Redis.
+    pub(super) async fn release_all(
+        &self,
+        node: &str,
+        held_gauge: &Gauge,
+        connection: &mut redis::aio::ConnectionManager,
+    ) {
+        let release = redis::Script::new(RELEASE_IF_HELD);
+        let held: Vec<(u32, Lease)> = self.held().drain().collect();
+        for (shard, lease) in held {
+            held_gauge.dec();
+            let _: Result<i64, _> = release
+                .key(lease_key(shard))
+                .arg(holder(node, lease.fence))
+                .invoke_async(connection)
+                .await;
+        }
+        tracing::info!("rpc: leases released");
+    }
+
+    fn set(&self, shard: u32, fence: u64, valid_until: Instant) {
+        self.held().insert(shard, Lease { fence, valid_until });
+    }
+
+    fn remove(&self, shard: u32) {
+        self.held().remove(&shard);
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashMap<u32, Lease>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Renews held leases and takes free ones. A lease is used only until a third
+/// of its TTL before it expires in Redis, so clock drift and pauses up to that
+/// margin cannot let two owners act at once.
+pub(super) struct ShardLeaseKeeper {
+    connection: redis::aio::ConnectionManager,
+    node: String,
+    ttl: Duration,
+    leases: Arc<ShardLeases>,
+    held_gauge: Arc<Gauge>,
+    renew: redis::Script,
+}
+
+impl ShardLeaseKeeper {
+    pub(super) fn new(
+        connection: redis::aio::ConnectionManager,
+        node: String,
+        ttl: Duration,
+        leases: Arc<ShardLeases>,
+        held_gauge: Arc<Gauge>,
+    ) -> Self {
+        let renew = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+        );
+        Self {
+            connection,
+            node,
+            ttl,
+            leases,
+            held_gauge,
+            renew,
+        }
+    }
+
+    /// Goes over every shard each quarter TTL until `shutdown`.
+    pub(super) async fn run(mut self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            for shard in 0..SHARDS {
+                match self.leases.get(shard) {
+                    Some(lease) => self.renew(shard, lease).await,
+                    None => self.take(shard).await,
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.ttl / 4) => {}
+            }
+        }
+    }
+
+    /// Extends a held lease; drops it once Redis says another holds it, or
+    /// once it has run out by this process's clock.
+    async fn renew(&mut self, shard: u32, lease: Lease) {
+        let started = Instant::now();
+        let renewed: Result<i64, _> = self
+            .renew
+            .key(lease_key(shard))
+            .arg(holder(&self.node, lease.fence))
+            .arg(self.ttl.as_millis() as u64)
+            .invoke_async(&mut self.connection)
+            .await;
+        if matches!(renewed, Ok(1)) {
+            self.leases
+                .set(shard, lease.fence, self.valid_until(started));
+        } else if lease.valid_until <= Instant::now() || matches!(renewed, Ok(0)) {
+            self.leases.remove(shard);
+            self.held_gauge.dec();
+            tracing::warn!(shard, "rpc: lease lost");
+        }
+    }
+
+    /// Takes a free lease, under a fencing number higher than any earlier
+    /// holder's.
+    async fn take(&mut self, shard: u32) {
+        let started = Instant::now();
+        let fence: Result<u64, _> = self.connection.incr(format!("sa:fence:{shard}"), 1).await;
+        let Ok(fence) = fence else { return };
+        let taken: Result<Option<String>, _> = redis::cmd("SET")
+            .arg(lease_key(shard))
+            .arg(holder(&self.node, fence))
+            .arg("NX")
+            .arg("PX")
+            .arg(self.ttl.as_millis() as u64)
+            .query_async(&mut self.connection)
+            .await;
+        if matches!(taken, Ok(Some(_))) {
+            tracing::info!(shard, fence, "rpc: lease taken");
+            self.held_gauge.inc();
+            self.leases.set(shard, fence, self.valid_until(started));
+        }
+    }
+
+    fn valid_until(&self, started: Instant) -> Instant {
+        started + self.ttl - self.ttl / 3
+    }
+}
+
+fn lease_key(shard: u32) -> String {
+    format!("sa:lease:{shard}")
+}
+
+/// A lease's value in Redis: who holds it, under which fencing number.
+fn holder(node: &str, fence: u64) -> String {
+    format!("{node}:{fence}")
+}
+
+/// The right to be the core: one process at a time holds `sa:core`. A
+/// second core started on the same data stands by until the key is free (its
+/// holder stopped, or died and the key expired), then takes it and opens the
+/// stores, which hold every acknowledged write. A holder that cannot renew the
+/// key in time stops itself, so two cores never write at once.
+pub struct CoreLease {
+    connection: redis::aio::ConnectionManager,
+    node: String,
+    ttl: Duration,
+}
+
+const CORE_KEY: &str = "sa:core";
+
+impl CoreLease {
+    /// Waits until this process holds the core lease, or `shutdown` fires.
+    pub async fn acquire(
+        url: &str,
+        node: &str,
+        ttl: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Self>, RpcError> {
+        let mut connection = redis::Client::open(url)?.get_connection_manager().await?;
+        let mut announced = false;
+        loop {
+            let taken: Option<String> = redis::cmd("SET")
+                .arg(CORE_KEY)
+                .arg(node)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .query_async(&mut connection)
+                .await?;
+            if taken.is_some() {
+                tracing::info!("rpc: core lease taken");
+                return Ok(Some(Self {
+                    connection,
+                    node: node.to_string(),
+                    ttl,
+                }));
+            }
+            if !announced {
+                tracing::info!("rpc: another core is active; standing by");
+                announced = true;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(ttl / 4) => {}
+            }
+        }
+    }
+
+    /// Renews the lease every quarter TTL until `shutdown`. When another core
+    /// holds it, or renewals have failed for two thirds of the TTL, fires
+    /// `shutdown` (this process must stop writing). Once `stopped` fires,
+    /// gives the lease up if it still holds it.
+    pub async fn keep(mut self, shutdown: CancellationToken, stopped: CancellationToken) {
+        // Renewed if still ours; taken again if gone (a Redis restart without
+        // persistence forgets it); lost only if another core holds it.
+        let renew = redis::Script::new(
+            r"
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+",
+        );
+        let mut valid_until = Instant::now() + self.ttl - self.ttl / 3;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.ttl / 4) => {}
+            }
+            let started = Instant::now();
+            let renewed: Result<i64, _> = renew
+                .key(CORE_KEY)
+                .arg(&self.node)
+                .arg(self.ttl.as_millis() as u64)
+                .invoke_async(&mut self.connection)
+                .await;
+            match renewed {
+                Ok(1) => valid_until = started + self.ttl - self.ttl / 3,
+                Ok(_) => {
+                    tracing::error!("rpc: core lease taken by another core; stopping");
+                    shutdown.cancel();
+                    return;
+                }
+                Err(e) if Instant::now() >= valid_until => {
+                    tracing::error!(error = %e, "rpc: core lease not renewed in time; stopping");
+                    shutdown.cancel();
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "rpc: core lease renewal failed; retrying"),
+            }
+        }
+        // Given up only once the requests in hand are answered and the
+        // stores are closed to new work.
+        stopped.cancelled().await;
+        let release = redis::Script::new(RELEASE_IF_HELD);
+        let _: Result<i64, _> = release
+            .key(CORE_KEY)
+            .arg(&self.node)
+            .invoke_async(&mut self.connection)
+            .await;
+        tracing::info!("rpc: core lease released");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::BoxFuture;
+    use crate::bus::Bus;
+    use crate::metrics::Registry;
+    use crate::redis_bus::RedisBus;
+    use crate::rpc::{Handler, Route, RpcClient, RpcServer};
+    use crate::store::Fence;
+    use crate::testkit::RedisServer;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_core_without_the_lease_never_applies_a_shard_request() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let url = redis.url();
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+        // Another core holds every lease.
+        for shard in 0..SHARDS {
+            let _: () = redis::cmd("SET")
+                .arg(format!("sa:lease:{shard}"))
+                .arg("other:1")
+                .arg("PX")
+                .arg(60_000)
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+        }
+        let bus: Arc<dyn Bus> = Arc::new(RedisBus::connect(&url).await.unwrap());
+        let applied = Arc::new(AtomicUsize::new(0));
+        let counter = applied.clone();
+        let handler: Handler = Arc::new(move |payload: Bytes, fence: Option<Fence>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            assert!(fence.is_some());
+            Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
+        });
+        let shutdown = CancellationToken::new();
+        let server = RpcServer::new(
+            &url,
+            "core-a",
+            Duration::from_millis(1_500),
+            &Registry::new(),
+        );
+        tokio::spawn(server.run(bus.clone(), handler, shutdown.clone()));
+        let caller = RpcClient::connect(&url, bus.as_ref(), "gw-1", &Registry::new())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let refused = caller
+            .call(
+                Route::Shard(3),
+                Bytes::from_static(b"write"),
+                Duration::from_millis(1_500),
+            )
+            .await;
+        assert!(matches!(refused, Err(RpcError::Timeout(_))));
+        assert_eq!(
+            applied.load(Ordering::SeqCst),
+            0,
+            "applied without the lease"
+        );
+        let waiting: usize = redis::cmd("LLEN")
+            .arg("sa:rq:3")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(waiting, 1, "the request waits for the shard's owner");
+
+        // The other core's lease ends; this one takes it and answers.
+        let _: () = redis::cmd("DEL")
+            .arg("sa:lease:3")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let answer = caller
+            .call(
+                Route::Shard(3),
+                Bytes::from_static(b"again"),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer, Bytes::from_static(b"again"));
+        shutdown.cancel();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_core_gives_its_leases_up_when_it_stops() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let url = redis.url();
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+        let bus: Arc<dyn Bus> = Arc::new(RedisBus::connect(&url).await.unwrap());
+        let handler: Handler = Arc::new(|payload: Bytes, _fence: Option<Fence>| {
+            Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
+        });
+        let shutdown = CancellationToken::new();
+        let metrics = Registry::new();
+        let server = RpcServer::new(&url, "core-a", Duration::from_secs(30), &metrics);
+        let running = tokio::spawn(server.run(bus, handler, shutdown.clone()));
+        let leases = |admin: &mut redis::aio::MultiplexedConnection| {
+            let mut admin = admin.clone();
+            async move {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg("sa:lease:*")
+                    .query_async(&mut admin)
+                    .await
+                    .unwrap();
+                keys.len()
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while leases(&mut admin).await < SHARDS as usize && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(leases(&mut admin).await, SHARDS as usize);
+        assert!(metrics.render().contains("rpc_leases_held 16"));
+        shutdown.cancel();
+        running.await.unwrap().unwrap();
+        // Free at once, not after the 30 s TTL.
+        assert_eq!(leases(&mut admin).await, 0);
+        assert!(metrics.render().contains("rpc_leases_held 0"));
+    }
+}

@@ -1,0 +1,287 @@
+//! The core's side: consumes the lists it may, answers on the bus, and gives
+//! its shard leases up when it stops.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use redis::AsyncCommands as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::envelope::{Envelope, encode_answer, now_ms};
+use super::lease::{ShardLeaseKeeper, ShardLeases};
+use super::{ANY_QUEUE, Handler, RpcError, shard_queue};
+use crate::bus::Bus;
+use crate::metrics::{Counter, Gauge, Registry};
+use crate::store::Fence;
+
+/// Requests taken from a list in one round trip, beyond the first.
+const POP_BATCH: usize = 127;
+
+/// The core's side: holds shard leases and answers requests.
+pub struct RpcServer {
+    url: String,
+    node: String,
+    lease_ttl: Duration,
+    meters: ServerMeters,
+}
+
+#[derive(Clone)]
+struct ServerMeters {
+    answered: Arc<Counter>,
+    handed_back: Arc<Counter>,
+    expired: Arc<Counter>,
+    leases: Arc<Gauge>,
+}
+
+impl RpcServer {
+    pub fn new(url: &str, node: &str, lease_ttl: Duration, metrics: &Registry) -> Self {
+        Self {
+            url: url.to_string(),
+            node: node.to_string(),
+            lease_ttl,
+            meters: ServerMeters {
+                answered: metrics.counter(
+                    "rpc_requests_answered_total",
+                    "Requests taken and answered.",
+                ),
+                handed_back: metrics.counter(
+                    "rpc_requests_handed_back_total",
+                    "Shard requests pushed back for the shard's owner, never applied here.",
+                ),
+                expired: metrics.counter(
+                    "rpc_requests_expired_total",
+                    "Requests dropped because their caller's deadline had passed.",
+                ),
+                leases: metrics.gauge("rpc_leases_held", "Shard leases this process holds."),
+            },
+        }
+    }
+
+    /// Serves until `shutdown`: keeps leases, consumes the queues it may, and
+    /// publishes answers on `bus`. At shutdown it stops taking requests, lets
+    /// those in hand finish (for at most a third of the lease TTL), and then
+    /// gives its leases up, so a standby or restarted core takes the shards at
+    /// once instead of after the TTL.
+    pub async fn run(
+        self,
+        bus: Arc<dyn Bus>,
+        handler: Handler,
+        shutdown: CancellationToken,
+    ) -> Result<(), RpcError> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let leases: Arc<ShardLeases> = Arc::default();
+        let keeper = ShardLeaseKeeper::new(
+            client.get_connection_manager().await?,
+            self.node.clone(),
+            self.lease_ttl,
+            leases.clone(),
+            self.meters.leases.clone(),
+        );
+        let keeper = tokio::spawn(keeper.run(shutdown.clone()));
+        let mut pusher = client.get_connection_manager().await?;
+        let mut popper = Popper::connect(client).await?;
+        let dispatcher = Dispatcher {
+            bus,
+            handler,
+            leases,
+            in_hand: TaskTracker::new(),
+            meters: self.meters.clone(),
+        };
+        while !shutdown.is_cancelled() {
+            let queues = queues_to_consume(&dispatcher.leases);
+            let Some((queue, batch)) = popper.take_batch(&queues, &shutdown).await else {
+                continue;
+            };
+            let refused = dispatcher.dispatch_batch(batch);
+            hand_back(&mut pusher, &queue, refused).await;
+        }
+        keeper.abort();
+        self.shut_down(dispatcher, &mut pusher).await;
+        Ok(())
+    }
+
+    /// Lets the requests in hand finish, for at most a third of the lease
+    /// TTL, then gives the shard leases up.
+    async fn shut_down(
+        &self,
+        dispatcher: Dispatcher,
+        connection: &mut redis::aio::ConnectionManager,
+    ) {
+        dispatcher.in_hand.close();
+        if tokio::time::timeout(self.lease_ttl / 3, dispatcher.in_hand.wait())
+            .await
+            .is_err()
+        {
+            // Still applying: the leases run out by themselves instead.
+            tracing::warn!("rpc: requests still in hand at shutdown; leases left to expire");
+            return;
+        }
+        dispatcher
+            .leases
+            .release_all(&self.node, &self.meters.leases, connection)
+            .await;
+    }
+}
+
+/// Every core's list, and the lists of the shards whose lease this process
+/// holds.
+fn queues_to_consume(leases: &ShardLeases) -> Vec<String> {
+    let mut queues = vec![ANY_QUEUE.to_string()];
+    queues.extend(leases.shards().into_iter().map(shard_queue));
+    queues
+}
+
+/// The connection requests are popped on, and how to open it again.
+struct Popper {
+    client: redis::Client,
+    config: redis::AsyncConnectionConfig,
+    connection: redis::aio::MultiplexedConnection,
+}
+
+impl Popper {
+    async fn connect(client: redis::Client) -> Result<Self, RpcError> {
+        // A blocking pop waits up to half a second for its answer: the
+        // connection's own response timeout (500 ms by default) must be longer.
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(Self {
+            client,
+            config,
+            connection,
+        })
+    }
+
+    /// Waits up to half a second for a request on `queues`, and takes it with
+    /// whatever else waits in the same list. `None` when nothing came, the pop
+    /// failed, or `shutdown` fired.
+    async fn take_batch(
+        &mut self,
+        queues: &[String],
+        shutdown: &CancellationToken,
+    ) -> Option<(String, Vec<Vec<u8>>)> {
+        let popped: Option<(String, Vec<u8>)> = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            r = self.connection.brpop(queues, 0.5) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rpc: pop failed; retrying");
+                    self.reconnect().await;
+                    return None;
+                }
+            },
+        };
+        let (queue, first) = popped?;
+        // Whatever else waits in the same list comes along, oldest first: one
+        // round trip per batch instead of one per request.
+        let more: Option<Vec<Vec<u8>>> = redis::cmd("RPOP")
+            .arg(&queue)
+            .arg(POP_BATCH)
+            .query_async(&mut self.connection)
+            .await
+            .unwrap_or(None);
+        let batch = std::iter::once(first)
+            .chain(more.into_iter().flatten())
+            .collect();
+        Some((queue, batch))
+    }
+
+    /// Keeps the old connection if a new one cannot be had yet.
+    async fn reconnect(&mut self) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(connection) = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+        {
+            self.connection = connection;
+        }
+    }
+}
+
+/// What answering a request needs, for the whole of a run.
+struct Dispatcher {
+    bus: Arc<dyn Bus>,
+    handler: Handler,
+    leases: Arc<ShardLeases>,
+    in_hand: TaskTracker,
+    meters: ServerMeters,
+}
+
+impl Dispatcher {
+    /// Starts answering what this process may apply of one batch, and returns
+    /// the rest, in their order, for the shard's owner.
+    fn dispatch_batch(&self, batch: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let mut refused = Vec::new();
+        for raw in batch {
+            if let Some(raw) = self.dispatch(raw, !refused.is_empty()) {
+                refused.push(raw);
+            }
+        }
+        refused
+    }
+
+    /// Starts answering one request, drops it, or gives it back (`Some`) when
+    /// it belongs to a shard this process may not apply now.
+    fn dispatch(&self, raw: Vec<u8>, behind_refused: bool) -> Option<Vec<u8>> {
+        let Some(envelope) = Envelope::decode(Bytes::from(raw.clone())) else {
+            tracing::warn!("rpc: undecodable request dropped");
+            return None;
+        };
+        if envelope.deadline_ms < now_ms() {
+            self.meters.expired.inc();
+            return None; // the caller has given up; it will retry idempotently
+        }
+        let Some(shard) = envelope.shard else {
+            self.spawn_answer(envelope, None);
+            return None;
+        };
+        match self.leases.get(shard) {
+            Some(lease) if lease.valid_until > Instant::now() && !behind_refused => {
+                // Applied concurrently: the store's single writer orders a
+                // conversation's writes and assigns seq; a session waits for
+                // each answer, so its own requests never overtake each other.
+                let fence = Some(Fence {
+                    shard,
+                    token: lease.fence,
+                });
+                self.spawn_answer(envelope, fence);
+                None
+            }
+            // Not ours (any more), or behind one that was not: never
+            // applied here, and kept in order for the shard's owner.
+            _ => {
+                self.meters.handed_back.inc();
+                Some(raw)
+            }
+        }
+    }
+
+    fn spawn_answer(&self, envelope: Envelope, fence: Option<Fence>) {
+        let (bus, handler) = (self.bus.clone(), self.handler.clone());
+        self.meters.answered.inc();
+        self.in_hand
+            .spawn(async move { answer(&*bus, &handler, envelope, fence).await });
+    }
+}
+
+/// Back to the end requests are popped from, newest first, so the owner pops
+/// them in their original order.
+async fn hand_back(
+    connection: &mut redis::aio::ConnectionManager,
+    queue: &str,
+    refused: Vec<Vec<u8>>,
+) {
+    for raw in refused.into_iter().rev() {
+        let _: Result<(), _> = connection.rpush(queue, raw).await;
+    }
+}
+
+async fn answer(bus: &dyn Bus, handler: &Handler, envelope: Envelope, fence: Option<Fence>) {
+    let reply = handler(envelope.payload, fence).await;
+    bus.publish(&envelope.reply_to, encode_answer(envelope.id, &reply));
+}
