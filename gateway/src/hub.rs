@@ -523,12 +523,12 @@ mod tests {
 
     use std::time::Duration;
 
+    use crate::presence::LocalPresence;
     use futures_util::FutureExt as _;
+    use superapp_account::token::Claims;
     use superapp_kit::BoxFuture;
     use superapp_kit::bus::InProcessBus;
     use superapp_kit::clock::SystemClock;
-    use superapp_kit::presence::LocalPresence;
-    use superapp_kit::token::Claims;
     use superapp_proto::v1::{
         GroupEvent, Membership, Pong, ReadReceipt, SessionRevoked, client_frame, group_event,
         response,
