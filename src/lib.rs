@@ -5,8 +5,10 @@
 //!
 //! - [`wiring`]: the adapters that plug one room's implementation into another
 //!   room's port.
+//! - [`config`]: the whole configuration, assembled from the rooms' sections.
 //! - [`telemetry`]: the tracing subscriber, pretty or JSON by configuration.
 
+pub mod config;
 pub mod telemetry;
 pub mod wiring;
 
@@ -24,14 +26,14 @@ use superapp_gateway::presence::{LocalPresence, Presence, RedisPresence};
 use superapp_gateway::{AppState, Backend, Hub, Rooms};
 use superapp_kit::bus::{InProcessBus, SharedBus};
 use superapp_kit::clock::{SharedClock, SystemClock};
-use superapp_kit::config::Config;
-use superapp_kit::config::Role;
 use superapp_kit::ids::IdGen;
 use superapp_kit::metrics::{BATCH_SIZES, Registry};
 use superapp_kit::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::rpc::{CoreLease, Handler, RpcClient, RpcServer};
 use superapp_kit::secret::Secret;
+
+use crate::config::{Config, Role};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +43,9 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
+    /// How long a lease lives (`redis.lease_ttl_ms`): the longest the core's
+    /// tasks are waited for at shutdown.
+    lease_ttl: Duration,
     /// The rooms this process runs, whose routes it serves (roles `all`, `core`).
     rooms: Option<Rooms>,
     core: CoreTasks,
@@ -95,13 +100,16 @@ impl Application {
                 chat: local.chat.clone(),
                 presence: presence.clone(),
             }),
+            lease_ttl: Duration::from_millis(config.redis.lease_ttl_ms),
             state: AppState {
                 backend,
                 hub,
                 presence,
                 limits,
                 metrics,
-                config: Arc::new(config),
+                config: Arc::new(config.gateway),
+                drain: Duration::from_millis(config.server.shutdown_drain_ms),
+                max_body_bytes: config.server.max_body_bytes,
                 shutdown,
                 sessions: TaskTracker::new(),
             },
@@ -141,8 +149,7 @@ impl Application {
             "stopped accepting; draining sessions"
         );
         state.sessions.close();
-        let deadline =
-            Duration::from_millis(state.config.server.shutdown_drain_ms) + Duration::from_secs(3);
+        let deadline = state.drain + Duration::from_secs(3);
         if tokio::time::timeout(deadline, state.sessions.wait())
             .await
             .is_err()
@@ -150,8 +157,7 @@ impl Application {
             tracing::warn!("sessions did not close within the deadline");
         }
         state.hub.stop();
-        let ttl = Duration::from_millis(state.config.redis.lease_ttl_ms);
-        self.core.stop(ttl).await;
+        self.core.stop(self.lease_ttl).await;
         tracing::info!("shut down");
         Ok(())
     }

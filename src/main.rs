@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use superapp::Application;
-use superapp_kit::config::{Config, Role};
+use superapp::config::{Config, Role};
 use superapp_kit::secret::Secret;
 
 #[derive(Parser)]

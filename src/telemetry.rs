@@ -3,7 +3,7 @@
 //! libraries that would print raw frames or headers at debug and trace level
 //! are held at info whatever the filter asks.
 
-use superapp_kit::config::{LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Crates whose debug/trace output includes payloads or headers.

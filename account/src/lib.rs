@@ -6,6 +6,7 @@
 //! - [`policy`]: what a phone number, a display name and a password must be.
 //! - [`service`]: [`Accounts`], the operations the edge calls (register, log in,
 //!   refresh, log out, authenticate a token, browser WebSocket tickets).
+//! - [`config`]: the `[auth]` section of the configuration.
 //! - [`error`]: [`AccountError`], the outcomes callers branch on.
 //! - [`store`]: [`AccountStore`], the storage trait, and the SQLite backend.
 //! - [`conformance`] (tests, or the `conformance` feature): the contract
@@ -20,6 +21,7 @@
 //! replayed). Logging out revokes the family and tells the gateways to close
 //! its WebSockets.
 
+pub mod config;
 pub mod error;
 pub mod model;
 pub mod password;

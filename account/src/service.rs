@@ -8,12 +8,12 @@ use bytes::Bytes;
 use prost::Message as _;
 use superapp_kit::bus::SharedBus;
 use superapp_kit::clock::SharedClock;
-use superapp_kit::config::AuthConfig;
 use superapp_kit::ids::IdGen;
 use superapp_proto::Topic;
 use superapp_proto::v1::{BusEnvelope, SessionRevoked, bus_envelope};
 
 use crate::AccountError;
+use crate::config::AuthConfig;
 use crate::model::{NewAccount, Profile, Rotation, SessionRecord, TokenPair, UserId, UserRecord};
 use crate::password::Hasher;
 use crate::policy;

@@ -10,6 +10,7 @@
 //!   do what.
 //! - [`service`]: [`Chat`], the operations the edge calls; it validates,
 //!   applies policy, calls the store, and publishes events on the bus.
+//! - [`config`]: the `[chat]` section of the configuration.
 //! - [`error`]: [`ChatError`], the outcomes callers branch on.
 //! - [`ports`]: what chat needs from other rooms ([`Directory`]: does a user exist).
 //! - [`store`]: [`ChatStore`] and [`GroupStore`], the storage traits, and the
@@ -22,6 +23,7 @@
 //! `(sender, client_msg_id)` in a conversation gets its first ack; a group
 //! member sees messages from joining on and nothing after leaving.
 
+pub mod config;
 pub mod error;
 pub mod model;
 pub mod policy;

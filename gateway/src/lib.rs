@@ -13,10 +13,12 @@
 //! - [`presence`]: which devices of a user are online, and when they were
 //!   last seen: in memory, or in Redis shared by every gateway.
 //! - [`error`]: [`ApiError`], the one mapping of domain outcomes to stable codes.
+//! - [`config`]: the `[gateway]` section of the configuration.
 //! - [`close`]: the documented WebSocket close codes.
 
 pub mod backend;
 pub mod close;
+pub mod config;
 pub mod error;
 pub mod http;
 pub mod hub;
@@ -24,15 +26,16 @@ pub mod presence;
 pub mod session;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::presence::Presence;
-use superapp_kit::config::Config;
 use superapp_kit::metrics::Registry;
 use superapp_kit::ratelimit::RateLimiter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use backend::Backend;
+pub use config::GatewayConfig;
 pub use error::ApiError;
 pub use http::{Rooms, router};
 pub use hub::Hub;
@@ -48,7 +51,12 @@ pub struct AppState {
     /// The per-user request limit all of a user's sessions share.
     pub limits: Arc<dyn RateLimiter>,
     pub metrics: Arc<Registry>,
-    pub config: Arc<Config>,
+    pub config: Arc<GatewayConfig>,
+    /// On shutdown, how long sessions get to drain before they are closed
+    /// with 1012 (`server.shutdown_drain_ms`).
+    pub drain: Duration,
+    /// Largest HTTP request body accepted (`server.max_body_bytes`).
+    pub max_body_bytes: usize,
     /// Cancelled once, when the process begins to shut down.
     pub shutdown: CancellationToken,
     /// Every session task, so shutdown can wait for them to close.

@@ -94,7 +94,7 @@ pub async fn run<S: Socket>(
     claims: Claims,
     metrics: Arc<SessionMetrics>,
 ) {
-    let cfg = state.config.gateway.clone();
+    let cfg = state.config.clone();
     let (tx, outbound) = mpsc::channel::<Bytes>(cfg.outbound_queue);
     let registration = state.hub.register(claims.sub, claims.sid, tx);
     start(&state, &claims, &registration).await;
@@ -195,13 +195,13 @@ impl<S: Socket> Session<S> {
         kick: Kick,
     ) -> Option<u16> {
         let cfg = self.state.config.clone();
-        let heartbeat_every = Duration::from_secs(cfg.gateway.heartbeat_secs.max(1));
-        let idle_after = Duration::from_secs(cfg.gateway.idle_timeout_secs.max(1));
+        let heartbeat_every = Duration::from_secs(cfg.heartbeat_secs.max(1));
+        let idle_after = Duration::from_secs(cfg.idle_timeout_secs.max(1));
         let mut heartbeat =
             tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.state.shutdown.clone();
-        let drain = Duration::from_millis(cfg.server.shutdown_drain_ms);
+        let drain = self.state.drain;
         // Stop accepting is the listener's job; a session keeps serving for the
         // drain period so requests in flight complete, then closes with 1012.
         let drained = async {
@@ -274,7 +274,7 @@ impl<S: Socket> Session<S> {
 
     /// False when the write failed or timed out: the session is done.
     async fn write(&mut self, message: WsMessage) -> bool {
-        let limit = Duration::from_secs(self.state.config.gateway.write_timeout_secs.max(1));
+        let limit = Duration::from_secs(self.state.config.write_timeout_secs.max(1));
         matches!(timeout(limit, self.socket.send(message)).await, Ok(Ok(())))
     }
 
@@ -288,7 +288,7 @@ impl<S: Socket> Session<S> {
         };
         if let Err(retry_after_ms) = self.bucket.take() {
             self.metrics.rate_limited.inc();
-            if strike(&self.strikes) > self.state.config.gateway.rate_abuse_limit {
+            if strike(&self.strikes) > self.state.config.rate_abuse_limit {
                 return Some(close::POLICY_VIOLATION);
             }
             return self.refuse(frame.id, rate_limited(retry_after_ms));
@@ -373,7 +373,7 @@ impl Worker {
             let result = match self.state.limits.take(&self.user_key).await {
                 Err(retry_after_ms) => {
                     self.metrics.rate_limited.inc();
-                    if strike(&self.strikes) > self.state.config.gateway.rate_abuse_limit {
+                    if strike(&self.strikes) > self.state.config.rate_abuse_limit {
                         self.kick.kick(close::POLICY_VIOLATION);
                         return;
                     }
@@ -424,7 +424,6 @@ mod tests {
     use superapp_kit::BoxFuture;
     use superapp_kit::bus::{InProcessBus, SharedBus};
     use superapp_kit::clock::SystemClock;
-    use superapp_kit::config::Config;
     use superapp_kit::metrics::Registry;
     use superapp_kit::ratelimit::LocalLimiter;
     use superapp_proto::ids::{GroupId, UserId};
@@ -436,6 +435,7 @@ mod tests {
     use tokio_util::task::TaskTracker;
 
     use super::*;
+    use crate::GatewayConfig;
     use crate::backend::Backend;
     use crate::hub::Hub;
 
@@ -527,8 +527,8 @@ mod tests {
         user: UserId,
     }
 
-    fn open(configure: impl FnOnce(&mut Config), gated: bool) -> Harness {
-        let mut config = Config::default();
+    fn open(configure: impl FnOnce(&mut GatewayConfig), gated: bool) -> Harness {
+        let mut config = GatewayConfig::default();
         configure(&mut config);
         let metrics = Registry::new();
         let bus: SharedBus = Arc::new(InProcessBus::new());
@@ -552,6 +552,8 @@ mod tests {
             limits: Arc::new(LocalLimiter::new(1_000, 1_000)),
             metrics: Arc::new(Registry::new()),
             config: Arc::new(config),
+            drain: Duration::from_millis(500),
+            max_body_bytes: 64 * 1024,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
         };
@@ -641,7 +643,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_and_heartbeats_flow_while_a_request_waits_on_the_core() {
-        let mut h = open(|c| c.gateway.heartbeat_secs = 1, true);
+        let mut h = open(|c| c.heartbeat_secs = 1, true);
         h.send(1, client_frame::Request::Ping(Ping {}));
         h.backend.entered.notified().await;
         h.publish_event(42);
@@ -668,7 +670,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_past_the_queue_are_refused_at_once() {
-        let mut h = open(|c| c.gateway.request_queue = 2, true);
+        let mut h = open(|c| c.request_queue = 2, true);
         h.send(1, client_frame::Request::Ping(Ping {}));
         h.backend.entered.notified().await;
         // Two wait in the queue; the third finds it full.

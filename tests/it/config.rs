@@ -1,6 +1,6 @@
 //! Generated files stay current.
 
-use superapp_kit::config::Config;
+use superapp::config::Config;
 
 #[test]
 fn the_shipped_example_config_is_current() {

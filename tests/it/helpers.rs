@@ -4,9 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use superapp::Application;
+use superapp::config::Config;
 use superapp_client::proto::v1::{GroupEvent, Message, ReadReceipt, event};
 use superapp_client::{Connection, HttpClient, Tokens};
-use superapp_kit::config::Config;
 use tokio_util::sync::CancellationToken;
 
 pub const PASSWORD: &str = "a long and rare passphrase";

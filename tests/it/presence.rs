@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use superapp::config::Role;
 use superapp_client::{Connection, HttpClient, Presence};
-use superapp_kit::config::Role;
 use superapp_kit::secret::Secret;
 use superapp_kit::testkit::RedisServer;
 

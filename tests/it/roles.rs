@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use superapp::config::Role;
 use superapp_client::Connection;
-use superapp_kit::config::Role;
 use superapp_kit::secret::Secret;
 use superapp_kit::testkit::RedisServer;
 
@@ -404,7 +404,7 @@ async fn audit(gateway: &str, users: &[User], acked: &[(String, u64, String)]) -
     (lost, duplicated)
 }
 
-fn unlimited(c: &mut superapp_kit::config::Config) {
+fn unlimited(c: &mut superapp::config::Config) {
     c.gateway.rate_per_sec = 100_000;
     c.gateway.rate_burst = 100_000;
     c.gateway.user_rate_per_sec = 100_000;

@@ -73,7 +73,7 @@ pub(super) async fn websocket(
             ));
         }
     };
-    let cfg = &state.config.gateway;
+    let cfg = &state.config;
     let tracker = state.sessions.clone();
     let upgrade = upgrade
         .protocols([superapp_proto::SUBPROTOCOL])

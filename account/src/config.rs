@@ -1,0 +1,87 @@
+//! The `[auth]` section of the configuration: its keys, defaults and
+//! checks. The binary assembles the whole configuration from the rooms'
+//! sections.
+
+use serde::{Deserialize, Serialize};
+use superapp_kit::config::ConfigError;
+use superapp_kit::secret::Secret;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Base64 key (at least 32 bytes) that signs access tokens. When unset, a key is
+    /// generated on first start and kept in `<data_dir>/token.key`, owner-only.
+    pub token_key: Option<Secret<String>>,
+    /// Lifetime of an access token, in seconds (at most 900).
+    pub access_ttl_secs: u64,
+    /// Lifetime of a session (refresh-token family) from log-in, in seconds. Each
+    /// refresh issues a new token but does not extend the session.
+    pub refresh_ttl_secs: u64,
+    /// argon2id memory cost in KiB (at least 19456, the OWASP minimum).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes (at least 2).
+    pub argon2_iterations: u32,
+    /// Failed logins allowed per account within `login_window_secs`.
+    pub login_failures_per_account: u32,
+    /// Failed logins allowed per client address within `login_window_secs`.
+    pub login_failures_per_address: u32,
+    /// The window of the failed-login throttle, in seconds.
+    pub login_window_secs: u64,
+    /// Lifetime of a browser WebSocket ticket, in seconds.
+    pub ticket_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            token_key: None,
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            login_failures_per_account: 5,
+            login_failures_per_address: 50,
+            login_window_secs: 900,
+            ticket_ttl_secs: 30,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.access_ttl_secs == 0 || self.access_ttl_secs > 900 {
+            return Err(ConfigError::invalid(
+                "auth.access_ttl_secs",
+                "must be 1 to 900",
+            ));
+        }
+        if self.argon2_memory_kib < 19 * 1024 {
+            return Err(ConfigError::invalid(
+                "auth.argon2_memory_kib",
+                "must be at least 19456 (OWASP)",
+            ));
+        }
+        if self.argon2_iterations < 2 {
+            return Err(ConfigError::invalid(
+                "auth.argon2_iterations",
+                "must be at least 2 (OWASP)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_password_hashing_is_refused() {
+        assert!(AuthConfig::default().validate().is_ok());
+        let config = AuthConfig {
+            argon2_memory_kib: 1024,
+            ..AuthConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

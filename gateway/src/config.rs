@@ -1,0 +1,83 @@
+//! The `[gateway]` section of the configuration: its keys, defaults and
+//! checks. The binary assembles the whole configuration from the rooms'
+//! sections.
+
+use serde::{Deserialize, Serialize};
+use superapp_kit::config::ConfigError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The server pings each session this often, in seconds.
+    pub heartbeat_secs: u64,
+    /// A session that sends nothing (not even a pong) for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Largest WebSocket message accepted; larger ones close the session with 1009.
+    pub max_frame_bytes: usize,
+    /// Frames waiting to be written to one session; when full the session is a slow
+    /// consumer and is closed with 4008.
+    pub outbound_queue: usize,
+    /// Requests of one session waiting to be answered, at most; one more is
+    /// refused at once with `request_queue_full`. A session answers its
+    /// requests in order while it goes on delivering events.
+    pub request_queue: usize,
+    /// Requests per second a session may make, sustained.
+    pub rate_per_sec: u32,
+    /// Requests a session may make in a burst above the sustained rate.
+    pub rate_burst: u32,
+    /// Requests refused for rate in a row before the session is closed with 1008.
+    pub rate_abuse_limit: u32,
+    /// Requests per second one user may make across all sessions, sustained.
+    pub user_rate_per_sec: u32,
+    /// Per-connection WebSocket read buffer, bytes. tungstenite's default is 128 KiB; it
+    /// grows for a larger frame, so a small start keeps an idle session cheap.
+    pub read_buffer_bytes: usize,
+    /// Per-connection WebSocket write buffer target, bytes.
+    pub write_buffer_bytes: usize,
+    /// A write to a session that takes longer than this closes it as a slow consumer.
+    pub write_timeout_secs: u64,
+    /// A session counts as online this long after its gateway last refreshed it
+    /// (every third of this); bounds how long a crashed gateway's users look online.
+    pub presence_ttl_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 25,
+            idle_timeout_secs: 75,
+            max_frame_bytes: 64 * 1024,
+            outbound_queue: 256,
+            request_queue: 32,
+            rate_per_sec: 100,
+            rate_burst: 200,
+            rate_abuse_limit: 100,
+            user_rate_per_sec: 300,
+            read_buffer_bytes: 2 * 1024,
+            write_buffer_bytes: 4 * 1024,
+            write_timeout_secs: 10,
+            presence_ttl_secs: 30,
+        }
+    }
+}
+
+impl GatewayConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_frame_bytes == 0 || self.outbound_queue == 0 || self.request_queue == 0 {
+            return Err(ConfigError::invalid(
+                "gateway",
+                "max_frame_bytes, outbound_queue and request_queue must be positive",
+            ));
+        }
+        if self.idle_timeout_secs <= self.heartbeat_secs {
+            return Err(ConfigError::invalid(
+                "gateway.idle_timeout_secs",
+                "must exceed heartbeat_secs, or clients that only answer pings are closed",
+            ));
+        }
+        if self.rate_per_sec == 0 || self.user_rate_per_sec == 0 {
+            return Err(ConfigError::invalid("gateway", "rates must be positive"));
+        }
+        Ok(())
+    }
+}

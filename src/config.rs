@@ -1,0 +1,193 @@
+//! The whole configuration of the `superapp` binary: the sections the binary
+//! owns (`server`, `log`, `redis`) and those of the rooms (`auth` from the
+//! account room, `gateway` from the edge, `chat` from the chat room), each
+//! with its doc comments, defaults and checks beside its code.
+//! `deploy/superapp.example.toml` is generated from [`Config::default`] and a
+//! test keeps it current.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use superapp_account::config::AuthConfig;
+use superapp_chat::config::ChatConfig;
+use superapp_gateway::config::GatewayConfig;
+use superapp_kit::config::ConfigError;
+use superapp_kit::secret::Secret;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub gateway: GatewayConfig,
+    pub chat: ChatConfig,
+    pub redis: RedisConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/` of the Redis that carries the bus and, for the
+    /// `gateway` and `core` roles, the requests between them. Unset (the
+    /// default): the in-process bus, nothing to install. It may hold a password,
+    /// so it never prints.
+    pub url: Option<Secret<String>>,
+    /// How long a gateway waits for the core's answer, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Lifetime of a core's lease on a shard of conversations, in milliseconds;
+    /// renewed every quarter of it, used until a third of it remains.
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            request_timeout_ms: 10_000,
+            lease_ttl_ms: 10_000,
+        }
+    }
+}
+
+/// What this process runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything in one process (the small tier).
+    #[default]
+    All,
+    /// WebSocket sessions only; requests go to the core over Redis.
+    Gateway,
+    /// The services and the HTTP API; answers gateways' requests from Redis.
+    Core,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `all` (one process), `gateway` (sessions) or `core` (services, HTTP API).
+    pub role: Role,
+    /// Address the HTTP API and WebSocket listen on. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Directory of the SQLite files and the token key; created if missing.
+    pub data_dir: PathBuf,
+    /// This process's node number (0 to 1023), part of every id it makes.
+    pub node_id: u16,
+    /// On shutdown, how long sessions get to drain before they are closed with 1012.
+    pub shutdown_drain_ms: u64,
+    /// Largest HTTP request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            role: Role::All,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            node_id: 0,
+            shutdown_drain_ms: 500,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// "pretty" for people, "json" for log collectors.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. "info" or "superapp_gateway=debug,info". `RUST_LOG` wins.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file if given, then `SUPERAPP_*` variables;
+    /// then every section's checks.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let config: Config = superapp_kit::config::load(file)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.auth.validate()?;
+        self.gateway.validate()?;
+        self.chat.validate()?;
+        if self.server.node_id > 1023 {
+            return Err(ConfigError::invalid("server.node_id", "must be 0 to 1023"));
+        }
+        if self.server.role != Role::All && self.redis.url.is_none() {
+            return Err(ConfigError::invalid(
+                "redis.url",
+                "the gateway and core roles meet through Redis: set it",
+            ));
+        }
+        if self.redis.lease_ttl_ms < 1_000 {
+            return Err(ConfigError::invalid(
+                "redis.lease_ttl_ms",
+                "must be at least 1000",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The commented TOML of the defaults, as shipped in `deploy/`.
+    pub fn example_toml() -> String {
+        let body = toml::to_string_pretty(&Config::default()).unwrap_or_default();
+        format!(
+            "# superapp configuration: every key with its default.\n\
+             # Each key may also be set as SUPERAPP_<SECTION>__<KEY>, e.g. SUPERAPP_SERVER__LISTEN.\n\
+             # Field documentation: src/config.rs (server, log, redis) and each room's\n\
+             # config.rs (auth: account/, gateway: gateway/, chat: chat/). Generated; a test\n\
+             # keeps it current.\n\n{body}"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_room_s_check_refuses_the_whole() {
+        let mut config = Config::default();
+        config.auth.argon2_memory_kib = 1024;
+        assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.gateway.idle_timeout_secs = config.gateway.heartbeat_secs;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn the_split_roles_need_redis() {
+        let mut config = Config::default();
+        config.server.role = Role::Gateway;
+        assert!(config.validate().is_err());
+    }
+}
