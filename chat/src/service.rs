@@ -225,7 +225,7 @@ impl Chat {
         let group = conversation.group();
         let after_seq = match group {
             // A member sees messages from the time they joined.
-            Some(group) => after_seq.max(self.group(user, group).await?.1.joined_seq),
+            Some(group) => after_seq.max(self.group(group, user).await?.1.joined_seq),
             None => after_seq,
         };
         let limit = match limit {
@@ -241,7 +241,7 @@ impl Chat {
         if let Some(group) = group {
             // Asked again after reading: whoever was removed meanwhile gets
             // nothing, and whoever left and rejoined only their new span.
-            let joined_seq = self.group(user, group).await?.1.joined_seq;
+            let joined_seq = self.group(group, user).await?.1.joined_seq;
             let read = rows.len();
             rows.retain(|m| m.seq > joined_seq);
             // What was dropped was counted against the page: more may follow.
@@ -349,7 +349,7 @@ impl Chat {
             .map_err(|_| ChatError::UnknownConversation)?;
         match conversation {
             ConversationId::Group(group) => {
-                self.group(user, group).await?;
+                self.group(group, user).await?;
             }
             ConversationId::Direct { .. } => {
                 conversation

@@ -12,7 +12,8 @@
 //!   the fan-out of events to every device of a user.
 //! - [`presence`]: which devices of a user are online, and when they were
 //!   last seen: in memory, or in Redis shared by every gateway.
-//! - [`error`]: [`ApiError`], the one mapping of domain outcomes to stable codes.
+//! - [`error`]: [`ApiError`], the error shape of every answer; each room's module
+//!   under [`http`] maps its outcomes to it.
 //! - [`config`]: the `[gateway]` section of the configuration.
 //! - [`close`]: the documented WebSocket close codes.
 

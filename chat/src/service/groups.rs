@@ -67,8 +67,8 @@ impl Chat {
     /// The group as its member `viewer` sees it, with the viewer's membership.
     pub async fn group(
         &self,
-        viewer: UserId,
         group: GroupId,
+        viewer: UserId,
     ) -> Result<(GroupInfo, MemberInfo), ChatError> {
         let info = self
             .store
@@ -88,13 +88,13 @@ impl Chat {
     /// Answers the page and the cursor of the next (None when this is the last).
     pub async fn members(
         &self,
-        viewer: UserId,
         group: GroupId,
+        viewer: UserId,
         after: Option<UserId>,
         limit: u32,
         query: &str,
     ) -> Result<(Vec<ListedMember>, Option<UserId>), ChatError> {
-        self.group(viewer, group).await?;
+        self.group(group, viewer).await?;
         let limit = match limit {
             0 => DEFAULT_MEMBERS_PAGE,
             n => n.min(MAX_MEMBERS_PAGE),
@@ -143,8 +143,8 @@ impl Chat {
     /// `actor` invites `users` into the group.
     pub async fn invite(
         &self,
-        actor: UserId,
         group: GroupId,
+        actor: UserId,
         users: Vec<UserId>,
     ) -> Result<Joined, ChatError> {
         policy::check_invitees(users.len())?;
@@ -160,8 +160,8 @@ impl Chat {
     /// An invitation link's token, replacing any earlier one of the group.
     pub async fn create_invite(
         &self,
-        actor: UserId,
         group: GroupId,
+        actor: UserId,
     ) -> Result<(String, i64), ChatError> {
         let bytes: [u8; 18] = rand::rng().random();
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -187,8 +187,8 @@ impl Chat {
 
     pub async fn join_requests(
         &self,
-        actor: UserId,
         group: GroupId,
+        actor: UserId,
     ) -> Result<Vec<JoinRequest>, ChatError> {
         self.store.requests(group, actor).await
     }
@@ -196,8 +196,8 @@ impl Chat {
     /// An admin approves or rejects a pending join; answers whether it joined.
     pub async fn decide_request(
         &self,
-        actor: UserId,
         group: GroupId,
+        actor: UserId,
         user: UserId,
         approve: bool,
     ) -> Result<bool, ChatError> {
@@ -218,8 +218,8 @@ impl Chat {
     /// Removes a member, or (with `user == actor`) leaves.
     pub async fn remove_member(
         &self,
-        actor: UserId,
         group: GroupId,
+        actor: UserId,
         user: UserId,
     ) -> Result<Removal, ChatError> {
         let removal = self.store.remove_member(group, actor, user).await?;
@@ -235,8 +235,8 @@ impl Chat {
 
     pub async fn set_role(
         &self,
-        actor: UserId,
         group: GroupId,
+        actor: UserId,
         user: UserId,
         admin: bool,
     ) -> Result<(), ChatError> {
@@ -255,8 +255,8 @@ impl Chat {
 
     pub async fn transfer_owner(
         &self,
-        actor: UserId,
         group: GroupId,
+        actor: UserId,
         user: UserId,
     ) -> Result<(), ChatError> {
         self.store.transfer_owner(group, actor, user).await?;
@@ -268,8 +268,8 @@ impl Chat {
     /// Mutes a member for `secs` from now; 0 unmutes.
     pub async fn mute_member(
         &self,
-        actor: UserId,
         group: GroupId,
+        actor: UserId,
         user: UserId,
         secs: u32,
     ) -> Result<(), ChatError> {
@@ -285,8 +285,8 @@ impl Chat {
 
     pub async fn set_nickname(
         &self,
-        user: UserId,
         group: GroupId,
+        user: UserId,
         nickname: &str,
     ) -> Result<(), ChatError> {
         policy::check_nickname(nickname)?;
@@ -302,8 +302,8 @@ impl Chat {
     /// whether joins need approval.
     pub async fn update_group(
         &self,
-        actor: UserId,
         group: GroupId,
+        actor: UserId,
         mut update: GroupUpdate,
     ) -> Result<GroupInfo, ChatError> {
         if let Some(name) = &mut update.name {
@@ -342,7 +342,7 @@ impl Chat {
     }
 
     /// The owner dissolves the group: nobody is a member any more.
-    pub async fn dissolve(&self, actor: UserId, group: GroupId) -> Result<(), ChatError> {
+    pub async fn dissolve(&self, group: GroupId, actor: UserId) -> Result<(), ChatError> {
         let members = self.store.dissolve(group, actor).await?;
         let event = group_event(group, Kind::Dissolved, actor, &[], "", 0);
         for user in members {

@@ -1,5 +1,6 @@
-//! The account room's routes: registration, sessions and tokens, the
-//! profile, WebSocket tickets.
+//! The account room at the edge: registration, sessions and tokens, the
+//! profile, WebSocket tickets, and the mapping of the room's outcomes to
+//! stable codes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use superapp_account::{Accounts, NewAccount, Profile, TokenPair};
+use superapp_account::{AccountError, Accounts, NewAccount, Profile, TokenPair};
 use superapp_api::{Account, ErrorBody, Login, Refresh, Register, Ticket, Tokens};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -42,6 +43,34 @@ fn tokens(t: TokenPair) -> Tokens {
         access_expires_at_ms: t.access_expires_at_ms,
         refresh_token: t.refresh_token,
         refresh_expires_at_ms: t.refresh_expires_at_ms,
+    }
+}
+
+/// The room's outcomes as the API's stable codes, over HTTP and WebSocket alike.
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        use StatusCode as S;
+        let (status, code) = match &e {
+            AccountError::InvalidPhone => (S::BAD_REQUEST, "invalid_phone"),
+            AccountError::InvalidDisplayName => (S::BAD_REQUEST, "invalid_display_name"),
+            AccountError::PasswordTooShort => (S::BAD_REQUEST, "password_too_short"),
+            AccountError::PasswordTooLong => (S::BAD_REQUEST, "password_too_long"),
+            AccountError::PasswordTooCommon => (S::BAD_REQUEST, "password_too_common"),
+            AccountError::PhoneTaken => (S::CONFLICT, "phone_taken"),
+            AccountError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
+            AccountError::TooManyAttempts { retry_after_ms } => {
+                let mut err = Self::new(S::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string());
+                err.retry_after_ms = Some(*retry_after_ms);
+                return err;
+            }
+            AccountError::InvalidRefreshToken => (S::UNAUTHORIZED, "invalid_refresh_token"),
+            AccountError::InvalidToken => (S::UNAUTHORIZED, "invalid_token"),
+            AccountError::TokenExpired => (S::UNAUTHORIZED, "token_expired"),
+            AccountError::SessionRevoked => (S::UNAUTHORIZED, "session_revoked"),
+            AccountError::InvalidTicket => (S::UNAUTHORIZED, "invalid_ticket"),
+            AccountError::Store(_) | AccountError::Internal(_) => return Self::internal(&e),
+        };
+        Self::new(status, code, e.to_string())
     }
 }
 

@@ -2,7 +2,8 @@
 //! mapping, and the edge's own routes (the WebSocket upgrade, `/metrics`,
 //! `/healthz`, the OpenAPI document).
 //!
-//! - [`accounts`], [`presence`], [`groups`]: the rooms' routes, each an
+//! - [`accounts`], [`chat`], [`presence`]: the rooms' routes and the mapping
+//!   of their outcomes to the API's stable codes, each an
 //!   [`OpenApiRouter`] over [`Rooms`], whose `#[utoipa::path]` annotations
 //!   put every route in the OpenAPI document in the same breath as in the
 //!   router.
@@ -17,7 +18,7 @@
 
 pub mod accounts;
 pub mod auth;
-pub mod groups;
+pub mod chat;
 pub mod presence;
 pub mod ws;
 
@@ -69,7 +70,7 @@ pub fn room_routes() -> OpenApiRouter<Rooms> {
     OpenApiRouter::new()
         .merge(accounts::routes())
         .merge(presence::routes())
-        .merge(groups::routes())
+        .merge(chat::routes())
 }
 
 /// The edge's own routes, on every process.

@@ -1,4 +1,5 @@
-//! The chat room's group routes: `/v1/groups/...`. Group messages travel
+//! The chat room at the edge: the group routes (`/v1/groups/...`) and the
+//! mapping of the room's outcomes to stable codes. Group messages travel
 //! over the WebSocket like any other (conversation `g.<group id>`); this is
 //! everything else about a group.
 
@@ -14,6 +15,7 @@ use superapp_api::{
 };
 use superapp_chat::model::{ConversationId, GroupId, GroupInfo, GroupUpdate, Role, UserId};
 use superapp_chat::{Chat, ChatError, ListedMember, policy};
+use superapp_kit::store::StoreError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -31,6 +33,49 @@ pub fn routes() -> OpenApiRouter<Rooms> {
         .routes(routes!(invite_link))
         .routes(routes!(join_requests))
         .routes(routes!(decide))
+}
+
+/// The room's outcomes as the API's stable codes, over HTTP and WebSocket alike.
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        use StatusCode as S;
+        let (status, code) = match &e {
+            ChatError::EmptyBody => (S::BAD_REQUEST, "empty_body"),
+            ChatError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ChatError::InvalidClientMsgId => (S::BAD_REQUEST, "invalid_client_msg_id"),
+            ChatError::UnknownRecipient => (S::NOT_FOUND, "unknown_recipient"),
+            ChatError::InvalidRecipient => (S::BAD_REQUEST, "invalid_recipient"),
+            ChatError::UnknownConversation => (S::NOT_FOUND, "unknown_conversation"),
+            ChatError::InvalidCursor => (S::BAD_REQUEST, "invalid_cursor"),
+            ChatError::UnknownGroup => (S::NOT_FOUND, "unknown_group"),
+            ChatError::NotMember => (S::FORBIDDEN, "not_a_member"),
+            ChatError::NotAllowed => (S::FORBIDDEN, "not_allowed"),
+            ChatError::GroupFull { .. } => (S::CONFLICT, "group_full"),
+            ChatError::TooManyAdmins { .. } => (S::CONFLICT, "too_many_admins"),
+            ChatError::UnknownMember => (S::NOT_FOUND, "unknown_member"),
+            ChatError::Muted { .. } => (S::FORBIDDEN, "muted"),
+            ChatError::GroupMuted => (S::FORBIDDEN, "group_muted"),
+            ChatError::SlowMode { retry_after_ms } => {
+                let mut err = Self::new(S::TOO_MANY_REQUESTS, "slow_mode", e.to_string());
+                err.retry_after_ms = Some(*retry_after_ms);
+                return err;
+            }
+            ChatError::MentionAllNotAllowed => (S::FORBIDDEN, "mention_all_not_allowed"),
+            ChatError::TooManyMentions { .. } => (S::BAD_REQUEST, "too_many_mentions"),
+            ChatError::OwnerMustTransfer => (S::CONFLICT, "owner_must_transfer"),
+            ChatError::InvalidInvite => (S::NOT_FOUND, "invalid_invite"),
+            ChatError::UnknownRequest => (S::NOT_FOUND, "unknown_join_request"),
+            ChatError::Invalid { code, .. } => (S::BAD_REQUEST, *code),
+            // This core lost the shard's lease without noticing yet: the new
+            // owner answers the retry.
+            ChatError::Store(fenced @ StoreError::Fenced { .. }) => {
+                tracing::warn!(error = %fenced, "write refused: the shard has a newer owner");
+                return Self::unavailable("this conversation moved to another server; retry");
+            }
+            ChatError::Store(_) | ChatError::Dependency(_) => return Self::internal(&e),
+        };
+        Self::new(status, code, e.to_string())
+    }
 }
 
 /// The path's group; an id that cannot be one is an unknown group.
@@ -126,7 +171,7 @@ async fn show(
     AuthUser(me): AuthUser,
     Path(group_id): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
-    let (group, member) = chat.group(me.sub, group_in_path(&group_id)?).await?;
+    let (group, member) = chat.group(group_in_path(&group_id)?, me.sub).await?;
     Ok(Json(group_body(group, Some(member.role))))
 }
 
@@ -155,7 +200,7 @@ async fn update(
         join_approval: body.join_approval,
     };
     let group = chat
-        .update_group(me.sub, group_in_path(&group_id)?, update)
+        .update_group(group_in_path(&group_id)?, me.sub, update)
         .await?;
     Ok(Json(group_body(group, None)))
 }
@@ -174,7 +219,7 @@ async fn dissolve(
     AuthUser(me): AuthUser,
     Path(group_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    chat.dissolve(me.sub, group_in_path(&group_id)?).await?;
+    chat.dissolve(group_in_path(&group_id)?, me.sub).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -203,8 +248,8 @@ async fn members(
     };
     let (page, next) = chat
         .members(
-            me.sub,
             group_in_path(&group_id)?,
+            me.sub,
             after,
             query.limit,
             &query.q,
@@ -234,7 +279,7 @@ async fn invite(
     ApiJson(body): ApiJson<Invite>,
 ) -> Result<Json<GroupJoin>, ApiError> {
     let joined = chat
-        .invite(me.sub, group_in_path(&group_id)?, users(body.members))
+        .invite(group_in_path(&group_id)?, me.sub, users(body.members))
         .await?;
     Ok(Json(joined_body(joined)))
 }
@@ -279,13 +324,13 @@ async fn update_member(
         policy::check_nickname(nickname)?;
     }
     if let Some(admin) = admin {
-        chat.set_role(me, group, user, admin).await?;
+        chat.set_role(group, me, user, admin).await?;
     }
     if let Some(secs) = body.mute_secs {
-        chat.mute_member(me, group, user, secs).await?;
+        chat.mute_member(group, me, user, secs).await?;
     }
     if let Some(nickname) = body.nickname {
-        chat.set_nickname(me, group, &nickname).await?;
+        chat.set_nickname(group, me, &nickname).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -306,7 +351,7 @@ async fn remove_member(
     Path((group_id, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (group, user) = (group_in_path(&group_id)?, user_in_path(&user_id)?);
-    chat.remove_member(me.sub, group, user).await?;
+    chat.remove_member(group, me.sub, user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -325,7 +370,7 @@ async fn transfer(
     Path(group_id): Path<String>,
     ApiJson(body): ApiJson<Transfer>,
 ) -> Result<StatusCode, ApiError> {
-    chat.transfer_owner(me.sub, group_in_path(&group_id)?, UserId(body.user_id))
+    chat.transfer_owner(group_in_path(&group_id)?, me.sub, UserId(body.user_id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -345,7 +390,7 @@ async fn invite_link(
     Path(group_id): Path<String>,
 ) -> Result<Json<InviteLink>, ApiError> {
     let (token, expires_at_ms) = chat
-        .create_invite(me.sub, group_in_path(&group_id)?)
+        .create_invite(group_in_path(&group_id)?, me.sub)
         .await?;
     Ok(Json(InviteLink {
         token,
@@ -397,7 +442,7 @@ async fn join_requests(
     Path(group_id): Path<String>,
 ) -> Result<Json<JoinRequests>, ApiError> {
     let requests = chat
-        .join_requests(me.sub, group_in_path(&group_id)?)
+        .join_requests(group_in_path(&group_id)?, me.sub)
         .await?;
     Ok(Json(JoinRequests {
         requests: requests
@@ -429,7 +474,7 @@ async fn decide(
 ) -> Result<Json<Decided>, ApiError> {
     let (group, user) = (group_in_path(&group_id)?, user_in_path(&user_id)?);
     let joined = chat
-        .decide_request(me.sub, group, user, body.approve)
+        .decide_request(group, me.sub, user, body.approve)
         .await?;
     Ok(Json(Decided { joined }))
 }
