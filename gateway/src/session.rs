@@ -170,6 +170,13 @@ async fn start(state: &AppState, claims: &Claims, registration: &Registration) {
     registration.kick().kick(close::TRY_AGAIN_LATER);
 }
 
+/// What a turn of the socket loop leaves: go on, or end with a close code
+/// to send (None when the client is already gone).
+enum Step {
+    Continue,
+    End(Option<u16>),
+}
+
 /// The socket loop's state.
 struct Session<S> {
     socket: S,
@@ -194,14 +201,11 @@ impl<S: Socket> Session<S> {
         mut answered: mpsc::Receiver<Bytes>,
         kick: Kick,
     ) -> Option<u16> {
-        let cfg = self.state.config.clone();
-        let heartbeat_every = Duration::from_secs(cfg.heartbeat_secs.max(1));
-        let idle_after = Duration::from_secs(cfg.idle_timeout_secs.max(1));
-        let mut heartbeat =
-            tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
+        let every = Duration::from_secs(self.state.config.heartbeat_secs.max(1));
+        let idle_after = Duration::from_secs(self.state.config.idle_timeout_secs.max(1));
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let shutdown = self.state.shutdown.clone();
-        let drain = self.state.drain;
+        let (shutdown, drain) = (self.state.shutdown.clone(), self.state.drain);
         // Stop accepting is the listener's job; a session keeps serving for the
         // drain period so requests in flight complete, then closes with 1012.
         let drained = async {
@@ -214,61 +218,90 @@ impl<S: Socket> Session<S> {
         let kicked = kick.kicked();
         tokio::pin!(kicked);
         loop {
-            tokio::select! {
+            let step = tokio::select! {
                 // In this order: a kick first, so nothing is written after the
                 // revocation or refusal that ended the session; then replies
                 // and events, each written before the next frame is read.
                 biased;
-                code = &mut kicked => return Some(code),
-                _ = &mut drained => {
-                    while let Ok(frame) = answered.try_recv().or_else(|_| outbound.try_recv()) {
-                        if !self.write(WsMessage::Binary(frame)).await {
-                            return None;
-                        }
-                    }
-                    return Some(close::SERVICE_RESTART);
-                }
-                reply = answered.recv() => {
-                    let reply = reply?;
-                    if !self.write(WsMessage::Binary(reply)).await {
-                        return Some(close::SLOW_CONSUMER);
-                    }
-                }
-                frame = outbound.recv() => {
-                    let frame = frame?;
-                    if !self.write(WsMessage::Binary(frame)).await {
-                        self.state.hub.count_slow_consumer();
-                        return Some(close::SLOW_CONSUMER);
-                    }
-                }
-                incoming = self.socket.next() => {
-                    let message = match incoming {
-                        None => return None,
-                        Some(Ok(message)) => message,
-                        Some(Err(e)) => return too_big(e).then_some(close::TOO_BIG),
-                    };
-                    self.last_seen = Instant::now();
-                    match message {
-                        WsMessage::Binary(data) => {
-                            if let Some(code) = self.take(data) {
-                                return Some(code);
-                            }
-                        }
-                        WsMessage::Text(_) => return Some(close::UNSUPPORTED_DATA),
-                        WsMessage::Ping(_) | WsMessage::Pong(_) => {}
-                        // tungstenite answers the close handshake itself.
-                        WsMessage::Close(_) => return None,
-                    }
-                }
-                _ = heartbeat.tick() => {
-                    if self.last_seen.elapsed() >= idle_after {
-                        return Some(close::IDLE_TIMEOUT);
-                    }
-                    if !self.write(WsMessage::Ping(Bytes::new())).await {
-                        return None;
-                    }
-                }
+                code = &mut kicked => Step::End(Some(code)),
+                _ = &mut drained => self.flush(&mut answered, &mut outbound).await,
+                reply = answered.recv() => self.send_reply(reply).await,
+                frame = outbound.recv() => self.send_event(frame).await,
+                incoming = self.socket.next() => self.read(incoming),
+                _ = heartbeat.tick() => self.beat(idle_after).await,
+            };
+            if let Step::End(code) = step {
+                return code;
             }
+        }
+    }
+
+    /// At the end of the drain: whatever is queued goes out, then 1012.
+    async fn flush(
+        &mut self,
+        answered: &mut mpsc::Receiver<Bytes>,
+        outbound: &mut mpsc::Receiver<Bytes>,
+    ) -> Step {
+        while let Ok(frame) = answered.try_recv().or_else(|_| outbound.try_recv()) {
+            if !self.write(WsMessage::Binary(frame)).await {
+                return Step::End(None);
+            }
+        }
+        Step::End(Some(close::SERVICE_RESTART))
+    }
+
+    async fn send_reply(&mut self, reply: Option<Bytes>) -> Step {
+        let Some(reply) = reply else {
+            return Step::End(None);
+        };
+        if self.write(WsMessage::Binary(reply)).await {
+            Step::Continue
+        } else {
+            Step::End(Some(close::SLOW_CONSUMER))
+        }
+    }
+
+    async fn send_event(&mut self, frame: Option<Bytes>) -> Step {
+        let Some(frame) = frame else {
+            return Step::End(None);
+        };
+        if self.write(WsMessage::Binary(frame)).await {
+            Step::Continue
+        } else {
+            self.state.hub.count_slow_consumer();
+            Step::End(Some(close::SLOW_CONSUMER))
+        }
+    }
+
+    /// A message from the client: a request frame, or the end of the session.
+    fn read(&mut self, incoming: Option<Result<WsMessage, axum::Error>>) -> Step {
+        let message = match incoming {
+            None => return Step::End(None),
+            Some(Ok(message)) => message,
+            Some(Err(e)) => return Step::End(too_big(e).then_some(close::TOO_BIG)),
+        };
+        self.last_seen = Instant::now();
+        match message {
+            WsMessage::Binary(data) => match self.take(data) {
+                Some(code) => Step::End(Some(code)),
+                None => Step::Continue,
+            },
+            WsMessage::Text(_) => Step::End(Some(close::UNSUPPORTED_DATA)),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => Step::Continue,
+            // tungstenite answers the close handshake itself.
+            WsMessage::Close(_) => Step::End(None),
+        }
+    }
+
+    /// A heartbeat: close an idle session, ping a live one.
+    async fn beat(&mut self, idle_after: Duration) -> Step {
+        if self.last_seen.elapsed() >= idle_after {
+            return Step::End(Some(close::IDLE_TIMEOUT));
+        }
+        if self.write(WsMessage::Ping(Bytes::new())).await {
+            Step::Continue
+        } else {
+            Step::End(None)
         }
     }
 
