@@ -30,7 +30,7 @@ use superapp_kit::ids::IdGen;
 use superapp_kit::metrics::{BATCH_SIZES, Registry};
 use superapp_kit::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use superapp_kit::redis_bus::RedisBus;
-use superapp_kit::rpc::{CoreLease, Handler, RpcClient, RpcServer};
+use superapp_kit::rpc::{CoreLease, FenceFloor, Handler, RpcClient, RpcServer};
 use superapp_kit::secret::Secret;
 
 use crate::config::{Config, Role};
@@ -72,7 +72,10 @@ impl Application {
             }
         };
         let handler = match (role, &local) {
-            (Role::Core, Some(local)) => Some(core_handler(local.clone())),
+            (Role::Core, Some(local)) => Some((
+                core_handler(local.clone()),
+                wiring::fence_floor(local.chat.clone()),
+            )),
             _ => None,
         };
         let core = start_core(
@@ -254,24 +257,25 @@ impl CoreTasks {
 }
 
 /// Starts what a core runs beside its rooms: the server of the gateways'
-/// requests (given `handler` and Redis) and the keeper of the core lease.
+/// requests (given the core's handler, its fence floor and Redis) and the keeper of the core lease.
 fn start_core(
     config: &Config,
     node: &str,
     metrics: &Registry,
     bus: &SharedBus,
-    handler: Option<Handler>,
+    core: Option<(Handler, FenceFloor)>,
     lease: Option<CoreLease>,
     shutdown: &CancellationToken,
 ) -> CoreTasks {
     let mut request_server = None;
-    if let (Some(handler), Some(url)) = (handler, &config.redis.url) {
+    if let (Some((handler, floor)), Some(url)) = (core, &config.redis.url) {
         let server = RpcServer::new(
             url.expose(),
             node,
             Duration::from_millis(config.redis.lease_ttl_ms),
             metrics,
-        );
+        )
+        .with_fence_floor(floor);
         let (bus, shutdown) = (bus.clone(), shutdown.clone());
         request_server = Some(tokio::spawn(async move {
             if let Err(e) = server.run(bus, handler, shutdown).await {

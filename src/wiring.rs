@@ -4,9 +4,24 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use superapp_account::Accounts;
-use superapp_chat::Directory;
 use superapp_chat::model::UserId;
+use superapp_chat::{Chat, Directory};
 use superapp_kit::BoxFuture;
+use superapp_kit::rpc::FenceFloor;
+
+/// Where the core's request server starts a shard's fencing numbers: above
+/// the highest the chat store has accepted, which outlives a Redis restart.
+pub fn fence_floor(chat: Arc<Chat>) -> FenceFloor {
+    Arc::new(move |shard| {
+        let chat = chat.clone();
+        Box::pin(async move {
+            chat.fence_mark(shard)
+                .await
+                .inspect_err(|e| tracing::warn!(shard, error = %e, "fence mark unreadable"))
+                .ok()
+        })
+    })
+}
 
 /// Most user ids remembered as existing before the memory is started afresh.
 const KNOWN_USERS_CAP: usize = 1_000_000;

@@ -246,6 +246,10 @@ pub async fn fencing(store: &dyn ChatStorage) {
         ..group_message(1, "g", 8, Mentions::default())
     };
     assert_eq!(store.append_group(current).await.unwrap().seq, 1);
+    // The marks, where the next lease of a shard must start above.
+    assert_eq!(store.fence_mark(3).await.unwrap(), 7);
+    assert_eq!(store.fence_mark(4).await.unwrap(), 1);
+    assert_eq!(store.fence_mark(5).await.unwrap(), 0);
 }
 
 fn users(range: std::ops::Range<u64>) -> Vec<UserId> {

@@ -188,6 +188,12 @@ impl Chat {
         Some(message)
     }
 
+    /// The highest fencing number the store has accepted for a shard of
+    /// conversations (0 if none); the next lease of the shard starts above it.
+    pub async fn fence_mark(&self, shard: u32) -> Result<u64, ChatError> {
+        Ok(self.store.fence_mark(shard).await?)
+    }
+
     /// The caller's conversations, most recent activity first.
     pub async fn conversations(
         &self,

@@ -220,6 +220,84 @@ async fn after_a_redis_restart_a_gateway_fetches_memberships_again() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_changed_hands_is_written_again_after_redis_forgets_its_counters() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (core, gateways) = tier(&redis, 1).await;
+    let ann = core.user("Ann").await;
+    let bo = core.user("Bo").await;
+    let gateway = [gateways[0].base_url.clone()];
+    let conn = connect_retrying(&gateway, &mut 0, &ann.tokens.access_token).await;
+    let first = conn.send_text(bo.id, "m1", "one").await.unwrap();
+    // The shard changes hands: its lease is taken again, under number 10.
+    let shard = superapp_kit::rpc::shard_of(&first.conversation_id);
+    let client = redis::Client::open(redis.url().as_str()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("sa:fence:{shard}"))
+        .arg(9)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("sa:lease:{shard}"))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(format!("sa:lease:{shard}"))
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        if holder.is_some_and(|h| h.ends_with(":10")) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "lease not retaken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The store has now seen number 10 for the shard.
+    let second = send_until_acked(&gateway, &ann, bo.id, "m2").await;
+    assert_eq!(second.seq, 2);
+    // A restart without persistence: Redis counts fencing numbers from 1
+    // again. The next lease must still be fenced above the store's mark, or
+    // every write of the shard would be refused from now on.
+    redis.kill();
+    redis.restart();
+    let third = send_until_acked(&gateway, &ann, bo.id, "m3").await;
+    assert_eq!(third.seq, 3);
+}
+
+/// Sends one message, retrying with the same client_msg_id (reconnecting if
+/// need be) until it is acknowledged or 30 s have passed.
+async fn send_until_acked(
+    gateway: &[String],
+    from: &User,
+    to: u64,
+    client_msg_id: &str,
+) -> superapp_client::proto::v1::SendAck {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut conn = connect_retrying(gateway, &mut 0, &from.tokens.access_token).await;
+    loop {
+        match conn.send_text(to, client_msg_id, "after").await {
+            Ok(ack) => return ack,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{client_msg_id} never acknowledged: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if e.code().is_none() {
+                    conn = connect_retrying(gateway, &mut 0, &from.tokens.access_token).await;
+                }
+            }
+        }
+    }
+}
+
 /// The next group message within `wait`, skipping other events.
 async fn next_group_message(
     conn: &Connection,

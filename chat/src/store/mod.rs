@@ -79,6 +79,9 @@ pub trait ChatStore: Send + Sync + 'static {
         seq: u64,
         fence: Option<Fence>,
     ) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
+    /// The highest fencing number accepted for the shard (0 if none): a new
+    /// lease must be taken above it.
+    fn fence_mark(&self, shard: u32) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
 
 /// What a group operation answers: its result, a refusal, or a store failure.

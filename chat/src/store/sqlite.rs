@@ -463,6 +463,15 @@ impl ChatStore for SqliteChatStore {
             .optional()?)
         }))
     }
+
+    fn fence_mark(&self, shard: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.db.read(move |c| {
+            c.prepare_cached("SELECT high_water FROM fences WHERE shard = ?1")?
+                .query_row([shard], |r| id(r, 0))
+                .optional()
+                .map(Option::unwrap_or_default)
+        }))
+    }
 }
 
 #[cfg(test)]

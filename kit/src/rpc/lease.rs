@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use redis::AsyncCommands as _;
 use tokio_util::sync::CancellationToken;
 
 use super::{RpcError, SHARDS};
+use crate::BoxFuture;
 use crate::metrics::Gauge;
 
 /// Deletes a lease (KEYS[1]) only if this process (ARGV[1]) still holds it.
@@ -81,6 +81,8 @@ pub(super) struct ShardLeaseKeeper {
     leases: Arc<ShardLeases>,
     held_gauge: Arc<Gauge>,
     renew: redis::Script,
+    next_fence: redis::Script,
+    floor: FenceFloor,
 }
 
 impl ShardLeaseKeeper {
@@ -90,6 +92,7 @@ impl ShardLeaseKeeper {
         ttl: Duration,
         leases: Arc<ShardLeases>,
         held_gauge: Arc<Gauge>,
+        floor: FenceFloor,
     ) -> Self {
         let renew = redis::Script::new(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
@@ -101,6 +104,8 @@ impl ShardLeaseKeeper {
             leases,
             held_gauge,
             renew,
+            next_fence: redis::Script::new(NEXT_FENCE),
+            floor,
         }
     }
 
@@ -142,10 +147,20 @@ impl ShardLeaseKeeper {
     }
 
     /// Takes a free lease, under a fencing number higher than any earlier
-    /// holder's.
+    /// holder's: higher than Redis's counter, and than the highest number the
+    /// store has accepted for the shard (the floor), since a Redis that
+    /// restarted without persistence counts from 1 again.
     async fn take(&mut self, shard: u32) {
         let started = Instant::now();
-        let fence: Result<u64, _> = self.connection.incr(format!("sa:fence:{shard}"), 1).await;
+        let Some(floor) = (self.floor)(shard).await else {
+            return;
+        };
+        let fence: Result<u64, _> = self
+            .next_fence
+            .key(format!("sa:fence:{shard}"))
+            .arg(floor)
+            .invoke_async(&mut self.connection)
+            .await;
         let Ok(fence) = fence else { return };
         let taken: Result<Option<String>, _> = redis::cmd("SET")
             .arg(lease_key(shard))
@@ -165,6 +180,22 @@ impl ShardLeaseKeeper {
     fn valid_until(&self, started: Instant) -> Instant {
         started + self.ttl - self.ttl / 3
     }
+}
+
+/// The next fencing number of a shard (KEYS[1]): one more than the counter,
+/// and at least one more than the floor (ARGV[1]).
+const NEXT_FENCE: &str = "local v = redis.call('INCR', KEYS[1]) \
+local floor = tonumber(ARGV[1]) \
+if v <= floor then v = floor + 1 redis.call('SET', KEYS[1], v) end \
+return v";
+
+/// The highest fencing number the store has accepted for a shard (0 if
+/// none); None when the store cannot say, and the lease is not taken then.
+pub type FenceFloor = Arc<dyn Fn(u32) -> BoxFuture<'static, Option<u64>> + Send + Sync>;
+
+/// A floor for a store that keeps no marks (tests, or a core without one).
+pub fn no_floor() -> FenceFloor {
+    Arc::new(|_| Box::pin(async { Some(0) }))
 }
 
 fn lease_key(shard: u32) -> String {
@@ -291,6 +322,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use bytes::Bytes;
+    use redis::AsyncCommands as _;
 
     use super::*;
     use crate::BoxFuture;
@@ -300,6 +332,49 @@ mod tests {
     use crate::rpc::{Handler, Route, RpcClient, RpcServer};
     use crate::store::Fence;
     use crate::testkit::RedisServer;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_is_fenced_above_the_store_s_mark_after_redis_forgot_its_counters() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let url = redis.url();
+        // A fresh Redis (as after a restart without persistence) counts from 1,
+        // but the store has already accepted number 41 for shard 3.
+        let floor: FenceFloor =
+            Arc::new(|shard| Box::pin(async move { Some(if shard == 3 { 41 } else { 0 }) }));
+        let bus: Arc<dyn Bus> = Arc::new(RedisBus::connect(&url).await.unwrap());
+        let handler: Handler = Arc::new(|payload: Bytes, _fence: Option<Fence>| {
+            Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
+        });
+        let shutdown = CancellationToken::new();
+        let server = RpcServer::new(
+            &url,
+            "core-a",
+            Duration::from_millis(1_500),
+            &Registry::new(),
+        )
+        .with_fence_floor(floor);
+        let serving = tokio::spawn(server.run(bus, handler, shutdown.clone()));
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+        let mut holders: (Option<String>, Option<String>) = (None, None);
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let three: Option<String> = admin.get("sa:lease:3").await.unwrap();
+            let four: Option<String> = admin.get("sa:lease:4").await.unwrap();
+            holders = (three, four);
+            if holders.0.is_some() && holders.1.is_some() {
+                break;
+            }
+        }
+        assert_eq!(holders.0.as_deref(), Some("core-a:42"));
+        assert_eq!(holders.1.as_deref(), Some("core-a:1"));
+        let counter: u64 = admin.get("sa:fence:3").await.unwrap();
+        assert_eq!(counter, 42, "the counter is raised with the lease");
+        shutdown.cancel();
+        let _ = serving.await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_core_without_the_lease_never_applies_a_shard_request() {

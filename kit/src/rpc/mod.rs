@@ -30,7 +30,7 @@ use crate::BoxFuture;
 use crate::store::Fence;
 
 pub use client::RpcClient;
-pub use lease::CoreLease;
+pub use lease::{CoreLease, FenceFloor, no_floor};
 pub use server::RpcServer;
 
 /// Shards of conversation-ordered requests.

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::envelope::{Envelope, encode_answer, now_ms};
-use super::lease::{ShardLeaseKeeper, ShardLeases};
+use super::lease::{FenceFloor, ShardLeaseKeeper, ShardLeases, no_floor};
 use super::{ANY_QUEUE, Handler, RpcError, shard_queue};
 use crate::bus::Bus;
 use crate::metrics::{Counter, Gauge, Registry};
@@ -25,6 +25,7 @@ pub struct RpcServer {
     node: String,
     lease_ttl: Duration,
     meters: ServerMeters,
+    floor: FenceFloor,
 }
 
 #[derive(Clone)]
@@ -56,7 +57,16 @@ impl RpcServer {
                 ),
                 leases: metrics.gauge("rpc_leases_held", "Shard leases this process holds."),
             },
+            floor: no_floor(),
         }
+    }
+
+    /// Where fencing numbers start from: the highest the store has accepted
+    /// per shard, so a number taken after Redis forgot its counters is still
+    /// higher than any the store has seen.
+    pub fn with_fence_floor(mut self, floor: FenceFloor) -> Self {
+        self.floor = floor;
+        self
     }
 
     /// Serves until `shutdown`: keeps leases, consumes the queues it may, and
@@ -78,6 +88,7 @@ impl RpcServer {
             self.lease_ttl,
             leases.clone(),
             self.meters.leases.clone(),
+            self.floor.clone(),
         );
         let keeper = tokio::spawn(keeper.run(shutdown.clone()));
         let mut pusher = client.get_connection_manager().await?;
