@@ -185,6 +185,33 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_key_in_any_section_is_rejected_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        for (body, key) in [
+            ("[server]\nlisten = \"127.0.0.1:9\"\nlisen = 1\n", "lisen"),
+            ("[gateway]\nheartbeat = 3\n", "heartbeat"),
+            ("[auth]\ntoken_keys = \"x\"\n", "token_keys"),
+            ("[chat]\nmax_pull = 3\n", "max_pull"),
+            ("[sever]\n", "sever"),
+        ] {
+            std::fs::write(&file, body).unwrap();
+            let err = Config::load(Some(&file)).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[gateway]\nheartbeat_secs = 3\n").unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.gateway.heartbeat_secs, 3);
+        assert_eq!(config.gateway.idle_timeout_secs, 75);
+    }
+
+    #[test]
     fn the_split_roles_need_redis() {
         let mut config = Config::default();
         config.server.role = Role::Gateway;

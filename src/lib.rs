@@ -101,13 +101,12 @@ impl Application {
             rooms: local.map(|local| Rooms {
                 accounts: local.accounts.clone(),
                 chat: local.chat.clone(),
-                presence: presence.clone(),
+                presence,
             }),
             lease_ttl: Duration::from_millis(config.redis.lease_ttl_ms),
             state: AppState {
                 backend,
                 hub,
-                presence,
                 limits,
                 metrics,
                 config: Arc::new(config.gateway),

@@ -227,13 +227,10 @@ impl Chat {
         after_seq: u64,
         limit: u32,
     ) -> Result<MessagePage, ChatError> {
-        let conversation = self.require_member(user, conversation_id).await?;
+        // A member of a group sees messages from the time they joined.
+        let (conversation, visible_after) = self.require_member(user, conversation_id).await?;
         let group = conversation.group();
-        let after_seq = match group {
-            // A member sees messages from the time they joined.
-            Some(group) => after_seq.max(self.group(group, user).await?.1.joined_seq),
-            None => after_seq,
-        };
+        let after_seq = after_seq.max(visible_after);
         let limit = match limit {
             0 => DEFAULT_PAGE.min(self.max_pull_page),
             n => n.min(self.max_pull_page),
@@ -282,7 +279,7 @@ impl Chat {
         conversation_id: &str,
         seq: u64,
     ) -> Result<ReadAck, ChatError> {
-        let conversation = self.require_member(user, conversation_id).await?;
+        let (conversation, _) = self.require_member(user, conversation_id).await?;
         let read_seq = self
             .store
             .mark_read(user, conversation, seq, origin.fence)
@@ -345,25 +342,25 @@ impl Chat {
     /// The conversation named on the wire, if `user` is in it. Membership of
     /// a one-to-one conversation follows from its id (one nobody has written
     /// to yet simply has no messages); of a group, from the store.
+    /// For a group, also the seq after which the member sees messages.
     async fn require_member(
         &self,
         user: UserId,
         conversation_id: &str,
-    ) -> Result<ConversationId, ChatError> {
+    ) -> Result<(ConversationId, u64), ChatError> {
         let conversation: ConversationId = conversation_id
             .parse()
             .map_err(|_| ChatError::UnknownConversation)?;
-        match conversation {
-            ConversationId::Group(group) => {
-                self.group(group, user).await?;
-            }
+        let visible_after = match conversation {
+            ConversationId::Group(group) => self.group(group, user).await?.1.joined_seq,
             ConversationId::Direct { .. } => {
                 conversation
                     .peer_of(user)
                     .ok_or(ChatError::UnknownConversation)?;
+                0
             }
-        }
-        Ok(conversation)
+        };
+        Ok((conversation, visible_after))
     }
 
     /// One event to each user's topic, encoded once.

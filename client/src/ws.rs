@@ -19,6 +19,7 @@ use superapp_proto::v1::{
     client_frame::Request, event::Kind as EventKind, message_body::Content,
     response::Result as ResponseResult, server_frame::Kind,
 };
+use superapp_proto::{ConversationId, GroupId};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -74,7 +75,7 @@ impl Connection {
 
     /// Connects with a single-use ticket from `POST /v1/ws-tickets`.
     pub async fn connect_with_ticket(base_url: &str, ticket: &str) -> Result<Connection> {
-        let query = format!("ticket={}", utf8_percent_encode(ticket, QUERY_VALUE));
+        let query = format!("ticket={}", escape_query(ticket));
         Self::open(base_url, None, Some(&query)).await
     }
 
@@ -175,7 +176,7 @@ impl Connection {
     ) -> Result<SendAck> {
         self.send(SendMessage {
             client_msg_id: client_msg_id.to_owned(),
-            conversation_id: format!("g.{group_id}"),
+            conversation_id: ConversationId::Group(GroupId(group_id)).to_string(),
             body: Some(text_body(text)),
             mentions: mentions.to_vec(),
             mention_all,
@@ -515,8 +516,13 @@ fn ws_url(base_url: &str, query: Option<&str>) -> Option<String> {
     })
 }
 
-/// Tickets are opaque, so they are escaped rather than trusted to be URL-safe:
-/// every byte but RFC 3986's unreserved characters.
+/// A value for a URL's query string, escaped rather than trusted to be
+/// URL-safe (tickets are opaque, search text is anyone's): every byte but
+/// RFC 3986's unreserved characters.
+pub fn escape_query(value: &str) -> String {
+    utf8_percent_encode(value, QUERY_VALUE).to_string()
+}
+
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')

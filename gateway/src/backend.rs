@@ -117,33 +117,31 @@ impl Local {
         origin: Origin,
         request: Option<client_frame::Request>,
     ) -> response::Result {
-        {
-            use client_frame::Request;
-            let chat = &self.chat;
-            let outcome = match request {
-                Some(Request::Send(send)) => chat
-                    .send(user, origin, send)
-                    .await
-                    .map(response::Result::SendAck),
-                Some(Request::ListConversations(list)) => chat
-                    .conversations(user, list.limit, &list.cursor)
-                    .await
-                    .map(response::Result::Conversations),
-                Some(Request::Pull(pull)) => chat
-                    .pull(user, &pull.conversation_id, pull.after_seq, pull.limit)
-                    .await
-                    .map(response::Result::Messages),
-                Some(Request::MarkRead(mark)) => chat
-                    .mark_read(user, origin, &mark.conversation_id, mark.seq)
-                    .await
-                    .map(response::Result::ReadAck),
-                Some(Request::Ping(_)) => Ok(pong()),
-                // A request this server does not know (a newer client, or garbage
-                // that happened to decode): answered, not fatal.
-                None => return unknown_request(),
-            };
-            outcome.unwrap_or_else(|e| response::Result::Error(ApiError::from(e).to_proto()))
-        }
+        use client_frame::Request;
+        let chat = &self.chat;
+        let outcome = match request {
+            Some(Request::Send(send)) => chat
+                .send(user, origin, send)
+                .await
+                .map(response::Result::SendAck),
+            Some(Request::ListConversations(list)) => chat
+                .conversations(user, list.limit, &list.cursor)
+                .await
+                .map(response::Result::Conversations),
+            Some(Request::Pull(pull)) => chat
+                .pull(user, &pull.conversation_id, pull.after_seq, pull.limit)
+                .await
+                .map(response::Result::Messages),
+            Some(Request::MarkRead(mark)) => chat
+                .mark_read(user, origin, &mark.conversation_id, mark.seq)
+                .await
+                .map(response::Result::ReadAck),
+            Some(Request::Ping(_)) => Ok(pong()),
+            // A request this server does not know (a newer client, or garbage
+            // that happened to decode): answered, not fatal.
+            None => return unknown_request(),
+        };
+        outcome.unwrap_or_else(|e| response::Result::Error(ApiError::from(e).to_proto()))
     }
 }
 

@@ -8,15 +8,13 @@ use std::borrow::Cow;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use superapp_api::ErrorBody;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
-    #[serde(skip)]
     pub status: StatusCode,
     pub code: Cow<'static, str>,
     pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }
 
@@ -67,7 +65,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status;
         let retry = self.retry_after_ms;
-        let mut response = (status, Json(self)).into_response();
+        let body = ErrorBody {
+            code: self.code.into_owned(),
+            message: self.message,
+            retry_after_ms: retry,
+        };
+        let mut response = (status, Json(body)).into_response();
         if let Some(ms) = retry {
             let secs = ms.div_ceil(1000).max(1);
             if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {

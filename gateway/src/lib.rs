@@ -29,7 +29,6 @@ pub mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::presence::Presence;
 use superapp_kit::metrics::Registry;
 use superapp_kit::ratelimit::RateLimiter;
 use tokio_util::sync::CancellationToken;
@@ -47,8 +46,6 @@ pub struct AppState {
     /// What sessions call: the rooms here, or the core over Redis.
     pub backend: Arc<dyn Backend>,
     pub hub: Arc<Hub>,
-    /// Who is online: in memory in one process, in Redis across gateways.
-    pub presence: Arc<dyn Presence>,
     /// The per-user request limit all of a user's sessions share.
     pub limits: Arc<dyn RateLimiter>,
     pub metrics: Arc<Registry>,

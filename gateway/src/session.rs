@@ -18,7 +18,6 @@
 //! WebSocket messages), so its rules are tested without a network.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage};
@@ -52,7 +51,7 @@ impl SessionMetrics {
                 .counter("gateway_frames_in_total", "Frames received from sessions."),
             ack_seconds: registry.histogram(
                 "gateway_send_ack_seconds",
-                "Time from receiving a send to handing its durable ack to the socket.",
+                "Time from receiving a send to writing its durable ack.",
                 LATENCY_SECONDS,
             ),
             rate_limited: registry.counter(
@@ -87,6 +86,13 @@ struct Request {
     received: Instant,
 }
 
+/// An answer on its way to the socket; for a send's ack, when the send
+/// arrived, so the ack's latency is observed once it is written.
+struct Reply {
+    frame: Bytes,
+    ack_of: Option<Instant>,
+}
+
 /// Runs a session until it ends. `claims` were checked at the handshake.
 pub async fn run<S: Socket>(
     socket: S,
@@ -102,16 +108,16 @@ pub async fn run<S: Socket>(
     let (requests, waiting) = mpsc::channel::<Request>(queue);
     // Room for every queued request's reply and for as many refusals again,
     // so the loop never waits to queue a reply of its own.
-    let (replies, answered) = mpsc::channel::<Bytes>(queue * 2 + 1);
-    let strikes = Arc::new(AtomicU32::new(0));
-    let worker = tokio::spawn(
+    let (replies, mut answered) = mpsc::channel::<Reply>(queue * 2 + 1);
+    // Tracked with the sessions, so shutdown waits for a request in hand too.
+    state.sessions.spawn(
         Worker {
             state: state.clone(),
             claims,
             connection: registration.connection(),
             user_key: format!("u.{}", claims.sub),
             metrics: metrics.clone(),
-            strikes: strikes.clone(),
+            strikes: 0,
             kick: registration.kick().clone(),
             replies: replies.clone(),
         }
@@ -122,18 +128,19 @@ pub async fn run<S: Socket>(
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst),
         state,
         metrics,
-        strikes,
+        strikes: 0,
         requests,
         replies,
         last_seen: Instant::now(),
     };
     tracing::debug!(user_id = claims.sub.0, "session opened");
     let code = session
-        .serve(outbound, answered, registration.kick().clone())
+        .serve(outbound, &mut answered, registration.kick().clone())
         .await;
-    // A request still waiting on the core is not answered any more; the
-    // client resends it on its next session (every request is idempotent).
-    worker.abort();
+    // The worker finishes the request in hand (its effects, such as the
+    // events of a stored message, are not cut short) and takes no other:
+    // the replies' receiver is gone.
+    drop(answered);
     if let Some(code) = code {
         let frame = CloseFrame {
             code,
@@ -183,12 +190,12 @@ struct Session<S> {
     state: AppState,
     metrics: Arc<SessionMetrics>,
     bucket: TokenBucket,
-    /// Requests refused for rate in a row (by this loop or the worker); past
-    /// the abuse limit the session closes with 1008.
-    strikes: Arc<AtomicU32>,
+    /// Requests the session's bucket refused in a row; past the abuse limit
+    /// the session closes with 1008.
+    strikes: u32,
     requests: mpsc::Sender<Request>,
     /// Replies the loop makes itself go out the way the worker's do.
-    replies: mpsc::Sender<Bytes>,
+    replies: mpsc::Sender<Reply>,
     last_seen: Instant,
 }
 
@@ -198,7 +205,7 @@ impl<S: Socket> Session<S> {
     async fn serve(
         &mut self,
         mut outbound: mpsc::Receiver<Bytes>,
-        mut answered: mpsc::Receiver<Bytes>,
+        answered: &mut mpsc::Receiver<Reply>,
         kick: Kick,
     ) -> Option<u16> {
         let every = Duration::from_secs(self.state.config.heartbeat_secs.max(1));
@@ -218,19 +225,31 @@ impl<S: Socket> Session<S> {
         let kicked = kick.kicked();
         tokio::pin!(kicked);
         loop {
+            // A kick goes first, so nothing is written after the revocation
+            // or refusal that ended the session; the rest take turns, so a
+            // stream of events never starves the client's frames or pings.
             let step = tokio::select! {
-                // In this order: a kick first, so nothing is written after the
-                // revocation or refusal that ended the session; then replies
-                // and events, each written before the next frame is read.
                 biased;
                 code = &mut kicked => Step::End(Some(code)),
-                _ = &mut drained => self.flush(&mut answered, &mut outbound).await,
-                reply = answered.recv() => self.send_reply(reply).await,
-                frame = outbound.recv() => self.send_event(frame).await,
-                incoming = self.socket.next() => self.read(incoming),
-                _ = heartbeat.tick() => self.beat(idle_after).await,
+                step = async {
+                    tokio::select! {
+                        _ = &mut drained => self.flush(answered, &mut outbound).await,
+                        reply = answered.recv() => self.send_reply(reply).await,
+                        frame = outbound.recv() => self.send_event(frame).await,
+                        incoming = self.socket.next() => self.read(incoming),
+                        _ = heartbeat.tick() => self.beat(idle_after).await,
+                    }
+                } => step,
             };
             if let Step::End(code) = step {
+                if code == Some(close::POLICY_VIOLATION) {
+                    // The refusals that led to it are answered before the close.
+                    while let Ok(reply) = answered.try_recv() {
+                        if !self.write(WsMessage::Binary(reply.frame)).await {
+                            return None;
+                        }
+                    }
+                }
                 return code;
             }
         }
@@ -239,10 +258,17 @@ impl<S: Socket> Session<S> {
     /// At the end of the drain: whatever is queued goes out, then 1012.
     async fn flush(
         &mut self,
-        answered: &mut mpsc::Receiver<Bytes>,
+        answered: &mut mpsc::Receiver<Reply>,
         outbound: &mut mpsc::Receiver<Bytes>,
     ) -> Step {
-        while let Ok(frame) = answered.try_recv().or_else(|_| outbound.try_recv()) {
+        let queued = std::iter::from_fn(|| {
+            answered
+                .try_recv()
+                .map(|reply| reply.frame)
+                .or_else(|_| outbound.try_recv())
+                .ok()
+        });
+        for frame in queued.collect::<Vec<_>>() {
             if !self.write(WsMessage::Binary(frame)).await {
                 return Step::End(None);
             }
@@ -250,15 +276,19 @@ impl<S: Socket> Session<S> {
         Step::End(Some(close::SERVICE_RESTART))
     }
 
-    async fn send_reply(&mut self, reply: Option<Bytes>) -> Step {
+    async fn send_reply(&mut self, reply: Option<Reply>) -> Step {
         let Some(reply) = reply else {
             return Step::End(None);
         };
-        if self.write(WsMessage::Binary(reply)).await {
-            Step::Continue
-        } else {
-            Step::End(Some(close::SLOW_CONSUMER))
+        if !self.write(WsMessage::Binary(reply.frame)).await {
+            return Step::End(Some(close::SLOW_CONSUMER));
         }
+        if let Some(received) = reply.ack_of {
+            self.metrics
+                .ack_seconds
+                .observe(received.elapsed().as_secs_f64());
+        }
+        Step::Continue
     }
 
     async fn send_event(&mut self, frame: Option<Bytes>) -> Step {
@@ -321,12 +351,13 @@ impl<S: Socket> Session<S> {
         };
         if let Err(retry_after_ms) = self.bucket.take() {
             self.metrics.rate_limited.inc();
-            if strike(&self.strikes) > self.state.config.rate_abuse_limit {
+            self.strikes += 1;
+            if self.strikes > self.state.config.rate_abuse_limit {
                 return Some(close::POLICY_VIOLATION);
             }
             return self.refuse(frame.id, rate_limited(retry_after_ms));
         }
-        self.strikes.store(0, Ordering::Relaxed);
+        self.strikes = 0;
         let id = frame.id;
         match self.requests.try_send(Request { frame, received }) {
             Ok(()) => None,
@@ -342,17 +373,15 @@ impl<S: Socket> Session<S> {
     /// Answers a request the loop refused itself. A client that leaves even
     /// these unread is a slow consumer.
     fn refuse(&self, id: u64, error: ApiError) -> Option<u16> {
-        let reply = reply_frame(id, response::Result::Error(error.to_proto()));
+        let reply = Reply {
+            frame: reply_frame(id, response::Result::Error(error.to_proto())),
+            ack_of: None,
+        };
         match self.replies.try_send(reply) {
             Ok(()) => None,
             Err(_) => Some(close::SLOW_CONSUMER),
         }
     }
-}
-
-/// Counts a refusal for rate; answers the strikes in a row so far.
-fn strike(strikes: &AtomicU32) -> u32 {
-    strikes.fetch_add(1, Ordering::Relaxed) + 1
 }
 
 fn rate_limited(retry_after_ms: u64) -> ApiError {
@@ -395,24 +424,31 @@ struct Worker {
     /// This user's key in the limit all their sessions share.
     user_key: String,
     metrics: Arc<SessionMetrics>,
-    strikes: Arc<AtomicU32>,
+    /// Requests the user's limit refused in a row; past the abuse limit the
+    /// session closes with 1008.
+    strikes: u32,
     kick: Kick,
-    replies: mpsc::Sender<Bytes>,
+    replies: mpsc::Sender<Reply>,
 }
 
 impl Worker {
-    async fn serve(self, mut waiting: mpsc::Receiver<Request>) {
+    async fn serve(mut self, mut waiting: mpsc::Receiver<Request>) {
         while let Some(Request { frame, received }) = waiting.recv().await {
+            if self.replies.is_closed() {
+                return; // the session has ended
+            }
             let result = match self.state.limits.take(&self.user_key).await {
                 Err(retry_after_ms) => {
                     self.metrics.rate_limited.inc();
-                    if strike(&self.strikes) > self.state.config.rate_abuse_limit {
+                    self.strikes += 1;
+                    if self.strikes > self.state.config.rate_abuse_limit {
                         self.kick.kick(close::POLICY_VIOLATION);
                         return;
                     }
                     response::Result::Error(rate_limited(retry_after_ms).to_proto())
                 }
                 Ok(()) => {
+                    self.strikes = 0;
                     self.state
                         .backend
                         .handle(self.claims.sub, self.connection, frame.request)
@@ -420,18 +456,12 @@ impl Worker {
                 }
             };
             let is_ack = matches!(result, response::Result::SendAck(_));
-            if self
-                .replies
-                .send(reply_frame(frame.id, result))
-                .await
-                .is_err()
-            {
+            let reply = Reply {
+                frame: reply_frame(frame.id, result),
+                ack_of: is_ack.then_some(received),
+            };
+            if self.replies.send(reply).await.is_err() {
                 return;
-            }
-            if is_ack {
-                self.metrics
-                    .ack_seconds
-                    .observe(received.elapsed().as_secs_f64());
             }
         }
     }
@@ -451,6 +481,7 @@ mod tests {
     //! The session's rules on a socket made of two channels: no network.
 
     use std::pin::Pin;
+    use std::sync::atomic::Ordering;
     use std::task::{Context, Poll};
 
     use crate::presence::LocalPresence;
@@ -581,7 +612,6 @@ mod tests {
         let state = AppState {
             backend: backend.clone(),
             hub,
-            presence,
             limits: Arc::new(LocalLimiter::new(1_000, 1_000)),
             metrics: Arc::new(Registry::new()),
             config: Arc::new(config),

@@ -161,33 +161,43 @@ fn decode_mentions(text: &str) -> Mentions {
 }
 
 /// Checks `fence` against the shard's durable high-water mark inside the
-/// writer's transaction: a lower number is refused, a higher one raises the
-/// mark. No fence (the single process of the small tier) passes.
+/// writer's transaction: a lower number is refused, before anything is
+/// written. No fence (the single process of the small tier) passes.
 fn check_fence(c: &Connection, fence: Option<Fence>) -> Result<(), TxError<StoreError>> {
     let Some(fence) = fence else {
         return Ok(());
     };
-    let high_water: Option<i64> = c
-        .prepare_cached("SELECT high_water FROM fences WHERE shard = ?1")?
-        .query_row([fence.shard], |r| r.get(0))
-        .optional()?;
-    let token = bound(fence.token);
-    match high_water {
-        Some(high) if high > token => Err(TxError::Abort(StoreError::Fenced {
+    match high_water(c, fence.shard)? {
+        Some(high) if high > fence.token => Err(TxError::Abort(StoreError::Fenced {
             shard: fence.shard,
             fence: fence.token,
-            high_water: high as u64,
+            high_water: high,
         })),
-        Some(high) if high == token => Ok(()),
-        _ => {
-            c.prepare_cached(
-                "INSERT INTO fences (shard, high_water) VALUES (?1, ?2)
-                 ON CONFLICT (shard) DO UPDATE SET high_water = excluded.high_water",
-            )?
-            .execute(params![fence.shard, token])?;
-            Ok(())
-        }
+        _ => Ok(()),
     }
+}
+
+/// Raises the shard's mark to `fence` (checked already), with the write it
+/// guards.
+fn raise_fence(c: &Connection, fence: Option<Fence>) -> rusqlite::Result<()> {
+    let Some(fence) = fence else {
+        return Ok(());
+    };
+    if high_water(c, fence.shard)?.is_some_and(|high| high >= fence.token) {
+        return Ok(());
+    }
+    c.prepare_cached(
+        "INSERT INTO fences (shard, high_water) VALUES (?1, ?2)
+         ON CONFLICT (shard) DO UPDATE SET high_water = excluded.high_water",
+    )?
+    .execute(params![fence.shard, bound(fence.token)])?;
+    Ok(())
+}
+
+fn high_water(c: &Connection, shard: u32) -> rusqlite::Result<Option<u64>> {
+    c.prepare_cached("SELECT high_water FROM fences WHERE shard = ?1")?
+        .query_row([shard], |r| id(r, 0))
+        .optional()
 }
 
 /// A write that a stale fence may refuse, answered as the store's outcome.
@@ -290,6 +300,7 @@ fn append_in(c: &Connection, m: &NewMessage) -> Result<Appended, TxError<StoreEr
     if let Some(earlier) = earlier_send(c, m.conversation, m.sender, &m.client_msg_id)? {
         return Ok(earlier);
     }
+    raise_fence(c, m.fence)?;
     let appended = append_row(
         c,
         &Row {
@@ -452,6 +463,7 @@ impl ChatStore for SqliteChatStore {
     ) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
         Box::pin(fenced(&self.db, move |c| {
             check_fence(c, fence)?;
+            raise_fence(c, fence)?;
             Ok(c.query_row(
                 "UPDATE members SET read_seq = max(read_seq,
                      min(?3, (SELECT last_seq FROM conversations WHERE id = ?1)))
@@ -465,12 +477,10 @@ impl ChatStore for SqliteChatStore {
     }
 
     fn fence_mark(&self, shard: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
-        Box::pin(self.db.read(move |c| {
-            c.prepare_cached("SELECT high_water FROM fences WHERE shard = ?1")?
-                .query_row([shard], |r| id(r, 0))
-                .optional()
-                .map(Option::unwrap_or_default)
-        }))
+        Box::pin(
+            self.db
+                .read(move |c| high_water(c, shard).map(Option::unwrap_or_default)),
+        )
     }
 }
 

@@ -78,16 +78,19 @@ impl From<ChatError> for ApiError {
     }
 }
 
-/// The path's group; an id that cannot be one is an unknown group.
+/// The path's group; an id that cannot be one is an unknown group. Any
+/// decimal spelling of the number is read, as the API always has.
 fn group_in_path(group_id: &str) -> Result<GroupId, ApiError> {
     group_id
         .parse()
+        .map(GroupId)
         .map_err(|_| ApiError::from(ChatError::UnknownGroup))
 }
 
 fn user_in_path(user_id: &str) -> Result<UserId, ApiError> {
     user_id
         .parse()
+        .map(UserId)
         .map_err(|_| ApiError::from(ChatError::UnknownMember))
 }
 
@@ -145,9 +148,11 @@ fn joined_body(j: superapp_chat::model::Joined) -> GroupJoin {
 ))]
 async fn create(
     State(chat): State<Arc<Chat>>,
-    AuthUser(me): AuthUser,
+    auth: Result<AuthUser, ApiError>,
     ApiJson(body): ApiJson<CreateGroup>,
 ) -> Result<(StatusCode, Json<Group>), ApiError> {
+    // The body is checked before the caller, as the API always has.
+    let AuthUser(me) = auth?;
     let group = chat
         .create_group(me.sub, &body.name, &body.avatar, users(body.members))
         .await?;
@@ -187,10 +192,12 @@ async fn show(
 ))]
 async fn update(
     State(chat): State<Arc<Chat>>,
-    AuthUser(me): AuthUser,
+    auth: Result<AuthUser, ApiError>,
     Path(group_id): Path<String>,
     ApiJson(body): ApiJson<superapp_api::GroupUpdate>,
 ) -> Result<Json<Group>, ApiError> {
+    // The body is checked before the caller, as the API always has.
+    let AuthUser(me) = auth?;
     let update = GroupUpdate {
         name: body.name,
         avatar: body.avatar,
@@ -239,21 +246,16 @@ async fn members(
     Path(group_id): Path<String>,
     Query(query): Query<MembersQuery>,
 ) -> Result<Json<MemberPage>, ApiError> {
+    let group = group_in_path(&group_id)?;
     let after = match query.cursor.as_str() {
         "" => None,
-        c => Some(
+        c => Some(UserId(
             c.parse()
                 .map_err(|_| ApiError::from(ChatError::InvalidCursor))?,
-        ),
+        )),
     };
     let (page, next) = chat
-        .members(
-            group_in_path(&group_id)?,
-            me.sub,
-            after,
-            query.limit,
-            &query.q,
-        )
+        .members(group, me.sub, after, query.limit, &query.q)
         .await?;
     Ok(Json(MemberPage {
         members: page.into_iter().map(member_body).collect(),
@@ -274,10 +276,12 @@ async fn members(
 ))]
 async fn invite(
     State(chat): State<Arc<Chat>>,
-    AuthUser(me): AuthUser,
+    auth: Result<AuthUser, ApiError>,
     Path(group_id): Path<String>,
     ApiJson(body): ApiJson<Invite>,
 ) -> Result<Json<GroupJoin>, ApiError> {
+    // The body is checked before the caller, as the API always has.
+    let AuthUser(me) = auth?;
     let joined = chat
         .invite(group_in_path(&group_id)?, me.sub, users(body.members))
         .await?;
@@ -297,10 +301,12 @@ async fn invite(
 ))]
 async fn update_member(
     State(chat): State<Arc<Chat>>,
-    AuthUser(me): AuthUser,
+    auth: Result<AuthUser, ApiError>,
     Path((group_id, user_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<MemberUpdate>,
 ) -> Result<StatusCode, ApiError> {
+    // The body is checked before the caller, as the API always has.
+    let AuthUser(me) = auth?;
     let group = group_in_path(&group_id)?;
     let user = user_in_path(&user_id)?;
     let me = me.sub;
@@ -366,10 +372,12 @@ async fn remove_member(
 ))]
 async fn transfer(
     State(chat): State<Arc<Chat>>,
-    AuthUser(me): AuthUser,
+    auth: Result<AuthUser, ApiError>,
     Path(group_id): Path<String>,
     ApiJson(body): ApiJson<Transfer>,
 ) -> Result<StatusCode, ApiError> {
+    // The body is checked before the caller, as the API always has.
+    let AuthUser(me) = auth?;
     chat.transfer_owner(group_in_path(&group_id)?, me.sub, UserId(body.user_id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -408,9 +416,11 @@ async fn invite_link(
 ))]
 async fn join(
     State(chat): State<Arc<Chat>>,
-    AuthUser(me): AuthUser,
+    auth: Result<AuthUser, ApiError>,
     ApiJson(body): ApiJson<Join>,
 ) -> Result<(StatusCode, Json<JoinResult>), ApiError> {
+    // The body is checked before the caller, as the API always has.
+    let AuthUser(me) = auth?;
     let (group, joined) = chat.join(me.sub, &body.token).await?;
     let joined = joined.pending.is_empty();
     let status = if joined {
@@ -468,10 +478,12 @@ async fn join_requests(
 ))]
 async fn decide(
     State(chat): State<Arc<Chat>>,
-    AuthUser(me): AuthUser,
+    auth: Result<AuthUser, ApiError>,
     Path((group_id, user_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<Decide>,
 ) -> Result<Json<Decided>, ApiError> {
+    // The body is checked before the caller, as the API always has.
+    let AuthUser(me) = auth?;
     let (group, user) = (group_in_path(&group_id)?, user_in_path(&user_id)?);
     let joined = chat
         .decide_request(group, me.sub, user, body.approve)

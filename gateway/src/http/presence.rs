@@ -34,7 +34,7 @@ async fn presence(
     Path(user_id): Path<String>,
 ) -> Result<Json<Presence>, ApiError> {
     let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_user", "no such user");
-    let user: UserId = user_id.parse().map_err(|_| unknown())?;
+    let user = UserId(user_id.parse().map_err(|_| unknown())?);
     let accounts: &Arc<Accounts> = &rooms.accounts;
     if !accounts.user_exists(user).await? {
         return Err(unknown());

@@ -268,7 +268,12 @@ impl App {
                 group,
                 text,
             } => {
-                let conversation = conversation.or(group.map(|g| format!("g.{g}")));
+                let conversation = conversation.or(group.map(|g| {
+                    superapp_client::proto::ConversationId::Group(superapp_client::proto::GroupId(
+                        g,
+                    ))
+                    .to_string()
+                }));
                 self.send(to, conversation, &text).await
             }
             Command::Group { command } => self.group(command).await,
@@ -395,7 +400,7 @@ impl App {
                 loop {
                     let path = format!(
                         "/v1/groups/{group}/members?limit=500&cursor={cursor}&q={}",
-                        url_escape(&search)
+                        superapp_client::ws::escape_query(&search)
                     );
                     let page = api("GET", path).await?;
                     for member in page["members"].as_array().into_iter().flatten() {
@@ -635,19 +640,6 @@ impl Listener<'_> {
         self.profile.save_sync(self.me, &self.seen)?;
         Ok(self.done())
     }
-}
-
-/// Percent-encodes a query value.
-fn url_escape(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A request failed mid-listen. A closed socket is judged by its close

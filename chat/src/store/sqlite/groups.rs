@@ -11,7 +11,7 @@ use superapp_kit::sqlite::TxError;
 
 use super::{
     EVERYONE, Row, SqliteChatStore, append_row, bound, check_fence, conversation, earlier_send, id,
-    user,
+    raise_fence, user,
 };
 use crate::ChatError;
 use crate::model::{
@@ -246,6 +246,7 @@ fn append_group_in(c: &Connection, m: &NewGroupMessage) -> Tx<Appended> {
         }
     });
     lookup?;
+    raise_fence(c, m.fence)?;
     let appended = append_row(
         c,
         &Row {
