@@ -1,22 +1,27 @@
-//! One session per WebSocket: a socket loop and a request worker.
+//! One task per WebSocket session.
 //!
-//! The socket loop owns the socket. It reads client frames, checks the
-//! session's rate, and hands each request to the worker through a small
-//! bounded queue; it writes the worker's replies and queued events, pings on a
-//! heartbeat, and closes with a documented code (see [`crate::close`]) on
-//! abuse, idleness, a full outbound queue, revocation or shutdown.
+//! The task owns the socket. It reads client frames, checks the session's
+//! rate, and answers the session's requests one at a time, in the order they
+//! arrived, so a session's sends keep their order (a later send never gets a
+//! lower `seq`). The request being answered is a future the task polls beside
+//! everything else, so while it waits on the core (seconds, on a gateway) the
+//! task goes on writing events, pinging on a heartbeat, and reading the
+//! client's next frames. Those wait in a small queue (`gateway.request_queue`);
+//! one more is answered at once with `request_queue_full`. The task closes
+//! with a documented code (see [`crate::close`]) on abuse, idleness, a full
+//! outbound queue, revocation or shutdown.
 //!
-//! The worker answers requests one at a time, in the order they arrived, so a
-//! session's sends keep their order (a later send never gets a lower `seq`),
-//! while the loop goes on delivering events and heartbeats even when a request
-//! waits seconds on the core. A request that finds the queue full is answered
-//! at once with `request_queue_full`.
+//! Why not a task per session for its requests: a task and its two channels
+//! cost about 7 KiB per session, idle or not (measured: docs/benchmarks.md,
+//! "The room pattern"); a future and a queue that is empty until used cost
+//! nothing while a session is idle.
 //!
 //! Nothing holds a lock across an await; the
 //! [`Registration`](crate::hub::Registration) unregisters the session when it
 //! ends. The loop is generic over the socket (a `Stream` + `Sink` of
 //! WebSocket messages), so its rules are tested without a network.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +30,7 @@ use bytes::Bytes;
 use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
 use prost::Message as _;
 use superapp_account::token::Claims;
+use superapp_kit::BoxFuture;
 use superapp_kit::metrics::{Counter, Histogram, LATENCY_SECONDS};
 use superapp_kit::ratelimit::TokenBucket;
 use superapp_proto::v1::{ClientFrame, Response, ServerFrame, response, server_frame};
@@ -80,17 +86,21 @@ impl<S> Socket for S where
 {
 }
 
-/// A request on its way to the worker, with when it arrived.
+/// A request waiting its turn, with when it arrived.
 struct Request {
     frame: ClientFrame,
     received: Instant,
 }
 
-/// An answer on its way to the socket; for a send's ack, when the send
-/// arrived, so the ack's latency is observed once it is written.
-struct Reply {
-    frame: Bytes,
-    ack_of: Option<Instant>,
+/// How the request being answered came out: refused by the user's limit, or
+/// answered by the backend.
+type Answer = Result<response::Result, u64>;
+
+/// The request being answered: its id, when it arrived, and its answer to come.
+struct InFlight {
+    id: u64,
+    received: Instant,
+    answer: BoxFuture<'static, Answer>,
 }
 
 /// Runs a session until it ends. `claims` were checked at the handshake.
@@ -104,43 +114,27 @@ pub async fn run<S: Socket>(
     let (tx, outbound) = mpsc::channel::<Bytes>(cfg.outbound_queue);
     let registration = state.hub.register(claims.sub, claims.sid, tx);
     start(&state, &claims, &registration).await;
-    let queue = cfg.request_queue.max(1);
-    let (requests, waiting) = mpsc::channel::<Request>(queue);
-    // Room for every queued request's reply and for as many refusals again,
-    // so the loop never waits to queue a reply of its own.
-    let (replies, mut answered) = mpsc::channel::<Reply>(queue * 2 + 1);
-    // Tracked with the sessions, so shutdown waits for a request in hand too.
-    state.sessions.spawn(
-        Worker {
-            state: state.clone(),
-            claims,
-            connection: registration.connection(),
-            user_key: format!("u.{}", claims.sub),
-            metrics: metrics.clone(),
-            strikes: 0,
-            kick: registration.kick().clone(),
-            replies: replies.clone(),
-        }
-        .serve(waiting),
-    );
     let mut session = Session {
         socket,
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst),
+        user_key: format!("u.{}", claims.sub),
+        connection: registration.connection(),
+        claims,
         state,
         metrics,
-        strikes: 0,
-        requests,
-        replies,
+        session_strikes: 0,
+        user_strikes: 0,
+        waiting: VecDeque::new(),
+        in_flight: None,
         last_seen: Instant::now(),
     };
     tracing::debug!(user_id = claims.sub.0, "session opened");
-    let code = session
-        .serve(outbound, &mut answered, registration.kick().clone())
-        .await;
-    // The worker finishes the request in hand (its effects, such as the
-    // events of a stored message, are not cut short) and takes no other:
-    // the replies' receiver is gone.
-    drop(answered);
+    let code = session.serve(outbound, registration.kick().clone()).await;
+    // The request in hand finishes (its effects, such as the events of a
+    // stored message, are not cut short); nothing waiting is started.
+    if let Some(in_flight) = session.in_flight.take() {
+        session.state.sessions.spawn(in_flight.answer);
+    }
     if let Some(code) = code {
         let frame = CloseFrame {
             code,
@@ -184,30 +178,31 @@ enum Step {
     End(Option<u16>),
 }
 
-/// The socket loop's state.
+/// The session's state.
 struct Session<S> {
     socket: S,
     state: AppState,
+    claims: Claims,
+    /// Names this connection as the origin of its requests.
+    connection: u64,
     metrics: Arc<SessionMetrics>,
     bucket: TokenBucket,
-    /// Requests the session's bucket refused in a row; past the abuse limit
+    /// This user's key in the limit all their sessions share.
+    user_key: String,
+    /// Requests each limit refused in a row; past the abuse limit by either,
     /// the session closes with 1008.
-    strikes: u32,
-    requests: mpsc::Sender<Request>,
-    /// Replies the loop makes itself go out the way the worker's do.
-    replies: mpsc::Sender<Reply>,
+    session_strikes: u32,
+    user_strikes: u32,
+    /// Requests admitted by the session's bucket, waiting their turn.
+    waiting: VecDeque<Request>,
+    in_flight: Option<InFlight>,
     last_seen: Instant,
 }
 
 impl<S: Socket> Session<S> {
     /// Serves until the session must end; returns the close code to send, or
     /// None when the client is already gone.
-    async fn serve(
-        &mut self,
-        mut outbound: mpsc::Receiver<Bytes>,
-        answered: &mut mpsc::Receiver<Reply>,
-        kick: Kick,
-    ) -> Option<u16> {
+    async fn serve(&mut self, mut outbound: mpsc::Receiver<Bytes>, kick: Kick) -> Option<u16> {
         let every = Duration::from_secs(self.state.config.heartbeat_secs.max(1));
         let idle_after = Duration::from_secs(self.state.config.idle_timeout_secs.max(1));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
@@ -233,42 +228,24 @@ impl<S: Socket> Session<S> {
                 code = &mut kicked => Step::End(Some(code)),
                 step = async {
                     tokio::select! {
-                        _ = &mut drained => self.flush(answered, &mut outbound).await,
-                        reply = answered.recv() => self.send_reply(reply).await,
+                        _ = &mut drained => self.flush(&mut outbound).await,
+                        answer = answered(&mut self.in_flight) => self.send_answer(answer).await,
                         frame = outbound.recv() => self.send_event(frame).await,
-                        incoming = self.socket.next() => self.read(incoming),
+                        incoming = self.socket.next() => self.read(incoming).await,
                         _ = heartbeat.tick() => self.beat(idle_after).await,
                     }
                 } => step,
             };
             if let Step::End(code) = step {
-                if code == Some(close::POLICY_VIOLATION) {
-                    // The refusals that led to it are answered before the close.
-                    while let Ok(reply) = answered.try_recv() {
-                        if !self.write(WsMessage::Binary(reply.frame)).await {
-                            return None;
-                        }
-                    }
-                }
                 return code;
             }
+            self.start_next();
         }
     }
 
-    /// At the end of the drain: whatever is queued goes out, then 1012.
-    async fn flush(
-        &mut self,
-        answered: &mut mpsc::Receiver<Reply>,
-        outbound: &mut mpsc::Receiver<Bytes>,
-    ) -> Step {
-        let queued = std::iter::from_fn(|| {
-            answered
-                .try_recv()
-                .map(|reply| reply.frame)
-                .or_else(|_| outbound.try_recv())
-                .ok()
-        });
-        for frame in queued.collect::<Vec<_>>() {
+    /// At the end of the drain: whatever events are queued go out, then 1012.
+    async fn flush(&mut self, outbound: &mut mpsc::Receiver<Bytes>) -> Step {
+        while let Ok(frame) = outbound.try_recv() {
             if !self.write(WsMessage::Binary(frame)).await {
                 return Step::End(None);
             }
@@ -276,14 +253,27 @@ impl<S: Socket> Session<S> {
         Step::End(Some(close::SERVICE_RESTART))
     }
 
-    async fn send_reply(&mut self, reply: Option<Reply>) -> Step {
-        let Some(reply) = reply else {
-            return Step::End(None);
+    /// Writes the answer of the request in hand.
+    async fn send_answer(&mut self, (id, received, answer): (u64, Instant, Answer)) -> Step {
+        let result = match answer {
+            Ok(result) => {
+                self.user_strikes = 0;
+                result
+            }
+            Err(retry_after_ms) => {
+                self.metrics.rate_limited.inc();
+                self.user_strikes += 1;
+                if self.user_strikes > self.state.config.rate_abuse_limit {
+                    return Step::End(Some(close::POLICY_VIOLATION));
+                }
+                response::Result::Error(rate_limited(retry_after_ms).to_proto())
+            }
         };
-        if !self.write(WsMessage::Binary(reply.frame)).await {
+        let is_ack = matches!(result, response::Result::SendAck(_));
+        if !self.write(WsMessage::Binary(reply_frame(id, result))).await {
             return Step::End(Some(close::SLOW_CONSUMER));
         }
-        if let Some(received) = reply.ack_of {
+        if is_ack {
             self.metrics
                 .ack_seconds
                 .observe(received.elapsed().as_secs_f64());
@@ -304,7 +294,7 @@ impl<S: Socket> Session<S> {
     }
 
     /// A message from the client: a request frame, or the end of the session.
-    fn read(&mut self, incoming: Option<Result<WsMessage, axum::Error>>) -> Step {
+    async fn read(&mut self, incoming: Option<Result<WsMessage, axum::Error>>) -> Step {
         let message = match incoming {
             None => return Step::End(None),
             Some(Ok(message)) => message,
@@ -312,10 +302,7 @@ impl<S: Socket> Session<S> {
         };
         self.last_seen = Instant::now();
         match message {
-            WsMessage::Binary(data) => match self.take(data) {
-                Some(code) => Step::End(Some(code)),
-                None => Step::Continue,
-            },
+            WsMessage::Binary(data) => self.take(data).await,
             WsMessage::Text(_) => Step::End(Some(close::UNSUPPORTED_DATA)),
             WsMessage::Ping(_) | WsMessage::Pong(_) => Step::Continue,
             // tungstenite answers the close handshake itself.
@@ -342,46 +329,71 @@ impl<S: Socket> Session<S> {
     }
 
     /// Takes one frame: refused for rate, refused for a full queue, or queued
-    /// for the worker. Returns a close code when the frame ends the session.
-    fn take(&mut self, data: Bytes) -> Option<u16> {
+    /// to be answered in turn.
+    async fn take(&mut self, data: Bytes) -> Step {
         let received = Instant::now();
         self.metrics.frames_in.inc();
         let Ok(frame) = ClientFrame::decode(data) else {
-            return Some(close::INVALID_FRAME);
+            return Step::End(Some(close::INVALID_FRAME));
         };
         if let Err(retry_after_ms) = self.bucket.take() {
             self.metrics.rate_limited.inc();
-            self.strikes += 1;
-            if self.strikes > self.state.config.rate_abuse_limit {
-                return Some(close::POLICY_VIOLATION);
+            self.session_strikes += 1;
+            if self.session_strikes > self.state.config.rate_abuse_limit {
+                return Step::End(Some(close::POLICY_VIOLATION));
             }
-            return self.refuse(frame.id, rate_limited(retry_after_ms));
+            return self.refuse(frame.id, rate_limited(retry_after_ms)).await;
         }
-        self.strikes = 0;
-        let id = frame.id;
-        match self.requests.try_send(Request { frame, received }) {
-            Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.metrics.queue_full.inc();
-                self.refuse(id, queue_full())
-            }
-            // The worker is gone only when the session is ending.
-            Err(mpsc::error::TrySendError::Closed(_)) => None,
+        self.session_strikes = 0;
+        if self.waiting.len() >= self.state.config.request_queue.max(1) {
+            self.metrics.queue_full.inc();
+            return self.refuse(frame.id, queue_full()).await;
+        }
+        self.waiting.push_back(Request { frame, received });
+        Step::Continue
+    }
+
+    /// Answers at once a request the session refused itself.
+    async fn refuse(&mut self, id: u64, error: ApiError) -> Step {
+        let reply = reply_frame(id, response::Result::Error(error.to_proto()));
+        if self.write(WsMessage::Binary(reply)).await {
+            Step::Continue
+        } else {
+            Step::End(Some(close::SLOW_CONSUMER))
         }
     }
 
-    /// Answers a request the loop refused itself. A client that leaves even
-    /// these unread is a slow consumer.
-    fn refuse(&self, id: u64, error: ApiError) -> Option<u16> {
-        let reply = Reply {
-            frame: reply_frame(id, response::Result::Error(error.to_proto())),
-            ack_of: None,
-        };
-        match self.replies.try_send(reply) {
-            Ok(()) => None,
-            Err(_) => Some(close::SLOW_CONSUMER),
+    /// When nothing is in hand, starts answering the next waiting request:
+    /// the user's limit, then the backend.
+    fn start_next(&mut self) {
+        if self.in_flight.is_some() {
+            return;
         }
+        let Some(Request { frame, received }) = self.waiting.pop_front() else {
+            return;
+        };
+        let (limits, backend) = (self.state.limits.clone(), self.state.backend.clone());
+        let (key, user, origin) = (self.user_key.clone(), self.claims.sub, self.connection);
+        self.in_flight = Some(InFlight {
+            id: frame.id,
+            received,
+            answer: Box::pin(async move {
+                limits.take(&key).await?;
+                Ok(backend.handle(user, origin, frame.request).await)
+            }),
+        });
     }
+}
+
+/// The answer of the request in hand, when it comes; never, with none in hand.
+async fn answered(in_flight: &mut Option<InFlight>) -> (u64, Instant, Answer) {
+    let Some(request) = in_flight else {
+        return std::future::pending().await;
+    };
+    let answer = request.answer.as_mut().await;
+    let (id, received) = (request.id, request.received);
+    *in_flight = None;
+    (id, received, answer)
 }
 
 fn rate_limited(retry_after_ms: u64) -> ApiError {
@@ -413,58 +425,6 @@ fn reply_frame(id: u64, result: response::Result) -> Bytes {
     }
     .encode_to_vec()
     .into()
-}
-
-/// Answers a session's requests one at a time, in order.
-struct Worker {
-    state: AppState,
-    claims: Claims,
-    /// Names this connection as the origin of its requests.
-    connection: u64,
-    /// This user's key in the limit all their sessions share.
-    user_key: String,
-    metrics: Arc<SessionMetrics>,
-    /// Requests the user's limit refused in a row; past the abuse limit the
-    /// session closes with 1008.
-    strikes: u32,
-    kick: Kick,
-    replies: mpsc::Sender<Reply>,
-}
-
-impl Worker {
-    async fn serve(mut self, mut waiting: mpsc::Receiver<Request>) {
-        while let Some(Request { frame, received }) = waiting.recv().await {
-            if self.replies.is_closed() {
-                return; // the session has ended
-            }
-            let result = match self.state.limits.take(&self.user_key).await {
-                Err(retry_after_ms) => {
-                    self.metrics.rate_limited.inc();
-                    self.strikes += 1;
-                    if self.strikes > self.state.config.rate_abuse_limit {
-                        self.kick.kick(close::POLICY_VIOLATION);
-                        return;
-                    }
-                    response::Result::Error(rate_limited(retry_after_ms).to_proto())
-                }
-                Ok(()) => {
-                    self.strikes = 0;
-                    self.state
-                        .backend
-                        .handle(self.claims.sub, self.connection, frame.request)
-                        .await
-                }
-            };
-            let is_ack = matches!(result, response::Result::SendAck(_));
-            let reply = Reply {
-                frame: reply_frame(frame.id, result),
-                ack_of: is_ack.then_some(received),
-            };
-            if self.replies.send(reply).await.is_err() {
-                return;
-            }
-        }
-    }
 }
 
 /// Whether a read error is tungstenite refusing a frame or message over the limit.
