@@ -345,11 +345,18 @@ impl<S: Socket> Session<S> {
             return self.refuse(frame.id, rate_limited(retry_after_ms)).await;
         }
         self.session_strikes = 0;
+        let request = Request { frame, received };
+        if self.in_flight.is_none() && self.waiting.is_empty() {
+            // Nothing ahead of it: answered at once, and the queue, which
+            // allocates only when first used, stays untouched.
+            self.start(request);
+            return Step::Continue;
+        }
         if self.waiting.len() >= self.state.config.request_queue.max(1) {
             self.metrics.queue_full.inc();
-            return self.refuse(frame.id, queue_full()).await;
+            return self.refuse(request.frame.id, queue_full()).await;
         }
-        self.waiting.push_back(Request { frame, received });
+        self.waiting.push_back(request);
         Step::Continue
     }
 
@@ -363,15 +370,17 @@ impl<S: Socket> Session<S> {
         }
     }
 
-    /// When nothing is in hand, starts answering the next waiting request:
-    /// the user's limit, then the backend.
+    /// When nothing is in hand, starts answering the next waiting request.
     fn start_next(&mut self) {
-        if self.in_flight.is_some() {
-            return;
+        if self.in_flight.is_none()
+            && let Some(request) = self.waiting.pop_front()
+        {
+            self.start(request);
         }
-        let Some(Request { frame, received }) = self.waiting.pop_front() else {
-            return;
-        };
+    }
+
+    /// Starts answering a request: the user's limit, then the backend.
+    fn start(&mut self, Request { frame, received }: Request) {
         let (limits, backend) = (self.state.limits.clone(), self.state.backend.clone());
         let (key, user, origin) = (self.user_key.clone(), self.claims.sub, self.connection);
         self.in_flight = Some(InFlight {

@@ -33,7 +33,7 @@ impl From<rusqlite::Error> for StoreError {
 /// What a transaction's work fails with: the caller's refusal (`Abort`),
 /// answered as it is, or an engine failure, which fails the job and rolls
 /// back its writes. Work checks its rules before its first write, so an
-/// abort has written nothing (garage's `TxError` draws the same line).
+/// abort has written nothing, and the rest of its batch commits as usual.
 #[derive(Debug)]
 pub enum TxError<E> {
     Abort(E),
