@@ -171,7 +171,7 @@ impl Hub {
 
     fn device(&self, user_id: UserId, connection: u64) -> Device {
         Device {
-            user_id: user_id.0,
+            user_id,
             key: format!("{}/{connection}", self.node),
         }
     }

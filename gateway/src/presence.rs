@@ -22,6 +22,7 @@ use redis::aio::ConnectionManager;
 
 use superapp_kit::BoxFuture;
 use superapp_kit::clock::SharedClock;
+use superapp_proto::UserId;
 
 /// How long a user's last-seen time is kept after they were last online.
 pub const LAST_SEEN_KEEP: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -31,7 +32,7 @@ const PIPELINE: usize = 512;
 /// One session, as presence knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Device {
-    pub user_id: u64,
+    pub user_id: UserId,
     /// Unique across processes: `<node>/<connection>`.
     pub key: String,
 }
@@ -50,7 +51,7 @@ pub trait Presence: Send + Sync + 'static {
     fn refresh(&self, devices: Vec<Device>) -> BoxFuture<'_, Result<(), String>>;
     /// The device's session closed.
     fn offline(&self, device: Device) -> BoxFuture<'_, Result<(), String>>;
-    fn lookup(&self, user_id: u64) -> BoxFuture<'_, Result<Seen, String>>;
+    fn lookup(&self, user_id: UserId) -> BoxFuture<'_, Result<Seen, String>>;
     /// How long a mark lasts without a refresh.
     fn ttl(&self) -> Duration;
 }
@@ -62,8 +63,8 @@ fn ttl_ms(ttl: Duration) -> i64 {
 #[derive(Default)]
 struct LocalState {
     /// user -> device key -> expiry ms.
-    online: HashMap<u64, HashMap<String, i64>>,
-    last_seen: HashMap<u64, i64>,
+    online: HashMap<UserId, HashMap<String, i64>>,
+    last_seen: HashMap<UserId, i64>,
 }
 
 /// Presence of the one-process tier, in memory.
@@ -116,7 +117,7 @@ impl Presence for LocalPresence {
         Box::pin(async { Ok(()) })
     }
 
-    fn lookup(&self, user_id: u64) -> BoxFuture<'_, Result<Seen, String>> {
+    fn lookup(&self, user_id: UserId) -> BoxFuture<'_, Result<Seen, String>> {
         let now = self.clock.now_ms();
         let mut state = self.state();
         let devices = match state.online.get_mut(&user_id) {
@@ -165,11 +166,11 @@ impl RedisPresence {
     }
 }
 
-fn online_key(user_id: u64) -> String {
+fn online_key(user_id: UserId) -> String {
     format!("sa:pr:{user_id}")
 }
 
-fn seen_key(user_id: u64) -> String {
+fn seen_key(user_id: UserId) -> String {
     format!("sa:seen:{user_id}")
 }
 
@@ -214,7 +215,7 @@ impl Presence for RedisPresence {
         })
     }
 
-    fn lookup(&self, user_id: u64) -> BoxFuture<'_, Result<Seen, String>> {
+    fn lookup(&self, user_id: UserId) -> BoxFuture<'_, Result<Seen, String>> {
         Box::pin(async move {
             let now = self.clock.now_ms();
             let key = online_key(user_id);
@@ -250,7 +251,7 @@ pub(crate) mod contract {
     use superapp_kit::clock::{Clock as _, ManualClock};
 
     pub async fn run(presence: &dyn Presence, clock: &ManualClock) {
-        let user = 7;
+        let user = UserId(7);
         let phone = Device {
             user_id: user,
             key: "node-a/1".into(),

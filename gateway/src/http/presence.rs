@@ -39,7 +39,7 @@ async fn presence(
     if !accounts.user_exists(user).await? {
         return Err(unknown());
     }
-    let seen = rooms.presence.lookup(user.0).await.map_err(|e| {
+    let seen = rooms.presence.lookup(user).await.map_err(|e| {
         tracing::warn!(error = %e, "presence lookup failed");
         ApiError::unavailable("presence is unavailable; retry")
     })?;
