@@ -17,7 +17,7 @@ use superapp_client::{Connection, HttpClient, connect_raw};
 use tokio::sync::mpsc;
 
 use crate::hist::{Latency, Recorded, ms};
-use crate::setup::{Worker, next_line, report, users, wait_for_signal};
+use crate::setup::{LoadUser, Worker, next_line, report, users, wait_for_signal};
 
 #[derive(clap::Args)]
 pub struct FanoutArgs {
@@ -68,16 +68,60 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// The benchmark's group: its owner sends, its members receive.
+struct Group {
+    owner: LoadUser,
+    members: Vec<LoadUser>,
+    group_id: u64,
+    conversation_id: String,
+    /// Where the members' sessions connect, and the owner's (the first).
+    gateways: Vec<String>,
+}
+
+/// What the owner sent.
+struct Sent {
+    /// Wall-clock µs of the first scheduled send.
+    first_send_us: u64,
+    acks: Latency,
+    errors: u64,
+}
+
+/// What every worker received, merged.
+struct Received {
+    deliveries: u64,
+    delivery: Latency,
+    /// Per message, send to the last member's delivery.
+    to_last: Latency,
+    last_delivery_unix_us: u64,
+}
+
 pub async fn run(server: &str, args: FanoutArgs) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(
         (2..=6_000).contains(&args.members),
         "--members is 2 to 6000"
     );
+    let group = create_group(server, &args).await?;
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    let mut workers = start_workers(&group, args.workers, tx)?;
+    for _ in 0..workers.len() {
+        next_line(&mut lines).await?;
+    }
+    let sent = send_on_schedule(&group, &args).await?;
+    // Time for the last deliveries, then every worker reports.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for w in &mut workers {
+        w.tell("stop")?;
+    }
+    let received = collect(workers.len(), &mut lines, sent.first_send_us).await?;
+    Ok(print_report(&args, &group, workers.len(), &sent, &received))
+}
+
+/// Registers the users and puts every one in a group the first one owns.
+async fn create_group(server: &str, args: &FanoutArgs) -> anyhow::Result<Group> {
     println!("registering {} users...", args.members);
-    let people = users(server, args.members).await?;
-    let (owner, members) = people
-        .split_first()
-        .ok_or_else(|| anyhow::anyhow!("no users"))?;
+    let mut people = users(server, args.members).await?.into_iter();
+    let owner = people.next().ok_or_else(|| anyhow::anyhow!("no users"))?;
+    let members: Vec<LoadUser> = people.collect();
     let ids: Vec<u64> = members.iter().map(|u| u.id).collect();
     // In batches, as a client would: a request body holds at most 64 KiB.
     let http = HttpClient::new(server);
@@ -93,11 +137,26 @@ pub async fn run(server: &str, args: FanoutArgs) -> anyhow::Result<serde_json::V
     } else {
         args.ws.clone()
     };
+    Ok(Group {
+        owner,
+        members,
+        group_id: group.group_id,
+        conversation_id: group.conversation_id,
+        gateways,
+    })
+}
 
-    let (tx, mut lines) = mpsc::unbounded_channel();
-    let mut workers = Vec::new();
-    let per_worker = members.len().div_ceil(args.workers.max(1));
-    for (w, chunk) in members.chunks(per_worker).enumerate() {
+/// Shares the members' sessions among worker processes, round-robin over the
+/// gateways.
+fn start_workers(
+    group: &Group,
+    workers: usize,
+    tx: mpsc::UnboundedSender<serde_json::Value>,
+) -> anyhow::Result<Vec<Worker>> {
+    let gateways = &group.gateways;
+    let per_worker = group.members.len().div_ceil(workers.max(1));
+    let mut started = Vec::new();
+    for (w, chunk) in group.members.chunks(per_worker).enumerate() {
         let sessions = chunk
             .iter()
             .enumerate()
@@ -110,15 +169,15 @@ pub async fn run(server: &str, args: FanoutArgs) -> anyhow::Result<serde_json::V
             sessions,
             conversation_id: group.conversation_id.clone(),
         };
-        workers.push(Worker::with_job("fanout-worker", &job, tx.clone())?);
+        started.push(Worker::with_job("fanout-worker", &job, tx.clone())?);
     }
-    drop(tx);
-    for _ in 0..workers.len() {
-        next_line(&mut lines).await?;
-    }
+    Ok(started)
+}
 
-    // The owner sends on schedule; each text is its scheduled time.
-    let sender = Connection::connect(&gateways[0], &owner.token).await?;
+/// The measured phase: the owner sends on schedule, open loop.
+async fn send_on_schedule(group: &Group, args: &FanoutArgs) -> anyhow::Result<Sent> {
+    // Each text is its scheduled time.
+    let sender = Connection::connect(&group.gateways[0], &group.owner.token).await?;
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(0.001));
     let started = Instant::now();
     let first_send_us = now_us();
@@ -143,17 +202,26 @@ pub async fn run(server: &str, args: FanoutArgs) -> anyhow::Result<serde_json::V
             Err(_) => errors += 1,
         }
     }
-    // Time for the last deliveries, then every worker reports.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for w in &mut workers {
-        w.tell("stop")?;
-    }
+    Ok(Sent {
+        first_send_us,
+        acks,
+        errors,
+    })
+}
+
+/// Merges every worker's result; a message reached its last member when the
+/// latest of the workers' last deliveries did.
+async fn collect(
+    workers: usize,
+    lines: &mut mpsc::UnboundedReceiver<serde_json::Value>,
+    first_send_us: u64,
+) -> anyhow::Result<Received> {
     let mut delivery = Latency::default();
     let mut last_us: HashMap<u64, u64> = HashMap::new();
     let mut deliveries = 0;
     let mut last_delivery = first_send_us;
-    for _ in 0..workers.len() {
-        let line = next_line(&mut lines).await?;
+    for _ in 0..workers {
+        let line = next_line(lines).await?;
         let r: FanoutResult = serde_json::from_value(line)?;
         delivery.merge(&r.delivery);
         deliveries += r.deliveries;
@@ -167,17 +235,41 @@ pub async fn run(server: &str, args: FanoutArgs) -> anyhow::Result<serde_json::V
     for &us in last_us.values() {
         to_last.record(Duration::from_micros(us));
     }
-    let expected = args.messages * ids.len() as u64;
-    let span_secs = (last_delivery.saturating_sub(first_send_us)) as f64 / 1e6;
+    Ok(Received {
+        deliveries,
+        delivery,
+        to_last,
+        last_delivery_unix_us: last_delivery,
+    })
+}
+
+/// Prints the table and returns the JSON result.
+fn print_report(
+    args: &FanoutArgs,
+    group: &Group,
+    workers: usize,
+    sent: &Sent,
+    received: &Received,
+) -> serde_json::Value {
+    let (errors, deliveries) = (sent.errors, received.deliveries);
+    let expected = args.messages * group.members.len() as u64;
+    let span_secs = (received
+        .last_delivery_unix_us
+        .saturating_sub(sent.first_send_us)) as f64
+        / 1e6;
     let per_sec = deliveries as f64 / span_secs.max(1e-6);
-    let (last, each, ack) = (to_last.summary(), delivery.summary(), acks.summary());
+    let (last, each, ack) = (
+        received.to_last.summary(),
+        received.delivery.summary(),
+        sent.acks.summary(),
+    );
     println!("scenario             fanout: one group, every member online");
     println!(
         "group                {} members ({} receiving sessions over {} workers, {} gateway(s))",
         args.members,
-        ids.len(),
-        workers.len(),
-        gateways.len()
+        group.members.len(),
+        workers,
+        group.gateways.len()
     );
     println!(
         "sent                 {} messages at {} per second ({errors} errors)",
@@ -203,7 +295,7 @@ pub async fn run(server: &str, args: FanoutArgs) -> anyhow::Result<serde_json::V
         ms(ack.p50_us),
         ms(ack.p99_us)
     );
-    Ok(serde_json::json!({
+    serde_json::json!({
         "scenario": "fanout",
         "members": args.members,
         "messages": args.messages,
@@ -215,7 +307,7 @@ pub async fn run(server: &str, args: FanoutArgs) -> anyhow::Result<serde_json::V
         "send_to_last_delivery": last,
         "delivery": each,
         "ack": ack,
-    }))
+    })
 }
 
 pub async fn worker(job: FanoutJob) -> anyhow::Result<()> {

@@ -49,6 +49,17 @@ pub struct IdleJob {
     tokens: Vec<String>,
 }
 
+/// The servers' figures across the run, summed over their processes.
+struct Measured {
+    rss_before: u64,
+    /// Seconds until every session was open.
+    open_secs: f64,
+    rss_open: u64,
+    rss_after: u64,
+    /// CPU seconds spent during the hold.
+    cpu_held: f64,
+}
+
 pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Value> {
     let tokens: Vec<String> = users(server, args.users.max(1))
         .await?
@@ -57,10 +68,38 @@ pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Val
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = total(&args.server_pid, rss_kib)?;
+    let started = Instant::now();
+    let workers = open_sessions(server, &args, &tokens).await?;
+    let open_secs = started.elapsed().as_secs_f64();
+    // Let allocations settle, then measure across the hold.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_open = total(&args.server_pid, rss_kib)?;
+    let cpu_start = total_cpu(&args.server_pid)?;
+    tokio::time::sleep(Duration::from_secs(args.hold)).await;
+    let cpu_held = total_cpu(&args.server_pid)? - cpu_start;
+    let rss_after = total(&args.server_pid, rss_kib)?;
+    drop(workers);
+    Ok(print_report(
+        &args,
+        &Measured {
+            rss_before,
+            open_secs,
+            rss_open,
+            rss_after,
+            cpu_held,
+        },
+    ))
+}
 
+/// Shares the sessions among worker processes, worker i on gateway i mod n,
+/// and returns them once every session is open.
+async fn open_sessions(
+    server: &str,
+    args: &IdleArgs,
+    tokens: &[String],
+) -> anyhow::Result<Vec<Worker>> {
     let (tx, mut lines) = mpsc::unbounded_channel();
     let per_worker = args.sessions.div_ceil(args.workers.max(1));
-    let started = Instant::now();
     let mut workers = Vec::new();
     let mut remaining = args.sessions;
     while remaining > 0 {
@@ -73,7 +112,7 @@ pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Val
         let job = IdleJob {
             server: gateway,
             sessions: n,
-            tokens: tokens.clone(),
+            tokens: tokens.to_vec(),
         };
         workers.push(Worker::with_job("idle-worker", &job, tx.clone())?);
     }
@@ -83,21 +122,23 @@ pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Val
         let line = next_line(&mut lines).await?;
         opened += line["open"].as_u64().unwrap_or(0) as usize;
     }
-    let open_secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         opened == args.sessions,
         "only {opened} of {} sessions opened",
         args.sessions
     );
-    // Let allocations settle, then measure across the hold.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_open = total(&args.server_pid, rss_kib)?;
-    let cpu_start = total_cpu(&args.server_pid)?;
-    tokio::time::sleep(Duration::from_secs(args.hold)).await;
-    let cpu_held = total_cpu(&args.server_pid)? - cpu_start;
-    let rss_after = total(&args.server_pid, rss_kib)?;
-    drop(workers);
+    Ok(workers)
+}
 
+/// Prints the table and returns the JSON result.
+fn print_report(args: &IdleArgs, m: &Measured) -> serde_json::Value {
+    let Measured {
+        rss_before,
+        open_secs,
+        rss_open,
+        rss_after,
+        cpu_held,
+    } = *m;
     let per_session =
         (rss_after.max(rss_open) as f64 - rss_before as f64) * 1024.0 / args.sessions as f64;
     println!("scenario          idle");
@@ -119,7 +160,7 @@ pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Val
         args.hold,
         cpu_held / args.hold.max(1) as f64 * 100.0
     );
-    Ok(serde_json::json!({
+    serde_json::json!({
         "scenario": "idle",
         "server_processes": args.server_pid.len(),
         "sessions": args.sessions,
@@ -132,7 +173,7 @@ pub async fn run(server: &str, args: IdleArgs) -> anyhow::Result<serde_json::Val
         "bytes_per_session": per_session,
         "hold_seconds": args.hold,
         "server_cpu_seconds_during_hold": cpu_held,
-    }))
+    })
 }
 
 /// Opens the sessions, says how many, and holds them until told or killed.

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::hist::{Latency, Recorded};
 use crate::procfs::{peak_rss_kib, rss_kib};
-use crate::setup::{Worker, next_line, report, users, wait_for_signal};
+use crate::setup::{LoadUser, Worker, next_line, report, users, wait_for_signal};
 
 #[derive(clap::Args)]
 pub struct StormArgs {
@@ -49,9 +49,35 @@ struct StormResult {
     catch_up: Recorded,
 }
 
+/// The storm as the coordinator saw it.
+struct Storm {
+    /// Every worker's counts, summed.
+    total: StormResult,
+    connect: Latency,
+    caught_up: Latency,
+    /// Seconds from the drop until the last worker reported.
+    elapsed: f64,
+    rss_before: u64,
+    /// The highest RSS sampled during the storm.
+    peak: u64,
+    /// The process's own high-water mark afterwards.
+    hwm: u64,
+}
+
 pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Value> {
     let people = users(server, args.users.max(2)).await?;
-    // Each user writes to the next, so everyone has two conversations to sync.
+    seed_conversations(server, &people).await?;
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    let mut workers = start_workers(server, &args, &people, tx)?;
+    for _ in 0..workers.len() {
+        next_line(&mut lines).await?;
+    }
+    let storm = drop_and_resync(&mut workers, &mut lines, args.server_pid).await?;
+    Ok(print_report(&args, &storm))
+}
+
+/// Each user writes to the next, so everyone has two conversations to sync.
+async fn seed_conversations(server: &str, people: &[LoadUser]) -> anyhow::Result<()> {
     for (i, user) in people.iter().enumerate() {
         let next = &people[(i + 1) % people.len()];
         let conn = Connection::connect(server, &user.token).await?;
@@ -63,7 +89,16 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
         .await?;
         conn.close().await;
     }
-    let (tx, mut lines) = mpsc::unbounded_channel();
+    Ok(())
+}
+
+/// Shares the sessions among worker processes, the users round-robin.
+fn start_workers(
+    server: &str,
+    args: &StormArgs,
+    people: &[LoadUser],
+    tx: mpsc::UnboundedSender<serde_json::Value>,
+) -> anyhow::Result<Vec<Worker>> {
     let mut workers = Vec::new();
     let per_worker = args.sessions.div_ceil(args.workers.max(1));
     let mut assigned = 0;
@@ -80,13 +115,19 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
         };
         workers.push(Worker::with_job("storm-worker", &job, tx.clone())?);
     }
-    drop(tx);
-    for _ in 0..workers.len() {
-        next_line(&mut lines).await?;
-    }
-    let rss_before = rss_kib(args.server_pid)?;
+    Ok(workers)
+}
+
+/// The measured phase: every worker drops its sessions at once; the server's
+/// memory is sampled until each has reported its resync.
+async fn drop_and_resync(
+    workers: &mut [Worker],
+    lines: &mut mpsc::UnboundedReceiver<serde_json::Value>,
+    server_pid: u32,
+) -> anyhow::Result<Storm> {
+    let rss_before = rss_kib(server_pid)?;
     let started = Instant::now();
-    for w in &mut workers {
+    for w in workers.iter_mut() {
         w.tell("drop")?;
     }
     let mut peak = rss_before;
@@ -105,12 +146,33 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
                 done += 1;
             }
             _ = tokio::time::sleep(Duration::from_millis(50)) => {
-                peak = peak.max(rss_kib(args.server_pid)?);
+                peak = peak.max(rss_kib(server_pid)?);
             }
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let hwm = peak_rss_kib(args.server_pid)?;
+    let hwm = peak_rss_kib(server_pid)?;
+    Ok(Storm {
+        total,
+        connect,
+        caught_up,
+        elapsed,
+        rss_before,
+        peak,
+        hwm,
+    })
+}
+
+/// Prints the table and returns the JSON result.
+fn print_report(args: &StormArgs, storm: &Storm) -> serde_json::Value {
+    let Storm {
+        total,
+        elapsed,
+        rss_before,
+        peak,
+        hwm,
+        ..
+    } = storm;
     println!("scenario          reconnect storm");
     println!(
         "sessions          {} ({} users, {} workers, jitter {} ms)",
@@ -124,7 +186,7 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
         "all resynced in   {:.2} s after the drop (slowest session {:.0} ms)",
         elapsed, total.last_ms
     );
-    let (connect, caught_up) = (connect.summary(), caught_up.summary());
+    let (connect, caught_up) = (storm.connect.summary(), storm.caught_up.summary());
     for (name, s) in [("connect", connect), ("catch-up", caught_up)] {
         println!(
             "{name:<17} p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
@@ -136,7 +198,7 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
     println!(
         "server RSS        {rss_before} KiB before, {peak} KiB peak sampled (process high-water mark {hwm} KiB)"
     );
-    Ok(serde_json::json!({
+    serde_json::json!({
         "scenario": "storm",
         "sessions": args.sessions,
         "users": args.users,
@@ -149,7 +211,7 @@ pub async fn run(server: &str, args: StormArgs) -> anyhow::Result<serde_json::Va
         "rss_before_kib": rss_before,
         "rss_peak_kib": peak,
         "rss_high_water_mark_kib": hwm,
-    }))
+    })
 }
 
 pub async fn worker(job: StormJob) -> anyhow::Result<()> {
