@@ -335,7 +335,7 @@ fn open_rooms(
     ids: &Arc<IdGen>,
 ) -> anyhow::Result<Local> {
     let data_dir = config.server.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
+    create_data_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let signer = token_signer(config, Some(&data_dir))?;
     let batch_sizes = |store: &str| {
@@ -372,6 +372,19 @@ fn open_rooms(
     Ok(Local { accounts, chat })
 }
 
+/// Creates the data directory, if missing, open to its owner only (0700):
+/// it holds the stores and the token key. An existing one is left as it is.
+fn create_data_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
 /// The access-token key: `auth.token_key`, or else the key file in the data
 /// dir (created on first start); a gateway has no data dir.
 fn token_signer(
@@ -393,5 +406,23 @@ fn token_signer(
             let dir = data_dir.context("auth.token_key is required here")?;
             TokenSigner::load_or_create(&dir.join("token.key")).context("token key file")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_data_dir_is_its_owner_s_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        create_data_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
     }
 }

@@ -51,6 +51,18 @@ impl TokenSigner {
     /// Reads the key from `path`, or creates a random 256-bit one readable by the
     /// owner only.
     pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(std::io::Error::other(format!(
+                    "{} may be read by others (mode {mode:o}); it signs every access token: \
+                     make it its owner's alone (chmod 600) and start again",
+                    path.display()
+                )));
+            }
+        }
         match std::fs::read(path) {
             Ok(bytes) if bytes.len() >= 32 => return Ok(Self::new(Secret::new(bytes))),
             Ok(_) => {
@@ -129,6 +141,31 @@ mod tests {
 
     fn signer() -> TokenSigner {
         TokenSigner::new(Secret::new(vec![7; 32]))
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_may_read_is_refused_with_the_fix_named() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.key");
+        let created = TokenSigner::load_or_create(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = TokenSigner::load_or_create(&path)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let again = TokenSigner::load_or_create(&path).unwrap();
+        let claims = Claims {
+            sub: UserId(1),
+            sid: 2,
+            exp: i64::MAX,
+        };
+        assert_eq!(again.verify(&created.sign(&claims), 0).unwrap(), claims);
     }
 
     #[test]

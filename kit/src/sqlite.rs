@@ -75,10 +75,12 @@ where
     F: FnMut(&Connection) -> Result<R, rusqlite::Error> + Send,
 {
     fn run(&mut self, conn: &Connection, in_savepoint: bool) -> bool {
+        let work = &mut self.work;
+        let mut guarded = |c: &Connection| unpanicked(|| work(c));
         let outcome = if in_savepoint {
-            run_in_savepoint(conn, &mut self.work)
+            run_in_savepoint(conn, guarded)
         } else {
-            (self.work)(conn)
+            guarded(conn)
         };
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
@@ -94,6 +96,25 @@ where
         };
         let _ = self.reply.send(result);
     }
+}
+
+/// Runs a job's work, turning a panic into the job's failure: the batch then
+/// starts over with a savepoint per job, so the panicking job undoes only its
+/// own writes, its caller gets an error, and the writer thread, which every
+/// write of the file needs, goes on.
+fn unpanicked<R>(work: impl FnOnce() -> rusqlite::Result<R>) -> rusqlite::Result<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(reason, "a storage job panicked; it fails alone");
+        // The variant of rusqlite's that carries a message of ours as is.
+        Err(rusqlite::Error::ToSqlConversionFailure(
+            format!("the storage job panicked: {reason}").into(),
+        ))
+    })
 }
 
 /// Most jobs committed in one transaction. Bounds the latency of the first job
@@ -132,6 +153,7 @@ impl Database {
         migrations: &[&str],
         batch_sizes: Option<Arc<Histogram>>,
     ) -> Result<Self, StoreError> {
+        create_owner_only(path).map_err(|e| StoreError::backend(ENGINE, e))?;
         let mut conn = open_connection(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // The writer keeps a large page cache (64 MiB) and its savepoint journals
@@ -256,6 +278,24 @@ fn start_checkpointer(path: &Path) -> Result<std_mpsc::Sender<()>, StoreError> {
         })
         .map_err(|e| StoreError::backend(ENGINE, e))?;
     Ok(tx)
+}
+
+/// Creates the database file, if missing, readable and writable by its owner
+/// only (0600): it holds messages and password hashes. SQLite gives its WAL
+/// and shared-memory files the same mode.
+fn create_owner_only(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
@@ -470,6 +510,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows, vec![(0, "2".into()), (1, "slow".into())]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("t.db"), SCHEMA, None).unwrap();
+        // A slow job holds the writer while the rest queue up as one batch.
+        let slow = db.write(|c| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            c.execute("INSERT INTO t VALUES (1, 'slow')", [])
+        });
+        let (slow, before, panicking, after) = tokio::join!(
+            slow,
+            db.write(|c| c.execute("INSERT INTO t VALUES (2, 'before')", [])),
+            db.write(|c| -> rusqlite::Result<usize> {
+                c.execute("INSERT INTO t VALUES (3, 'undone')", [])?;
+                panic!("a bug in a job");
+            }),
+            db.write(|c| c.execute("INSERT INTO t VALUES (4, 'after')", [])),
+        );
+        assert!(slow.is_ok() && before.is_ok() && after.is_ok());
+        let err = panicking.unwrap_err().to_string();
+        assert!(err.contains("panicked"), "{err}");
+        // The writer still writes.
+        db.write(|c| c.execute("INSERT INTO t VALUES (5, 'later')", []))
+            .await
+            .unwrap();
+        let keys: Vec<i64> = db
+            .read(|c| {
+                let mut s = c.prepare("SELECT k FROM t ORDER BY k")?;
+                s.query_map([], |r| r.get(0))?.collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(keys, vec![1, 2, 4, 5]);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_database_file_is_its_owner_s_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Database::open(&path, SCHEMA, None).unwrap();
+        db.write(|c| c.execute("INSERT INTO t VALUES (1, 'x')", []))
+            .await
+            .unwrap();
+        for file in [path.clone(), dir.path().join("t.db-wal")] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
     }
 
     #[test]
