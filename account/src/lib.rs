@@ -13,6 +13,7 @@
 //!   every store backend must meet.
 //! - [`token`]: signed, short-lived access tokens ([`token::Claims`]), which
 //!   gateways verify too.
+//! - [`tickets`]: single-use browser tickets for the WebSocket handshake.
 //! - [`password`]: argon2id with reused memory; [`throttle`]: the failed-login
 //!   throttle, per account and per client address.
 //!
@@ -29,6 +30,7 @@ pub mod policy;
 pub mod service;
 pub mod store;
 pub mod throttle;
+pub mod tickets;
 pub mod token;
 
 #[cfg(any(test, feature = "conformance"))]

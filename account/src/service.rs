@@ -1,7 +1,6 @@
 //! The account operations the edge calls.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::token::{Claims, TokenError, TokenSigner, random_token, token_hash};
 use bytes::Bytes;
@@ -19,6 +18,7 @@ use crate::password::Hasher;
 use crate::policy;
 use crate::store::AccountStore;
 use crate::throttle::Throttle;
+use crate::tickets::Tickets;
 
 /// Concurrent password hashes at most.
 pub(crate) const HASHING_SLOTS: usize = 4;
@@ -37,9 +37,8 @@ pub struct Accounts {
     /// instead of exhausting memory, and the throttles see at most this many
     /// attempts in flight.
     hashing: tokio::sync::Semaphore,
-    /// Browser tickets by hash: (claims, expiry). Single use; in memory because
-    /// they live 30 seconds and a restart may simply ask for a new one.
-    tickets: Mutex<HashMap<String, (Claims, i64)>>,
+    /// Browser tickets by hash: single use, in memory.
+    tickets: Tickets,
 }
 
 impl Accounts {
@@ -63,7 +62,7 @@ impl Accounts {
             clock,
             ids,
             config,
-            tickets: Mutex::new(HashMap::new()),
+            tickets: Tickets::default(),
         })
     }
 
@@ -242,23 +241,17 @@ impl Accounts {
         let now = self.clock.now_ms();
         let expires = now + (self.config.ticket_ttl_secs * 1000) as i64;
         let ticket = random_token();
-        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        tickets.retain(|_, (_, exp)| *exp > now);
-        tickets.insert(token_hash(&ticket), (claims, expires));
+        self.tickets
+            .issue(token_hash(&ticket), claims, expires, now);
         (ticket, expires)
     }
 
     pub async fn redeem_ticket(&self, ticket: &str) -> Result<Claims, AccountError> {
         let now = self.clock.now_ms();
-        let entry = self
+        let claims = self
             .tickets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&token_hash(ticket));
-        let claims = match entry {
-            Some((claims, expires)) if expires > now => claims,
-            _ => return Err(AccountError::InvalidTicket),
-        };
+            .redeem(&token_hash(ticket), now)
+            .ok_or(AccountError::InvalidTicket)?;
         match self.store.active_session(claims.sid, now).await? {
             Some(_) => Ok(claims),
             None => Err(AccountError::SessionRevoked),
