@@ -141,10 +141,28 @@ impl Config {
                 "the gateway and core roles meet through Redis: set it",
             ));
         }
-        if self.redis.lease_ttl_ms < 1_000 {
+        if !(1_000..=600_000).contains(&self.redis.lease_ttl_ms) {
             return Err(ConfigError::invalid(
                 "redis.lease_ttl_ms",
-                "must be at least 1000",
+                "must be 1000 to 600000",
+            ));
+        }
+        if !(1..=600_000).contains(&self.redis.request_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "redis.request_timeout_ms",
+                "must be 1 to 600000",
+            ));
+        }
+        if self.server.shutdown_drain_ms > 600_000 {
+            return Err(ConfigError::invalid(
+                "server.shutdown_drain_ms",
+                "must be at most 600000",
+            ));
+        }
+        if !(1..=64 << 20).contains(&self.server.max_body_bytes) {
+            return Err(ConfigError::invalid(
+                "server.max_body_bytes",
+                "must be 1 to 67108864",
             ));
         }
         Ok(())
@@ -209,6 +227,47 @@ mod tests {
         let config = Config::load(Some(&file)).unwrap();
         assert_eq!(config.gateway.heartbeat_secs, 3);
         assert_eq!(config.gateway.idle_timeout_secs, 75);
+    }
+
+    #[test]
+    fn values_too_large_for_their_clocks_are_refused_by_name() {
+        type Case = (&'static str, fn(&mut Config));
+        let cases: [Case; 10] = [
+            ("auth.refresh_ttl_secs", |c| {
+                c.auth.refresh_ttl_secs = u64::MAX
+            }),
+            ("auth.ticket_ttl_secs", |c| {
+                c.auth.ticket_ttl_secs = u64::MAX
+            }),
+            ("auth.login_window_secs", |c| {
+                c.auth.login_window_secs = u64::MAX
+            }),
+            ("gateway.heartbeat_secs", |c| {
+                c.gateway.heartbeat_secs = u64::MAX
+            }),
+            ("gateway.idle_timeout_secs", |c| {
+                c.gateway.idle_timeout_secs = u64::MAX
+            }),
+            ("gateway.write_timeout_secs", |c| {
+                c.gateway.write_timeout_secs = u64::MAX
+            }),
+            ("gateway.request_queue", |c| {
+                c.gateway.request_queue = usize::MAX
+            }),
+            ("redis.lease_ttl_ms", |c| c.redis.lease_ttl_ms = u64::MAX),
+            ("redis.request_timeout_ms", |c| {
+                c.redis.request_timeout_ms = u64::MAX
+            }),
+            ("server.shutdown_drain_ms", |c| {
+                c.server.shutdown_drain_ms = u64::MAX
+            }),
+        ];
+        for (key, set) in cases {
+            let mut config = Config::default();
+            set(&mut config);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

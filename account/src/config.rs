@@ -61,6 +61,25 @@ impl AuthConfig {
                 "must be at least 19456 (OWASP)",
             ));
         }
+        // Upper bounds keep every lifetime's milliseconds far inside an i64.
+        if self.refresh_ttl_secs == 0 || self.refresh_ttl_secs > 366 * 24 * 3600 {
+            return Err(ConfigError::invalid(
+                "auth.refresh_ttl_secs",
+                "must be 1 to 31622400 (a year)",
+            ));
+        }
+        if !(1..=300).contains(&self.ticket_ttl_secs) {
+            return Err(ConfigError::invalid(
+                "auth.ticket_ttl_secs",
+                "must be 1 to 300",
+            ));
+        }
+        if !(1..=24 * 3600).contains(&self.login_window_secs) {
+            return Err(ConfigError::invalid(
+                "auth.login_window_secs",
+                "must be 1 to 86400",
+            ));
+        }
         if self.argon2_iterations < 2 {
             return Err(ConfigError::invalid(
                 "auth.argon2_iterations",

@@ -63,6 +63,35 @@ impl Default for GatewayConfig {
 
 impl GatewayConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let bounded: [(&'static str, u64, u64); 8] = [
+            ("gateway.heartbeat_secs", self.heartbeat_secs, 3_600),
+            ("gateway.idle_timeout_secs", self.idle_timeout_secs, 86_400),
+            ("gateway.write_timeout_secs", self.write_timeout_secs, 300),
+            ("gateway.presence_ttl_secs", self.presence_ttl_secs, 3_600),
+            ("gateway.outbound_queue", self.outbound_queue as u64, 65_536),
+            ("gateway.request_queue", self.request_queue as u64, 1_024),
+            (
+                "gateway.max_frame_bytes",
+                self.max_frame_bytes as u64,
+                16 << 20,
+            ),
+            (
+                "gateway.read_buffer_bytes",
+                self.read_buffer_bytes as u64,
+                16 << 20,
+            ),
+        ];
+        for (key, value, max) in bounded {
+            if value == 0 || value > max {
+                return Err(ConfigError::invalid(key, format!("must be 1 to {max}")));
+            }
+        }
+        if self.write_buffer_bytes > 16 << 20 {
+            return Err(ConfigError::invalid(
+                "gateway.write_buffer_bytes",
+                "must be at most 16777216",
+            ));
+        }
         if self.max_frame_bytes == 0 || self.outbound_queue == 0 || self.request_queue == 0 {
             return Err(ConfigError::invalid(
                 "gateway",
