@@ -174,7 +174,7 @@ impl Chat {
             return None;
         }
         self.sends.inc();
-        let mut message = message_of(StoredMessage {
+        let stored = StoredMessage {
             conversation: appended.conversation,
             seq: appended.seq,
             message_id: appended.message_id,
@@ -183,9 +183,8 @@ impl Chat {
             client_msg_id: request.client_msg_id,
             body: Vec::new(),
             mentions: appended.mentions.clone(),
-        });
-        message.body = Some(body);
-        Some(message)
+        };
+        Some(message(stored, Some(body)))
     }
 
     /// The highest fencing number the store has accepted for a shard of
@@ -430,6 +429,14 @@ fn conversation_of(e: InboxEntry) -> Conversation {
 }
 
 fn message_of(m: StoredMessage) -> Message {
+    // Bodies were encoded by this server; a decode failure means corruption,
+    // which a client sees as an empty body rather than a dropped message.
+    let body = MessageBody::decode(m.body.as_slice()).ok();
+    message(m, body)
+}
+
+/// The wire form of a stored message, with its body already decoded.
+fn message(m: StoredMessage, body: Option<MessageBody>) -> Message {
     Message {
         conversation_id: m.conversation.to_string(),
         seq: m.seq,
@@ -439,9 +446,7 @@ fn message_of(m: StoredMessage) -> Message {
         client_msg_id: m.client_msg_id,
         mention_all: m.mentions.all,
         mentions: m.mentions.users.iter().map(|u| u.0).collect(),
-        // Bodies were encoded by this server; a decode failure means corruption,
-        // which a client sees as an empty body rather than a dropped message.
-        body: MessageBody::decode(m.body.as_slice()).ok(),
+        body,
     }
 }
 

@@ -117,7 +117,7 @@ pub async fn run<S: Socket>(
     let mut session = Session {
         socket,
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst),
-        user_key: format!("u.{}", claims.sub),
+        user_key: Arc::from(format!("u.{}", claims.sub)),
         connection: registration.connection(),
         claims,
         state,
@@ -187,8 +187,9 @@ struct Session<S> {
     connection: u64,
     metrics: Arc<SessionMetrics>,
     bucket: TokenBucket,
-    /// This user's key in the limit all their sessions share.
-    user_key: String,
+    /// This user's key in the limit all their sessions share; shared with
+    /// each request in flight.
+    user_key: Arc<str>,
     /// Requests each limit refused in a row; past the abuse limit by either,
     /// the session closes with 1008.
     session_strikes: u32,

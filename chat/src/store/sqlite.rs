@@ -162,10 +162,12 @@ fn decode_mentions(text: &str) -> Mentions {
 
 /// Checks `fence` against the shard's durable high-water mark inside the
 /// writer's transaction: a lower number is refused, before anything is
-/// written. No fence (the single process of the small tier) passes.
-fn check_fence(c: &Connection, fence: Option<Fence>) -> Result<(), TxError<StoreError>> {
+/// written. Answers the fence when the mark must rise to it, for
+/// [`raise_fence`] to write with the write it guards. No fence (the single
+/// process of the small tier) passes.
+fn check_fence(c: &Connection, fence: Option<Fence>) -> Result<Option<Fence>, TxError<StoreError>> {
     let Some(fence) = fence else {
-        return Ok(());
+        return Ok(None);
     };
     match high_water(c, fence.shard)? {
         Some(high) if high > fence.token => Err(TxError::Abort(StoreError::Fenced {
@@ -173,19 +175,16 @@ fn check_fence(c: &Connection, fence: Option<Fence>) -> Result<(), TxError<Store
             fence: fence.token,
             high_water: high,
         })),
-        _ => Ok(()),
+        Some(high) if high == fence.token => Ok(None),
+        _ => Ok(Some(fence)),
     }
 }
 
-/// Raises the shard's mark to `fence` (checked already), with the write it
-/// guards.
-fn raise_fence(c: &Connection, fence: Option<Fence>) -> rusqlite::Result<()> {
-    let Some(fence) = fence else {
+/// Raises the shard's mark to the fence [`check_fence`] answered.
+fn raise_fence(c: &Connection, rise: Option<Fence>) -> rusqlite::Result<()> {
+    let Some(fence) = rise else {
         return Ok(());
     };
-    if high_water(c, fence.shard)?.is_some_and(|high| high >= fence.token) {
-        return Ok(());
-    }
     c.prepare_cached(
         "INSERT INTO fences (shard, high_water) VALUES (?1, ?2)
          ON CONFLICT (shard) DO UPDATE SET high_water = excluded.high_water",
@@ -210,29 +209,22 @@ where
 }
 
 /// The first ack of a repeated (sender, client_msg_id) in a conversation.
-fn earlier_send(
-    c: &Connection,
-    conversation: ConversationId,
-    sender: UserId,
-    client_msg_id: &str,
-) -> rusqlite::Result<Option<Appended>> {
+fn earlier_send(c: &Connection, row: &Row<'_>) -> rusqlite::Result<Option<Appended>> {
+    let (conversation, sender, client_msg_id) = (row.conversation, row.sender, row.client_msg_id);
     c.prepare_cached(
         "SELECT seq, message_id, server_time_ms FROM sent
          WHERE conversation_id = ?1 AND sender = ?2 AND client_msg_id = ?3",
     )?
-    .query_row(
-        params![conversation.to_string(), sender.0 as i64, client_msg_id],
-        |r| {
-            Ok(Appended {
-                conversation,
-                seq: id(r, 0)?,
-                message_id: id(r, 1)?,
-                server_time_ms: r.get(2)?,
-                duplicate: true,
-                mentions: Mentions::default(),
-            })
-        },
-    )
+    .query_row(params![row.name, sender.0 as i64, client_msg_id], |r| {
+        Ok(Appended {
+            conversation,
+            seq: id(r, 0)?,
+            message_id: id(r, 1)?,
+            server_time_ms: r.get(2)?,
+            duplicate: true,
+            mentions: Mentions::default(),
+        })
+    })
     .optional()
 }
 
@@ -240,6 +232,8 @@ fn earlier_send(
 #[derive(Clone, Copy)]
 struct Row<'a> {
     conversation: ConversationId,
+    /// The conversation's wire name, as stored.
+    name: &'a str,
     sender: UserId,
     client_msg_id: &'a str,
     message_id: u64,
@@ -251,7 +245,7 @@ struct Row<'a> {
 /// Takes the conversation's next seq and writes the message and its
 /// idempotency record; creates the conversation on its first message.
 fn append_row(c: &Connection, row: &Row<'_>) -> rusqlite::Result<Appended> {
-    let name = row.conversation.to_string();
+    let name = row.name;
     let seq: i64 = c
         .prepare_cached(
             "INSERT INTO conversations (id, last_seq, last_activity_ms) VALUES (?1, 1, ?2)
@@ -296,24 +290,23 @@ fn append_row(c: &Connection, row: &Row<'_>) -> rusqlite::Result<Appended> {
 }
 
 fn append_in(c: &Connection, m: &NewMessage) -> Result<Appended, TxError<StoreError>> {
-    check_fence(c, m.fence)?;
-    if let Some(earlier) = earlier_send(c, m.conversation, m.sender, &m.client_msg_id)? {
+    let rise = check_fence(c, m.fence)?;
+    let name = m.conversation.to_string();
+    let row = Row {
+        conversation: m.conversation,
+        name: &name,
+        sender: m.sender,
+        client_msg_id: &m.client_msg_id,
+        message_id: m.message_id,
+        server_time_ms: m.server_time_ms,
+        body: &m.body,
+        mentions: &Mentions::default(),
+    };
+    if let Some(earlier) = earlier_send(c, &row)? {
         return Ok(earlier);
     }
-    raise_fence(c, m.fence)?;
-    let appended = append_row(
-        c,
-        &Row {
-            conversation: m.conversation,
-            sender: m.sender,
-            client_msg_id: &m.client_msg_id,
-            message_id: m.message_id,
-            server_time_ms: m.server_time_ms,
-            body: &m.body,
-            mentions: &Mentions::default(),
-        },
-    )?;
-    let name = m.conversation.to_string();
+    raise_fence(c, rise)?;
+    let appended = append_row(c, &row)?;
     let seq = appended.seq as i64;
     // Member rows change only when created (with the conversation's first
     // message) and when the sender's read mark moves: the list order comes
@@ -462,8 +455,8 @@ impl ChatStore for SqliteChatStore {
         fence: Option<Fence>,
     ) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
         Box::pin(fenced(&self.db, move |c| {
-            check_fence(c, fence)?;
-            raise_fence(c, fence)?;
+            let rise = check_fence(c, fence)?;
+            raise_fence(c, rise)?;
             Ok(c.query_row(
                 "UPDATE members SET read_seq = max(read_seq,
                      min(?3, (SELECT last_seq FROM conversations WHERE id = ?1)))

@@ -220,12 +220,22 @@ fn set_member_role(
 }
 
 fn append_group_in(c: &Connection, m: &NewGroupMessage) -> Tx<Appended> {
-    let conversation_id = ConversationId::Group(m.group);
-    check_fence(c, m.fence).map_err(|e| match e {
+    let rise = check_fence(c, m.fence).map_err(|e| match e {
         TxError::Abort(fenced) => TxError::Abort(ChatError::Store(fenced)),
         TxError::Sqlite(e) => TxError::Sqlite(e),
     })?;
-    if let Some(earlier) = earlier_send(c, conversation_id, m.sender, &m.client_msg_id)? {
+    let conversation = name(m.group);
+    let mut row = Row {
+        conversation: ConversationId::Group(m.group),
+        name: &conversation,
+        sender: m.sender,
+        client_msg_id: &m.client_msg_id,
+        message_id: m.message_id,
+        server_time_ms: m.server_time_ms,
+        body: &m.body,
+        mentions: &m.mentions,
+    };
+    if let Some(earlier) = earlier_send(c, &row)? {
         return Ok(earlier);
     }
     let (group, sender) = actor_in(c, m.group, m.sender)?;
@@ -246,20 +256,9 @@ fn append_group_in(c: &Connection, m: &NewGroupMessage) -> Tx<Appended> {
         }
     });
     lookup?;
-    raise_fence(c, m.fence)?;
-    let appended = append_row(
-        c,
-        &Row {
-            conversation: conversation_id,
-            sender: m.sender,
-            client_msg_id: &m.client_msg_id,
-            message_id: m.message_id,
-            server_time_ms: m.server_time_ms,
-            body: &m.body,
-            mentions: &mentions,
-        },
-    )?;
-    let conversation = name(m.group);
+    raise_fence(c, rise)?;
+    row.mentions = &mentions;
+    let appended = append_row(c, &row)?;
     let seq = appended.seq as i64;
     let everyone = mentions.all.then_some(EVERYONE);
     for who in everyone
