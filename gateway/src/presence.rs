@@ -22,6 +22,7 @@ use redis::aio::ConnectionManager;
 
 use superapp_kit::BoxFuture;
 use superapp_kit::clock::SharedClock;
+use superapp_kit::redis_conn;
 use superapp_proto::UserId;
 
 /// How long a user's last-seen time is kept after they were last online.
@@ -161,8 +162,19 @@ impl RedisPresence {
         clock: SharedClock,
         ttl: Duration,
     ) -> Result<Self, redis::RedisError> {
-        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
+        let conn = redis_conn::manager(&redis::Client::open(url)?).await?;
         Ok(Self { conn, clock, ttl })
+    }
+
+    /// Runs `pipe`, once more if the pooled connection was stale: every
+    /// presence command sets, removes or reads, so twice is harmless.
+    async fn query<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, String> {
+        redis_conn::retry_if_stale(
+            &self.conn,
+            |mut c| async move { pipe.query_async(&mut c).await },
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -180,7 +192,6 @@ impl Presence for RedisPresence {
             let now = self.clock.now_ms();
             let ttl = ttl_ms(self.ttl);
             let keep = ttl_ms(LAST_SEEN_KEEP);
-            let mut conn = self.conn.clone();
             for chunk in devices.chunks(PIPELINE) {
                 let mut pipe = redis::pipe();
                 for d in chunk {
@@ -192,9 +203,7 @@ impl Presence for RedisPresence {
                         .pset_ex(seen_key(d.user_id), now, keep as u64)
                         .ignore();
                 }
-                pipe.query_async::<()>(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.query::<()>(&pipe).await?;
             }
             Ok(())
         })
@@ -203,15 +212,12 @@ impl Presence for RedisPresence {
     fn offline(&self, device: Device) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let now = self.clock.now_ms();
-            let mut conn = self.conn.clone();
-            redis::pipe()
-                .zrem(online_key(device.user_id), &device.key)
+            let mut pipe = redis::pipe();
+            pipe.zrem(online_key(device.user_id), &device.key)
                 .ignore()
                 .pset_ex(seen_key(device.user_id), now, ttl_ms(LAST_SEEN_KEEP) as u64)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| e.to_string())
+                .ignore();
+            self.query(&pipe).await
         })
     }
 
@@ -219,17 +225,14 @@ impl Presence for RedisPresence {
         Box::pin(async move {
             let now = self.clock.now_ms();
             let key = online_key(user_id);
-            let mut conn = self.conn.clone();
             // Marks that expired (a crashed gateway's) go first, atomically.
-            let (devices, seen): (u32, Option<i64>) = redis::pipe()
-                .atomic()
+            let mut pipe = redis::pipe();
+            pipe.atomic()
                 .zrembyscore(&key, "-inf", now)
                 .ignore()
                 .zcard(&key)
-                .get(seen_key(user_id))
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
+                .get(seen_key(user_id));
+            let (devices, seen): (u32, Option<i64>) = self.query(&pipe).await?;
             Ok(Seen {
                 devices,
                 last_seen_ms: if devices > 0 { Some(now) } else { seen },

@@ -18,7 +18,8 @@
 //! - `sqlite`: [`sqlite`], one writer thread per database file with group
 //!   commit, a reader pool, and versioned migrations.
 //! - `redis`: [`redis_bus`], the Redis pub/sub bus; [`rpc`], requests from
-//!   gateways to the core over Redis, with shard leases; the Redis rate limiter.
+//!   gateways to the core over Redis, with shard leases; the Redis rate limiter;
+//!   [`redis_conn`], pooled connections that recover quickly from a restart.
 //! - `testkit` (tests only): [`testkit`], real servers (redis-server) for the
 //!   tests of every room.
 
@@ -30,6 +31,8 @@ pub mod metrics;
 pub mod ratelimit;
 #[cfg(feature = "redis")]
 pub mod redis_bus;
+#[cfg(feature = "redis")]
+pub mod redis_conn;
 #[cfg(feature = "redis")]
 pub mod rpc;
 pub mod secret;

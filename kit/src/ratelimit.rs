@@ -148,7 +148,7 @@ impl RedisLimiter {
         burst: u32,
         timeout: Duration,
     ) -> Result<Self, redis::RedisError> {
-        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
+        let conn = crate::redis_conn::manager(&redis::Client::open(url)?).await?;
         Ok(Self {
             conn,
             script: redis::Script::new(GCRA),
@@ -163,12 +163,17 @@ impl RedisLimiter {
 impl RateLimiter for RedisLimiter {
     fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), u64>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
             let mut call = self.script.prepare_invoke();
             call.key(format!("sa:rl:{key}"))
                 .arg(self.interval_us)
                 .arg(self.burst);
-            match tokio::time::timeout(self.timeout, call.invoke_async::<u64>(&mut conn)).await {
+            // A try that met a stale connection never reached Redis, or
+            // counts a request twice at worst.
+            let call = &call;
+            let taken = crate::redis_conn::retry_if_stale(&self.conn, |mut c| async move {
+                call.invoke_async::<u64>(&mut c).await
+            });
+            match tokio::time::timeout(self.timeout, taken).await {
                 Ok(Ok(0)) => Ok(()),
                 Ok(Ok(wait_ms)) => Err(wait_ms),
                 Ok(Err(e)) => {

@@ -2,8 +2,9 @@
 //! (`sa:<topic>`).
 //!
 //! Publishing never waits: messages go to a publisher task that pipelines them
-//! over one auto-reconnecting connection, and a full queue or a lost connection
-//! drops them (at most once, as Redis pub/sub itself). Each subscriber owns one
+//! over one auto-reconnecting connection (a batch that meets a stale connection
+//! is sent once more on the fresh one), and a full queue or an unreachable
+//! Redis drops them (at most once, as Redis pub/sub itself). Each subscriber owns one
 //! pub/sub connection; when it is lost the subscriber reconnects with backoff,
 //! subscribes again to every topic it holds, and queues a
 //! [`BusMessage::Lagged`] so its owner tells its sessions to resync.
@@ -19,13 +20,16 @@ use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::mpsc;
 
 use crate::bus::{Bus, BusMessage, Gone, Subscriber, offer};
+use crate::redis_conn::retry_if_stale;
 
 const CHANNEL_PREFIX: &str = "sa:";
 /// Messages waiting for the publisher task; beyond this they are dropped.
 const PUBLISH_QUEUE: usize = 65_536;
 /// Most PUBLISH commands sent in one pipeline.
 const PUBLISH_BATCH: usize = 256;
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A lost subscriber connection is tried again at most this far apart, so
+/// a restarted Redis has every subscription back within about half a second.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 pub struct RedisBus {
     client: redis::Client,
@@ -36,7 +40,7 @@ impl RedisBus {
     /// Connects the publisher; fails if Redis cannot be reached now.
     pub async fn connect(url: &str) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
-        let connection = client.get_connection_manager().await?;
+        let connection = crate::redis_conn::manager(&client).await?;
         let (publish, queue) = mpsc::channel(PUBLISH_QUEUE);
         tokio::spawn(publisher(connection, queue));
         Ok(Self { client, publish })
@@ -82,7 +86,7 @@ impl Subscriber for RedisSubscriber {
 }
 
 async fn publisher(
-    mut connection: redis::aio::ConnectionManager,
+    connection: redis::aio::ConnectionManager,
     mut queue: mpsc::Receiver<(String, Bytes)>,
 ) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
@@ -94,8 +98,16 @@ async fn publisher(
                 .arg(payload.as_ref())
                 .ignore();
         }
-        if let Err(e) = pipe.query_async::<()>(&mut connection).await {
-            // The connection manager reconnects on its own; these are lost.
+        // Sent once more if the connection turned out stale (Redis
+        // restarted): a batch cut off in flight may then arrive twice, and
+        // every receiver drops what it already holds.
+        let pipe = &pipe;
+        let sent = retry_if_stale(&connection, |mut c| async move {
+            pipe.query_async::<()>(&mut c).await
+        })
+        .await;
+        if let Err(e) = sent {
+            // Redis is down; the connection manager keeps reconnecting.
             tracing::warn!(error = %e, "bus publish failed; messages dropped");
         }
     }

@@ -271,6 +271,108 @@ async fn a_shard_that_changed_hands_is_written_again_after_redis_forgets_its_cou
     assert_eq!(third.seq, 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_two_seconds_after_redis_is_back_succeeds_without_a_retry() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    // The operator's defaults: a 10 s lease and a 10 s request timeout.
+    let url = redis.url();
+    let core = spawn_app_with(|c| {
+        c.server.role = Role::Core;
+        c.redis.url = Some(Secret::new(url.clone()));
+    })
+    .await;
+    let gateway = spawn_app_with(|c| {
+        c.server.role = Role::Gateway;
+        c.redis.url = Some(Secret::new(url.clone()));
+    })
+    .await;
+    let ann = core.user("Ann").await;
+    let bo = core.user("Bo").await;
+    let gateways = [gateway.base_url.clone()];
+    send_until_acked(&gateways, &ann, bo.id, "warm").await;
+    let conn = connect_retrying(&gateways, &mut 0, &ann.tokens.access_token).await;
+    // Answered only once the session has started.
+    conn.send_text(bo.id, "started", "x").await.unwrap();
+    for round in 0..3 {
+        // A restart without persistence: Redis forgets leases, fencing
+        // counters, subscriptions, and every pooled connection goes stale.
+        redis.kill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        redis.restart();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let ack = conn
+            .send_text(bo.id, &format!("after-{round}"), "after")
+            .await;
+        assert!(
+            ack.is_ok(),
+            "round {round}: a send 2 s after Redis came back failed: {ack:?}"
+        );
+    }
+}
+
+/// A benchmark, not a test: how long after Redis answers again the first
+/// send is acknowledged, for a client that retries every 50 ms. Run with
+/// `cargo test -p superapp --test it redis_restart_gap -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark; prints the gap after each of 20 Redis restarts"]
+async fn redis_restart_gap() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let core = spawn_app_with(|c| {
+        c.server.role = Role::Core;
+        c.redis.url = Some(Secret::new(url.clone()));
+    })
+    .await;
+    let gateway = spawn_app_with(|c| {
+        c.server.role = Role::Gateway;
+        c.redis.url = Some(Secret::new(url.clone()));
+    })
+    .await;
+    let ann = core.user("Ann").await;
+    let bo = core.user("Bo").await;
+    let gateways = [gateway.base_url.clone()];
+    let conn = connect_retrying(&gateways, &mut 0, &ann.tokens.access_token).await;
+    conn.send_text(bo.id, "started", "x").await.unwrap();
+    let mut gaps = Vec::new();
+    for round in 0..20 {
+        redis.kill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        redis.restart();
+        let back = tokio::time::Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if conn
+                .send_text(bo.id, &format!("gap-{round}"), "x")
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let gap = back.elapsed();
+        println!(
+            "round {round}: first send acknowledged {gap:?} after Redis was back ({attempts} attempts)"
+        );
+        gaps.push(gap);
+        // Steady again before the next restart.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    gaps.sort();
+    println!(
+        "gap over {} restarts: min {:?}, median {:?}, max {:?}",
+        gaps.len(),
+        gaps[0],
+        gaps[gaps.len() / 2],
+        gaps[gaps.len() - 1]
+    );
+}
+
 /// Sends one message, retrying with the same client_msg_id (reconnecting if
 /// need be) until it is acknowledged or 30 s have passed.
 async fn send_until_acked(

@@ -2,24 +2,24 @@
 //! by id.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
 use redis::AsyncCommands as _;
+use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
 use super::envelope::{Envelope, decode_answer, now_ms};
 use super::{ANY_QUEUE, Route, RpcError, shard_queue};
 use crate::bus::{Bus, BusMessage, Subscriber};
 use crate::metrics::{Counter, Registry};
+use crate::redis_conn::{manager, retry_if_stale};
 
 /// The gateway's side: sends requests and matches answers by id.
 pub struct RpcClient {
-    connection: redis::aio::ConnectionManager,
+    connection: ConnectionManager,
     reply_topic: String,
-    next_id: AtomicU64,
     waiters: Arc<Waiters>,
     _replies: Arc<dyn Subscriber>,
     sent: Arc<Counter>,
@@ -34,7 +34,7 @@ impl RpcClient {
         metrics: &Registry,
     ) -> Result<Self, RpcError> {
         let client = redis::Client::open(url)?;
-        let connection = client.get_connection_manager().await?;
+        let connection = manager(&client).await?;
         let reply_topic = format!("rpc-reply.{node}");
         let (replies, answers) = bus.subscriber(65_536);
         replies.subscribe(&reply_topic);
@@ -43,7 +43,6 @@ impl RpcClient {
         Ok(Self {
             connection,
             reply_topic,
-            next_id: AtomicU64::new(1),
             waiters,
             _replies: replies,
             sent: metrics.counter("rpc_requests_sent_total", "Requests sent to the core."),
@@ -62,7 +61,9 @@ impl RpcClient {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, RpcError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Random, so nobody on the bus can guess the id of a request in
+        // flight, and ids stay distinct across restarts of this process.
+        let id = rand::random::<u64>();
         let rx = self.waiters.wait(id);
         let envelope = Envelope {
             id,
@@ -78,9 +79,15 @@ impl RpcClient {
             Route::Shard(s) => shard_queue(s),
             Route::Any => ANY_QUEUE.to_string(),
         };
-        let mut connection = self.connection.clone();
+        let (queue, encoded) = (&queue, &envelope.encode());
         self.sent.inc();
-        let pushed: Result<(), _> = connection.lpush(queue, envelope.encode().as_ref()).await;
+        // Pushed again if the first push met a dropped connection; the core
+        // applies a request id once, so a push that did arrive is not
+        // applied twice.
+        let pushed: Result<(), _> = retry_if_stale(&self.connection, |mut c| async move {
+            c.lpush(queue, encoded.as_ref()).await
+        })
+        .await;
         let answer = match pushed {
             Ok(()) => tokio::time::timeout(timeout, rx).await,
             Err(e) => {
@@ -92,7 +99,11 @@ impl RpcClient {
         self.waiters.take(id);
         match answer {
             Ok(Ok(bytes)) => Ok(bytes),
-            _ => {
+            Ok(Err(_)) => {
+                self.unanswered.inc();
+                Err(RpcError::AnswerLost)
+            }
+            Err(_) => {
                 self.unanswered.inc();
                 Err(RpcError::Timeout(timeout))
             }
@@ -115,16 +126,25 @@ impl Waiters {
         self.held().remove(&id)
     }
 
+    /// Every caller waiting now is told its answer is lost.
+    fn lose_all(&self) {
+        self.held().clear();
+    }
+
     fn held(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Bytes>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// Hands each answer on the reply topic to the caller waiting for it; an
-/// answer nobody waits for any more is dropped.
+/// answer nobody waits for any more is dropped. When the subscription lagged
+/// (its connection to Redis was lost), answers may have been published while
+/// nobody listened: every caller waiting then is told at once, instead of
+/// waiting out its timeout, and retries.
 async fn route_answers(mut answers: mpsc::Receiver<BusMessage>, waiters: Arc<Waiters>) {
     while let Some(message) = answers.recv().await {
         let BusMessage::Message { payload, .. } = message else {
+            waiters.lose_all();
             continue;
         };
         let Some((id, reply)) = decode_answer(payload) else {

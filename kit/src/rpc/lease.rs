@@ -5,11 +5,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use super::{RpcError, SHARDS};
 use crate::BoxFuture;
 use crate::metrics::Gauge;
+use crate::redis_conn::{manager, retry_if_stale};
+
+/// How soon the keeper tries again after Redis did not answer: it may be
+/// back any moment, and leases it forgot are taken again at once.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Deletes a lease (KEYS[1]) only if this process (ARGV[1]) still holds it.
 const RELEASE_IF_HELD: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -43,7 +49,7 @@ impl ShardLeases {
         &self,
         node: &str,
         held_gauge: &Gauge,
-        connection: &mut redis::aio::ConnectionManager,
+        connection: &mut ConnectionManager,
     ) {
         let release = redis::Script::new(RELEASE_IF_HELD);
         let held: Vec<(u32, Lease)> = self.held().drain().collect();
@@ -75,7 +81,7 @@ impl ShardLeases {
 /// of its TTL before it expires in Redis, so clock drift and pauses up to that
 /// margin cannot let two owners act at once.
 pub(super) struct ShardLeaseKeeper {
-    connection: redis::aio::ConnectionManager,
+    connection: ConnectionManager,
     node: String,
     ttl: Duration,
     leases: Arc<ShardLeases>,
@@ -87,7 +93,7 @@ pub(super) struct ShardLeaseKeeper {
 
 impl ShardLeaseKeeper {
     pub(super) fn new(
-        connection: redis::aio::ConnectionManager,
+        connection: ConnectionManager,
         node: String,
         ttl: Duration,
         leases: Arc<ShardLeases>,
@@ -109,51 +115,79 @@ impl ShardLeaseKeeper {
         }
     }
 
-    /// Goes over every shard each quarter TTL until `shutdown`.
+    /// Goes over every shard each quarter TTL until `shutdown`; after a
+    /// round in which Redis did not answer, again within [`RETRY_PAUSE`].
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
+            let mut answered = true;
             for shard in 0..SHARDS {
-                match self.leases.get(shard) {
+                answered = match self.leases.get(shard) {
                     Some(lease) => self.renew(shard, lease).await,
                     None => self.take(shard).await,
+                };
+                if !answered {
+                    break;
                 }
             }
+            let pause = if answered { self.ttl / 4 } else { RETRY_PAUSE };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(self.ttl / 4) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }
 
     /// Extends a held lease; drops it once Redis says another holds it, or
-    /// once it has run out by this process's clock.
-    async fn renew(&mut self, shard: u32, lease: Lease) {
+    /// once it has run out by this process's clock. A lease Redis forgot (it
+    /// restarted without persistence) is taken again at once, under a new
+    /// fencing number. False when Redis did not answer.
+    async fn renew(&mut self, shard: u32, lease: Lease) -> bool {
         let started = Instant::now();
-        let renewed: Result<i64, _> = self
-            .renew
-            .key(lease_key(shard))
-            .arg(holder(&self.node, lease.fence))
-            .arg(self.ttl.as_millis() as u64)
-            .invoke_async(&mut self.connection)
-            .await;
-        if matches!(renewed, Ok(1)) {
-            self.leases
-                .set(shard, lease.fence, self.valid_until(started));
-        } else if lease.valid_until <= Instant::now() || matches!(renewed, Ok(0)) {
-            self.leases.remove(shard);
-            self.held_gauge.dec();
-            tracing::warn!(shard, "rpc: lease lost");
+        let (key, holder) = (&lease_key(shard), &holder(&self.node, lease.fence));
+        let (script, ttl) = (&self.renew, self.ttl.as_millis() as u64);
+        let renewed: Result<i64, _> = retry_if_stale(&self.connection, |mut c| async move {
+            script
+                .key(key)
+                .arg(holder)
+                .arg(ttl)
+                .invoke_async(&mut c)
+                .await
+        })
+        .await;
+        match renewed {
+            Ok(1) => {
+                self.leases
+                    .set(shard, lease.fence, self.valid_until(started));
+                true
+            }
+            Ok(_) => {
+                self.lose(shard);
+                self.take(shard).await
+            }
+            Err(_) => {
+                if lease.valid_until <= Instant::now() {
+                    self.lose(shard);
+                }
+                false
+            }
         }
+    }
+
+    fn lose(&mut self, shard: u32) {
+        self.leases.remove(shard);
+        self.held_gauge.dec();
+        tracing::warn!(shard, "rpc: lease lost");
     }
 
     /// Takes a free lease, under a fencing number higher than any earlier
     /// holder's: higher than Redis's counter, and than the highest number the
     /// store has accepted for the shard (the floor), since a Redis that
-    /// restarted without persistence counts from 1 again.
-    async fn take(&mut self, shard: u32) {
+    /// restarted without persistence counts from 1 again. False when Redis
+    /// did not answer.
+    async fn take(&mut self, shard: u32) -> bool {
         let started = Instant::now();
         let Some(floor) = (self.floor)(shard).await else {
-            return;
+            return true; // the store cannot say now; Redis is not at fault
         };
         let fence: Result<u64, _> = self
             .next_fence
@@ -161,7 +195,7 @@ impl ShardLeaseKeeper {
             .arg(floor)
             .invoke_async(&mut self.connection)
             .await;
-        let Ok(fence) = fence else { return };
+        let Ok(fence) = fence else { return false };
         let taken: Result<Option<String>, _> = redis::cmd("SET")
             .arg(lease_key(shard))
             .arg(holder(&self.node, fence))
@@ -170,10 +204,15 @@ impl ShardLeaseKeeper {
             .arg(self.ttl.as_millis() as u64)
             .query_async(&mut self.connection)
             .await;
-        if matches!(taken, Ok(Some(_))) {
-            tracing::info!(shard, fence, "rpc: lease taken");
-            self.held_gauge.inc();
-            self.leases.set(shard, fence, self.valid_until(started));
+        match taken {
+            Ok(Some(_)) => {
+                tracing::info!(shard, fence, "rpc: lease taken");
+                self.held_gauge.inc();
+                self.leases.set(shard, fence, self.valid_until(started));
+                true
+            }
+            Ok(None) => true, // another core holds it
+            Err(_) => false,
         }
     }
 
@@ -213,7 +252,7 @@ fn holder(node: &str, fence: u64) -> String {
 /// stores, which hold every acknowledged write. A holder that cannot renew the
 /// key in time stops itself, so two cores never write at once.
 pub struct CoreLease {
-    connection: redis::aio::ConnectionManager,
+    connection: ConnectionManager,
     node: String,
     ttl: Duration,
 }
@@ -228,7 +267,7 @@ impl CoreLease {
         ttl: Duration,
         shutdown: &CancellationToken,
     ) -> Result<Option<Self>, RpcError> {
-        let mut connection = redis::Client::open(url)?.get_connection_manager().await?;
+        let mut connection = manager(&redis::Client::open(url)?).await?;
         let mut announced = false;
         loop {
             let taken: Option<String> = redis::cmd("SET")
@@ -283,12 +322,16 @@ return 0
                 _ = tokio::time::sleep(self.ttl / 4) => {}
             }
             let started = Instant::now();
-            let renewed: Result<i64, _> = renew
-                .key(CORE_KEY)
-                .arg(&self.node)
-                .arg(self.ttl.as_millis() as u64)
-                .invoke_async(&mut self.connection)
-                .await;
+            let (renew, node, ttl) = (&renew, &self.node, self.ttl.as_millis() as u64);
+            let renewed: Result<i64, _> = retry_if_stale(&self.connection, |mut c| async move {
+                renew
+                    .key(CORE_KEY)
+                    .arg(node)
+                    .arg(ttl)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await;
             match renewed {
                 Ok(1) => valid_until = started + self.ttl - self.ttl / 3,
                 Ok(_) => {

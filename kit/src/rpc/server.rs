@@ -1,11 +1,13 @@
 //! The core's side: consumes the lists it may, answers on the bus, and gives
 //! its shard leases up when it stops.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis::AsyncCommands as _;
+use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -14,6 +16,7 @@ use super::lease::{FenceFloor, ShardLeaseKeeper, ShardLeases, no_floor};
 use super::{ANY_QUEUE, Handler, RpcError, shard_queue};
 use crate::bus::Bus;
 use crate::metrics::{Counter, Gauge, Registry};
+use crate::redis_conn::{manager, retry_if_stale};
 use crate::store::Fence;
 
 /// Requests taken from a list in one round trip, beyond the first.
@@ -33,6 +36,7 @@ struct ServerMeters {
     answered: Arc<Counter>,
     handed_back: Arc<Counter>,
     expired: Arc<Counter>,
+    duplicates: Arc<Counter>,
     leases: Arc<Gauge>,
 }
 
@@ -54,6 +58,10 @@ impl RpcServer {
                 expired: metrics.counter(
                     "rpc_requests_expired_total",
                     "Requests dropped because their caller's deadline had passed.",
+                ),
+                duplicates: metrics.counter(
+                    "rpc_requests_duplicate_total",
+                    "Requests pushed twice and answered once.",
                 ),
                 leases: metrics.gauge("rpc_leases_held", "Shard leases this process holds."),
             },
@@ -83,7 +91,7 @@ impl RpcServer {
         let client = redis::Client::open(self.url.as_str())?;
         let leases: Arc<ShardLeases> = Arc::default();
         let keeper = ShardLeaseKeeper::new(
-            client.get_connection_manager().await?,
+            manager(&client).await?,
             self.node.clone(),
             self.lease_ttl,
             leases.clone(),
@@ -91,14 +99,15 @@ impl RpcServer {
             self.floor.clone(),
         );
         let keeper = tokio::spawn(keeper.run(shutdown.clone()));
-        let mut pusher = client.get_connection_manager().await?;
+        let pusher = manager(&client).await?;
         let mut popper = Popper::connect(client).await?;
-        let dispatcher = Dispatcher {
+        let mut dispatcher = Dispatcher {
             bus,
             handler,
             leases,
             in_hand: TaskTracker::new(),
             meters: self.meters.clone(),
+            answered: Answered::default(),
         };
         while !shutdown.is_cancelled() {
             let queues = queues_to_consume(&dispatcher.leases);
@@ -106,20 +115,16 @@ impl RpcServer {
                 continue;
             };
             let refused = dispatcher.dispatch_batch(batch);
-            hand_back(&mut pusher, &queue, refused).await;
+            hand_back(&pusher, &queue, refused).await;
         }
         keeper.abort();
-        self.shut_down(dispatcher, &mut pusher).await;
+        self.shut_down(dispatcher, &mut pusher.clone()).await;
         Ok(())
     }
 
     /// Lets the requests in hand finish, for at most a third of the lease
     /// TTL, then gives the shard leases up.
-    async fn shut_down(
-        &self,
-        dispatcher: Dispatcher,
-        connection: &mut redis::aio::ConnectionManager,
-    ) {
+    async fn shut_down(&self, dispatcher: Dispatcher, connection: &mut ConnectionManager) {
         dispatcher.in_hand.close();
         if tokio::time::timeout(self.lease_ttl / 3, dispatcher.in_hand.wait())
             .await
@@ -221,12 +226,13 @@ struct Dispatcher {
     leases: Arc<ShardLeases>,
     in_hand: TaskTracker,
     meters: ServerMeters,
+    answered: Answered,
 }
 
 impl Dispatcher {
     /// Starts answering what this process may apply of one batch, and returns
     /// the rest, in their order, for the shard's owner.
-    fn dispatch_batch(&self, batch: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    fn dispatch_batch(&mut self, batch: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         let mut refused = Vec::new();
         for raw in batch {
             if let Some(raw) = self.dispatch(raw, !refused.is_empty()) {
@@ -238,7 +244,7 @@ impl Dispatcher {
 
     /// Starts answering one request, drops it, or gives it back (`Some`) when
     /// it belongs to a shard this process may not apply now.
-    fn dispatch(&self, raw: Vec<u8>, behind_refused: bool) -> Option<Vec<u8>> {
+    fn dispatch(&mut self, raw: Vec<u8>, behind_refused: bool) -> Option<Vec<u8>> {
         let Some(envelope) = Envelope::decode(Bytes::from(raw.clone())) else {
             tracing::warn!("rpc: undecodable request dropped");
             return None;
@@ -272,7 +278,11 @@ impl Dispatcher {
         }
     }
 
-    fn spawn_answer(&self, envelope: Envelope, fence: Option<Fence>) {
+    fn spawn_answer(&mut self, envelope: Envelope, fence: Option<Fence>) {
+        if !self.answered.first_time(&envelope) {
+            self.meters.duplicates.inc();
+            return;
+        }
         let (bus, handler) = (self.bus.clone(), self.handler.clone());
         self.meters.answered.inc();
         self.in_hand
@@ -280,15 +290,46 @@ impl Dispatcher {
     }
 }
 
+/// The requests answered lately, each kept until its caller's deadline, so
+/// that a request pushed twice (its first push was cut off after reaching
+/// Redis, and the gateway pushed it again) is applied once. Keyed by reply
+/// topic and request id, which together name a request.
+#[derive(Default)]
+struct Answered {
+    ids: HashSet<(u64, u64)>,
+    by_deadline: VecDeque<(i64, (u64, u64))>,
+}
+
+impl Answered {
+    /// False if this request was answered already.
+    fn first_time(&mut self, envelope: &Envelope) -> bool {
+        let now = now_ms();
+        // Deadlines come nearly in order; one later than its successors
+        // is forgotten a little late, never early.
+        while let Some(&(deadline, key)) = self.by_deadline.front()
+            && deadline < now
+        {
+            self.by_deadline.pop_front();
+            self.ids.remove(&key);
+        }
+        let key = (super::fnv1a(&envelope.reply_to), envelope.id);
+        if !self.ids.insert(key) {
+            return false;
+        }
+        self.by_deadline.push_back((envelope.deadline_ms, key));
+        true
+    }
+}
+
 /// Back to the end requests are popped from, newest first, so the owner pops
-/// them in their original order.
-async fn hand_back(
-    connection: &mut redis::aio::ConnectionManager,
-    queue: &str,
-    refused: Vec<Vec<u8>>,
-) {
+/// them in their original order. A push that met a dropped connection is
+/// made once more; the owner applies a request once however often it is
+/// pushed.
+async fn hand_back(connection: &ConnectionManager, queue: &str, refused: Vec<Vec<u8>>) {
     for raw in refused.into_iter().rev() {
-        let _: Result<(), _> = connection.rpush(queue, raw).await;
+        let raw = &raw;
+        let _: Result<(), _> =
+            retry_if_stale(connection, |mut c| async move { c.rpush(queue, raw).await }).await;
     }
 }
 
