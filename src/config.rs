@@ -128,6 +128,15 @@ impl Config {
         Ok(config)
     }
 
+    /// The defaults, then `text` as the TOML file, without the environment;
+    /// then every section's checks. What [`Config::load`] makes of a file with
+    /// these contents when no `SUPERAPP_*` variable is set.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = superapp_kit::config::from_toml(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.auth.validate()?;
         self.gateway.validate()?;

@@ -137,6 +137,8 @@ pub fn token_hash(token: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn signer() -> TokenSigner {
@@ -220,6 +222,59 @@ mod tests {
             use std::os::unix::fs::PermissionsExt as _;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    fn claims() -> impl Strategy<Value = Claims> {
+        (any::<u64>(), any::<u64>(), any::<i64>()).prop_map(|(sub, sid, exp)| Claims {
+            sub: UserId(sub),
+            sid,
+            exp,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn a_signed_token_verifies_to_its_claims(
+            key in proptest::collection::vec(any::<u8>(), 32..64),
+            claims in claims(),
+            now in any::<i64>(),
+        ) {
+            let signer = TokenSigner::new(Secret::new(key));
+            let verified = signer.verify(&signer.sign(&claims), now);
+            if claims.exp > now {
+                prop_assert_eq!(verified, Ok(claims));
+            } else {
+                prop_assert_eq!(verified, Err(TokenError::Expired));
+            }
+        }
+
+        #[test]
+        fn a_token_with_any_character_changed_is_refused(
+            claims in claims(),
+            at in any::<prop::sample::Index>(),
+            with in any::<char>(),
+        ) {
+            let token = signer().sign(&claims);
+            let mut chars: Vec<char> = token.chars().collect();
+            let i = at.index(chars.len());
+            prop_assume!(chars[i] != with);
+            chars[i] = with;
+            let altered: String = chars.into_iter().collect();
+            prop_assert!(signer().verify(&altered, i64::MIN).is_err(), "{}", altered);
+        }
+
+        #[test]
+        fn a_token_cut_short_or_extended_is_refused(
+            claims in claims(),
+            at in any::<prop::sample::Index>(),
+            tail in "[A-Za-z0-9_.=-]{1,4}",
+        ) {
+            let token = signer().sign(&claims);
+            let cut = &token[..at.index(token.len())];
+            prop_assert!(signer().verify(cut, i64::MIN).is_err(), "{}", cut);
+            let extended = format!("{token}{tail}");
+            prop_assert!(signer().verify(&extended, i64::MIN).is_err(), "{}", extended);
         }
     }
 }

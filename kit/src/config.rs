@@ -48,6 +48,17 @@ where
     Ok(figment.extract().map_err(Box::new)?)
 }
 
+/// `T::default()`, then `text` read as a TOML file, and no environment: what
+/// [`load`] makes of a file with these contents when no `SUPERAPP_*` variable
+/// is set. For tests and the fuzz target of the loader.
+pub fn from_toml<T>(text: &str) -> Result<T, ConfigError>
+where
+    T: Default + Serialize + DeserializeOwned,
+{
+    let figment = Figment::from(Serialized::defaults(T::default())).merge(Toml::string(text));
+    Ok(figment.extract().map_err(Box::new)?)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -95,6 +106,17 @@ mod tests {
         let config: Whole = load(Some(&file)).unwrap();
         assert_eq!(config.server.heartbeat_secs, 3);
         assert_eq!(config.server.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn text_reads_as_a_file_would() {
+        let config: Whole = from_toml("[server]\nheartbeat_secs = 3\n").unwrap();
+        assert_eq!(config.server.heartbeat_secs, 3);
+        assert_eq!(config.server.listen, "127.0.0.1:8080");
+        let err = from_toml::<Whole>("[server]\nlisen = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
     }
 
     #[test]

@@ -181,6 +181,8 @@ impl FromStr for Topic {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -244,6 +246,56 @@ mod tests {
         assert_eq!(Topic::User(UserId(7)).to_string(), "u.7");
         for bad in ["u.", "g.07", "x.1", "u", "", "u.1.2", "rpc.1"] {
             assert!(bad.parse::<Topic>().is_err(), "{bad}");
+        }
+    }
+
+    fn conversation() -> impl Strategy<Value = ConversationId> {
+        prop_oneof![
+            any::<u64>().prop_map(|g| ConversationId::Group(GroupId(g))),
+            (any::<u64>(), any::<u64>()).prop_filter_map("two users", |(a, b)| {
+                ConversationId::direct(UserId(a), UserId(b))
+            }),
+        ]
+    }
+
+    fn topic() -> impl Strategy<Value = Topic> {
+        prop_oneof![
+            any::<u64>().prop_map(|u| Topic::User(UserId(u))),
+            any::<u64>().prop_map(|g| Topic::Group(GroupId(g))),
+        ]
+    }
+
+    /// Strings near the spellings: prefixes, dots, digits, signs, zeros.
+    fn near_spelling() -> impl Strategy<Value = String> {
+        "[dgu]?\\.?[-+0]?[0-9]{0,21}(\\.[-+0]?[0-9]{0,21})?(\\.[0-9]{0,3})?"
+    }
+
+    proptest! {
+        #[test]
+        fn every_id_reads_back_from_its_spelling(
+            n in any::<u64>(),
+            c in conversation(),
+            t in topic(),
+        ) {
+            prop_assert_eq!(n.to_string().parse(), Ok(UserId(n)));
+            prop_assert_eq!(n.to_string().parse(), Ok(GroupId(n)));
+            prop_assert_eq!(c.to_string().parse(), Ok(c));
+            prop_assert_eq!(t.to_string().parse(), Ok(t));
+        }
+
+        #[test]
+        fn a_string_that_parses_is_the_one_spelling_of_its_id(
+            s in prop_oneof![near_spelling(), any::<String>()],
+        ) {
+            if let Ok(id) = s.parse::<UserId>() {
+                prop_assert_eq!(id.to_string(), s.clone());
+            }
+            if let Ok(c) = s.parse::<ConversationId>() {
+                prop_assert_eq!(c.to_string(), s.clone());
+            }
+            if let Ok(t) = s.parse::<Topic>() {
+                prop_assert_eq!(t.to_string(), s);
+            }
         }
     }
 }

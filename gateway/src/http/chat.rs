@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use superapp_api::{
     CreateGroup, Decide, Decided, ErrorBody, Group, GroupJoin, Invite, InviteLink, Join,
@@ -19,7 +19,7 @@ use superapp_kit::store::StoreError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiJson, AuthUser, Rooms};
+use super::{ApiJson, ApiPath, ApiQuery, AuthUser, Rooms};
 use crate::error::ApiError;
 
 pub fn routes() -> OpenApiRouter<Rooms> {
@@ -174,7 +174,7 @@ async fn create(
 async fn show(
     State(chat): State<Arc<Chat>>,
     AuthUser(me): AuthUser,
-    Path(group_id): Path<String>,
+    ApiPath(group_id): ApiPath<String>,
 ) -> Result<Json<Group>, ApiError> {
     let (group, member) = chat.group(group_in_path(&group_id)?, me.sub).await?;
     Ok(Json(group_body(group, Some(member.role))))
@@ -193,7 +193,7 @@ async fn show(
 async fn update(
     State(chat): State<Arc<Chat>>,
     auth: Result<AuthUser, ApiError>,
-    Path(group_id): Path<String>,
+    ApiPath(group_id): ApiPath<String>,
     ApiJson(body): ApiJson<superapp_api::GroupUpdate>,
 ) -> Result<Json<Group>, ApiError> {
     // The body is checked before the caller, as the API always has.
@@ -224,7 +224,7 @@ async fn update(
 async fn dissolve(
     State(chat): State<Arc<Chat>>,
     AuthUser(me): AuthUser,
-    Path(group_id): Path<String>,
+    ApiPath(group_id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     chat.dissolve(group_in_path(&group_id)?, me.sub).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -243,8 +243,8 @@ async fn dissolve(
 async fn members(
     State(chat): State<Arc<Chat>>,
     AuthUser(me): AuthUser,
-    Path(group_id): Path<String>,
-    Query(query): Query<MembersQuery>,
+    ApiPath(group_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<MembersQuery>,
 ) -> Result<Json<MemberPage>, ApiError> {
     let group = group_in_path(&group_id)?;
     let after = match query.cursor.as_str() {
@@ -277,7 +277,7 @@ async fn members(
 async fn invite(
     State(chat): State<Arc<Chat>>,
     auth: Result<AuthUser, ApiError>,
-    Path(group_id): Path<String>,
+    ApiPath(group_id): ApiPath<String>,
     ApiJson(body): ApiJson<Invite>,
 ) -> Result<Json<GroupJoin>, ApiError> {
     // The body is checked before the caller, as the API always has.
@@ -302,7 +302,7 @@ async fn invite(
 async fn update_member(
     State(chat): State<Arc<Chat>>,
     auth: Result<AuthUser, ApiError>,
-    Path((group_id, user_id)): Path<(String, String)>,
+    ApiPath((group_id, user_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<MemberUpdate>,
 ) -> Result<StatusCode, ApiError> {
     // The body is checked before the caller, as the API always has.
@@ -354,7 +354,7 @@ async fn update_member(
 async fn remove_member(
     State(chat): State<Arc<Chat>>,
     AuthUser(me): AuthUser,
-    Path((group_id, user_id)): Path<(String, String)>,
+    ApiPath((group_id, user_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (group, user) = (group_in_path(&group_id)?, user_in_path(&user_id)?);
     chat.remove_member(group, me.sub, user).await?;
@@ -373,7 +373,7 @@ async fn remove_member(
 async fn transfer(
     State(chat): State<Arc<Chat>>,
     auth: Result<AuthUser, ApiError>,
-    Path(group_id): Path<String>,
+    ApiPath(group_id): ApiPath<String>,
     ApiJson(body): ApiJson<Transfer>,
 ) -> Result<StatusCode, ApiError> {
     // The body is checked before the caller, as the API always has.
@@ -395,7 +395,7 @@ async fn transfer(
 async fn invite_link(
     State(chat): State<Arc<Chat>>,
     AuthUser(me): AuthUser,
-    Path(group_id): Path<String>,
+    ApiPath(group_id): ApiPath<String>,
 ) -> Result<Json<InviteLink>, ApiError> {
     let (token, expires_at_ms) = chat
         .create_invite(group_in_path(&group_id)?, me.sub)
@@ -449,7 +449,7 @@ async fn join(
 async fn join_requests(
     State(chat): State<Arc<Chat>>,
     AuthUser(me): AuthUser,
-    Path(group_id): Path<String>,
+    ApiPath(group_id): ApiPath<String>,
 ) -> Result<Json<JoinRequests>, ApiError> {
     let requests = chat
         .join_requests(group_in_path(&group_id)?, me.sub)
@@ -479,7 +479,7 @@ async fn join_requests(
 async fn decide(
     State(chat): State<Arc<Chat>>,
     auth: Result<AuthUser, ApiError>,
-    Path((group_id, user_id)): Path<(String, String)>,
+    ApiPath((group_id, user_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<Decide>,
 ) -> Result<Json<Decided>, ApiError> {
     // The body is checked before the caller, as the API always has.

@@ -25,8 +25,12 @@ pub mod ws;
 use std::sync::Arc;
 
 use crate::presence::Presence;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, MatchedPath, Request, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{
+    DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request,
+    State,
+};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -115,7 +119,70 @@ pub fn document() -> OpenApi {
     let (_, edge) = edge_routes().split_for_parts();
     let mut doc = rooms;
     doc.merge(edge);
+    document_refusals(&mut doc);
     doc
+}
+
+/// Adds to every operation the refusals its extractors make before the
+/// handler runs, which the operations' annotations need not repeat: a body
+/// that is not JSON, too large or of another content type ([`ApiJson`]), and
+/// path and query parameters that do not read ([`ApiPath`], [`ApiQuery`]).
+/// So every answer the server gives is one the document describes.
+fn document_refusals(doc: &mut OpenApi) {
+    use utoipa::openapi::path::{Operation, ParameterIn};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+    fn refuse(operation: &mut Operation, status: &str, code: &str) {
+        let responses = &mut operation.responses.responses;
+        match responses.get_mut(status) {
+            Some(RefOr::T(response)) => {
+                if !response.description.split(", ").any(|c| c == code) {
+                    response.description = format!("{}, {code}", response.description);
+                }
+            }
+            Some(RefOr::Ref(_)) => {}
+            None => {
+                let body = ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build();
+                let response = ResponseBuilder::new()
+                    .description(code)
+                    .content("application/json", body)
+                    .build();
+                responses.insert(status.to_string(), RefOr::T(response));
+            }
+        }
+    }
+
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if operation.request_body.is_some() {
+                refuse(operation, "400", "invalid_json");
+                refuse(operation, "413", "body_too_large");
+                refuse(operation, "415", "unsupported_media_type");
+            }
+            let parameters = operation.parameters.iter().flatten();
+            let (path, query) = parameters.fold((false, false), |(p, q), parameter| {
+                (
+                    p || parameter.parameter_in == ParameterIn::Path,
+                    q || parameter.parameter_in == ParameterIn::Query,
+                )
+            });
+            if path {
+                refuse(operation, "400", "invalid_path");
+            }
+            if query {
+                refuse(operation, "400", "invalid_query");
+            }
+        }
+    }
 }
 
 /// The router of a process: the edge everywhere, and the rooms' routes where
@@ -192,6 +259,52 @@ where
                 };
                 Err(ApiError::new(status, code, rejection.body_text()))
             }
+        }
+    }
+}
+
+/// `Path` whose rejection is an API error: `invalid_path` (400), e.g. a
+/// segment whose percent-encoding is not UTF-8.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    Path<T>: FromRequestParts<S, Rejection = PathRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// `Query` whose rejection is an API error: `invalid_query` (400), e.g. a
+/// number that does not read as one.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    Query<T>: FromRequestParts<S, Rejection = QueryRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                rejection.body_text(),
+            )),
         }
     }
 }

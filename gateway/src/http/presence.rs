@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use superapp_account::Accounts;
 use superapp_account::model::UserId;
@@ -12,7 +12,7 @@ use superapp_api::{ErrorBody, Presence};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AuthUser, Rooms};
+use super::{ApiPath, AuthUser, Rooms};
 use crate::error::ApiError;
 
 pub fn routes() -> OpenApiRouter<Rooms> {
@@ -31,7 +31,7 @@ pub fn routes() -> OpenApiRouter<Rooms> {
 async fn presence(
     State(rooms): State<Rooms>,
     AuthUser(_): AuthUser,
-    Path(user_id): Path<String>,
+    ApiPath(user_id): ApiPath<String>,
 ) -> Result<Json<Presence>, ApiError> {
     let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_user", "no such user");
     let user = UserId(user_id.parse().map_err(|_| unknown())?);

@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
+use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use superapp_api::ErrorBody;
 
+use super::ApiQuery;
 use super::auth::bearer_token;
 use crate::AppState;
 use crate::error::ApiError;
@@ -28,7 +30,7 @@ pub(super) struct WsQuery {
     params(("ticket" = Option<String>, Query, description = "A single-use ticket from /v1/ws-tickets, for browsers")),
     responses(
         (status = 101, description = "Switching protocols"),
-        (status = 400, description = "unsupported_subprotocol", body = ErrorBody),
+        (status = 400, description = "not_a_websocket_upgrade, unsupported_subprotocol", body = ErrorBody),
         (status = 401, description = "missing_token, invalid_token, token_expired, session_revoked, invalid_ticket", body = ErrorBody),
         (status = 503, description = "shutting_down", body = ErrorBody),
 ))]
@@ -36,9 +38,16 @@ pub(super) async fn websocket(
     State(state): State<AppState>,
     axum::Extension(metrics): axum::Extension<Arc<SessionMetrics>>,
     headers: HeaderMap,
-    Query(query): Query<WsQuery>,
-    upgrade: WebSocketUpgrade,
+    ApiQuery(query): ApiQuery<WsQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_a_websocket_upgrade",
+            rejection.body_text(),
+        )
+    })?;
     let offered = headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())

@@ -4,17 +4,20 @@ use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 
 use crate::clock::{Clock as _, SystemClock};
 
-/// The wire form: id, reply topic, deadline, route, payload.
-pub(super) struct Envelope {
-    pub(super) id: u64,
-    pub(super) reply_to: String,
-    pub(super) deadline_ms: i64,
-    pub(super) shard: Option<u32>,
-    pub(super) payload: Bytes,
+/// The wire form: id, reply topic, deadline, route, payload. The reply topic
+/// is a gateway's `rpc-reply.<node>`, far shorter than the 65,535 bytes its
+/// length field holds.
+#[derive(Debug)]
+pub struct Envelope {
+    pub id: u64,
+    pub reply_to: String,
+    pub deadline_ms: i64,
+    pub shard: Option<u32>,
+    pub payload: Bytes,
 }
 
 impl Envelope {
-    pub(super) fn encode(&self) -> Bytes {
+    pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::with_capacity(32 + self.reply_to.len() + self.payload.len());
         buf.put_u64(self.id);
         buf.put_u16(self.reply_to.len() as u16);
@@ -25,7 +28,7 @@ impl Envelope {
         buf.freeze()
     }
 
-    pub(super) fn decode(mut bytes: Bytes) -> Option<Self> {
+    pub fn decode(mut bytes: Bytes) -> Option<Self> {
         if bytes.len() < 10 {
             return None;
         }
@@ -51,14 +54,14 @@ impl Envelope {
 }
 
 /// An answer on the bus: the request's id, then the handler's reply.
-pub(super) fn encode_answer(id: u64, reply: &[u8]) -> Bytes {
+pub fn encode_answer(id: u64, reply: &[u8]) -> Bytes {
     let mut framed = BytesMut::with_capacity(8 + reply.len());
     framed.put_u64(id);
     framed.put_slice(reply);
     framed.freeze()
 }
 
-pub(super) fn decode_answer(mut bytes: Bytes) -> Option<(u64, Bytes)> {
+pub fn decode_answer(mut bytes: Bytes) -> Option<(u64, Bytes)> {
     if bytes.len() < 8 {
         return None;
     }
@@ -66,12 +69,14 @@ pub(super) fn decode_answer(mut bytes: Bytes) -> Option<(u64, Bytes)> {
     Some((id, bytes))
 }
 
-pub(super) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemClock.now_ms()
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -109,5 +114,57 @@ mod tests {
             Some((7, Bytes::from_static(b"reply")))
         );
         assert_eq!(decode_answer(Bytes::from_static(b"short")), None);
+    }
+
+    fn envelope() -> impl Strategy<Value = Envelope> {
+        (
+            any::<u64>(),
+            // A gateway's reply topic, `rpc-reply.<node>`, or any short text.
+            prop_oneof!["rpc-reply\\.[0-9]{1,20}", "\\PC{0,64}"],
+            any::<i64>(),
+            proptest::option::of(0..u32::MAX),
+            proptest::collection::vec(any::<u8>(), 0..512),
+        )
+            .prop_map(|(id, reply_to, deadline_ms, shard, payload)| Envelope {
+                id,
+                reply_to,
+                deadline_ms,
+                shard,
+                payload: Bytes::from(payload),
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn every_envelope_decodes_from_its_encoding(e in envelope()) {
+            let d = Envelope::decode(e.encode());
+            prop_assert!(d.is_some());
+            let d = d.unwrap();
+            prop_assert_eq!(
+                (d.id, &d.reply_to, d.deadline_ms, d.shard, &d.payload),
+                (e.id, &e.reply_to, e.deadline_ms, e.shard, &e.payload)
+            );
+        }
+
+        #[test]
+        fn bytes_that_decode_encode_back_to_themselves(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let raw = Bytes::from(bytes);
+            if let Some(e) = Envelope::decode(raw.clone()) {
+                prop_assert_eq!(e.encode(), raw.clone());
+            }
+            if let Some((id, reply)) = decode_answer(raw.clone()) {
+                prop_assert_eq!(encode_answer(id, &reply), raw);
+            }
+        }
+
+        #[test]
+        fn every_answer_decodes_from_its_encoding(
+            id in any::<u64>(),
+            reply in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            prop_assert_eq!(decode_answer(encode_answer(id, &reply)), Some((id, Bytes::from(reply))));
+        }
     }
 }

@@ -17,6 +17,10 @@
 //!   be the core at all.
 
 mod client;
+// Public only to the fuzz targets (fuzz/), which feed it untrusted bytes.
+#[cfg(feature = "fuzzing")]
+pub mod envelope;
+#[cfg(not(feature = "fuzzing"))]
 mod envelope;
 mod lease;
 mod server;

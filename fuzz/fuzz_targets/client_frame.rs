@@ -1,0 +1,36 @@
+//! A client's WebSocket frame, as the gateway session decodes it
+//! (`gateway/src/session.rs`), and the conversation names inside it.
+//!
+//! Decoding never panics. A frame that decodes encodes to bytes that decode
+//! to the same frame. A conversation name that parses is the one canonical
+//! spelling of its conversation.
+
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use prost::Message as _;
+use superapp_proto::ConversationId;
+use superapp_proto::v1::{ClientFrame, client_frame::Request};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(frame) = ClientFrame::decode(Bytes::copy_from_slice(data)) else {
+        return;
+    };
+    let encoded = frame.encode_to_vec();
+    assert_eq!(encoded.len(), frame.encoded_len());
+    assert_eq!(
+        ClientFrame::decode(encoded.as_slice()).ok(),
+        Some(frame.clone())
+    );
+    let name = match &frame.request {
+        Some(Request::Send(r)) => &r.conversation_id,
+        Some(Request::Pull(r)) => &r.conversation_id,
+        Some(Request::MarkRead(r)) => &r.conversation_id,
+        Some(Request::ListConversations(r)) => &r.cursor,
+        Some(Request::Ping(_)) | None => return,
+    };
+    if let Ok(conversation) = name.parse::<ConversationId>() {
+        assert_eq!(&conversation.to_string(), name);
+    }
+});
