@@ -72,6 +72,7 @@ impl From<ChatError> for ApiError {
                 tracing::warn!(error = %fenced, "write refused: the shard has a newer owner");
                 return Self::unavailable("this conversation moved to another server; retry");
             }
+            ChatError::Store(StoreError::Busy) => return Self::busy(),
             ChatError::Store(_) | ChatError::Dependency(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())
