@@ -7,6 +7,8 @@
 //!   and read marks.
 //! - [`concurrent_duplicates`]: twenty racing sends of one `client_msg_id`
 //!   store one message.
+//! - [`unread_counts`]: a conversation's unread count is the messages of
+//!   others above the member's read mark, in one-to-one chats and groups.
 //! - [`fencing`]: a write under a lower fencing number than the shard has
 //!   seen is refused and changes nothing.
 //! - [`group_store`]: the group lifecycle, caps under concurrency, mentions.
@@ -44,6 +46,11 @@ fn message(sender: u64, peer: u64, cmid: &str, t: i64) -> NewMessage {
         body: b"x".to_vec(),
         fence: None,
     }
+}
+
+/// A message from `sender` to `peer` in their one-to-one conversation.
+pub fn direct_message(sender: u64, peer: u64, cmid: &str, t: i64) -> NewMessage {
+    message(sender, peer, cmid, t)
 }
 
 pub async fn chat_store(store: &dyn ChatStore) {
@@ -132,6 +139,68 @@ pub async fn chat_store(store: &dyn ChatStore) {
         vec![UserId(1), UserId(2)]
     );
     assert!(store.members(direct(7, 8)).await.unwrap().is_empty());
+}
+
+/// Unread is what others sent above one's read mark: one's own messages
+/// never count, and sending marks everything before one's message as read,
+/// on every device. A newcomer to a group has nothing unread from before.
+pub async fn unread_counts(store: &dyn ChatStorage) {
+    let unread = |user: u64| async move {
+        let inbox = store.inbox(UserId(user), None, 10).await.unwrap();
+        inbox
+            .iter()
+            .map(|e| (e.conversation.to_string(), e.unread))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let d = direct(1, 2).to_string();
+    for (i, sender) in [2, 2, 1, 2, 2, 2].into_iter().enumerate() {
+        let peer = 3 - sender;
+        let cmid = format!("d{i}");
+        store
+            .append(message(sender, peer, &cmid, 10 + i as i64))
+            .await
+            .unwrap();
+    }
+    // 1 read the first two by answering; the last three are unread.
+    assert_eq!(unread(1).await[&d], 3);
+    assert_eq!(unread(2).await[&d], 0);
+    store
+        .mark_read(UserId(1), direct(1, 2), 5, None)
+        .await
+        .unwrap();
+    assert_eq!(unread(1).await[&d], 1);
+
+    create(store, 1, users(2..4)).await;
+    let g = ConversationId::Group(GroupId(1)).to_string();
+    for (i, sender) in [2, 3, 2].into_iter().enumerate() {
+        let cmid = format!("g{i}");
+        let m = group_message(sender, &cmid, 100 + i as i64, Mentions::default());
+        store.append_group(m).await.unwrap();
+    }
+    assert_eq!(unread(1).await[&g], 3);
+    assert_eq!(unread(2).await[&g], 0, "2 sent the last one");
+    assert_eq!(unread(3).await[&g], 1, "3's own send is not unread");
+    store
+        .append_group(group_message(1, "g3", 103, Mentions::default()))
+        .await
+        .unwrap();
+    assert_eq!(unread(1).await[&g], 0, "sending reads what came before");
+    assert_eq!(unread(2).await[&g], 1);
+    store
+        .invite(GroupId(1), UserId(1), users(4..5), 104)
+        .await
+        .unwrap();
+    assert_eq!(unread(4).await[&g], 0, "a newcomer has no unread past");
+    store
+        .append_group(group_message(3, "g4", 105, Mentions::default()))
+        .await
+        .unwrap();
+    assert_eq!(unread(4).await[&g], 1);
+    store
+        .mark_read(UserId(2), ConversationId::Group(GroupId(1)), 4, None)
+        .await
+        .unwrap();
+    assert_eq!(unread(2).await[&g], 1);
 }
 
 pub async fn concurrent_duplicates(store: Arc<dyn ChatStorage>) {
