@@ -12,6 +12,8 @@
 //! - [`fencing`]: a write under a lower fencing number than the shard has
 //!   seen is refused and changes nothing.
 //! - [`group_store`]: the group lifecycle, caps under concurrency, mentions.
+//! - [`group_limits`]: on a store built with [`LIMITS`], the daily creation
+//!   cap and the membership cap, each refusing before anything is written.
 //! - [`group_rules_match_the_model`]: random operations by random members,
 //!   each answered as an in-memory model that applies [`crate::policy`] says.
 
@@ -25,8 +27,8 @@ use rand::{Rng as _, SeedableRng as _};
 
 use crate::ChatError;
 use crate::model::{
-    Appended, ConversationId, Fence, GroupId, GroupInfo, GroupUpdate, InboxCursor, MemberInfo,
-    Mentions, NewGroup, NewGroupMessage, NewMessage, Removal, Role, UserId,
+    Appended, ConversationId, Fence, GroupId, GroupInfo, GroupLimits, GroupUpdate, InboxCursor,
+    MemberInfo, Mentions, NewGroup, NewGroupMessage, NewMessage, Removal, Role, UserId,
 };
 use crate::policy::{self, Admission, MAX_MEMBERS};
 use crate::store::{ChatStorage, ChatStore, GroupStore, StoreError};
@@ -368,6 +370,116 @@ pub async fn group_of_1000_and_a_message(store: &dyn ChatStorage) -> Appended {
     // Mentions of non-members and of oneself are dropped.
     assert_eq!(appended.mentions.users, vec![UserId(6), UserId(7)]);
     appended
+}
+
+/// The limits a store given to [`group_limits`] must be built with.
+pub const LIMITS: GroupLimits = GroupLimits {
+    max_groups_per_user: 3,
+    max_groups_created_per_day: 2,
+};
+
+fn new_group(id: u64, owner: u64, members: Vec<UserId>, now_ms: i64) -> NewGroup {
+    NewGroup {
+        group: GroupId(id),
+        name: format!("g{id}"),
+        avatar: String::new(),
+        owner: UserId(owner),
+        members,
+        now_ms,
+    }
+}
+
+/// A user creates at most two groups in any 24 hours and is in at most
+/// three; a request that would pass either is refused and writes nothing.
+pub async fn group_limits(store: &dyn ChatStorage) {
+    const DAY: i64 = policy::CREATION_WINDOW_MS;
+    let groups_of = |user: u64| async move {
+        let mut groups = store.groups_of(UserId(user)).await.unwrap();
+        groups.sort();
+        groups.into_iter().map(|g| g.0).collect::<Vec<_>>()
+    };
+    store
+        .create_group(new_group(1, 1, users(2..4), 10))
+        .await
+        .unwrap();
+    store
+        .create_group(new_group(2, 1, users(2..3), 20))
+        .await
+        .unwrap();
+    match store.create_group(new_group(3, 1, Vec::new(), 30)).await {
+        Err(ChatError::TooManyGroupsCreated {
+            max: 2,
+            retry_after_ms,
+        }) => assert_eq!(retry_after_ms, (10 + DAY - 30) as u64),
+        other => panic!("a third group in a day: {other:?}"),
+    }
+    assert_eq!(store.group(GroupId(3)).await.unwrap(), None);
+    // Dissolving does not give a creation back; the day passing does.
+    store.dissolve(GroupId(2), UserId(1)).await.unwrap();
+    assert!(matches!(
+        store.create_group(new_group(3, 1, Vec::new(), 40)).await,
+        Err(ChatError::TooManyGroupsCreated { .. })
+    ));
+    store
+        .create_group(new_group(3, 1, users(2..3), DAY + 11))
+        .await
+        .unwrap();
+    store
+        .create_group(new_group(4, 5, users(2..3), DAY + 12))
+        .await
+        .unwrap();
+    assert_eq!(groups_of(2).await, [1, 3, 4]);
+
+    // 2 is in three groups: an invitation naming 2 adds nobody.
+    store
+        .create_group(new_group(5, 6, Vec::new(), DAY + 13))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .invite(GroupId(5), UserId(6), vec![UserId(7), UserId(2)], DAY + 14)
+            .await,
+        Err(ChatError::TooManyGroups { max: 3 })
+    ));
+    assert_eq!(
+        store.group(GroupId(5)).await.unwrap().unwrap().member_count,
+        1
+    );
+    assert!(groups_of(7).await.is_empty());
+    // Nor may a group be created with 2 in it, or 2 join by a link.
+    assert!(matches!(
+        store
+            .create_group(new_group(6, 6, users(2..3), DAY + 15))
+            .await,
+        Err(ChatError::TooManyGroups { .. })
+    ));
+    assert_eq!(store.group(GroupId(6)).await.unwrap(), None);
+    store
+        .set_invite_token(GroupId(5), UserId(6), "t5".into(), 2 * DAY)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.join_by_token("t5".into(), UserId(2), DAY + 16).await,
+        Err(ChatError::TooManyGroups { .. })
+    ));
+    // Leaving one makes room, in every way in.
+    store
+        .remove_member(GroupId(4), UserId(2), UserId(2))
+        .await
+        .unwrap();
+    let (_, joined) = store
+        .join_by_token("t5".into(), UserId(2), DAY + 17)
+        .await
+        .unwrap();
+    assert_eq!(joined.added, [UserId(2)]);
+    assert_eq!(groups_of(2).await, [1, 3, 5]);
+    // A dissolved group no longer counts for its members.
+    store.dissolve(GroupId(1), UserId(1)).await.unwrap();
+    let joined = store
+        .invite(GroupId(4), UserId(5), vec![UserId(2)], DAY + 18)
+        .await
+        .unwrap();
+    assert_eq!(joined.added, [UserId(2)]);
 }
 
 pub async fn group_store(store: Arc<dyn ChatStorage>) {

@@ -16,8 +16,8 @@ use superapp_kit::sqlite::{Database, TxError};
 
 use super::{ChatStore, StoreError};
 use crate::model::{
-    Appended, ConversationId, Fence, GroupSummary, InboxCursor, InboxEntry, Mentions, NewMessage,
-    StoredMessage, UserId,
+    Appended, ConversationId, Fence, GroupLimits, GroupSummary, InboxCursor, InboxEntry, Mentions,
+    NewMessage, StoredMessage, UserId,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -100,6 +100,21 @@ CREATE TABLE fences (
     high_water INTEGER NOT NULL
 );
 ",
+    // Who created each group (the owner may change), for the daily creation
+    // cap; how many groups each user is in, for the membership cap.
+    "
+ALTER TABLE groups ADD COLUMN creator INTEGER NOT NULL DEFAULT 0;
+UPDATE groups SET creator = owner;
+CREATE INDEX groups_by_creator ON groups (creator, created_ms);
+CREATE TABLE group_counts (
+    user_id INTEGER PRIMARY KEY,
+    groups INTEGER NOT NULL
+);
+INSERT INTO group_counts (user_id, groups)
+    SELECT user_id, count(*) FROM members
+    WHERE conversation_id >= 'g.' AND conversation_id < 'g/'
+    GROUP BY user_id;
+",
 ];
 
 /// `user_id` 0 in `mentions` rows, and `0` in a message's `mentions` column,
@@ -108,13 +123,22 @@ const EVERYONE: i64 = 0;
 
 pub struct SqliteChatStore {
     pub(crate) db: Database,
+    /// What one user may do with groups, applied in the writes that add.
+    pub(crate) limits: GroupLimits,
 }
 
 impl SqliteChatStore {
+    /// Opens the store with the default [`GroupLimits`].
     pub fn open(path: &Path, batch_sizes: Option<Arc<Histogram>>) -> Result<Self, StoreError> {
         Ok(Self {
             db: Database::open(path, MIGRATIONS, batch_sizes)?,
+            limits: GroupLimits::default(),
         })
+    }
+
+    /// The store with these limits on one user's groups.
+    pub fn with_group_limits(self, limits: GroupLimits) -> Self {
+        Self { limits, ..self }
     }
 }
 
@@ -517,6 +541,12 @@ mod tests {
     async fn sqlite_meets_the_group_store_contract() {
         let dir = tempfile::tempdir().unwrap();
         conformance::group_store(Arc::new(open(&dir))).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_caps_the_groups_a_user_creates_and_is_in() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::group_limits(&open(&dir).with_group_limits(conformance::LIMITS)).await;
     }
 
     #[tokio::test]
