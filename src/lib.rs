@@ -358,7 +358,8 @@ fn open_rooms(
         config.auth.clone(),
     )?);
     let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
-        .context("opening chat.db")?;
+        .context("opening chat.db")?
+        .with_group_limits(config.chat.group_limits());
     let chat = Arc::new(Chat::new(
         Arc::new(chat_store),
         Arc::new(wiring::AccountDirectory::new(accounts.clone())),

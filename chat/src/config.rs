@@ -5,16 +5,30 @@
 use serde::{Deserialize, Serialize};
 use superapp_kit::config::ConfigError;
 
+use crate::model::GroupLimits;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatConfig {
     /// Largest page a client may pull at once.
     pub max_pull_page: u32,
+    /// Groups one user may be a member of at once (1 to 100,000). An
+    /// addition that would pass it is refused with `too_many_groups` and
+    /// adds nobody.
+    pub max_groups_per_user: u32,
+    /// Groups one user may create in any 24 hours, dissolved ones included
+    /// (1 to 100,000); one more is refused with `too_many_groups_created`.
+    pub max_groups_created_per_day: u32,
 }
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        Self { max_pull_page: 500 }
+        let groups = GroupLimits::default();
+        Self {
+            max_pull_page: 500,
+            max_groups_per_user: groups.max_groups_per_user,
+            max_groups_created_per_day: groups.max_groups_created_per_day,
+        }
     }
 }
 
@@ -26,6 +40,25 @@ impl ChatConfig {
                 "must be 1 to 1000",
             ));
         }
+        for (key, value) in [
+            ("chat.max_groups_per_user", self.max_groups_per_user),
+            (
+                "chat.max_groups_created_per_day",
+                self.max_groups_created_per_day,
+            ),
+        ] {
+            if !(1..=100_000).contains(&value) {
+                return Err(ConfigError::invalid(key, "must be 1 to 100000"));
+            }
+        }
         Ok(())
+    }
+
+    /// The limits the chat store applies to one user's groups.
+    pub fn group_limits(&self) -> GroupLimits {
+        GroupLimits {
+            max_groups_per_user: self.max_groups_per_user,
+            max_groups_created_per_day: self.max_groups_created_per_day,
+        }
     }
 }

@@ -7,9 +7,13 @@
 //!   and read marks.
 //! - [`concurrent_duplicates`]: twenty racing sends of one `client_msg_id`
 //!   store one message.
+//! - [`unread_counts`]: a conversation's unread count is the messages of
+//!   others above the member's read mark, in one-to-one chats and groups.
 //! - [`fencing`]: a write under a lower fencing number than the shard has
 //!   seen is refused and changes nothing.
 //! - [`group_store`]: the group lifecycle, caps under concurrency, mentions.
+//! - [`group_limits`]: on a store built with [`LIMITS`], the daily creation
+//!   cap and the membership cap, each refusing before anything is written.
 //! - [`group_rules_match_the_model`]: random operations by random members,
 //!   each answered as an in-memory model that applies [`crate::policy`] says.
 
@@ -23,8 +27,8 @@ use rand::{Rng as _, SeedableRng as _};
 
 use crate::ChatError;
 use crate::model::{
-    Appended, ConversationId, Fence, GroupId, GroupInfo, GroupUpdate, InboxCursor, MemberInfo,
-    Mentions, NewGroup, NewGroupMessage, NewMessage, Removal, Role, UserId,
+    Appended, ConversationId, Fence, GroupId, GroupInfo, GroupLimits, GroupUpdate, InboxCursor,
+    MemberInfo, Mentions, NewGroup, NewGroupMessage, NewMessage, Removal, Role, UserId,
 };
 use crate::policy::{self, Admission, MAX_MEMBERS};
 use crate::store::{ChatStorage, ChatStore, GroupStore, StoreError};
@@ -44,6 +48,11 @@ fn message(sender: u64, peer: u64, cmid: &str, t: i64) -> NewMessage {
         body: b"x".to_vec(),
         fence: None,
     }
+}
+
+/// A message from `sender` to `peer` in their one-to-one conversation.
+pub fn direct_message(sender: u64, peer: u64, cmid: &str, t: i64) -> NewMessage {
+    message(sender, peer, cmid, t)
 }
 
 pub async fn chat_store(store: &dyn ChatStore) {
@@ -132,6 +141,68 @@ pub async fn chat_store(store: &dyn ChatStore) {
         vec![UserId(1), UserId(2)]
     );
     assert!(store.members(direct(7, 8)).await.unwrap().is_empty());
+}
+
+/// Unread is what others sent above one's read mark: one's own messages
+/// never count, and sending marks everything before one's message as read,
+/// on every device. A newcomer to a group has nothing unread from before.
+pub async fn unread_counts(store: &dyn ChatStorage) {
+    let unread = |user: u64| async move {
+        let inbox = store.inbox(UserId(user), None, 10).await.unwrap();
+        inbox
+            .iter()
+            .map(|e| (e.conversation.to_string(), e.unread))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let d = direct(1, 2).to_string();
+    for (i, sender) in [2, 2, 1, 2, 2, 2].into_iter().enumerate() {
+        let peer = 3 - sender;
+        let cmid = format!("d{i}");
+        store
+            .append(message(sender, peer, &cmid, 10 + i as i64))
+            .await
+            .unwrap();
+    }
+    // 1 read the first two by answering; the last three are unread.
+    assert_eq!(unread(1).await[&d], 3);
+    assert_eq!(unread(2).await[&d], 0);
+    store
+        .mark_read(UserId(1), direct(1, 2), 5, None)
+        .await
+        .unwrap();
+    assert_eq!(unread(1).await[&d], 1);
+
+    create(store, 1, users(2..4)).await;
+    let g = ConversationId::Group(GroupId(1)).to_string();
+    for (i, sender) in [2, 3, 2].into_iter().enumerate() {
+        let cmid = format!("g{i}");
+        let m = group_message(sender, &cmid, 100 + i as i64, Mentions::default());
+        store.append_group(m).await.unwrap();
+    }
+    assert_eq!(unread(1).await[&g], 3);
+    assert_eq!(unread(2).await[&g], 0, "2 sent the last one");
+    assert_eq!(unread(3).await[&g], 1, "3's own send is not unread");
+    store
+        .append_group(group_message(1, "g3", 103, Mentions::default()))
+        .await
+        .unwrap();
+    assert_eq!(unread(1).await[&g], 0, "sending reads what came before");
+    assert_eq!(unread(2).await[&g], 1);
+    store
+        .invite(GroupId(1), UserId(1), users(4..5), 104)
+        .await
+        .unwrap();
+    assert_eq!(unread(4).await[&g], 0, "a newcomer has no unread past");
+    store
+        .append_group(group_message(3, "g4", 105, Mentions::default()))
+        .await
+        .unwrap();
+    assert_eq!(unread(4).await[&g], 1);
+    store
+        .mark_read(UserId(2), ConversationId::Group(GroupId(1)), 4, None)
+        .await
+        .unwrap();
+    assert_eq!(unread(2).await[&g], 1);
 }
 
 pub async fn concurrent_duplicates(store: Arc<dyn ChatStorage>) {
@@ -299,6 +370,116 @@ pub async fn group_of_1000_and_a_message(store: &dyn ChatStorage) -> Appended {
     // Mentions of non-members and of oneself are dropped.
     assert_eq!(appended.mentions.users, vec![UserId(6), UserId(7)]);
     appended
+}
+
+/// The limits a store given to [`group_limits`] must be built with.
+pub const LIMITS: GroupLimits = GroupLimits {
+    max_groups_per_user: 3,
+    max_groups_created_per_day: 2,
+};
+
+fn new_group(id: u64, owner: u64, members: Vec<UserId>, now_ms: i64) -> NewGroup {
+    NewGroup {
+        group: GroupId(id),
+        name: format!("g{id}"),
+        avatar: String::new(),
+        owner: UserId(owner),
+        members,
+        now_ms,
+    }
+}
+
+/// A user creates at most two groups in any 24 hours and is in at most
+/// three; a request that would pass either is refused and writes nothing.
+pub async fn group_limits(store: &dyn ChatStorage) {
+    const DAY: i64 = policy::CREATION_WINDOW_MS;
+    let groups_of = |user: u64| async move {
+        let mut groups = store.groups_of(UserId(user)).await.unwrap();
+        groups.sort();
+        groups.into_iter().map(|g| g.0).collect::<Vec<_>>()
+    };
+    store
+        .create_group(new_group(1, 1, users(2..4), 10))
+        .await
+        .unwrap();
+    store
+        .create_group(new_group(2, 1, users(2..3), 20))
+        .await
+        .unwrap();
+    match store.create_group(new_group(3, 1, Vec::new(), 30)).await {
+        Err(ChatError::TooManyGroupsCreated {
+            max: 2,
+            retry_after_ms,
+        }) => assert_eq!(retry_after_ms, (10 + DAY - 30) as u64),
+        other => panic!("a third group in a day: {other:?}"),
+    }
+    assert_eq!(store.group(GroupId(3)).await.unwrap(), None);
+    // Dissolving does not give a creation back; the day passing does.
+    store.dissolve(GroupId(2), UserId(1)).await.unwrap();
+    assert!(matches!(
+        store.create_group(new_group(3, 1, Vec::new(), 40)).await,
+        Err(ChatError::TooManyGroupsCreated { .. })
+    ));
+    store
+        .create_group(new_group(3, 1, users(2..3), DAY + 11))
+        .await
+        .unwrap();
+    store
+        .create_group(new_group(4, 5, users(2..3), DAY + 12))
+        .await
+        .unwrap();
+    assert_eq!(groups_of(2).await, [1, 3, 4]);
+
+    // 2 is in three groups: an invitation naming 2 adds nobody.
+    store
+        .create_group(new_group(5, 6, Vec::new(), DAY + 13))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .invite(GroupId(5), UserId(6), vec![UserId(7), UserId(2)], DAY + 14)
+            .await,
+        Err(ChatError::TooManyGroups { max: 3 })
+    ));
+    assert_eq!(
+        store.group(GroupId(5)).await.unwrap().unwrap().member_count,
+        1
+    );
+    assert!(groups_of(7).await.is_empty());
+    // Nor may a group be created with 2 in it, or 2 join by a link.
+    assert!(matches!(
+        store
+            .create_group(new_group(6, 6, users(2..3), DAY + 15))
+            .await,
+        Err(ChatError::TooManyGroups { .. })
+    ));
+    assert_eq!(store.group(GroupId(6)).await.unwrap(), None);
+    store
+        .set_invite_token(GroupId(5), UserId(6), "t5".into(), 2 * DAY)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.join_by_token("t5".into(), UserId(2), DAY + 16).await,
+        Err(ChatError::TooManyGroups { .. })
+    ));
+    // Leaving one makes room, in every way in.
+    store
+        .remove_member(GroupId(4), UserId(2), UserId(2))
+        .await
+        .unwrap();
+    let (_, joined) = store
+        .join_by_token("t5".into(), UserId(2), DAY + 17)
+        .await
+        .unwrap();
+    assert_eq!(joined.added, [UserId(2)]);
+    assert_eq!(groups_of(2).await, [1, 3, 5]);
+    // A dissolved group no longer counts for its members.
+    store.dissolve(GroupId(1), UserId(1)).await.unwrap();
+    let joined = store
+        .invite(GroupId(4), UserId(5), vec![UserId(2)], DAY + 18)
+        .await
+        .unwrap();
+    assert_eq!(joined.added, [UserId(2)]);
 }
 
 pub async fn group_store(store: Arc<dyn ChatStorage>) {

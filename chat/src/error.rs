@@ -26,6 +26,13 @@ pub enum ChatError {
     NotAllowed,
     #[error("a group holds at most {max} members")]
     GroupFull { max: u32 },
+    /// Adding would put a user (the caller, or someone added) in more
+    /// groups than one may be in; nobody was added.
+    #[error("a user may be in at most {max} groups")]
+    TooManyGroups { max: u32 },
+    /// The caller created as many groups as one may in 24 hours.
+    #[error("at most {max} new groups a day")]
+    TooManyGroupsCreated { max: u32, retry_after_ms: u64 },
     #[error("a group has at most {max} admins")]
     TooManyAdmins { max: u32 },
     #[error("that user is not a member of this group")]

@@ -172,6 +172,26 @@ pub struct MemberInfo {
     pub last_sent_ms: i64,
 }
 
+/// How far one user may go with groups: the limits a store applies, with
+/// [`crate::policy::room_in_groups`] and [`crate::policy::may_create_group`],
+/// inside the write that adds or creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupLimits {
+    /// Groups one user may be a member of at once.
+    pub max_groups_per_user: u32,
+    /// Groups one user may create in any 24 hours (dissolved ones count).
+    pub max_groups_created_per_day: u32,
+}
+
+impl Default for GroupLimits {
+    fn default() -> Self {
+        Self {
+            max_groups_per_user: 2_000,
+            max_groups_created_per_day: 50,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewGroup {
     pub group: GroupId,

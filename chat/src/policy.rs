@@ -156,6 +156,36 @@ pub fn room_for(member_count: u32, adding: usize) -> Result<(), ChatError> {
     Ok(())
 }
 
+/// The window [`may_create_group`] counts creations in.
+pub const CREATION_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// Whether `adding` more groups keep a user who is in `groups` within `max`.
+pub fn room_in_groups(groups: u32, adding: u32, max: u32) -> Result<(), ChatError> {
+    if u64::from(groups) + u64::from(adding) > u64::from(max) {
+        return Err(ChatError::TooManyGroups { max });
+    }
+    Ok(())
+}
+
+/// Whether a user who created `created` groups in the last
+/// [`CREATION_WINDOW_MS`], the oldest of them at `oldest_ms`, may create one
+/// more at `now_ms`; if not, how long until the oldest leaves the window.
+pub fn may_create_group(
+    created: u32,
+    oldest_ms: i64,
+    now_ms: i64,
+    max: u32,
+) -> Result<(), ChatError> {
+    if created < max {
+        return Ok(());
+    }
+    let wait = oldest_ms.saturating_add(CREATION_WINDOW_MS) - now_ms;
+    Err(ChatError::TooManyGroupsCreated {
+        max,
+        retry_after_ms: wait.max(1) as u64,
+    })
+}
+
 /// How people invited by a member come in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -327,6 +357,26 @@ mod tests {
 
     use super::*;
     use crate::model::GroupId;
+
+    #[test]
+    fn a_creator_at_the_daily_cap_waits_for_the_oldest_creation_to_age_out() {
+        assert!(may_create_group(1, 0, 5, 2).is_ok());
+        assert!(matches!(
+            may_create_group(2, 1_000, 5_000, 2),
+            Err(ChatError::TooManyGroupsCreated { max: 2, retry_after_ms })
+                if retry_after_ms == (1_000 + CREATION_WINDOW_MS - 5_000) as u64
+        ));
+    }
+
+    #[test]
+    fn a_user_at_the_membership_cap_joins_nothing_more() {
+        assert!(room_in_groups(1_999, 1, 2_000).is_ok());
+        assert!(matches!(
+            room_in_groups(2_000, 1, 2_000),
+            Err(ChatError::TooManyGroups { max: 2_000 })
+        ));
+        assert!(room_in_groups(u32::MAX, u32::MAX, 2_000).is_err());
+    }
 
     fn member(user: u64, role: Role) -> MemberInfo {
         MemberInfo {

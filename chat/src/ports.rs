@@ -12,4 +12,17 @@ pub trait Directory: Send + Sync + 'static {
         &self,
         users: Vec<UserId>,
     ) -> BoxFuture<'_, Result<Vec<(UserId, String)>, String>>;
+    /// Whether `inviter` may add each of `invitees` to a group directly,
+    /// without their consent: the hook where the social graph decides (only
+    /// friends, say, or nobody who has blocked the inviter). A refusal
+    /// answers the creation or invitation `not_allowed` and adds nobody.
+    /// Until the social graph exists, everyone may be added.
+    fn may_add_directly(
+        &self,
+        inviter: UserId,
+        invitees: &[UserId],
+    ) -> BoxFuture<'_, Result<bool, String>> {
+        let _ = (inviter, invitees);
+        Box::pin(async { Ok(true) })
+    }
 }

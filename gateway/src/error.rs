@@ -39,6 +39,28 @@ impl ApiError {
         e
     }
 
+    /// The store has more writes waiting than it accepts: back off a second.
+    pub fn busy() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the server has too much work waiting; retry later",
+        );
+        e.retry_after_ms = Some(1_000);
+        e
+    }
+
+    /// Too many requests from this user: wait `retry_after_ms`.
+    pub fn rate_limited(retry_after_ms: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests; slow down",
+        );
+        e.retry_after_ms = Some(retry_after_ms);
+        e
+    }
+
     pub fn unauthorized(code: &'static str, message: &str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }

@@ -267,7 +267,7 @@ impl<S: Socket> Session<S> {
                 if self.user_strikes > self.state.config.rate_abuse_limit {
                     return Step::End(Some(close::POLICY_VIOLATION));
                 }
-                response::Result::Error(rate_limited(retry_after_ms).to_proto())
+                response::Result::Error(ApiError::rate_limited(retry_after_ms).to_proto())
             }
         };
         let is_ack = matches!(result, response::Result::SendAck(_));
@@ -343,7 +343,9 @@ impl<S: Socket> Session<S> {
             if self.session_strikes > self.state.config.rate_abuse_limit {
                 return Step::End(Some(close::POLICY_VIOLATION));
             }
-            return self.refuse(frame.id, rate_limited(retry_after_ms)).await;
+            return self
+                .refuse(frame.id, ApiError::rate_limited(retry_after_ms))
+                .await;
         }
         self.session_strikes = 0;
         let request = Request { frame, received };
@@ -404,16 +406,6 @@ async fn answered(in_flight: &mut Option<InFlight>) -> (u64, Instant, Answer) {
     let (id, received) = (request.id, request.received);
     *in_flight = None;
     (id, received, answer)
-}
-
-fn rate_limited(retry_after_ms: u64) -> ApiError {
-    let mut err = ApiError::new(
-        axum::http::StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        "too many requests; slow down",
-    );
-    err.retry_after_ms = Some(retry_after_ms);
-    err
 }
 
 fn queue_full() -> ApiError {

@@ -43,12 +43,22 @@ impl TokenBucket {
 
     /// Takes a token, or says how many milliseconds until one is available.
     pub fn take(&mut self) -> Result<(), u64> {
+        self.take_n(1)
+    }
+
+    /// Takes `cost` tokens (at most the whole burst, so that every cost can
+    /// be paid once the bucket is full), or says how many milliseconds until
+    /// that many are available.
+    pub fn take_n(&mut self, cost: u32) -> Result<(), u64> {
         self.refill();
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let cost = f64::from(cost.max(1)).min(self.burst);
+        if self.tokens >= cost {
+            self.tokens -= cost;
             Ok(())
         } else {
-            Err((((1.0 - self.tokens) / self.rate) * 1000.0).ceil().max(1.0) as u64)
+            Err((((cost - self.tokens) / self.rate) * 1000.0)
+                .ceil()
+                .max(1.0) as u64)
         }
     }
 
@@ -67,9 +77,16 @@ impl TokenBucket {
 
 /// A limit shared by everyone who takes from the same key.
 pub trait RateLimiter: Send + Sync + 'static {
+    /// Takes `cost` tokens from `key`'s bucket (at most the whole burst), or
+    /// says how many milliseconds until that many are available. A costly
+    /// request pays more of the same budget than a cheap one.
+    fn take_n<'a>(&'a self, key: &'a str, cost: u32) -> BoxFuture<'a, Result<(), u64>>;
+
     /// Takes one token from `key`'s bucket, or says how many milliseconds
     /// until one is available.
-    fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), u64>>;
+    fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), u64>> {
+        self.take_n(key, 1)
+    }
 }
 
 /// Buckets in memory, one per key; full buckets are forgotten now and then,
@@ -91,7 +108,7 @@ impl LocalLimiter {
 }
 
 impl RateLimiter for LocalLimiter {
-    fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), u64>> {
+    fn take_n<'a>(&'a self, key: &'a str, cost: u32) -> BoxFuture<'a, Result<(), u64>> {
         let mut guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let (buckets, prune_at) = &mut *guard;
         if buckets.len() >= *prune_at {
@@ -99,10 +116,10 @@ impl RateLimiter for LocalLimiter {
             *prune_at = (buckets.len() * 2).max(1_024);
         }
         let outcome = match buckets.get_mut(key) {
-            Some(bucket) => bucket.take(),
+            Some(bucket) => bucket.take_n(cost),
             None => {
                 let mut bucket = TokenBucket::new(self.rate, self.burst);
-                let outcome = bucket.take();
+                let outcome = bucket.take_n(cost);
                 buckets.insert(key.to_string(), bucket);
                 outcome
             }
@@ -112,20 +129,22 @@ impl RateLimiter for LocalLimiter {
 }
 
 #[cfg(feature = "redis")]
-/// GCRA: a key's value is its theoretical arrival time in µs on Redis's clock.
-/// Answers 0 when admitted, else the milliseconds to wait.
+/// GCRA: a key's value is its theoretical arrival time in µs on Redis's clock;
+/// a request of cost `c` moves it `c` intervals on. Answers 0 when admitted,
+/// else the milliseconds to wait.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local allowed_at = tat + interval - burst * interval
+local allowed_at = tat + cost * interval - burst * interval
 if now < allowed_at then
   return math.max(1, math.ceil((allowed_at - now) / 1000))
 end
-tat = tat + interval
+tat = tat + cost * interval
 redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
 return 0
 ";
@@ -161,12 +180,13 @@ impl RedisLimiter {
 
 #[cfg(feature = "redis")]
 impl RateLimiter for RedisLimiter {
-    fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), u64>> {
+    fn take_n<'a>(&'a self, key: &'a str, cost: u32) -> BoxFuture<'a, Result<(), u64>> {
         Box::pin(async move {
             let mut call = self.script.prepare_invoke();
             call.key(format!("sa:rl:{key}"))
                 .arg(self.interval_us)
-                .arg(self.burst);
+                .arg(self.burst)
+                .arg(cost.clamp(1, self.burst));
             // A try that met a stale connection never reached Redis, or
             // counts a request twice at worst.
             let call = &call;
@@ -221,6 +241,25 @@ mod tests {
         assert!(b.take("u.2").await.is_ok());
     }
 
+    /// A request of cost 3 pays three of the key's tokens; one costing more
+    /// than the burst pays the whole burst.
+    async fn costs(limiter: &dyn RateLimiter) {
+        assert!(limiter.take_n("u.1", 3).await.is_ok());
+        assert!(limiter.take_n("u.1", 3).await.is_ok());
+        let wait = limiter.take_n("u.1", 3).await.unwrap_err();
+        assert!(
+            (2_000..=3_000).contains(&wait),
+            "three tokens at 1/s: {wait}"
+        );
+        assert!(limiter.take_n("u.2", 1_000).await.is_ok());
+        assert!(limiter.take("u.2").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_local_limiter_charges_each_request_its_cost() {
+        costs(&LocalLimiter::new(1, 6)).await;
+    }
+
     #[tokio::test]
     async fn a_local_limiter_shares_a_key_between_its_callers() {
         let limiter = Arc::new(LocalLimiter::new(1, 5));
@@ -241,6 +280,18 @@ mod tests {
             .await
             .unwrap();
         shared_budget(&a, &b).await;
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test]
+    async fn a_redis_limiter_charges_each_request_its_cost() {
+        let Some(redis) = crate::testkit::RedisServer::start() else {
+            return;
+        };
+        let limiter = RedisLimiter::connect(&redis.url(), 1, 6, Duration::from_secs(2))
+            .await
+            .unwrap();
+        costs(&limiter).await;
     }
 
     #[cfg(feature = "redis")]

@@ -10,13 +10,20 @@
 //! they write, so one fails only on a SQL error, which is rare: the writer runs a
 //! batch without savepoints, and only when a job fails rolls the batch back and
 //! runs it again with each job in its own savepoint.
+//!
+//! The writer's queue is bounded ([`WriterQueue`]): a write waits for a free
+//! place, and one that finds no place within the queue's deadline is refused
+//! with [`StoreError::Busy`] instead of queueing without bound. The callers'
+//! memory and latency then stay bounded when writes come faster than the
+//! disk takes them, and the refusal tells the client to come back later.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::Connection;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Histogram;
 
@@ -125,6 +132,28 @@ const MAX_BATCH: usize = 512;
 /// once opened hundreds, each on its own blocking thread with its own cache.
 const MAX_READERS: usize = 8;
 
+/// The bound of a writer's queue: how many writes may wait for the writer,
+/// and how long a write waits for a place before it is refused as
+/// [`StoreError::Busy`].
+#[derive(Debug, Clone, Copy)]
+pub struct WriterQueue {
+    pub depth: usize,
+    pub wait: Duration,
+}
+
+impl Default for WriterQueue {
+    /// Four full batches wait at most (a full batch commits in milliseconds
+    /// on a healthy disk), and a write waits at most two seconds for a
+    /// place: a writer that has not taken four batches in two seconds is
+    /// stalled, and queueing more would only hold memory and callers longer.
+    fn default() -> Self {
+        Self {
+            depth: 4 * MAX_BATCH,
+            wait: Duration::from_secs(2),
+        }
+    }
+}
+
 /// A database file: writes go to the writer thread, reads to pooled connections.
 #[derive(Clone)]
 pub struct Database {
@@ -133,9 +162,11 @@ pub struct Database {
 
 struct Inner {
     path: PathBuf,
-    /// The writer thread's queue; dropping the last handle ends the thread once
-    /// it has committed what it holds.
-    jobs: std_mpsc::Sender<Box<dyn Job>>,
+    /// The writer thread's queue, bounded; dropping the last handle ends the
+    /// thread once it has committed what it holds.
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    /// How long a write waits for a place in `jobs`.
+    wait: Duration,
     readers: Mutex<Vec<Connection>>,
     reader_slots: tokio::sync::Semaphore,
     /// Dropped with the database, which ends the checkpointer thread.
@@ -147,11 +178,22 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 
 impl Database {
     /// Opens (creating if needed) the file, applies the migrations not yet applied
-    /// (`migrations[i]` brings the schema to version `i + 1`), and starts the writer.
+    /// (`migrations[i]` brings the schema to version `i + 1`), and starts the
+    /// writer with the default [`WriterQueue`].
     pub fn open(
         path: &Path,
         migrations: &[&str],
         batch_sizes: Option<Arc<Histogram>>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(path, migrations, batch_sizes, WriterQueue::default())
+    }
+
+    /// [`open`](Self::open) with the writer's queue bounded by `queue`.
+    pub fn open_with(
+        path: &Path,
+        migrations: &[&str],
+        batch_sizes: Option<Arc<Histogram>>,
+        queue: WriterQueue,
     ) -> Result<Self, StoreError> {
         create_owner_only(path).map_err(|e| StoreError::backend(ENGINE, e))?;
         let mut conn = open_connection(path)?;
@@ -164,7 +206,7 @@ impl Database {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         migrate(&mut conn, migrations)?;
         let checkpointer = start_checkpointer(path)?;
-        let (tx, rx) = std_mpsc::channel::<Box<dyn Job>>();
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>(queue.depth.max(1));
         let name = format!(
             "sqlite-writer-{}",
             path.file_stem().and_then(|s| s.to_str()).unwrap_or("db")
@@ -177,6 +219,7 @@ impl Database {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 jobs: tx,
+                wait: queue.wait,
                 readers: Mutex::new(Vec::new()),
                 reader_slots: tokio::sync::Semaphore::new(MAX_READERS),
                 _checkpointer: checkpointer,
@@ -187,7 +230,9 @@ impl Database {
     /// Runs `f` inside the writer's current transaction and answers once that
     /// transaction is durable. An `Err` from `f` rolls back only `f`'s own
     /// writes. `f` may run twice (the first run rolled back), so it must not
-    /// change anything outside the connection.
+    /// change anything outside the connection. Refused with
+    /// [`StoreError::Busy`] when the writer's queue has no place for it
+    /// within the queue's deadline; it then has not run.
     pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
@@ -199,7 +244,11 @@ impl Database {
             outcome: None,
             reply,
         });
-        self.inner.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        match tokio::time::timeout(self.inner.wait, self.inner.jobs.send(job)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(StoreError::Closed),
+            Err(_) => return Err(StoreError::Busy),
+        }
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -351,10 +400,10 @@ fn run_in_savepoint<R>(
 
 fn writer_loop(
     conn: Connection,
-    jobs: std_mpsc::Receiver<Box<dyn Job>>,
+    mut jobs: mpsc::Receiver<Box<dyn Job>>,
     batch_sizes: Option<Arc<Histogram>>,
 ) {
-    while let Ok(first) = jobs.recv() {
+    while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -545,6 +594,67 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(keys, vec![1, 2, 4, 5]);
+    }
+
+    /// Polls a future once, so that it takes its place in the writer's queue
+    /// (or starts waiting for one) before the test goes on.
+    async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) {
+        std::future::poll_fn(|cx| {
+            let _ = std::pin::Pin::new(&mut *f).poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_writer_queue_refuses_a_write_as_busy_and_serves_the_waiting_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = WriterQueue {
+            depth: 2,
+            wait: Duration::from_millis(100),
+        };
+        let db = Database::open_with(&dir.path().join("t.db"), SCHEMA, None, queue).unwrap();
+        // A job holds the writer until the test lets it go.
+        let (started, running) = std_mpsc::channel::<()>();
+        let (release, released) = std_mpsc::channel::<()>();
+        let released = Arc::new(Mutex::new(released));
+        let mut blocked = Box::pin(db.write(move |c| {
+            let _ = started.send(());
+            let _ = released.lock().unwrap().recv();
+            c.execute("INSERT INTO t VALUES (1, 'blocked')", [])
+        }));
+        poll_once(&mut blocked).await;
+        tokio::task::spawn_blocking(move || running.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        // Two writes fill the queue behind it.
+        let mut second = Box::pin(db.write(|c| c.execute("INSERT INTO t VALUES (2, 'b')", [])));
+        let mut third = Box::pin(db.write(|c| c.execute("INSERT INTO t VALUES (3, 'c')", [])));
+        poll_once(&mut second).await;
+        poll_once(&mut third).await;
+        // One more finds no place within the deadline, and does not run.
+        let refused = tokio::time::timeout(
+            Duration::from_secs(10),
+            db.write(|c| c.execute("INSERT INTO t VALUES (4, 'refused')", [])),
+        )
+        .await
+        .expect("a write is answered within its deadline, not queued behind a stalled writer");
+        assert!(matches!(refused, Err(StoreError::Busy)), "{refused:?}");
+        release.send(()).unwrap();
+        let (blocked, second, third) = tokio::join!(blocked, second, third);
+        assert!(blocked.is_ok() && second.is_ok() && third.is_ok());
+        db.write(|c| c.execute("INSERT INTO t VALUES (5, 'later')", []))
+            .await
+            .unwrap();
+        let keys: Vec<i64> = db
+            .read(|c| {
+                let mut s = c.prepare("SELECT k FROM t ORDER BY k")?;
+                s.query_map([], |r| r.get(0))?.collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(keys, vec![1, 2, 3, 5]);
     }
 
     #[cfg(unix)]

@@ -31,6 +31,10 @@ pub enum StoreError {
     /// The store was shut down, or its writer is gone.
     #[error("the store is closed")]
     Closed,
+    /// More writes are waiting than the store accepts, and none left the
+    /// queue within its deadline: the operation did not run; retry later.
+    #[error("the store has too many writes waiting")]
+    Busy,
     /// A write carried a fencing number lower than one the store has already
     /// seen for the same shard: a newer owner holds it, and this writer must
     /// stop (see `docs/architecture.md`, "Fencing").

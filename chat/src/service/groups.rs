@@ -46,6 +46,7 @@ impl Chat {
         policy::check_avatar(avatar)?;
         policy::room_for(1, members.len())?;
         self.require_users(&members).await?;
+        self.may_add_directly(owner, &members).await?;
         let group = self
             .store
             .create_group(NewGroup {
@@ -149,6 +150,7 @@ impl Chat {
     ) -> Result<Joined, ChatError> {
         policy::check_invitees(users.len())?;
         self.require_users(&users).await?;
+        self.may_add_directly(actor, &users).await?;
         let joined = self
             .store
             .invite(group, actor, users, self.clock.now_ms())
@@ -363,6 +365,25 @@ impl Chat {
             }
         }
         Ok(())
+    }
+
+    /// Asks the [`Directory`](crate::Directory)'s consent hook whether
+    /// `inviter` may add these people without asking them.
+    async fn may_add_directly(&self, inviter: UserId, users: &[UserId]) -> Result<(), ChatError> {
+        let others: Vec<UserId> = users.iter().copied().filter(|u| *u != inviter).collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let allowed = self
+            .directory
+            .may_add_directly(inviter, &others)
+            .await
+            .map_err(ChatError::Dependency)?;
+        if allowed {
+            Ok(())
+        } else {
+            Err(ChatError::NotAllowed)
+        }
     }
 
     async fn member_ids(&self, group: GroupId) -> Result<Vec<UserId>, ChatError> {

@@ -16,8 +16,8 @@ use superapp_kit::sqlite::{Database, TxError};
 
 use super::{ChatStore, StoreError};
 use crate::model::{
-    Appended, ConversationId, Fence, GroupSummary, InboxCursor, InboxEntry, Mentions, NewMessage,
-    StoredMessage, UserId,
+    Appended, ConversationId, Fence, GroupLimits, GroupSummary, InboxCursor, InboxEntry, Mentions,
+    NewMessage, StoredMessage, UserId,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -100,6 +100,21 @@ CREATE TABLE fences (
     high_water INTEGER NOT NULL
 );
 ",
+    // Who created each group (the owner may change), for the daily creation
+    // cap; how many groups each user is in, for the membership cap.
+    "
+ALTER TABLE groups ADD COLUMN creator INTEGER NOT NULL DEFAULT 0;
+UPDATE groups SET creator = owner;
+CREATE INDEX groups_by_creator ON groups (creator, created_ms);
+CREATE TABLE group_counts (
+    user_id INTEGER PRIMARY KEY,
+    groups INTEGER NOT NULL
+);
+INSERT INTO group_counts (user_id, groups)
+    SELECT user_id, count(*) FROM members
+    WHERE conversation_id >= 'g.' AND conversation_id < 'g/'
+    GROUP BY user_id;
+",
 ];
 
 /// `user_id` 0 in `mentions` rows, and `0` in a message's `mentions` column,
@@ -108,13 +123,22 @@ const EVERYONE: i64 = 0;
 
 pub struct SqliteChatStore {
     pub(crate) db: Database,
+    /// What one user may do with groups, applied in the writes that add.
+    pub(crate) limits: GroupLimits,
 }
 
 impl SqliteChatStore {
+    /// Opens the store with the default [`GroupLimits`].
     pub fn open(path: &Path, batch_sizes: Option<Arc<Histogram>>) -> Result<Self, StoreError> {
         Ok(Self {
             db: Database::open(path, MIGRATIONS, batch_sizes)?,
+            limits: GroupLimits::default(),
         })
+    }
+
+    /// The store with these limits on one user's groups.
+    pub fn with_group_limits(self, limits: GroupLimits) -> Self {
+        Self { limits, ..self }
     }
 }
 
@@ -331,6 +355,82 @@ fn append_in(c: &Connection, m: &NewMessage) -> Result<Appended, TxError<StoreEr
     Ok(appended)
 }
 
+/// A page of a user's conversation list. The page is chosen first, from the
+/// user's memberships and their conversations' last activity alone; only its
+/// rows then read their peer's mark, their group and their mentions. The
+/// unread count is `last_seq - read_seq`: sending moves the sender's own mark
+/// to the message sent, so every message above a member's mark is someone
+/// else's, and seq has no gaps here. No row counts messages, so a page costs
+/// the same whatever its conversations hold.
+const INBOX: &str = "
+    WITH page AS MATERIALIZED (
+        SELECT m.conversation_id, m.user_id, m.peer_id, m.read_seq,
+               c.last_seq, c.last_activity_ms
+        FROM members m
+        JOIN conversations c ON c.id = m.conversation_id
+        WHERE m.user_id = ?1
+          AND (?4 OR c.last_activity_ms < ?2
+               OR (c.last_activity_ms = ?2 AND m.conversation_id < ?3))
+        ORDER BY c.last_activity_ms DESC, m.conversation_id DESC
+        LIMIT ?5
+    )
+    SELECT page.conversation_id, page.peer_id, page.last_seq, page.read_seq,
+           coalesce(p.read_seq, 0), page.last_activity_ms,
+           max(page.last_seq - page.read_seq, 0),
+           g.group_id, g.name, g.member_count,
+           EXISTS (SELECT 1 FROM mentions x
+                   WHERE x.conversation_id = page.conversation_id
+                     AND x.user_id IN (page.user_id, 0) AND x.seq > page.read_seq)
+    FROM page
+    LEFT JOIN members p ON p.conversation_id = page.conversation_id
+         AND p.user_id = page.peer_id AND page.peer_id != 0
+    LEFT JOIN groups g ON g.conversation_id = page.conversation_id
+    ORDER BY page.last_activity_ms DESC, page.conversation_id DESC";
+
+fn inbox_page(
+    stmt: &mut rusqlite::Statement<'_>,
+    user_id: UserId,
+    cursor: Option<&InboxCursor>,
+    limit: u32,
+) -> rusqlite::Result<Vec<InboxEntry>> {
+    let (before_ms, before_id) = match cursor {
+        Some(cursor) => (cursor.last_activity_ms, cursor.conversation.to_string()),
+        None => (i64::MAX, String::new()),
+    };
+    let rows = stmt.query_map(
+        params![
+            user_id.0 as i64,
+            before_ms,
+            before_id,
+            cursor.is_none(),
+            i64::from(limit)
+        ],
+        |r| {
+            let group = match r.get::<_, Option<i64>>(7)? {
+                Some(group) => Some(GroupSummary {
+                    group: crate::model::GroupId(group as u64),
+                    name: r.get(8)?,
+                    member_count: r.get::<_, i64>(9)? as u32,
+                }),
+                None => None,
+            };
+            Ok(InboxEntry {
+                conversation: conversation(r, 0)?,
+                // Group rows have no peer (peer_id 0).
+                peer: Some(user(r, 1)?).filter(|_| group.is_none()),
+                last_seq: id(r, 2)?,
+                read_seq: id(r, 3)?,
+                peer_read_seq: id(r, 4)?,
+                last_activity_ms: r.get(5)?,
+                unread: id(r, 6)?,
+                group,
+                mentioned: r.get(10)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
 impl ChatStore for SqliteChatStore {
     fn append(&self, message: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>> {
         Box::pin(fenced(&self.db, move |c| append_in(c, &message)))
@@ -374,63 +474,8 @@ impl ChatStore for SqliteChatStore {
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>> {
         Box::pin(self.db.read(move |c| {
-            let (before_ms, before_id) = match &cursor {
-                Some(cursor) => (cursor.last_activity_ms, cursor.conversation.to_string()),
-                None => (i64::MAX, String::new()),
-            };
-            let mut stmt = c.prepare_cached(
-                "SELECT m.conversation_id, m.peer_id, c.last_seq, m.read_seq,
-                        coalesce(p.read_seq, 0), c.last_activity_ms,
-                        (SELECT count(*) FROM messages x
-                         WHERE x.conversation_id = m.conversation_id
-                           AND x.seq > m.read_seq AND x.sender != m.user_id),
-                        g.group_id, g.name, g.member_count,
-                        EXISTS (SELECT 1 FROM mentions x
-                                WHERE x.conversation_id = m.conversation_id
-                                  AND x.user_id IN (m.user_id, 0) AND x.seq > m.read_seq)
-                 FROM members m
-                 JOIN conversations c ON c.id = m.conversation_id
-                 LEFT JOIN members p ON p.conversation_id = m.conversation_id
-                      AND p.user_id = m.peer_id AND m.peer_id != 0
-                 LEFT JOIN groups g ON g.conversation_id = m.conversation_id
-                 WHERE m.user_id = ?1
-                   AND (?4 OR c.last_activity_ms < ?2
-                        OR (c.last_activity_ms = ?2 AND m.conversation_id < ?3))
-                 ORDER BY c.last_activity_ms DESC, m.conversation_id DESC
-                 LIMIT ?5",
-            )?;
-            let rows = stmt.query_map(
-                params![
-                    user_id.0 as i64,
-                    before_ms,
-                    before_id,
-                    cursor.is_none(),
-                    i64::from(limit)
-                ],
-                |r| {
-                    let group = match r.get::<_, Option<i64>>(7)? {
-                        Some(group) => Some(GroupSummary {
-                            group: crate::model::GroupId(group as u64),
-                            name: r.get(8)?,
-                            member_count: r.get::<_, i64>(9)? as u32,
-                        }),
-                        None => None,
-                    };
-                    Ok(InboxEntry {
-                        conversation: conversation(r, 0)?,
-                        // Group rows have no peer (peer_id 0).
-                        peer: Some(user(r, 1)?).filter(|_| group.is_none()),
-                        last_seq: id(r, 2)?,
-                        read_seq: id(r, 3)?,
-                        peer_read_seq: id(r, 4)?,
-                        last_activity_ms: r.get(5)?,
-                        unread: id(r, 6)?,
-                        group,
-                        mentioned: r.get(10)?,
-                    })
-                },
-            )?;
-            rows.collect()
+            let mut stmt = c.prepare_cached(INBOX)?;
+            inbox_page(&mut stmt, user_id, cursor.as_ref(), limit)
         }))
     }
 
@@ -499,6 +544,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_caps_the_groups_a_user_creates_and_is_in() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::group_limits(&open(&dir).with_group_limits(conformance::LIMITS)).await;
+    }
+
+    #[tokio::test]
     async fn sqlite_keeps_the_group_rules_of_the_reference_model() {
         let dir = tempfile::tempdir().unwrap();
         conformance::group_rules_match_the_model(Arc::new(open(&dir)), 0x5eed).await;
@@ -550,6 +601,59 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(changed, 1, "only the sender's own row moves");
+    }
+
+    #[tokio::test]
+    async fn sqlite_counts_unread_messages_as_the_contract_says() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::unread_counts(&open(&dir)).await;
+    }
+
+    /// Steps of SQLite's virtual machine to list the first ten conversations
+    /// of `user`, who talks with 30 peers, each of whom sent `unread` messages.
+    async fn steps_to_list(store: &SqliteChatStore, user: u64, unread: u64) -> i32 {
+        let mut messages = Vec::new();
+        for peer in user + 1..=user + 30 {
+            for i in 0..unread {
+                let mut m = conformance::direct_message(peer, user, &format!("{i}"), 10);
+                m.message_id = peer * 1_000 + i;
+                messages.push(m);
+            }
+        }
+        store
+            .db
+            .transact(move |c| {
+                for m in &messages {
+                    append_in(c, m)?;
+                }
+                Ok::<_, TxError<StoreError>>(())
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .db
+            .read(move |c| {
+                let mut stmt = c.prepare(INBOX)?;
+                let page = inbox_page(&mut stmt, UserId(user), None, 10)?;
+                assert_eq!(page.len(), 10);
+                assert!(page.iter().all(|e| e.unread == unread));
+                Ok(stmt.get_status(rusqlite::StatementStatus::VmStep))
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_page_of_conversations_costs_the_same_however_many_messages_are_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let few = steps_to_list(&store, 1_000, 1).await;
+        let many = steps_to_list(&store, 2_000, 50).await;
+        assert_eq!(
+            few, many,
+            "steps with 1 unread each: {few}; with 50: {many}"
+        );
     }
 
     #[test]

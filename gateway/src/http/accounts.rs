@@ -68,6 +68,7 @@ impl From<AccountError> for ApiError {
             AccountError::TokenExpired => (S::UNAUTHORIZED, "token_expired"),
             AccountError::SessionRevoked => (S::UNAUTHORIZED, "session_revoked"),
             AccountError::InvalidTicket => (S::UNAUTHORIZED, "invalid_ticket"),
+            AccountError::Store(superapp_kit::store::StoreError::Busy) => return Self::busy(),
             AccountError::Store(_) | AccountError::Internal(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())

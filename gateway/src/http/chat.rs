@@ -52,6 +52,16 @@ impl From<ChatError> for ApiError {
             ChatError::NotAllowed => (S::FORBIDDEN, "not_allowed"),
             ChatError::GroupFull { .. } => (S::CONFLICT, "group_full"),
             ChatError::TooManyAdmins { .. } => (S::CONFLICT, "too_many_admins"),
+            ChatError::TooManyGroups { .. } => (S::CONFLICT, "too_many_groups"),
+            ChatError::TooManyGroupsCreated { retry_after_ms, .. } => {
+                let mut err = Self::new(
+                    S::TOO_MANY_REQUESTS,
+                    "too_many_groups_created",
+                    e.to_string(),
+                );
+                err.retry_after_ms = Some(*retry_after_ms);
+                return err;
+            }
             ChatError::UnknownMember => (S::NOT_FOUND, "unknown_member"),
             ChatError::Muted { .. } => (S::FORBIDDEN, "muted"),
             ChatError::GroupMuted => (S::FORBIDDEN, "group_muted"),
@@ -72,6 +82,7 @@ impl From<ChatError> for ApiError {
                 tracing::warn!(error = %fenced, "write refused: the shard has a newer owner");
                 return Self::unavailable("this conversation moved to another server; retry");
             }
+            ChatError::Store(StoreError::Busy) => return Self::busy(),
             ChatError::Store(_) | ChatError::Dependency(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())
@@ -143,8 +154,10 @@ fn joined_body(j: superapp_chat::model::Joined) -> GroupJoin {
     (status = 201, description = "Created", body = Group),
     (status = 400, description = "invalid_group_name, invalid_avatar, invalid_json", body = ErrorBody),
     (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+    (status = 403, description = "not_allowed (a member who may not be added without consent)", body = ErrorBody),
     (status = 404, description = "unknown_recipient (a member that does not exist)", body = ErrorBody),
-    (status = 409, description = "group_full", body = ErrorBody),
+    (status = 409, description = "group_full, too_many_groups (someone would be in too many groups)", body = ErrorBody),
+    (status = 429, description = "too_many_groups_created (chat.max_groups_created_per_day)", body = ErrorBody),
 ))]
 async fn create(
     State(chat): State<Arc<Chat>>,
@@ -270,9 +283,9 @@ async fn members(
         (status = 200, description = "Who was added and who waits", body = GroupJoin),
         (status = 400, description = "invalid_members", body = ErrorBody),
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
-        (status = 403, description = "not_a_member", body = ErrorBody),
+        (status = 403, description = "not_a_member, not_allowed (someone who may not be added without consent)", body = ErrorBody),
         (status = 404, description = "unknown_group, unknown_recipient", body = ErrorBody),
-        (status = 409, description = "group_full", body = ErrorBody),
+        (status = 409, description = "group_full, too_many_groups", body = ErrorBody),
 ))]
 async fn invite(
     State(chat): State<Arc<Chat>>,
@@ -412,7 +425,7 @@ async fn invite_link(
     (status = 202, description = "Waiting for an admin's approval", body = JoinResult),
     (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
     (status = 404, description = "invalid_invite (unknown or expired)", body = ErrorBody),
-    (status = 409, description = "group_full", body = ErrorBody),
+    (status = 409, description = "group_full, too_many_groups", body = ErrorBody),
 ))]
 async fn join(
     State(chat): State<Arc<Chat>>,
@@ -474,7 +487,7 @@ async fn join_requests(
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
         (status = 403, description = "not_a_member, not_allowed", body = ErrorBody),
         (status = 404, description = "unknown_group, unknown_join_request", body = ErrorBody),
-        (status = 409, description = "group_full", body = ErrorBody),
+        (status = 409, description = "group_full, too_many_groups", body = ErrorBody),
 ))]
 async fn decide(
     State(chat): State<Arc<Chat>>,

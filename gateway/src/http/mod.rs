@@ -8,6 +8,8 @@
 //!   put every route in the OpenAPI document in the same breath as in the
 //!   router.
 //! - [`auth`]: [`AuthUser`], the authenticated caller.
+//! - [`limit`]: the per-user request budget every authenticated route
+//!   pays its cost from, shared with the WebSocket.
 //! - [`ws`]: the WebSocket upgrade at `/v1/ws`.
 //!
 //! Each role's router is assembled from the rooms it runs ([`router`]): the
@@ -19,6 +21,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod chat;
+pub mod limit;
 pub mod presence;
 pub mod ws;
 
@@ -109,6 +112,43 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Every route that pays from the per-user budget ([`limit::COSTS`]) may
+/// answer 429 `rate_limited`; the document says so once, here.
+fn document_rate_limits(doc: &mut OpenApi) {
+    use utoipa::openapi::{RefOr, ResponseBuilder};
+    for (template, item) in doc.paths.paths.iter_mut() {
+        for (method, operation) in [
+            (axum::http::Method::GET, &mut item.get),
+            (axum::http::Method::POST, &mut item.post),
+            (axum::http::Method::PATCH, &mut item.patch),
+            (axum::http::Method::DELETE, &mut item.delete),
+        ] {
+            let (Some(operation), Some(cost)) = (operation, limit::cost(&method, template)) else {
+                continue;
+            };
+            let responses = &mut operation.responses.responses;
+            let description = match responses.get("429") {
+                Some(RefOr::T(earlier)) => format!("{}, rate_limited", earlier.description),
+                _ => "rate_limited".to_string(),
+            };
+            let response = ResponseBuilder::new()
+                .description(format!(
+                    "{description} (this route costs {cost} of the per-user request budget)"
+                ))
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                            "ErrorBody",
+                        ))))
+                        .build(),
+                )
+                .build();
+            responses.insert("429".to_string(), RefOr::T(response));
+        }
+    }
+}
+
 /// The OpenAPI document of the whole API, whichever role serves it, derived
 /// from the routers themselves.
 pub fn document() -> OpenApi {
@@ -120,6 +160,7 @@ pub fn document() -> OpenApi {
     let mut doc = rooms;
     doc.merge(edge);
     document_refusals(&mut doc);
+    document_rate_limits(&mut doc);
     doc
 }
 
@@ -193,6 +234,11 @@ pub fn router(state: AppState, rooms: Option<Rooms>) -> Router {
     let mut app = edge;
     if let Some(rooms) = rooms {
         let (api, _) = room_routes().split_for_parts();
+        let budget = limit::HttpLimit {
+            accounts: rooms.accounts.clone(),
+            limits: state.limits.clone(),
+        };
+        let api = api.route_layer(middleware::from_fn_with_state(budget, limit::charge));
         app = app.merge(api.with_state(rooms));
     }
     app.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
@@ -358,6 +404,40 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    /// Every room operation that takes a bearer token pays a cost, and every
+    /// cost names such an operation, so no authenticated route escapes the
+    /// budget. The WebSocket upgrade is the edge's: its sessions have limits
+    /// of their own.
+    #[test]
+    fn every_authenticated_route_has_a_cost_and_documents_its_429() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let mut authenticated = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            if path == "/v1/ws" {
+                continue;
+            }
+            for (method, operation) in item.as_object().unwrap() {
+                let method = method.to_uppercase();
+                let bearer = operation["security"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s.get("bearer").is_some()));
+                let has_cost = limit::cost(&method.parse().unwrap(), path).is_some();
+                assert_eq!(bearer, has_cost, "{method} {path}");
+                if bearer {
+                    assert!(
+                        operation["responses"]["429"]["description"]
+                            .as_str()
+                            .unwrap()
+                            .contains("rate_limited"),
+                        "{method} {path}"
+                    );
+                    authenticated.push(format!("{method} {path}"));
+                }
+            }
+        }
+        assert_eq!(authenticated.len(), limit::COSTS.len());
     }
 
     #[test]

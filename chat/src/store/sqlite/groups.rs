@@ -15,8 +15,8 @@ use super::{
 };
 use crate::ChatError;
 use crate::model::{
-    Appended, ConversationId, GroupId, GroupInfo, GroupUpdate, JoinRequest, Joined, MemberInfo,
-    NewGroup, NewGroupMessage, Removal, Role, UserId,
+    Appended, ConversationId, GroupId, GroupInfo, GroupLimits, GroupUpdate, JoinRequest, Joined,
+    MemberInfo, NewGroup, NewGroupMessage, Removal, Role, UserId,
 };
 use crate::policy::{self, Admission};
 use crate::store::{GroupStore, Outcome};
@@ -111,12 +111,44 @@ fn actor_in(c: &Connection, group: GroupId, actor: UserId) -> Tx<(GroupInfo, Mem
     }
 }
 
-/// Inserts members who are not in yet, within the cap; answers who was added.
+/// How many groups `who` is in.
+fn groups_of_user(c: &Connection, who: UserId) -> rusqlite::Result<u32> {
+    Ok(
+        c.prepare_cached("SELECT groups FROM group_counts WHERE user_id = ?1")?
+            .query_row([bound(who.0)], |r| r.get::<_, i64>(0))
+            .optional()?
+            .unwrap_or(0)
+            .max(0) as u32,
+    )
+}
+
+/// Refuses, before anything is written, when one of `users` (each joining
+/// one more group) would pass the membership cap.
+fn room_in_groups(c: &Connection, users: &[UserId], max: u32) -> Tx<()> {
+    for &who in users {
+        rule(policy::room_in_groups(groups_of_user(c, who)?, 1, max))?;
+    }
+    Ok(())
+}
+
+/// Counts `who` in `delta` more (or fewer) groups.
+fn count_groups(c: &Connection, who: UserId, delta: i64) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO group_counts (user_id, groups) VALUES (?1, max(?2, 0))
+         ON CONFLICT (user_id) DO UPDATE SET groups = max(groups + ?2, 0)",
+    )?
+    .execute(params![who.0 as i64, delta])?;
+    Ok(())
+}
+
+/// Inserts members who are not in yet, within the group's cap and each
+/// newcomer's; answers who was added.
 fn add_members(
     c: &Connection,
     group: &GroupInfo,
     users: &[UserId],
     now_ms: i64,
+    limits: GroupLimits,
 ) -> Tx<Vec<UserId>> {
     let mut fresh = Vec::new();
     for &who in users {
@@ -125,6 +157,7 @@ fn add_members(
         }
     }
     rule(policy::room_for(group.member_count, fresh.len()))?;
+    room_in_groups(c, &fresh, limits.max_groups_per_user)?;
     let conversation = name(group.group);
     for &who in &fresh {
         // A member sees messages from the time they join: read mark and
@@ -136,6 +169,7 @@ fn add_members(
         .execute(params![conversation, who.0 as i64, group.last_seq as i64, now_ms])?;
         c.prepare_cached("DELETE FROM join_requests WHERE conversation_id = ?1 AND user_id = ?2")?
             .execute(params![conversation, who.0 as i64])?;
+        count_groups(c, who, 1)?;
     }
     c.prepare_cached(
         "UPDATE groups SET member_count = member_count + ?2 WHERE conversation_id = ?1",
@@ -178,6 +212,7 @@ fn admit(
     inviter: Option<&MemberInfo>,
     users: &[UserId],
     now_ms: i64,
+    limits: GroupLimits,
 ) -> Tx<Joined> {
     Ok(match policy::admission(group, inviter) {
         Admission::Pending => Joined {
@@ -185,7 +220,7 @@ fn admit(
             pending: request_join(c, group.group, users, inviter.map(|m| m.user), now_ms)?,
         },
         Admission::Direct => Joined {
-            added: add_members(c, group, users, now_ms)?,
+            added: add_members(c, group, users, now_ms, limits)?,
             pending: Vec::new(),
         },
     })
@@ -200,6 +235,9 @@ fn delete_member(c: &Connection, group: GroupId, who: UserId) -> rusqlite::Resul
         "UPDATE groups SET member_count = member_count - ?2 WHERE conversation_id = ?1",
     )?
     .execute(params![conversation, gone as i64])?;
+    if gone > 0 {
+        count_groups(c, who, -1)?;
+    }
     Ok(())
 }
 
@@ -308,6 +346,7 @@ impl SqliteChatStore {
 
 impl GroupStore for SqliteChatStore {
     fn create_group(&self, g: NewGroup) -> Outcome<GroupInfo> {
+        let limits = self.limits;
         self.act(move |c| {
             let mut users = vec![g.owner];
             for &who in &g.members {
@@ -316,18 +355,37 @@ impl GroupStore for SqliteChatStore {
                 }
             }
             rule(policy::room_for(0, users.len()))?;
+            let (created, oldest_ms): (i64, Option<i64>) = c
+                .prepare_cached(
+                    "SELECT count(*), min(created_ms) FROM groups
+                     WHERE creator = ?1 AND created_ms > ?2",
+                )?
+                .query_row(
+                    params![
+                        g.owner.0 as i64,
+                        g.now_ms.saturating_sub(policy::CREATION_WINDOW_MS)
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+            rule(policy::may_create_group(
+                created as u32,
+                oldest_ms.unwrap_or(g.now_ms),
+                g.now_ms,
+                limits.max_groups_created_per_day,
+            ))?;
+            room_in_groups(c, &users, limits.max_groups_per_user)?;
             let conversation = name(g.group);
             c.execute(
                 "INSERT INTO conversations (id, last_seq, last_activity_ms) VALUES (?1, 0, ?2)",
                 params![conversation, g.now_ms],
             )?;
             c.execute(
-                "INSERT INTO groups (conversation_id, group_id, name, avatar, owner, created_ms, member_count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                "INSERT INTO groups (conversation_id, group_id, name, avatar, owner, creator, created_ms, member_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, 0)",
                 params![conversation, g.group.0 as i64, g.name, g.avatar, g.owner.0 as i64, g.now_ms],
             )?;
             let group = load_group(c, g.group)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-            add_members(c, &group, &users, g.now_ms)?;
+            add_members(c, &group, &users, g.now_ms, limits)?;
             set_member_role(c, g.group, g.owner, Role::Owner)?;
             Ok(load_group(c, g.group)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?)
         })
@@ -380,13 +438,15 @@ impl GroupStore for SqliteChatStore {
         users: Vec<UserId>,
         now_ms: i64,
     ) -> Outcome<Joined> {
+        let limits = self.limits;
         self.act(move |c| {
             let (info, inviter) = actor_in(c, group, actor)?;
-            admit(c, &info, Some(&inviter), &users, now_ms)
+            admit(c, &info, Some(&inviter), &users, now_ms, limits)
         })
     }
 
     fn join_by_token(&self, token: String, who: UserId, now_ms: i64) -> Outcome<(GroupId, Joined)> {
+        let limits = self.limits;
         self.act(move |c| {
             let found: Option<(i64, i64)> = c
                 .prepare_cached(
@@ -402,7 +462,7 @@ impl GroupStore for SqliteChatStore {
             let Some(info) = load_group(c, group)? else {
                 return refuse(ChatError::InvalidInvite);
             };
-            Ok((group, admit(c, &info, None, &[who], now_ms)?))
+            Ok((group, admit(c, &info, None, &[who], now_ms, limits)?))
         })
     }
 
@@ -414,6 +474,7 @@ impl GroupStore for SqliteChatStore {
         approve: bool,
         now_ms: i64,
     ) -> Outcome<bool> {
+        let limits = self.limits;
         self.act(move |c| {
             let (info, admin) = actor_in(c, group, actor)?;
             rule(policy::may_administer(&admin))?;
@@ -435,7 +496,7 @@ impl GroupStore for SqliteChatStore {
                 return Ok(false);
             }
             // Adding takes the request away; a full group refuses and keeps it.
-            Ok(!add_members(c, &info, &[who], now_ms)?.is_empty())
+            Ok(!add_members(c, &info, &[who], now_ms, limits)?.is_empty())
         })
     }
 
@@ -565,6 +626,11 @@ impl GroupStore for SqliteChatStore {
                 let rows = stmt.query_map([&conversation], |r| user(r, 0))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
+            c.execute(
+                "UPDATE group_counts SET groups = max(groups - 1, 0)
+                 WHERE user_id IN (SELECT user_id FROM members WHERE conversation_id = ?1)",
+                [&conversation],
+            )?;
             c.execute(
                 "DELETE FROM members WHERE conversation_id = ?1",
                 [&conversation],

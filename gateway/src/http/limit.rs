@@ -1,0 +1,94 @@
+//! The per-user request budget over HTTP. Every authenticated route pays
+//! its cost from the same per-user limit as the user's WebSocket requests
+//! (`gateway.user_rate_per_sec`, shared by every gateway through Redis when
+//! there is one), so a user has one budget whichever way they call. Costs
+//! differ by route: creating a group, which writes a row per member, costs
+//! sixty requests; reading one group costs one.
+//!
+//! [`charge`] runs on every room route once it is matched: it authenticates
+//! the caller once, takes the route's cost from the caller's bucket, and
+//! hands the caller on to the handler's [`AuthUser`] extractor. A refusal is
+//! `rate_limited` (429 with `Retry-After`). A request without valid
+//! credentials is not charged here (it has no user); its handler answers
+//! it as it always has.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use superapp_account::Accounts;
+use superapp_kit::ratelimit::RateLimiter;
+
+use super::auth::{AuthFailure, AuthUser, bearer_token};
+use crate::error::ApiError;
+
+/// What each authenticated route costs, in requests of the per-user budget
+/// (300 a second sustained and 600 at once, by default). A cost above the
+/// budget's burst is charged as the whole burst. Routes not listed take no
+/// bearer token (registration, log-in, refresh; throttled on their own).
+pub const COSTS: &[(&str, &str, u32)] = &[
+    ("DELETE", "/v1/sessions/current", 1),
+    ("GET", "/v1/me", 1),
+    ("POST", "/v1/ws-tickets", 2),
+    ("GET", "/v1/users/{user_id}/presence", 1),
+    ("POST", "/v1/groups", 60),
+    ("POST", "/v1/groups/join", 10),
+    ("GET", "/v1/groups/{group_id}", 1),
+    ("PATCH", "/v1/groups/{group_id}", 5),
+    ("DELETE", "/v1/groups/{group_id}", 20),
+    ("GET", "/v1/groups/{group_id}/members", 5),
+    ("POST", "/v1/groups/{group_id}/members", 20),
+    ("PATCH", "/v1/groups/{group_id}/members/{user_id}", 5),
+    ("DELETE", "/v1/groups/{group_id}/members/{user_id}", 5),
+    ("POST", "/v1/groups/{group_id}/owner", 5),
+    ("POST", "/v1/groups/{group_id}/invite-links", 5),
+    ("GET", "/v1/groups/{group_id}/join-requests", 5),
+    ("POST", "/v1/groups/{group_id}/join-requests/{user_id}", 5),
+];
+
+/// The cost of a route, by method and route template; None for a route
+/// that takes no bearer token.
+pub fn cost(method: &Method, template: &str) -> Option<u32> {
+    COSTS
+        .iter()
+        .find(|(m, path, _)| *path == template && method.as_str() == *m)
+        .map(|(_, _, cost)| *cost)
+}
+
+/// What [`charge`] needs: who the caller is, and the shared budget.
+#[derive(Clone)]
+pub struct HttpLimit {
+    pub accounts: Arc<Accounts>,
+    pub limits: Arc<dyn RateLimiter>,
+}
+
+/// Charges an authenticated request its route's cost before the handler runs.
+pub async fn charge(State(limit): State<HttpLimit>, mut request: Request, next: Next) -> Response {
+    let cost = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|route| cost(request.method(), route.as_str()));
+    let Some(cost) = cost else {
+        return next.run(request).await;
+    };
+    let Ok(token) = bearer_token(request.headers()) else {
+        return next.run(request).await;
+    };
+    match limit.accounts.authenticate(token).await {
+        Ok(claims) => {
+            let key = format!("u.{}", claims.sub);
+            if let Err(retry_after_ms) = limit.limits.take_n(&key, cost).await {
+                return ApiError::rate_limited(retry_after_ms).into_response();
+            }
+            request.extensions_mut().insert(AuthUser(claims));
+        }
+        Err(refused) => {
+            request
+                .extensions_mut()
+                .insert(AuthFailure(ApiError::from(refused)));
+        }
+    }
+    next.run(request).await
+}
