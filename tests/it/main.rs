@@ -10,6 +10,7 @@ mod config;
 mod durability;
 mod groups;
 mod helpers;
+mod limits;
 mod load;
 mod openapi;
 mod presence;
