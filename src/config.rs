@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn values_too_large_for_their_clocks_are_refused_by_name() {
         type Case = (&'static str, fn(&mut Config));
-        let cases: [Case; 15] = [
+        let cases: [Case; 19] = [
             ("auth.refresh_ttl_secs", |c| {
                 c.auth.refresh_ttl_secs = u64::MAX
             }),
@@ -292,6 +292,16 @@ mod tests {
             }),
             ("auth.login_window_secs", |c| {
                 c.auth.login_window_secs = u64::MAX
+            }),
+            ("auth.registration_window_secs", |c| {
+                c.auth.registration_window_secs = u64::MAX
+            }),
+            ("auth.registrations_per_address", |c| {
+                c.auth.registrations_per_address = u32::MAX
+            }),
+            ("auth.login_queue", |c| c.auth.login_queue = usize::MAX),
+            ("auth.registration_queue", |c| {
+                c.auth.registration_queue = usize::MAX
             }),
             ("gateway.heartbeat_secs", |c| {
                 c.gateway.heartbeat_secs = u64::MAX
