@@ -79,6 +79,26 @@ pub struct ServerConfig {
     pub shutdown_drain_ms: u64,
     /// Largest HTTP request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Longest wait for a complete request head, in milliseconds, counted from
+    /// when the connection is ready for a request; so it also closes a
+    /// keep-alive connection that sends nothing more (1 to 300000).
+    pub header_read_timeout_ms: u64,
+    /// An HTTP connection on which no byte moves either way for this long is
+    /// closed, in milliseconds (1 to 3600000). WebSockets have their own
+    /// heartbeats and `gateway.idle_timeout_secs` instead.
+    pub idle_timeout_ms: u64,
+    /// Longest time a request body may take to arrive in full after its head,
+    /// in milliseconds; slower, the request is answered 408 `body_timeout`
+    /// (1 to 600000).
+    pub body_timeout_ms: u64,
+    /// Open connections per process, WebSockets included; one more is closed
+    /// as soon as it is accepted (1 to 10000000).
+    pub max_connections: usize,
+    /// Open connections per client address (an IPv4 address or an IPv6 /64),
+    /// WebSockets included; one more is closed as soon as it is accepted
+    /// (1 to `max_connections`). Behind a reverse proxy every client shares
+    /// the proxy's address: raise it to `max_connections` there.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +110,11 @@ impl Default for ServerConfig {
             node_id: 0,
             shutdown_drain_ms: 500,
             max_body_bytes: 64 * 1024,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_timeout_ms: 30_000,
+            max_connections: 100_000,
+            max_connections_per_address: 1_000,
         }
     }
 }
@@ -174,6 +199,32 @@ impl Config {
                 "must be 1 to 67108864",
             ));
         }
+        let server = &self.server;
+        for (key, value, max) in [
+            (
+                "server.header_read_timeout_ms",
+                server.header_read_timeout_ms,
+                300_000,
+            ),
+            ("server.idle_timeout_ms", server.idle_timeout_ms, 3_600_000),
+            ("server.body_timeout_ms", server.body_timeout_ms, 600_000),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(ConfigError::invalid(key, format!("must be 1 to {max}")));
+            }
+        }
+        if !(1..=10_000_000).contains(&server.max_connections) {
+            return Err(ConfigError::invalid(
+                "server.max_connections",
+                "must be 1 to 10000000",
+            ));
+        }
+        if !(1..=server.max_connections).contains(&server.max_connections_per_address) {
+            return Err(ConfigError::invalid(
+                "server.max_connections_per_address",
+                "must be 1 to server.max_connections",
+            ));
+        }
         Ok(())
     }
 
@@ -241,7 +292,7 @@ mod tests {
     #[test]
     fn values_too_large_for_their_clocks_are_refused_by_name() {
         type Case = (&'static str, fn(&mut Config));
-        let cases: [Case; 10] = [
+        let cases: [Case; 19] = [
             ("auth.refresh_ttl_secs", |c| {
                 c.auth.refresh_ttl_secs = u64::MAX
             }),
@@ -250,6 +301,16 @@ mod tests {
             }),
             ("auth.login_window_secs", |c| {
                 c.auth.login_window_secs = u64::MAX
+            }),
+            ("auth.registration_window_secs", |c| {
+                c.auth.registration_window_secs = u64::MAX
+            }),
+            ("auth.registrations_per_address", |c| {
+                c.auth.registrations_per_address = u32::MAX
+            }),
+            ("auth.login_queue", |c| c.auth.login_queue = usize::MAX),
+            ("auth.registration_queue", |c| {
+                c.auth.registration_queue = usize::MAX
             }),
             ("gateway.heartbeat_secs", |c| {
                 c.gateway.heartbeat_secs = u64::MAX
@@ -269,6 +330,21 @@ mod tests {
             }),
             ("server.shutdown_drain_ms", |c| {
                 c.server.shutdown_drain_ms = u64::MAX
+            }),
+            ("server.header_read_timeout_ms", |c| {
+                c.server.header_read_timeout_ms = u64::MAX
+            }),
+            ("server.idle_timeout_ms", |c| {
+                c.server.idle_timeout_ms = u64::MAX
+            }),
+            ("server.body_timeout_ms", |c| {
+                c.server.body_timeout_ms = u64::MAX
+            }),
+            ("server.max_connections", |c| {
+                c.server.max_connections = usize::MAX
+            }),
+            ("server.max_connections_per_address", |c| {
+                c.server.max_connections_per_address = c.server.max_connections + 1
             }),
         ];
         for (key, set) in cases {

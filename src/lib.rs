@@ -23,6 +23,7 @@ use superapp_account::{Accounts, SqliteAccountStore};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
 use superapp_gateway::presence::{LocalPresence, Presence, RedisPresence};
+use superapp_gateway::serve::{ServeLimits, serve};
 use superapp_gateway::{AppState, Backend, Hub, Rooms};
 use superapp_kit::bus::{InProcessBus, SharedBus};
 use superapp_kit::clock::{SharedClock, SystemClock};
@@ -39,6 +40,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// What shutdown allows beyond `server.shutdown_drain_ms`: for HTTP requests
+/// in hand to finish, and for sessions to write their last frames.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
@@ -46,6 +51,8 @@ pub struct Application {
     /// How long a lease lives (`redis.lease_ttl_ms`): the longest the core's
     /// tasks are waited for at shutdown.
     lease_ttl: Duration,
+    /// The timeouts and caps of the HTTP listener (`server.*`).
+    limits: ServeLimits,
     /// The rooms this process runs, whose routes it serves (roles `all`, `core`).
     rooms: Option<Rooms>,
     core: CoreTasks,
@@ -94,7 +101,17 @@ impl Application {
             .with_context(|| format!("binding {}", config.server.listen))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, ?role, "listening");
+        let drain = Duration::from_millis(config.server.shutdown_drain_ms);
+        let server = &config.server;
+        let serve_limits = ServeLimits {
+            header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(server.idle_timeout_ms),
+            max_connections: server.max_connections,
+            max_connections_per_address: server.max_connections_per_address,
+            grace: drain + SHUTDOWN_GRACE,
+        };
         Ok(Self {
+            limits: serve_limits,
             core,
             listener,
             addr,
@@ -110,8 +127,9 @@ impl Application {
                 limits,
                 metrics,
                 config: Arc::new(config.gateway),
-                drain: Duration::from_millis(config.server.shutdown_drain_ms),
+                drain,
                 max_body_bytes: config.server.max_body_bytes,
+                body_timeout: Duration::from_millis(config.server.body_timeout_ms),
                 shutdown,
                 sessions: TaskTracker::new(),
             },
@@ -140,18 +158,13 @@ impl Application {
                 tracing::debug!(error = %e, "TCP_NODELAY not set");
             }
         });
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+        serve(listener, router, self.limits, shutdown, &state.metrics).await;
         tracing::info!(
             sessions = state.hub.session_count(),
             "stopped accepting; draining sessions"
         );
         state.sessions.close();
-        let deadline = state.drain + Duration::from_secs(3);
+        let deadline = state.drain + SHUTDOWN_GRACE;
         if tokio::time::timeout(deadline, state.sessions.wait())
             .await
             .is_err()

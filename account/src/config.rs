@@ -29,6 +29,18 @@ pub struct AuthConfig {
     pub login_window_secs: u64,
     /// Lifetime of a browser WebSocket ticket, in seconds.
     pub ticket_ttl_secs: u64,
+    /// Registrations allowed per client address (an IPv4 address or an IPv6
+    /// /64) within `registration_window_secs`, counted before hashing, taken or
+    /// not (1 to 1000000).
+    pub registrations_per_address: u32,
+    /// The window of the registration throttle, in seconds (1 to 604800).
+    pub registration_window_secs: u64,
+    /// Log-ins that may wait for a hashing slot; one more is answered `busy`
+    /// at once, before any hashing (1 to 10000).
+    pub login_queue: usize,
+    /// Registrations that may wait for their share of the hashing slots; one
+    /// more is answered `busy` at once, before any hashing (1 to 10000).
+    pub registration_queue: usize,
 }
 
 impl Default for AuthConfig {
@@ -43,6 +55,10 @@ impl Default for AuthConfig {
             login_failures_per_address: 50,
             login_window_secs: 900,
             ticket_ttl_secs: 30,
+            registrations_per_address: 10,
+            registration_window_secs: 3600,
+            login_queue: 64,
+            registration_queue: 16,
         }
     }
 }
@@ -78,6 +94,30 @@ impl AuthConfig {
             return Err(ConfigError::invalid(
                 "auth.login_window_secs",
                 "must be 1 to 86400",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.registrations_per_address) {
+            return Err(ConfigError::invalid(
+                "auth.registrations_per_address",
+                "must be 1 to 1000000",
+            ));
+        }
+        if !(1..=7 * 24 * 3600).contains(&self.registration_window_secs) {
+            return Err(ConfigError::invalid(
+                "auth.registration_window_secs",
+                "must be 1 to 604800 (a week)",
+            ));
+        }
+        if !(1..=10_000).contains(&self.login_queue) {
+            return Err(ConfigError::invalid(
+                "auth.login_queue",
+                "must be 1 to 10000",
+            ));
+        }
+        if !(1..=10_000).contains(&self.registration_queue) {
+            return Err(ConfigError::invalid(
+                "auth.registration_queue",
+                "must be 1 to 10000",
             ));
         }
         if self.argon2_iterations < 2 {

@@ -21,6 +21,11 @@ pub enum AccountError {
     InvalidCredentials,
     #[error("too many failed attempts; try again later")]
     TooManyAttempts { retry_after_ms: u64 },
+    #[error("too many registrations from this address; try again later")]
+    TooManyRegistrations { retry_after_ms: u64 },
+    /// Refused before any work: the queue for password hashing is full.
+    #[error("the server is busy; try again shortly")]
+    Busy { retry_after_ms: u64 },
     #[error("the refresh token is not valid")]
     InvalidRefreshToken,
     #[error("the access token is not valid")]

@@ -19,9 +19,18 @@ use crate::policy;
 use crate::store::AccountStore;
 use crate::throttle::Throttle;
 use crate::tickets::Tickets;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Concurrent password hashes at most.
 pub(crate) const HASHING_SLOTS: usize = 4;
+
+/// Of the hashing slots, registrations hold at most this many at once, so a
+/// flood of registrations leaves the rest to log-ins.
+pub const REGISTRATION_SLOTS: usize = HASHING_SLOTS / 2;
+
+/// What a `busy` answer asks the client to wait: a queue of hashes drains in
+/// well under a second.
+const BUSY_RETRY_MS: u64 = 1_000;
 
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
@@ -33,10 +42,21 @@ pub struct Accounts {
     config: AuthConfig,
     by_account: Throttle,
     by_address: Throttle,
-    /// Caps concurrent argon2id work (19 MiB each), so a flood of log-ins queues
-    /// instead of exhausting memory, and the throttles see at most this many
-    /// attempts in flight.
-    hashing: tokio::sync::Semaphore,
+    /// Registrations per client address, counted before hashing.
+    registrations: Throttle,
+    /// Caps concurrent argon2id work (19 MiB each), so a flood queues instead
+    /// of exhausting memory.
+    hashing: Semaphore,
+    /// The share of `hashing` registrations may hold ([`REGISTRATION_SLOTS`]):
+    /// a registration takes one of these before a hashing slot, so log-ins
+    /// never wait behind more than that many registrations.
+    registering: Semaphore,
+    /// Tickets for log-ins hashing or waiting to (`HASHING_SLOTS` +
+    /// `auth.login_queue`): one more is `busy` at once, so the queue, and
+    /// how long a log-in in it waits, stays bounded.
+    login_admission: Semaphore,
+    /// The same for registrations (`REGISTRATION_SLOTS` + `auth.registration_queue`).
+    registration_admission: Semaphore,
     /// Browser tickets by hash: single use, in memory.
     tickets: Tickets,
 }
@@ -51,11 +71,16 @@ impl Accounts {
         config: AuthConfig,
     ) -> Result<Self, AccountError> {
         let window_ms = (config.login_window_secs * 1000) as i64;
+        let registration_window_ms = (config.registration_window_secs * 1000) as i64;
         Ok(Self {
             hasher: Hasher::new(config.argon2_memory_kib, config.argon2_iterations)?,
             by_account: Throttle::new(config.login_failures_per_account, window_ms),
             by_address: Throttle::new(config.login_failures_per_address, window_ms),
-            hashing: tokio::sync::Semaphore::new(HASHING_SLOTS),
+            registrations: Throttle::new(config.registrations_per_address, registration_window_ms),
+            hashing: Semaphore::new(HASHING_SLOTS),
+            registering: Semaphore::new(REGISTRATION_SLOTS),
+            login_admission: Semaphore::new(HASHING_SLOTS + config.login_queue),
+            registration_admission: Semaphore::new(REGISTRATION_SLOTS + config.registration_queue),
             store,
             signer,
             bus,
@@ -66,16 +91,27 @@ impl Accounts {
         })
     }
 
+    /// Registers from `client_address` (the key of [`Throttle`]s by address).
+    /// Refusals cost no hashing: input first, then the queue's bound, then the
+    /// address's throttle, which counts this attempt before it waits.
     #[tracing::instrument(skip_all)]
-    pub async fn register(&self, new: NewAccount) -> Result<Profile, AccountError> {
+    pub async fn register(
+        &self,
+        new: NewAccount,
+        client_address: &str,
+    ) -> Result<Profile, AccountError> {
         let phone = policy::normalize_phone(&new.phone)?;
         let display_name = policy::normalize_display_name(&new.display_name)?;
         policy::check_rules(&new.password)?;
-        let _slot = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|e| AccountError::Internal(e.to_string()))?;
+        let _ticket = admit(&self.registration_admission)?;
+        let now = self.clock.now_ms();
+        if let Some(wait) = self.registrations.check_and_record(client_address, now) {
+            return Err(AccountError::TooManyRegistrations {
+                retry_after_ms: wait,
+            });
+        }
+        let _share = acquire(&self.registering).await?;
+        let _slot = acquire(&self.hashing).await?;
         let hasher = self.hasher.clone();
         let password = new.password;
         let password_hash = tokio::task::spawn_blocking(move || hasher.hash(&password))
@@ -105,24 +141,24 @@ impl Accounts {
         client_address: &str,
     ) -> Result<TokenPair, AccountError> {
         let phone = policy::normalize_phone(phone).map_err(|_| AccountError::InvalidCredentials)?;
+        let _ticket = admit(&self.login_admission)?;
         let now = self.clock.now_ms();
         // Refused attempts are turned away before they wait for a hashing slot.
-        // The attempt counts as failed until it succeeds, so concurrent guesses
-        // at one account cannot all pass the check.
-        if let Some(wait) = self
-            .by_address
-            .check(client_address, now)
-            .or_else(|| self.by_account.check_and_record(&phone, now))
-        {
+        // The attempt counts as failed, for its address and its phone, until
+        // it succeeds, so concurrent guesses cannot all pass the checks.
+        let throttled = match self.by_address.check_and_record(client_address, now) {
+            Some(wait) => Some(wait),
+            None => self.by_account.check_and_record(&phone, now).inspect(|_| {
+                // Not hashed, so not a failure of this address.
+                self.by_address.give_back(client_address);
+            }),
+        };
+        if let Some(wait) = throttled {
             return Err(AccountError::TooManyAttempts {
                 retry_after_ms: wait,
             });
         }
-        let _slot = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|e| AccountError::Internal(e.to_string()))?;
+        let _slot = acquire(&self.hashing).await?;
         let user = self.store.user_by_phone(&phone).await?;
         let hasher = self.hasher.clone();
         let phc = user
@@ -133,14 +169,11 @@ impl Accounts {
         let matches = tokio::task::spawn_blocking(move || hasher.verify(&password, &phc))
             .await
             .map_err(|e| AccountError::Internal(e.to_string()))?;
-        let user = match user {
-            Some(user) if matches => user,
-            _ => {
-                self.by_address.record_failure(client_address, now);
-                return Err(AccountError::InvalidCredentials);
-            }
+        let Some(user) = user.filter(|_| matches) else {
+            return Err(AccountError::InvalidCredentials);
         };
         self.by_account.clear(&phone);
+        self.by_address.give_back(client_address);
         let refresh_token = random_token();
         let session = SessionRecord {
             id: self.ids.next(),
@@ -287,4 +320,18 @@ impl Accounts {
             Bytes::from(envelope.encode_to_vec()),
         );
     }
+}
+
+/// A ticket of `admission`, or `busy` at once when none is left.
+fn admit(admission: &Semaphore) -> Result<SemaphorePermit<'_>, AccountError> {
+    admission.try_acquire().map_err(|_| AccountError::Busy {
+        retry_after_ms: BUSY_RETRY_MS,
+    })
+}
+
+async fn acquire(semaphore: &Semaphore) -> Result<SemaphorePermit<'_>, AccountError> {
+    semaphore
+        .acquire()
+        .await
+        .map_err(|e| AccountError::Internal(e.to_string()))
 }

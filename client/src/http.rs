@@ -27,12 +27,14 @@ impl HttpClient {
     /// `base_url` is like `http://127.0.0.1:8080`; a trailing `/` is ignored.
     pub fn new(base_url: impl Into<String>) -> Self {
         let base_url = base_url.into().trim_end_matches('/').to_owned();
-        // `Client::new` only panics when a TLS backend fails to initialise, and
-        // this crate compiles none in.
-        HttpClient {
-            base_url,
-            http: reqwest::Client::new(),
-        }
+        // The server closes a keep-alive connection idle for
+        // `server.header_read_timeout_ms` (10 s by default); letting go of it
+        // sooner keeps a request from racing that close.
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        HttpClient { base_url, http }
     }
 
     pub fn base_url(&self) -> &str {

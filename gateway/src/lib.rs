@@ -14,6 +14,7 @@
 //!   last seen: in memory, or in Redis shared by every gateway.
 //! - [`error`]: [`ApiError`], the error shape of every answer; each room's module
 //!   under [`http`] maps its outcomes to it.
+//! - [`serve`]: the accept loop: timeouts and caps on connections.
 //! - [`config`]: the `[gateway]` section of the configuration.
 //! - [`close`]: the documented WebSocket close codes.
 
@@ -24,6 +25,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod presence;
+pub mod serve;
 pub mod session;
 
 use std::sync::Arc;
@@ -55,6 +57,8 @@ pub struct AppState {
     pub drain: Duration,
     /// Largest HTTP request body accepted (`server.max_body_bytes`).
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive in full (`server.body_timeout_ms`).
+    pub body_timeout: Duration,
     /// Cancelled once, when the process begins to shut down.
     pub shutdown: CancellationToken,
     /// Every session task, so shutdown can wait for them to close.

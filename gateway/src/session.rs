@@ -579,6 +579,7 @@ mod tests {
             config: Arc::new(config),
             drain: Duration::from_millis(500),
             max_body_bytes: 64 * 1024,
+            body_timeout: Duration::from_secs(30),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
         };

@@ -1,5 +1,7 @@
 //! Registering, logging in, tokens and sessions over the HTTP API.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 use superapp_account::token::{Claims, TokenSigner};
 
@@ -299,4 +301,156 @@ async fn the_token_key_file_is_owner_only() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+}
+
+/// Sends `n` log-ins at once and counts the answers by code.
+async fn codes_of_concurrent(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    bodies: Vec<serde_json::Value>,
+) -> std::collections::BTreeMap<String, usize> {
+    let client = reqwest::Client::new();
+    let answers = futures_util::future::join_all(bodies.into_iter().map(|body| {
+        let request = client
+            .post(format!("{}{path}", app.base_url))
+            .json(&body)
+            .send();
+        async move {
+            let r = request.await.unwrap();
+            let status = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.unwrap();
+            match v["code"].as_str() {
+                Some(code) => code.to_string(),
+                None => status.to_string(),
+            }
+        }
+    }))
+    .await;
+    let mut codes = std::collections::BTreeMap::new();
+    for code in answers {
+        *codes.entry(code).or_default() += 1;
+    }
+    codes
+}
+
+#[tokio::test]
+async fn concurrent_wrong_passwords_past_the_address_limit_are_refused_before_hashing() {
+    let app = spawn_app_with(|c| {
+        c.auth.login_failures_per_address = 5;
+        c.auth.login_failures_per_account = 1_000;
+    })
+    .await;
+    let phone = fresh_phone();
+    app.http.register(&phone, PASSWORD, "Ann").await.unwrap();
+    let bodies = (0..20)
+        .map(|_| json!({"phone": phone, "password": "not the password at all"}))
+        .collect();
+    let codes = codes_of_concurrent(&app, "/v1/sessions", bodies).await;
+    assert_eq!(codes.get("invalid_credentials"), Some(&5), "{codes:?}");
+    assert_eq!(codes.get("too_many_attempts"), Some(&15), "{codes:?}");
+}
+
+#[tokio::test]
+async fn concurrent_wrong_passwords_past_the_account_limit_are_refused_before_hashing() {
+    let app = spawn_app_with(|c| c.auth.login_failures_per_account = 3).await;
+    let phone = fresh_phone();
+    app.http.register(&phone, PASSWORD, "Ann").await.unwrap();
+    let bodies = (0..12)
+        .map(|_| json!({"phone": phone, "password": "not the password at all"}))
+        .collect();
+    let codes = codes_of_concurrent(&app, "/v1/sessions", bodies).await;
+    assert_eq!(codes.get("invalid_credentials"), Some(&3), "{codes:?}");
+    assert_eq!(codes.get("too_many_attempts"), Some(&9), "{codes:?}");
+}
+
+#[tokio::test]
+async fn a_right_password_does_not_use_up_its_address_s_failures() {
+    let app = spawn_app_with(|c| c.auth.login_failures_per_address = 2).await;
+    let user = app.user("Ann").await;
+    for _ in 0..3 {
+        app.http.login(&user.phone, PASSWORD).await.unwrap();
+    }
+    let e = app.http.login(&user.phone, "wrong wrong wrong").await;
+    assert_eq!(e.unwrap_err().code(), Some("invalid_credentials"));
+}
+
+#[tokio::test]
+async fn registrations_from_one_address_are_throttled_before_hashing() {
+    let app = spawn_app_with(|c| c.auth.registrations_per_address = 3).await;
+    let bodies = (0..10)
+        .map(|_| json!({"phone": fresh_phone(), "password": PASSWORD, "display_name": "A"}))
+        .collect();
+    let codes = codes_of_concurrent(&app, "/v1/accounts", bodies).await;
+    assert_eq!(codes.get("201"), Some(&3), "{codes:?}");
+    assert_eq!(codes.get("too_many_registrations"), Some(&7), "{codes:?}");
+    let e = app
+        .http
+        .register(&fresh_phone(), PASSWORD, "A")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("too_many_registrations"));
+    assert!(e.retry_after_ms().unwrap() > 3_500_000, "an hour's window");
+}
+
+/// 2,000 registrations at once, from one address whose throttle is lifted
+/// here, so that they reach the hashing queue: beyond its bound they are
+/// answered `busy` at once, and a log-in sent while the queue is full is
+/// hashed before the registrations queued ahead of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_flood_is_answered_busy_and_a_log_in_overtakes_it() {
+    let app = spawn_app_with(|c| {
+        c.server.max_connections_per_address = 10_000;
+        c.auth.registration_queue = 64;
+    })
+    .await;
+    let user = app.user("Ann").await;
+    let client = reqwest::Client::new();
+    let created = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (busy_tx, mut busy_rx) = tokio::sync::mpsc::unbounded_channel();
+    let flood: Vec<_> = (0..2_000)
+        .map(|_| {
+            let request = client
+                .post(format!("{}/v1/accounts", app.base_url))
+                .json(&json!({"phone": fresh_phone(), "password": PASSWORD, "display_name": "F"}))
+                .send();
+            let (created, busy_tx) = (created.clone(), busy_tx.clone());
+            tokio::spawn(async move {
+                let r = request.await.unwrap();
+                match r.status().as_u16() {
+                    201 => {
+                        created.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        "created".to_string()
+                    }
+                    503 => {
+                        assert_eq!(r.headers()["retry-after"], "1");
+                        let v: serde_json::Value = r.json().await.unwrap();
+                        let _ = busy_tx.send(());
+                        v["code"].as_str().unwrap().to_string()
+                    }
+                    other => panic!("registration answered {other}"),
+                }
+            })
+        })
+        .collect();
+    // The queue is full once the first registration is turned away.
+    tokio::time::timeout(Duration::from_secs(60), busy_rx.recv())
+        .await
+        .expect("no registration was answered busy");
+    let started = Instant::now();
+    let tokens = app.http.login(&user.phone, PASSWORD).await.unwrap();
+    let waited = started.elapsed();
+    let created_before_log_in = created.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(tokens.user_id, user.id);
+    let mut answers = std::collections::BTreeMap::new();
+    for task in flood {
+        *answers.entry(task.await.unwrap()).or_insert(0usize) += 1;
+    }
+    let created = answers.get("created").copied().unwrap_or(0);
+    assert_eq!(answers.get("busy").copied().unwrap_or(0) + created, 2_000);
+    assert!(
+        created_before_log_in < created,
+        "the log-in waited for the queued registrations ({created_before_log_in} of {created})"
+    );
+    // The bound in docs/architecture.md is a few hashes' time; this is generous.
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
 }

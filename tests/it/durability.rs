@@ -28,6 +28,8 @@ pub(crate) fn start_server_logging(
         .arg(data)
         .args(extra)
         .env("SUPERAPP_LOG__FORMAT", "json")
+        // Every test user registers from 127.0.0.1.
+        .env("SUPERAPP_AUTH__REGISTRATIONS_PER_ADDRESS", "1000000")
         .env("RUST_LOG", filter)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

@@ -63,6 +63,20 @@ impl From<AccountError> for ApiError {
                 err.retry_after_ms = Some(*retry_after_ms);
                 return err;
             }
+            AccountError::TooManyRegistrations { retry_after_ms } => {
+                let mut err = Self::new(
+                    S::TOO_MANY_REQUESTS,
+                    "too_many_registrations",
+                    e.to_string(),
+                );
+                err.retry_after_ms = Some(*retry_after_ms);
+                return err;
+            }
+            AccountError::Busy { retry_after_ms } => {
+                let mut err = Self::new(S::SERVICE_UNAVAILABLE, "busy", e.to_string());
+                err.retry_after_ms = Some(*retry_after_ms);
+                return err;
+            }
             AccountError::InvalidRefreshToken => (S::UNAUTHORIZED, "invalid_refresh_token"),
             AccountError::InvalidToken => (S::UNAUTHORIZED, "invalid_token"),
             AccountError::TokenExpired => (S::UNAUTHORIZED, "token_expired"),
@@ -75,6 +89,13 @@ impl From<AccountError> for ApiError {
     }
 }
 
+/// The key the account throttles count a client under: its TCP peer's
+/// address (an IPv6 one by its /64). `X-Forwarded-For` is not read, since
+/// any client can write it.
+fn client_address(peer: SocketAddr) -> String {
+    crate::serve::address_key(peer.ip()).to_string()
+}
+
 /// Register with a phone number (E.164), a password (8 to 128 characters, not a common one) and a display name
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = Register, responses(
     (status = 201, description = "Registered", body = Account),
@@ -82,17 +103,23 @@ impl From<AccountError> for ApiError {
     (status = 409, description = "phone_taken", body = ErrorBody),
     (status = 413, description = "body_too_large", body = ErrorBody),
     (status = 415, description = "unsupported_media_type", body = ErrorBody),
+    (status = 429, description = "too_many_registrations from this address, with retry_after_ms and Retry-After", body = ErrorBody),
+    (status = 503, description = "busy: the hashing queue is full; retry_after_ms and Retry-After", body = ErrorBody),
 ))]
 async fn register(
     State(accounts): State<Arc<Accounts>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<Register>,
 ) -> Result<(StatusCode, Json<Account>), ApiError> {
     let profile = accounts
-        .register(NewAccount {
-            phone: body.phone,
-            password: body.password,
-            display_name: body.display_name,
-        })
+        .register(
+            NewAccount {
+                phone: body.phone,
+                password: body.password,
+                display_name: body.display_name,
+            },
+            &client_address(peer),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(account(profile))))
 }
@@ -103,6 +130,7 @@ async fn register(
     (status = 400, description = "invalid_json, or a field-specific code", body = ErrorBody),
     (status = 401, description = "invalid_credentials (the same for an unknown phone)", body = ErrorBody),
     (status = 429, description = "too_many_attempts, with retry_after_ms and Retry-After", body = ErrorBody),
+    (status = 503, description = "busy: the hashing queue is full; retry_after_ms and Retry-After", body = ErrorBody),
 ))]
 async fn login(
     State(accounts): State<Arc<Accounts>>,
@@ -114,7 +142,7 @@ async fn login(
             &body.phone,
             &body.password,
             &body.device_name,
-            &peer.ip().to_string(),
+            &client_address(peer),
         )
         .await?;
     Ok(Json(tokens(pair)))

@@ -244,6 +244,7 @@ pub fn router(state: AppState, rooms: Option<Rooms>) -> Router {
     app.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(axum::Extension(session_metrics))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
 }
@@ -256,7 +257,9 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let started = std::time::Instant::now();
+    let in_flight = InFlight::enter(&state);
     let response = next.run(request).await;
+    drop(in_flight);
     let status = response.status().as_u16().to_string();
     state
         .metrics
@@ -278,6 +281,94 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
+/// Gives each request body `server.body_timeout_ms` from the moment its head
+/// is read to arrive in full; a body trickled slower fails to read, and the
+/// request is answered `body_timeout` (408).
+async fn body_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    use http_body::Body as _;
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let deadline = tokio::time::Instant::now() + state.body_timeout;
+    next.run(request.map(|body| {
+        axum::body::Body::new(Deadline {
+            body,
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
+        })
+    }))
+    .await
+}
+
+/// The error of a body read past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within server.body_timeout_ms")]
+pub struct BodyTimeout;
+
+/// A body that fails with [`BodyTimeout`] once its timer fires.
+struct Deadline {
+    body: axum::body::Body,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Deadline {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimeout)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Whether a rejection came from a body that missed its deadline.
+fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(rejection);
+    while let Some(e) = cause {
+        if e.is::<BodyTimeout>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// One request counted in `http_requests_in_flight` until it is answered or
+/// dropped.
+struct InFlight(Arc<superapp_kit::metrics::Gauge>);
+
+impl InFlight {
+    fn enter(state: &AppState) -> Self {
+        let gauge = state
+            .metrics
+            .gauge("http_requests_in_flight", "HTTP requests being answered.");
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// `Json` whose rejections are API errors with stable codes.
 pub struct ApiJson<T>(pub T);
 
@@ -295,6 +386,9 @@ where
                 let (status, code) = match &rejection {
                     JsonRejection::MissingJsonContentType(_) => {
                         (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                    }
+                    JsonRejection::BytesRejection(_) if timed_out(&rejection) => {
+                        (StatusCode::REQUEST_TIMEOUT, "body_timeout")
                     }
                     JsonRejection::BytesRejection(_)
                         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
