@@ -14,6 +14,9 @@ use superapp_chat::config::ChatConfig;
 use superapp_gateway::config::GatewayConfig;
 use superapp_kit::config::ConfigError;
 use superapp_kit::secret::Secret;
+use superapp_kit::tier_key::TierKey;
+
+use anyhow::Context as _;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -39,6 +42,26 @@ pub struct RedisConfig {
     /// Lifetime of a core's lease on a shard of conversations, in milliseconds;
     /// renewed every quarter of it, used until a third of it remains.
     pub lease_ttl_ms: u64,
+    /// The key every process of the tier shares (base64 of at least 32
+    /// bytes): every request and bus message the processes leave in Redis
+    /// carries a tag under it, and one whose tag does not check is dropped.
+    /// Required with `url`. Never printed.
+    pub tier_key: Option<Secret<String>>,
+}
+
+impl RedisConfig {
+    /// The tier key, read from `tier_key`.
+    pub fn tier_key(&self) -> anyhow::Result<TierKey> {
+        use base64::Engine as _;
+        let encoded = self.tier_key.as_ref().context(
+            "redis.tier_key is required with redis.url: give every process of the tier the \
+             same key, e.g. SUPERAPP_REDIS__TIER_KEY=$(head -c 32 /dev/urandom | base64)",
+        )?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.expose().trim())
+            .context("redis.tier_key is not base64")?;
+        TierKey::new(&bytes).map_err(|e| anyhow::anyhow!("redis.tier_key: {e}"))
+    }
 }
 
 impl Default for RedisConfig {
@@ -47,6 +70,7 @@ impl Default for RedisConfig {
             url: None,
             request_timeout_ms: 10_000,
             lease_ttl_ms: 10_000,
+            tier_key: None,
         }
     }
 }
@@ -168,6 +192,11 @@ impl Config {
         self.chat.validate()?;
         if self.server.node_id > 1023 {
             return Err(ConfigError::invalid("server.node_id", "must be 0 to 1023"));
+        }
+        if self.redis.url.is_some()
+            && let Err(e) = self.redis.tier_key()
+        {
+            return Err(ConfigError::invalid("redis.tier_key", format!("{e:#}")));
         }
         if self.server.role != Role::All && self.redis.url.is_none() {
             return Err(ConfigError::invalid(
@@ -353,6 +382,22 @@ mod tests {
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn redis_needs_a_tier_key_of_32_bytes() {
+        let mut config = Config::default();
+        config.redis.url = Some(Secret::new("redis://127.0.0.1:6379/".into()));
+        let refused = |c: &Config| c.validate().unwrap_err().to_string();
+        assert!(refused(&config).contains("redis.tier_key"));
+        config.redis.tier_key = Some(Secret::new("c2hvcnQ=".into())); // "short"
+        assert!(refused(&config).contains("at least 32 bytes"));
+        config.redis.tier_key = Some(Secret::new("not base64!".into()));
+        assert!(refused(&config).contains("base64"));
+        config.redis.tier_key = Some(Secret::new(
+            "dGhlIHRpZXIga2V5IG9mIHRoZSB0ZXN0IHByb2Nlc3M=".into(),
+        ));
+        config.validate().unwrap();
     }
 
     #[test]

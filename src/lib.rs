@@ -65,7 +65,7 @@ impl Application {
         let metrics = Arc::new(Registry::new());
         let clock: SharedClock = Arc::new(SystemClock);
         let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
-        let bus = connect_bus(&config).await?;
+        let bus = connect_bus(&config, &metrics).await?;
         let node = node_name(role);
         let shutdown = CancellationToken::new();
         // A core opens its stores only while it holds the core lease: a second
@@ -179,10 +179,10 @@ impl Application {
 }
 
 /// Redis pub/sub when Redis is configured, else the in-process bus.
-async fn connect_bus(config: &Config) -> anyhow::Result<SharedBus> {
+async fn connect_bus(config: &Config, metrics: &Registry) -> anyhow::Result<SharedBus> {
     Ok(match &config.redis.url {
         Some(url) => {
-            let bus = RedisBus::connect(url.expose())
+            let bus = RedisBus::connect(url.expose(), config.redis.tier_key()?, metrics)
                 .await
                 .context("connecting to redis (redis.url)")?;
             tracing::info!("bus: redis pub/sub");
@@ -234,7 +234,8 @@ async fn gateway_backend(
         .as_ref()
         .map(|u| u.expose().clone())
         .unwrap_or_default();
-    let rpc = RpcClient::connect(&url, bus.as_ref(), node, metrics)
+    let key = config.redis.tier_key()?;
+    let rpc = RpcClient::connect(&url, bus.as_ref(), node, key, metrics)
         .await
         .context("connecting to redis for core requests")?;
     let timeout = Duration::from_millis(config.redis.request_timeout_ms);
@@ -280,11 +281,14 @@ fn start_core(
     shutdown: &CancellationToken,
 ) -> CoreTasks {
     let mut request_server = None;
-    if let (Some((handler, floor)), Some(url)) = (core, &config.redis.url) {
+    if let (Some((handler, floor)), Some(url), Ok(key)) =
+        (core, &config.redis.url, config.redis.tier_key())
+    {
         let server = RpcServer::new(
             url.expose(),
             node,
             Duration::from_millis(config.redis.lease_ttl_ms),
+            key,
             metrics,
         )
         .with_fence_floor(floor);

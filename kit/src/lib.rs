@@ -19,7 +19,9 @@
 //!   commit, a reader pool, and versioned migrations.
 //! - `redis`: [`redis_bus`], the Redis pub/sub bus; [`rpc`], requests from
 //!   gateways to the core over Redis, with shard leases; the Redis rate limiter;
-//!   [`redis_conn`], pooled connections that recover quickly from a restart.
+//!   [`redis_conn`], pooled connections that recover quickly from a restart;
+//!   [`tier_key`], the key that authenticates every message the tier's
+//!   processes leave for each other in Redis.
 //! - `testkit` (tests only): [`testkit`], real servers (redis-server) for the
 //!   tests of every room.
 
@@ -41,6 +43,8 @@ pub mod sqlite;
 pub mod store;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+#[cfg(feature = "redis")]
+pub mod tier_key;
 
 /// The future a storage trait method returns, so the trait stays usable as a
 /// trait object at the seams that vary by tier.

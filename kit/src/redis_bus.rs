@@ -20,7 +20,9 @@ use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::mpsc;
 
 use crate::bus::{Bus, BusMessage, Gone, Subscriber, offer};
+use crate::metrics::{Counter, Registry};
 use crate::redis_conn::retry_if_stale;
+use crate::tier_key::{Domain, TierKey};
 
 const CHANNEL_PREFIX: &str = "sa:";
 /// Messages waiting for the publisher task; beyond this they are dropped.
@@ -34,26 +36,37 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 pub struct RedisBus {
     client: redis::Client,
     publish: mpsc::Sender<(String, Bytes)>,
+    key: TierKey,
+    unauthenticated: Arc<Counter>,
 }
 
 impl RedisBus {
-    /// Connects the publisher; fails if Redis cannot be reached now.
-    pub async fn connect(url: &str) -> redis::RedisResult<Self> {
+    /// Connects the publisher; fails if Redis cannot be reached now. Every
+    /// message is sealed with `key` and opened with it by subscribers; one
+    /// that does not open is dropped and counted.
+    pub async fn connect(url: &str, key: TierKey, metrics: &Registry) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
         let connection = crate::redis_conn::manager(&client).await?;
         let (publish, queue) = mpsc::channel(PUBLISH_QUEUE);
         tokio::spawn(publisher(connection, queue));
-        Ok(Self { client, publish })
+        let unauthenticated = metrics.counter(
+            "bus_unauthenticated_total",
+            "Bus messages dropped because their tag did not check under the tier key.",
+        );
+        Ok(Self {
+            client,
+            publish,
+            key,
+            unauthenticated,
+        })
     }
 }
 
 impl Bus for RedisBus {
     fn publish(&self, topic: &str, payload: Bytes) {
-        if self
-            .publish
-            .try_send((format!("{CHANNEL_PREFIX}{topic}"), payload))
-            .is_err()
-        {
+        let channel = format!("{CHANNEL_PREFIX}{topic}");
+        let sealed = self.key.seal(Domain::Bus, &channel, &payload);
+        if self.publish.try_send((channel, sealed)).is_err() {
             tracing::warn!("bus publish queue full; message dropped");
         }
     }
@@ -61,7 +74,11 @@ impl Bus for RedisBus {
     fn subscriber(&self, capacity: usize) -> (Arc<dyn Subscriber>, mpsc::Receiver<BusMessage>) {
         let (control, commands) = mpsc::unbounded_channel();
         let (out, messages) = mpsc::channel(capacity.max(1));
-        tokio::spawn(SubscriberTask::new(self.client.clone(), commands, out).run());
+        let opener = Opener {
+            key: self.key.clone(),
+            unauthenticated: self.unauthenticated.clone(),
+        };
+        tokio::spawn(SubscriberTask::new(self.client.clone(), commands, out, opener).run());
         (Arc::new(RedisSubscriber { control }), messages)
     }
 }
@@ -113,6 +130,13 @@ async fn publisher(
     }
 }
 
+/// Opens what arrives: a message whose tag does not check under the tier's
+/// key was not written by a process of the tier, and is dropped.
+struct Opener {
+    key: TierKey,
+    unauthenticated: Arc<Counter>,
+}
+
 /// Keeps one pub/sub connection subscribed to `topics` until the subscriber
 /// handle is dropped.
 struct SubscriberTask {
@@ -121,6 +145,7 @@ struct SubscriberTask {
     out: mpsc::Sender<BusMessage>,
     topics: HashSet<String>,
     lagged: AtomicBool,
+    opener: Opener,
 }
 
 impl SubscriberTask {
@@ -128,6 +153,7 @@ impl SubscriberTask {
         client: redis::Client,
         commands: mpsc::UnboundedReceiver<Control>,
         out: mpsc::Sender<BusMessage>,
+        opener: Opener,
     ) -> Self {
         Self {
             client,
@@ -135,6 +161,7 @@ impl SubscriberTask {
             out,
             topics: HashSet::new(),
             lagged: AtomicBool::new(false),
+            opener,
         }
     }
 
@@ -230,12 +257,19 @@ impl SubscriberTask {
     }
 
     fn forward(&self, message: &redis::Msg) -> Result<(), Gone> {
-        let Some(topic) = message.get_channel_name().strip_prefix(CHANNEL_PREFIX) else {
+        let channel = message.get_channel_name();
+        let Some(topic) = channel.strip_prefix(CHANNEL_PREFIX) else {
+            return Ok(());
+        };
+        let sealed = Bytes::copy_from_slice(message.get_payload_bytes());
+        let Some(payload) = self.opener.key.open(Domain::Bus, channel, sealed) else {
+            self.opener.unauthenticated.inc();
+            tracing::warn!(topic, "bus message with a bad tag dropped");
             return Ok(());
         };
         let message = BusMessage::Message {
             topic: Arc::from(topic),
-            payload: Bytes::copy_from_slice(message.get_payload_bytes()),
+            payload,
         };
         offer(&self.out, &self.lagged, message)
     }
@@ -260,12 +294,18 @@ mod tests {
     use crate::bus::contract;
     use crate::testkit::RedisServer;
 
+    fn test_key() -> TierKey {
+        TierKey::new(&[7; 32]).unwrap()
+    }
+
     #[tokio::test]
     async fn the_redis_bus_meets_the_bus_contract() {
         let Some(redis) = RedisServer::start() else {
             return;
         };
-        let bus = RedisBus::connect(&redis.url()).await.unwrap();
+        let bus = RedisBus::connect(&redis.url(), test_key(), &Registry::new())
+            .await
+            .unwrap();
         contract::run(&bus).await;
     }
 
@@ -274,7 +314,9 @@ mod tests {
         let Some(mut redis) = RedisServer::start() else {
             return;
         };
-        let bus = RedisBus::connect(&redis.url()).await.unwrap();
+        let bus = RedisBus::connect(&redis.url(), test_key(), &Registry::new())
+            .await
+            .unwrap();
         let (sub, mut rx) = bus.subscriber(64);
         sub.subscribe("u.1");
         contract::settle().await;
@@ -313,5 +355,47 @@ mod tests {
                 tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
             {}
         }
+    }
+
+    #[tokio::test]
+    async fn messages_without_the_tier_key_are_dropped_and_counted() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let metrics = Registry::new();
+        let bus = RedisBus::connect(&redis.url(), test_key(), &metrics)
+            .await
+            .unwrap();
+        let (sub, mut rx) = bus.subscriber(64);
+        sub.subscribe("u.1");
+        contract::settle().await;
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+        // A forged revocation, untagged, then one sealed with another key or
+        // for another channel.
+        let other = TierKey::new(&[8; 32]).unwrap();
+        for forged in [
+            Bytes::from_static(b"revoke"),
+            other.seal(Domain::Bus, "sa:u.1", b"revoke"),
+            test_key().seal(Domain::Bus, "sa:u.2", b"revoke"),
+        ] {
+            let _: () = redis::cmd("PUBLISH")
+                .arg("sa:u.1")
+                .arg(forged.as_ref())
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+        }
+        // The genuine message, published after them, is the first to arrive.
+        bus.publish("u.1", Bytes::from_static(b"genuine"));
+        assert_eq!(
+            contract::next(&mut rx).await.1,
+            Bytes::from_static(b"genuine")
+        );
+        assert!(
+            metrics.render().contains("bus_unauthenticated_total 3"),
+            "{}",
+            metrics.render()
+        );
     }
 }

@@ -30,6 +30,7 @@ pub(crate) fn start_server_logging(
         .env("SUPERAPP_LOG__FORMAT", "json")
         // Every test user registers from 127.0.0.1.
         .env("SUPERAPP_AUTH__REGISTRATIONS_PER_ADDRESS", "1000000")
+        .env("SUPERAPP_REDIS__TIER_KEY", crate::helpers::TIER_KEY)
         .env("RUST_LOG", filter)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

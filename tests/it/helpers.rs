@@ -7,6 +7,7 @@ use superapp::Application;
 use superapp::config::Config;
 use superapp_client::proto::v1::{GroupEvent, Message, ReadReceipt, event};
 use superapp_client::{Connection, HttpClient, Tokens};
+use superapp_kit::secret::Secret;
 use tokio_util::sync::CancellationToken;
 
 pub const PASSWORD: &str = "a long and rare passphrase";
@@ -30,12 +31,16 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// The tier key of every test process that uses Redis (base64 of 32 bytes).
+pub const TIER_KEY: &str = "dGhlIHRpZXIga2V5IG9mIHRoZSB0ZXN0IHByb2Nlc3M=";
+
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().expect("addr");
     config.server.data_dir = dir.path().to_path_buf();
     config.server.shutdown_drain_ms = 100;
+    config.redis.tier_key = Some(Secret::new(TIER_KEY.to_string()));
     // Every test user registers from 127.0.0.1; the throttle has tests of its own.
     config.auth.registrations_per_address = 1_000_000;
     adjust(&mut config);

@@ -11,15 +11,17 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
 use super::envelope::{Envelope, decode_answer, now_ms};
-use super::{ANY_QUEUE, Route, RpcError, shard_queue};
+use super::{ANY_QUEUE, REQUESTS, Route, RpcError, shard_queue};
 use crate::bus::{Bus, BusMessage, Subscriber};
 use crate::metrics::{Counter, Registry};
 use crate::redis_conn::{manager, retry_if_stale};
+use crate::tier_key::{Domain, TierKey};
 
 /// The gateway's side: sends requests and matches answers by id.
 pub struct RpcClient {
     connection: ConnectionManager,
     reply_topic: String,
+    key: TierKey,
     waiters: Arc<Waiters>,
     _replies: Arc<dyn Subscriber>,
     sent: Arc<Counter>,
@@ -31,6 +33,7 @@ impl RpcClient {
         url: &str,
         bus: &dyn Bus,
         node: &str,
+        key: TierKey,
         metrics: &Registry,
     ) -> Result<Self, RpcError> {
         let client = redis::Client::open(url)?;
@@ -43,6 +46,7 @@ impl RpcClient {
         Ok(Self {
             connection,
             reply_topic,
+            key,
             waiters,
             _replies: replies,
             sent: metrics.counter("rpc_requests_sent_total", "Requests sent to the core."),
@@ -79,7 +83,8 @@ impl RpcClient {
             Route::Shard(s) => shard_queue(s),
             Route::Any => ANY_QUEUE.to_string(),
         };
-        let (queue, encoded) = (&queue, &envelope.encode());
+        let sealed = self.key.seal(Domain::Request, REQUESTS, &envelope.encode());
+        let (queue, encoded) = (&queue, &sealed);
         self.sent.inc();
         // Pushed again if the first push met a dropped connection; the core
         // applies a request id once, so a push that did arrive is not

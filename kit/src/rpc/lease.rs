@@ -375,6 +375,11 @@ mod tests {
     use crate::rpc::{Handler, Route, RpcClient, RpcServer};
     use crate::store::Fence;
     use crate::testkit::RedisServer;
+    use crate::tier_key::TierKey;
+
+    fn key() -> TierKey {
+        TierKey::new(&[7; 32]).unwrap()
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lease_is_fenced_above_the_store_s_mark_after_redis_forgot_its_counters() {
@@ -386,7 +391,11 @@ mod tests {
         // but the store has already accepted number 41 for shard 3.
         let floor: FenceFloor =
             Arc::new(|shard| Box::pin(async move { Some(if shard == 3 { 41 } else { 0 }) }));
-        let bus: Arc<dyn Bus> = Arc::new(RedisBus::connect(&url).await.unwrap());
+        let bus: Arc<dyn Bus> = Arc::new(
+            RedisBus::connect(&url, key(), &Registry::new())
+                .await
+                .unwrap(),
+        );
         let handler: Handler = Arc::new(|payload: Bytes, _fence: Option<Fence>| {
             Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
         });
@@ -395,6 +404,7 @@ mod tests {
             &url,
             "core-a",
             Duration::from_millis(1_500),
+            key(),
             &Registry::new(),
         )
         .with_fence_floor(floor);
@@ -438,7 +448,11 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let bus: Arc<dyn Bus> = Arc::new(RedisBus::connect(&url).await.unwrap());
+        let bus: Arc<dyn Bus> = Arc::new(
+            RedisBus::connect(&url, key(), &Registry::new())
+                .await
+                .unwrap(),
+        );
         let applied = Arc::new(AtomicUsize::new(0));
         let counter = applied.clone();
         let handler: Handler = Arc::new(move |payload: Bytes, fence: Option<Fence>| {
@@ -451,10 +465,11 @@ mod tests {
             &url,
             "core-a",
             Duration::from_millis(1_500),
+            key(),
             &Registry::new(),
         );
         tokio::spawn(server.run(bus.clone(), handler, shutdown.clone()));
-        let caller = RpcClient::connect(&url, bus.as_ref(), "gw-1", &Registry::new())
+        let caller = RpcClient::connect(&url, bus.as_ref(), "gw-1", key(), &Registry::new())
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -505,13 +520,17 @@ mod tests {
         let url = redis.url();
         let client = redis::Client::open(url.as_str()).unwrap();
         let mut admin = client.get_multiplexed_async_connection().await.unwrap();
-        let bus: Arc<dyn Bus> = Arc::new(RedisBus::connect(&url).await.unwrap());
+        let bus: Arc<dyn Bus> = Arc::new(
+            RedisBus::connect(&url, key(), &Registry::new())
+                .await
+                .unwrap(),
+        );
         let handler: Handler = Arc::new(|payload: Bytes, _fence: Option<Fence>| {
             Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
         });
         let shutdown = CancellationToken::new();
         let metrics = Registry::new();
-        let server = RpcServer::new(&url, "core-a", Duration::from_secs(30), &metrics);
+        let server = RpcServer::new(&url, "core-a", Duration::from_secs(30), key(), &metrics);
         let running = tokio::spawn(server.run(bus, handler, shutdown.clone()));
         let leases = |admin: &mut redis::aio::MultiplexedConnection| {
             let mut admin = admin.clone();
@@ -535,5 +554,70 @@ mod tests {
         // Free at once, not after the 30 s TTL.
         assert_eq!(leases(&mut admin).await, 0);
         assert!(metrics.render().contains("rpc_leases_held 0"));
+    }
+
+    #[tokio::test]
+    async fn requests_without_the_tier_key_are_dropped_and_counted() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let url = redis.url();
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+        let bus: Arc<dyn Bus> = Arc::new(
+            RedisBus::connect(&url, key(), &Registry::new())
+                .await
+                .unwrap(),
+        );
+        let applied = Arc::new(AtomicUsize::new(0));
+        let counter = applied.clone();
+        let handler: Handler = Arc::new(move |payload: Bytes, _fence: Option<Fence>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
+        });
+        let metrics = Registry::new();
+        let server = RpcServer::new(&url, "core-a", Duration::from_secs(30), key(), &metrics);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(server.run(bus.clone(), handler, shutdown.clone()));
+        let caller = RpcClient::connect(&url, bus.as_ref(), "gw-1", key(), &Registry::new())
+            .await
+            .unwrap();
+        // Whoever can write to Redis pushes a well-formed request: once
+        // without a tag, once sealed with another key.
+        let forged = super::super::envelope::Envelope {
+            id: 1,
+            reply_to: "rpc-reply.gw-1".into(),
+            deadline_ms: super::super::envelope::now_ms() + 30_000,
+            shard: None,
+            payload: Bytes::from_static(b"act as anyone"),
+        }
+        .encode();
+        let other = TierKey::new(&[8; 32]).unwrap();
+        for raw in [
+            forged.clone(),
+            other.seal(crate::tier_key::Domain::Request, "sa:rq", &forged),
+        ] {
+            let _: () = admin.lpush("sa:rq:any", raw.as_ref()).await.unwrap();
+        }
+        // The genuine request, behind both in the list, is answered: by then
+        // both forgeries have been taken, and neither was applied.
+        let answer = caller
+            .call(
+                Route::Any,
+                Bytes::from_static(b"real"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer, Bytes::from_static(b"real"));
+        assert_eq!(applied.load(Ordering::SeqCst), 1);
+        assert!(
+            metrics
+                .render()
+                .contains("rpc_requests_unauthenticated_total 2"),
+            "{}",
+            metrics.render()
+        );
+        shutdown.cancel();
     }
 }

@@ -40,6 +40,8 @@ pub use server::RpcServer;
 /// Shards of conversation-ordered requests.
 pub const SHARDS: u32 = 16;
 const ANY_QUEUE: &str = "sa:rq:any";
+/// The name requests are sealed under (`tier_key`), whichever list holds them.
+const REQUESTS: &str = "sa:rq";
 
 pub fn shard_of(key: &str) -> u32 {
     // FNV-1a: stable across processes and versions, unlike std's hasher.

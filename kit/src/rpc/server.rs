@@ -13,11 +13,12 @@ use tokio_util::task::TaskTracker;
 
 use super::envelope::{Envelope, encode_answer, now_ms};
 use super::lease::{FenceFloor, ShardLeaseKeeper, ShardLeases, no_floor};
-use super::{ANY_QUEUE, Handler, RpcError, shard_queue};
+use super::{ANY_QUEUE, Handler, REQUESTS, RpcError, shard_queue};
 use crate::bus::Bus;
 use crate::metrics::{Counter, Gauge, Registry};
 use crate::redis_conn::{manager, retry_if_stale};
 use crate::store::Fence;
+use crate::tier_key::{Domain, TierKey};
 
 /// Requests taken from a list in one round trip, beyond the first.
 const POP_BATCH: usize = 127;
@@ -26,6 +27,7 @@ const POP_BATCH: usize = 127;
 pub struct RpcServer {
     url: String,
     node: String,
+    key: TierKey,
     lease_ttl: Duration,
     meters: ServerMeters,
     floor: FenceFloor,
@@ -36,15 +38,23 @@ struct ServerMeters {
     answered: Arc<Counter>,
     handed_back: Arc<Counter>,
     expired: Arc<Counter>,
+    unauthenticated: Arc<Counter>,
     duplicates: Arc<Counter>,
     leases: Arc<Gauge>,
 }
 
 impl RpcServer {
-    pub fn new(url: &str, node: &str, lease_ttl: Duration, metrics: &Registry) -> Self {
+    pub fn new(
+        url: &str,
+        node: &str,
+        lease_ttl: Duration,
+        key: TierKey,
+        metrics: &Registry,
+    ) -> Self {
         Self {
             url: url.to_string(),
             node: node.to_string(),
+            key,
             lease_ttl,
             meters: ServerMeters {
                 answered: metrics.counter(
@@ -58,6 +68,10 @@ impl RpcServer {
                 expired: metrics.counter(
                     "rpc_requests_expired_total",
                     "Requests dropped because their caller's deadline had passed.",
+                ),
+                unauthenticated: metrics.counter(
+                    "rpc_requests_unauthenticated_total",
+                    "Requests dropped because their tag did not check under the tier key.",
                 ),
                 duplicates: metrics.counter(
                     "rpc_requests_duplicate_total",
@@ -108,6 +122,7 @@ impl RpcServer {
             in_hand: TaskTracker::new(),
             meters: self.meters.clone(),
             answered: Answered::default(),
+            key: self.key.clone(),
         };
         while !shutdown.is_cancelled() {
             let queues = queues_to_consume(&dispatcher.leases);
@@ -227,6 +242,7 @@ struct Dispatcher {
     in_hand: TaskTracker,
     meters: ServerMeters,
     answered: Answered,
+    key: TierKey,
 }
 
 impl Dispatcher {
@@ -245,7 +261,15 @@ impl Dispatcher {
     /// Starts answering one request, drops it, or gives it back (`Some`) when
     /// it belongs to a shard this process may not apply now.
     fn dispatch(&mut self, raw: Vec<u8>, behind_refused: bool) -> Option<Vec<u8>> {
-        let Some(envelope) = Envelope::decode(Bytes::from(raw.clone())) else {
+        let Some(opened) = self
+            .key
+            .open(Domain::Request, REQUESTS, Bytes::from(raw.clone()))
+        else {
+            self.meters.unauthenticated.inc();
+            tracing::warn!("rpc: request with a bad tag dropped");
+            return None;
+        };
+        let Some(envelope) = Envelope::decode(opened) else {
             tracing::warn!("rpc: undecodable request dropped");
             return None;
         };
