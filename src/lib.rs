@@ -17,8 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use base64::Engine as _;
-use superapp_account::token::TokenSigner;
+use superapp_account::token::{TokenSigner, TokenVerifier};
 use superapp_account::{Accounts, SqliteAccountStore};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
@@ -32,7 +31,6 @@ use superapp_kit::metrics::{BATCH_SIZES, Registry};
 use superapp_kit::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::rpc::{CoreLease, FenceFloor, Handler, RpcClient, RpcServer};
-use superapp_kit::secret::Secret;
 
 use crate::config::{Config, Role};
 use tokio::net::TcpListener;
@@ -62,6 +60,10 @@ impl Application {
     /// Opens the stores under the data dir, wires the rooms, and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let role = config.server.role;
+        let verifier = match role {
+            Role::Gateway => gateway_verifier(&config)?,
+            Role::All | Role::Core => None,
+        };
         let metrics = Arc::new(Registry::new());
         let clock: SharedClock = Arc::new(SystemClock);
         let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
@@ -72,7 +74,10 @@ impl Application {
         // core on the same data stands by here until the first is gone.
         let core_lease = acquire_core_lease(&config, &node, &shutdown).await?;
         let (local, backend): (_, Arc<dyn Backend>) = match role {
-            Role::Gateway => (None, gateway_backend(&config, &bus, &node, &metrics).await?),
+            Role::Gateway => (
+                None,
+                gateway_backend(&config, &bus, &node, &metrics, verifier).await?,
+            ),
             Role::All | Role::Core => {
                 let local = Arc::new(open_rooms(&config, &metrics, &bus, &clock, &ids)?);
                 (Some(local.clone()), local)
@@ -227,6 +232,7 @@ async fn gateway_backend(
     bus: &SharedBus,
     node: &str,
     metrics: &Registry,
+    verifier: Option<TokenVerifier>,
 ) -> anyhow::Result<Arc<dyn Backend>> {
     let url = config
         .redis
@@ -239,11 +245,7 @@ async fn gateway_backend(
         .await
         .context("connecting to redis for core requests")?;
     let timeout = Duration::from_millis(config.redis.request_timeout_ms);
-    let signer = match config.auth.token_key {
-        Some(_) => Some(token_signer(config, None)?),
-        None => None,
-    };
-    Ok(Arc::new(Remote::new(rpc, timeout, signer)))
+    Ok(Arc::new(Remote::new(rpc, timeout, verifier)))
 }
 
 /// The core's background work, which outlives the sessions at shutdown.
@@ -354,7 +356,22 @@ fn open_rooms(
     let data_dir = config.server.data_dir.clone();
     create_data_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let signer = token_signer(config, Some(&data_dir))?;
+    let signer = token_signer(config)?;
+    if let Some(configured) = &config.auth.token_public_key {
+        let configured = TokenVerifier::from_base64(configured, config.auth.access_ttl_ms())
+            .context("auth.token_public_key")?;
+        anyhow::ensure!(
+            configured.public_key() == signer.verifier().public_key(),
+            "auth.token_public_key is not the public key of this core's token key \
+             (auth.token_key or token.key in the data dir); `superapp token-public-key` \
+             prints the right one"
+        );
+    }
+    tracing::info!(
+        token_public_key = %signer.verifier().public_key(),
+        "access tokens are signed here; gateways verify them with this public key \
+         (auth.token_public_key)"
+    );
     let batch_sizes = |store: &str| {
         Some(metrics.histogram_with(
             "store_commit_batch_size",
@@ -403,28 +420,55 @@ fn create_data_dir(path: &std::path::Path) -> std::io::Result<()> {
     builder.create(path)
 }
 
-/// The access-token key: `auth.token_key`, or else the key file in the data
-/// dir (created on first start); a gateway has no data dir.
-fn token_signer(
-    config: &Config,
-    data_dir: Option<&std::path::Path>,
-) -> anyhow::Result<TokenSigner> {
+/// The core's access-token signer: `auth.token_key`, or else the key file in
+/// the data dir (created on first start).
+fn token_signer(config: &Config) -> anyhow::Result<TokenSigner> {
+    let lifetime = config.auth.access_ttl_ms();
     match &config.auth.token_key {
-        Some(key) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(key.expose().trim())
-                .context("auth.token_key is not base64")?;
-            anyhow::ensure!(
-                bytes.len() >= 32,
-                "auth.token_key must hold at least 32 bytes"
-            );
-            Ok(TokenSigner::new(Secret::new(bytes)))
-        }
-        None => {
-            let dir = data_dir.context("auth.token_key is required here")?;
-            TokenSigner::load_or_create(&dir.join("token.key")).context("token key file")
-        }
+        Some(key) => TokenSigner::from_base64(key.expose(), lifetime)
+            .map_err(|e| anyhow::anyhow!("auth.token_key {e}: base64 of a 32-byte Ed25519 seed")),
+        None => TokenSigner::load_or_create(&config.server.data_dir.join("token.key"), lifetime)
+            .context("token key file"),
     }
+}
+
+/// The public key of the core's access-token key, base64: the value of a
+/// gateway's `auth.token_public_key`. Reads `auth.token_key`, or else the key
+/// file in the data dir, which it never creates: a core makes it on first start.
+pub fn token_public_key(config: &Config) -> anyhow::Result<String> {
+    let lifetime = config.auth.access_ttl_ms();
+    let signer = match &config.auth.token_key {
+        Some(_) => token_signer(config)?,
+        None => {
+            let path = config.server.data_dir.join("token.key");
+            TokenSigner::load(&path, lifetime).with_context(|| {
+                format!(
+                    "reading {} (start the core once to create it, or set auth.token_key)",
+                    path.display()
+                )
+            })?
+        }
+    };
+    Ok(signer.verifier().public_key())
+}
+
+/// A gateway's token verifier: `auth.token_public_key`, if set. A gateway
+/// given the core's private key is refused: whoever holds it can mint a token
+/// for any user, and a gateway needs only to verify.
+fn gateway_verifier(config: &Config) -> anyhow::Result<Option<TokenVerifier>> {
+    anyhow::ensure!(
+        config.auth.token_key.is_none(),
+        "auth.token_key is the core's private signing key and a gateway must not hold it: \
+         remove it from this gateway and set auth.token_public_key instead (the core logs \
+         it at start; `superapp token-public-key` prints it)"
+    );
+    config
+        .auth
+        .token_public_key
+        .as_deref()
+        .map(|key| TokenVerifier::from_base64(key, config.auth.access_ttl_ms()))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("auth.token_public_key {e}"))
 }
 
 #[cfg(test)]
@@ -432,6 +476,29 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn the_public_key_is_printed_from_the_configured_key_or_the_key_file_never_made_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_path_buf();
+        let err = format!("{:#}", token_public_key(&config).unwrap_err());
+        assert!(err.contains("start the core once"), "{err}");
+        assert!(!dir.path().join("token.key").exists());
+        let signer = token_signer(&config).unwrap();
+        assert_eq!(
+            token_public_key(&config).unwrap(),
+            signer.verifier().public_key()
+        );
+        let seed = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        config.auth.token_key = Some(superapp_kit::secret::Secret::new(seed.into()));
+        assert_eq!(
+            token_public_key(&config).unwrap(),
+            TokenSigner::from_seed(&[1; 32], 900_000)
+                .verifier()
+                .public_key()
+        );
+    }
 
     #[cfg(unix)]
     #[test]

@@ -23,6 +23,19 @@ enum Command {
     Serve(ServeArgs),
     /// Print a configuration file with every key at its default.
     ConfigExample,
+    /// Print the public key that verifies this core's access tokens: the value
+    /// of a gateway's auth.token_public_key.
+    TokenPublicKey(KeyArgs),
+}
+
+#[derive(clap::Args)]
+struct KeyArgs {
+    /// The core's TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The core's data directory, where token.key is; overrides server.data_dir.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Default)]
@@ -58,6 +71,14 @@ fn main() -> anyhow::Result<()> {
     let args = match cli.command {
         Some(Command::ConfigExample) => {
             print!("{}", Config::example_toml());
+            return Ok(());
+        }
+        Some(Command::TokenPublicKey(args)) => {
+            let mut config = Config::load(args.config.as_deref())?;
+            if let Some(data) = args.data {
+                config.server.data_dir = data;
+            }
+            println!("{}", superapp::token_public_key(&config)?);
             return Ok(());
         }
         Some(Command::Serve(args)) => args,

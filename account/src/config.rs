@@ -6,12 +6,21 @@ use serde::{Deserialize, Serialize};
 use superapp_kit::config::ConfigError;
 use superapp_kit::secret::Secret;
 
+use crate::token::{TokenSigner, TokenVerifier};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Base64 key (at least 32 bytes) that signs access tokens. When unset, a key is
-    /// generated on first start and kept in `<data_dir>/token.key`, owner-only.
+    /// The core's private key that signs access tokens: base64 of a 32-byte
+    /// Ed25519 seed. When unset, a seed is generated on first start and kept in
+    /// `<data_dir>/token.key`, owner-only. Never give it to a gateway: a
+    /// gateway holding it is refused at start.
     pub token_key: Option<Secret<String>>,
+    /// The public key that verifies access tokens: base64 of 32 bytes, as the
+    /// core logs it at start and `superapp token-public-key` prints it. On a
+    /// gateway, it lets the gateway verify tokens itself at the handshake; on
+    /// a core, it must match the core's own key. Unset: gateways ask the core.
+    pub token_public_key: Option<String>,
     /// Lifetime of an access token, in seconds (at most 900).
     pub access_ttl_secs: u64,
     /// Lifetime of a session (refresh-token family) from log-in, in seconds. Each
@@ -47,6 +56,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             token_key: None,
+            token_public_key: None,
             access_ttl_secs: 900,
             refresh_ttl_secs: 30 * 24 * 3600,
             argon2_memory_kib: 19 * 1024,
@@ -64,7 +74,29 @@ impl Default for AuthConfig {
 }
 
 impl AuthConfig {
+    /// The access-token lifetime, which also bounds the lifetime a verifier
+    /// accepts.
+    pub fn access_ttl_ms(&self) -> i64 {
+        (self.access_ttl_secs.min(900) * 1000) as i64
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(key) = &self.token_key {
+            TokenSigner::from_base64(key.expose(), self.access_ttl_ms()).map_err(|e| {
+                ConfigError::invalid(
+                    "auth.token_key",
+                    format!("{e}: base64 of a 32-byte Ed25519 seed"),
+                )
+            })?;
+        }
+        if let Some(key) = &self.token_public_key {
+            TokenVerifier::from_base64(key, self.access_ttl_ms()).map_err(|e| {
+                ConfigError::invalid(
+                    "auth.token_public_key",
+                    format!("{e}: base64 of a 32-byte Ed25519 public key"),
+                )
+            })?;
+        }
         if self.access_ttl_secs == 0 || self.access_ttl_secs > 900 {
             return Err(ConfigError::invalid(
                 "auth.access_ttl_secs",
@@ -132,6 +164,8 @@ impl AuthConfig {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -142,5 +176,33 @@ mod tests {
             ..AuthConfig::default()
         };
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn keys_that_are_not_32_bytes_of_base64_are_refused_by_name() {
+        // 36 bytes, as an HMAC key of the retired format could be.
+        let long = "c2hhcmVkIGJ5IHRoZSBjb3JlIGFuZCBpdHMgZ2F0ZXdheXMh".to_string();
+        let config = AuthConfig {
+            token_key: Some(Secret::new(long.clone())),
+            ..AuthConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("auth.token_key") && err.contains("32 bytes"),
+            "{err}"
+        );
+        let config = AuthConfig {
+            token_public_key: Some(long),
+            ..AuthConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.token_public_key"), "{err}");
+        let config = AuthConfig {
+            token_key: Some(Secret::new(
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            )),
+            ..AuthConfig::default()
+        };
+        assert!(config.validate().is_ok());
     }
 }

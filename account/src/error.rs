@@ -2,6 +2,8 @@
 
 use superapp_kit::store::StoreError;
 
+use crate::token::TokenError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error("phone numbers are in E.164 form, e.g. +8613800138000")]
@@ -40,4 +42,18 @@ pub enum AccountError {
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<TokenError> for AccountError {
+    /// A token of the retired format answers as expired, so clients refresh
+    /// (refresh tokens are opaque secrets in the store, untouched by the
+    /// change of format) instead of logging in again.
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Expired | TokenError::Retired => AccountError::TokenExpired,
+            TokenError::Malformed | TokenError::BadSignature | TokenError::OutOfBounds => {
+                AccountError::InvalidToken
+            }
+        }
+    }
 }

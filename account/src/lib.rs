@@ -11,8 +11,8 @@
 //! - [`store`]: [`AccountStore`], the storage trait, and the SQLite backend.
 //! - [`conformance`] (tests, or the `conformance` feature): the contract
 //!   every store backend must meet.
-//! - [`token`]: signed, short-lived access tokens ([`token::Claims`]), which
-//!   gateways verify too.
+//! - [`token`]: short-lived access tokens ([`token::Claims`]) that the core
+//!   signs with an Ed25519 key and gateways verify with its public key alone.
 //! - [`tickets`]: single-use browser tickets for the WebSocket handshake.
 //! - [`password`]: argon2id with reused memory; [`throttle`]: the failed-login
 //!   throttle, per account and per client address.

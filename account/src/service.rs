@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::token::{Claims, TokenError, TokenSigner, random_token, token_hash};
+use crate::token::{Claims, TokenSigner, random_token, token_hash};
 use bytes::Bytes;
 use prost::Message as _;
 use superapp_kit::bus::SharedBus;
@@ -229,10 +229,7 @@ impl Accounts {
     /// Checks signature, expiry and that the session is still live.
     pub async fn authenticate(&self, access_token: &str) -> Result<Claims, AccountError> {
         let now = self.clock.now_ms();
-        let claims = self.signer.verify(access_token, now).map_err(|e| match e {
-            TokenError::Expired => AccountError::TokenExpired,
-            TokenError::Malformed | TokenError::BadSignature => AccountError::InvalidToken,
-        })?;
+        let claims = self.signer.verify(access_token, now)?;
         match self.store.active_session(claims.sid, now).await? {
             Some(user) if user == claims.sub => Ok(claims),
             _ => Err(AccountError::SessionRevoked),
@@ -296,6 +293,7 @@ impl Accounts {
         let claims = Claims {
             sub: session.user_id,
             sid: session.id,
+            iat: now,
             exp: access_expires_at_ms,
         };
         TokenPair {

@@ -70,6 +70,7 @@ mod tests {
         Claims {
             sub: UserId(n),
             sid: n,
+            iat: 0,
             exp: i64::MAX,
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use prost::Message as _;
-use superapp_account::token::{Claims, TokenError, TokenSigner};
+use superapp_account::token::{Claims, TokenVerifier};
 use superapp_account::{AccountError, Accounts};
 use superapp_chat::Chat;
 use superapp_chat::model::{ConversationId, Fence, GroupId, Origin, UserId};
@@ -167,21 +167,22 @@ fn unavailable() -> ApiError {
 }
 
 /// The gateway's side: every request goes to the core over Redis. With the
-/// token key (`auth.token_key`), a gateway checks access tokens' signatures
-/// and expiry itself at the handshake, and only the start-of-session check
-/// (liveness and groups) asks the core: one request per handshake, not two.
+/// core's public key (`auth.token_public_key`), a gateway checks access
+/// tokens' signatures and times itself at the handshake, and only the
+/// start-of-session check (liveness and groups) asks the core: one request
+/// per handshake, not two. It holds no key that signs.
 pub struct Remote {
     rpc: RpcClient,
     timeout: Duration,
-    signer: Option<TokenSigner>,
+    verifier: Option<TokenVerifier>,
 }
 
 impl Remote {
-    pub fn new(rpc: RpcClient, timeout: Duration, signer: Option<TokenSigner>) -> Self {
+    pub fn new(rpc: RpcClient, timeout: Duration, verifier: Option<TokenVerifier>) -> Self {
         Self {
             rpc,
             timeout,
-            signer,
+            verifier,
         }
     }
 
@@ -201,6 +202,7 @@ impl Remote {
             Some(core_response::Kind::Claims(c)) => Ok(Claims {
                 sub: UserId(c.user_id),
                 sid: c.session_id,
+                iat: c.issued_at_ms,
                 exp: c.expires_at_ms,
             }),
             Some(core_response::Kind::Error(e)) => Err(api_error(e)),
@@ -228,17 +230,12 @@ fn route_of(user: UserId, request: &Option<client_frame::Request>) -> Route {
 
 impl Backend for Remote {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>> {
-        if let Some(signer) = &self.signer {
+        if let Some(verifier) = &self.verifier {
             // A logged-out session passes here; the start-of-session check
             // that follows closes it with 4001.
-            let verified = signer
+            let verified = verifier
                 .verify(token, SystemClock.now_ms())
-                .map_err(|e| match e {
-                    TokenError::Expired => ApiError::from(AccountError::TokenExpired),
-                    TokenError::Malformed | TokenError::BadSignature => {
-                        ApiError::from(AccountError::InvalidToken)
-                    }
-                });
+                .map_err(|e| ApiError::from(AccountError::from(e)));
             return Box::pin(async move { verified });
         }
         Box::pin(self.claims(core_request::Kind::Authenticate(Authenticate {
@@ -354,6 +351,7 @@ pub fn core_handler(local: Arc<Local>) -> Handler {
                     let claims = Claims {
                         sub: UserId(s.user_id),
                         sid: s.session_id,
+                        iat: 0,
                         exp: i64::MAX,
                     };
                     let started = match local.session_start(&claims).await {
@@ -394,5 +392,6 @@ fn claims_of(c: Claims) -> core_response::Kind {
         user_id: c.sub.0,
         session_id: c.sid,
         expires_at_ms: c.exp,
+        issued_at_ms: c.iat,
     })
 }

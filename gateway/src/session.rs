@@ -589,6 +589,7 @@ mod tests {
         let claims = Claims {
             sub: user,
             sid: 1,
+            iat: 0,
             exp: i64::MAX,
         };
         let session_metrics = Arc::new(SessionMetrics::new(&state.metrics));

@@ -248,16 +248,28 @@ async fn logging_out_revokes_access_and_refresh() {
 async fn wrong_forged_and_expired_tokens_are_refused() {
     let app = spawn_app().await;
     let user = app.user("Ann").await;
-    let signer = TokenSigner::load_or_create(&app.dir.path().join("token.key")).unwrap();
+    let lifetime = 900_000;
+    let signer = TokenSigner::load_or_create(&app.dir.path().join("token.key"), lifetime).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let claims = Claims {
+        sub: superapp_proto::UserId(user.id),
+        sid: user.tokens.session_id,
+        iat: now,
+        exp: now + lifetime,
+    };
     let expired = signer.sign(&Claims {
-        sub: superapp_proto::UserId(user.id),
-        sid: user.tokens.session_id,
+        iat: 0,
         exp: 1,
+        ..claims
     });
-    let foreign = TokenSigner::new(superapp_kit::secret::Secret::new(vec![1; 32])).sign(&Claims {
-        sub: superapp_proto::UserId(user.id),
-        sid: user.tokens.session_id,
+    let foreign = TokenSigner::from_seed(&[1; 32], lifetime).sign(&claims);
+    // Signed with the core's own key, but living far past the access lifetime.
+    let far_future = signer.sign(&Claims {
         exp: i64::MAX,
+        ..claims
     });
     let mut tampered = user.tokens.access_token.clone();
     tampered.insert(5, 'x');
@@ -265,7 +277,10 @@ async fn wrong_forged_and_expired_tokens_are_refused() {
         ("garbage", "invalid_token"),
         (tampered.as_str(), "invalid_token"),
         (foreign.as_str(), "invalid_token"),
+        (far_future.as_str(), "invalid_token"),
         (expired.as_str(), "token_expired"),
+        // The retired HMAC format: expired, so the client refreshes.
+        ("v1.eyJzdWIiOjF9.AAAA", "token_expired"),
     ] {
         let (status, v) = app
             .http
@@ -278,6 +293,8 @@ async fn wrong_forged_and_expired_tokens_are_refused() {
             "{token}"
         );
     }
+    // The same key signs the tokens the server issues.
+    app.http.me(&signer.sign(&claims)).await.unwrap();
     let (status, v) = app
         .http
         .request_json("GET", "/v1/me", None, None)
@@ -287,6 +304,24 @@ async fn wrong_forged_and_expired_tokens_are_refused() {
         (status, v["code"].as_str().unwrap()),
         (401, "missing_token")
     );
+}
+
+#[tokio::test]
+async fn a_client_holding_a_token_of_the_retired_format_refreshes_and_carries_on() {
+    let app = spawn_app().await;
+    let user = app.user("Ann").await;
+    // An access token of the HMAC format, as issued before the upgrade.
+    let old = "v1.eyJzdWIiOjEsInNpZCI6MiwiZXhwIjo5OTk5OTk5OTk5OTk5fQ.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let (status, v) = app
+        .http
+        .request_json("GET", "/v1/me", Some(old), None)
+        .await
+        .unwrap();
+    assert_eq!((status, v["code"].as_str()), (401, Some("token_expired")));
+    // Refresh tokens are opaque secrets in the store: the session carries on.
+    let fresh = app.http.refresh(&user.tokens.refresh_token).await.unwrap();
+    assert!(fresh.access_token.starts_with("v2."));
+    app.http.me(&fresh.access_token).await.unwrap();
 }
 
 #[tokio::test]

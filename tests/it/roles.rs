@@ -417,22 +417,33 @@ async fn next_group_message(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_with_the_token_key_checks_tokens_itself() {
+async fn a_gateway_with_the_public_key_alone_checks_tokens_itself() {
+    use superapp_account::token::{Claims, TokenSigner};
     let Some(redis) = RedisServer::start() else {
         return;
     };
     let url = redis.url();
-    let key = Secret::new("c2hhcmVkIGJ5IHRoZSBjb3JlIGFuZCBpdHMgZ2F0ZXdheXMh".to_string());
     let core = spawn_app_with(|c| {
         c.server.role = Role::Core;
         c.redis.url = Some(Secret::new(url.clone()));
-        c.auth.token_key = Some(key.clone());
     })
     .await;
+    // What an operator does: print the core's public key and give it to the gateway.
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_superapp"))
+        .arg("token-public-key")
+        .arg("--data")
+        .arg(core.dir.path())
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    let public_key = String::from_utf8(printed.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
     let gateway = spawn_app_with(|c| {
         c.server.role = Role::Gateway;
         c.redis.url = Some(Secret::new(url.clone()));
-        c.auth.token_key = Some(key.clone());
+        c.auth.token_public_key = Some(public_key.clone());
     })
     .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -442,9 +453,29 @@ async fn a_gateway_with_the_token_key_checks_tokens_itself() {
         .await
         .unwrap();
     assert_eq!(conn.send_text(bo.id, "k1", "hi").await.unwrap().seq, 1);
-    match Connection::connect(&gateway.base_url, "v1.forged.token").await {
-        Err(refused) => assert_eq!(refused.code(), Some("invalid_token")),
-        Ok(_) => panic!("a forged token opened a session"),
+    // Signed by another key; and signed by the core's own key (as a thief of
+    // it would) but living far past the access lifetime.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let claims = Claims {
+        sub: superapp_proto::UserId(ann.id),
+        sid: ann.tokens.session_id,
+        iat: now,
+        exp: now + 60_000,
+    };
+    let foreign = TokenSigner::from_seed(&[3; 32], 900_000).sign(&claims);
+    let core_key = TokenSigner::load(&core.dir.path().join("token.key"), 900_000).unwrap();
+    let far_future = core_key.sign(&Claims {
+        exp: now + 365 * 24 * 3600 * 1000,
+        ..claims
+    });
+    for forged in ["v2.forged.token", foreign.as_str(), far_future.as_str()] {
+        match Connection::connect(&gateway.base_url, forged).await {
+            Err(refused) => assert_eq!(refused.code(), Some("invalid_token"), "{forged}"),
+            Ok(_) => panic!("a forged token opened a session: {forged}"),
+        }
     }
     // A logged-out session's token still verifies, so the handshake passes;
     // the start-of-session check then closes it as revoked.
@@ -456,6 +487,44 @@ async fn a_gateway_with_the_token_key_checks_tokens_itself() {
         late.wait_closed(Duration::from_secs(5)).await.map(|c| c.0),
         Some(4001)
     );
+}
+
+#[tokio::test]
+async fn a_gateway_given_the_core_s_private_key_is_refused_at_start() {
+    let mut config = superapp::config::Config::default();
+    config.server.role = Role::Gateway;
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.redis.url = Some(Secret::new("redis://127.0.0.1:1/".into()));
+    config.auth.token_key = Some(Secret::new(
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+    ));
+    let err = match superapp::Application::build(config).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a gateway started with the private key"),
+    };
+    assert!(
+        err.contains("auth.token_key") && err.contains("auth.token_public_key"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_core_given_a_public_key_not_its_own_is_refused_at_start() {
+    use superapp_account::token::TokenSigner;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = superapp::config::Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.data_dir = dir.path().to_path_buf();
+    config.auth.token_public_key = Some(
+        TokenSigner::from_seed(&[4; 32], 900_000)
+            .verifier()
+            .public_key(),
+    );
+    let err = match superapp::Application::build(config).await {
+        Err(e) => format!("{e:#}"),
+        Ok(_) => panic!("a core started with another key's public key"),
+    };
+    assert!(err.contains("auth.token_public_key"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
