@@ -119,6 +119,7 @@ pub async fn run<S: Socket>(
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst),
         user_key: Arc::from(format!("u.{}", claims.sub)),
         connection: registration.connection(),
+        kick: registration.kick().clone(),
         claims,
         state,
         metrics,
@@ -129,7 +130,7 @@ pub async fn run<S: Socket>(
         last_seen: Instant::now(),
     };
     tracing::debug!(user_id = claims.sub.0, "session opened");
-    let code = session.serve(outbound, registration.kick().clone()).await;
+    let code = session.serve(outbound).await;
     // The request in hand finishes (its effects, such as the events of a
     // stored message, are not cut short); nothing waiting is started.
     if let Some(in_flight) = session.in_flight.take() {
@@ -164,7 +165,10 @@ async fn start(state: &AppState, claims: &Claims, registration: &Registration) {
                     return;
                 }
             }
-            SessionStart::Revoked => return registration.kick().kick(close::SESSION_REVOKED),
+            SessionStart::Revoked => {
+                registration.kick().kick(close::SESSION_REVOKED);
+                return;
+            }
             SessionStart::Unknown => break,
         }
     }
@@ -185,6 +189,9 @@ struct Session<S> {
     claims: Claims,
     /// Names this connection as the origin of its requests.
     connection: u64,
+    /// How the session is asked to close, by the hub or by itself; the first
+    /// code decided wins.
+    kick: Kick,
     metrics: Arc<SessionMetrics>,
     bucket: TokenBucket,
     /// This user's key in the limit all their sessions share; shared with
@@ -203,7 +210,7 @@ struct Session<S> {
 impl<S: Socket> Session<S> {
     /// Serves until the session must end; returns the close code to send, or
     /// None when the client is already gone.
-    async fn serve(&mut self, mut outbound: mpsc::Receiver<Bytes>, kick: Kick) -> Option<u16> {
+    async fn serve(&mut self, mut outbound: mpsc::Receiver<Bytes>) -> Option<u16> {
         let every = Duration::from_secs(self.state.config.heartbeat_secs.max(1));
         let idle_after = Duration::from_secs(self.state.config.idle_timeout_secs.max(1));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
@@ -218,6 +225,7 @@ impl<S: Socket> Session<S> {
         tokio::pin!(drained);
         // Made once: a fresh `cancelled()` future per turn of the loop would
         // register with the token again on every event.
+        let kick = self.kick.clone();
         let kicked = kick.kicked();
         tokio::pin!(kicked);
         loop {
@@ -247,8 +255,8 @@ impl<S: Socket> Session<S> {
     /// At the end of the drain: whatever events are queued go out, then 1012.
     async fn flush(&mut self, outbound: &mut mpsc::Receiver<Bytes>) -> Step {
         while let Ok(frame) = outbound.try_recv() {
-            if !self.write(WsMessage::Binary(frame)).await {
-                return Step::End(None);
+            if let Step::End(code) = self.write(WsMessage::Binary(frame)).await {
+                return Step::End(code);
             }
         }
         Step::End(Some(close::SERVICE_RESTART))
@@ -271,27 +279,20 @@ impl<S: Socket> Session<S> {
             }
         };
         let is_ack = matches!(result, response::Result::SendAck(_));
-        if !self.write(WsMessage::Binary(reply_frame(id, result))).await {
-            return Step::End(Some(close::SLOW_CONSUMER));
-        }
-        if is_ack {
+        let step = self.write(WsMessage::Binary(reply_frame(id, result))).await;
+        if is_ack && matches!(step, Step::Continue) {
             self.metrics
                 .ack_seconds
                 .observe(received.elapsed().as_secs_f64());
         }
-        Step::Continue
+        step
     }
 
     async fn send_event(&mut self, frame: Option<Bytes>) -> Step {
         let Some(frame) = frame else {
             return Step::End(None);
         };
-        if self.write(WsMessage::Binary(frame)).await {
-            Step::Continue
-        } else {
-            self.state.hub.count_slow_consumer();
-            Step::End(Some(close::SLOW_CONSUMER))
-        }
+        self.write(WsMessage::Binary(frame)).await
     }
 
     /// A message from the client: a request frame, or the end of the session.
@@ -316,17 +317,23 @@ impl<S: Socket> Session<S> {
         if self.last_seen.elapsed() >= idle_after {
             return Step::End(Some(close::IDLE_TIMEOUT));
         }
-        if self.write(WsMessage::Ping(Bytes::new())).await {
-            Step::Continue
-        } else {
-            Step::End(None)
-        }
+        self.write(WsMessage::Ping(Bytes::new())).await
     }
 
-    /// False when the write failed or timed out: the session is done.
-    async fn write(&mut self, message: WsMessage) -> bool {
+    /// Writes a frame. One that fails ends the session (the client is gone);
+    /// one that takes longer than the write timeout closes it as a slow
+    /// consumer.
+    async fn write(&mut self, message: WsMessage) -> Step {
         let limit = Duration::from_secs(self.state.config.write_timeout_secs.max(1));
-        matches!(timeout(limit, self.socket.send(message)).await, Ok(Ok(())))
+        match timeout(limit, self.socket.send(message)).await {
+            Ok(Ok(())) => Step::Continue,
+            Ok(Err(_)) => Step::End(None),
+            Err(_) => {
+                self.state.hub.close_slow(&self.kick);
+                // Another close may have been decided first; it wins.
+                Step::End(Some(self.kick.code()))
+            }
+        }
     }
 
     /// Takes one frame: refused for rate, refused for a full queue, or queued
@@ -364,11 +371,7 @@ impl<S: Socket> Session<S> {
     /// Answers at once a request the session refused itself.
     async fn refuse(&mut self, id: u64, error: ApiError) -> Step {
         let reply = reply_frame(id, response::Result::Error(error.to_proto()));
-        if self.write(WsMessage::Binary(reply)).await {
-            Step::Continue
-        } else {
-            Step::End(Some(close::SLOW_CONSUMER))
-        }
+        self.write(WsMessage::Binary(reply)).await
     }
 
     /// When nothing is in hand, starts answering the next waiting request.
