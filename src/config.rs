@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn values_too_large_for_their_clocks_are_refused_by_name() {
         type Case = (&'static str, fn(&mut Config));
-        let cases: [Case; 10] = [
+        let cases: [Case; 11] = [
             ("auth.refresh_ttl_secs", |c| {
                 c.auth.refresh_ttl_secs = u64::MAX
             }),
@@ -250,6 +250,9 @@ mod tests {
             }),
             ("gateway.write_timeout_secs", |c| {
                 c.gateway.write_timeout_secs = u64::MAX
+            }),
+            ("gateway.close_reply_ms", |c| {
+                c.gateway.close_reply_ms = u64::MAX
             }),
             ("gateway.request_queue", |c| {
                 c.gateway.request_queue = usize::MAX

@@ -9,7 +9,11 @@
 //! client's next frames. Those wait in a small queue (`gateway.request_queue`);
 //! one more is answered at once with `request_queue_full`. The task closes
 //! with a documented code (see [`crate::close`]) on abuse, idleness, a full
-//! outbound queue, revocation or shutdown.
+//! outbound queue, revocation or shutdown, and answers a client's close with
+//! its own code. Closing is a handshake (see [`close`]): the close frame goes
+//! out after what is already buffered, and the client's frames are read until
+//! its reply, so the connection ends with a FIN the client can read up to,
+//! never with a reset that destroys the close frame.
 //!
 //! Why not a task per session for its requests: a task and its two channels
 //! cost about 7 KiB per session, idle or not (measured: docs/benchmarks.md,
@@ -23,6 +27,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage};
@@ -136,19 +141,118 @@ pub async fn run<S: Socket>(
     if let Some(in_flight) = session.in_flight.take() {
         session.state.sessions.spawn(in_flight.answer);
     }
-    if let Some(code) = code {
-        let frame = CloseFrame {
+    // Nothing more is queued to a session that is closing.
+    drop(registration);
+    close(
+        &mut session.socket,
+        code,
+        Duration::from_secs(cfg.write_timeout_secs.max(1)),
+        Duration::from_millis(cfg.close_reply_ms),
+    )
+    .await;
+    tracing::debug!(user_id = claims.sub.0, code, "session closed");
+}
+
+/// Ends the WebSocket in order. The server's close frame (`code`), or the
+/// echo of the client's close that tungstenite queued when it read it, goes
+/// out after whatever is already buffered, within `write_within` (a client
+/// that stopped reading receives it once it reads again, if it does so in
+/// time). Then the client's close reply is awaited for at most `reply_within`.
+/// All along, the client's frames are read and dropped: a socket closed with
+/// unread bytes is reset by the kernel, and the reset can destroy the close
+/// frame before the client reads it. With nothing left unread, dropping the
+/// socket ends the connection with a FIN.
+async fn close<S: Socket>(
+    socket: &mut S,
+    code: Option<u16>,
+    write_within: Duration,
+    reply_within: Duration,
+) {
+    let frame = code.map(|code| {
+        WsMessage::Close(Some(CloseFrame {
             code,
             reason: close::reason(code).into(),
-        };
-        let _ = timeout(
-            Duration::from_secs(1),
-            session.socket.send(WsMessage::Close(Some(frame))),
-        )
+        }))
+    });
+    let mut closing = Closing {
+        socket,
+        frame,
+        written: false,
+        heard: false,
+    };
+    if timeout(write_within, closing.until(|c| c.written))
+        .await
+        .is_ok()
+    {
+        let _ = timeout(reply_within, closing.until(|c| c.heard)).await;
+    }
+}
+
+/// Both halves of a socket that is closing.
+struct Closing<'a, S> {
+    socket: &'a mut S,
+    /// The server's close frame, until the socket takes it.
+    frame: Option<WsMessage>,
+    /// Everything is written, the close frame last (or the socket failed).
+    written: bool,
+    /// The client's close arrived, or its stream ended.
+    heard: bool,
+}
+
+impl<S: Socket> Closing<'_, S> {
+    /// Writes and reads until `done` holds.
+    async fn until(&mut self, done: impl Fn(&Self) -> bool) {
+        std::future::poll_fn(|cx| {
+            self.poll_write(cx);
+            self.poll_read(cx);
+            if done(self) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
         .await;
     }
-    tracing::debug!(user_id = claims.sub.0, code, "session closed");
-    drop(registration);
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) {
+        if self.written {
+            return;
+        }
+        if let Some(frame) = self.frame.take() {
+            match self.socket.poll_ready_unpin(cx) {
+                Poll::Pending => {
+                    self.frame = Some(frame);
+                    return;
+                }
+                Poll::Ready(Err(_)) => {
+                    self.written = true;
+                    return;
+                }
+                // Refused when the client's close came first: then its echo,
+                // already queued, is what the flush below sends.
+                Poll::Ready(Ok(())) => {
+                    let _ = self.socket.start_send_unpin(frame);
+                }
+            }
+        }
+        // Flushes everything queued; tungstenite reports a flushed close
+        // handshake as done.
+        if self.socket.poll_close_unpin(cx).is_ready() {
+            self.written = true;
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) {
+        while !self.heard {
+            match self.socket.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(WsMessage::Close(_))) | None | Some(Err(_))) => {
+                    self.heard = true;
+                }
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Pending => return,
+            }
+        }
+    }
 }
 
 /// Asks the core about a session that just registered. A logout between the
@@ -307,7 +411,8 @@ impl<S: Socket> Session<S> {
             WsMessage::Binary(data) => self.take(data).await,
             WsMessage::Text(_) => Step::End(Some(close::UNSUPPORTED_DATA)),
             WsMessage::Ping(_) | WsMessage::Pong(_) => Step::Continue,
-            // tungstenite answers the close handshake itself.
+            // tungstenite has queued the echo of the client's code; `close`
+            // sends it.
             WsMessage::Close(_) => Step::End(None),
         }
     }
