@@ -321,7 +321,7 @@ mod tests {
     #[test]
     fn values_too_large_for_their_clocks_are_refused_by_name() {
         type Case = (&'static str, fn(&mut Config));
-        let cases: [Case; 19] = [
+        let cases: [Case; 20] = [
             ("auth.refresh_ttl_secs", |c| {
                 c.auth.refresh_ttl_secs = u64::MAX
             }),
@@ -349,6 +349,9 @@ mod tests {
             }),
             ("gateway.write_timeout_secs", |c| {
                 c.gateway.write_timeout_secs = u64::MAX
+            }),
+            ("gateway.close_reply_ms", |c| {
+                c.gateway.close_reply_ms = u64::MAX
             }),
             ("gateway.request_queue", |c| {
                 c.gateway.request_queue = usize::MAX

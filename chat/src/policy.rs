@@ -27,9 +27,36 @@ pub const MAX_ANNOUNCEMENT_CHARS: usize = 2_000;
 pub const MAX_NICKNAME_CHARS: usize = 32;
 pub const MAX_AVATAR_BYTES: usize = 512;
 pub const MAX_SLOW_MODE_SECS: u32 = 3_600;
-/// Bodies in one pulled page stop growing past this, so a page of long
-/// messages still fits one WebSocket frame; `has_more` says to pull again.
+/// Bodies in one pulled page stop growing past this many bytes of content
+/// (see [`content_bytes`]), so a page of long messages still fits one
+/// WebSocket frame; `has_more` says to pull again. Sixteen of the longest
+/// texts fill a page.
 pub const MAX_PAGE_BODY_BYTES: usize = 256 * 1024;
+
+/// What a body counts against a page's budget: its content as the client
+/// wrote it (a text's UTF-8 bytes, as [`MAX_TEXT_BYTES`] counts them), not
+/// its encoding, so the budget is one a client can count too.
+pub fn content_bytes(body: &MessageBody) -> usize {
+    match &body.content {
+        Some(message_body::Content::Text(text)) => text.len(),
+        None => 0,
+    }
+}
+
+/// How many of a page's messages fit its budget, given the content bytes of
+/// their bodies in order: those before the one that would pass
+/// [`MAX_PAGE_BODY_BYTES`], but at least one, or a client could never get
+/// past a long message. None when they all fit.
+pub fn page_cut(sizes: impl IntoIterator<Item = usize>) -> Option<usize> {
+    let mut bytes = 0;
+    sizes
+        .into_iter()
+        .position(|size| {
+            bytes += size;
+            bytes > MAX_PAGE_BODY_BYTES
+        })
+        .map(|cut| cut.max(1))
+}
 
 // ---- Input limits --------------------------------------------------------
 
@@ -581,6 +608,19 @@ mod tests {
                 prop_assert_eq!(kept.users.contains(u), u.0 != 1 && members.contains(&u.0));
             }
         }
+    }
+
+    #[test]
+    fn a_page_holds_sixteen_of_the_longest_texts_and_always_one_message() {
+        let longest = MessageBody {
+            content: Some(message_body::Content::Text("x".repeat(MAX_TEXT_BYTES))),
+        };
+        assert_eq!(content_bytes(&longest), MAX_TEXT_BYTES);
+        let pages = |n| std::iter::repeat_n(content_bytes(&longest), n);
+        assert_eq!(page_cut(pages(16)), None);
+        assert_eq!(page_cut(pages(17)), Some(16));
+        assert_eq!(page_cut([MAX_PAGE_BODY_BYTES + 1, 1]), Some(1));
+        assert_eq!(page_cut([1, 2, 3]), None);
     }
 
     #[test]

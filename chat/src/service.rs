@@ -25,7 +25,7 @@ use crate::model::{
     Appended, ConversationId, GroupId, InboxCursor, InboxEntry, Mentions, NewGroupMessage,
     NewMessage, Origin, StoredMessage, UserId,
 };
-use crate::policy::{self, MAX_PAGE_BODY_BYTES};
+use crate::policy;
 use crate::ports::Directory;
 use crate::store::ChatStorage;
 
@@ -251,18 +251,17 @@ impl Chat {
         }
         let mut has_more = rejoined || rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let mut bytes = 0;
-        if let Some(cut) = rows.iter().position(|m| {
-            bytes += m.body.len();
-            bytes > MAX_PAGE_BODY_BYTES
-        }) {
-            // Always at least one message, or a client could never get past it.
-            rows.truncate(cut.max(1));
+        let mut messages: Vec<Message> = rows.into_iter().map(message_of).collect();
+        let sizes = messages
+            .iter()
+            .map(|m| m.body.as_ref().map_or(0, policy::content_bytes));
+        if let Some(cut) = policy::page_cut(sizes) {
+            messages.truncate(cut);
             has_more = true;
         }
         Ok(MessagePage {
             conversation_id: conversation.to_string(),
-            messages: rows.into_iter().map(message_of).collect(),
+            messages,
             has_more,
         })
     }

@@ -35,7 +35,14 @@ pub struct GatewayConfig {
     /// Per-connection WebSocket write buffer target, bytes.
     pub write_buffer_bytes: usize,
     /// A write to a session that takes longer than this closes it as a slow consumer.
+    /// A closing session also has this long to write its close frame.
     pub write_timeout_secs: u64,
+    /// Once its close frame is written, a closing session reads (and drops) the
+    /// client's frames for at most this long, in milliseconds, waiting for the
+    /// client's close reply; then it drops the connection. Reading them first
+    /// keeps the kernel from resetting the connection over unread bytes, which
+    /// could discard the close frame before the client reads it.
+    pub close_reply_ms: u64,
     /// A session counts as online this long after its gateway last refreshed it
     /// (every third of this); bounds how long a crashed gateway's users look online.
     pub presence_ttl_secs: u64,
@@ -56,6 +63,7 @@ impl Default for GatewayConfig {
             read_buffer_bytes: 2 * 1024,
             write_buffer_bytes: 4 * 1024,
             write_timeout_secs: 10,
+            close_reply_ms: 2_000,
             presence_ttl_secs: 30,
         }
     }
@@ -63,10 +71,11 @@ impl Default for GatewayConfig {
 
 impl GatewayConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bounded: [(&'static str, u64, u64); 8] = [
+        let bounded: [(&'static str, u64, u64); 9] = [
             ("gateway.heartbeat_secs", self.heartbeat_secs, 3_600),
             ("gateway.idle_timeout_secs", self.idle_timeout_secs, 86_400),
             ("gateway.write_timeout_secs", self.write_timeout_secs, 300),
+            ("gateway.close_reply_ms", self.close_reply_ms, 60_000),
             ("gateway.presence_ttl_secs", self.presence_ttl_secs, 3_600),
             ("gateway.outbound_queue", self.outbound_queue as u64, 65_536),
             ("gateway.request_queue", self.request_queue as u64, 1_024),

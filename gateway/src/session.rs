@@ -9,7 +9,11 @@
 //! client's next frames. Those wait in a small queue (`gateway.request_queue`);
 //! one more is answered at once with `request_queue_full`. The task closes
 //! with a documented code (see [`crate::close`]) on abuse, idleness, a full
-//! outbound queue, revocation or shutdown.
+//! outbound queue, revocation or shutdown, and answers a client's close with
+//! its own code. Closing is a handshake (see [`close`]): the close frame goes
+//! out after what is already buffered, and the client's frames are read until
+//! its reply, so the connection ends with a FIN the client can read up to,
+//! never with a reset that destroys the close frame.
 //!
 //! Why not a task per session for its requests: a task and its two channels
 //! cost about 7 KiB per session, idle or not (measured: docs/benchmarks.md,
@@ -23,6 +27,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage};
@@ -119,6 +124,7 @@ pub async fn run<S: Socket>(
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst),
         user_key: Arc::from(format!("u.{}", claims.sub)),
         connection: registration.connection(),
+        kick: registration.kick().clone(),
         claims,
         state,
         metrics,
@@ -129,25 +135,124 @@ pub async fn run<S: Socket>(
         last_seen: Instant::now(),
     };
     tracing::debug!(user_id = claims.sub.0, "session opened");
-    let code = session.serve(outbound, registration.kick().clone()).await;
+    let code = session.serve(outbound).await;
     // The request in hand finishes (its effects, such as the events of a
     // stored message, are not cut short); nothing waiting is started.
     if let Some(in_flight) = session.in_flight.take() {
         session.state.sessions.spawn(in_flight.answer);
     }
-    if let Some(code) = code {
-        let frame = CloseFrame {
+    // Nothing more is queued to a session that is closing.
+    drop(registration);
+    close(
+        &mut session.socket,
+        code,
+        Duration::from_secs(cfg.write_timeout_secs.max(1)),
+        Duration::from_millis(cfg.close_reply_ms),
+    )
+    .await;
+    tracing::debug!(user_id = claims.sub.0, code, "session closed");
+}
+
+/// Ends the WebSocket in order. The server's close frame (`code`), or the
+/// echo of the client's close that tungstenite queued when it read it, goes
+/// out after whatever is already buffered, within `write_within` (a client
+/// that stopped reading receives it once it reads again, if it does so in
+/// time). Then the client's close reply is awaited for at most `reply_within`.
+/// All along, the client's frames are read and dropped: a socket closed with
+/// unread bytes is reset by the kernel, and the reset can destroy the close
+/// frame before the client reads it. With nothing left unread, dropping the
+/// socket ends the connection with a FIN.
+async fn close<S: Socket>(
+    socket: &mut S,
+    code: Option<u16>,
+    write_within: Duration,
+    reply_within: Duration,
+) {
+    let frame = code.map(|code| {
+        WsMessage::Close(Some(CloseFrame {
             code,
             reason: close::reason(code).into(),
-        };
-        let _ = timeout(
-            Duration::from_secs(1),
-            session.socket.send(WsMessage::Close(Some(frame))),
-        )
+        }))
+    });
+    let mut closing = Closing {
+        socket,
+        frame,
+        written: false,
+        heard: false,
+    };
+    if timeout(write_within, closing.until(|c| c.written))
+        .await
+        .is_ok()
+    {
+        let _ = timeout(reply_within, closing.until(|c| c.heard)).await;
+    }
+}
+
+/// Both halves of a socket that is closing.
+struct Closing<'a, S> {
+    socket: &'a mut S,
+    /// The server's close frame, until the socket takes it.
+    frame: Option<WsMessage>,
+    /// Everything is written, the close frame last (or the socket failed).
+    written: bool,
+    /// The client's close arrived, or its stream ended.
+    heard: bool,
+}
+
+impl<S: Socket> Closing<'_, S> {
+    /// Writes and reads until `done` holds.
+    async fn until(&mut self, done: impl Fn(&Self) -> bool) {
+        std::future::poll_fn(|cx| {
+            self.poll_write(cx);
+            self.poll_read(cx);
+            if done(self) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
         .await;
     }
-    tracing::debug!(user_id = claims.sub.0, code, "session closed");
-    drop(registration);
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) {
+        if self.written {
+            return;
+        }
+        if let Some(frame) = self.frame.take() {
+            match self.socket.poll_ready_unpin(cx) {
+                Poll::Pending => {
+                    self.frame = Some(frame);
+                    return;
+                }
+                Poll::Ready(Err(_)) => {
+                    self.written = true;
+                    return;
+                }
+                // Refused when the client's close came first: then its echo,
+                // already queued, is what the flush below sends.
+                Poll::Ready(Ok(())) => {
+                    let _ = self.socket.start_send_unpin(frame);
+                }
+            }
+        }
+        // Flushes everything queued; tungstenite reports a flushed close
+        // handshake as done.
+        if self.socket.poll_close_unpin(cx).is_ready() {
+            self.written = true;
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) {
+        while !self.heard {
+            match self.socket.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(WsMessage::Close(_))) | None | Some(Err(_))) => {
+                    self.heard = true;
+                }
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Pending => return,
+            }
+        }
+    }
 }
 
 /// Asks the core about a session that just registered. A logout between the
@@ -164,7 +269,10 @@ async fn start(state: &AppState, claims: &Claims, registration: &Registration) {
                     return;
                 }
             }
-            SessionStart::Revoked => return registration.kick().kick(close::SESSION_REVOKED),
+            SessionStart::Revoked => {
+                registration.kick().kick(close::SESSION_REVOKED);
+                return;
+            }
             SessionStart::Unknown => break,
         }
     }
@@ -185,6 +293,9 @@ struct Session<S> {
     claims: Claims,
     /// Names this connection as the origin of its requests.
     connection: u64,
+    /// How the session is asked to close, by the hub or by itself; the first
+    /// code decided wins.
+    kick: Kick,
     metrics: Arc<SessionMetrics>,
     bucket: TokenBucket,
     /// This user's key in the limit all their sessions share; shared with
@@ -203,7 +314,7 @@ struct Session<S> {
 impl<S: Socket> Session<S> {
     /// Serves until the session must end; returns the close code to send, or
     /// None when the client is already gone.
-    async fn serve(&mut self, mut outbound: mpsc::Receiver<Bytes>, kick: Kick) -> Option<u16> {
+    async fn serve(&mut self, mut outbound: mpsc::Receiver<Bytes>) -> Option<u16> {
         let every = Duration::from_secs(self.state.config.heartbeat_secs.max(1));
         let idle_after = Duration::from_secs(self.state.config.idle_timeout_secs.max(1));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
@@ -218,6 +329,7 @@ impl<S: Socket> Session<S> {
         tokio::pin!(drained);
         // Made once: a fresh `cancelled()` future per turn of the loop would
         // register with the token again on every event.
+        let kick = self.kick.clone();
         let kicked = kick.kicked();
         tokio::pin!(kicked);
         loop {
@@ -247,8 +359,8 @@ impl<S: Socket> Session<S> {
     /// At the end of the drain: whatever events are queued go out, then 1012.
     async fn flush(&mut self, outbound: &mut mpsc::Receiver<Bytes>) -> Step {
         while let Ok(frame) = outbound.try_recv() {
-            if !self.write(WsMessage::Binary(frame)).await {
-                return Step::End(None);
+            if let Step::End(code) = self.write(WsMessage::Binary(frame)).await {
+                return Step::End(code);
             }
         }
         Step::End(Some(close::SERVICE_RESTART))
@@ -271,27 +383,20 @@ impl<S: Socket> Session<S> {
             }
         };
         let is_ack = matches!(result, response::Result::SendAck(_));
-        if !self.write(WsMessage::Binary(reply_frame(id, result))).await {
-            return Step::End(Some(close::SLOW_CONSUMER));
-        }
-        if is_ack {
+        let step = self.write(WsMessage::Binary(reply_frame(id, result))).await;
+        if is_ack && matches!(step, Step::Continue) {
             self.metrics
                 .ack_seconds
                 .observe(received.elapsed().as_secs_f64());
         }
-        Step::Continue
+        step
     }
 
     async fn send_event(&mut self, frame: Option<Bytes>) -> Step {
         let Some(frame) = frame else {
             return Step::End(None);
         };
-        if self.write(WsMessage::Binary(frame)).await {
-            Step::Continue
-        } else {
-            self.state.hub.count_slow_consumer();
-            Step::End(Some(close::SLOW_CONSUMER))
-        }
+        self.write(WsMessage::Binary(frame)).await
     }
 
     /// A message from the client: a request frame, or the end of the session.
@@ -306,7 +411,8 @@ impl<S: Socket> Session<S> {
             WsMessage::Binary(data) => self.take(data).await,
             WsMessage::Text(_) => Step::End(Some(close::UNSUPPORTED_DATA)),
             WsMessage::Ping(_) | WsMessage::Pong(_) => Step::Continue,
-            // tungstenite answers the close handshake itself.
+            // tungstenite has queued the echo of the client's code; `close`
+            // sends it.
             WsMessage::Close(_) => Step::End(None),
         }
     }
@@ -316,17 +422,23 @@ impl<S: Socket> Session<S> {
         if self.last_seen.elapsed() >= idle_after {
             return Step::End(Some(close::IDLE_TIMEOUT));
         }
-        if self.write(WsMessage::Ping(Bytes::new())).await {
-            Step::Continue
-        } else {
-            Step::End(None)
-        }
+        self.write(WsMessage::Ping(Bytes::new())).await
     }
 
-    /// False when the write failed or timed out: the session is done.
-    async fn write(&mut self, message: WsMessage) -> bool {
+    /// Writes a frame. One that fails ends the session (the client is gone);
+    /// one that takes longer than the write timeout closes it as a slow
+    /// consumer.
+    async fn write(&mut self, message: WsMessage) -> Step {
         let limit = Duration::from_secs(self.state.config.write_timeout_secs.max(1));
-        matches!(timeout(limit, self.socket.send(message)).await, Ok(Ok(())))
+        match timeout(limit, self.socket.send(message)).await {
+            Ok(Ok(())) => Step::Continue,
+            Ok(Err(_)) => Step::End(None),
+            Err(_) => {
+                self.state.hub.close_slow(&self.kick);
+                // Another close may have been decided first; it wins.
+                Step::End(Some(self.kick.code()))
+            }
+        }
     }
 
     /// Takes one frame: refused for rate, refused for a full queue, or queued
@@ -366,11 +478,7 @@ impl<S: Socket> Session<S> {
     /// Answers at once a request the session refused itself.
     async fn refuse(&mut self, id: u64, error: ApiError) -> Step {
         let reply = reply_frame(id, response::Result::Error(error.to_proto()));
-        if self.write(WsMessage::Binary(reply)).await {
-            Step::Continue
-        } else {
-            Step::End(Some(close::SLOW_CONSUMER))
-        }
+        self.write(WsMessage::Binary(reply)).await
     }
 
     /// When nothing is in hand, starts answering the next waiting request.

@@ -348,6 +348,10 @@ async fn long_messages_come_back_in_pages_that_fit_a_frame() {
     loop {
         let page = reader.pull(&conversation, after, 500).await.unwrap();
         pages += 1;
+        if pages == 1 {
+            // 256 KiB of text: sixteen of the longest (protocol.md, 2.3).
+            assert_eq!(page.messages.len(), 16);
+        }
         for m in &page.messages {
             assert_eq!(m.seq, after + 1);
             after = m.seq;

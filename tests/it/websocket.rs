@@ -468,3 +468,208 @@ async fn with_redis_configured_live_delivery_goes_through_redis() {
     assert_eq!(next_message(&a_tablet).await.seq, reply.seq);
     assert_eq!(next_message(&a_conn).await.seq, reply.seq);
 }
+
+/// After the close frames crossed, the server ends the TCP connection in
+/// order (a FIN the client reads as the end of the stream), not with a reset.
+async fn ends_in_order(socket: &mut Socket) {
+    match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+        Ok(None) => {}
+        other => panic!("expected the connection to end in order, got {other:?}"),
+    }
+}
+
+fn ping_frame(id: u64) -> WsMessage {
+    let frame = ClientFrame {
+        id,
+        request: Some(client_frame::Request::Ping(Ping {})),
+    };
+    WsMessage::Binary(frame.encode_to_vec().into())
+}
+
+#[tokio::test]
+async fn a_client_s_close_is_answered_with_its_own_code() {
+    let app = spawn_app().await;
+    let a = app.user("Ann").await;
+    for code in [1000u16, 4100] {
+        let mut socket = raw(&app, &a).await;
+        socket.send(ping_frame(1)).await.unwrap();
+        next_response(&mut socket).await;
+        let frame = tungstenite::protocol::CloseFrame {
+            code: code.into(),
+            reason: "bye".into(),
+        };
+        socket.send(WsMessage::Close(Some(frame))).await.unwrap();
+        assert_eq!(close_code(&mut socket).await, Some(code));
+        ends_in_order(&mut socket).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_pipelines_far_past_the_limit_still_reads_its_1008() {
+    let app = spawn_app_with(|c| {
+        c.gateway.rate_per_sec = 5;
+        c.gateway.rate_burst = 5;
+        c.gateway.rate_abuse_limit = 10;
+    })
+    .await;
+    let a = app.user("Ann").await;
+    let mut socket = raw(&app, &a).await;
+    // Hundreds of frames are still unread by the server when it decides to close.
+    for id in 0..500u64 {
+        socket.feed(ping_frame(id)).await.unwrap();
+    }
+    socket.flush().await.unwrap();
+    let (mut answered, mut limited) = (0, 0);
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the server closed in time")
+        {
+            Some(Ok(WsMessage::Binary(data))) => {
+                if let Some(server_frame::Kind::Response(r)) =
+                    ServerFrame::decode(data).unwrap().kind
+                {
+                    answered += 1;
+                    if let Some(response::Result::Error(e)) = r.result {
+                        assert_eq!(e.code, "rate_limited");
+                        limited += 1;
+                    }
+                }
+            }
+            Some(Ok(WsMessage::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("the connection ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1008));
+    assert_eq!((answered, limited), (15, 10));
+    ends_in_order(&mut socket).await;
+}
+
+#[tokio::test]
+async fn a_reader_that_pauses_finds_the_events_that_fit_and_then_4008() {
+    let app = spawn_app_with(|c| {
+        c.gateway.outbound_queue = 8;
+        c.gateway.write_timeout_secs = 5;
+        c.gateway.rate_per_sec = 10_000;
+        c.gateway.rate_burst = 10_000;
+        c.gateway.user_rate_per_sec = 10_000;
+    })
+    .await;
+    let a = app.user("Ann").await;
+    let b = app.user("Bo").await;
+    let mut paused = raw(&app, &b).await;
+    let sender = app.connect(&a).await;
+    let text = "x".repeat(16 * 1024);
+    // The paused device reads nothing: the socket's buffers fill, then its
+    // queue, and the server decides to close it.
+    let mut sent = 0u64;
+    while app.metric("gateway_slow_consumers_total").await < 1.0 {
+        for _ in 0..20 {
+            sent += 1;
+            sender
+                .send_text(b.id, &format!("m{sent}"), &text)
+                .await
+                .unwrap();
+        }
+        assert!(sent < 10_000, "the paused session was never found slow");
+    }
+    // It stays away a while longer, as a phone in a tunnel would: longer
+    // than the second the server used to allow, within the write timeout.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut next_seq = 1;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), paused.next())
+            .await
+            .expect("the server closed in time")
+        {
+            Some(Ok(WsMessage::Binary(data))) => {
+                if let Some(server_frame::Kind::Event(e)) = ServerFrame::decode(data).unwrap().kind
+                    && let Some(superapp_client::proto::v1::event::Kind::Message(m)) = e.kind
+                {
+                    assert_eq!(m.seq, next_seq);
+                    next_seq += 1;
+                }
+            }
+            Some(Ok(WsMessage::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!(
+                "the connection ended without a close frame after {} events: {other:?}",
+                next_seq - 1
+            ),
+        }
+    };
+    assert_eq!(code, Some(4008));
+    assert!(next_seq > 1, "the events that fit came first");
+    ends_in_order(&mut paused).await;
+    // One session was closed for being slow, however many events it missed.
+    assert_eq!(app.metric("gateway_slow_consumers_total").await, 1.0);
+}
+
+#[tokio::test]
+async fn one_device_past_the_user_limit_is_closed_and_the_other_stays_open() {
+    let app = spawn_app_with(|c| {
+        c.gateway.rate_per_sec = 10_000;
+        c.gateway.rate_burst = 10_000;
+        c.gateway.user_rate_per_sec = 5;
+        c.gateway.rate_abuse_limit = 10;
+    })
+    .await;
+    let a = app.user("Ann").await;
+    let mut busy = raw(&app, &a).await;
+    let mut quiet = raw(&app, &a).await;
+    // The quiet device's one request is answered before the flood begins.
+    quiet.send(ping_frame(1)).await.unwrap();
+    assert!(matches!(
+        next_response(&mut quiet).await.result,
+        Some(response::Result::Pong(_))
+    ));
+    // The busy device empties the user's bucket and goes on asking.
+    for id in 0..200u64 {
+        busy.feed(ping_frame(id)).await.unwrap();
+    }
+    busy.flush().await.unwrap();
+    let mut limited = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), busy.next())
+            .await
+            .expect("the server closed in time")
+        {
+            Some(Ok(WsMessage::Binary(data))) => {
+                if let Some(server_frame::Kind::Response(r)) =
+                    ServerFrame::decode(data).unwrap().kind
+                    && let Some(response::Result::Error(e)) = r.result
+                {
+                    assert_eq!(e.code, "rate_limited");
+                    limited += 1;
+                    // The quiet device is refused too while the bucket is
+                    // empty, but its refusals are its own.
+                    if limited == 5 {
+                        quiet.send(ping_frame(2)).await.unwrap();
+                    }
+                }
+            }
+            Some(Ok(WsMessage::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("the connection ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1008));
+    assert_eq!(limited, 10);
+    // The quiet device was refused at most once, and is still served.
+    next_response(&mut quiet).await;
+    let mut id = 3;
+    loop {
+        quiet.send(ping_frame(id)).await.unwrap();
+        match next_response(&mut quiet).await.result {
+            Some(response::Result::Pong(_)) => break,
+            Some(response::Result::Error(e)) => {
+                assert_eq!(e.code, "rate_limited");
+                tokio::time::sleep(Duration::from_millis(e.retry_after_ms.into())).await;
+            }
+            other => panic!("{other:?}"),
+        }
+        id += 1;
+        assert!(id < 20, "the quiet device was never served again");
+    }
+}
