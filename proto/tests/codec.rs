@@ -281,10 +281,11 @@ fn core_response() -> impl Strategy<Value = CoreResponse> {
     use core_response::Kind;
     let kind = prop_oneof![
         response().prop_map(Kind::Response),
-        (any::<u64>(), any::<u64>(), any::<i64>()).prop_map(
-            |(user_id, session_id, expires_at_ms)| Kind::Claims(AuthClaims {
+        (any::<u64>(), any::<u64>(), any::<i64>(), any::<i64>()).prop_map(
+            |(user_id, session_id, issued_at_ms, expires_at_ms)| Kind::Claims(AuthClaims {
                 user_id,
                 session_id,
+                issued_at_ms,
                 expires_at_ms,
             })
         ),
