@@ -10,9 +10,11 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use superapp_account::token::{Claims, TokenSigner};
-use superapp_kit::secret::Secret;
+use superapp_account::token::{Claims, MAX_CLOCK_SKEW_MS, TokenSigner};
 use superapp_proto::UserId;
+
+/// The access lifetime the fuzzed signer allows (the default, 900 s).
+const LIFETIME_MS: i64 = 900_000;
 
 #[derive(Debug, Arbitrary)]
 enum Edit {
@@ -27,6 +29,7 @@ struct Input {
     key: [u8; 32],
     sub: u64,
     sid: u64,
+    iat: i64,
     exp: i64,
     now: i64,
     edits: Vec<Edit>,
@@ -54,18 +57,21 @@ fn edited(token: &str, edits: &[Edit]) -> Option<String> {
 }
 
 fuzz_target!(|input: Input| {
-    let signer = TokenSigner::new(Secret::new(input.key.to_vec()));
+    let signer = TokenSigner::from_seed(&input.key, LIFETIME_MS);
     if let Ok(claims) = signer.verify(&input.sent, input.now) {
         assert_eq!(signer.sign(&claims), input.sent, "accepted a forgery");
     }
     let claims = Claims {
         sub: UserId(input.sub),
         sid: input.sid,
+        iat: input.iat,
         exp: input.exp,
     };
     let token = signer.sign(&claims);
     let verified = signer.verify(&token, input.now);
-    if claims.exp > input.now {
+    let within_bounds = claims.iat <= input.now.saturating_add(MAX_CLOCK_SKEW_MS)
+        && claims.exp <= claims.iat.saturating_add(LIFETIME_MS + MAX_CLOCK_SKEW_MS);
+    if within_bounds && claims.exp > input.now {
         assert_eq!(verified, Ok(claims));
     } else {
         assert!(verified.is_err());
