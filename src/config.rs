@@ -47,6 +47,10 @@ pub struct RedisConfig {
     /// carries a tag under it, and one whose tag does not check is dropped.
     /// Required with `url`. Never printed.
     pub tier_key: Option<Secret<String>>,
+    /// Most requests one list in Redis holds; beyond it the oldest are
+    /// dropped (their callers time out and retry), so a shard no core
+    /// serves cannot grow its list without bound.
+    pub max_waiting_requests: usize,
 }
 
 impl RedisConfig {
@@ -71,6 +75,7 @@ impl Default for RedisConfig {
             request_timeout_ms: 10_000,
             lease_ttl_ms: 10_000,
             tier_key: None,
+            max_waiting_requests: superapp_kit::rpc::DEFAULT_MAX_WAITING,
         }
     }
 }
@@ -192,6 +197,12 @@ impl Config {
         self.chat.validate()?;
         if self.server.node_id > 1023 {
             return Err(ConfigError::invalid("server.node_id", "must be 0 to 1023"));
+        }
+        if !(1..=10_000_000).contains(&self.redis.max_waiting_requests) {
+            return Err(ConfigError::invalid(
+                "redis.max_waiting_requests",
+                "must be 1 to 10,000,000",
+            ));
         }
         if self.redis.url.is_some()
             && let Err(e) = self.redis.tier_key()
@@ -401,6 +412,16 @@ mod tests {
             "dGhlIHRpZXIga2V5IG9mIHRoZSB0ZXN0IHByb2Nlc3M=".into(),
         ));
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn the_bound_of_a_request_list_is_refused_outside_its_range() {
+        for bad in [0, 10_000_001] {
+            let mut config = Config::default();
+            config.redis.max_waiting_requests = bad;
+            let refused = config.validate().unwrap_err().to_string();
+            assert!(refused.contains("redis.max_waiting_requests"), "{refused}");
+        }
     }
 
     #[test]

@@ -243,7 +243,8 @@ async fn gateway_backend(
     let key = config.redis.tier_key()?;
     let rpc = RpcClient::connect(&url, bus.as_ref(), node, key, metrics)
         .await
-        .context("connecting to redis for core requests")?;
+        .context("connecting to redis for core requests")?
+        .with_max_waiting(config.redis.max_waiting_requests);
     let timeout = Duration::from_millis(config.redis.request_timeout_ms);
     Ok(Arc::new(Remote::new(rpc, timeout, verifier)))
 }

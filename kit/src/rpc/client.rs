@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,11 +16,15 @@ use crate::metrics::{Counter, Registry};
 use crate::redis_conn::{manager, retry_if_stale};
 use crate::tier_key::{Domain, TierKey};
 
+/// Requests one list holds by default (`redis.max_waiting_requests`).
+pub const DEFAULT_MAX_WAITING: usize = 100_000;
+
 /// The gateway's side: sends requests and matches answers by id.
 pub struct RpcClient {
     connection: ConnectionManager,
     reply_topic: String,
     key: TierKey,
+    max_waiting: usize,
     waiters: Arc<Waiters>,
     _replies: Arc<dyn Subscriber>,
     sent: Arc<Counter>,
@@ -47,6 +50,7 @@ impl RpcClient {
             connection,
             reply_topic,
             key,
+            max_waiting: DEFAULT_MAX_WAITING,
             waiters,
             _replies: replies,
             sent: metrics.counter("rpc_requests_sent_total", "Requests sent to the core."),
@@ -55,6 +59,13 @@ impl RpcClient {
                 "Requests to the core that timed out or could not be queued.",
             ),
         })
+    }
+
+    /// Keeps at most `max_waiting` requests in a list (at least one);
+    /// beyond, the oldest are dropped. [`DEFAULT_MAX_WAITING`] otherwise.
+    pub fn with_max_waiting(mut self, max_waiting: usize) -> Self {
+        self.max_waiting = max_waiting.max(1);
+        self
     }
 
     /// Sends one request and waits for its answer. A request that times out may
@@ -89,8 +100,18 @@ impl RpcClient {
         // Pushed again if the first push met a dropped connection; the core
         // applies a request id once, so a push that did arrive is not
         // applied twice.
+        // The list keeps its newest `max_waiting`: while no core serves a
+        // shard, its list would otherwise grow without bound. The oldest,
+        // dropped, were past their callers' patience anyway.
+        let keep = self.max_waiting.saturating_sub(1) as isize;
         let pushed: Result<(), _> = retry_if_stale(&self.connection, |mut c| async move {
-            c.lpush(queue, encoded.as_ref()).await
+            redis::pipe()
+                .lpush(queue, encoded.as_ref())
+                .ignore()
+                .ltrim(queue, 0, keep)
+                .ignore()
+                .query_async(&mut c)
+                .await
         })
         .await;
         let answer = match pushed {

@@ -620,4 +620,36 @@ mod tests {
         );
         shutdown.cancel();
     }
+
+    #[tokio::test]
+    async fn a_list_no_core_serves_keeps_only_its_newest_requests() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let url = redis.url();
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+        let bus: Arc<dyn Bus> = Arc::new(
+            RedisBus::connect(&url, key(), &Registry::new())
+                .await
+                .unwrap(),
+        );
+        // No core runs: every request waits in its list until it times out.
+        let caller = RpcClient::connect(&url, bus.as_ref(), "gw-1", key(), &Registry::new())
+            .await
+            .unwrap()
+            .with_max_waiting(3);
+        for _ in 0..5 {
+            let unanswered = caller
+                .call(
+                    Route::Shard(2),
+                    Bytes::from_static(b"w"),
+                    Duration::from_millis(10),
+                )
+                .await;
+            assert!(matches!(unanswered, Err(RpcError::Timeout(_))));
+        }
+        let waiting: usize = admin.llen("sa:rq:2").await.unwrap();
+        assert_eq!(waiting, 3);
+    }
 }

@@ -33,7 +33,7 @@ use bytes::Bytes;
 use crate::BoxFuture;
 use crate::store::Fence;
 
-pub use client::RpcClient;
+pub use client::{DEFAULT_MAX_WAITING, RpcClient};
 pub use lease::{CoreLease, FenceFloor, no_floor};
 pub use server::RpcServer;
 
