@@ -501,6 +501,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_connection_commits_durably_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("t.db"), SCHEMA, None).unwrap();
+        // synchronous: 2 is FULL, on the writer and on every reader.
+        let pragmas = |c: &Connection| -> rusqlite::Result<(i64, String)> {
+            Ok((
+                c.query_row("PRAGMA synchronous", [], |r| r.get(0))?,
+                c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+            ))
+        };
+        let written = db.write(pragmas).await.unwrap();
+        let read = db.read(pragmas).await.unwrap();
+        assert_eq!(written, (2, "wal".to_string()));
+        assert_eq!(read, (2, "wal".to_string()));
+    }
+
+    #[tokio::test]
     async fn a_failing_job_rolls_back_only_itself() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("t.db"), SCHEMA, None).unwrap();

@@ -276,25 +276,7 @@ async fn a_send_two_seconds_after_redis_is_back_succeeds_without_a_retry() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
-    // The operator's defaults: a 10 s lease and a 10 s request timeout.
-    let url = redis.url();
-    let core = spawn_app_with(|c| {
-        c.server.role = Role::Core;
-        c.redis.url = Some(Secret::new(url.clone()));
-    })
-    .await;
-    let gateway = spawn_app_with(|c| {
-        c.server.role = Role::Gateway;
-        c.redis.url = Some(Secret::new(url.clone()));
-    })
-    .await;
-    let ann = core.user("Ann").await;
-    let bo = core.user("Bo").await;
-    let gateways = [gateway.base_url.clone()];
-    send_until_acked(&gateways, &ann, bo.id, "warm").await;
-    let conn = connect_retrying(&gateways, &mut 0, &ann.tokens.access_token).await;
-    // Answered only once the session has started.
-    conn.send_text(bo.id, "started", "x").await.unwrap();
+    let (_tier, bo, conn) = a_started_session_through_a_gateway(&redis).await;
     for round in 0..3 {
         // A restart without persistence: Redis forgets leases, fencing
         // counters, subscriptions, and every pooled connection goes stale.
@@ -321,22 +303,7 @@ async fn redis_restart_gap() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
-    let url = redis.url();
-    let core = spawn_app_with(|c| {
-        c.server.role = Role::Core;
-        c.redis.url = Some(Secret::new(url.clone()));
-    })
-    .await;
-    let gateway = spawn_app_with(|c| {
-        c.server.role = Role::Gateway;
-        c.redis.url = Some(Secret::new(url.clone()));
-    })
-    .await;
-    let ann = core.user("Ann").await;
-    let bo = core.user("Bo").await;
-    let gateways = [gateway.base_url.clone()];
-    let conn = connect_retrying(&gateways, &mut 0, &ann.tokens.access_token).await;
-    conn.send_text(bo.id, "started", "x").await.unwrap();
+    let (_tier, bo, conn) = a_started_session_through_a_gateway(&redis).await;
     let mut gaps = Vec::new();
     for round in 0..20 {
         redis.kill();
@@ -371,6 +338,33 @@ async fn redis_restart_gap() {
         gaps[gaps.len() / 2],
         gaps[gaps.len() - 1]
     );
+}
+
+/// A core and a gateway with the operator's defaults (a 10 s lease and a
+/// 10 s request timeout), and Ann's session on the gateway, started (one of
+/// her sends answered): returns the processes, Bo, and Ann's connection.
+async fn a_started_session_through_a_gateway(
+    redis: &RedisServer,
+) -> ((TestApp, TestApp), User, Connection) {
+    let url = redis.url();
+    let core = spawn_app_with(|c| {
+        c.server.role = Role::Core;
+        c.redis.url = Some(Secret::new(url.clone()));
+    })
+    .await;
+    let gateway = spawn_app_with(|c| {
+        c.server.role = Role::Gateway;
+        c.redis.url = Some(Secret::new(url.clone()));
+    })
+    .await;
+    let ann = core.user("Ann").await;
+    let bo = core.user("Bo").await;
+    let gateways = [gateway.base_url.clone()];
+    let conn = connect_retrying(&gateways, &mut 0, &ann.tokens.access_token).await;
+    // Answered only once the session has started.
+    send_until_acked(&gateways, &ann, bo.id, "started").await;
+    conn.send_text(bo.id, "started", "x").await.unwrap();
+    ((core, gateway), bo, conn)
 }
 
 /// Sends one message, retrying with the same client_msg_id (reconnecting if

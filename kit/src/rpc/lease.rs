@@ -381,6 +381,16 @@ mod tests {
         TierKey::new(&[7; 32]).unwrap()
     }
 
+    /// A connection for the test's own commands, and a bus of the tier.
+    async fn admin_and_bus(url: &str) -> (redis::aio::MultiplexedConnection, Arc<dyn Bus>) {
+        let client = redis::Client::open(url).unwrap();
+        let admin = client.get_multiplexed_async_connection().await.unwrap();
+        let bus = RedisBus::connect(url, key(), &Registry::new())
+            .await
+            .unwrap();
+        (admin, Arc::new(bus))
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lease_is_fenced_above_the_store_s_mark_after_redis_forgot_its_counters() {
         let Some(redis) = RedisServer::start() else {
@@ -518,13 +528,7 @@ mod tests {
             return;
         };
         let url = redis.url();
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
-        let bus: Arc<dyn Bus> = Arc::new(
-            RedisBus::connect(&url, key(), &Registry::new())
-                .await
-                .unwrap(),
-        );
+        let (mut admin, bus) = admin_and_bus(&url).await;
         let handler: Handler = Arc::new(|payload: Bytes, _fence: Option<Fence>| {
             Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
         });
@@ -562,13 +566,7 @@ mod tests {
             return;
         };
         let url = redis.url();
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
-        let bus: Arc<dyn Bus> = Arc::new(
-            RedisBus::connect(&url, key(), &Registry::new())
-                .await
-                .unwrap(),
-        );
+        let (mut admin, bus) = admin_and_bus(&url).await;
         let applied = Arc::new(AtomicUsize::new(0));
         let counter = applied.clone();
         let handler: Handler = Arc::new(move |payload: Bytes, _fence: Option<Fence>| {
@@ -627,13 +625,7 @@ mod tests {
             return;
         };
         let url = redis.url();
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
-        let bus: Arc<dyn Bus> = Arc::new(
-            RedisBus::connect(&url, key(), &Registry::new())
-                .await
-                .unwrap(),
-        );
+        let (mut admin, bus) = admin_and_bus(&url).await;
         // No core runs: every request waits in its list until it times out.
         let caller = RpcClient::connect(&url, bus.as_ref(), "gw-1", key(), &Registry::new())
             .await
