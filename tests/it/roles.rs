@@ -28,9 +28,31 @@ async fn tier(redis: &RedisServer, gateways: usize) -> (TestApp, Vec<TestApp>) {
             .await,
         );
     }
-    // The core takes its shard leases within a moment.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    every_shard_leased(redis).await;
     (core, list)
+}
+
+/// Waits until a core holds the lease of every shard, as Redis says.
+async fn every_shard_leased(redis: &RedisServer) {
+    let client = redis::Client::open(redis.url().as_str()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let leased: Vec<String> = redis::cmd("KEYS")
+            .arg("sa:lease:*")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        if leased.len() == superapp_kit::rpc::SHARDS as usize {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the core took {} of the shard leases",
+            leased.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,7 +462,7 @@ async fn a_gateway_with_the_public_key_alone_checks_tokens_itself() {
         c.auth.token_public_key = Some(public_key.clone());
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    every_shard_leased(&redis).await;
     let ann = core.user("Ann").await;
     let bo = core.user("Bo").await;
     let conn = Connection::connect(&gateway.base_url, &ann.tokens.access_token)
@@ -686,7 +708,7 @@ async fn redis_restarts_during_ten_thousand_sends_lose_and_duplicate_nothing() {
             .await,
         );
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    every_shard_leased(&redis).await;
     let seed = std::process::id();
     let users = users_of(&core, 10).await;
     let killer = tokio::spawn(async move {
@@ -728,7 +750,7 @@ async fn a_gateway_killed_mid_stream_loses_its_clients_to_another_and_nothing_el
         crate::durability::start_server_logging(dirs[0].path(), "info", &args);
     let (mut survivor, survivor_url, _) =
         crate::durability::start_server_logging(dirs[1].path(), "info", &args);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    every_shard_leased(&redis).await;
     let seed = std::process::id();
     let users = users_of(&core, 6).await;
     let killer = tokio::spawn(async move {
@@ -792,7 +814,7 @@ async fn a_standby_core_takes_over_when_the_active_one_dies() {
         c.redis.request_timeout_ms = 1_000;
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    every_shard_leased(&redis).await;
     let http = superapp_client::HttpClient::new(active_url);
     let (pa, pb) = (crate::helpers::fresh_phone(), crate::helpers::fresh_phone());
     http.register(&pa, crate::helpers::PASSWORD, "Ann")
@@ -865,7 +887,7 @@ async fn a_core_killed_and_restarted_keeps_every_acknowledged_message() {
         unlimited(c);
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    every_shard_leased(&redis).await;
     let http = superapp_client::HttpClient::new(core_url);
     let mut users = Vec::new();
     for _ in 0..4 {

@@ -113,7 +113,7 @@ impl RpcServer {
             self.floor.clone(),
         );
         let keeper = tokio::spawn(keeper.run(shutdown.clone()));
-        let pusher = manager(&client).await?;
+        let mut pusher = manager(&client).await?;
         let mut popper = Popper::connect(client).await?;
         let mut dispatcher = Dispatcher {
             bus,
@@ -133,7 +133,7 @@ impl RpcServer {
             hand_back(&pusher, &queue, refused).await;
         }
         keeper.abort();
-        self.shut_down(dispatcher, &mut pusher.clone()).await;
+        self.shut_down(dispatcher, &mut pusher).await;
         Ok(())
     }
 
