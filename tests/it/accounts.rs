@@ -489,3 +489,42 @@ async fn a_registration_flood_is_answered_busy_and_a_log_in_overtakes_it() {
     // The bound in docs/architecture.md is a few hashes' time; this is generous.
     assert!(waited < Duration::from_secs(10), "{waited:?}");
 }
+
+#[tokio::test]
+async fn a_log_in_with_an_unknown_phone_takes_as_long_as_one_with_a_wrong_password() {
+    // An unknown phone is answered after a decoy hash, so neither the code
+    // nor the time tells whether a phone has an account.
+    let app = spawn_app().await;
+    let mut users = Vec::new();
+    for i in 0..9 {
+        users.push(app.user(&format!("U{i}")).await);
+    }
+    let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
+    for user in &users {
+        // In turns, so both paths share whatever else the machine does.
+        for (phone, times) in [
+            (user.phone.clone(), &mut wrong),
+            (fresh_phone(), &mut unknown),
+        ] {
+            let started = Instant::now();
+            let refused = app
+                .http
+                .login(&phone, "not the passphrase at all")
+                .await
+                .unwrap_err();
+            times.push(started.elapsed());
+            assert_eq!(refused.code(), Some("invalid_credentials"));
+        }
+    }
+    wrong.sort();
+    unknown.sort();
+    let ratio = unknown[4].as_secs_f64() / wrong[4].as_secs_f64();
+    // Without the decoy, an unknown phone is answered in a small fraction of
+    // a hash; the stated bound is a factor of three either way.
+    assert!(
+        (1.0 / 3.0..=3.0).contains(&ratio),
+        "median unknown {:?} against median wrong {:?}",
+        unknown[4],
+        wrong[4]
+    );
+}
