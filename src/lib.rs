@@ -30,7 +30,8 @@ use superapp_kit::ids::IdGen;
 use superapp_kit::metrics::{BATCH_SIZES, Registry};
 use superapp_kit::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use superapp_kit::redis_bus::RedisBus;
-use superapp_kit::rpc::{CoreLease, FenceFloor, Handler, RpcClient, RpcServer};
+use superapp_kit::rpc::{CoreLease, Handler, RpcClient, RpcServer};
+use superapp_kit::tier_key::TierKey;
 
 use crate::config::{Config, Role};
 use tokio::net::TcpListener;
@@ -67,7 +68,8 @@ impl Application {
         let metrics = Arc::new(Registry::new());
         let clock: SharedClock = Arc::new(SystemClock);
         let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
-        let bus = connect_bus(&config, &metrics).await?;
+        let tier = Tier::of(&config)?;
+        let bus = connect_bus(tier.as_ref(), &metrics).await?;
         let node = node_name(role);
         let shutdown = CancellationToken::new();
         // A core opens its stores only while it holds the core lease: a second
@@ -76,23 +78,28 @@ impl Application {
         let (local, backend): (_, Arc<dyn Backend>) = match role {
             Role::Gateway => (
                 None,
-                gateway_backend(&config, &bus, &node, &metrics, verifier).await?,
+                gateway_backend(&config, tier.as_ref(), &bus, &node, &metrics, verifier).await?,
             ),
             Role::All | Role::Core => {
                 let local = Arc::new(open_rooms(&config, &metrics, &bus, &clock, &ids)?);
                 (Some(local.clone()), local)
             }
         };
-        let handler = match (role, &local) {
-            (Role::Core, Some(local)) => Some((
+        let request_server = match (role, &local, &tier) {
+            (Role::Core, Some(local), Some(tier)) => Some((
+                RpcServer::new(
+                    &tier.url,
+                    &node,
+                    Duration::from_millis(config.redis.lease_ttl_ms),
+                    tier.key.clone(),
+                    &metrics,
+                )
+                .with_fence_floor(wiring::fence_floor(local.chat.clone())),
                 core_handler(local.clone()),
-                wiring::fence_floor(local.chat.clone()),
             )),
             _ => None,
         };
-        let core = start_core(
-            &config, &node, &metrics, &bus, handler, core_lease, &shutdown,
-        );
+        let core = start_core(request_server, &bus, core_lease, &shutdown);
         let (presence, limits) = shared_state(&config, &clock).await?;
         let hub = Hub::start(
             bus.as_ref(),
@@ -183,11 +190,30 @@ impl Application {
     }
 }
 
+/// Where the processes of a tier meet: Redis, and the key they share.
+struct Tier {
+    url: String,
+    key: TierKey,
+}
+
+impl Tier {
+    /// None without `redis.url`: one process, nothing to meet.
+    fn of(config: &Config) -> anyhow::Result<Option<Self>> {
+        let Some(url) = &config.redis.url else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            url: url.expose().clone(),
+            key: config.redis.tier_key()?,
+        }))
+    }
+}
+
 /// Redis pub/sub when Redis is configured, else the in-process bus.
-async fn connect_bus(config: &Config, metrics: &Registry) -> anyhow::Result<SharedBus> {
-    Ok(match &config.redis.url {
-        Some(url) => {
-            let bus = RedisBus::connect(url.expose(), config.redis.tier_key()?, metrics)
+async fn connect_bus(tier: Option<&Tier>, metrics: &Registry) -> anyhow::Result<SharedBus> {
+    Ok(match tier {
+        Some(tier) => {
+            let bus = RedisBus::connect(&tier.url, tier.key.clone(), metrics)
                 .await
                 .context("connecting to redis (redis.url)")?;
             tracing::info!("bus: redis pub/sub");
@@ -229,19 +255,14 @@ async fn acquire_core_lease(
 /// A gateway's backend: the core, reached over Redis.
 async fn gateway_backend(
     config: &Config,
+    tier: Option<&Tier>,
     bus: &SharedBus,
     node: &str,
     metrics: &Registry,
     verifier: Option<TokenVerifier>,
 ) -> anyhow::Result<Arc<dyn Backend>> {
-    let url = config
-        .redis
-        .url
-        .as_ref()
-        .map(|u| u.expose().clone())
-        .unwrap_or_default();
-    let key = config.redis.tier_key()?;
-    let rpc = RpcClient::connect(&url, bus.as_ref(), node, key, metrics)
+    let tier = tier.context("a gateway meets the core through Redis: set redis.url")?;
+    let rpc = RpcClient::connect(&tier.url, bus.as_ref(), node, tier.key.clone(), metrics)
         .await
         .context("connecting to redis for core requests")?
         .with_max_waiting(config.redis.max_waiting_requests);
@@ -273,35 +294,21 @@ impl CoreTasks {
 }
 
 /// Starts what a core runs beside its rooms: the server of the gateways'
-/// requests (given the core's handler, its fence floor and Redis) and the keeper of the core lease.
+/// requests (with the core's handler) and the keeper of the core lease.
 fn start_core(
-    config: &Config,
-    node: &str,
-    metrics: &Registry,
+    request_server: Option<(RpcServer, Handler)>,
     bus: &SharedBus,
-    core: Option<(Handler, FenceFloor)>,
     lease: Option<CoreLease>,
     shutdown: &CancellationToken,
 ) -> CoreTasks {
-    let mut request_server = None;
-    if let (Some((handler, floor)), Some(url), Ok(key)) =
-        (core, &config.redis.url, config.redis.tier_key())
-    {
-        let server = RpcServer::new(
-            url.expose(),
-            node,
-            Duration::from_millis(config.redis.lease_ttl_ms),
-            key,
-            metrics,
-        )
-        .with_fence_floor(floor);
+    let request_server = request_server.map(|(server, handler)| {
         let (bus, shutdown) = (bus.clone(), shutdown.clone());
-        request_server = Some(tokio::spawn(async move {
+        tokio::spawn(async move {
             if let Err(e) = server.run(bus, handler, shutdown).await {
                 tracing::error!(error = %e, "core request server stopped");
             }
-        }));
-    }
+        })
+    });
     let stopped = CancellationToken::new();
     let lease_keeper =
         lease.map(|lease| tokio::spawn(lease.keep(shutdown.clone(), stopped.clone())));

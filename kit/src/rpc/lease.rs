@@ -381,14 +381,19 @@ mod tests {
         TierKey::new(&[7; 32]).unwrap()
     }
 
+    async fn bus(url: &str) -> Arc<dyn Bus> {
+        Arc::new(
+            RedisBus::connect(url, key(), &Registry::new())
+                .await
+                .unwrap(),
+        )
+    }
+
     /// A connection for the test's own commands, and a bus of the tier.
     async fn admin_and_bus(url: &str) -> (redis::aio::MultiplexedConnection, Arc<dyn Bus>) {
         let client = redis::Client::open(url).unwrap();
         let admin = client.get_multiplexed_async_connection().await.unwrap();
-        let bus = RedisBus::connect(url, key(), &Registry::new())
-            .await
-            .unwrap();
-        (admin, Arc::new(bus))
+        (admin, bus(url).await)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,11 +406,7 @@ mod tests {
         // but the store has already accepted number 41 for shard 3.
         let floor: FenceFloor =
             Arc::new(|shard| Box::pin(async move { Some(if shard == 3 { 41 } else { 0 }) }));
-        let bus: Arc<dyn Bus> = Arc::new(
-            RedisBus::connect(&url, key(), &Registry::new())
-                .await
-                .unwrap(),
-        );
+        let bus = bus(&url).await;
         let handler: Handler = Arc::new(|payload: Bytes, _fence: Option<Fence>| {
             Box::pin(async move { payload }) as BoxFuture<'static, Bytes>
         });
@@ -458,11 +459,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let bus: Arc<dyn Bus> = Arc::new(
-            RedisBus::connect(&url, key(), &Registry::new())
-                .await
-                .unwrap(),
-        );
+        let bus = bus(&url).await;
         let applied = Arc::new(AtomicUsize::new(0));
         let counter = applied.clone();
         let handler: Handler = Arc::new(move |payload: Bytes, fence: Option<Fence>| {

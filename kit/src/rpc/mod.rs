@@ -53,16 +53,6 @@ pub fn shard_of(key: &str) -> u32 {
     hash % SHARDS
 }
 
-/// 64-bit FNV-1a of a short name.
-fn fnv1a(key: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
 fn shard_queue(shard: u32) -> String {
     format!("sa:rq:{shard}")
 }

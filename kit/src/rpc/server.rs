@@ -316,12 +316,12 @@ impl Dispatcher {
 
 /// The requests answered lately, each kept until its caller's deadline, so
 /// that a request pushed twice (its first push was cut off after reaching
-/// Redis, and the gateway pushed it again) is applied once. Keyed by reply
-/// topic and request id, which together name a request.
+/// Redis, and the gateway pushed it again) is applied once. Request ids are
+/// 64 random bits, so the id alone names a request.
 #[derive(Default)]
 struct Answered {
-    ids: HashSet<(u64, u64)>,
-    by_deadline: VecDeque<(i64, (u64, u64))>,
+    ids: HashSet<u64>,
+    by_deadline: VecDeque<(i64, u64)>,
 }
 
 impl Answered {
@@ -330,17 +330,17 @@ impl Answered {
         let now = now_ms();
         // Deadlines come nearly in order; one later than its successors
         // is forgotten a little late, never early.
-        while let Some(&(deadline, key)) = self.by_deadline.front()
+        while let Some(&(deadline, id)) = self.by_deadline.front()
             && deadline < now
         {
             self.by_deadline.pop_front();
-            self.ids.remove(&key);
+            self.ids.remove(&id);
         }
-        let key = (super::fnv1a(&envelope.reply_to), envelope.id);
-        if !self.ids.insert(key) {
+        if !self.ids.insert(envelope.id) {
             return false;
         }
-        self.by_deadline.push_back((envelope.deadline_ms, key));
+        self.by_deadline
+            .push_back((envelope.deadline_ms, envelope.id));
         true
     }
 }
