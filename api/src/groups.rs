@@ -91,7 +91,8 @@ pub struct MembersQuery {
     /// At most this many (default 100, at most 500).
     #[serde(default)]
     pub limit: u32,
-    /// Only members whose group nickname or display name contains this.
+    /// Only members whose group nickname or display name contains this,
+    /// ignoring case (at most 64 characters).
     #[serde(default)]
     pub q: String,
 }

@@ -16,6 +16,8 @@
 //!   cap and the membership cap, each refusing before anything is written.
 //! - [`group_rules_match_the_model`]: random operations by random members,
 //!   each answered as an in-memory model that applies [`crate::policy`] says.
+//! - [`member_search_matches_the_model`]: member lists and searches, paged
+//!   at random, answer what filtering every member in memory answers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -28,7 +30,8 @@ use rand::{Rng as _, SeedableRng as _};
 use crate::ChatError;
 use crate::model::{
     Appended, ConversationId, Fence, GroupId, GroupInfo, GroupLimits, GroupUpdate, InboxCursor,
-    MemberInfo, Mentions, NewGroup, NewGroupMessage, NewMessage, Removal, Role, UserId,
+    MemberChange, MemberInfo, Mentions, NewGroup, NewGroupMessage, NewMessage, Removal, Role,
+    UserId,
 };
 use crate::policy::{self, Admission, MAX_MEMBERS};
 use crate::store::{ChatStorage, ChatStore, GroupStore, StoreError};
@@ -527,8 +530,10 @@ async fn concurrent_joins_at_the_cap_never_overshoot(store: Arc<dyn ChatStorage>
     assert_eq!(added, 10);
     let group = store.group(GroupId(1)).await.unwrap().unwrap();
     assert_eq!(group.member_count, MAX_MEMBERS);
-    let listed = store.members_page(GroupId(1), None, 10_000).await.unwrap();
-    assert_eq!(listed.len(), MAX_MEMBERS as usize);
+    assert_eq!(
+        members(store.as_ref(), GroupId(1)).await.len(),
+        MAX_MEMBERS as usize
+    );
     // The 6001st is refused and changes nothing.
     assert!(matches!(
         store
@@ -565,8 +570,9 @@ async fn lifecycle(store: &dyn ChatStorage) {
         (3, u(10), 0)
     );
     assert_eq!(store.groups_of(u(11)).await.unwrap(), vec![g]);
-    let page = store.members_page(g, Some(u(10)), 1).await.unwrap();
-    assert_eq!(page.iter().map(|m| m.user).collect::<Vec<_>>(), [u(11)]);
+    let page = store.members_page(g, Some(u(10)), 1, String::new()).await;
+    let page: Vec<UserId> = page.unwrap().iter().map(|(m, _)| m.user).collect();
+    assert_eq!(page, [u(11)]);
 
     // A member who joins later sees from the current seq on.
     store
@@ -635,12 +641,18 @@ async fn lifecycle(store: &dyn ChatStorage) {
     ));
 
     // Roles, transfer, mutes, removal and leaving.
-    store.set_role(g, u(10), u(11), true).await.unwrap();
+    store
+        .update_member(g, u(10), u(11), promote())
+        .await
+        .unwrap();
     assert!(matches!(
         store.remove_member(g, u(12), u(11)).await,
         Err(ChatError::NotAllowed)
     ));
-    store.mute_member(g, u(11), u(12), 1_000).await.unwrap();
+    store
+        .update_member(g, u(11), u(12), mute(1_000))
+        .await
+        .unwrap();
     assert!(matches!(
         store
             .append_group(NewGroupMessage {
@@ -673,20 +685,14 @@ async fn lifecycle(store: &dyn ChatStorage) {
         Err(ChatError::NotMember)
     ));
     store
-        .set_nickname(g, u(14), "fourteen".into())
+        .update_member(g, u(14), u(14), nickname("fourteen"))
         .await
         .unwrap();
     assert_eq!(
         store.member(g, u(14)).await.unwrap().unwrap().nickname,
         "fourteen"
     );
-    let members: Vec<UserId> = store
-        .members_page(g, None, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.user)
-        .collect();
+    let members: Vec<UserId> = members(store, g).await.iter().map(|m| m.user).collect();
     assert_eq!(members, vec![u(10), u(11), u(14)]);
     assert_eq!(store.group(g).await.unwrap().unwrap().member_count, 3);
 
@@ -704,6 +710,146 @@ async fn lifecycle(store: &dyn ChatStorage) {
     assert!(store.groups_of(u(14)).await.unwrap().is_empty());
 }
 
+/// A group of 200 with random display names (some not kept, as for members
+/// added before names were kept) and nicknames, searched with random
+/// queries in random page sizes: the pages, put together, are the members
+/// a plain in-memory filter finds (case-insensitive substring of nickname
+/// or name), plus every member without a kept name, with their kept names.
+pub async fn member_search_matches_the_model(store: &dyn ChatStorage, seed: u64) {
+    const NAMES: [&str; 10] = [
+        "Ann",
+        "ANNA",
+        "Éve",
+        "éveline",
+        "李雷",
+        "韩梅梅",
+        "Bob",
+        "bobby",
+        "Zoë",
+        "o'Neil",
+    ];
+    let mut rng = StdRng::seed_from_u64(seed);
+    let group = GroupId(77);
+    let people: Vec<UserId> = (2..=200).map(UserId).collect();
+    store
+        .create_group(NewGroup {
+            group,
+            name: "search".into(),
+            avatar: String::new(),
+            owner: UserId(1),
+            members: people.clone(),
+            now_ms: 1,
+        })
+        .await
+        .unwrap();
+    // user -> (nickname, kept name)
+    let mut model: BTreeMap<UserId, (String, Option<String>)> = BTreeMap::new();
+    let mut kept = Vec::new();
+    for user in std::iter::once(UserId(1)).chain(people) {
+        let name = rng
+            .random_bool(0.9)
+            .then(|| format!("{} {}", NAMES[rng.random_range(0..10)], user.0));
+        let nickname = match rng.random_range(0..4) {
+            0 => NAMES[rng.random_range(0..10)].to_uppercase(),
+            _ => String::new(),
+        };
+        if !nickname.is_empty() {
+            let change = MemberChange {
+                nickname: Some(nickname.clone()),
+                ..MemberChange::default()
+            };
+            store
+                .update_member(group, user, user, change)
+                .await
+                .unwrap();
+        }
+        kept.extend(name.clone().map(|n| (user, n)));
+        model.insert(user, (nickname, name));
+    }
+    store.remember_names(kept).await.unwrap();
+    let unnamed: Vec<UserId> = (model.iter())
+        .filter(|(_, (_, name))| name.is_none())
+        .map(|(user, _)| *user)
+        .collect();
+    assert_eq!(store.unnamed_members(group).await.unwrap(), unnamed);
+
+    for round in 0..40 {
+        let raw = match rng.random_range(0..5) {
+            0 => String::new(),
+            1 => "zz".into(),
+            _ => {
+                let name: Vec<char> = NAMES[rng.random_range(0..10)].chars().collect();
+                let from = rng.random_range(0..name.len());
+                let to = rng.random_range(from + 1..=name.len());
+                let part: String = name[from..to].iter().collect();
+                if rng.random_bool(0.5) {
+                    part.to_uppercase()
+                } else {
+                    part
+                }
+            }
+        };
+        let query = policy::member_query(&raw).unwrap();
+        let expected: Vec<(UserId, Option<String>)> = (model.iter())
+            .filter(|(_, (nickname, name))| match name {
+                None => true,
+                Some(name) => {
+                    nickname.to_lowercase().contains(&query) || name.to_lowercase().contains(&query)
+                }
+            })
+            .map(|(user, (_, name))| (*user, name.clone()))
+            .collect();
+        let limit = rng.random_range(1..40);
+        let (mut got, mut after) = (Vec::new(), None);
+        loop {
+            let page = store.members_page(group, after, limit, query.clone());
+            let page = page.await.unwrap();
+            after = page.last().map(|(m, _)| m.user);
+            let last = page.len() < limit as usize;
+            got.extend(page.into_iter().map(|(m, name)| (m.user, name)));
+            if last {
+                break;
+            }
+        }
+        assert_eq!(got, expected, "round {round}: {raw:?} in pages of {limit}");
+    }
+
+    // A kept name is replaced by a newer one.
+    store
+        .remember_names(vec![(UserId(1), "Renamed".into())])
+        .await
+        .unwrap();
+    let page = store.members_page(group, None, 1, "renamed".into()).await;
+    assert_eq!(page.unwrap()[0].1.as_deref(), Some("Renamed"));
+}
+
+/// Every member of the group, by user id.
+async fn members(store: &dyn GroupStore, group: GroupId) -> Vec<MemberInfo> {
+    let page = store.members_page(group, None, MAX_MEMBERS, String::new());
+    page.await.unwrap().into_iter().map(|(m, _)| m).collect()
+}
+
+fn promote() -> MemberChange {
+    MemberChange {
+        admin: Some(true),
+        ..MemberChange::default()
+    }
+}
+
+fn mute(until_ms: i64) -> MemberChange {
+    MemberChange {
+        muted_until_ms: Some(until_ms),
+        ..MemberChange::default()
+    }
+}
+
+fn nickname(nickname: &str) -> MemberChange {
+    MemberChange {
+        nickname: Some(nickname.into()),
+        ..MemberChange::default()
+    }
+}
+
 /// One operation of the random walk.
 #[derive(Debug, Clone)]
 enum Op {
@@ -713,6 +859,8 @@ enum Op {
     SetRole(UserId, UserId, bool),
     Transfer(UserId, UserId),
     Mute(UserId, UserId, i64),
+    /// Several parts of a membership at once: all or nothing.
+    Change(UserId, UserId, MemberChange),
     Settings(UserId, GroupUpdate),
     Send(UserId, bool),
 }
@@ -833,6 +981,27 @@ impl Model {
                 }
                 Ok(())
             }
+            Op::Change(actor, user, change) => {
+                // The parts one after another, on a copy kept only if all pass.
+                let mut next = self.clone();
+                if let Some(admin) = change.admin {
+                    next.apply(&Op::SetRole(*actor, *user, admin), now)?;
+                }
+                if let Some(until) = change.muted_until_ms {
+                    next.apply(&Op::Mute(*actor, *user, until), now)?;
+                }
+                next.actor(*actor)?;
+                let target = next.members.get_mut(user).ok_or(ChatError::UnknownMember)?;
+                if let Some(nickname) = &change.nickname {
+                    if actor != user {
+                        return Err(ChatError::NotAllowed);
+                    }
+                    policy::check_nickname(nickname)?;
+                    target.nickname = nickname.clone();
+                }
+                *self = next;
+                Ok(())
+            }
             Op::Settings(actor, update) => {
                 policy::may_administer(&self.actor(*actor)?)?;
                 if let Some(v) = update.mute_all {
@@ -862,7 +1031,7 @@ impl Model {
 fn random_op(rng: &mut StdRng, people: u64) -> Op {
     let mut someone = || UserId(rng.random_range(1..=people));
     let (a, b) = (someone(), someone());
-    match rng.random_range(0..8) {
+    match rng.random_range(0..9) {
         0 => {
             let n = rng.random_range(1..4);
             Op::Invite(
@@ -884,6 +1053,19 @@ fn random_op(rng: &mut StdRng, people: u64) -> Op {
                 slow_mode_secs: rng.random_bool(0.3).then(|| rng.random_range(0..3)),
                 join_approval: rng.random_bool(0.3).then(|| rng.random_bool(0.5)),
                 ..GroupUpdate::default()
+            },
+        ),
+        7 => Op::Change(
+            a,
+            b,
+            MemberChange {
+                admin: rng.random_bool(0.5).then(|| rng.random_bool(0.6)),
+                muted_until_ms: rng
+                    .random_bool(0.5)
+                    .then(|| rng.random_range(-1..3) * 1_000),
+                nickname: rng
+                    .random_bool(0.5)
+                    .then(|| ["", "Ann", &"x".repeat(33)][rng.random_range(0..3)].to_string()),
             },
         ),
         _ => Op::Send(a, rng.random_bool(0.2)),
@@ -920,10 +1102,8 @@ pub async fn group_rules_match_the_model(store: Arc<dyn ChatStorage>, seed: u64)
             .await
             .unwrap();
         let mut model = Model {
-            members: store
-                .members_page(group, None, 100)
+            members: members(store.as_ref(), group)
                 .await
-                .unwrap()
                 .into_iter()
                 .map(|m| (m.user, m))
                 .collect(),
@@ -940,17 +1120,15 @@ pub async fn group_rules_match_the_model(store: Arc<dyn ChatStorage>, seed: u64)
                 "walk {walk} step {step}: {op:?} answered {got:?}, the model says {expected:?}"
             );
         }
-        let stored: BTreeMap<UserId, (Role, i64)> = store
-            .members_page(group, None, 100)
+        let stored: BTreeMap<UserId, (Role, i64, String)> = members(store.as_ref(), group)
             .await
-            .unwrap()
             .into_iter()
-            .map(|m| (m.user, (m.role, m.muted_until_ms)))
+            .map(|m| (m.user, (m.role, m.muted_until_ms, m.nickname)))
             .collect();
-        let modelled: BTreeMap<UserId, (Role, i64)> = model
+        let modelled: BTreeMap<UserId, (Role, i64, String)> = model
             .members
             .values()
-            .map(|m| (m.user, (m.role, m.muted_until_ms)))
+            .map(|m| (m.user, (m.role, m.muted_until_ms, m.nickname.clone())))
             .collect();
         assert_eq!(stored, modelled, "walk {walk}");
         let info = store.group(group).await.unwrap().unwrap();
@@ -980,9 +1158,27 @@ async fn run(
             .await
             .map(drop),
         Op::Remove(actor, user) => store.remove_member(group, actor, user).await.map(drop),
-        Op::SetRole(actor, user, admin) => store.set_role(group, actor, user, admin).await,
+        Op::SetRole(actor, user, admin) => store
+            .update_member(
+                group,
+                actor,
+                user,
+                MemberChange {
+                    admin: Some(admin),
+                    ..MemberChange::default()
+                },
+            )
+            .await
+            .map(drop),
         Op::Transfer(actor, user) => store.transfer_owner(group, actor, user).await,
-        Op::Mute(actor, user, until) => store.mute_member(group, actor, user, until).await,
+        Op::Mute(actor, user, until) => store
+            .update_member(group, actor, user, mute(until))
+            .await
+            .map(drop),
+        Op::Change(actor, user, change) => store
+            .update_member(group, actor, user, change)
+            .await
+            .map(drop),
         Op::Settings(actor, update) => store.update_group(group, actor, update).await.map(drop),
         Op::Send(sender, all) => store
             .append_group(NewGroupMessage {

@@ -36,5 +36,5 @@ pub mod conformance;
 
 pub use error::ChatError;
 pub use ports::Directory;
-pub use service::{Chat, ListedMember};
+pub use service::Chat;
 pub use store::{ChatStorage, ChatStore, GroupStore, SqliteChatStore};

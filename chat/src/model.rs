@@ -172,6 +172,26 @@ pub struct MemberInfo {
     pub last_sent_ms: i64,
 }
 
+/// A member as listed: the membership and the display name chat keeps for
+/// the user (copied from the account room when they were added to a group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedMember {
+    pub member: MemberInfo,
+    pub display_name: String,
+}
+
+/// Changes to one membership, decided together and written in one write
+/// ([`crate::policy::member_change`]); None leaves a part as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberChange {
+    /// Admin (true) or plain member (false); the owner decides.
+    pub admin: Option<bool>,
+    /// Muted until this time (0 unmutes); someone who outranks the member decides.
+    pub muted_until_ms: Option<i64>,
+    /// The group nickname; only one's own.
+    pub nickname: Option<String>,
+}
+
 /// How far one user may go with groups: the limits a store applies, with
 /// [`crate::policy::room_in_groups`] and [`crate::policy::may_create_group`],
 /// inside the write that adds or creates.

@@ -11,7 +11,7 @@
 use superapp_proto::v1::{MessageBody, message_body};
 
 use crate::ChatError;
-use crate::model::{GroupInfo, MemberInfo, Mentions, Removal, Role, UserId};
+use crate::model::{GroupInfo, MemberChange, MemberInfo, Mentions, Removal, Role, UserId};
 
 /// At most this many members in a group.
 pub const MAX_MEMBERS: u32 = 6_000;
@@ -25,6 +25,8 @@ pub const MAX_CLIENT_MSG_ID_BYTES: usize = 64;
 pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_ANNOUNCEMENT_CHARS: usize = 2_000;
 pub const MAX_NICKNAME_CHARS: usize = 32;
+/// Longest member search.
+pub const MAX_QUERY_CHARS: usize = 64;
 pub const MAX_AVATAR_BYTES: usize = 512;
 pub const MAX_SLOW_MODE_SECS: u32 = 3_600;
 /// Bodies in one pulled page stop growing past this many bytes of content
@@ -112,6 +114,29 @@ pub fn check_nickname(nickname: &str) -> Result<(), ChatError> {
         "invalid_nickname",
         "a group nickname is at most 32 characters",
     )
+}
+
+/// A member search, as trimmed: at most 64 characters, no control
+/// characters. Answers it lower-cased, as [`member_matches`] takes it.
+pub fn member_query(raw: &str) -> Result<String, ChatError> {
+    let query = raw.trim();
+    check_len(
+        query,
+        0,
+        MAX_QUERY_CHARS,
+        "invalid_query",
+        "a member search is at most 64 characters",
+    )?;
+    Ok(query.to_lowercase())
+}
+
+/// Whether a member is found by a search (`query` as [`member_query`]
+/// answers it): their group nickname or display name contains it, ignoring
+/// case. An empty query finds everyone.
+pub fn member_matches(query: &str, nickname: &str, display_name: &str) -> bool {
+    query.is_empty()
+        || nickname.to_lowercase().contains(query)
+        || display_name.to_lowercase().contains(query)
 }
 
 /// A group name, as trimmed: 1 to 64 characters, no control characters.
@@ -303,6 +328,40 @@ pub fn new_role(
     Ok(Role::Admin)
 }
 
+/// A change to `target`'s membership by `actor` (`admins` being how many
+/// admins there are now), decided as a whole: the role by [`new_role`], the
+/// mute by [`may_mute`] against the target as the new role leaves them, the
+/// nickname only by the member themselves. Answers the membership as
+/// changed; a refusal of any part refuses all of it.
+pub fn member_change(
+    actor: &MemberInfo,
+    target: Option<&MemberInfo>,
+    change: &MemberChange,
+    admins: u32,
+) -> Result<MemberInfo, ChatError> {
+    // Each part is judged as if it came alone after the parts before it.
+    let mut changed = target.cloned();
+    if let Some(admin) = change.admin {
+        let role = new_role(actor, changed.as_ref(), admin, admins)?;
+        changed.iter_mut().for_each(|m| m.role = role);
+    }
+    if let Some(until_ms) = change.muted_until_ms {
+        may_mute(actor, changed.as_ref())?;
+        changed
+            .iter_mut()
+            .for_each(|m| m.muted_until_ms = until_ms.max(0));
+    }
+    let mut changed = changed.ok_or(ChatError::UnknownMember)?;
+    if let Some(nickname) = &change.nickname {
+        if actor.user != changed.user {
+            return Err(ChatError::NotAllowed);
+        }
+        check_nickname(nickname)?;
+        changed.nickname = nickname.clone();
+    }
+    Ok(changed)
+}
+
 /// The owner hands the group to another member; answers the former owner's
 /// new role. They stay on as an admin, as people expect, if the admins' cap
 /// leaves room (a new owner who was an admin makes room).
@@ -393,6 +452,72 @@ mod tests {
             Err(ChatError::TooManyGroupsCreated { max: 2, retry_after_ms })
                 if retry_after_ms == (1_000 + CREATION_WINDOW_MS - 5_000) as u64
         ));
+    }
+
+    #[test]
+    fn a_member_change_is_refused_whole_when_any_part_is() {
+        let (owner, admin, plain) = (
+            member(1, Role::Owner),
+            member(2, Role::Admin),
+            member(3, Role::Member),
+        );
+        let promote_and_mute = MemberChange {
+            admin: Some(true),
+            muted_until_ms: Some(5),
+            nickname: None,
+        };
+        let changed = member_change(&owner, Some(&plain), &promote_and_mute, 0).unwrap();
+        assert_eq!((changed.role, changed.muted_until_ms), (Role::Admin, 5));
+        // Someone else's nickname spoils the whole change.
+        let with_nickname = MemberChange {
+            nickname: Some("x".into()),
+            ..promote_and_mute.clone()
+        };
+        assert!(matches!(
+            member_change(&owner, Some(&plain), &with_nickname, 0),
+            Err(ChatError::NotAllowed)
+        ));
+        // Only the owner changes roles, even where the mute alone would pass.
+        assert!(matches!(
+            member_change(&admin, Some(&plain), &promote_and_mute, 0),
+            Err(ChatError::NotAllowed)
+        ));
+        // A negative mute time unmutes, whatever the role becomes.
+        let demote_and_mute = MemberChange {
+            admin: Some(false),
+            muted_until_ms: Some(-7),
+            nickname: None,
+        };
+        let changed = member_change(&owner, Some(&admin), &demote_and_mute, 1).unwrap();
+        assert_eq!((changed.role, changed.muted_until_ms), (Role::Member, 0));
+        let own_nickname = |nickname: String| MemberChange {
+            nickname: Some(nickname),
+            ..MemberChange::default()
+        };
+        let changed = member_change(&plain, Some(&plain), &own_nickname("Mimi".into()), 0);
+        assert_eq!(changed.unwrap().nickname, "Mimi");
+        assert!(matches!(
+            member_change(&plain, Some(&plain), &own_nickname("x".repeat(33)), 0),
+            Err(ChatError::Invalid {
+                code: "invalid_nickname",
+                ..
+            })
+        ));
+        assert!(matches!(
+            member_change(&owner, None, &MemberChange::default(), 0),
+            Err(ChatError::UnknownMember)
+        ));
+    }
+
+    #[test]
+    fn a_member_search_is_trimmed_bounded_and_ignores_case() {
+        assert_eq!(member_query("  ÉVE ").unwrap(), "éve");
+        assert!(member_query(&"x".repeat(65)).is_err());
+        assert!(member_query("a\u{7}").is_err());
+        assert!(member_matches("éve", "", "Éveline"));
+        assert!(member_matches("", "", ""));
+        assert!(member_matches("boss", "The Boss", "Ann"));
+        assert!(!member_matches("zed", "The Boss", "Ann"));
     }
 
     #[test]

@@ -18,8 +18,6 @@ use superapp_proto::v1::{
     ReadReceipt, SendAck, SendMessage, bus_envelope, event,
 };
 
-pub use groups::ListedMember;
-
 use crate::ChatError;
 use crate::model::{
     Appended, ConversationId, GroupId, InboxCursor, InboxEntry, Mentions, NewGroupMessage,

@@ -10,6 +10,8 @@
 //! either way nobody gets the event twice, and a departed member's gateway
 //! has stopped delivering the group before anything later is published to it.
 
+use std::collections::HashSet;
+
 use rand::Rng as _;
 use superapp_proto::Topic;
 use superapp_proto::v1::group_event::Kind;
@@ -18,7 +20,8 @@ use superapp_proto::v1::{Event, GroupEvent, Membership, bus_envelope, event};
 use super::Chat;
 use crate::ChatError;
 use crate::model::{
-    GroupId, GroupInfo, GroupUpdate, JoinRequest, Joined, MemberInfo, NewGroup, Removal, UserId,
+    GroupId, GroupInfo, GroupUpdate, JoinRequest, Joined, ListedMember, MemberChange, MemberInfo,
+    NewGroup, Removal, UserId,
 };
 use crate::policy::{self, MAX_MEMBERS};
 
@@ -26,13 +29,6 @@ use crate::policy::{self, MAX_MEMBERS};
 const INVITE_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 const DEFAULT_MEMBERS_PAGE: u32 = 100;
 const MAX_MEMBERS_PAGE: u32 = 500;
-
-/// A member as listed: their membership and their display name.
-#[derive(Debug, Clone)]
-pub struct ListedMember {
-    pub member: MemberInfo,
-    pub display_name: String,
-}
 
 impl Chat {
     pub async fn create_group(
@@ -45,8 +41,11 @@ impl Chat {
         policy::check_group_name(name)?;
         policy::check_avatar(avatar)?;
         policy::room_for(1, members.len())?;
-        self.require_users(&members).await?;
+        let mut people = members.clone();
+        people.push(owner);
+        let names = self.names_of_all(&people).await?;
         self.may_add_directly(owner, &members).await?;
+        self.store.remember_names(names).await?;
         let group = self
             .store
             .create_group(NewGroup {
@@ -95,44 +94,43 @@ impl Chat {
         limit: u32,
         query: &str,
     ) -> Result<(Vec<ListedMember>, Option<UserId>), ChatError> {
+        let query = policy::member_query(query)?;
         self.group(group, viewer).await?;
         let limit = match limit {
             0 => DEFAULT_MEMBERS_PAGE,
             n => n.min(MAX_MEMBERS_PAGE),
         };
-        let query = query.trim().to_lowercase();
-        // A search reads the whole group (at most 6000 rows) and filters; a
-        // plain page reads one page.
-        let scan = if query.is_empty() { limit } else { MAX_MEMBERS };
-        let page = self.store.members_page(group, after, scan).await?;
-        let names = self
-            .directory
-            .display_names(page.iter().map(|m| m.user).collect())
-            .await
-            .map_err(ChatError::Dependency)?;
-        let mut listed: Vec<ListedMember> = page
+        // One more than the page says whether another follows.
+        let read = || {
+            self.store
+                .members_page(group, after, limit + 1, query.clone())
+        };
+        let mut page = read().await?;
+        if page.iter().any(|(_, kept)| kept.is_none()) {
+            // Members added before chat kept names: their names are copied
+            // once, for the whole group, and the page read again.
+            let unnamed = self.store.unnamed_members(group).await?;
+            let names = self.names_of(&unnamed).await?;
+            let known: HashSet<UserId> = names.iter().map(|(user, _)| *user).collect();
+            // Someone the directory does not know is kept nameless, or they
+            // would be looked up on every read.
+            let nameless = unnamed.into_iter().filter(|u| !known.contains(u));
+            let names = names
+                .into_iter()
+                .chain(nameless.map(|u| (u, String::new())));
+            self.store.remember_names(names.collect()).await?;
+            page = read().await?;
+        }
+        let more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        let next = page.last().filter(|_| more).map(|(member, _)| member.user);
+        let listed = page
             .into_iter()
-            .map(|member| {
-                let display_name = names
-                    .iter()
-                    .find(|(id, _)| *id == member.user)
-                    .map(|(_, n)| n.clone())
-                    .unwrap_or_default();
-                ListedMember {
-                    member,
-                    display_name,
-                }
-            })
-            .filter(|m| {
-                query.is_empty()
-                    || m.member.nickname.to_lowercase().contains(&query)
-                    || m.display_name.to_lowercase().contains(&query)
+            .map(|(member, kept)| ListedMember {
+                member,
+                display_name: kept.unwrap_or_default(),
             })
             .collect();
-        let more =
-            listed.len() > limit as usize || (query.is_empty() && listed.len() == limit as usize);
-        listed.truncate(limit as usize);
-        let next = listed.last().filter(|_| more).map(|last| last.member.user);
         Ok((listed, next))
     }
 
@@ -149,8 +147,9 @@ impl Chat {
         users: Vec<UserId>,
     ) -> Result<Joined, ChatError> {
         policy::check_invitees(users.len())?;
-        self.require_users(&users).await?;
+        let names = self.names_of_all(&users).await?;
         self.may_add_directly(actor, &users).await?;
+        self.store.remember_names(names).await?;
         let joined = self
             .store
             .invite(group, actor, users, self.clock.now_ms())
@@ -179,6 +178,8 @@ impl Chat {
         if token.is_empty() || token.len() > 64 {
             return Err(ChatError::InvalidInvite);
         }
+        let names = self.names_of_all(&[user]).await?;
+        self.store.remember_names(names).await?;
         let (group, joined) = self
             .store
             .join_by_token(token.to_string(), user, self.clock.now_ms())
@@ -235,23 +236,45 @@ impl Chat {
         Ok(removal)
     }
 
-    pub async fn set_role(
+    /// Changes a member's role (`admin`, by the owner), mutes them for
+    /// `mute_secs` (0 unmutes) and sets a nickname (one's own), all in one
+    /// write or none of it; each change is then told to the group.
+    pub async fn update_member(
         &self,
         group: GroupId,
         actor: UserId,
         user: UserId,
-        admin: bool,
+        admin: Option<bool>,
+        mute_secs: Option<u32>,
+        nickname: Option<String>,
     ) -> Result<(), ChatError> {
-        self.store.set_role(group, actor, user, admin).await?;
-        let event = group_event(
-            group,
-            Kind::RoleChanged,
-            actor,
-            &[user],
-            "",
-            i64::from(admin),
-        );
-        self.publish_group(group, event);
+        let muted_until_ms = mute_secs.map(|secs| match secs {
+            0 => 0,
+            s => self.clock.now_ms().saturating_add(i64::from(s) * 1000),
+        });
+        let change = MemberChange {
+            admin,
+            muted_until_ms,
+            nickname,
+        };
+        let changed = self
+            .store
+            .update_member(group, actor, user, change.clone())
+            .await?;
+        if let Some(admin) = change.admin {
+            let kind = Kind::RoleChanged;
+            let event = group_event(group, kind, actor, &[user], "", i64::from(admin));
+            self.publish_group(group, event);
+        }
+        if change.muted_until_ms.is_some() {
+            let until_ms = changed.muted_until_ms;
+            let event = group_event(group, Kind::MemberMuted, actor, &[user], "", until_ms);
+            self.publish_group(group, event);
+        }
+        if change.nickname.is_some() {
+            let event = group_event(group, Kind::Updated, user, &[user], &changed.nickname, 0);
+            self.publish_group(group, event);
+        }
         Ok(())
     }
 
@@ -263,39 +286,6 @@ impl Chat {
     ) -> Result<(), ChatError> {
         self.store.transfer_owner(group, actor, user).await?;
         let event = group_event(group, Kind::OwnerTransferred, actor, &[user], "", 0);
-        self.publish_group(group, event);
-        Ok(())
-    }
-
-    /// Mutes a member for `secs` from now; 0 unmutes.
-    pub async fn mute_member(
-        &self,
-        group: GroupId,
-        actor: UserId,
-        user: UserId,
-        secs: u32,
-    ) -> Result<(), ChatError> {
-        let until_ms = match secs {
-            0 => 0,
-            s => self.clock.now_ms().saturating_add(i64::from(s) * 1000),
-        };
-        self.store.mute_member(group, actor, user, until_ms).await?;
-        let event = group_event(group, Kind::MemberMuted, actor, &[user], "", until_ms);
-        self.publish_group(group, event);
-        Ok(())
-    }
-
-    pub async fn set_nickname(
-        &self,
-        group: GroupId,
-        user: UserId,
-        nickname: &str,
-    ) -> Result<(), ChatError> {
-        policy::check_nickname(nickname)?;
-        self.store
-            .set_nickname(group, user, nickname.to_string())
-            .await?;
-        let event = group_event(group, Kind::Updated, user, &[user], nickname, 0);
         self.publish_group(group, event);
         Ok(())
     }
@@ -353,18 +343,24 @@ impl Chat {
         Ok(())
     }
 
-    async fn require_users(&self, users: &[UserId]) -> Result<(), ChatError> {
-        for &user in users {
-            let exists = self
-                .directory
-                .user_exists(user)
-                .await
-                .map_err(ChatError::Dependency)?;
-            if !exists {
-                return Err(ChatError::UnknownRecipient);
-            }
+    /// The display names of those of `users` the directory knows.
+    async fn names_of(&self, users: &[UserId]) -> Result<Vec<(UserId, String)>, ChatError> {
+        self.directory
+            .display_names(users.to_vec())
+            .await
+            .map_err(ChatError::Dependency)
+    }
+
+    /// The display names of `users`, to be kept before they are added (or
+    /// asked) to a group; refused when one does not exist.
+    async fn names_of_all(&self, users: &[UserId]) -> Result<Vec<(UserId, String)>, ChatError> {
+        let names = self.names_of(users).await?;
+        let known: HashSet<UserId> = names.iter().map(|(user, _)| *user).collect();
+        if users.iter().all(|user| known.contains(user)) {
+            Ok(names)
+        } else {
+            Err(ChatError::UnknownRecipient)
         }
-        Ok(())
     }
 
     /// Asks the [`Directory`](crate::Directory)'s consent hook whether
@@ -387,8 +383,8 @@ impl Chat {
     }
 
     async fn member_ids(&self, group: GroupId) -> Result<Vec<UserId>, ChatError> {
-        let page = self.store.members_page(group, None, MAX_MEMBERS).await?;
-        Ok(page.into_iter().map(|m| m.user).collect())
+        let page = (self.store).members_page(group, None, MAX_MEMBERS, String::new());
+        Ok(page.await?.into_iter().map(|(m, _)| m.user).collect())
     }
 
     /// Joins are told to the group first, then to each newcomer (who is not
@@ -442,5 +438,89 @@ fn group_event(
             text: text.to_string(),
             value,
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use superapp_kit::BoxFuture;
+    use superapp_kit::bus::InProcessBus;
+    use superapp_kit::clock::ManualClock;
+    use superapp_kit::ids::IdGen;
+    use superapp_kit::metrics::Registry;
+
+    use super::*;
+    use crate::store::GroupStore as _;
+    use crate::{Directory, SqliteChatStore};
+
+    /// The account room as chat sees it: these users and their names.
+    struct Names(HashMap<UserId, String>);
+
+    impl Directory for Names {
+        fn user_exists(&self, user: UserId) -> BoxFuture<'_, Result<bool, String>> {
+            Box::pin(async move { Ok(self.0.contains_key(&user)) })
+        }
+
+        fn display_names(
+            &self,
+            users: Vec<UserId>,
+        ) -> BoxFuture<'_, Result<Vec<(UserId, String)>, String>> {
+            let known = users
+                .into_iter()
+                .filter_map(|u| self.0.get(&u).map(|name| (u, name.clone())))
+                .collect();
+            Box::pin(async move { Ok(known) })
+        }
+    }
+
+    #[tokio::test]
+    async fn members_added_before_names_were_kept_are_named_when_their_group_is_first_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteChatStore::open(&dir.path().join("chat.db"), None).unwrap());
+        // Written straight to the store, as groups were before chat kept
+        // names; user 4 is one the directory does not know.
+        let people = vec![UserId(2), UserId(3), UserId(4)];
+        let group = GroupId(9);
+        let old = NewGroup {
+            group,
+            name: "old".into(),
+            avatar: String::new(),
+            owner: UserId(1),
+            members: people,
+            now_ms: 1,
+        };
+        store.create_group(old).await.unwrap();
+        let names =
+            [(1, "Ann"), (2, "Bob"), (3, "Éve")].map(|(id, name)| (UserId(id), name.to_string()));
+        let clock = Arc::new(ManualClock::new(1));
+        let ids = Arc::new(IdGen::new(0, clock.clone()));
+        let bus = Arc::new(InProcessBus::new());
+        let directory = Arc::new(Names(names.into()));
+        let chat = Chat::new(
+            store.clone(),
+            directory,
+            bus,
+            clock,
+            ids,
+            100,
+            &Registry::new(),
+        );
+
+        let (found, next) = chat
+            .members(group, UserId(1), None, 10, " ÉV ")
+            .await
+            .unwrap();
+        let found: Vec<_> = found
+            .iter()
+            .map(|m| (m.member.user, m.display_name.as_str()))
+            .collect();
+        assert_eq!((found, next), (vec![(UserId(3), "Éve")], None));
+        assert!(store.unnamed_members(group).await.unwrap().is_empty());
+        let (all, _) = chat.members(group, UserId(1), None, 10, "").await.unwrap();
+        let all: Vec<&str> = all.iter().map(|m| m.display_name.as_str()).collect();
+        assert_eq!(all, ["Ann", "Bob", "Éve", ""]);
     }
 }

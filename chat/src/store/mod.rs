@@ -11,6 +11,7 @@
 //! | groups | conversation | | settings, owner, `member_count` (the cap is checked against it) |
 //! | mentions | conversation | (user, seq) | `@all` is kept as a mention of everyone; read against the read mark for "you were mentioned" |
 //! | join_requests | conversation | user | waiting for an admin when the group asks for approval |
+//! | member_names | user | | the display name member lists show and searches match, copied from the account room when the user is added to a group |
 //!
 //! Sequencing: a backend assigns `seq = last_seq + 1` inside the write that
 //! stores the message, and a conversation has one writer at a time (the
@@ -41,8 +42,8 @@ use superapp_kit::BoxFuture;
 use crate::ChatError;
 use crate::model::{
     Appended, ConversationId, Fence, GroupId, GroupInfo, GroupUpdate, InboxCursor, InboxEntry,
-    JoinRequest, Joined, MemberInfo, NewGroup, NewGroupMessage, NewMessage, Removal, StoredMessage,
-    UserId,
+    JoinRequest, Joined, MemberChange, MemberInfo, NewGroup, NewGroupMessage, NewMessage, Removal,
+    StoredMessage, UserId,
 };
 
 pub trait ChatStore: Send + Sync + 'static {
@@ -93,13 +94,25 @@ pub trait GroupStore: Send + Sync + 'static {
     /// The group, or None if it does not exist (or was dissolved).
     fn group(&self, group: GroupId) -> Outcome<Option<GroupInfo>>;
     fn member(&self, group: GroupId, user: UserId) -> Outcome<Option<MemberInfo>>;
-    /// Members by user id after `after` (all, from the first, with None), at most `limit`.
+    /// Members by user id after `after` (from the first, with None), at
+    /// most `limit`, each with the display name kept for them (None when
+    /// none is: members added before names were kept). With a non-empty
+    /// `query` (as [`crate::policy::member_query`] answers it), only those
+    /// [`crate::policy::member_matches`] finds, and those without a kept
+    /// name; a search reads the group's rows in one query on a reader and
+    /// matches as it reads.
     fn members_page(
         &self,
         group: GroupId,
         after: Option<UserId>,
         limit: u32,
-    ) -> Outcome<Vec<MemberInfo>>;
+        query: String,
+    ) -> Outcome<Vec<(MemberInfo, Option<String>)>>;
+    /// Keeps these users' display names for member lists and searches,
+    /// replacing those kept before.
+    fn remember_names(&self, names: Vec<(UserId, String)>) -> Outcome<()>;
+    /// The group's members whose display names are not kept.
+    fn unnamed_members(&self, group: GroupId) -> Outcome<Vec<UserId>>;
     /// The groups a user is a member of.
     fn groups_of(&self, user: UserId) -> Outcome<Vec<GroupId>>;
     /// `actor` invites `users`: they join at once, or wait for approval
@@ -127,18 +140,16 @@ pub trait GroupStore: Send + Sync + 'static {
     fn requests(&self, group: GroupId, actor: UserId) -> Outcome<Vec<JoinRequest>>;
     /// Removes `user`, or lets them leave when `actor == user` ([`crate::policy::removal`]).
     fn remove_member(&self, group: GroupId, actor: UserId, user: UserId) -> Outcome<Removal>;
-    /// The owner makes a member an admin or back ([`crate::policy::new_role`]).
-    fn set_role(&self, group: GroupId, actor: UserId, user: UserId, admin: bool) -> Outcome<()>;
-    fn transfer_owner(&self, group: GroupId, actor: UserId, user: UserId) -> Outcome<()>;
-    /// Mutes `user` until a time (0 unmutes) ([`crate::policy::may_mute`]).
-    fn mute_member(
+    /// Changes a membership's role, mute and nickname in one write, all or
+    /// nothing ([`crate::policy::member_change`]); answers it as changed.
+    fn update_member(
         &self,
         group: GroupId,
         actor: UserId,
         user: UserId,
-        until_ms: i64,
-    ) -> Outcome<()>;
-    fn set_nickname(&self, group: GroupId, user: UserId, nickname: String) -> Outcome<()>;
+        change: MemberChange,
+    ) -> Outcome<MemberInfo>;
+    fn transfer_owner(&self, group: GroupId, actor: UserId, user: UserId) -> Outcome<()>;
     /// Admins and the owner change settings, all of `update` in one write.
     fn update_group(
         &self,

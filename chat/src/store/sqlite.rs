@@ -115,6 +115,14 @@ INSERT INTO group_counts (user_id, groups)
     WHERE conversation_id >= 'g.' AND conversation_id < 'g/'
     GROUP BY user_id;
 ",
+    // The display names member lists show and searches match: one row a
+    // user, so a search is one query of the group's rows joined to these.
+    "
+CREATE TABLE member_names (
+    user_id INTEGER PRIMARY KEY,
+    display_name TEXT NOT NULL
+);
+",
 ];
 
 /// `user_id` 0 in `mentions` rows, and `0` in a message's `mentions` column,
@@ -553,6 +561,12 @@ mod tests {
     async fn sqlite_keeps_the_group_rules_of_the_reference_model() {
         let dir = tempfile::tempdir().unwrap();
         conformance::group_rules_match_the_model(Arc::new(open(&dir)), 0x5eed).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_searches_members_as_the_reference_model_does() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::member_search_matches_the_model(&open(&dir), 0x5eed).await;
     }
 
     #[tokio::test]

@@ -13,8 +13,10 @@ use superapp_api::{
     JoinRequest, JoinRequests, JoinResult, Member, MemberPage, MemberUpdate, MembersQuery,
     Transfer,
 };
-use superapp_chat::model::{ConversationId, GroupId, GroupInfo, GroupUpdate, Role, UserId};
-use superapp_chat::{Chat, ChatError, ListedMember, policy};
+use superapp_chat::model::{
+    ConversationId, GroupId, GroupInfo, GroupUpdate, ListedMember, Role, UserId,
+};
+use superapp_chat::{Chat, ChatError};
 use superapp_kit::store::StoreError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -243,12 +245,12 @@ async fn dissolve(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Members in user-id order, in pages (limit up to 500, cursor = the previous next_cursor); q filters by nickname or display name
+/// Members in user-id order, in pages (limit up to 500, cursor = the previous next_cursor); q (at most 64 characters) finds those whose nickname or display name contains it, ignoring case
 #[utoipa::path(get, path = "/v1/groups/{group_id}/members", tag = "groups", security(("bearer" = [])),
     params(("group_id" = String, Path), MembersQuery),
     responses(
         (status = 200, description = "A page of members", body = MemberPage),
-        (status = 400, description = "invalid_cursor", body = ErrorBody),
+        (status = 400, description = "invalid_cursor, invalid_query", body = ErrorBody),
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
         (status = 403, description = "not_a_member", body = ErrorBody),
         (status = 404, description = "unknown_group", body = ErrorBody),
@@ -301,7 +303,7 @@ async fn invite(
     Ok(Json(joined_body(joined)))
 }
 
-/// Set a member's role (the owner: admin or member, at most 10 admins), mute them for mute_secs (0 unmutes; admins over members, the owner over anyone), or set one's own nickname
+/// Set a member's role (the owner: admin or member, at most 10 admins), mute them for mute_secs (0 unmutes; admins over members, the owner over anyone), or set one's own nickname; the parts given are applied together or, if any is refused, none
 #[utoipa::path(patch, path = "/v1/groups/{group_id}/members/{user_id}", tag = "groups", security(("bearer" = [])),
     params(("group_id" = String, Path), ("user_id" = String, Path)), request_body = MemberUpdate,
     responses(
@@ -322,9 +324,6 @@ async fn update_member(
     let AuthUser(me) = auth?;
     let group = group_in_path(&group_id)?;
     let user = user_in_path(&user_id)?;
-    let me = me.sub;
-    // Everything is checked before anything changes, so a refused field
-    // leaves the others undone too.
     let admin = match body.role.as_deref() {
         None => None,
         Some("admin") => Some(true),
@@ -336,21 +335,8 @@ async fn update_member(
             }));
         }
     };
-    if let Some(nickname) = &body.nickname {
-        if user != me {
-            return Err(ChatError::NotAllowed.into());
-        }
-        policy::check_nickname(nickname)?;
-    }
-    if let Some(admin) = admin {
-        chat.set_role(group, me, user, admin).await?;
-    }
-    if let Some(secs) = body.mute_secs {
-        chat.mute_member(group, me, user, secs).await?;
-    }
-    if let Some(nickname) = body.nickname {
-        chat.set_nickname(group, me, &nickname).await?;
-    }
+    chat.update_member(group, me.sub, user, admin, body.mute_secs, body.nickname)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -16,7 +16,7 @@ use super::{
 use crate::ChatError;
 use crate::model::{
     Appended, ConversationId, GroupId, GroupInfo, GroupLimits, GroupUpdate, JoinRequest, Joined,
-    MemberInfo, NewGroup, NewGroupMessage, Removal, Role, UserId,
+    MemberChange, MemberInfo, NewGroup, NewGroupMessage, Removal, Role, UserId,
 };
 use crate::policy::{self, Admission};
 use crate::store::{GroupStore, Outcome};
@@ -65,7 +65,7 @@ fn group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupInfo> {
 }
 
 const MEMBER_COLUMNS: &str =
-    "user_id, role, nickname, joined_ms, muted_until_ms, joined_seq, last_sent_ms";
+    "m.user_id, m.role, m.nickname, m.joined_ms, m.muted_until_ms, m.joined_seq, m.last_sent_ms";
 
 fn member_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberInfo> {
     Ok(MemberInfo {
@@ -94,7 +94,7 @@ fn load_member(
     who: UserId,
 ) -> rusqlite::Result<Option<MemberInfo>> {
     c.prepare_cached(&format!(
-        "SELECT {MEMBER_COLUMNS} FROM members WHERE conversation_id = ?1 AND user_id = ?2"
+        "SELECT {MEMBER_COLUMNS} FROM members m WHERE conversation_id = ?1 AND user_id = ?2"
     ))?
     .query_row(params![name(group), bound(who.0)], member_row)
     .optional()
@@ -404,14 +404,63 @@ impl GroupStore for SqliteChatStore {
         group: GroupId,
         after: Option<UserId>,
         limit: u32,
-    ) -> Outcome<Vec<MemberInfo>> {
+        query: String,
+    ) -> Outcome<Vec<(MemberInfo, Option<String>)>> {
         self.look(move |c| {
+            // A plain page reads `limit` rows; a search reads the group's
+            // rows (at most 6,000, by the primary key) until it has found
+            // `limit`, on this reader thread.
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {MEMBER_COLUMNS} FROM members
-                 WHERE conversation_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3"
+                "SELECT {MEMBER_COLUMNS}, n.display_name FROM members m
+                 LEFT JOIN member_names n ON n.user_id = m.user_id
+                 WHERE m.conversation_id = ?1 AND m.user_id > ?2 ORDER BY m.user_id LIMIT ?3"
             ))?;
             let after = after.map_or(-1, |u| bound(u.0));
-            let rows = stmt.query_map(params![name(group), after, i64::from(limit)], member_row)?;
+            let scan = if query.is_empty() {
+                limit
+            } else {
+                policy::MAX_MEMBERS
+            };
+            let mut rows = stmt.query(params![name(group), after, i64::from(scan)])?;
+            let mut page = Vec::new();
+            while page.len() < limit as usize {
+                let Some(row) = rows.next()? else { break };
+                let member = member_row(row)?;
+                let kept: Option<String> = row.get(7)?;
+                // A member without a kept name is answered too, for the
+                // service to copy the names and ask again.
+                let found = kept.as_deref().is_none_or(|display_name| {
+                    policy::member_matches(&query, &member.nickname, display_name)
+                });
+                if found {
+                    page.push((member, kept));
+                }
+            }
+            Ok(page)
+        })
+    }
+
+    fn remember_names(&self, names: Vec<(UserId, String)>) -> Outcome<()> {
+        self.act(move |c| {
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO member_names (user_id, display_name) VALUES (?1, ?2)
+                 ON CONFLICT (user_id) DO UPDATE SET display_name = excluded.display_name",
+            )?;
+            for (who, display_name) in &names {
+                stmt.execute(params![bound(who.0), display_name])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn unnamed_members(&self, group: GroupId) -> Outcome<Vec<UserId>> {
+        self.look(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT m.user_id FROM members m
+                 WHERE m.conversation_id = ?1
+                   AND NOT EXISTS (SELECT 1 FROM member_names n WHERE n.user_id = m.user_id)",
+            )?;
+            let rows = stmt.query_map([name(group)], |r| user(r, 0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
@@ -529,18 +578,34 @@ impl GroupStore for SqliteChatStore {
         })
     }
 
-    fn set_role(&self, group: GroupId, actor: UserId, who: UserId, admin: bool) -> Outcome<()> {
+    fn update_member(
+        &self,
+        group: GroupId,
+        actor: UserId,
+        who: UserId,
+        change: MemberChange,
+    ) -> Outcome<MemberInfo> {
         self.act(move |c| {
             let (_, acting) = actor_in(c, group, actor)?;
             let target = load_member(c, group, who)?;
-            let role = rule(policy::new_role(
+            let changed = rule(policy::member_change(
                 &acting,
                 target.as_ref(),
-                admin,
+                &change,
                 admin_count(c, group)?,
             ))?;
-            set_member_role(c, group, who, role)?;
-            Ok(())
+            c.prepare_cached(
+                "UPDATE members SET role = ?3, muted_until_ms = ?4, nickname = ?5
+                 WHERE conversation_id = ?1 AND user_id = ?2",
+            )?
+            .execute(params![
+                name(group),
+                who.0 as i64,
+                changed.role as i64,
+                changed.muted_until_ms,
+                changed.nickname
+            ])?;
+            Ok(changed)
         })
     }
 
@@ -557,36 +622,6 @@ impl GroupStore for SqliteChatStore {
             set_member_role(c, group, actor, former)?;
             c.prepare_cached("UPDATE groups SET owner = ?2 WHERE conversation_id = ?1")?
                 .execute(params![name(group), who.0 as i64])?;
-            Ok(())
-        })
-    }
-
-    fn mute_member(
-        &self,
-        group: GroupId,
-        actor: UserId,
-        who: UserId,
-        until_ms: i64,
-    ) -> Outcome<()> {
-        self.act(move |c| {
-            let (_, acting) = actor_in(c, group, actor)?;
-            let target = load_member(c, group, who)?;
-            rule(policy::may_mute(&acting, target.as_ref()))?;
-            c.prepare_cached(
-                "UPDATE members SET muted_until_ms = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
-            )?
-            .execute(params![name(group), who.0 as i64, until_ms.max(0)])?;
-            Ok(())
-        })
-    }
-
-    fn set_nickname(&self, group: GroupId, who: UserId, nickname: String) -> Outcome<()> {
-        self.act(move |c| {
-            actor_in(c, group, who)?;
-            c.prepare_cached(
-                "UPDATE members SET nickname = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
-            )?
-            .execute(params![name(group), who.0 as i64, nickname])?;
             Ok(())
         })
     }
