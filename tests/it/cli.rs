@@ -1,7 +1,8 @@
 //! The README's two-terminal demo, scripted with `superapp-cli`.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use crate::helpers::{PASSWORD, fresh_phone, spawn_app};
 
@@ -40,6 +41,33 @@ fn cli(base: &str, profile: &std::path::Path, args: &[&str]) -> serde_json::Valu
         .unwrap();
     assert!(output.status.success(), "superapp-cli {args:?} failed");
     serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Starts `listen --json --count 1` with a profile and returns once it
+/// follows live messages, as it says on stderr after catching up.
+async fn listening(base: &str, profile: &std::path::Path) -> Child {
+    let mut child = Command::new(cli_path())
+        .args(["--server", base, "--profile"])
+        .arg(profile)
+        .args(["listen", "--json", "--count", "1", "--timeout", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        let said = lines.by_ref().map_while(Result::ok);
+        assert!(
+            said.into_iter().any(|line| line.starts_with("Listening")),
+            "the listener ended without listening"
+        );
+        // The rest is read on, so the listener never waits on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+    })
+    .await
+    .unwrap();
+    child
 }
 
 #[tokio::test]
@@ -94,14 +122,7 @@ async fn two_people_chat_from_the_cli_and_the_receiver_catches_up_after_a_break(
     .unwrap();
 
     // Bo listens; Ann sends; Bo sees it at once.
-    let listener = Command::new(cli_path())
-        .args(["--server", &base, "--profile"])
-        .arg(&bo)
-        .args(["listen", "--json", "--count", "1", "--timeout", "20"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let listener = listening(&base, &bo).await;
     let (base2, ann2, to) = (base.clone(), ann.clone(), bo_id.clone());
     let sent = tokio::task::spawn_blocking(move || {
         cli(&base2, &ann2, &["send", "--to", &to, "--text", "hello Bo"])
@@ -205,14 +226,7 @@ async fn a_group_is_made_filled_and_chatted_in_from_the_cli() {
     .await
     .unwrap();
 
-    let listener = Command::new(cli_path())
-        .args(["--server", &base, "--profile"])
-        .arg(dir.join("bo"))
-        .args(["listen", "--json", "--count", "1", "--timeout", "20"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let listener = listening(&base, &dir.join("bo")).await;
     let (base2, dir2, gid) = (base.clone(), dir.clone(), group_id.clone());
     let sent = tokio::task::spawn_blocking(move || {
         cli(

@@ -166,7 +166,9 @@ async fn logs_never_hold_passwords_tokens_or_message_bodies() {
     let body = "the-secret-body-of-a-message";
     conn.send_text(b.user_id, "c1", body).await.unwrap();
     http.logout(&refreshed.access_token).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The logout's last act, logged like the rest: the session is closed.
+    let closed = conn.wait_closed(Duration::from_secs(5)).await;
+    assert_eq!(closed.map(|(code, _)| code), Some(4001));
     server.kill().unwrap();
     server.wait().unwrap();
 

@@ -9,7 +9,7 @@ use superapp_client::Connection;
 use superapp_client::proto::v1::group_event;
 
 use crate::helpers::{
-    TestApp, User, next_group_event, next_message, no_message, spawn_app, text_of,
+    TestApp, User, next_group_event, next_message, next_message_is, spawn_app, text_of,
 };
 
 async fn api(app: &TestApp, who: &User, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -76,7 +76,6 @@ async fn a_group_is_created_messaged_once_and_listed_beside_direct_chats() {
             (group.group_id, group_event::Kind::Created)
         );
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     let ack = oc
         .send_group_text(group.group_id, "m1", "hello all", &[ann.id], false)
@@ -100,13 +99,15 @@ async fn a_group_is_created_messaged_once_and_listed_beside_direct_chats() {
             (group.conversation_id.as_str(), 1, "hello all", vec![ann.id])
         );
     }
-    no_message(&oc).await;
     // Retries are idempotent, as in one-to-one chats.
     let again = oc
         .send_group_text(group.group_id, "m1", "hello all", &[ann.id], false)
         .await
         .unwrap();
     assert!(again.duplicate && again.seq == 1);
+    // Neither came back to the connection that sent them.
+    let barrier = ac.send_text(owner.id, "b1", "after").await.unwrap();
+    next_message_is(&oc, &barrier).await;
 
     // The list shows the group beside a one-to-one chat, with unread and
     // mention flags per member.
@@ -411,7 +412,6 @@ async fn members_see_from_joining_and_removed_members_see_nothing_after() {
         .await
         .unwrap();
     let (oc, cc) = (app.connect(owner).await, app.connect(cy).await);
-    tokio::time::sleep(Duration::from_millis(100)).await;
     for i in 0..3 {
         oc.send_group_text(group.group_id, &format!("a{i}"), "before", &[], false)
             .await
@@ -423,7 +423,6 @@ async fn members_see_from_joining_and_removed_members_see_nothing_after() {
         .await
         .unwrap();
     let dc = app.connect(dee).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     oc.send_group_text(group.group_id, "b0", "after Dee", &[], false)
         .await
         .unwrap();
@@ -454,7 +453,8 @@ async fn members_see_from_joining_and_removed_members_see_nothing_after() {
     oc.send_group_text(group.group_id, "c0", "without Cy", &[], false)
         .await
         .unwrap();
-    no_message(&cc).await;
+    let barrier = oc.send_text(cy.id, "d0", "after c0").await.unwrap();
+    next_message_is(&cc, &barrier).await;
     assert_eq!(
         code(cc.pull(&group.conversation_id, 0, 100).await),
         "not_a_member"
@@ -473,7 +473,8 @@ async fn members_see_from_joining_and_removed_members_see_nothing_after() {
     oc.send_group_text(group.group_id, "c1", "still without Cy", &[], false)
         .await
         .unwrap();
-    no_message(&cc2).await;
+    let barrier = oc.send_text(cy.id, "d1", "after c1").await.unwrap();
+    next_message_is(&cc2, &barrier).await;
 }
 
 #[tokio::test]

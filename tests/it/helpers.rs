@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use superapp::Application;
 use superapp::config::Config;
-use superapp_client::proto::v1::{GroupEvent, Message, ReadReceipt, event};
+use superapp_client::proto::v1::{GroupEvent, Message, ReadReceipt, SendAck, event};
 use superapp_client::{Connection, HttpClient, Tokens};
 use superapp_kit::secret::Secret;
 use tokio_util::sync::CancellationToken;
@@ -88,10 +88,15 @@ impl TestApp {
         }
     }
 
+    /// A session of `user`, answered once it is registered with the user's
+    /// groups: a session reads no request before then, so the answer to its
+    /// first (a ping) is the signal that live delivery has started.
     pub async fn connect(&self, user: &User) -> Connection {
-        Connection::connect(&self.base_url, &user.tokens.access_token)
+        let conn = Connection::connect(&self.base_url, &user.tokens.access_token)
             .await
-            .expect("connect")
+            .expect("connect");
+        conn.ping().await.expect("ping");
+        conn
     }
 
     pub async fn metric(&self, name: &str) -> f64 {
@@ -151,9 +156,6 @@ pub async fn next_group_event(conn: &Connection) -> GroupEvent {
         .expect("no group event arrived")
 }
 
-/// How long a test waits to be sure an event does not come.
-const QUIET: Duration = Duration::from_millis(300);
-
 /// The next message event within a few seconds, skipping other events.
 pub async fn next_message(conn: &Connection) -> Message {
     next_picked(conn, Duration::from_secs(5), message)
@@ -161,11 +163,17 @@ pub async fn next_message(conn: &Connection) -> Message {
         .expect("no message event arrived")
 }
 
-/// Asserts that no message event arrives for a while (other events are skipped).
-pub async fn no_message(conn: &Connection) {
-    if let Some(m) = next_picked(conn, QUIET, message).await {
-        panic!("unexpected message {} #{}", m.conversation_id, m.seq);
-    }
+/// Asserts that the next message `conn` hears is `barrier`'s: a message sent
+/// after whatever must not reach `conn`, in a conversation that does. Live
+/// delivery keeps the order of sends, so anything sent before the barrier
+/// would have come first; no waiting for nothing.
+pub async fn next_message_is(conn: &Connection, barrier: &SendAck) {
+    let m = next_message(conn).await;
+    assert_eq!(
+        (m.conversation_id.as_str(), m.seq),
+        (barrier.conversation_id.as_str(), barrier.seq),
+        "a message arrived before the barrier"
+    );
 }
 
 /// The next read receipt within a few seconds, skipping other events.
@@ -175,17 +183,40 @@ pub async fn next_receipt(conn: &Connection) -> ReadReceipt {
         .expect("no read receipt arrived")
 }
 
-/// Asserts that no read receipt arrives for a while.
-pub async fn no_receipt(conn: &Connection) {
-    if let Some(r) = next_picked(conn, QUIET, receipt).await {
-        panic!("unexpected receipt {r:?}");
-    }
-}
-
 pub fn text_of(m: &Message) -> &str {
     use superapp_client::proto::v1::message_body::Content;
     match m.body.as_ref().and_then(|b| b.content.as_ref()) {
         Some(Content::Text(t)) => t,
         None => "",
+    }
+}
+
+/// Waits until `subscribers` processes listen on the bus topic `topic` in
+/// Redis (`PUBSUB NUMSUB`): the signal that live delivery through Redis has
+/// started for a session or a group.
+pub async fn subscribed(
+    redis: &superapp_kit::testkit::RedisServer,
+    topic: &str,
+    subscribers: usize,
+) {
+    let client = redis::Client::open(redis.url().as_str()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let channel = format!("sa:{topic}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, listening): (String, usize) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        if listening >= subscribers {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{listening} of {subscribers} subscribers on {channel}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

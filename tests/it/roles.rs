@@ -8,7 +8,7 @@ use superapp_client::Connection;
 use superapp_kit::secret::Secret;
 use superapp_kit::testkit::RedisServer;
 
-use crate::helpers::{TestApp, User, next_message, spawn_app_with};
+use crate::helpers::{TestApp, User, next_message, spawn_app_with, subscribed};
 
 async fn tier(redis: &RedisServer, gateways: usize) -> (TestApp, Vec<TestApp>) {
     let url = redis.url();
@@ -76,7 +76,9 @@ async fn users_on_different_gateways_chat_live_both_ways_on_every_device() {
     let b_laptop = Connection::connect(g1, &b.tokens.access_token)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await; // subscriptions reach redis
+    // Each user's topic is listened to by both gateways.
+    subscribed(&redis, &format!("u.{}", a.id), 2).await;
+    subscribed(&redis, &format!("u.{}", b.id), 2).await;
 
     let ack = a_phone
         .send_text(b.id, "x1", "across gateways")
@@ -123,7 +125,7 @@ async fn users_on_different_gateways_chat_live_both_ways_on_every_device() {
 async fn a_group_reaches_members_on_every_gateway_and_a_removed_member_on_none() {
     use superapp_client::proto::v1::group_event::Kind;
 
-    use crate::helpers::{next_group_event, no_message};
+    use crate::helpers::{next_group_event, next_message_is};
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -132,9 +134,14 @@ async fn a_group_reaches_members_on_every_gateway_and_a_removed_member_on_none()
     let owner = core.user("Olga").await;
     let ann = core.user("Ann").await;
     let bo = core.user("Bo").await;
+    // A session is answered once it is registered with its groups.
     let connect = |url: &str, user: &User| {
         let (url, token) = (url.to_string(), user.tokens.access_token.clone());
-        async move { Connection::connect(&url, &token).await.unwrap() }
+        async move {
+            let conn = Connection::connect(&url, &token).await.unwrap();
+            conn.ping().await.unwrap();
+            conn
+        }
     };
     // Sessions first: the group's creation reaches them live and makes their
     // gateways deliver it.
@@ -142,7 +149,9 @@ async fn a_group_reaches_members_on_every_gateway_and_a_removed_member_on_none()
     let ac = connect(g2, &ann).await;
     let b_phone = connect(g1, &bo).await;
     let b_laptop = connect(g2, &bo).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    subscribed(&redis, &format!("u.{}", owner.id), 1).await;
+    subscribed(&redis, &format!("u.{}", ann.id), 1).await;
+    subscribed(&redis, &format!("u.{}", bo.id), 2).await;
     let group = core
         .http
         .create_group(&owner.tokens.access_token, "Across", &[ann.id, bo.id])
@@ -151,7 +160,7 @@ async fn a_group_reaches_members_on_every_gateway_and_a_removed_member_on_none()
     for conn in [&oc, &ac, &b_phone, &b_laptop] {
         assert_eq!(next_group_event(conn).await.kind(), Kind::Created);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await; // group subscriptions reach redis
+    subscribed(&redis, &format!("g.{}", group.group_id), 2).await;
     let ack = oc
         .send_group_text(group.group_id, "m1", "to all", &[], false)
         .await
@@ -164,9 +173,9 @@ async fn a_group_reaches_members_on_every_gateway_and_a_removed_member_on_none()
             (group.conversation_id.as_str(), 1)
         );
     }
-    // A session that starts later is delivered the group from the start.
+    // A session that starts later is delivered the group from the start
+    // (its gateway listens to the group already).
     let a_tablet = connect(g1, &ann).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     oc.send_group_text(group.group_id, "m2", "again", &[], false)
         .await
         .unwrap();
@@ -197,8 +206,9 @@ async fn a_group_reaches_members_on_every_gateway_and_a_removed_member_on_none()
         m
     };
     assert_eq!(m.seq, 3);
-    no_message(&b_phone).await;
-    no_message(&b_laptop).await;
+    let barrier = oc.send_text(bo.id, "d1", "after m3").await.unwrap();
+    next_message_is(&b_phone, &barrier).await;
+    next_message_is(&b_laptop, &barrier).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +227,7 @@ async fn after_a_redis_restart_a_gateway_fetches_memberships_again() {
     let ac = Connection::connect(&gateways[0].base_url, &ann.tokens.access_token)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    subscribed(&redis, &format!("g.{}", group.group_id), 1).await;
     redis.kill();
     redis.restart();
     // The lag holds the group back until the gateway has Ann's groups again;

@@ -12,7 +12,8 @@ use superapp_client::tokio_tungstenite::tungstenite::{self, Message as WsMessage
 use superapp_client::{Connection, connect_raw};
 
 use crate::helpers::{
-    TestApp, User, next_message, next_receipt, no_message, no_receipt, spawn_app, spawn_app_with,
+    TestApp, User, next_message, next_message_is, next_receipt, spawn_app, spawn_app_with,
+    subscribed,
 };
 
 type Socket = superapp_client::tokio_tungstenite::WebSocketStream<
@@ -318,8 +319,6 @@ async fn every_device_of_a_user_receives_every_message() {
             (ack.seq, a.id, ack.conversation_id.as_str())
         );
     }
-    // The connection that sent it has the ack as its copy.
-    no_message(&a_phone).await;
     let read = b_phone
         .mark_read(&ack.conversation_id, ack.seq)
         .await
@@ -329,7 +328,17 @@ async fn every_device_of_a_user_receives_every_message() {
         let receipt = next_receipt(device).await;
         assert_eq!((receipt.reader, receipt.read_seq), (b.id, ack.seq));
     }
-    no_receipt(&b_phone).await;
+    // The connection that sent the message has the ack as its copy, and the
+    // phone that read has its answer: the next message the one hears, and
+    // the next receipt the other hears, are later ones.
+    let barrier = b_laptop.send_text(a.id, "m2", "later").await.unwrap();
+    next_message_is(&a_phone, &barrier).await;
+    a_phone
+        .mark_read(&barrier.conversation_id, barrier.seq)
+        .await
+        .unwrap();
+    let receipt = next_receipt(&b_phone).await;
+    assert_eq!((receipt.reader, receipt.read_seq), (a.id, barrier.seq));
 }
 
 #[tokio::test]
@@ -456,7 +465,8 @@ async fn with_redis_configured_live_delivery_goes_through_redis() {
     let b_laptop = app.connect(&b).await;
     let a_conn = app.connect(&a).await;
     let a_tablet = app.connect(&a).await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // subscriptions reach redis
+    subscribed(&redis, &format!("u.{}", a.id), 1).await;
+    subscribed(&redis, &format!("u.{}", b.id), 1).await;
     let ack = a_conn.send_text(b.id, "r1", "through redis").await.unwrap();
     for device in [&b_phone, &b_laptop] {
         assert_eq!(next_message(device).await.seq, ack.seq);

@@ -544,6 +544,9 @@ impl Listener<'_> {
                 }
             }
         }
+        // The session has answered, so it is registered: what is sent from
+        // now on arrives live. Said on stderr, apart from the messages.
+        eprintln!("Listening for new messages.");
         let mut last_ping = Instant::now();
         loop {
             let mut wait = PING_EVERY.saturating_sub(last_ping.elapsed());
