@@ -34,8 +34,10 @@ pub struct Config {
 pub struct RedisConfig {
     /// `redis://host:port/` of the Redis that carries the bus and, for the
     /// `gateway` and `core` roles, the requests between them. Unset (the
-    /// default): the in-process bus, nothing to install. It may hold a password,
-    /// so it never prints.
+    /// default): the in-process bus, nothing to install. `rediss://` is TLS,
+    /// checked against the system's roots (or the PEM file in the
+    /// environment's SSL_CERT_FILE); `redis://user:password@host:port/` logs
+    /// in as a Redis ACL user. It may hold a password, so it never prints.
     pub url: Option<Secret<String>>,
     /// How long a gateway waits for the core's answer, in milliseconds.
     pub request_timeout_ms: u64,

@@ -23,6 +23,16 @@ pub(crate) fn start_server_logging(
     filter: &str,
     extra: &[&str],
 ) -> (Child, String, Logs) {
+    start_server_with_env(data, filter, extra, &[])
+}
+
+/// [`start_server_logging`] with these environment variables added.
+pub(crate) fn start_server_with_env(
+    data: &std::path::Path,
+    filter: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, String, Logs) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_superapp"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -32,6 +42,7 @@ pub(crate) fn start_server_logging(
         .env("SUPERAPP_AUTH__REGISTRATIONS_PER_ADDRESS", "1000000")
         .env("SUPERAPP_REDIS__TIER_KEY", crate::helpers::TIER_KEY)
         .env("RUST_LOG", filter)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -191,16 +191,16 @@ pub fn text_of(m: &Message) -> &str {
     }
 }
 
+/// A client of the test's Redis, for asking it how things stand.
+pub fn admin(redis: &superapp_kit::testkit::RedisServer) -> redis::Client {
+    redis::Client::open(redis.url().as_str()).unwrap()
+}
+
 /// Waits until `subscribers` processes listen on the bus topic `topic` in
 /// Redis (`PUBSUB NUMSUB`): the signal that live delivery through Redis has
 /// started for a session or a group.
-pub async fn subscribed(
-    redis: &superapp_kit::testkit::RedisServer,
-    topic: &str,
-    subscribers: usize,
-) {
-    let client = redis::Client::open(redis.url().as_str()).unwrap();
-    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+pub async fn subscribed(redis: &redis::Client, topic: &str, subscribers: usize) {
+    let mut admin = redis.get_multiplexed_async_connection().await.unwrap();
     let channel = format!("sa:{topic}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

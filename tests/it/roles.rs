@@ -8,7 +8,7 @@ use superapp_client::Connection;
 use superapp_kit::secret::Secret;
 use superapp_kit::testkit::RedisServer;
 
-use crate::helpers::{TestApp, User, next_message, spawn_app_with, subscribed};
+use crate::helpers::{TestApp, User, admin, next_message, spawn_app_with, subscribed};
 
 async fn tier(redis: &RedisServer, gateways: usize) -> (TestApp, Vec<TestApp>) {
     let url = redis.url();
@@ -34,8 +34,11 @@ async fn tier(redis: &RedisServer, gateways: usize) -> (TestApp, Vec<TestApp>) {
 
 /// Waits until a core holds the lease of every shard, as Redis says.
 async fn every_shard_leased(redis: &RedisServer) {
-    let client = redis::Client::open(redis.url().as_str()).unwrap();
-    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    every_shard_leased_in(&admin(redis)).await;
+}
+
+async fn every_shard_leased_in(redis: &redis::Client) {
+    let mut admin = redis.get_multiplexed_async_connection().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let leased: Vec<String> = redis::cmd("KEYS")
@@ -77,8 +80,8 @@ async fn users_on_different_gateways_chat_live_both_ways_on_every_device() {
         .await
         .unwrap();
     // Each user's topic is listened to by both gateways.
-    subscribed(&redis, &format!("u.{}", a.id), 2).await;
-    subscribed(&redis, &format!("u.{}", b.id), 2).await;
+    subscribed(&admin(&redis), &format!("u.{}", a.id), 2).await;
+    subscribed(&admin(&redis), &format!("u.{}", b.id), 2).await;
 
     let ack = a_phone
         .send_text(b.id, "x1", "across gateways")
@@ -149,9 +152,9 @@ async fn a_group_reaches_members_on_every_gateway_and_a_removed_member_on_none()
     let ac = connect(g2, &ann).await;
     let b_phone = connect(g1, &bo).await;
     let b_laptop = connect(g2, &bo).await;
-    subscribed(&redis, &format!("u.{}", owner.id), 1).await;
-    subscribed(&redis, &format!("u.{}", ann.id), 1).await;
-    subscribed(&redis, &format!("u.{}", bo.id), 2).await;
+    subscribed(&admin(&redis), &format!("u.{}", owner.id), 1).await;
+    subscribed(&admin(&redis), &format!("u.{}", ann.id), 1).await;
+    subscribed(&admin(&redis), &format!("u.{}", bo.id), 2).await;
     let group = core
         .http
         .create_group(&owner.tokens.access_token, "Across", &[ann.id, bo.id])
@@ -160,7 +163,7 @@ async fn a_group_reaches_members_on_every_gateway_and_a_removed_member_on_none()
     for conn in [&oc, &ac, &b_phone, &b_laptop] {
         assert_eq!(next_group_event(conn).await.kind(), Kind::Created);
     }
-    subscribed(&redis, &format!("g.{}", group.group_id), 2).await;
+    subscribed(&admin(&redis), &format!("g.{}", group.group_id), 2).await;
     let ack = oc
         .send_group_text(group.group_id, "m1", "to all", &[], false)
         .await
@@ -227,7 +230,7 @@ async fn after_a_redis_restart_a_gateway_fetches_memberships_again() {
     let ac = Connection::connect(&gateways[0].base_url, &ann.tokens.access_token)
         .await
         .unwrap();
-    subscribed(&redis, &format!("g.{}", group.group_id), 1).await;
+    subscribed(&admin(&redis), &format!("g.{}", group.group_id), 1).await;
     redis.kill();
     redis.restart();
     // The lag holds the group back until the gateway has Ann's groups again;
@@ -999,4 +1002,112 @@ async fn the_cli_talks_to_the_core_and_chats_through_gateways() {
     });
     assert_eq!(crate::cli::texts_of(&printed), ["one", "two"]);
     assert!(!bo_id.is_empty());
+}
+
+/// Certificates for a Redis on 127.0.0.1: a CA, and a server certificate it
+/// signed. Answers the paths of the CA, the certificate and its key.
+fn tls_files(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let cert = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &Issuer::new(ca_params, ca_key))
+        .unwrap();
+    let paths = ["ca.pem", "redis.pem", "redis.key"].map(|name| dir.join(name));
+    for (path, pem) in paths
+        .iter()
+        .zip([ca.pem(), cert.pem(), key.serialize_pem()])
+    {
+        std::fs::write(path, pem).unwrap();
+    }
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tier_meets_through_redis_over_tls_as_an_acl_user() {
+    if RedisServer::start().is_none() {
+        return;
+    }
+    // A Redis that speaks only TLS and lets in only the ACL user `app`.
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = tls_files(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = |p: &std::path::PathBuf| p.to_str().unwrap().to_string();
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--tls-cert-file",
+            &path(&cert),
+            "--tls-key-file",
+            &path(&key),
+        ])
+        .args(["--tls-ca-cert-file", &path(&ca), "--tls-auth-clients", "no"])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(["--user", "default", "off"])
+        .args(["--user", "app", "on", ">tier-password", "~*", "&*", "+@all"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("rediss://app:tier-password@127.0.0.1:{port}/");
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(std::fs::read(&ca).unwrap()),
+    };
+    let admin = redis::Client::build_with_tls(url.as_str(), certificates).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while admin.get_multiplexed_async_connection().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no TLS Redis");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A core and a gateway that trust the CA as the system's roots.
+    let trust = [("SSL_CERT_FILE", ca.to_str().unwrap())];
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let start = |data: &std::path::Path, role: &str| {
+        let args = ["--role", role, "--redis", url.as_str()];
+        crate::durability::start_server_with_env(data, "info", &args, &trust)
+    };
+    let (mut core, core_url, _) = start(dirs[0].path(), "core");
+    let (mut gateway, gateway_url, _) = start(dirs[1].path(), "gateway");
+    every_shard_leased_in(&admin).await;
+
+    let http = superapp_client::HttpClient::new(core_url);
+    let mut tokens = Vec::new();
+    for name in ["Ann", "Bo"] {
+        let phone = crate::helpers::fresh_phone();
+        let account = http
+            .register(&phone, crate::helpers::PASSWORD, name)
+            .await
+            .unwrap();
+        let login = http.login(&phone, crate::helpers::PASSWORD).await.unwrap();
+        tokens.push((account.user_id, login.access_token));
+    }
+    let [(_, ann), (bo_id, bo)] = <[_; 2]>::try_from(tokens).unwrap();
+    let ann = Connection::connect(&gateway_url, &ann).await.unwrap();
+    let bo = Connection::connect(&gateway_url, &bo).await.unwrap();
+    bo.ping().await.unwrap();
+    subscribed(&admin, &format!("u.{bo_id}"), 1).await;
+    let ack = ann.send_text(bo_id, "t1", "over TLS").await.unwrap();
+    assert_eq!(next_message(&bo).await.seq, ack.seq);
+
+    for child in [&mut core, &mut gateway, &mut redis] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }

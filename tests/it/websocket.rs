@@ -12,7 +12,7 @@ use superapp_client::tokio_tungstenite::tungstenite::{self, Message as WsMessage
 use superapp_client::{Connection, connect_raw};
 
 use crate::helpers::{
-    TestApp, User, next_message, next_message_is, next_receipt, spawn_app, spawn_app_with,
+    TestApp, User, admin, next_message, next_message_is, next_receipt, spawn_app, spawn_app_with,
     subscribed,
 };
 
@@ -465,8 +465,8 @@ async fn with_redis_configured_live_delivery_goes_through_redis() {
     let b_laptop = app.connect(&b).await;
     let a_conn = app.connect(&a).await;
     let a_tablet = app.connect(&a).await;
-    subscribed(&redis, &format!("u.{}", a.id), 1).await;
-    subscribed(&redis, &format!("u.{}", b.id), 1).await;
+    subscribed(&admin(&redis), &format!("u.{}", a.id), 1).await;
+    subscribed(&admin(&redis), &format!("u.{}", b.id), 1).await;
     let ack = a_conn.send_text(b.id, "r1", "through redis").await.unwrap();
     for device in [&b_phone, &b_laptop] {
         assert_eq!(next_message(device).await.seq, ack.seq);
