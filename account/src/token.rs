@@ -269,6 +269,28 @@ mod tests {
         }
     }
 
+    #[test]
+    #[ignore = "a benchmark; prints the time to sign and to verify an access token"]
+    fn cost_of_signing_and_verifying_a_token() {
+        let (signer, rounds) = (signer(), 5_000u32);
+        let token = signer.sign(&claims(0));
+        let started = std::time::Instant::now();
+        for i in 0..rounds {
+            std::hint::black_box(signer.sign(&claims(i64::from(i))));
+        }
+        let sign = started.elapsed() / rounds;
+        let verifier = signer.verifier();
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(verifier.verify(&token, 0).unwrap());
+        }
+        let verify = started.elapsed() / rounds;
+        println!(
+            "an access token ({} bytes): sign {sign:?}, verify {verify:?}",
+            token.len()
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_key_file_others_may_read_is_refused_with_the_fix_named() {

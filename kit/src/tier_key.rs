@@ -97,6 +97,27 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "a benchmark; prints the time to seal and to open a message"]
+    fn cost_of_sealing_and_opening() {
+        let (key, rounds) = (key(1), 200_000u32);
+        for size in [64, 512, 4_096] {
+            let bytes = vec![7u8; size];
+            let started = std::time::Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(key.seal(Domain::Bus, "sa:u.12345", &bytes));
+            }
+            let seal = started.elapsed() / rounds;
+            let sealed = key.seal(Domain::Bus, "sa:u.12345", &bytes);
+            let started = std::time::Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(key.open(Domain::Bus, "sa:u.12345", sealed.clone()));
+            }
+            let open = started.elapsed() / rounds;
+            println!("{size} bytes: seal {seal:?}, open {open:?}");
+        }
+    }
+
+    #[test]
     fn a_short_key_is_refused() {
         assert!(TierKey::new(&[7; 31]).is_err());
     }
