@@ -8,7 +8,7 @@ use superapp_client::Connection;
 use superapp_kit::secret::Secret;
 use superapp_kit::testkit::RedisServer;
 
-use crate::helpers::{TestApp, User, next_message, spawn_app_with};
+use crate::helpers::{TestApp, User, every_shard_leased, next_message, spawn_app_with};
 
 async fn tier(redis: &RedisServer, gateways: usize) -> (TestApp, Vec<TestApp>) {
     let url = redis.url();
@@ -30,29 +30,6 @@ async fn tier(redis: &RedisServer, gateways: usize) -> (TestApp, Vec<TestApp>) {
     }
     every_shard_leased(redis).await;
     (core, list)
-}
-
-/// Waits until a core holds the lease of every shard, as Redis says.
-async fn every_shard_leased(redis: &RedisServer) {
-    let client = redis::Client::open(redis.url().as_str()).unwrap();
-    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let leased: Vec<String> = redis::cmd("KEYS")
-            .arg("sa:lease:*")
-            .query_async(&mut admin)
-            .await
-            .unwrap();
-        if leased.len() == superapp_kit::rpc::SHARDS as usize {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the core took {} of the shard leases",
-            leased.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -747,9 +724,9 @@ async fn a_gateway_killed_mid_stream_loses_its_clients_to_another_and_nothing_el
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let args = ["--role", "gateway", "--redis", url.as_str()];
     let (mut doomed, doomed_url, _) =
-        crate::durability::start_server_logging(dirs[0].path(), "info", &args);
+        crate::helpers::start_server_logging(dirs[0].path(), "info", &args);
     let (mut survivor, survivor_url, _) =
-        crate::durability::start_server_logging(dirs[1].path(), "info", &args);
+        crate::helpers::start_server_logging(dirs[1].path(), "info", &args);
     every_shard_leased(&redis).await;
     let seed = std::process::id();
     let users = users_of(&core, 6).await;
@@ -791,7 +768,7 @@ async fn a_standby_core_takes_over_when_the_active_one_dies() {
         config.as_str(),
     ];
     let (mut active, active_url, _) =
-        crate::durability::start_server_logging(data.path(), "info", &args);
+        crate::helpers::start_server_logging(data.path(), "info", &args);
     // The standby shares the data and waits for the core lease; it logs its
     // address only once it is the core.
     let standby = {
@@ -805,7 +782,7 @@ async fn a_standby_core_takes_over_when_the_active_one_dies() {
                 "--config",
                 config.as_str(),
             ];
-            crate::durability::start_server_logging(&dir, "info", &args)
+            crate::helpers::start_server_logging(&dir, "info", &args)
         })
     };
     let gateway = spawn_app_with(|c| {
@@ -878,8 +855,7 @@ async fn a_core_killed_and_restarted_keeps_every_acknowledged_message() {
     let url = redis.url();
     let data = tempfile::tempdir().unwrap();
     let args = ["--role", "core", "--redis", url.as_str()];
-    let (mut core, core_url, _) =
-        crate::durability::start_server_logging(data.path(), "info", &args);
+    let (mut core, core_url, _) = crate::helpers::start_server_logging(data.path(), "info", &args);
     let gateway = spawn_app_with(|c| {
         c.server.role = Role::Gateway;
         c.redis.url = Some(Secret::new(url.clone()));
@@ -891,17 +867,7 @@ async fn a_core_killed_and_restarted_keeps_every_acknowledged_message() {
     let http = superapp_client::HttpClient::new(core_url);
     let mut users = Vec::new();
     for _ in 0..4 {
-        let phone = crate::helpers::fresh_phone();
-        let account = http
-            .register(&phone, crate::helpers::PASSWORD, "U")
-            .await
-            .unwrap();
-        let tokens = http.login(&phone, crate::helpers::PASSWORD).await.unwrap();
-        users.push(User {
-            id: account.user_id,
-            phone,
-            tokens,
-        });
+        users.push(crate::helpers::register(&http, "U").await);
     }
     let seed = std::process::id();
     let restart_url = url.clone();
@@ -911,7 +877,7 @@ async fn a_core_killed_and_restarted_keeps_every_acknowledged_message() {
         core.wait().unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let args = ["--role", "core", "--redis", restart_url.as_str()];
-        let (core, _, _) = crate::durability::start_server_logging(data.path(), "info", &args);
+        let (core, _, _) = crate::helpers::start_server_logging(data.path(), "info", &args);
         (core, data)
     });
     let (acked, attempted) = stream_sends(vec![gateway.base_url.clone()], &users, 500, seed).await;
