@@ -1,74 +1,15 @@
 //! An ack means durable: `kill -9` during a stream of sends loses no
 //! acknowledged message. The server runs as a child process here.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use superapp_client::{Connection, HttpClient};
 
-use crate::helpers::{PASSWORD, fresh_phone};
+use crate::helpers::{PASSWORD, fresh_phone, start_server_logging};
 
-pub(crate) type Logs = std::sync::Arc<std::sync::Mutex<String>>;
-
-fn start_server(data: &std::path::Path) -> (Child, String) {
+fn start_server(data: &std::path::Path) -> (std::process::Child, String) {
     let (child, base, _) = start_server_logging(data, "info", &[]);
     (child, base)
-}
-
-/// Starts the server binary with `extra` arguments (a role, a Redis URL); its
-/// log lines collect in the returned buffer.
-pub(crate) fn start_server_logging(
-    data: &std::path::Path,
-    filter: &str,
-    extra: &[&str],
-) -> (Child, String, Logs) {
-    start_server_with_env(data, filter, extra, &[])
-}
-
-/// [`start_server_logging`] with these environment variables added.
-pub(crate) fn start_server_with_env(
-    data: &std::path::Path,
-    filter: &str,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> (Child, String, Logs) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_superapp"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .args(extra)
-        .env("SUPERAPP_LOG__FORMAT", "json")
-        // Every test user registers from 127.0.0.1.
-        .env("SUPERAPP_AUTH__REGISTRATIONS_PER_ADDRESS", "1000000")
-        .env("SUPERAPP_REDIS__TIER_KEY", crate::helpers::TIER_KEY)
-        .env("RUST_LOG", filter)
-        .envs(env.iter().copied())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let logs = Logs::default();
-    let collected = logs.clone();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            collected.lock().unwrap().push_str(&line);
-            collected.lock().unwrap().push('\n');
-            if !sent
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(addr) = v["fields"]["addr"].as_str()
-            {
-                let _ = tx.send(addr.to_string());
-                sent = true;
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server logs its address");
-    (child, format!("http://{addr}"), logs)
 }
 
 #[tokio::test]

@@ -1,5 +1,10 @@
-//! `spawn_app()` and `TestApp`, whose methods are the API.
+//! `spawn_app()` and `TestApp`, whose methods are the API; the `superapp`
+//! binary as a child process ([`ServerProcess`]); waiting for the medium
+//! tier to be ready in Redis.
 
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -8,6 +13,7 @@ use superapp::config::Config;
 use superapp_client::proto::v1::{GroupEvent, Message, ReadReceipt, SendAck, event};
 use superapp_client::{Connection, HttpClient, Tokens};
 use superapp_kit::secret::Secret;
+use superapp_kit::testkit::RedisServer;
 use tokio_util::sync::CancellationToken;
 
 pub const PASSWORD: &str = "a long and rare passphrase";
@@ -71,21 +77,25 @@ pub fn fresh_phone() -> String {
     format!("+86139{:08}", n % 100_000_000)
 }
 
+/// Registers a user on the server behind `http` and logs them in.
+pub async fn register(http: &HttpClient, name: &str) -> User {
+    let phone = fresh_phone();
+    let account = http
+        .register(&phone, PASSWORD, name)
+        .await
+        .expect("register");
+    let tokens = http.login(&phone, PASSWORD).await.expect("login");
+    assert_eq!(account.user_id, tokens.user_id);
+    User {
+        id: account.user_id,
+        phone,
+        tokens,
+    }
+}
+
 impl TestApp {
     pub async fn user(&self, name: &str) -> User {
-        let phone = fresh_phone();
-        let account = self
-            .http
-            .register(&phone, PASSWORD, name)
-            .await
-            .expect("register");
-        let tokens = self.http.login(&phone, PASSWORD).await.expect("login");
-        assert_eq!(account.user_id, tokens.user_id);
-        User {
-            id: account.user_id,
-            phone,
-            tokens,
-        }
+        register(&self.http, name).await
     }
 
     /// A session of `user`, answered once it is registered with the user's
@@ -191,9 +201,226 @@ pub fn text_of(m: &Message) -> &str {
     }
 }
 
+/// The log lines of a child process, as they arrive.
+pub type Logs = std::sync::Arc<std::sync::Mutex<String>>;
+
+/// A `superapp serve` child process, its log lines collected. Dropping it
+/// kills it, so a failing test leaves no server behind.
+pub struct ServerProcess {
+    child: Option<Child>,
+    pub logs: Logs,
+    /// The address from the `listening` log line, sent once.
+    address: std::sync::mpsc::Receiver<String>,
+}
+
+impl ServerProcess {
+    /// Starts the binary with `extra` arguments (a role, a Redis URL; a
+    /// `--listen` of its own, else port 0) and `env`, with JSON logs at
+    /// `filter`. It returns at once: a standby core logs its address only once
+    /// it is the core.
+    pub fn spawn(data: &Path, filter: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_superapp"));
+        command.arg("serve");
+        if !extra.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
+            .arg("--data")
+            .arg(data)
+            .args(extra)
+            .env("SUPERAPP_LOG__FORMAT", "json")
+            // Every test user registers from 127.0.0.1.
+            .env("SUPERAPP_AUTH__REGISTRATIONS_PER_ADDRESS", "1000000")
+            .env("SUPERAPP_REDIS__TIER_KEY", TIER_KEY)
+            .env("RUST_LOG", filter)
+            .envs(env.iter().copied())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn superapp");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, address) = std::sync::mpsc::channel();
+        let logs = Logs::default();
+        let collected = logs.clone();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                {
+                    let mut logs = collected.lock().unwrap();
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+                if !sent
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(addr) = v["fields"]["addr"].as_str()
+                {
+                    let _ = tx.send(addr.to_string());
+                    sent = true;
+                }
+            }
+        });
+        Self {
+            child: Some(child),
+            logs,
+            address,
+        }
+    }
+
+    /// Blocks until the process logs the address it listens on; its base URL.
+    pub fn url_blocking(&self, within: Duration) -> String {
+        let addr = self
+            .address
+            .recv_timeout(within)
+            .expect("the server logs its address");
+        format!("http://{addr}")
+    }
+
+    /// Waits until the process logs the address it listens on; its base URL.
+    pub async fn url(&self, within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.address.try_recv() {
+                Ok(addr) => return format!("http://{addr}"),
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(e) => panic!("the server ended before it listened: {e}"),
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server did not listen within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until a log line contains `text`.
+    pub async fn logged(&self, text: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.logs.lock().unwrap().contains(text) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server did not log {text:?} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// SIGKILL, and waits for the process to end.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM: the process starts its shutdown.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success(), "kill -TERM {pid}: {sent}");
+    }
+
+    /// Waits at most `within` for the process to end; its exit status.
+    pub async fn exited(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The process, no longer killed on drop.
+    pub fn into_child(mut self) -> Child {
+        self.child.take().expect("running")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts the server binary with `extra` arguments (a role, a Redis URL) and
+/// waits for its address; its log lines collect in the returned buffer.
+pub fn start_server_logging(data: &Path, filter: &str, extra: &[&str]) -> (Child, String, Logs) {
+    let server = ServerProcess::spawn(data, filter, extra, &[]);
+    let url = server.url_blocking(Duration::from_secs(30));
+    let logs = server.logs.clone();
+    (server.into_child(), url, logs)
+}
+
 /// A client of the test's Redis, for asking it how things stand.
-pub fn admin(redis: &superapp_kit::testkit::RedisServer) -> redis::Client {
+pub fn admin(redis: &RedisServer) -> redis::Client {
     redis::Client::open(redis.url().as_str()).unwrap()
+}
+
+/// An admin connection to the tier's Redis.
+async fn redis_admin(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    admin(redis)
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Waits until a core holds the lease of every shard, as Redis says.
+pub async fn every_shard_leased(redis: &RedisServer) {
+    every_shard_leased_in(&admin(redis)).await;
+}
+
+/// [`every_shard_leased`], asking through `redis` (a TLS client, say).
+pub async fn every_shard_leased_in(redis: &redis::Client) {
+    let mut admin = redis.get_multiplexed_async_connection().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let leased: Vec<String> = redis::cmd("KEYS")
+            .arg("sa:lease:*")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        if leased.len() == superapp_kit::rpc::SHARDS as usize {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the core took {} of the shard leases",
+            leased.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `gateways` gateways have their reply channels subscribed in
+/// Redis, so that the core's first answers reach them.
+pub async fn every_gateway_subscribed(redis: &RedisServer, gateways: usize) {
+    let mut admin = redis_admin(redis).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .arg("sa:rpc-reply.*")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        if channels.len() >= gateways {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {gateways} gateways subscribed to their replies",
+            channels.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until `subscribers` processes listen on the bus topic `topic` in

@@ -9,6 +9,7 @@ mod chat;
 mod cli;
 mod config;
 mod durability;
+mod faults;
 mod groups;
 mod helpers;
 mod limits;

@@ -97,7 +97,7 @@ async fn a_crashed_gateways_users_go_offline_within_the_presence_ttl() {
         config.to_str().unwrap(),
     ];
     let (mut gateway, gateway_url, _) =
-        crate::durability::start_server_logging(dir.path(), "info", &args);
+        crate::helpers::start_server_logging(dir.path(), "info", &args);
     let ann = core.user("Ann").await;
     let bo = core.user("Bo").await;
     let token = ann.tokens.access_token.as_str();

@@ -8,7 +8,10 @@ use superapp_client::Connection;
 use superapp_kit::secret::Secret;
 use superapp_kit::testkit::RedisServer;
 
-use crate::helpers::{TestApp, User, admin, next_message, spawn_app_with, subscribed};
+use crate::helpers::{
+    TestApp, User, admin, every_shard_leased, every_shard_leased_in, next_message, spawn_app_with,
+    subscribed,
+};
 
 async fn tier(redis: &RedisServer, gateways: usize) -> (TestApp, Vec<TestApp>) {
     let url = redis.url();
@@ -30,32 +33,6 @@ async fn tier(redis: &RedisServer, gateways: usize) -> (TestApp, Vec<TestApp>) {
     }
     every_shard_leased(redis).await;
     (core, list)
-}
-
-/// Waits until a core holds the lease of every shard, as Redis says.
-async fn every_shard_leased(redis: &RedisServer) {
-    every_shard_leased_in(&admin(redis)).await;
-}
-
-async fn every_shard_leased_in(redis: &redis::Client) {
-    let mut admin = redis.get_multiplexed_async_connection().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let leased: Vec<String> = redis::cmd("KEYS")
-            .arg("sa:lease:*")
-            .query_async(&mut admin)
-            .await
-            .unwrap();
-        if leased.len() == superapp_kit::rpc::SHARDS as usize {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the core took {} of the shard leases",
-            leased.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -760,9 +737,9 @@ async fn a_gateway_killed_mid_stream_loses_its_clients_to_another_and_nothing_el
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let args = ["--role", "gateway", "--redis", url.as_str()];
     let (mut doomed, doomed_url, _) =
-        crate::durability::start_server_logging(dirs[0].path(), "info", &args);
+        crate::helpers::start_server_logging(dirs[0].path(), "info", &args);
     let (mut survivor, survivor_url, _) =
-        crate::durability::start_server_logging(dirs[1].path(), "info", &args);
+        crate::helpers::start_server_logging(dirs[1].path(), "info", &args);
     every_shard_leased(&redis).await;
     let seed = std::process::id();
     let users = users_of(&core, 6).await;
@@ -804,7 +781,7 @@ async fn a_standby_core_takes_over_when_the_active_one_dies() {
         config.as_str(),
     ];
     let (mut active, active_url, _) =
-        crate::durability::start_server_logging(data.path(), "info", &args);
+        crate::helpers::start_server_logging(data.path(), "info", &args);
     // The standby shares the data and waits for the core lease; it logs its
     // address only once it is the core.
     let standby = {
@@ -818,7 +795,7 @@ async fn a_standby_core_takes_over_when_the_active_one_dies() {
                 "--config",
                 config.as_str(),
             ];
-            crate::durability::start_server_logging(&dir, "info", &args)
+            crate::helpers::start_server_logging(&dir, "info", &args)
         })
     };
     let gateway = spawn_app_with(|c| {
@@ -891,8 +868,7 @@ async fn a_core_killed_and_restarted_keeps_every_acknowledged_message() {
     let url = redis.url();
     let data = tempfile::tempdir().unwrap();
     let args = ["--role", "core", "--redis", url.as_str()];
-    let (mut core, core_url, _) =
-        crate::durability::start_server_logging(data.path(), "info", &args);
+    let (mut core, core_url, _) = crate::helpers::start_server_logging(data.path(), "info", &args);
     let gateway = spawn_app_with(|c| {
         c.server.role = Role::Gateway;
         c.redis.url = Some(Secret::new(url.clone()));
@@ -904,17 +880,7 @@ async fn a_core_killed_and_restarted_keeps_every_acknowledged_message() {
     let http = superapp_client::HttpClient::new(core_url);
     let mut users = Vec::new();
     for _ in 0..4 {
-        let phone = crate::helpers::fresh_phone();
-        let account = http
-            .register(&phone, crate::helpers::PASSWORD, "U")
-            .await
-            .unwrap();
-        let tokens = http.login(&phone, crate::helpers::PASSWORD).await.unwrap();
-        users.push(User {
-            id: account.user_id,
-            phone,
-            tokens,
-        });
+        users.push(crate::helpers::register(&http, "U").await);
     }
     let seed = std::process::id();
     let restart_url = url.clone();
@@ -924,7 +890,7 @@ async fn a_core_killed_and_restarted_keeps_every_acknowledged_message() {
         core.wait().unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let args = ["--role", "core", "--redis", restart_url.as_str()];
-        let (core, _, _) = crate::durability::start_server_logging(data.path(), "info", &args);
+        let (core, _, _) = crate::helpers::start_server_logging(data.path(), "info", &args);
         (core, data)
     });
     let (acked, attempted) = stream_sends(vec![gateway.base_url.clone()], &users, 500, seed).await;
@@ -1081,10 +1047,14 @@ async fn a_tier_meets_through_redis_over_tls_as_an_acl_user() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let start = |data: &std::path::Path, role: &str| {
         let args = ["--role", role, "--redis", url.as_str()];
-        crate::durability::start_server_with_env(data, "info", &args, &trust)
+        crate::helpers::ServerProcess::spawn(data, "info", &args, &trust)
     };
-    let (mut core, core_url, _) = start(dirs[0].path(), "core");
-    let (mut gateway, gateway_url, _) = start(dirs[1].path(), "gateway");
+    let (core, gateway) = (
+        start(dirs[0].path(), "core"),
+        start(dirs[1].path(), "gateway"),
+    );
+    let core_url = core.url(Duration::from_secs(30)).await;
+    let gateway_url = gateway.url(Duration::from_secs(30)).await;
     every_shard_leased_in(&admin).await;
 
     let http = superapp_client::HttpClient::new(core_url);
@@ -1106,8 +1076,7 @@ async fn a_tier_meets_through_redis_over_tls_as_an_acl_user() {
     let ack = ann.send_text(bo_id, "t1", "over TLS").await.unwrap();
     assert_eq!(next_message(&bo).await.seq, ack.seq);
 
-    for child in [&mut core, &mut gateway, &mut redis] {
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
+    drop((core, gateway));
+    redis.kill().unwrap();
+    redis.wait().unwrap();
 }

@@ -557,6 +557,82 @@ mod tests {
         assert!(metrics.render().contains("rpc_leases_held 0"));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_pushed_while_the_core_stops_is_answered_or_left_waiting() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let url = redis.url();
+        let (mut admin, bus) = admin_and_bus(&url).await;
+        let applied = Arc::new(AtomicUsize::new(0));
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let started_tx = Arc::new(Mutex::new(Some(started_tx)));
+        let counter = applied.clone();
+        let handler: Handler = Arc::new(move |payload: Bytes, _fence: Option<Fence>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let started = started_tx.lock().unwrap().take();
+            Box::pin(async move {
+                // The first request is still in hand when the core is told
+                // to stop, so the core's connections stay open a while.
+                if let Some(started) = started {
+                    let _ = started.send(());
+                    tokio::time::sleep(Duration::from_millis(800)).await;
+                }
+                payload
+            }) as BoxFuture<'static, Bytes>
+        });
+        let shutdown = CancellationToken::new();
+        let server = RpcServer::new(
+            &url,
+            "core-a",
+            Duration::from_secs(30),
+            key(),
+            &Registry::new(),
+        );
+        let running = tokio::spawn(server.run(bus.clone(), handler, shutdown.clone()));
+        let caller = Arc::new(
+            RpcClient::connect(&url, bus.as_ref(), "gw-1", key(), &Registry::new())
+                .await
+                .unwrap(),
+        );
+        let slow = {
+            let caller = caller.clone();
+            tokio::spawn(async move {
+                caller
+                    .call(
+                        Route::Any,
+                        Bytes::from_static(b"slow"),
+                        Duration::from_secs(10),
+                    )
+                    .await
+            })
+        };
+        started.await.unwrap();
+        // The core has gone back to waiting on its lists (a blocking pop is
+        // in Redis) when it is told to stop; a request arrives just after.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        shutdown.cancel();
+        let late = caller
+            .call(
+                Route::Any,
+                Bytes::from_static(b"late"),
+                Duration::from_secs(2),
+            )
+            .await;
+        running.await.unwrap().unwrap();
+        assert_eq!(slow.await.unwrap().unwrap(), Bytes::from_static(b"slow"));
+        let waiting: usize = admin.llen("sa:rq:any").await.unwrap();
+        match late {
+            Ok(answer) => assert_eq!(answer, Bytes::from_static(b"late")),
+            // Not taken: it waits for the next core.
+            Err(_) => assert_eq!(
+                (waiting, applied.load(Ordering::SeqCst)),
+                (1, 1),
+                "a request taken at shutdown was neither answered nor left in its list"
+            ),
+        }
+    }
+
     #[tokio::test]
     async fn requests_without_the_tier_key_are_dropped_and_counted() {
         let Some(redis) = RedisServer::start() else {

@@ -126,7 +126,7 @@ impl RpcServer {
         };
         while !shutdown.is_cancelled() {
             let queues = queues_to_consume(&dispatcher.leases);
-            let Some((queue, batch)) = popper.take_batch(&queues, &shutdown).await else {
+            let Some((queue, batch)) = popper.take_batch(&queues).await else {
                 continue;
             };
             let refused = dispatcher.dispatch_batch(batch);
@@ -188,23 +188,22 @@ impl Popper {
     }
 
     /// Waits up to half a second for a request on `queues`, and takes it with
-    /// whatever else waits in the same list. `None` when nothing came, the pop
-    /// failed, or `shutdown` fired.
-    async fn take_batch(
-        &mut self,
-        queues: &[String],
-        shutdown: &CancellationToken,
-    ) -> Option<(String, Vec<Vec<u8>>)> {
-        let popped: Option<(String, Vec<u8>)> = tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            r = self.connection.brpop(queues, 0.5) => match r {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(error = %e, "rpc: pop failed; retrying");
-                    self.reconnect().await;
-                    return None;
-                }
-            },
+    /// whatever else waits in the same list. `None` when nothing came or the
+    /// pop failed.
+    ///
+    /// Shutdown does not cut the wait short: once the blocking pop is in
+    /// Redis, Redis may hand it a request at any moment until it times out,
+    /// and a pop dropped here would take that request out of its list with
+    /// nobody to apply it (its caller would wait out its whole timeout). So
+    /// the run loop stops only between pops, at most half a second late.
+    async fn take_batch(&mut self, queues: &[String]) -> Option<(String, Vec<Vec<u8>>)> {
+        let popped: Option<(String, Vec<u8>)> = match self.connection.brpop(queues, 0.5).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "rpc: pop failed; retrying");
+                self.reconnect().await;
+                return None;
+            }
         };
         let (queue, first) = popped?;
         // Whatever else waits in the same list comes along, oldest first: one
