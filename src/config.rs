@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use superapp_account::config::AuthConfig;
+use superapp_account::config::{AuthConfig, SocialConfig};
 use superapp_chat::config::ChatConfig;
 use superapp_gateway::config::GatewayConfig;
 use superapp_kit::config::ConfigError;
@@ -24,6 +24,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
+    pub social: SocialConfig,
     pub gateway: GatewayConfig,
     pub chat: ChatConfig,
     pub redis: RedisConfig,
@@ -197,6 +198,7 @@ impl Config {
         self.auth.validate()?;
         self.gateway.validate()?;
         self.chat.validate()?;
+        self.social.validate()?;
         if self.server.node_id > 1023 {
             return Err(ConfigError::invalid("server.node_id", "must be 0 to 1023"));
         }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use superapp_account::token::{TokenSigner, TokenVerifier};
-use superapp_account::{Accounts, SqliteAccountStore};
+use superapp_account::{Accounts, Social, SqliteAccountStore};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
 use superapp_gateway::presence::{LocalPresence, Presence, RedisPresence};
@@ -129,6 +129,7 @@ impl Application {
             addr,
             rooms: local.map(|local| Rooms {
                 accounts: local.accounts.clone(),
+                social: local.social.clone(),
                 chat: local.chat.clone(),
                 presence,
             }),
@@ -391,8 +392,15 @@ fn open_rooms(
     let account_store =
         SqliteAccountStore::open(&data_dir.join("account.db"), batch_sizes("account"))
             .context("opening account.db")?;
+    let account_store = Arc::new(account_store);
+    let social = Arc::new(Social::new(
+        account_store.clone(),
+        bus.clone(),
+        clock.clone(),
+        config.social.clone(),
+    ));
     let accounts = Arc::new(Accounts::new(
-        Arc::new(account_store),
+        account_store,
         signer,
         bus.clone(),
         clock.clone(),
@@ -404,7 +412,10 @@ fn open_rooms(
         .with_group_limits(config.chat.group_limits());
     let chat = Arc::new(Chat::new(
         Arc::new(chat_store),
-        Arc::new(wiring::AccountDirectory::new(accounts.clone())),
+        Arc::new(wiring::AccountDirectory::new(
+            accounts.clone(),
+            social.clone(),
+        )),
         bus.clone(),
         clock.clone(),
         ids.clone(),
@@ -412,7 +423,11 @@ fn open_rooms(
         metrics,
     ));
     tracing::info!(data_dir = %data_dir.display(), "stores open");
-    Ok(Local { accounts, chat })
+    Ok(Local {
+        accounts,
+        social,
+        chat,
+    })
 }
 
 /// Creates the data directory, if missing, open to its owner only (0700):

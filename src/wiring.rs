@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
-use superapp_account::Accounts;
+use superapp_account::{Accounts, Social};
 use superapp_chat::model::UserId;
 use superapp_chat::{Chat, Directory};
 use superapp_kit::BoxFuture;
@@ -31,13 +31,15 @@ const KNOWN_USERS_CAP: usize = 1_000_000;
 /// read; a "no" is always asked again (the user may register a moment later).
 pub struct AccountDirectory {
     accounts: Arc<Accounts>,
+    social: Arc<Social>,
     known: RwLock<HashSet<UserId>>,
 }
 
 impl AccountDirectory {
-    pub fn new(accounts: Arc<Accounts>) -> Self {
+    pub fn new(accounts: Arc<Accounts>, social: Arc<Social>) -> Self {
         Self {
             accounts,
+            social,
             known: RwLock::new(HashSet::new()),
         }
     }
@@ -79,6 +81,27 @@ impl Directory for AccountDirectory {
                 .display_names(ids)
                 .await
                 .map_err(|e| e.to_string())
+        })
+    }
+
+    fn may_message(
+        &self,
+        sender: UserId,
+        recipient: UserId,
+    ) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async move {
+            (self.social.may_message(sender, recipient).await).map_err(|e| e.to_string())
+        })
+    }
+
+    fn may_add_directly(
+        &self,
+        inviter: UserId,
+        invitees: &[UserId],
+    ) -> BoxFuture<'_, Result<bool, String>> {
+        let invitees = invitees.to_vec();
+        Box::pin(async move {
+            (self.social.may_add_to_group(inviter, &invitees).await).map_err(|e| e.to_string())
         })
     }
 }

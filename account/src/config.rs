@@ -1,11 +1,13 @@
-//! The `[auth]` section of the configuration: its keys, defaults and
-//! checks. The binary assembles the whole configuration from the rooms'
+//! The `[auth]` and `[social]` sections of the configuration: their keys,
+//! defaults and checks. The binary assembles the whole configuration from the rooms'
 //! sections.
 
 use serde::{Deserialize, Serialize};
 use superapp_kit::config::ConfigError;
 use superapp_kit::secret::Secret;
 
+use crate::model::WhoMayMessage;
+use crate::policy::SocialLimits;
 use crate::token::{TokenSigner, TokenVerifier};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -204,5 +206,54 @@ mod tests {
             ..AuthConfig::default()
         };
         assert!(config.validate().is_ok());
+    }
+}
+
+/// The `[social]` section: the social graph's defaults and limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocialConfig {
+    /// Who may send one-to-one messages to a user who has not chosen:
+    /// `friends` (the default, as in WeChat) or `anyone`.
+    pub who_may_message: WhoMayMessage,
+    /// Friends one user may have (1 to 100000).
+    pub max_friends: u32,
+    /// Friend requests one user may send in any 24 hours (1 to 10000).
+    pub friend_requests_per_day: u32,
+}
+
+impl Default for SocialConfig {
+    fn default() -> Self {
+        let limits = SocialLimits::default();
+        Self {
+            who_may_message: WhoMayMessage::Friends,
+            max_friends: limits.max_friends,
+            friend_requests_per_day: limits.requests_per_day,
+        }
+    }
+}
+
+impl SocialConfig {
+    pub fn limits(&self) -> SocialLimits {
+        SocialLimits {
+            max_friends: self.max_friends,
+            requests_per_day: self.friend_requests_per_day,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=100_000).contains(&self.max_friends) {
+            return Err(ConfigError::invalid(
+                "social.max_friends",
+                "must be 1 to 100000",
+            ));
+        }
+        if !(1..=10_000).contains(&self.friend_requests_per_day) {
+            return Err(ConfigError::invalid(
+                "social.friend_requests_per_day",
+                "must be 1 to 10000",
+            ));
+        }
+        Ok(())
     }
 }

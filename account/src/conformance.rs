@@ -2,11 +2,24 @@
 //! alone. SQLite runs it in this crate's tests; another backend runs it by
 //! enabling the `conformance` feature and calling these functions on a fresh,
 //! empty store of its own.
+//!
+//! - [`account_store`], [`concurrent_refreshes`]: users, sessions, tokens.
+//! - [`social_graph_matches_the_model`]: the social graph under random
+//!   operations, against a model with the rules written again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::model::{Rotation, SessionRecord, UserId, UserRecord};
-use crate::store::AccountStore;
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+
+use crate::SocialError;
+use crate::model::{
+    FriendRequest, Privacy, Rotation, SessionRecord, UserId, UserRecord, WhoMayMessage,
+};
+use crate::policy::{self, SocialLimits};
+use crate::store::{AccountStore, SocialStore};
 
 fn user(id: u64, phone: &str) -> UserRecord {
     UserRecord {
@@ -127,4 +140,250 @@ pub async fn concurrent_refreshes(store: &dyn AccountStore) {
         .filter(|r| matches!(r, Rotation::Rotated(_)))
         .count();
     assert_eq!(rotated, 1);
+}
+
+/// One step of the social graph's random walk.
+#[derive(Debug, Clone, Copy)]
+enum SocialOp {
+    Request(UserId, UserId),
+    Accept(UserId, UserId),
+    Decline(UserId, UserId),
+    Remove(UserId, UserId),
+    Block(UserId, UserId),
+    Unblock(UserId, UserId),
+    Setting(UserId, Option<WhoMayMessage>),
+}
+
+/// The social graph as the model keeps it, with the rules written again
+/// here, plainly, apart from [`crate::policy`].
+#[derive(Debug, Default)]
+struct SocialModel {
+    /// Pairs (low, high).
+    friends: BTreeSet<(UserId, UserId)>,
+    /// (from, to).
+    pending: BTreeSet<(UserId, UserId)>,
+    /// (owner, blocked).
+    blocks: BTreeSet<(UserId, UserId)>,
+    settings: BTreeMap<UserId, WhoMayMessage>,
+}
+
+fn pair(a: UserId, b: UserId) -> (UserId, UserId) {
+    (a.min(b), a.max(b))
+}
+
+impl SocialModel {
+    fn friends(&self, a: UserId, b: UserId) -> bool {
+        self.friends.contains(&pair(a, b))
+    }
+
+    fn befriend(&mut self, a: UserId, b: UserId) {
+        self.friends.insert(pair(a, b));
+        self.pending.remove(&(a, b));
+        self.pending.remove(&(b, a));
+    }
+
+    /// What the op answers, changing the model as the rules say.
+    fn apply(&mut self, op: SocialOp) -> Result<(), SocialError> {
+        match op {
+            SocialOp::Request(a, b) if a == b => Err(SocialError::CannotBefriendSelf),
+            SocialOp::Request(a, b) if self.friends(a, b) => Err(SocialError::AlreadyFriends),
+            SocialOp::Request(a, b) if self.blocks.contains(&(a, b)) => {
+                Err(SocialError::BlockedByYou)
+            }
+            // Dropped unseen.
+            SocialOp::Request(a, b) if self.blocks.contains(&(b, a)) => Ok(()),
+            SocialOp::Request(a, b) if self.pending.contains(&(b, a)) => {
+                self.befriend(a, b);
+                Ok(())
+            }
+            SocialOp::Request(a, b) => {
+                self.pending.insert((a, b));
+                Ok(())
+            }
+            SocialOp::Accept(me, from) if self.friends(me, from) => {
+                Err(SocialError::AlreadyFriends)
+            }
+            SocialOp::Accept(me, from) if !self.pending.contains(&(from, me)) => {
+                Err(SocialError::UnknownRequest)
+            }
+            SocialOp::Accept(me, from) => {
+                self.befriend(me, from);
+                Ok(())
+            }
+            SocialOp::Decline(me, from) => match self.pending.remove(&(from, me)) {
+                true => Ok(()),
+                false => Err(SocialError::UnknownRequest),
+            },
+            SocialOp::Remove(a, b) => match self.friends.remove(&pair(a, b)) {
+                true => Ok(()),
+                false => Err(SocialError::NotFriends),
+            },
+            SocialOp::Block(a, b) if a == b => Err(SocialError::Invalid {
+                code: "cannot_block_self",
+                reason: "",
+            }),
+            SocialOp::Block(a, b) => {
+                self.blocks.insert((a, b));
+                self.pending.remove(&(a, b));
+                self.pending.remove(&(b, a));
+                Ok(())
+            }
+            SocialOp::Unblock(a, b) => {
+                self.blocks.remove(&(a, b));
+                Ok(())
+            }
+            SocialOp::Setting(user, setting) => {
+                match setting {
+                    Some(s) => self.settings.insert(user, s),
+                    None => self.settings.remove(&user),
+                };
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `recipient` takes `sender`'s messages, the server's default
+    /// being friends only.
+    fn may_message(&self, sender: UserId, recipient: UserId) -> bool {
+        let anyone = self.settings.get(&recipient) == Some(&WhoMayMessage::Anyone);
+        !self.blocks.contains(&(recipient, sender)) && (self.friends(sender, recipient) || anyone)
+    }
+}
+
+async fn run_social(store: &dyn SocialStore, op: SocialOp, now: i64) -> Result<(), SocialError> {
+    let limits = SocialLimits {
+        max_friends: 5_000,
+        requests_per_day: 100_000,
+    };
+    match op {
+        SocialOp::Request(from, to) => {
+            let request = FriendRequest {
+                from,
+                to,
+                greeting: String::new(),
+                sent_ms: now,
+            };
+            store.send_request(request, limits).await.map(drop)
+        }
+        SocialOp::Accept(me, from) => store.accept(me, from, now, limits).await.map(drop),
+        SocialOp::Decline(me, from) => store.decline(me, from, now).await,
+        SocialOp::Remove(a, b) => store.remove_friend(a, b).await.map(drop),
+        SocialOp::Block(a, b) => store.block(a, b, now).await,
+        SocialOp::Unblock(a, b) => store.unblock(a, b).await,
+        SocialOp::Setting(user, setting) => {
+            let privacy = Privacy {
+                who_may_message: setting,
+            };
+            store.set_privacy(user, privacy).await
+        }
+    }
+}
+
+/// Random walks over a small population (friend requests, answers,
+/// removals, blocks, settings): every answer has the kind the model's has,
+/// and every few steps, for every ordered pair, whether one may message the
+/// other ([`crate::policy::may_message`] over the store's facts), each
+/// contact list (from its change feed), each waiting request list and each
+/// block list agree with the model.
+pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialStore), seed: u64) {
+    let people: Vec<UserId> = (1..=8).map(UserId).collect();
+    for &who in &people {
+        assert!(
+            store
+                .create_user(user(who.0, &format!("+1555000{}", who.0)))
+                .await
+                .unwrap()
+        );
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut model = SocialModel::default();
+    let now = 10_000_000_000;
+    for step in 0..400 {
+        let mut someone = || people[rng.random_range(0..people.len())];
+        let (a, b) = (someone(), someone());
+        let op = match rng.random_range(0..10) {
+            0..=2 => SocialOp::Request(a, b),
+            3 | 4 => SocialOp::Accept(a, b),
+            5 => SocialOp::Decline(a, b),
+            6 => SocialOp::Remove(a, b),
+            7 => SocialOp::Block(a, b),
+            8 => SocialOp::Unblock(a, b),
+            _ => {
+                let choices = [
+                    None,
+                    Some(WhoMayMessage::Friends),
+                    Some(WhoMayMessage::Anyone),
+                ];
+                SocialOp::Setting(a, choices[rng.random_range(0..3)])
+            }
+        };
+        let expected = model.apply(op);
+        let got = run_social(store, op, now + step).await;
+        let same = match (&got, &expected) {
+            (Ok(()), Ok(())) => true,
+            (Err(g), Err(e)) => std::mem::discriminant(g) == std::mem::discriminant(e),
+            _ => false,
+        };
+        assert!(
+            same,
+            "step {step}: {op:?} answered {got:?}, the model says {expected:?}"
+        );
+        if step % 25 != 24 {
+            continue;
+        }
+        for &sender in &people {
+            for &recipient in &people {
+                let (relation, privacy) = store.message_facts(recipient, sender).await.unwrap();
+                let setting = privacy.who_may_message.unwrap_or(WhoMayMessage::Friends);
+                assert_eq!(
+                    policy::may_message(relation, setting),
+                    model.may_message(sender, recipient),
+                    "step {step}: may {sender:?} message {recipient:?}?"
+                );
+            }
+            let listed = store
+                .contact_changes(sender, 0, 1_000)
+                .await
+                .unwrap()
+                .changes;
+            let friends: BTreeSet<UserId> = listed.iter().map(|c| c.friend).collect();
+            let modelled: BTreeSet<UserId> = (people.iter())
+                .filter(|&&other| model.friends(sender, other))
+                .copied()
+                .collect();
+            assert_eq!(friends, modelled, "step {step}: friends of {sender:?}");
+            let waiting: BTreeSet<UserId> = (store.requests(sender, now + step).await.unwrap())
+                .iter()
+                .map(|r| r.from)
+                .collect();
+            let modelled: BTreeSet<UserId> = (model.pending.iter())
+                .filter(|(_, to)| *to == sender)
+                .map(|(from, _)| *from)
+                .collect();
+            assert_eq!(waiting, modelled, "step {step}: requests to {sender:?}");
+            let blocked: BTreeSet<UserId> =
+                store.blocked(sender).await.unwrap().into_iter().collect();
+            let modelled: BTreeSet<UserId> = (model.blocks.iter())
+                .filter(|(owner, _)| *owner == sender)
+                .map(|(_, other)| *other)
+                .collect();
+            assert_eq!(blocked, modelled, "step {step}: blocks of {sender:?}");
+        }
+    }
+    // A request goes unanswered for a week: it is gone.
+    let (a, b) = (people[0], people[1]);
+    let _ = store.remove_friend(a, b).await;
+    let _ = store.unblock(a, b).await;
+    let _ = store.unblock(b, a).await;
+    let _ = store.decline(b, a, now).await;
+    let _ = store.decline(a, b, now).await;
+    run_social(store, SocialOp::Request(a, b), now)
+        .await
+        .unwrap();
+    let later = now + policy::REQUEST_TTL_MS;
+    assert!(store.requests(b, later).await.unwrap().is_empty());
+    assert!(matches!(
+        store.accept(b, a, later, SocialLimits::default()).await,
+        Err(SocialError::UnknownRequest)
+    ));
 }

@@ -57,3 +57,31 @@ impl From<TokenError> for AccountError {
         }
     }
 }
+
+/// The outcomes of social-graph operations that callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum SocialError {
+    #[error("one cannot befriend oneself")]
+    CannotBefriendSelf,
+    #[error("no such user")]
+    UnknownUser,
+    #[error("you are friends already")]
+    AlreadyFriends,
+    #[error("no such friend request, or it expired")]
+    UnknownRequest,
+    #[error("this user is not your friend")]
+    NotFriends,
+    #[error("you block this user; unblock them first")]
+    BlockedByYou,
+    #[error("at most {max} friends")]
+    TooManyFriends { max: u32 },
+    #[error("too many friend requests today; try again later")]
+    TooManyRequests { retry_after_ms: u64 },
+    #[error("{reason}")]
+    Invalid {
+        code: &'static str,
+        reason: &'static str,
+    },
+    #[error("storage failed")]
+    Store(#[from] StoreError),
+}

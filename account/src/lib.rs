@@ -1,4 +1,5 @@
-//! Identity: registration, log-in, tokens and sessions.
+//! Identity and the social graph: registration, log-in, tokens and
+//! sessions; friends, friend requests, blocks and privacy settings.
 //!
 //! The room pattern (docs/architecture.md, "The room pattern"):
 //!
@@ -6,6 +7,8 @@
 //! - [`policy`]: what a phone number, a display name and a password must be.
 //! - [`service`]: [`Accounts`], the operations the edge calls (register, log in,
 //!   refresh, log out, authenticate a token, browser WebSocket tickets).
+//! - [`social`]: [`Social`], the social graph's operations (friend requests,
+//!   contacts and their change feed, blocks, who may message whom).
 //! - [`config`]: the `[auth]` section of the configuration.
 //! - [`error`]: [`AccountError`], the outcomes callers branch on.
 //! - [`store`]: [`AccountStore`], the storage trait, and the SQLite backend.
@@ -28,6 +31,7 @@ pub mod model;
 pub mod password;
 pub mod policy;
 pub mod service;
+pub mod social;
 pub mod store;
 pub mod throttle;
 pub mod tickets;
@@ -36,7 +40,8 @@ pub mod token;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use error::AccountError;
+pub use error::{AccountError, SocialError};
 pub use model::{NewAccount, Profile, TokenPair};
 pub use service::Accounts;
-pub use store::{AccountStore, SqliteAccountStore};
+pub use social::Social;
+pub use store::{AccountStore, SocialStore, SqliteAccountStore};

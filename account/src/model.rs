@@ -68,3 +68,83 @@ pub struct TokenPair {
     pub refresh_token: String,
     pub refresh_expires_at_ms: i64,
 }
+
+// ---- The social graph ----------------------------------------------------
+
+/// Who may send a user one-to-one messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhoMayMessage {
+    /// Only friends (the default, as in WeChat).
+    Friends,
+    /// Anyone who is not blocked.
+    Anyone,
+}
+
+/// A user's privacy settings; None is the server's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Privacy {
+    pub who_may_message: Option<WhoMayMessage>,
+}
+
+/// A request to be friends, waiting for `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendRequest {
+    pub from: UserId,
+    pub to: UserId,
+    pub greeting: String,
+    pub sent_ms: i64,
+}
+
+/// One entry of a user's contact list, as its change feed carries it: a
+/// friend, or (with `removed`) the mark that one is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub friend: UserId,
+    /// The owner's alias for the friend.
+    pub remark: String,
+    /// The owner's tags for the friend, each 1 to 16 characters.
+    pub tags: Vec<String>,
+    pub since_ms: i64,
+    pub removed: bool,
+    /// The owner's contact-list version at this entry's last change.
+    pub version: u64,
+}
+
+/// How two users stand, as one of them (`owner`) sees the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relation {
+    pub friends: bool,
+    /// The owner blocks the other.
+    pub blocks: bool,
+    /// The other blocks the owner.
+    pub blocked_by: bool,
+    /// The other has asked the owner to be friends.
+    pub requested_by: bool,
+}
+
+/// What sending a friend request, or accepting one, came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Befriended {
+    /// The request waits for the other.
+    Requested,
+    /// The other blocks the sender: nothing was stored, and the sender is
+    /// answered as for `Requested`, so the block is not revealed.
+    Dropped,
+    /// They are friends now (an accepted request, or two crossed ones);
+    /// each side's contact-list version after it.
+    Friends {
+        requester_version: u64,
+        accepter_version: u64,
+    },
+}
+
+/// A page of a contact list's changes since a version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactChanges {
+    pub changes: Vec<Contact>,
+    /// The list's version now; a client asks again from the last change's
+    /// version while `more` is set, and holds this one after.
+    pub version: u64,
+    pub more: bool,
+}

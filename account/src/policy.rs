@@ -1,10 +1,15 @@
 //! The account room's rules as pure functions: what a phone number, a
-//! display name and a password must be. No I/O.
+//! display name and a password must be; and the social graph's rules: what
+//! a friend request comes to, who may message whom, who may add whom to a
+//! group. No I/O. Every store backend calls the social rules inside the
+//! write that acts on them.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use crate::AccountError;
+use crate::error::SocialError;
+use crate::model::{Relation, UserId, WhoMayMessage};
 
 /// A device name is kept to this many characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;
@@ -71,6 +76,196 @@ pub fn normalize_display_name(raw: &str) -> Result<String, AccountError> {
 /// The name a session shows for its device, cut to its limit.
 pub fn device_name(raw: &str) -> String {
     raw.chars().take(MAX_DEVICE_NAME_CHARS).collect()
+}
+
+// ---- The social graph ----------------------------------------------------
+
+/// A friend request lives this long unanswered (7 days, as in WeChat).
+pub const REQUEST_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+/// The window of the daily cap on friend requests sent.
+pub const REQUEST_WINDOW_MS: i64 = 24 * 3600 * 1000;
+pub const MAX_GREETING_CHARS: usize = 100;
+pub const MAX_REMARK_CHARS: usize = 32;
+pub const MAX_TAGS: usize = 20;
+pub const MAX_TAG_CHARS: usize = 16;
+/// Users one user may block.
+pub const MAX_BLOCKS: u32 = 10_000;
+
+/// How far one user may go with friends: the limits a store applies inside
+/// the write that befriends or requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocialLimits {
+    /// Friends one user may have.
+    pub max_friends: u32,
+    /// Friend requests one user may send in any 24 hours.
+    pub requests_per_day: u32,
+}
+
+impl Default for SocialLimits {
+    fn default() -> Self {
+        Self {
+            max_friends: 5_000,
+            requests_per_day: 50,
+        }
+    }
+}
+
+fn check_text(
+    value: &str,
+    max: usize,
+    code: &'static str,
+    reason: &'static str,
+) -> Result<(), SocialError> {
+    if value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(SocialError::Invalid { code, reason });
+    }
+    Ok(())
+}
+
+/// A greeting: at most 100 characters, no control characters.
+pub fn check_greeting(greeting: &str) -> Result<(), SocialError> {
+    check_text(
+        greeting,
+        MAX_GREETING_CHARS,
+        "invalid_greeting",
+        "a greeting is at most 100 characters",
+    )
+}
+
+/// A remark (alias): at most 32 characters, no control characters.
+pub fn check_remark(remark: &str) -> Result<(), SocialError> {
+    check_text(
+        remark,
+        MAX_REMARK_CHARS,
+        "invalid_remark",
+        "a remark is at most 32 characters",
+    )
+}
+
+/// Tags: at most 20, each 1 to 16 characters without control characters,
+/// none twice.
+pub fn check_tags(tags: &[String]) -> Result<(), SocialError> {
+    let invalid = SocialError::Invalid {
+        code: "invalid_tags",
+        reason: "at most 20 tags, each 1 to 16 characters, none twice",
+    };
+    let mut seen = HashSet::new();
+    let fine = tags.len() <= MAX_TAGS
+        && tags.iter().all(|t| {
+            let chars = t.chars().count();
+            (1..=MAX_TAG_CHARS).contains(&chars)
+                && !t.chars().any(char::is_control)
+                && seen.insert(t.as_str())
+        });
+    if fine { Ok(()) } else { Err(invalid) }
+}
+
+/// What a friend request from `from` to `to` comes to, given how `from`
+/// stands with `to`, both sides' friend counts, and the times of the
+/// requests `from` sent in the last 24 hours (oldest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Stored for `to` to answer.
+    Send,
+    /// `to` asked first: they become friends at once.
+    Befriend,
+    /// `to` blocks `from`: answered as sent, and dropped, so the block is
+    /// not revealed.
+    Drop,
+}
+
+pub fn friend_request(
+    from: UserId,
+    to: UserId,
+    relation: Relation,
+    friend_counts: (u32, u32),
+    sent_today: &[i64],
+    now_ms: i64,
+    limits: SocialLimits,
+) -> Result<RequestOutcome, SocialError> {
+    if from == to {
+        return Err(SocialError::CannotBefriendSelf);
+    }
+    if relation.friends {
+        return Err(SocialError::AlreadyFriends);
+    }
+    if relation.blocks {
+        return Err(SocialError::BlockedByYou);
+    }
+    if sent_today.len() >= limits.requests_per_day as usize {
+        let oldest = sent_today.first().copied().unwrap_or(now_ms);
+        let retry_after_ms = (oldest + REQUEST_WINDOW_MS - now_ms).max(1) as u64;
+        return Err(SocialError::TooManyRequests { retry_after_ms });
+    }
+    if relation.blocked_by {
+        return Ok(RequestOutcome::Drop);
+    }
+    room_for_friends(friend_counts, limits)?;
+    Ok(if relation.requested_by {
+        RequestOutcome::Befriend
+    } else {
+        RequestOutcome::Send
+    })
+}
+
+/// `owner` accepts the request of the other, as `relation` says they stand.
+pub fn accept(
+    relation: Relation,
+    friend_counts: (u32, u32),
+    limits: SocialLimits,
+) -> Result<(), SocialError> {
+    if relation.friends {
+        return Err(SocialError::AlreadyFriends);
+    }
+    if !relation.requested_by || relation.blocked_by {
+        return Err(SocialError::UnknownRequest);
+    }
+    if relation.blocks {
+        return Err(SocialError::BlockedByYou);
+    }
+    room_for_friends(friend_counts, limits)
+}
+
+/// Both sides have room for one more friend.
+fn room_for_friends(counts: (u32, u32), limits: SocialLimits) -> Result<(), SocialError> {
+    if counts.0 >= limits.max_friends || counts.1 >= limits.max_friends {
+        return Err(SocialError::TooManyFriends {
+            max: limits.max_friends,
+        });
+    }
+    Ok(())
+}
+
+/// `owner` may block `other`, blocking `blocked` users now.
+pub fn may_block(owner: UserId, other: UserId, blocked: u32) -> Result<(), SocialError> {
+    if owner == other {
+        return Err(SocialError::Invalid {
+            code: "cannot_block_self",
+            reason: "one cannot block oneself",
+        });
+    }
+    if blocked >= MAX_BLOCKS {
+        return Err(SocialError::Invalid {
+            code: "too_many_blocks",
+            reason: "at most 10,000 blocked users",
+        });
+    }
+    Ok(())
+}
+
+/// Whether the recipient takes a one-to-one message from the sender, as
+/// `relation` (the recipient's view of the sender) and the recipient's
+/// setting say: never from someone they block; from anyone else if they
+/// take messages from anyone, else from friends only.
+pub fn may_message(relation: Relation, setting: WhoMayMessage) -> bool {
+    !relation.blocks && (relation.friends || setting == WhoMayMessage::Anyone)
+}
+
+/// Whether the inviter may add the invitee to a group without asking, as
+/// `relation` (the invitee's view of the inviter) says: not if the invitee
+/// blocks the inviter.
+pub fn may_add_to_group(relation: Relation) -> bool {
+    !relation.blocks
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! - [`accounts`]: registration, sessions and tokens, the profile, tickets,
 //!   presence.
 //! - [`groups`]: the group API.
+//! - [`social`]: friend requests, contacts, blocks, privacy settings.
 //! - [`ErrorBody`]: the body of every non-2xx answer.
 //!
 //! Ids are 64-bit and exceed 2^53, where JavaScript numbers lose precision,
@@ -13,6 +14,7 @@
 
 pub mod accounts;
 pub mod groups;
+pub mod social;
 
 use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, Same};
@@ -22,6 +24,10 @@ pub use groups::{
     CreateGroup, Decide, Decided, Group, GroupJoin, GroupUpdate, Invite, InviteLink, Join,
     JoinRequest, JoinRequests, JoinResult, Member, MemberPage, MemberUpdate, MembersQuery,
     Transfer,
+};
+pub use social::{
+    Blocks, Contact, ContactPage, ContactUpdate, ContactsQuery, ContactsVersion, FriendRequest,
+    FriendRequestSent, FriendRequests, PrivacySettings, SendFriendRequest,
 };
 
 /// `#[serde_as(as = "U64AsString")]` for u64 ids: written as JSON strings,

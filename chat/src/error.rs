@@ -12,6 +12,11 @@ pub enum ChatError {
     InvalidClientMsgId,
     #[error("no such user")]
     UnknownRecipient,
+    /// The recipient takes no message from the sender: they take only
+    /// friends' messages, or they block the sender (the error does not say
+    /// which).
+    #[error("the recipient does not take messages from you")]
+    MessageRefused,
     #[error("a conversation needs another member")]
     InvalidRecipient,
     #[error("no such conversation")]

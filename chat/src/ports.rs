@@ -12,11 +12,16 @@ pub trait Directory: Send + Sync + 'static {
         &self,
         users: Vec<UserId>,
     ) -> BoxFuture<'_, Result<Vec<(UserId, String)>, String>>;
+    /// Whether `recipient` takes a one-to-one message from `sender` (the
+    /// social graph decides: blocks, and whom the recipient takes messages
+    /// from). A refusal answers the send `message_refused` and stores nothing.
+    fn may_message(&self, sender: UserId, recipient: UserId)
+    -> BoxFuture<'_, Result<bool, String>>;
     /// Whether `inviter` may add each of `invitees` to a group directly,
     /// without their consent: the hook where the social graph decides (only
     /// friends, say, or nobody who has blocked the inviter). A refusal
     /// answers the creation or invitation `not_allowed` and adds nobody.
-    /// Until the social graph exists, everyone may be added.
+    /// By default everyone may be added.
     fn may_add_directly(
         &self,
         inviter: UserId,

@@ -332,6 +332,13 @@ impl Chat {
                 Some(_) => ChatError::UnknownConversation,
             });
         }
+        let allowed = (self.directory)
+            .may_message(sender, peer)
+            .await
+            .map_err(ChatError::Dependency)?;
+        if !allowed {
+            return Err(ChatError::MessageRefused);
+        }
         Ok((conversation, peer))
     }
 

@@ -1,4 +1,5 @@
-//! The JSON API: accounts, sessions and WebSocket tickets.
+//! The JSON API: accounts, sessions and WebSocket tickets, groups, and the
+//! social graph.
 
 use crate::error::{ClientError, Result};
 use reqwest::{Method, StatusCode};
@@ -14,7 +15,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A request without a body.
 const NO_BODY: Option<&()> = None;
 
-pub use superapp_api::{Account, Group, GroupJoin, Presence, Ticket, Tokens, U64AsString};
+pub use superapp_api::{
+    Account, ContactPage, ContactsVersion, FriendRequestSent, FriendRequests, Group, GroupJoin,
+    Presence, PrivacySettings, Ticket, Tokens, U64AsString,
+};
 
 /// A client for the HTTP API of one server. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -140,6 +144,86 @@ impl HttpClient {
             members: members.to_vec(),
         };
         self.call(Method::POST, &path, Some(access_token), Some(&body))
+            .await
+    }
+
+    /// Asks `to` to be friends; answers `requested` or `friends`.
+    pub async fn friend_request(
+        &self,
+        access_token: &str,
+        to: u64,
+        greeting: &str,
+    ) -> Result<FriendRequestSent> {
+        let body = superapp_api::SendFriendRequest {
+            to,
+            greeting: greeting.into(),
+        };
+        let path = "/v1/friend-requests";
+        self.call(Method::POST, path, Some(access_token), Some(&body))
+            .await
+    }
+
+    /// Friend requests waiting for the caller, newest first.
+    pub async fn friend_requests(&self, access_token: &str) -> Result<FriendRequests> {
+        let path = "/v1/friend-requests";
+        self.call(Method::GET, path, Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Accepts `from`'s request; answers the caller's contact-list version.
+    pub async fn accept_friend(&self, access_token: &str, from: u64) -> Result<ContactsVersion> {
+        let path = format!("/v1/friend-requests/{from}/accept");
+        self.call(Method::POST, &path, Some(access_token), NO_BODY)
+            .await
+    }
+
+    pub async fn decline_friend(&self, access_token: &str, from: u64) -> Result<()> {
+        let path = format!("/v1/friend-requests/{from}");
+        self.send(Method::DELETE, &path, Some(access_token), NO_BODY)
+            .await
+            .map(drop)
+    }
+
+    pub async fn remove_friend(&self, access_token: &str, friend: u64) -> Result<ContactsVersion> {
+        let path = format!("/v1/contacts/{friend}");
+        self.call(Method::DELETE, &path, Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// The caller's contact list's changes after version `since` (0: all).
+    pub async fn contacts(
+        &self,
+        access_token: &str,
+        since: u64,
+        limit: u32,
+    ) -> Result<ContactPage> {
+        let path = format!("/v1/contacts?since={since}&limit={limit}");
+        self.call(Method::GET, &path, Some(access_token), NO_BODY)
+            .await
+    }
+
+    pub async fn block(&self, access_token: &str, user: u64) -> Result<()> {
+        let path = format!("/v1/blocks/{user}");
+        self.send(Method::PUT, &path, Some(access_token), NO_BODY)
+            .await
+            .map(drop)
+    }
+
+    pub async fn unblock(&self, access_token: &str, user: u64) -> Result<()> {
+        let path = format!("/v1/blocks/{user}");
+        self.send(Method::DELETE, &path, Some(access_token), NO_BODY)
+            .await
+            .map(drop)
+    }
+
+    /// Changes the caller's privacy settings (those left None stay).
+    pub async fn set_privacy(
+        &self,
+        access_token: &str,
+        settings: &PrivacySettings,
+    ) -> Result<PrivacySettings> {
+        let path = "/v1/me/privacy";
+        self.call(Method::PATCH, path, Some(access_token), Some(settings))
             .await
     }
 

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use prost::Message as _;
 use superapp_account::token::{Claims, TokenVerifier};
-use superapp_account::{AccountError, Accounts};
+use superapp_account::{AccountError, Accounts, Social};
 use superapp_chat::Chat;
 use superapp_chat::model::{ConversationId, Fence, GroupId, Origin, UserId};
 use superapp_kit::BoxFuture;
@@ -57,6 +57,7 @@ pub enum SessionStart {
 
 pub struct Local {
     pub accounts: Arc<Accounts>,
+    pub social: Arc<Social>,
     pub chat: Arc<Chat>,
 }
 

@@ -4,7 +4,15 @@ use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use crate::helpers::{PASSWORD, fresh_phone, spawn_app};
+use superapp_account::model::WhoMayMessage;
+
+use crate::helpers::{PASSWORD, TestApp, fresh_phone, spawn_app_with};
+
+/// A server with the shipped defaults, as a newcomer runs it: only friends
+/// may message each other.
+async fn shipped() -> TestApp {
+    spawn_app_with(|c| c.social.who_may_message = WhoMayMessage::Friends).await
+}
 
 /// `superapp-cli` is built beside `superapp` by `cargo test --workspace` (the
 /// tools crate's own integration test needs it).
@@ -72,7 +80,7 @@ async fn listening(base: &str, profile: &std::path::Path) -> Child {
 
 #[tokio::test]
 async fn two_people_chat_from_the_cli_and_the_receiver_catches_up_after_a_break() {
-    let app = spawn_app().await;
+    let app = shipped().await;
     let base = app.base_url.clone();
     let profiles = tempfile::tempdir().unwrap();
     let (ann, bo) = (profiles.path().join("ann"), profiles.path().join("bo"));
@@ -80,7 +88,7 @@ async fn two_people_chat_from_the_cli_and_the_receiver_catches_up_after_a_break(
     let base2 = base.clone();
     let (ann2, bo2) = (ann.clone(), bo.clone());
     let bo_id = tokio::task::spawn_blocking(move || {
-        cli(
+        let ann = cli(
             &base2,
             &ann2,
             &[
@@ -116,7 +124,28 @@ async fn two_people_chat_from_the_cli_and_the_receiver_catches_up_after_a_break(
             &bo2,
             &["login", "--phone", &pb, "--password", PASSWORD],
         );
-        bo["user_id"].as_str().unwrap().to_string()
+        // Friends first, as the README's demo has it.
+        let (ann_id, bo_id) = (
+            ann["user_id"].as_str().unwrap(),
+            bo["user_id"].as_str().unwrap(),
+        );
+        let asked = cli(
+            &base2,
+            &ann2,
+            &[
+                "friend",
+                "request",
+                "--to",
+                bo_id,
+                "--greeting",
+                "Ann from the hike",
+            ],
+        );
+        assert_eq!(asked["status"], "requested");
+        cli(&base2, &bo2, &["friend", "accept", "--from", ann_id]);
+        let listed = cli(&base2, &bo2, &["friends", "--json"]);
+        assert_eq!(listed["user_id"].as_str(), Some(ann_id));
+        bo_id.to_string()
     })
     .await
     .unwrap();
@@ -199,7 +228,7 @@ fn cli_user(base: &str, profile: &std::path::Path, name: &str) -> String {
 
 #[tokio::test]
 async fn a_group_is_made_filled_and_chatted_in_from_the_cli() {
-    let app = spawn_app().await;
+    let app = shipped().await;
     let base = app.base_url.clone();
     let profiles = tempfile::tempdir().unwrap();
     let dir = profiles.path().to_path_buf();

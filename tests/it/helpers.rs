@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use superapp::Application;
 use superapp::config::Config;
-use superapp_client::proto::v1::{GroupEvent, Message, ReadReceipt, SendAck, event};
+use superapp_account::model::WhoMayMessage;
+use superapp_client::proto::v1::{ContactEvent, GroupEvent, Message, ReadReceipt, SendAck, event};
 use superapp_client::{Connection, HttpClient, Tokens};
 use superapp_kit::secret::Secret;
 use superapp_kit::testkit::RedisServer;
@@ -49,6 +50,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.redis.tier_key = Some(Secret::new(TIER_KEY.to_string()));
     // Every test user registers from 127.0.0.1; the throttle has tests of its own.
     config.auth.registrations_per_address = 1_000_000;
+    // Strangers may message each other unless a test says otherwise: the
+    // social graph's tests (social.rs, cli.rs) run with the shipped default,
+    // friends only; the rest test other things between users who never met.
+    config.social.who_may_message = WhoMayMessage::Anyone;
     adjust(&mut config);
     start(config, dir).await
 }
@@ -96,6 +101,13 @@ pub async fn register(http: &HttpClient, name: &str) -> User {
 impl TestApp {
     pub async fn user(&self, name: &str) -> User {
         register(&self.http, name).await
+    }
+
+    /// Makes `a` and `b` friends: `a` asks, `b` accepts.
+    pub async fn befriend(&self, a: &User, b: &User) {
+        let sent = self.http.friend_request(&a.tokens.access_token, b.id, "");
+        assert_eq!(sent.await.expect("request").status, "requested");
+        (self.http.accept_friend(&b.tokens.access_token, a.id).await).expect("accept");
     }
 
     /// A session of `user`, answered once it is registered with the user's
@@ -166,6 +178,20 @@ pub async fn next_group_event(conn: &Connection) -> GroupEvent {
         .expect("no group event arrived")
 }
 
+fn contact_event(kind: event::Kind) -> Option<ContactEvent> {
+    match kind {
+        event::Kind::Contact(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// The next contact event within a few seconds, skipping other events.
+pub async fn next_contact_event(conn: &Connection) -> ContactEvent {
+    next_picked(conn, Duration::from_secs(5), contact_event)
+        .await
+        .expect("no contact event arrived")
+}
+
 /// The next message event within a few seconds, skipping other events.
 pub async fn next_message(conn: &Connection) -> Message {
     next_picked(conn, Duration::from_secs(5), message)
@@ -232,6 +258,8 @@ impl ServerProcess {
             // Every test user registers from 127.0.0.1.
             .env("SUPERAPP_AUTH__REGISTRATIONS_PER_ADDRESS", "1000000")
             .env("SUPERAPP_REDIS__TIER_KEY", TIER_KEY)
+            // As in spawn_app_with: strangers may message each other.
+            .env("SUPERAPP_SOCIAL__WHO_MAY_MESSAGE", "anyone")
             .env("RUST_LOG", filter)
             .envs(env.iter().copied())
             .stderr(Stdio::piped())

@@ -17,4 +17,5 @@ mod load;
 mod openapi;
 mod presence;
 mod roles;
+mod social;
 mod websocket;

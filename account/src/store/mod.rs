@@ -3,6 +3,21 @@
 //! it directly: users by id, user ids by phone (the uniqueness a Scylla LWT
 //! would guard), sessions by id, refresh tokens by hash.
 //!
+//! The social graph ([`SocialStore`]), in the same terms:
+//!
+//! | table | partition | sort | notes |
+//! |---|---|---|---|
+//! | friend_requests | recipient | sender | greeting, time sent; gone when answered, ignored after 7 days |
+//! | requests_sent | sender | time sent | for the daily cap |
+//! | contacts | owner | friend | remark, tags, since, a removed mark, the owner's version at its last change; each friendship is two rows |
+//! | contacts by version | owner | version | the change feed ("changes since V"); in ScyllaDB a table of its own |
+//! | contact_heads | owner | | the list's version and its number of friends |
+//! | blocks | owner | blocked | |
+//! | privacy | user | | settings; no row is the server's defaults |
+//!
+//! Each write decides with [`crate::policy`] inside itself, as the group
+//! rules of the chat room are.
+//!
 //! [`crate::conformance`] is the behaviour every backend must show.
 
 mod sqlite;
@@ -12,7 +27,12 @@ pub use superapp_kit::store::StoreError;
 
 use superapp_kit::BoxFuture;
 
-use crate::model::{Rotation, SessionRecord, UserId, UserRecord};
+use crate::SocialError;
+use crate::model::{
+    Befriended, ContactChanges, FriendRequest, Privacy, Relation, Rotation, SessionRecord, UserId,
+    UserRecord,
+};
+use crate::policy::SocialLimits;
 
 pub trait AccountStore: Send + Sync + 'static {
     /// `Ok(false)` when the phone is taken.
@@ -46,4 +66,52 @@ pub trait AccountStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<UserId>, StoreError>>;
     fn revoke_session(&self, session_id: u64, now_ms: i64)
     -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// What a social-graph write answers: its result, a refusal, or a store failure.
+pub type Outcome<T> = BoxFuture<'static, Result<T, SocialError>>;
+
+pub trait SocialStore: Send + Sync + 'static {
+    /// How `owner` stands with `other` at `now_ms` (requests expire).
+    fn relation(&self, owner: UserId, other: UserId, now_ms: i64) -> Outcome<Relation>;
+    /// Sends `request` as [`crate::policy::friend_request`] decides: stored,
+    /// befriending at once (the other asked first), or dropped.
+    fn send_request(&self, request: FriendRequest, limits: SocialLimits) -> Outcome<Befriended>;
+    /// `owner` accepts `from`'s request ([`crate::policy::accept`]); answers
+    /// `Befriended::Friends`.
+    fn accept(
+        &self,
+        owner: UserId,
+        from: UserId,
+        now_ms: i64,
+        limits: SocialLimits,
+    ) -> Outcome<Befriended>;
+    /// `owner` declines `from`'s request.
+    fn decline(&self, owner: UserId, from: UserId, now_ms: i64) -> Outcome<()>;
+    /// Requests waiting for `owner`, newest first (at most 500).
+    fn requests(&self, owner: UserId, now_ms: i64) -> Outcome<Vec<FriendRequest>>;
+    /// Ends a friendship on both sides; answers (owner's, friend's) versions.
+    fn remove_friend(&self, owner: UserId, friend: UserId) -> Outcome<(u64, u64)>;
+    /// Sets the owner's remark and tags of a friend (None leaves one as it
+    /// is); answers the owner's version.
+    fn set_contact(
+        &self,
+        owner: UserId,
+        friend: UserId,
+        remark: Option<String>,
+        tags: Option<Vec<String>>,
+    ) -> Outcome<u64>;
+    /// The owner's contact list's changes after version `since`, oldest
+    /// first, at most `limit` (from 0: the friends, without removed marks).
+    fn contact_changes(&self, owner: UserId, since: u64, limit: u32) -> Outcome<ContactChanges>;
+    /// `owner` blocks `other` (again is no change); requests between them go.
+    fn block(&self, owner: UserId, other: UserId, now_ms: i64) -> Outcome<()>;
+    fn unblock(&self, owner: UserId, other: UserId) -> Outcome<()>;
+    /// Whom `owner` blocks, most recent first (at most [`crate::policy::MAX_BLOCKS`]).
+    fn blocked(&self, owner: UserId) -> Outcome<Vec<UserId>>;
+    fn privacy(&self, user: UserId) -> Outcome<Privacy>;
+    fn set_privacy(&self, user: UserId, privacy: Privacy) -> Outcome<()>;
+    /// What decides whether `sender` may message `recipient`: how the
+    /// recipient stands with the sender, and the recipient's settings; one read.
+    fn message_facts(&self, recipient: UserId, sender: UserId) -> Outcome<(Relation, Privacy)>;
 }

@@ -1,6 +1,8 @@
 //! The embedded backend of [`AccountStore`]: one SQLite file, written by its
 //! single writer thread with group commit.
 
+mod social;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,7 +14,8 @@ use superapp_kit::sqlite::Database;
 use super::{AccountStore, StoreError};
 use crate::model::{Rotation, SessionRecord, UserId, UserRecord};
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE users (
     id INTEGER PRIMARY KEY,
     phone TEXT NOT NULL,
@@ -37,7 +40,50 @@ CREATE TABLE refresh_tokens (
     session_id INTEGER NOT NULL,
     spent INTEGER NOT NULL DEFAULT 0
 );
-"];
+",
+    // The social graph (store/mod.rs has the table of its tables).
+    "
+CREATE TABLE friend_requests (
+    to_user INTEGER NOT NULL,
+    from_user INTEGER NOT NULL,
+    greeting TEXT NOT NULL,
+    sent_ms INTEGER NOT NULL,
+    PRIMARY KEY (to_user, from_user)
+) WITHOUT ROWID;
+CREATE TABLE requests_sent (
+    from_user INTEGER NOT NULL,
+    sent_ms INTEGER NOT NULL,
+    to_user INTEGER NOT NULL,
+    PRIMARY KEY (from_user, sent_ms, to_user)
+) WITHOUT ROWID;
+CREATE TABLE contacts (
+    owner INTEGER NOT NULL,
+    friend INTEGER NOT NULL,
+    remark TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    since_ms INTEGER NOT NULL,
+    removed INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (owner, friend)
+) WITHOUT ROWID;
+CREATE INDEX contacts_by_version ON contacts (owner, version);
+CREATE TABLE contact_heads (
+    owner INTEGER PRIMARY KEY,
+    version INTEGER NOT NULL,
+    friends INTEGER NOT NULL
+);
+CREATE TABLE blocks (
+    owner INTEGER NOT NULL,
+    blocked INTEGER NOT NULL,
+    since_ms INTEGER NOT NULL,
+    PRIMARY KEY (owner, blocked)
+) WITHOUT ROWID;
+CREATE TABLE privacy (
+    user_id INTEGER PRIMARY KEY,
+    who_may_message INTEGER
+);
+",
+];
 
 pub struct SqliteAccountStore {
     db: Database,
@@ -265,5 +311,11 @@ mod tests {
     async fn two_concurrent_refreshes_with_one_token_cannot_both_rotate() {
         let dir = tempfile::tempdir().unwrap();
         conformance::concurrent_refreshes(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_the_social_graph_of_the_reference_model() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::social_graph_matches_the_model(&open(&dir), 0x5eed).await;
     }
 }

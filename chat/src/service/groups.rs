@@ -464,6 +464,10 @@ mod tests {
             Box::pin(async move { Ok(self.0.contains_key(&user)) })
         }
 
+        fn may_message(&self, _: UserId, _: UserId) -> BoxFuture<'_, Result<bool, String>> {
+            Box::pin(async { Ok(true) })
+        }
+
         fn display_names(
             &self,
             users: Vec<UserId>,

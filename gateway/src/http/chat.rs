@@ -46,6 +46,7 @@ impl From<ChatError> for ApiError {
             ChatError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
             ChatError::InvalidClientMsgId => (S::BAD_REQUEST, "invalid_client_msg_id"),
             ChatError::UnknownRecipient => (S::NOT_FOUND, "unknown_recipient"),
+            ChatError::MessageRefused => (S::FORBIDDEN, "message_refused"),
             ChatError::InvalidRecipient => (S::BAD_REQUEST, "invalid_recipient"),
             ChatError::UnknownConversation => (S::NOT_FOUND, "unknown_conversation"),
             ChatError::InvalidCursor => (S::BAD_REQUEST, "invalid_cursor"),

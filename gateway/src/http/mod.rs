@@ -23,6 +23,7 @@ pub mod auth;
 pub mod chat;
 pub mod limit;
 pub mod presence;
+pub mod social;
 pub mod ws;
 
 use std::sync::Arc;
@@ -38,7 +39,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use superapp_account::Accounts;
+use superapp_account::{Accounts, Social};
 use superapp_chat::Chat;
 use superapp_kit::metrics::LATENCY_SECONDS;
 use utoipa::openapi::OpenApi;
@@ -55,6 +56,7 @@ use crate::session::SessionMetrics;
 #[derive(Clone)]
 pub struct Rooms {
     pub accounts: Arc<Accounts>,
+    pub social: Arc<Social>,
     pub chat: Arc<Chat>,
     /// Who is online: in memory in one process, in Redis across gateways.
     pub presence: Arc<dyn Presence>,
@@ -63,6 +65,12 @@ pub struct Rooms {
 impl FromRef<Rooms> for Arc<Accounts> {
     fn from_ref(rooms: &Rooms) -> Self {
         rooms.accounts.clone()
+    }
+}
+
+impl FromRef<Rooms> for Arc<Social> {
+    fn from_ref(rooms: &Rooms) -> Self {
+        rooms.social.clone()
     }
 }
 
@@ -76,6 +84,7 @@ impl FromRef<Rooms> for Arc<Chat> {
 pub fn room_routes() -> OpenApiRouter<Rooms> {
     OpenApiRouter::new()
         .merge(accounts::routes())
+        .merge(social::routes())
         .merge(presence::routes())
         .merge(chat::routes())
 }
@@ -120,6 +129,7 @@ fn document_rate_limits(doc: &mut OpenApi) {
         for (method, operation) in [
             (axum::http::Method::GET, &mut item.get),
             (axum::http::Method::POST, &mut item.post),
+            (axum::http::Method::PUT, &mut item.put),
             (axum::http::Method::PATCH, &mut item.patch),
             (axum::http::Method::DELETE, &mut item.delete),
         ] {
@@ -539,8 +549,8 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-        // 6 account, 1 presence, 13 group, 4 edge operations.
-        assert_eq!(operations, 24, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 6 account, 12 social, 1 presence, 13 group, 4 edge operations.
+        assert_eq!(operations, 36, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use superapp_client::proto::v1::{Message, event::Kind as EventKind, message_body::Content};
 use superapp_client::sync::all_conversations;
 use superapp_client::{
-    ClientError, Connection, Gap, HttpClient, SyncState, Tokens, U64AsString, accept_live,
-    catch_up, new_client_msg_id, pull_after,
+    ClientError, Connection, Gap, HttpClient, PrivacySettings, SyncState, Tokens, U64AsString,
+    accept_live, catch_up, new_client_msg_id, pull_after,
 };
 use tokio::time::Instant;
 
@@ -108,6 +108,67 @@ enum Command {
     },
     /// Print the logged-in account.
     Me,
+    /// Friend requests: send, accept, decline, list; remove a friend.
+    Friend {
+        #[command(subcommand)]
+        command: FriendCommand,
+    },
+    /// Print your friends, one per line (the whole contact list).
+    Friends {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Block a user: they can no longer message you, ask to be friends or add you to groups.
+    Block {
+        #[arg(long)]
+        user: u64,
+    },
+    /// Unblock a user.
+    Unblock {
+        #[arg(long)]
+        user: u64,
+    },
+    /// Privacy settings.
+    Privacy {
+        #[command(subcommand)]
+        command: PrivacyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FriendCommand {
+    /// Ask a user to be friends; prints `requested`, or `friends` if they had asked you.
+    Request {
+        #[arg(long)]
+        to: u64,
+        #[arg(long, default_value = "")]
+        greeting: String,
+    },
+    /// Accept a user's request.
+    Accept {
+        #[arg(long)]
+        from: u64,
+    },
+    /// Decline a user's request.
+    Decline {
+        #[arg(long)]
+        from: u64,
+    },
+    /// Print the requests waiting for you, one per line, newest first.
+    Requests,
+    /// End a friendship.
+    Remove {
+        #[arg(long)]
+        user: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrivacyCommand {
+    /// Set one setting: `who-may-message friends|anyone`.
+    Set { key: String, value: String },
+    /// Print your settings.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -294,7 +355,98 @@ impl App {
                 let account = self.http.me(&tokens.access_token).await?;
                 print_line(&json!(account))
             }
+            Command::Friend { command } => self.friend(command).await,
+            Command::Friends { json } => self.friends(json).await,
+            Command::Block { user } => {
+                let tokens = self.fresh_tokens().await?;
+                self.http.block(&tokens.access_token, user).await?;
+                print_line(&json!({ "blocked": user.to_string() }))
+            }
+            Command::Unblock { user } => {
+                let tokens = self.fresh_tokens().await?;
+                self.http.unblock(&tokens.access_token, user).await?;
+                print_line(&json!({ "unblocked": user.to_string() }))
+            }
+            Command::Privacy { command } => self.privacy(command).await,
         }
+    }
+
+    async fn friend(&self, command: FriendCommand) -> CliResult {
+        let tokens = self.fresh_tokens().await?;
+        let token = tokens.access_token.as_str();
+        match command {
+            FriendCommand::Request { to, greeting } => {
+                let sent = self.http.friend_request(token, to, &greeting).await?;
+                print_line(&json!({ "to": to.to_string(), "status": sent.status }))
+            }
+            FriendCommand::Accept { from } => {
+                let version = self.http.accept_friend(token, from).await?;
+                print_line(&json!({ "friend": from.to_string(), "version": version.version }))
+            }
+            FriendCommand::Decline { from } => {
+                self.http.decline_friend(token, from).await?;
+                print_line(&json!({ "declined": from.to_string() }))
+            }
+            FriendCommand::Requests => {
+                for request in self.http.friend_requests(token).await?.requests {
+                    print_line(&json!(request))?;
+                }
+                Ok(())
+            }
+            FriendCommand::Remove { user } => {
+                let version = self.http.remove_friend(token, user).await?;
+                print_line(&json!({ "removed": user.to_string(), "version": version.version }))
+            }
+        }
+    }
+
+    /// The whole contact list, page after page.
+    async fn friends(&self, as_json: bool) -> CliResult {
+        let tokens = self.fresh_tokens().await?;
+        let mut since = 0;
+        loop {
+            let page = self
+                .http
+                .contacts(&tokens.access_token, since, 1_000)
+                .await?;
+            for contact in &page.changes {
+                if as_json {
+                    print_line(&json!(contact))?;
+                } else {
+                    let name = if contact.remark.is_empty() {
+                        "-"
+                    } else {
+                        &contact.remark
+                    };
+                    println!("{}  {name}", contact.user_id);
+                }
+            }
+            match page.changes.last() {
+                Some(last) if page.more => since = last.version,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn privacy(&self, command: PrivacyCommand) -> CliResult {
+        let tokens = self.fresh_tokens().await?;
+        let token = tokens.access_token.as_str();
+        let settings = match command {
+            PrivacyCommand::Show => PrivacySettings::default(),
+            PrivacyCommand::Set { key, value } => match key.as_str() {
+                "who-may-message" => PrivacySettings {
+                    who_may_message: Some(value),
+                },
+                _ => {
+                    return Err(Failure::new(
+                        "invalid_arguments",
+                        format!("unknown setting {key:?}; settings: who-may-message"),
+                    ));
+                }
+            },
+        };
+        // A PATCH of nothing changes nothing and answers every setting.
+        print_line(&json!(self.http.set_privacy(token, &settings).await?))
     }
 
     /// The saved session, refreshed first if the access token is about to
@@ -586,7 +738,8 @@ impl Listener<'_> {
                 Some(EventKind::Group(g)) if g.users.contains(&self.me) => {
                     within(deadline, catch_up(conn, &mut working)).await
                 }
-                Some(EventKind::Group(_) | EventKind::ReadReceipt(_)) | None => continue,
+                Some(EventKind::Group(_) | EventKind::ReadReceipt(_) | EventKind::Contact(_))
+                | None => continue,
             };
             // A pull cut short by the deadline may have moved `working` past
             // messages not delivered; only `seen` is saved, so none are lost.

@@ -5,7 +5,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use superapp_client::HttpClient;
+use superapp_client::{HttpClient, PrivacySettings};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -18,8 +18,9 @@ pub struct LoadUser {
 /// run's, skipping their registration.
 pub static RUN_ID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
 
-/// Registers (or reuses) `count` users and logs each in once, a few at a time:
-/// argon2id makes each registration and log-in cost the server real work.
+/// Registers (or reuses) `count` users and logs each in once, a few at a time
+/// (argon2id makes each registration and log-in cost the server real work);
+/// each takes messages from anyone.
 pub async fn users(server: &str, count: usize) -> anyhow::Result<Vec<LoadUser>> {
     let named = RUN_ID.get().is_some();
     let run = *RUN_ID.get_or_init(|| std::process::id() % 10_000);
@@ -79,6 +80,13 @@ async fn register_and_log_in(
             // An earlier run may have registered it: log in either way.
             let _ = http.register(&phone, password, &format!("load {u}")).await;
             let tokens = http.login(&phone, password).await?;
+            // The load's users message each other without being friends:
+            // each takes messages from anyone (the server's default is
+            // friends only).
+            let anyone = PrivacySettings {
+                who_may_message: Some("anyone".into()),
+            };
+            http.set_privacy(&tokens.access_token, &anyone).await?;
             anyhow::Ok(LoadUser {
                 id: tokens.user_id,
                 token: tokens.access_token,

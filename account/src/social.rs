@@ -1,0 +1,253 @@
+//! The social graph's operations: friend requests, friends with remarks and
+//! tags, the contact list's change feed, blocks, and the privacy settings
+//! that decide who may message whom. Each validates its input, lets the
+//! store decide with [`crate::policy`] inside its write, and tells the users
+//! concerned on their bus topics ([`ContactEvent`]).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message as _;
+use superapp_kit::bus::SharedBus;
+use superapp_kit::clock::SharedClock;
+use superapp_proto::Topic;
+use superapp_proto::v1::contact_event::Kind;
+use superapp_proto::v1::{BusEnvelope, ContactEvent, Event, bus_envelope, event};
+
+use crate::SocialError;
+use crate::config::SocialConfig;
+use crate::model::{Befriended, ContactChanges, FriendRequest, Privacy, UserId, WhoMayMessage};
+use crate::policy;
+use crate::store::SocialStore;
+
+const DEFAULT_CONTACTS_PAGE: u32 = 500;
+const MAX_CONTACTS_PAGE: u32 = 1_000;
+
+/// A user's settings with the server's defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub who_may_message: WhoMayMessage,
+}
+
+pub struct Social {
+    store: Arc<dyn SocialStore>,
+    bus: SharedBus,
+    clock: SharedClock,
+    config: SocialConfig,
+}
+
+impl Social {
+    pub fn new(
+        store: Arc<dyn SocialStore>,
+        bus: SharedBus,
+        clock: SharedClock,
+        config: SocialConfig,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            clock,
+            config,
+        }
+    }
+
+    /// `from` asks `to` to be friends. Answers `Requested`, or `Friends`
+    /// when `to` had asked first; a request to someone who blocks `from`
+    /// answers `Requested` too and reaches nobody.
+    pub async fn request(
+        &self,
+        from: UserId,
+        to: UserId,
+        greeting: &str,
+    ) -> Result<Befriended, SocialError> {
+        policy::check_greeting(greeting)?;
+        let request = FriendRequest {
+            from,
+            to,
+            greeting: greeting.to_string(),
+            sent_ms: self.clock.now_ms(),
+        };
+        let outcome = self
+            .store
+            .send_request(request, self.config.limits())
+            .await?;
+        Ok(match outcome {
+            Befriended::Dropped => Befriended::Requested,
+            Befriended::Requested => {
+                self.tell(to, Kind::Requested, from, greeting, 0);
+                outcome
+            }
+            Befriended::Friends {
+                requester_version,
+                accepter_version,
+            } => {
+                self.tell(to, Kind::Accepted, from, "", requester_version);
+                self.tell(from, Kind::Accepted, to, "", accepter_version);
+                outcome
+            }
+        })
+    }
+
+    /// `owner` accepts `from`'s request; answers `owner`'s contact-list version.
+    pub async fn accept(&self, owner: UserId, from: UserId) -> Result<u64, SocialError> {
+        let now = self.clock.now_ms();
+        match self
+            .store
+            .accept(owner, from, now, self.config.limits())
+            .await?
+        {
+            Befriended::Friends {
+                requester_version,
+                accepter_version,
+            } => {
+                self.tell(from, Kind::Accepted, owner, "", requester_version);
+                self.tell(owner, Kind::Accepted, from, "", accepter_version);
+                Ok(accepter_version)
+            }
+            // A store answers an acceptance with friends or a refusal.
+            Befriended::Requested | Befriended::Dropped => Err(SocialError::UnknownRequest),
+        }
+    }
+
+    /// `owner` declines `from`'s request; `from` is not told.
+    pub async fn decline(&self, owner: UserId, from: UserId) -> Result<(), SocialError> {
+        self.store.decline(owner, from, self.clock.now_ms()).await
+    }
+
+    /// Requests waiting for `owner`, newest first.
+    pub async fn requests(&self, owner: UserId) -> Result<Vec<FriendRequest>, SocialError> {
+        self.store.requests(owner, self.clock.now_ms()).await
+    }
+
+    /// Ends a friendship on both sides; both lists change.
+    pub async fn remove(&self, owner: UserId, friend: UserId) -> Result<u64, SocialError> {
+        let (mine, theirs) = self.store.remove_friend(owner, friend).await?;
+        self.tell(owner, Kind::Changed, friend, "", mine);
+        self.tell(friend, Kind::Changed, UserId(0), "", theirs);
+        Ok(mine)
+    }
+
+    /// Sets `owner`'s remark and tags of a friend (None leaves one as it is).
+    pub async fn set_contact(
+        &self,
+        owner: UserId,
+        friend: UserId,
+        remark: Option<String>,
+        tags: Option<Vec<String>>,
+    ) -> Result<u64, SocialError> {
+        if let Some(remark) = &remark {
+            policy::check_remark(remark)?;
+        }
+        if let Some(tags) = &tags {
+            policy::check_tags(tags)?;
+        }
+        let version = self.store.set_contact(owner, friend, remark, tags).await?;
+        self.tell(owner, Kind::Changed, friend, "", version);
+        Ok(version)
+    }
+
+    /// The changes to `owner`'s contact list after version `since` (from 0:
+    /// the whole list), at most `limit` (0 means 500; at most 1,000).
+    pub async fn contacts(
+        &self,
+        owner: UserId,
+        since: u64,
+        limit: u32,
+    ) -> Result<ContactChanges, SocialError> {
+        let limit = match limit {
+            0 => DEFAULT_CONTACTS_PAGE,
+            n => n.min(MAX_CONTACTS_PAGE),
+        };
+        self.store.contact_changes(owner, since, limit).await
+    }
+
+    /// `owner` blocks `other`, who is not told.
+    pub async fn block(&self, owner: UserId, other: UserId) -> Result<(), SocialError> {
+        self.store.block(owner, other, self.clock.now_ms()).await
+    }
+
+    pub async fn unblock(&self, owner: UserId, other: UserId) -> Result<(), SocialError> {
+        self.store.unblock(owner, other).await
+    }
+
+    pub async fn blocked(&self, owner: UserId) -> Result<Vec<UserId>, SocialError> {
+        self.store.blocked(owner).await
+    }
+
+    /// `user`'s settings, the server's defaults where they have not chosen.
+    pub async fn settings(&self, user: UserId) -> Result<Settings, SocialError> {
+        let chosen = self.store.privacy(user).await?;
+        Ok(self.effective(chosen))
+    }
+
+    /// Changes the settings given (None leaves one as it is); answers all of them.
+    pub async fn set_settings(
+        &self,
+        user: UserId,
+        who_may_message: Option<WhoMayMessage>,
+    ) -> Result<Settings, SocialError> {
+        let mut chosen = self.store.privacy(user).await?;
+        if who_may_message.is_some() {
+            chosen.who_may_message = who_may_message;
+        }
+        self.store.set_privacy(user, chosen).await?;
+        Ok(self.effective(chosen))
+    }
+
+    /// Whether `recipient` takes a one-to-one message from `sender`
+    /// ([`policy::may_message`]).
+    pub async fn may_message(
+        &self,
+        sender: UserId,
+        recipient: UserId,
+    ) -> Result<bool, SocialError> {
+        let (relation, chosen) = self.store.message_facts(recipient, sender).await?;
+        let settings = self.effective(chosen);
+        Ok(policy::may_message(relation, settings.who_may_message))
+    }
+
+    /// Whether `inviter` may add every one of `invitees` to a group without
+    /// asking them ([`policy::may_add_to_group`]).
+    pub async fn may_add_to_group(
+        &self,
+        inviter: UserId,
+        invitees: &[UserId],
+    ) -> Result<bool, SocialError> {
+        let now = self.clock.now_ms();
+        for &invitee in invitees {
+            let relation = self.store.relation(invitee, inviter, now).await?;
+            if !policy::may_add_to_group(relation) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn effective(&self, chosen: Privacy) -> Settings {
+        Settings {
+            who_may_message: chosen
+                .who_may_message
+                .unwrap_or(self.config.who_may_message),
+        }
+    }
+
+    /// Tells `user`'s devices of a change to their social graph.
+    fn tell(&self, user: UserId, kind: Kind, other: UserId, greeting: &str, version: u64) {
+        let event = ContactEvent {
+            kind: kind as i32,
+            user_id: other.0,
+            greeting: greeting.to_string(),
+            version,
+        };
+        let envelope = BusEnvelope {
+            kind: Some(bus_envelope::Kind::Event(Event {
+                kind: Some(event::Kind::Contact(event)),
+            })),
+            origin: 0,
+        };
+        self.bus.publish(
+            &Topic::User(user).to_string(),
+            Bytes::from(envelope.encode_to_vec()),
+        );
+    }
+}
