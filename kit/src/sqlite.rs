@@ -309,6 +309,30 @@ impl Database {
     {
         self.read(move |c| split(f(c))).await
     }
+
+    /// [`transact`](Self::transact) as an owned future whose one error is
+    /// the caller's (a room's outcome type, which an engine failure
+    /// converts into): the shape of a room store's write methods.
+    pub fn act<T, E, F>(&self, f: F) -> crate::BoxFuture<'static, Result<T, E>>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnMut(&Connection) -> Result<T, TxError<E>> + Send + 'static,
+    {
+        let db = self.clone();
+        Box::pin(async move { db.transact(f).await? })
+    }
+
+    /// [`view`](Self::view) as [`act`](Self::act) is to `transact`.
+    pub fn look<T, E, F>(&self, f: F) -> crate::BoxFuture<'static, Result<T, E>>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, TxError<E>> + Send + 'static,
+    {
+        let db = self.clone();
+        Box::pin(async move { db.view(f).await? })
+    }
 }
 
 /// Runs PASSIVE checkpoints (which never block the writer or readers) until

@@ -5,11 +5,7 @@ use std::time::Duration;
 
 use superapp_client::{SyncState, catch_up};
 
-use crate::helpers::{next_message, next_receipt, spawn_app, spawn_app_with, text_of};
-
-fn code<T: std::fmt::Debug>(r: Result<T, superapp_client::ClientError>) -> String {
-    r.unwrap_err().code().unwrap().to_string()
-}
+use crate::helpers::{code, next_message, next_receipt, spawn_app, spawn_app_with, text_of};
 
 #[tokio::test]
 async fn a_message_is_acked_with_the_next_seq_and_delivered_live() {

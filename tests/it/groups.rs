@@ -9,27 +9,9 @@ use superapp_client::Connection;
 use superapp_client::proto::v1::group_event;
 
 use crate::helpers::{
-    TestApp, User, next_group_event, next_message, next_message_is, spawn_app, text_of,
+    TestApp, User, api, code, next_group_event, next_message, next_message_is, refused, spawn_app,
+    text_of,
 };
-
-async fn api(app: &TestApp, who: &User, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let body = (!body.is_null()).then_some(&body);
-    app.http
-        .request_json(method, path, Some(&who.tokens.access_token), body)
-        .await
-        .unwrap()
-}
-
-/// Asserts the status and code of a refused request.
-async fn refused(app: &TestApp, who: &User, method: &str, path: &str, body: Value) -> String {
-    let (status, body) = api(app, who, method, path, body).await;
-    assert!(status >= 400, "{method} {path} was allowed: {body}");
-    body["code"].as_str().unwrap_or_default().to_string()
-}
-
-fn code<T: std::fmt::Debug>(r: Result<T, superapp_client::ClientError>) -> String {
-    r.unwrap_err().code().unwrap().to_string()
-}
 
 async fn say(
     conn: &Connection,

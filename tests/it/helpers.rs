@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde_json::Value;
 use superapp::Application;
 use superapp::config::Config;
 use superapp_account::model::WhoMayMessage;
@@ -474,4 +475,25 @@ pub async fn subscribed(redis: &redis::Client, topic: &str, subscribers: usize) 
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Any request as `who`, answered with its status and body whatever they are.
+pub async fn api(app: &TestApp, who: &User, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let body = (!body.is_null()).then_some(&body);
+    app.http
+        .request_json(method, path, Some(&who.tokens.access_token), body)
+        .await
+        .unwrap()
+}
+
+/// Asserts that a request is refused; answers its code.
+pub async fn refused(app: &TestApp, who: &User, method: &str, path: &str, body: Value) -> String {
+    let (status, body) = api(app, who, method, path, body).await;
+    assert!(status >= 400, "{method} {path} was allowed: {body}");
+    body["code"].as_str().unwrap_or_default().to_string()
+}
+
+/// The code of a refusal.
+pub fn code<T: std::fmt::Debug>(r: Result<T, superapp_client::ClientError>) -> String {
+    r.unwrap_err().code().unwrap().to_string()
 }

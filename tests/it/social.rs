@@ -6,31 +6,13 @@ use serde_json::{Value, json};
 use superapp_account::model::WhoMayMessage;
 use superapp_client::proto::v1::contact_event::Kind;
 
-use crate::helpers::{TestApp, User, next_contact_event, next_message, spawn_app_with};
+use crate::helpers::{
+    TestApp, User, api, code, next_contact_event, next_message, refused, spawn_app_with,
+};
 
 /// A server with the shipped social defaults.
 async fn shipped() -> TestApp {
     spawn_app_with(|c| c.social.who_may_message = WhoMayMessage::Friends).await
-}
-
-async fn api(app: &TestApp, who: &User, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let body = (!body.is_null()).then_some(&body);
-    let token = Some(who.tokens.access_token.as_str());
-    app.http
-        .request_json(method, path, token, body)
-        .await
-        .unwrap()
-}
-
-/// The code of a refused request.
-async fn refused(app: &TestApp, who: &User, method: &str, path: &str, body: Value) -> String {
-    let (status, body) = api(app, who, method, path, body).await;
-    assert!(status >= 400, "{method} {path} was allowed: {body}");
-    body["code"].as_str().unwrap_or_default().to_string()
-}
-
-fn code<T: std::fmt::Debug>(r: Result<T, superapp_client::ClientError>) -> String {
-    r.unwrap_err().code().unwrap().to_string()
 }
 
 #[tokio::test]

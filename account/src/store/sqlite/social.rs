@@ -134,33 +134,14 @@ fn privacy(c: &Connection, user: UserId) -> rusqlite::Result<Privacy> {
     })
 }
 
-impl SqliteAccountStore {
-    fn act<T, F>(&self, f: F) -> Outcome<T>
-    where
-        T: Send + 'static,
-        F: FnMut(&Connection) -> Tx<T> + Send + 'static,
-    {
-        let db = self.db.clone();
-        Box::pin(async move { db.transact(f).await? })
-    }
-
-    fn look<T, F>(&self, f: F) -> Outcome<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Tx<T> + Send + 'static,
-    {
-        let db = self.db.clone();
-        Box::pin(async move { db.view(f).await? })
-    }
-}
-
 impl SocialStore for SqliteAccountStore {
     fn relation(&self, owner: UserId, other: UserId, now_ms: i64) -> Outcome<Relation> {
-        self.look(move |c| Ok(relation(c, owner, other, now_ms)?))
+        self.db
+            .look(move |c| Ok(relation(c, owner, other, now_ms)?))
     }
 
     fn send_request(&self, request: FriendRequest, limits: SocialLimits) -> Outcome<Befriended> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             let FriendRequest {
                 from,
                 to,
@@ -220,7 +201,7 @@ impl SocialStore for SqliteAccountStore {
         now_ms: i64,
         limits: SocialLimits,
     ) -> Outcome<Befriended> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             let stands = relation(c, owner, from, now_ms)?;
             let counts = (friend_count(c, owner)?, friend_count(c, from)?);
             rule(policy::accept(stands, counts, limits))?;
@@ -233,7 +214,7 @@ impl SocialStore for SqliteAccountStore {
     }
 
     fn decline(&self, owner: UserId, from: UserId, now_ms: i64) -> Outcome<()> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             let gone = c
                 .prepare_cached(
                     "DELETE FROM friend_requests WHERE to_user = ?1 AND from_user = ?2 AND sent_ms > ?3",
@@ -247,7 +228,7 @@ impl SocialStore for SqliteAccountStore {
     }
 
     fn requests(&self, owner: UserId, now_ms: i64) -> Outcome<Vec<FriendRequest>> {
-        self.look(move |c| {
+        self.db.look(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT from_user, greeting, sent_ms FROM friend_requests
                  WHERE to_user = ?1 AND sent_ms > ?2 ORDER BY sent_ms DESC LIMIT 500",
@@ -265,7 +246,7 @@ impl SocialStore for SqliteAccountStore {
     }
 
     fn remove_friend(&self, owner: UserId, friend: UserId) -> Outcome<(u64, u64)> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             if !relation(c, owner, friend, 0)?.friends {
                 return rule(Err(SocialError::NotFriends));
             }
@@ -291,7 +272,7 @@ impl SocialStore for SqliteAccountStore {
         tags: Option<Vec<String>>,
     ) -> Outcome<u64> {
         let tags = tags.map(|t| serde_json::to_string(&t).unwrap_or_else(|_| "[]".into()));
-        self.act(move |c| {
+        self.db.act(move |c| {
             if !relation(c, owner, friend, 0)?.friends {
                 return rule(Err(SocialError::NotFriends));
             }
@@ -307,7 +288,7 @@ impl SocialStore for SqliteAccountStore {
     }
 
     fn contact_changes(&self, owner: UserId, since: u64, limit: u32) -> Outcome<ContactChanges> {
-        self.look(move |c| {
+        self.db.look(move |c| {
             let version: i64 = c
                 .prepare_cached("SELECT version FROM contact_heads WHERE owner = ?1")?
                 .query_row([id(owner)], |r| r.get(0))
@@ -333,7 +314,7 @@ impl SocialStore for SqliteAccountStore {
     }
 
     fn block(&self, owner: UserId, other: UserId, now_ms: i64) -> Outcome<()> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             if !user_exists(c, other)? {
                 return rule(Err(SocialError::UnknownUser));
             }
@@ -351,7 +332,7 @@ impl SocialStore for SqliteAccountStore {
     }
 
     fn unblock(&self, owner: UserId, other: UserId) -> Outcome<()> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             c.prepare_cached("DELETE FROM blocks WHERE owner = ?1 AND blocked = ?2")?
                 .execute(params![id(owner), id(other)])?;
             Ok(())
@@ -359,7 +340,7 @@ impl SocialStore for SqliteAccountStore {
     }
 
     fn blocked(&self, owner: UserId) -> Outcome<Vec<UserId>> {
-        self.look(move |c| {
+        self.db.look(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT blocked FROM blocks WHERE owner = ?1 ORDER BY since_ms DESC LIMIT ?2",
             )?;
@@ -371,11 +352,11 @@ impl SocialStore for SqliteAccountStore {
     }
 
     fn privacy(&self, user: UserId) -> Outcome<Privacy> {
-        self.look(move |c| Ok(privacy(c, user)?))
+        self.db.look(move |c| Ok(privacy(c, user)?))
     }
 
     fn set_privacy(&self, user: UserId, settings: Privacy) -> Outcome<()> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             let who = settings.who_may_message.map(|w| match w {
                 WhoMayMessage::Friends => 0i64,
                 WhoMayMessage::Anyone => 1,
@@ -390,6 +371,7 @@ impl SocialStore for SqliteAccountStore {
     }
 
     fn message_facts(&self, recipient: UserId, sender: UserId) -> Outcome<(Relation, Privacy)> {
-        self.look(move |c| Ok((relation(c, recipient, sender, 0)?, privacy(c, recipient)?)))
+        self.db
+            .look(move |c| Ok((relation(c, recipient, sender, 0)?, privacy(c, recipient)?)))
     }
 }

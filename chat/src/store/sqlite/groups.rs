@@ -322,32 +322,10 @@ fn append_group_in(c: &Connection, m: &NewGroupMessage) -> Tx<Appended> {
     Ok(appended)
 }
 
-impl SqliteChatStore {
-    /// Runs a group operation on the writer.
-    fn act<T, F>(&self, f: F) -> Outcome<T>
-    where
-        T: Send + 'static,
-        F: FnMut(&Connection) -> Tx<T> + Send + 'static,
-    {
-        let db = self.db.clone();
-        Box::pin(async move { db.transact(f).await? })
-    }
-
-    /// Runs a group read on a reader connection.
-    fn look<T, F>(&self, f: F) -> Outcome<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Tx<T> + Send + 'static,
-    {
-        let db = self.db.clone();
-        Box::pin(async move { db.view(f).await? })
-    }
-}
-
 impl GroupStore for SqliteChatStore {
     fn create_group(&self, g: NewGroup) -> Outcome<GroupInfo> {
         let limits = self.limits;
-        self.act(move |c| {
+        self.db.act(move |c| {
             let mut users = vec![g.owner];
             for &who in &g.members {
                 if !users.contains(&who) {
@@ -392,11 +370,11 @@ impl GroupStore for SqliteChatStore {
     }
 
     fn group(&self, group: GroupId) -> Outcome<Option<GroupInfo>> {
-        self.look(move |c| Ok(load_group(c, group)?))
+        self.db.look(move |c| Ok(load_group(c, group)?))
     }
 
     fn member(&self, group: GroupId, who: UserId) -> Outcome<Option<MemberInfo>> {
-        self.look(move |c| Ok(load_member(c, group, who)?))
+        self.db.look(move |c| Ok(load_member(c, group, who)?))
     }
 
     fn members_page(
@@ -406,7 +384,7 @@ impl GroupStore for SqliteChatStore {
         limit: u32,
         query: String,
     ) -> Outcome<Vec<(MemberInfo, Option<String>)>> {
-        self.look(move |c| {
+        self.db.look(move |c| {
             // A plain page reads `limit` rows; a search reads the group's
             // rows (at most 6,000, by the primary key) until it has found
             // `limit`, on this reader thread.
@@ -441,7 +419,7 @@ impl GroupStore for SqliteChatStore {
     }
 
     fn remember_names(&self, names: Vec<(UserId, String)>) -> Outcome<()> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             let mut stmt = c.prepare_cached(
                 "INSERT INTO member_names (user_id, display_name) VALUES (?1, ?2)
                  ON CONFLICT (user_id) DO UPDATE SET display_name = excluded.display_name",
@@ -454,7 +432,7 @@ impl GroupStore for SqliteChatStore {
     }
 
     fn unnamed_members(&self, group: GroupId) -> Outcome<Vec<UserId>> {
-        self.look(move |c| {
+        self.db.look(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT m.user_id FROM members m
                  WHERE m.conversation_id = ?1
@@ -466,7 +444,7 @@ impl GroupStore for SqliteChatStore {
     }
 
     fn groups_of(&self, who: UserId) -> Outcome<Vec<GroupId>> {
-        self.look(move |c| {
+        self.db.look(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT conversation_id FROM members
                  WHERE user_id = ?1 AND conversation_id >= 'g.' AND conversation_id < 'g/'",
@@ -488,7 +466,7 @@ impl GroupStore for SqliteChatStore {
         now_ms: i64,
     ) -> Outcome<Joined> {
         let limits = self.limits;
-        self.act(move |c| {
+        self.db.act(move |c| {
             let (info, inviter) = actor_in(c, group, actor)?;
             admit(c, &info, Some(&inviter), &users, now_ms, limits)
         })
@@ -496,7 +474,7 @@ impl GroupStore for SqliteChatStore {
 
     fn join_by_token(&self, token: String, who: UserId, now_ms: i64) -> Outcome<(GroupId, Joined)> {
         let limits = self.limits;
-        self.act(move |c| {
+        self.db.act(move |c| {
             let found: Option<(i64, i64)> = c
                 .prepare_cached(
                     "SELECT group_id, invite_expires_ms FROM groups
@@ -524,7 +502,7 @@ impl GroupStore for SqliteChatStore {
         now_ms: i64,
     ) -> Outcome<bool> {
         let limits = self.limits;
-        self.act(move |c| {
+        self.db.act(move |c| {
             let (info, admin) = actor_in(c, group, actor)?;
             rule(policy::may_administer(&admin))?;
             let conversation = name(group);
@@ -550,7 +528,7 @@ impl GroupStore for SqliteChatStore {
     }
 
     fn requests(&self, group: GroupId, actor: UserId) -> Outcome<Vec<JoinRequest>> {
-        self.look(move |c| {
+        self.db.look(move |c| {
             let (_, admin) = actor_in(c, group, actor)?;
             rule(policy::may_administer(&admin))?;
             let mut stmt = c.prepare_cached(
@@ -569,7 +547,7 @@ impl GroupStore for SqliteChatStore {
     }
 
     fn remove_member(&self, group: GroupId, actor: UserId, who: UserId) -> Outcome<Removal> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             let (_, acting) = actor_in(c, group, actor)?;
             let target = load_member(c, group, who)?;
             let removal = rule(policy::removal(&acting, target.as_ref()))?;
@@ -585,7 +563,7 @@ impl GroupStore for SqliteChatStore {
         who: UserId,
         change: MemberChange,
     ) -> Outcome<MemberInfo> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             let (_, acting) = actor_in(c, group, actor)?;
             let target = load_member(c, group, who)?;
             let changed = rule(policy::member_change(
@@ -610,7 +588,7 @@ impl GroupStore for SqliteChatStore {
     }
 
     fn transfer_owner(&self, group: GroupId, actor: UserId, who: UserId) -> Outcome<()> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             let (_, acting) = actor_in(c, group, actor)?;
             let target = load_member(c, group, who)?;
             let former = rule(policy::transfer(
@@ -627,7 +605,7 @@ impl GroupStore for SqliteChatStore {
     }
 
     fn update_group(&self, group: GroupId, actor: UserId, u: GroupUpdate) -> Outcome<GroupInfo> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             let (_, acting) = actor_in(c, group, actor)?;
             rule(policy::may_administer(&acting))?;
             c.prepare_cached(
@@ -651,7 +629,7 @@ impl GroupStore for SqliteChatStore {
     }
 
     fn dissolve(&self, group: GroupId, actor: UserId) -> Outcome<Vec<UserId>> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             let (_, acting) = actor_in(c, group, actor)?;
             rule(policy::may_dissolve(&acting))?;
             let conversation = name(group);
@@ -690,7 +668,7 @@ impl GroupStore for SqliteChatStore {
         token: String,
         expires_ms: i64,
     ) -> Outcome<()> {
-        self.act(move |c| {
+        self.db.act(move |c| {
             let (_, acting) = actor_in(c, group, actor)?;
             rule(policy::may_administer(&acting))?;
             c.prepare_cached(
@@ -702,6 +680,6 @@ impl GroupStore for SqliteChatStore {
     }
 
     fn append_group(&self, message: NewGroupMessage) -> Outcome<Appended> {
-        self.act(move |c| append_group_in(c, &message))
+        self.db.act(move |c| append_group_in(c, &message))
     }
 }
