@@ -68,3 +68,9 @@ pub struct TokenPair {
     pub refresh_token: String,
     pub refresh_expires_at_ms: i64,
 }
+
+pub mod real_name;
+
+pub use real_name::{
+    Decision, RealNameRecord, RealNameState, RealNameStatus, RealNameView, Rejection,
+};

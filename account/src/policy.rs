@@ -1,10 +1,13 @@
 //! The account room's rules as pure functions: what a phone number, a
-//! display name and a password must be. No I/O.
+//! display name and a password must be; real-name verification's rules are
+//! in [`real_name`]. No I/O.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use crate::AccountError;
+
+pub mod real_name;
 
 /// A device name is kept to this many characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;
