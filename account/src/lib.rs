@@ -24,9 +24,11 @@
 
 pub mod config;
 pub mod error;
+pub mod key_file;
 pub mod model;
 pub mod password;
 pub mod policy;
+pub mod seal;
 pub mod service;
 pub mod store;
 pub mod throttle;
