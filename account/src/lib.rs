@@ -28,6 +28,8 @@ pub mod key_file;
 pub mod model;
 pub mod password;
 pub mod policy;
+pub mod ports;
+pub mod sandbox;
 pub mod seal;
 pub mod service;
 pub mod store;
