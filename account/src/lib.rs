@@ -43,4 +43,4 @@ pub mod conformance;
 pub use error::AccountError;
 pub use model::{NewAccount, Profile, TokenPair};
 pub use service::Accounts;
-pub use store::{AccountStore, SqliteAccountStore};
+pub use store::{AccountStore, RealNameStore, SqliteAccountStore};
