@@ -1,4 +1,5 @@
-//! The JSON API: accounts, sessions and WebSocket tickets.
+//! The JSON API: accounts, sessions, WebSocket tickets, real-name
+//! verification, presence and groups.
 
 use crate::error::{ClientError, Result};
 use reqwest::{Method, StatusCode};
@@ -14,7 +15,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A request without a body.
 const NO_BODY: Option<&()> = None;
 
-pub use superapp_api::{Account, Group, GroupJoin, Presence, Ticket, Tokens, U64AsString};
+pub use superapp_api::{
+    Account, Group, GroupJoin, Presence, RealName, RealNameRejection, RealNameStatus, Ticket,
+    Tokens, U64AsString,
+};
 
 /// A client for the HTTP API of one server. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -97,6 +101,35 @@ impl HttpClient {
 
     pub async fn me(&self, access_token: &str) -> Result<Account> {
         self.call(Method::GET, "/v1/me", Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Submits the caller's legal name and resident identity number for
+    /// real-name verification. The answer's `status` is `verified` or
+    /// `rejected` when the provider decided at once, `pending` otherwise
+    /// (read [`real_name`](Self::real_name) later).
+    pub async fn submit_real_name(
+        &self,
+        access_token: &str,
+        legal_name: &str,
+        id_number: &str,
+    ) -> Result<RealName> {
+        let body = superapp_api::SubmitRealName {
+            legal_name: legal_name.into(),
+            id_number: id_number.into(),
+        };
+        self.call(
+            Method::POST,
+            "/v1/me/real-name",
+            Some(access_token),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// The caller's real-name verification, the ID number masked.
+    pub async fn real_name(&self, access_token: &str) -> Result<RealName> {
+        self.call(Method::GET, "/v1/me/real-name", Some(access_token), NO_BODY)
             .await
     }
 

@@ -27,7 +27,10 @@ pub mod sync;
 pub mod ws;
 
 pub use error::{ClientError, Result};
-pub use http::{Account, Group, GroupJoin, HttpClient, Presence, Ticket, Tokens, U64AsString};
+pub use http::{
+    Account, Group, GroupJoin, HttpClient, Presence, RealName, RealNameRejection, RealNameStatus,
+    Ticket, Tokens, U64AsString,
+};
 pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
 pub use ws::{Connection, connect_raw, new_client_msg_id};
 

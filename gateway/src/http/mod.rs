@@ -2,7 +2,7 @@
 //! mapping, and the edge's own routes (the WebSocket upgrade, `/metrics`,
 //! `/healthz`, the OpenAPI document).
 //!
-//! - [`accounts`], [`chat`], [`presence`]: the rooms' routes and the mapping
+//! - [`accounts`], [`real_name`], [`chat`], [`presence`]: the rooms' routes and the mapping
 //!   of their outcomes to the API's stable codes, each an
 //!   [`OpenApiRouter`] over [`Rooms`], whose `#[utoipa::path]` annotations
 //!   put every route in the OpenAPI document in the same breath as in the
@@ -23,6 +23,7 @@ pub mod auth;
 pub mod chat;
 pub mod limit;
 pub mod presence;
+pub mod real_name;
 pub mod ws;
 
 use std::sync::Arc;
@@ -38,7 +39,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use superapp_account::Accounts;
+use superapp_account::{Accounts, RealNames};
 use superapp_chat::Chat;
 use superapp_kit::metrics::LATENCY_SECONDS;
 use utoipa::openapi::OpenApi;
@@ -55,6 +56,8 @@ use crate::session::SessionMetrics;
 #[derive(Clone)]
 pub struct Rooms {
     pub accounts: Arc<Accounts>,
+    /// Real-name verification, the account room's too.
+    pub real_names: Arc<RealNames>,
     pub chat: Arc<Chat>,
     /// Who is online: in memory in one process, in Redis across gateways.
     pub presence: Arc<dyn Presence>,
@@ -63,6 +66,12 @@ pub struct Rooms {
 impl FromRef<Rooms> for Arc<Accounts> {
     fn from_ref(rooms: &Rooms) -> Self {
         rooms.accounts.clone()
+    }
+}
+
+impl FromRef<Rooms> for Arc<RealNames> {
+    fn from_ref(rooms: &Rooms) -> Self {
+        rooms.real_names.clone()
     }
 }
 
@@ -76,6 +85,7 @@ impl FromRef<Rooms> for Arc<Chat> {
 pub fn room_routes() -> OpenApiRouter<Rooms> {
     OpenApiRouter::new()
         .merge(accounts::routes())
+        .merge(real_name::routes())
         .merge(presence::routes())
         .merge(chat::routes())
 }
@@ -93,7 +103,7 @@ fn edge_routes() -> OpenApiRouter<AppState> {
 #[openapi(
     info(
         title = "superapp HTTP API",
-        description = "Accounts, sessions, presence and groups. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
+        description = "Accounts, sessions, real-name verification, presence and groups. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
     ),
     modifiers(&BearerAuth)
 )]
@@ -539,8 +549,8 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-        // 6 account, 1 presence, 13 group, 4 edge operations.
-        assert_eq!(operations, 24, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 6 account, 2 real-name, 1 presence, 13 group, 4 edge operations.
+        assert_eq!(operations, 26, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
