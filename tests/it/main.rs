@@ -16,5 +16,6 @@ mod limits;
 mod load;
 mod openapi;
 mod presence;
+mod realname;
 mod roles;
 mod websocket;
