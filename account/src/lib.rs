@@ -32,8 +32,8 @@
 //! replayed). Logging out revokes the family and tells the gateways to close
 //! its WebSockets.
 //!
-//! An ID number is never stored, logged or answered whole: it is sealed at
-//! rest, shown only masked, and its `Debug` forms are masked. A verified
+//! An ID number is never stored in the clear, logged, or answered whole: it
+//! is sealed at rest, shown only masked, and its `Debug` forms are masked. A verified
 //! user stays verified; one ID number verifies one account.
 
 pub mod config;
