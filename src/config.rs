@@ -1,6 +1,7 @@
 //! The whole configuration of the `superapp` binary: the sections the binary
-//! owns (`server`, `log`, `redis`) and those of the rooms (`auth` from the
-//! account room, `gateway` from the edge, `chat` from the chat room), each
+//! owns (`server`, `log`, `redis`) and those of the rooms (`auth` and
+//! `real_name` from the account room, `gateway` from the edge, `chat` from
+//! the chat room), each
 //! with its doc comments, defaults and checks beside its code.
 //! `deploy/superapp.example.toml` is generated from [`Config::default`] and a
 //! test keeps it current.
@@ -9,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use superapp_account::config::{AuthConfig, SocialConfig};
+use superapp_account::config::{AuthConfig, RealNameConfig, SocialConfig};
 use superapp_chat::config::ChatConfig;
 use superapp_gateway::config::GatewayConfig;
 use superapp_kit::config::ConfigError;
@@ -25,6 +26,7 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub social: SocialConfig,
+    pub real_name: RealNameConfig,
     pub gateway: GatewayConfig,
     pub chat: ChatConfig,
     pub redis: RedisConfig,
@@ -103,7 +105,8 @@ pub struct ServerConfig {
     pub role: Role,
     /// Address the HTTP API and WebSocket listen on. Port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Directory of the SQLite files and the token key; created if missing.
+    /// Directory of the SQLite files, the token key and the real-name key;
+    /// created if missing.
     pub data_dir: PathBuf,
     /// This process's node number (0 to 1023), part of every id it makes.
     pub node_id: u16,
@@ -196,6 +199,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.auth.validate()?;
+        self.real_name.validate()?;
         self.gateway.validate()?;
         self.chat.validate()?;
         self.social.validate()?;
@@ -279,8 +283,8 @@ impl Config {
             "# superapp configuration: every key with its default.\n\
              # Each key may also be set as SUPERAPP_<SECTION>__<KEY>, e.g. SUPERAPP_SERVER__LISTEN.\n\
              # Field documentation: src/config.rs (server, log, redis) and each room's\n\
-             # config.rs (auth: account/, gateway: gateway/, chat: chat/). Generated; a test\n\
-             # keeps it current.\n\n{body}"
+             # config.rs (auth and real_name: account/, gateway: gateway/, chat: chat/).\n\
+             # Generated; a test keeps it current.\n\n{body}"
         )
     }
 }
@@ -315,6 +319,7 @@ mod tests {
             ("[gateway]\nheartbeat = 3\n", "heartbeat"),
             ("[auth]\ntoken_keys = \"x\"\n", "token_keys"),
             ("[chat]\nmax_pull = 3\n", "max_pull"),
+            ("[real_name]\nprovder = \"sandbox\"\n", "provder"),
             ("[sever]\n", "sever"),
         ] {
             std::fs::write(&file, body).unwrap();

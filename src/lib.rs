@@ -17,8 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use superapp_account::config::ProviderKind;
+use superapp_account::ports::VerificationProvider;
+use superapp_account::sandbox::SandboxProvider;
+use superapp_account::seal::RealNameKey;
 use superapp_account::token::{TokenSigner, TokenVerifier};
-use superapp_account::{Accounts, Social, SqliteAccountStore};
+use superapp_account::{Accounts, RealNames, Social, SqliteAccountStore};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
 use superapp_gateway::presence::{LocalPresence, Presence, RedisPresence};
@@ -62,7 +66,10 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let role = config.server.role;
         let verifier = match role {
-            Role::Gateway => gateway_verifier(&config)?,
+            Role::Gateway => {
+                gateway_holds_no_real_name_key(&config)?;
+                gateway_verifier(&config)?
+            }
             Role::All | Role::Core => None,
         };
         let metrics = Arc::new(Registry::new());
@@ -75,14 +82,16 @@ impl Application {
         // A core opens its stores only while it holds the core lease: a second
         // core on the same data stands by here until the first is gone.
         let core_lease = acquire_core_lease(&config, &node, &shutdown).await?;
-        let (local, backend): (_, Arc<dyn Backend>) = match role {
+        let (local, real_names, backend): (_, _, Arc<dyn Backend>) = match role {
             Role::Gateway => (
+                None,
                 None,
                 gateway_backend(&config, tier.as_ref(), &bus, &node, &metrics, verifier).await?,
             ),
             Role::All | Role::Core => {
-                let local = Arc::new(open_rooms(&config, &metrics, &bus, &clock, &ids)?);
-                (Some(local.clone()), local)
+                let (local, real_names) = open_rooms(&config, &metrics, &bus, &clock, &ids)?;
+                let local = Arc::new(local);
+                (Some(local.clone()), Some(real_names), local)
             }
         };
         let request_server = match (role, &local, &tier) {
@@ -127,9 +136,10 @@ impl Application {
             core,
             listener,
             addr,
-            rooms: local.map(|local| Rooms {
+            rooms: local.zip(real_names).map(|(local, real_names)| Rooms {
                 accounts: local.accounts.clone(),
                 social: local.social.clone(),
+                real_names,
                 chat: local.chat.clone(),
                 presence,
             }),
@@ -354,14 +364,15 @@ async fn shared_state(
     })
 }
 
-/// Opens the stores under the data dir and builds the account and chat rooms.
+/// Opens the stores under the data dir and builds the account and chat
+/// rooms, and real-name verification.
 fn open_rooms(
     config: &Config,
     metrics: &Arc<Registry>,
     bus: &SharedBus,
     clock: &SharedClock,
     ids: &Arc<IdGen>,
-) -> anyhow::Result<Local> {
+) -> anyhow::Result<(Local, Arc<RealNames>)> {
     let data_dir = config.server.data_dir.clone();
     create_data_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -389,15 +400,23 @@ fn open_rooms(
             &[("store", store)],
         ))
     };
-    let account_store =
+    let account_store = Arc::new(
         SqliteAccountStore::open(&data_dir.join("account.db"), batch_sizes("account"))
-            .context("opening account.db")?;
-    let account_store = Arc::new(account_store);
+            .context("opening account.db")?,
+    );
     let social = Arc::new(Social::new(
         account_store.clone(),
         bus.clone(),
         clock.clone(),
         config.social.clone(),
+    ));
+    let real_names = Arc::new(RealNames::new(
+        account_store.clone(),
+        real_name_key(config)?,
+        verification_provider(config),
+        clock.clone(),
+        ids.clone(),
+        &config.real_name,
     ));
     let accounts = Arc::new(Accounts::new(
         account_store,
@@ -423,15 +442,53 @@ fn open_rooms(
         metrics,
     ));
     tracing::info!(data_dir = %data_dir.display(), "stores open");
-    Ok(Local {
+    let local = Local {
         accounts,
         social,
         chat,
-    })
+    };
+    Ok((local, real_names))
+}
+
+/// The key that seals real-name data: `real_name.key`, or else the key file
+/// in the data dir (created on first start).
+fn real_name_key(config: &Config) -> anyhow::Result<RealNameKey> {
+    match &config.real_name.key {
+        Some(key) => RealNameKey::from_base64(key.expose())
+            .map_err(|e| anyhow::anyhow!("real_name.key {e}: base64 of 32 random bytes")),
+        None => RealNameKey::load_or_create(&config.server.data_dir.join("real_name.key"))
+            .context("real-name key file"),
+    }
+}
+
+/// The verification provider `real_name.provider` names.
+fn verification_provider(config: &Config) -> Option<Arc<dyn VerificationProvider>> {
+    match config.real_name.provider {
+        ProviderKind::Sandbox => {
+            tracing::warn!(
+                "real-name verification uses the sandbox provider, which consults no registry \
+                 and verifies any well-formed ID number: for development only \
+                 (real_name.provider)"
+            );
+            Some(Arc::new(SandboxProvider::new()))
+        }
+        ProviderKind::Disabled => None,
+    }
+}
+
+/// A gateway seals and reads no real-name data: given the key that unseals
+/// every ID number, it refuses to start rather than hold it for nothing.
+fn gateway_holds_no_real_name_key(config: &Config) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.real_name.key.is_none(),
+        "real_name.key unseals every stored ID number and only the core uses it: \
+         remove it from this gateway's configuration"
+    );
+    Ok(())
 }
 
 /// Creates the data directory, if missing, open to its owner only (0700):
-/// it holds the stores and the token key. An existing one is left as it is.
+/// it holds the stores, the token key and the real-name key. An existing one is left as it is.
 fn create_data_dir(path: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -521,6 +578,19 @@ mod tests {
                 .verifier()
                 .public_key()
         );
+    }
+
+    #[test]
+    fn a_gateway_given_the_real_name_key_refuses_it() {
+        let mut config = Config::default();
+        assert!(gateway_holds_no_real_name_key(&config).is_ok());
+        config.real_name.key = Some(superapp_kit::secret::Secret::new(
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".into(),
+        ));
+        let err = gateway_holds_no_real_name_key(&config)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("real_name.key"), "{err}");
     }
 
     #[cfg(unix)]

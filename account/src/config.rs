@@ -1,6 +1,6 @@
-//! The `[auth]` and `[social]` sections of the configuration: their keys,
-//! defaults and checks. The binary assembles the whole configuration from the rooms'
-//! sections.
+//! The account room's sections of the configuration, `[auth]`, `[social]`
+//! and `[real_name]`: their keys, defaults and checks. The binary assembles
+//! the whole configuration from the rooms' sections.
 
 use serde::{Deserialize, Serialize};
 use superapp_kit::config::ConfigError;
@@ -8,6 +8,7 @@ use superapp_kit::secret::Secret;
 
 use crate::model::WhoMayMessage;
 use crate::policy::SocialLimits;
+use crate::seal::RealNameKey;
 use crate::token::{TokenSigner, TokenVerifier};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,6 +165,72 @@ impl AuthConfig {
     }
 }
 
+/// Which verification provider checks real-name submissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// The sandbox (`account/src/sandbox.rs`): consults no registry and
+    /// verifies every well-formed number but those of a few sequence codes
+    /// kept for tests. For development and demonstrations only.
+    Sandbox,
+    /// No provider: submissions are answered `real_name_unavailable`.
+    Disabled,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealNameConfig {
+    /// The key that seals ID numbers and legal names in the store and keys
+    /// their lookup hashes: base64 of 32 random bytes. When unset, one is
+    /// generated on first start and kept in `<data_dir>/real_name.key`,
+    /// owner-only. Losing it loses every stored number and name (statuses
+    /// stay); never printed.
+    pub key: Option<Secret<String>>,
+    /// `sandbox` (the default, for development: see docs/architecture.md)
+    /// or `disabled`.
+    pub provider: ProviderKind,
+    /// Real-name submissions one user may make in any 24 hours, counted
+    /// before the provider is asked (1 to 100).
+    pub submissions_per_day: u32,
+    /// How long a submission waits for the provider's answer before it is
+    /// answered as pending, in milliseconds (100 to 60000).
+    pub provider_timeout_ms: u64,
+}
+
+impl Default for RealNameConfig {
+    fn default() -> Self {
+        Self {
+            key: None,
+            provider: ProviderKind::Sandbox,
+            submissions_per_day: 3,
+            provider_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl RealNameConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(key) = &self.key {
+            RealNameKey::from_base64(key.expose()).map_err(|e| {
+                ConfigError::invalid("real_name.key", format!("{e}: base64 of 32 random bytes"))
+            })?;
+        }
+        if !(1..=100).contains(&self.submissions_per_day) {
+            return Err(ConfigError::invalid(
+                "real_name.submissions_per_day",
+                "must be 1 to 100",
+            ));
+        }
+        if !(100..=60_000).contains(&self.provider_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "real_name.provider_timeout_ms",
+                "must be 100 to 60000",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -206,6 +273,36 @@ mod tests {
             ..AuthConfig::default()
         };
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn real_name_keys_and_limits_out_of_bounds_are_refused_by_name() {
+        assert!(RealNameConfig::default().validate().is_ok());
+        let refused = |config: RealNameConfig| config.validate().unwrap_err().to_string();
+        let short = RealNameConfig {
+            key: Some(Secret::new("c2hvcnQ=".into())),
+            ..RealNameConfig::default()
+        };
+        let err = refused(short);
+        assert!(err.contains("real_name.key") && err.contains("32"), "{err}");
+        let none = RealNameConfig {
+            submissions_per_day: 0,
+            ..RealNameConfig::default()
+        };
+        assert!(refused(none).contains("real_name.submissions_per_day"));
+        let slow = RealNameConfig {
+            provider_timeout_ms: 600_000,
+            ..RealNameConfig::default()
+        };
+        assert!(refused(slow).contains("real_name.provider_timeout_ms"));
+        let given = RealNameConfig {
+            key: Some(Secret::new(
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            )),
+            provider: ProviderKind::Disabled,
+            ..RealNameConfig::default()
+        };
+        assert!(given.validate().is_ok());
     }
 }
 

@@ -14,12 +14,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use crate::SocialError;
 use crate::model::{
-    FriendRequest, Privacy, Rotation, SessionRecord, UserId, UserRecord, WhoMayMessage,
+    Decision, FriendRequest, Privacy, RealNameRecord, RealNameState, Rejection, Rotation,
+    SessionRecord, UserId, UserRecord, WhoMayMessage,
 };
+use crate::policy::real_name::SUBMISSION_WINDOW_MS;
 use crate::policy::{self, SocialLimits};
-use crate::store::{AccountStore, SocialStore};
+use crate::store::{AccountStore, RealNameStore, SocialStore};
+use crate::{AccountError, SocialError};
 
 fn user(id: u64, phone: &str) -> UserRecord {
     UserRecord {
@@ -386,4 +388,187 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
         store.accept(b, a, later, SocialLimits::default()).await,
         Err(SocialError::UnknownRequest)
     ));
+}
+
+fn submission(user: u64, attempt_id: u64, number_hash: &str, at_ms: i64) -> RealNameRecord {
+    RealNameRecord {
+        user_id: UserId(user),
+        attempt_id,
+        state: RealNameState::Pending,
+        sealed: vec![1, 2, 3, user as u8],
+        number_hash: number_hash.into(),
+        submitted_at_ms: at_ms,
+        decided_at_ms: None,
+    }
+}
+
+const MISMATCH: Decision = Decision::Rejected(Rejection::Mismatch);
+
+/// Submissions, decisions, one account per number, and the daily limit.
+pub async fn real_name_store(store: &dyn RealNameStore) {
+    let day = SUBMISSION_WINDOW_MS;
+    assert_eq!(store.real_name(UserId(1)).await.unwrap(), None);
+
+    // A submission is stored pending; a second waits for the first.
+    let first = submission(1, 10, "h1", 1_000);
+    store.submit_real_name(first.clone(), 3).await.unwrap();
+    assert_eq!(
+        store.real_name(UserId(1)).await.unwrap(),
+        Some(first.clone())
+    );
+    let again = store.submit_real_name(submission(1, 11, "h9", 1_001), 3);
+    assert!(matches!(
+        again.await,
+        Err(AccountError::VerificationPending)
+    ));
+    assert_eq!(store.real_name(UserId(1)).await.unwrap(), Some(first));
+
+    // Another account cannot claim the number while it is held.
+    let taken = store.submit_real_name(submission(2, 20, "h1", 1_002), 3);
+    assert!(matches!(taken.await, Err(AccountError::IdNumberTaken)));
+    assert_eq!(store.real_name(UserId(2)).await.unwrap(), None);
+
+    // A decision lands only on the pending attempt itself, once.
+    assert_eq!(
+        store
+            .decide_real_name(UserId(1), 11, Decision::Verified, 2_000)
+            .await
+            .unwrap(),
+        None
+    );
+    let verified = store
+        .decide_real_name(UserId(1), 10, Decision::Verified, 2_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(verified.state, RealNameState::Verified);
+    assert_eq!(verified.decided_at_ms, Some(2_000));
+    assert_eq!(store.real_name(UserId(1)).await.unwrap(), Some(verified));
+    assert_eq!(
+        store
+            .decide_real_name(UserId(1), 10, MISMATCH, 2_001)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .decide_real_name(UserId(9), 1, MISMATCH, 1)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Verified is final.
+    let after = store.submit_real_name(submission(1, 12, "h2", 3_000), 3);
+    assert!(matches!(after.await, Err(AccountError::AlreadyVerified)));
+
+    // A rejection frees the number, and the rejected may submit again.
+    store
+        .submit_real_name(submission(3, 30, "h3", 3_000), 3)
+        .await
+        .unwrap();
+    let rejected = store
+        .decide_real_name(UserId(3), 30, MISMATCH, 3_500)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rejected.state, RealNameState::Rejected(Rejection::Mismatch));
+    store
+        .submit_real_name(submission(4, 40, "h3", 4_000), 3)
+        .await
+        .unwrap();
+    let resubmitted = submission(3, 31, "h4", 4_000);
+    store
+        .submit_real_name(resubmitted.clone(), 3)
+        .await
+        .unwrap();
+    assert_eq!(store.real_name(UserId(3)).await.unwrap(), Some(resubmitted));
+    // Expiry is a rejection like any other.
+    let expired = Decision::Rejected(Rejection::Expired);
+    let record = store
+        .decide_real_name(UserId(3), 31, expired, 5_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state, RealNameState::Rejected(Rejection::Expired));
+
+    // At most `limit` submissions a day, refusals for a held number
+    // included; refusals before the count (pending, verified) are free.
+    store
+        .submit_real_name(submission(6, 60, "h-of-6", 10 * day - 5), 2)
+        .await
+        .unwrap();
+    let taken = store.submit_real_name(submission(5, 50, "h-of-6", 10 * day), 2);
+    assert!(matches!(taken.await, Err(AccountError::IdNumberTaken)));
+    store
+        .submit_real_name(submission(5, 51, "h5", 10 * day + 1_000), 2)
+        .await
+        .unwrap();
+    let pending = store.submit_real_name(submission(5, 52, "h6", 10 * day + 1_500), 2);
+    assert!(matches!(
+        pending.await,
+        Err(AccountError::VerificationPending)
+    ));
+    store
+        .decide_real_name(UserId(5), 51, MISMATCH, 10 * day + 2_000)
+        .await
+        .unwrap();
+    let limited = store
+        .submit_real_name(submission(5, 53, "h6", 10 * day + 3_000), 2)
+        .await;
+    match limited {
+        Err(AccountError::TooManySubmissions { retry_after_ms }) => {
+            assert_eq!(retry_after_ms, (day - 3_000) as u64);
+        }
+        other => panic!("expected too many submissions, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .real_name(UserId(5))
+            .await
+            .unwrap()
+            .map(|r| r.attempt_id),
+        Some(51)
+    );
+    // A day after the first, one more fits.
+    store
+        .submit_real_name(submission(5, 54, "h6", 11 * day), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .real_name(UserId(5))
+            .await
+            .unwrap()
+            .map(|r| r.attempt_id),
+        Some(54)
+    );
+}
+
+/// Submissions racing for one number claim it once; one user's racing
+/// submissions store one.
+pub async fn concurrent_real_name_submissions(store: &dyn RealNameStore) {
+    let (a, b) = tokio::join!(
+        store.submit_real_name(submission(1, 10, "h", 1_000), 3),
+        store.submit_real_name(submission(2, 20, "h", 1_000), 3),
+    );
+    let outcomes = [a, b];
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Err(AccountError::IdNumberTaken)))
+    );
+    let (a, b) = tokio::join!(
+        store.submit_real_name(submission(3, 30, "x", 1_000), 3),
+        store.submit_real_name(submission(3, 31, "y", 1_000), 3),
+    );
+    let outcomes = [a, b];
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Err(AccountError::VerificationPending)))
+    );
 }

@@ -2,6 +2,7 @@
 
 use superapp_kit::store::StoreError;
 
+use crate::policy::real_name::IdNumberError;
 use crate::token::TokenError;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +39,32 @@ pub enum AccountError {
     SessionRevoked,
     #[error("the ticket is not valid or was already used")]
     InvalidTicket,
+    #[error("the ID number is not a valid resident identity number: {0}")]
+    InvalidIdNumber(IdNumberError),
+    #[error(
+        "a legal name is 2 to 64 letters, its parts joined by middle dots (·), without digits, spaces or control characters"
+    )]
+    InvalidLegalName,
+    #[error("real-name verification is complete and cannot be changed")]
+    AlreadyVerified,
+    #[error("a real-name submission is waiting for its decision")]
+    VerificationPending,
+    #[error("this ID number verifies another account")]
+    IdNumberTaken,
+    #[error("too many real-name submissions; try again later")]
+    TooManySubmissions { retry_after_ms: u64 },
+    #[error("real-name verification is not offered by this server")]
+    RealNameUnavailable,
     #[error("storage failed")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<IdNumberError> for AccountError {
+    fn from(e: IdNumberError) -> Self {
+        AccountError::InvalidIdNumber(e)
+    }
 }
 
 impl From<TokenError> for AccountError {

@@ -1,17 +1,25 @@
 //! Identity and the social graph: registration, log-in, tokens and
-//! sessions; friends, friend requests, blocks and privacy settings.
+//! sessions, real-name verification; friends, friend requests, blocks and
+//! privacy settings.
 //!
 //! The room pattern (docs/architecture.md, "The room pattern"):
 //!
-//! - [`model`]: users, sessions, token pairs.
-//! - [`policy`]: what a phone number, a display name and a password must be.
+//! - [`model`]: users, sessions, token pairs; real-name records and views.
+//! - [`policy`]: what a phone number, a display name and a password must be;
+//!   [`policy::real_name`]: the resident identity number (GB 11643), legal
+//!   names, masking, and who may submit how often.
 //! - [`service`]: [`Accounts`], the operations the edge calls (register, log in,
-//!   refresh, log out, authenticate a token, browser WebSocket tickets).
+//!   refresh, log out, authenticate a token, browser WebSocket tickets), and
+//!   [`RealNames`] (submit, status, and `is_verified` for other rooms).
 //! - [`social`]: [`Social`], the social graph's operations (friend requests,
 //!   contacts and their change feed, blocks, who may message whom).
-//! - [`config`]: the `[auth]` section of the configuration.
+//! - [`ports`]: [`ports::VerificationProvider`], what real-name verification
+//!   needs from outside; [`sandbox`]: the sandbox provider shipped.
+//! - [`config`]: the `[auth]`, `[social]` and `[real_name]` sections of the
+//!   configuration.
 //! - [`error`]: [`AccountError`], the outcomes callers branch on.
-//! - [`store`]: [`AccountStore`], the storage trait, and the SQLite backend.
+//! - [`store`]: [`AccountStore`], [`SocialStore`] and [`RealNameStore`], the
+//!   storage traits, and the SQLite backend.
 //! - [`conformance`] (tests, or the `conformance` feature): the contract
 //!   every store backend must meet.
 //! - [`token`]: short-lived access tokens ([`token::Claims`]) that the core
@@ -19,17 +27,28 @@
 //! - [`tickets`]: single-use browser tickets for the WebSocket handshake.
 //! - [`password`]: argon2id with reused memory; [`throttle`]: the failed-login
 //!   throttle, per account and per client address.
+//! - [`seal`]: the real-name key: ID numbers and legal names sealed with
+//!   XChaCha20-Poly1305, numbers found by a keyed hash; [`key_file`]: the
+//!   owner-only key files of the data dir.
 //!
 //! Sessions are refresh-token families: each refresh rotates the token, and a
 //! rotated token presented again revokes the whole family (it was stolen or
 //! replayed). Logging out revokes the family and tells the gateways to close
 //! its WebSockets.
+//!
+//! An ID number is never stored in the clear, logged, or answered whole: it
+//! is sealed at rest, shown only masked, and its `Debug` forms are masked. A verified
+//! user stays verified; one ID number verifies one account.
 
 pub mod config;
 pub mod error;
+pub mod key_file;
 pub mod model;
 pub mod password;
 pub mod policy;
+pub mod ports;
+pub mod sandbox;
+pub mod seal;
 pub mod service;
 pub mod social;
 pub mod store;
@@ -42,6 +61,6 @@ pub mod conformance;
 
 pub use error::{AccountError, SocialError};
 pub use model::{NewAccount, Profile, TokenPair};
-pub use service::Accounts;
+pub use service::{Accounts, RealNames};
 pub use social::Social;
-pub use store::{AccountStore, SocialStore, SqliteAccountStore};
+pub use store::{AccountStore, RealNameStore, SocialStore, SqliteAccountStore};

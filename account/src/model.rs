@@ -148,3 +148,8 @@ pub struct ContactChanges {
     pub version: u64,
     pub more: bool,
 }
+pub mod real_name;
+
+pub use real_name::{
+    Decision, RealNameRecord, RealNameState, RealNameStatus, RealNameView, Rejection,
+};

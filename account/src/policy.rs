@@ -1,8 +1,9 @@
 //! The account room's rules as pure functions: what a phone number, a
-//! display name and a password must be; and the social graph's rules: what
-//! a friend request comes to, who may message whom, who may add whom to a
-//! group. No I/O. Every store backend calls the social rules inside the
-//! write that acts on them.
+//! display name and a password must be; the social graph's rules: what a
+//! friend request comes to, who may message whom, who may add whom to a
+//! group; real-name verification's rules are in [`real_name`]. No I/O.
+//! Every store backend calls the social rules inside the write that acts on
+//! them.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -10,6 +11,8 @@ use std::sync::OnceLock;
 use crate::AccountError;
 use crate::error::SocialError;
 use crate::model::{Relation, UserId, WhoMayMessage};
+
+pub mod real_name;
 
 /// A device name is kept to this many characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;

@@ -1,4 +1,10 @@
-//! The account operations the edge calls.
+//! The account operations the edge calls: [`Accounts`] (registration,
+//! sessions, tokens) and, in [`real_name`], [`RealNames`] (real-name
+//! verification).
+
+pub mod real_name;
+
+pub use real_name::RealNames;
 
 use std::sync::Arc;
 

@@ -11,7 +11,6 @@
 //! verifier's caller makes. Tokens of the retired `v1` format (HMAC-SHA256
 //! under a key the gateways shared) are refused as [`TokenError::Retired`].
 
-use std::io::Write as _;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -22,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use superapp_proto::ids::UserId;
+
+use crate::key_file::KeyFile;
 
 /// How far apart the signer's and a verifier's clocks may be: a token issued
 /// up to this far in the verifier's future is accepted, and a token's
@@ -69,8 +70,14 @@ pub enum KeyError {
     NotAPublicKey,
 }
 
+/// The token key's file in the data dir.
+const TOKEN_KEY_FILE: KeyFile = KeyFile {
+    guards: "it signs every access token",
+    holds: "the token key is a 32-byte Ed25519 seed",
+};
+
 /// Decodes standard base64 of exactly 32 bytes.
-fn key_bytes(base64: &str) -> Result<[u8; 32], KeyError> {
+pub(crate) fn key_bytes(base64: &str) -> Result<[u8; 32], KeyError> {
     let bytes = STANDARD
         .decode(base64.trim())
         .map_err(|_| KeyError::NotBase64)?;
@@ -107,48 +114,16 @@ impl TokenSigner {
     /// Reads the seed from `path`, refusing a file that others may read or
     /// that does not hold exactly 32 bytes.
     pub fn load(path: &Path, max_lifetime_ms: i64) -> std::io::Result<Self> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(std::io::Error::other(format!(
-                    "{} may be read by others (mode {mode:o}); it signs every access token: \
-                     make it its owner's alone (chmod 600) and start again",
-                    path.display()
-                )));
-            }
-        }
-        let bytes = std::fs::read(path)?;
-        let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            std::io::Error::other(format!(
-                "{} holds {} bytes; the token key is a 32-byte Ed25519 seed",
-                path.display(),
-                bytes.len()
-            ))
-        })?;
-        Ok(Self::from_seed(&seed, max_lifetime_ms))
+        let mut seed = TOKEN_KEY_FILE.read(path)?;
+        let signer = Self::from_seed(&seed, max_lifetime_ms);
+        seed.fill(0);
+        Ok(signer)
     }
 
     /// Reads the seed from `path` as [`TokenSigner::load`] does, or creates a
     /// random one readable by the owner only.
     pub fn load_or_create(path: &Path, max_lifetime_ms: i64) -> std::io::Result<Self> {
-        match Self::load(path, max_lifetime_ms) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            loaded => return loaded,
-        }
-        let mut seed = [0u8; 32];
-        rand::rng().fill_bytes(&mut seed);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let mut file = options.open(path)?;
-        file.write_all(&seed)?;
-        file.sync_all()?;
+        let mut seed = TOKEN_KEY_FILE.read_or_create(path)?;
         let signer = Self::from_seed(&seed, max_lifetime_ms);
         seed.fill(0);
         Ok(signer)

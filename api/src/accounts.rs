@@ -1,5 +1,6 @@
-//! Accounts, sessions, tokens, tickets and presence (`/v1/accounts`,
-//! `/v1/sessions...`, `/v1/me`, `/v1/ws-tickets`, `/v1/users/{id}/presence`).
+//! Accounts, sessions, tokens, tickets, presence and real-name verification
+//! (`/v1/accounts`, `/v1/sessions...`, `/v1/me`, `/v1/ws-tickets`,
+//! `/v1/users/{id}/presence`, `/v1/me/real-name`).
 
 use std::fmt;
 
@@ -105,4 +106,72 @@ pub struct Presence {
     /// Now while online; the last time a device was seen otherwise; null if
     /// never seen in the last 90 days.
     pub last_seen_ms: Option<i64>,
+}
+
+/// `POST /v1/me/real-name`: a legal name and a resident identity number to
+/// verify. `Debug` hides both.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubmitRealName {
+    /// As on the identity card: 2 to 64 letters, the parts of a
+    /// transliterated name joined by a middle dot (`·`).
+    pub legal_name: String,
+    /// The 18-character resident identity number (GB 11643), the last
+    /// character a digit or `X`.
+    pub id_number: String,
+}
+
+impl fmt::Debug for SubmitRealName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubmitRealName")
+            .field("legal_name", &"<redacted>")
+            .field("id_number", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Where a user's real-name verification stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RealNameStatus {
+    /// Never submitted.
+    Unverified,
+    /// Waiting for the provider's decision: read the status again later.
+    Pending,
+    /// Final.
+    Verified,
+    /// The latest submission was refused; submit again.
+    Rejected,
+}
+
+/// Why a submission was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RealNameRejection {
+    /// No person of this name and number in the registry.
+    Mismatch,
+    /// The provider did not decide within a day.
+    Expired,
+}
+
+/// The caller's own real-name verification (`GET` and `POST
+/// /v1/me/real-name`). The ID number is never answered whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RealName {
+    pub status: RealNameStatus,
+    /// The legal name of the latest submission, shown to its holder only;
+    /// null when unverified (or when the server's real-name key was
+    /// replaced and the record no longer opens).
+    pub legal_name: Option<String>,
+    /// The ID number with all but its first and last characters hidden,
+    /// e.g. `1****************X`; null as `legal_name` is.
+    pub id_number_masked: Option<String>,
+    /// Set when rejected.
+    pub rejection: Option<RealNameRejection>,
+    pub submitted_at_ms: Option<i64>,
+    /// When the decision was made; null while unverified or pending.
+    pub decided_at_ms: Option<i64>,
 }

@@ -3,7 +3,7 @@
 //! server's OpenAPI document is derived from them.
 //!
 //! - [`accounts`]: registration, sessions and tokens, the profile, tickets,
-//!   presence.
+//!   presence, real-name verification.
 //! - [`groups`]: the group API.
 //! - [`social`]: friend requests, contacts, blocks, privacy settings.
 //! - [`ErrorBody`]: the body of every non-2xx answer.
@@ -19,7 +19,10 @@ pub mod social;
 use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, Same};
 
-pub use accounts::{Account, Login, Presence, Refresh, Register, Ticket, Tokens};
+pub use accounts::{
+    Account, Login, Presence, RealName, RealNameRejection, RealNameStatus, Refresh, Register,
+    SubmitRealName, Ticket, Tokens,
+};
 pub use groups::{
     CreateGroup, Decide, Decided, Group, GroupJoin, GroupUpdate, Invite, InviteLink, Join,
     JoinRequest, JoinRequests, JoinResult, Member, MemberPage, MemberUpdate, MembersQuery,
@@ -104,6 +107,35 @@ mod tests {
         let back = serde_json::to_value(&tokens).unwrap();
         assert_eq!(back["user_id"], "123456789012345678");
         assert_eq!(back["session_id"], "9");
+    }
+
+    #[test]
+    fn debug_output_of_a_real_name_submission_never_shows_the_name_or_number() {
+        let body = SubmitRealName {
+            legal_name: "张三".into(),
+            id_number: "11010519491231002X".into(),
+        };
+        let shown = format!("{body:?}");
+        assert!(
+            !shown.contains("张三") && !shown.contains("1101"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_real_name_status_is_written_in_snake_case() {
+        let json = serde_json::to_value(RealName {
+            status: RealNameStatus::Rejected,
+            legal_name: None,
+            id_number_masked: None,
+            rejection: Some(RealNameRejection::Mismatch),
+            submitted_at_ms: Some(1),
+            decided_at_ms: Some(2),
+        })
+        .unwrap();
+        assert_eq!(json["status"], "rejected");
+        assert_eq!(json["rejection"], "mismatch");
+        assert!(json["legal_name"].is_null());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The JSON API: accounts, sessions and WebSocket tickets, groups, and the
-//! social graph.
+//! The JSON API: accounts, sessions, WebSocket tickets, real-name
+//! verification, presence, groups, and the social graph.
 
 use crate::error::{ClientError, Result};
 use reqwest::{Method, StatusCode};
@@ -17,7 +17,8 @@ const NO_BODY: Option<&()> = None;
 
 pub use superapp_api::{
     Account, ContactPage, ContactsVersion, FriendRequestSent, FriendRequests, Group, GroupJoin,
-    Presence, PrivacySettings, Ticket, Tokens, U64AsString,
+    Presence, PrivacySettings, RealName, RealNameRejection, RealNameStatus, Ticket, Tokens,
+    U64AsString,
 };
 
 /// A client for the HTTP API of one server. Cheap to clone.
@@ -101,6 +102,35 @@ impl HttpClient {
 
     pub async fn me(&self, access_token: &str) -> Result<Account> {
         self.call(Method::GET, "/v1/me", Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Submits the caller's legal name and resident identity number for
+    /// real-name verification. The answer's `status` is `verified` or
+    /// `rejected` when the provider decided at once, `pending` otherwise
+    /// (read [`real_name`](Self::real_name) later).
+    pub async fn submit_real_name(
+        &self,
+        access_token: &str,
+        legal_name: &str,
+        id_number: &str,
+    ) -> Result<RealName> {
+        let body = superapp_api::SubmitRealName {
+            legal_name: legal_name.into(),
+            id_number: id_number.into(),
+        };
+        self.call(
+            Method::POST,
+            "/v1/me/real-name",
+            Some(access_token),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// The caller's real-name verification, the ID number masked.
+    pub async fn real_name(&self, access_token: &str) -> Result<RealName> {
+        self.call(Method::GET, "/v1/me/real-name", Some(access_token), NO_BODY)
             .await
     }
 

@@ -29,7 +29,8 @@ pub mod ws;
 pub use error::{ClientError, Result};
 pub use http::{
     Account, ContactPage, ContactsVersion, FriendRequestSent, FriendRequests, Group, GroupJoin,
-    HttpClient, Presence, PrivacySettings, Ticket, Tokens, U64AsString,
+    HttpClient, Presence, PrivacySettings, RealName, RealNameRejection, RealNameStatus, Ticket,
+    Tokens, U64AsString,
 };
 pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
 pub use ws::{Connection, connect_raw, new_client_msg_id};

@@ -1,6 +1,8 @@
-//! The embedded backend of [`AccountStore`]: one SQLite file, written by its
-//! single writer thread with group commit.
+//! The embedded backend of [`AccountStore`], [`super::SocialStore`] (in
+//! `sqlite/social.rs`) and [`super::RealNameStore`] (in `sqlite/real_name.rs`):
+//! one SQLite file, written by its single writer thread with group commit.
 
+mod real_name;
 mod social;
 
 use std::path::Path;
@@ -81,6 +83,31 @@ CREATE TABLE blocks (
 CREATE TABLE privacy (
     user_id INTEGER PRIMARY KEY,
     who_may_message INTEGER
+);
+",
+    // Real-name verification (`sqlite/real_name.rs`): the latest submission of
+    // each user, the holder of each ID number by its keyed hash, and each user's
+    // submissions within the last day. No number or name is stored in the clear.
+    "
+CREATE TABLE real_names (
+    user_id INTEGER PRIMARY KEY,
+    attempt_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    rejection TEXT,
+    sealed BLOB NOT NULL,
+    number_hash TEXT NOT NULL,
+    submitted_at_ms INTEGER NOT NULL,
+    decided_at_ms INTEGER
+);
+CREATE TABLE real_names_by_number (
+    number_hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL
+);
+CREATE TABLE real_name_submissions (
+    user_id INTEGER NOT NULL,
+    attempt_id INTEGER NOT NULL,
+    submitted_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (user_id, attempt_id)
 );
 ",
 ];
@@ -305,6 +332,18 @@ mod tests {
     async fn sqlite_meets_the_account_store_contract() {
         let dir = tempfile::tempdir().unwrap();
         conformance::account_store(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_meets_the_real_name_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::real_name_store(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_real_name_submissions_claim_a_number_once() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::concurrent_real_name_submissions(&open(&dir)).await;
     }
 
     #[tokio::test]

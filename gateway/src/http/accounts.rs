@@ -82,6 +82,18 @@ impl From<AccountError> for ApiError {
             AccountError::TokenExpired => (S::UNAUTHORIZED, "token_expired"),
             AccountError::SessionRevoked => (S::UNAUTHORIZED, "session_revoked"),
             AccountError::InvalidTicket => (S::UNAUTHORIZED, "invalid_ticket"),
+            AccountError::InvalidIdNumber(_) => (S::BAD_REQUEST, "invalid_id_number"),
+            AccountError::InvalidLegalName => (S::BAD_REQUEST, "invalid_legal_name"),
+            AccountError::AlreadyVerified => (S::CONFLICT, "already_verified"),
+            AccountError::VerificationPending => (S::CONFLICT, "verification_pending"),
+            AccountError::IdNumberTaken => (S::CONFLICT, "id_number_taken"),
+            AccountError::TooManySubmissions { retry_after_ms } => {
+                let mut err =
+                    Self::new(S::TOO_MANY_REQUESTS, "too_many_submissions", e.to_string());
+                err.retry_after_ms = Some(*retry_after_ms);
+                return err;
+            }
+            AccountError::RealNameUnavailable => (S::SERVICE_UNAVAILABLE, "real_name_unavailable"),
             AccountError::Store(superapp_kit::store::StoreError::Busy) => return Self::busy(),
             AccountError::Store(_) | AccountError::Internal(_) => return Self::internal(&e),
         };

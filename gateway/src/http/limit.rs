@@ -32,6 +32,11 @@ pub const COSTS: &[(&str, &str, u32)] = &[
     ("DELETE", "/v1/sessions/current", 1),
     ("GET", "/v1/me", 1),
     ("POST", "/v1/ws-tickets", 2),
+    // May ask the provider about a pending submission (at most every 5 s).
+    ("GET", "/v1/me/real-name", 2),
+    // Seals, writes and asks the provider; also limited to
+    // `real_name.submissions_per_day` (429 `too_many_submissions`).
+    ("POST", "/v1/me/real-name", 20),
     ("GET", "/v1/users/{user_id}/presence", 1),
     ("POST", "/v1/friend-requests", 10),
     ("GET", "/v1/friend-requests", 2),

@@ -2,7 +2,7 @@
 //! mapping, and the edge's own routes (the WebSocket upgrade, `/metrics`,
 //! `/healthz`, the OpenAPI document).
 //!
-//! - [`accounts`], [`chat`], [`presence`]: the rooms' routes and the mapping
+//! - [`accounts`], [`real_name`], [`chat`], [`presence`]: the rooms' routes and the mapping
 //!   of their outcomes to the API's stable codes, each an
 //!   [`OpenApiRouter`] over [`Rooms`], whose `#[utoipa::path]` annotations
 //!   put every route in the OpenAPI document in the same breath as in the
@@ -23,6 +23,7 @@ pub mod auth;
 pub mod chat;
 pub mod limit;
 pub mod presence;
+pub mod real_name;
 pub mod social;
 pub mod ws;
 
@@ -39,7 +40,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use superapp_account::{Accounts, Social};
+use superapp_account::{Accounts, RealNames, Social};
 use superapp_chat::Chat;
 use superapp_kit::metrics::LATENCY_SECONDS;
 use utoipa::openapi::OpenApi;
@@ -57,6 +58,8 @@ use crate::session::SessionMetrics;
 pub struct Rooms {
     pub accounts: Arc<Accounts>,
     pub social: Arc<Social>,
+    /// Real-name verification, the account room's too.
+    pub real_names: Arc<RealNames>,
     pub chat: Arc<Chat>,
     /// Who is online: in memory in one process, in Redis across gateways.
     pub presence: Arc<dyn Presence>,
@@ -74,6 +77,12 @@ impl FromRef<Rooms> for Arc<Social> {
     }
 }
 
+impl FromRef<Rooms> for Arc<RealNames> {
+    fn from_ref(rooms: &Rooms) -> Self {
+        rooms.real_names.clone()
+    }
+}
+
 impl FromRef<Rooms> for Arc<Chat> {
     fn from_ref(rooms: &Rooms) -> Self {
         rooms.chat.clone()
@@ -85,6 +94,7 @@ pub fn room_routes() -> OpenApiRouter<Rooms> {
     OpenApiRouter::new()
         .merge(accounts::routes())
         .merge(social::routes())
+        .merge(real_name::routes())
         .merge(presence::routes())
         .merge(chat::routes())
 }
@@ -102,7 +112,7 @@ fn edge_routes() -> OpenApiRouter<AppState> {
 #[openapi(
     info(
         title = "superapp HTTP API",
-        description = "Accounts, sessions, presence and groups. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
+        description = "Accounts, sessions, real-name verification, presence and groups. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
     ),
     modifiers(&BearerAuth)
 )]
@@ -549,8 +559,8 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-        // 6 account, 12 social, 1 presence, 13 group, 4 edge operations.
-        assert_eq!(operations, 36, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 6 account, 12 social, 2 real-name, 1 presence, 13 group, 4 edge operations.
+        assert_eq!(operations, 38, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
