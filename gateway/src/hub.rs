@@ -11,7 +11,9 @@
 //! starts, and then from `Membership` notices on the user's topic. The core
 //! publishes a departure's notice before anything later on the group's topic,
 //! and one subscriber connection receives in publish order, so a removed member
-//! is no longer delivered the group by the time its next message arrives.
+//! is no longer delivered the group by the time its next message arrives. The
+//! group's own event of a departure names who went, so a departure whose
+//! notice was lost still stops the group's delivery to them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -458,6 +460,17 @@ impl Hub {
                         entry.heard_joins.insert(group, reached);
                     }
                 }
+                // A departure: those named stop hearing the group here now,
+                // whether or not their notice arrived (it may have been lost),
+                // and a group list fetched before it is stale.
+                if let Some((false, departed)) = change {
+                    for user in departed {
+                        if let Some(entry) = local.users.get_mut(&user) {
+                            entry.membership_changes += 1;
+                            local.leave(self.subscriber.as_ref(), user, group);
+                        }
+                    }
+                }
             }
             (Topic::User(id), Some(bus_envelope::Kind::Event(event))) => {
                 let frame = event_frame(event);
@@ -781,6 +794,11 @@ mod tests {
         membership_event(group, group_event::Kind::MembersAdded, user)
     }
 
+    /// The group's event of `user` being removed from it.
+    fn removed(group: GroupId, user: UserId) -> Event {
+        membership_event(group, group_event::Kind::MemberRemoved, user)
+    }
+
     fn membership_event(group: GroupId, kind: group_event::Kind, user: UserId) -> Event {
         Event {
             kind: Some(event::Kind::Group(GroupEvent {
@@ -1078,6 +1096,48 @@ mod tests {
         h.to_group(CLIMBING, said(CLIMBING, "welcome"), 0);
         phone.receives(said(CLIMBING, "welcome")).await;
         laptop.receives(said(CLIMBING, "welcome")).await;
+    }
+
+    #[tokio::test]
+    async fn a_member_whose_departure_notice_was_lost_stops_hearing_the_group_at_its_departure_event()
+     {
+        let mut h = Harness::new();
+        let mut alice = h.connect(ALICE, 1);
+        let mut bob = h.connect(BOB, 2);
+        h.set_groups(ALICE, &[FAMILY]);
+        h.set_groups(BOB, &[FAMILY]);
+
+        // Alice's notice is lost; the group's own event of it names her.
+        h.to_group(FAMILY, removed(FAMILY, ALICE), 0);
+        h.to_group(FAMILY, said(FAMILY, "she's gone"), 0);
+        h.to_user(ALICE, receipt(1), 0);
+        for device in [&mut alice, &mut bob] {
+            device.receives(removed(FAMILY, ALICE)).await;
+        }
+        bob.receives(said(FAMILY, "she's gone")).await;
+        alice.receives(receipt(1)).await;
+        h.settle().await;
+        alice.has_nothing_queued();
+        bob.has_nothing_queued();
+    }
+
+    #[tokio::test]
+    async fn a_group_list_fetched_before_a_departure_the_group_s_topic_announced_is_refused() {
+        let mut h = Harness::new();
+        let mut alice = h.connect(ALICE, 1);
+        let _bob = h.connect(BOB, 2);
+        h.set_groups(BOB, &[FAMILY]);
+        // Alice's list is fetched before her removal...
+        let mark = h.hub.membership_mark(ALICE);
+        let fetched = [FAMILY];
+        // ...whose notice is lost; Bob keeps the group's topic held here.
+        h.to_group(FAMILY, removed(FAMILY, ALICE), 0);
+        h.settle().await;
+
+        assert!(!h.hub.set_groups(ALICE, &fetched, mark));
+        h.to_group(FAMILY, said(FAMILY, "she's gone"), 0);
+        h.settle().await;
+        alice.has_nothing_queued();
     }
 
     #[tokio::test]

@@ -1,13 +1,19 @@
 //! `spawn_app()` and `TestApp`, whose methods are the API.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use prost::Message as _;
 use superapp::Application;
 use superapp::config::Config;
-use superapp_client::proto::v1::{GroupEvent, Message, ReadReceipt, event};
+use superapp_client::proto::v1::{BusEnvelope, GroupEvent, Message, ReadReceipt, event};
 use superapp_client::{Connection, HttpClient, Tokens};
+use superapp_kit::bus::{Bus, BusMessage, InProcessBus, SharedBus, Subscriber};
+use superapp_kit::metrics::Registry;
+use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::secret::Secret;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub const PASSWORD: &str = "a long and rare passphrase";
@@ -49,6 +55,48 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 
 pub async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
     let app = Application::build(config).await.expect("build");
+    run(app, dir)
+}
+
+/// A server whose bus loses the first message `lose` picks on its way to
+/// this process's subscribers (the hub, and on a gateway the replies'
+/// subscriber): the bus its configuration names, wrapped.
+pub async fn spawn_app_losing(
+    adjust: impl FnOnce(&mut Config),
+    lose: impl Fn(&str, &BusEnvelope) -> bool + Send + Sync + 'static,
+) -> (TestApp, Arc<LosingBus>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().expect("addr");
+    config.server.data_dir = dir.path().to_path_buf();
+    config.server.shutdown_drain_ms = 100;
+    config.redis.tier_key = Some(Secret::new(TIER_KEY.to_string()));
+    config.auth.registrations_per_address = 1_000_000;
+    adjust(&mut config);
+    let inner: SharedBus = match &config.redis.url {
+        Some(url) => Arc::new(
+            RedisBus::connect(
+                url.expose(),
+                config.redis.tier_key().expect("tier key"),
+                &Registry::new(),
+            )
+            .await
+            .expect("redis bus"),
+        ),
+        None => Arc::new(InProcessBus::new()),
+    };
+    let bus = Arc::new(LosingBus {
+        inner,
+        lose: Arc::new(lose),
+        lost: Arc::new(AtomicU64::new(0)),
+    });
+    let app = Application::build_with_bus(config, bus.clone())
+        .await
+        .expect("build");
+    (run(app, dir), bus)
+}
+
+fn run(app: Application, dir: tempfile::TempDir) -> TestApp {
     let base_url = format!("http://{}", app.addr());
     let shutdown = app.shutdown_token();
     let stopped = tokio::spawn(async move {
@@ -187,5 +235,51 @@ pub fn text_of(m: &Message) -> &str {
     match m.body.as_ref().and_then(|b| b.content.as_ref()) {
         Some(Content::Text(t)) => t,
         None => "",
+    }
+}
+
+/// Picks, by topic and content, the message a [`LosingBus`] loses.
+type Pick = Arc<dyn Fn(&str, &BusEnvelope) -> bool + Send + Sync>;
+
+/// A bus that loses, on its way to the process's subscribers, the first
+/// message its `lose` picks: as Redis pub/sub may lose one, with no lag marker.
+pub struct LosingBus {
+    inner: SharedBus,
+    lose: Pick,
+    lost: Arc<AtomicU64>,
+}
+
+impl LosingBus {
+    /// How many messages it lost: 0 or 1.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+impl Bus for LosingBus {
+    fn publish(&self, topic: &str, payload: prost::bytes::Bytes) {
+        self.inner.publish(topic, payload);
+    }
+
+    fn subscriber(&self, capacity: usize) -> (Arc<dyn Subscriber>, mpsc::Receiver<BusMessage>) {
+        let (subscriber, mut from_inner) = self.inner.subscriber(capacity);
+        let (to_owner, messages) = mpsc::channel(capacity);
+        let (lose, lost) = (self.lose.clone(), self.lost.clone());
+        tokio::spawn(async move {
+            while let Some(message) = from_inner.recv().await {
+                if let BusMessage::Message { topic, payload } = &message
+                    && let Ok(envelope) = BusEnvelope::decode(payload.clone())
+                    && lost.load(Ordering::SeqCst) == 0
+                    && lose(topic, &envelope)
+                {
+                    lost.store(1, Ordering::SeqCst);
+                    continue;
+                }
+                if to_owner.send(message).await.is_err() {
+                    return;
+                }
+            }
+        });
+        (subscriber, messages)
     }
 }
