@@ -36,6 +36,11 @@ use tokio_util::sync::CancellationToken;
 use crate::Backend;
 use crate::close;
 
+/// After a lag, a user the core did not answer for is asked again after
+/// this, then twice as long each time up to [`RECHECK_RETRY_MAX`].
+const RECHECK_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+const RECHECK_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// How a session is reached: its outbound queue, and a way to close it.
 #[derive(Clone)]
 struct SessionHandle {
@@ -140,8 +145,11 @@ pub struct Hub {
     presence_changes: mpsc::UnboundedSender<(Device, bool)>,
     /// Names this process in presence device keys.
     node: String,
-    /// Where a user's groups are asked for again after a lag.
+    /// Where a user's groups and sessions are asked about again after a lag.
     backend: Arc<dyn Backend>,
+    /// Lags seen so far: a recheck that a later lag overtook gives way to
+    /// the later one's.
+    lags: AtomicU64,
     stopped: CancellationToken,
     next_connection: AtomicU64,
     sessions: Arc<Gauge>,
@@ -170,6 +178,7 @@ impl Hub {
             presence_changes,
             node,
             backend,
+            lags: AtomicU64::new(0),
             stopped: CancellationToken::new(),
             // A random start keeps ids apart across gateways: a request's
             // origin travels through the core and back on the bus.
@@ -334,31 +343,77 @@ impl Hub {
         true
     }
 
-    /// After a lag, asks for every local user's groups again, a few users at
-    /// a time; each user's groups are delivered again once known.
-    async fn refetch_memberships(self: Arc<Self>) {
+    /// After a lag (numbered `lag`), asks the core about every local user
+    /// again, a few users at a time: their groups, delivered again once
+    /// known, and which of their sessions here are no longer live, closed
+    /// with 4001 (their revocation may be among the losses). A user the core
+    /// does not answer for is asked again, less and less often, until it
+    /// answers, the user's last session here ends, or a later lag asks anew.
+    async fn recheck_after_lag(self: Arc<Self>, lag: u64) {
         let users: Vec<UserId> = self.lock().users.keys().copied().collect();
-        let refetch = |user: UserId| {
+        let recheck = |user: UserId| {
             let hub = self.clone();
             async move {
-                for _ in 0..3 {
+                let mut wait = RECHECK_RETRY_FIRST;
+                let mut overtaken = 0;
+                while hub.lags.load(Ordering::Acquire) == lag && !hub.stopped.is_cancelled() {
                     let mark = hub.membership_mark(user);
-                    let Some(groups) = hub.backend.groups_of(user).await else {
+                    let sessions = hub.session_ids(user);
+                    if sessions.is_empty() {
+                        return;
+                    }
+                    let Some(answer) = hub.backend.recheck(user, sessions).await else {
+                        tokio::select! {
+                            _ = hub.stopped.cancelled() => return,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        wait = (wait * 2).min(RECHECK_RETRY_MAX);
                         continue;
                     };
-                    if hub.set_groups(user, &groups, mark) {
+                    hub.close_revoked(user, &answer.revoked);
+                    if hub.set_groups(user, &answer.groups, mark) {
+                        return;
+                    }
+                    // A membership notice came meanwhile: ask again.
+                    overtaken += 1;
+                    if overtaken == 3 {
+                        tracing::warn!(
+                            user_id = user.0,
+                            "groups not fetched after a lag; held back until the user's next session"
+                        );
                         return;
                     }
                 }
-                tracing::warn!(
-                    user_id = user.0,
-                    "groups not fetched after a lag; held back until the user's next session"
-                );
             }
         };
         let mut pending =
-            futures_util::stream::iter(users.into_iter().map(refetch)).buffer_unordered(16);
+            futures_util::stream::iter(users.into_iter().map(recheck)).buffer_unordered(16);
         while pending.next().await.is_some() {}
+    }
+
+    /// The sessions (refresh families) the user has open here.
+    fn session_ids(&self, user_id: UserId) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .lock()
+            .devices(user_id)
+            .iter()
+            .map(|d| d.session_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Closes, with 4001, the user's connections here of these sessions.
+    fn close_revoked(&self, user_id: UserId, revoked: &[u64]) {
+        for handle in self
+            .lock()
+            .devices(user_id)
+            .iter()
+            .filter(|d| revoked.contains(&d.session_id))
+        {
+            handle.kick.kick(close::SESSION_REVOKED);
+        }
     }
 
     pub fn session_count(&self) -> i64 {
@@ -403,12 +458,15 @@ impl Hub {
                     // Membership notices may be among the losses: hold every
                     // group back from everyone here until their lists are
                     // fetched again, so nobody removed meanwhile hears more.
+                    // Revocations may be too: the same answer names the
+                    // sessions to close.
                     for entry in local.users.values_mut() {
                         entry.stale = true;
                         entry.membership_changes += 1;
                     }
                     drop(local);
-                    tokio::spawn(self.clone().refetch_memberships());
+                    let lag = self.lags.fetch_add(1, Ordering::AcqRel) + 1;
+                    tokio::spawn(self.clone().recheck_after_lag(lag));
                 }
             }
         }
@@ -607,7 +665,7 @@ mod tests {
 
     use super::*;
     use crate::ApiError;
-    use crate::backend::SessionStart;
+    use crate::backend::{Recheck, SessionStart};
 
     const ALICE: UserId = UserId(1);
     const BOB: UserId = UserId(2);
@@ -674,10 +732,12 @@ mod tests {
         }
     }
 
-    /// A core that tells a user's groups once the test has said what they are.
+    /// A core that tells a user's groups once the test has said what they
+    /// are, and which sessions are revoked.
     #[derive(Default)]
     struct StandInCore {
         groups: Mutex<HashMap<UserId, watch::Sender<Option<Vec<GroupId>>>>>,
+        revoked: Mutex<HashSet<(UserId, u64)>>,
     }
 
     impl StandInCore {
@@ -694,6 +754,11 @@ mod tests {
             self.groups_of_user(user)
                 .send_replace(Some(groups.to_vec()));
         }
+
+        /// The user's session was logged out; the answers to come say so.
+        fn revoke(&self, user: UserId, session_id: u64) {
+            self.revoked.lock().unwrap().insert((user, session_id));
+        }
     }
 
     impl Backend for StandInCore {
@@ -709,17 +774,23 @@ mod tests {
             Box::pin(async { SessionStart::Unknown })
         }
 
-        fn groups_of(&self, user: UserId) -> BoxFuture<'_, Option<Vec<GroupId>>> {
+        fn recheck(&self, user: UserId, sessions: Vec<u64>) -> BoxFuture<'_, Option<Recheck>> {
             let mut answer = self.groups_of_user(user).subscribe();
             Box::pin(async move {
-                let groups = answer.wait_for(Option::is_some).await.ok()?;
-                groups.clone()
+                let groups = answer.wait_for(Option::is_some).await.ok()?.clone()?;
+                let revoked = self.revoked.lock().unwrap();
+                let revoked = sessions
+                    .into_iter()
+                    .filter(|&s| revoked.contains(&(user, s)))
+                    .collect();
+                Some(Recheck { groups, revoked })
             })
         }
 
         fn handle(
             &self,
             _: UserId,
+            _: u64,
             _: u64,
             _: Option<client_frame::Request>,
         ) -> BoxFuture<'_, response::Result> {
@@ -934,6 +1005,23 @@ mod tests {
             let marker = receipt(u64::MAX - self.markers);
             self.to_user(WITNESS, marker.clone(), 0);
             while self.witness.next_event().await != marker {}
+        }
+
+        /// Overflows the hub's bus queue (of `queue` messages) with what
+        /// `lose` publishes, which is lost; the next message the hub receives
+        /// is preceded by `BusMessage::Lagged`.
+        async fn overflow_losing(&mut self, queue: usize, lose: impl FnOnce(&Self)) {
+            // One thread runs the test and the hub alike: nothing takes from
+            // the queue while these are published.
+            let first = self.markers + 1;
+            for _ in 0..queue {
+                self.markers += 1;
+                self.to_user(WITNESS, receipt(u64::MAX - self.markers), 0);
+            }
+            lose(self);
+            for n in first..first + queue as u64 {
+                self.witness.receives(receipt(u64::MAX - n)).await;
+            }
         }
 
         /// Overflows the hub's bus queue (of `queue` messages), so that the
@@ -1309,6 +1397,37 @@ mod tests {
         // The phone was open all along and heard nothing of it on the group's topic.
         let queued = phone.frames.try_recv().ok().map(decode);
         assert_eq!(queued, Some(said(CLIMBING, "alice added")));
+    }
+
+    #[tokio::test]
+    async fn after_a_lag_that_lost_a_revocation_the_revoked_session_is_closed_and_the_others_stay_open()
+     {
+        const QUEUE: usize = 2;
+        let mut h = Harness::with_bus_queue(Some(QUEUE));
+        let phone = h.connect(ALICE, 1);
+        let mut laptop = h.connect(ALICE, 2);
+        let bob = h.connect(BOB, 1);
+        h.set_groups(ALICE, &[]);
+        h.set_groups(BOB, &[]);
+
+        // The phone's session is logged out; its revocation is lost.
+        h.core.revoke(ALICE, 1);
+        h.overflow_losing(QUEUE, |h| h.revoke(ALICE, 1)).await;
+        h.to_user(ALICE, receipt(1), 0);
+        laptop.receives(resync()).await;
+        laptop.receives(receipt(1)).await;
+        assert_eq!(phone.kicked_with(), None);
+
+        // Asked again after the lag, the core names the revoked session; the
+        // groups in the same answer are delivered once that is done.
+        h.core.answer(ALICE, &[FAMILY]);
+        phone.is_kicked_with(close::SESSION_REVOKED).await;
+        h.holds("g.10").await;
+        assert_eq!(laptop.kicked_with(), None);
+        // Bob's session has the same number; it is not his that was revoked.
+        h.core.answer(BOB, &[BOOK_CLUB]);
+        h.holds("g.12").await;
+        assert_eq!(bob.kicked_with(), None);
     }
 
     #[tokio::test]
