@@ -85,9 +85,10 @@ impl Backend for Local {
 
     fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart> {
         Box::pin(async move {
-            // Two stores, asked at once.
+            // Two stores, asked at once. A live session is remembered, so
+            // its requests' checks read no store.
             let (live, groups) = tokio::join!(
-                self.accounts.session_live(claims),
+                self.accounts.session_in_use(claims.sub, claims.sid),
                 self.groups_of(claims.sub)
             );
             match (live, groups) {
@@ -151,7 +152,8 @@ impl Local {
     /// under a lease, `origin` carries the lease's fence to the store. A
     /// request of a session no longer live is refused (`session_revoked`):
     /// its revocation, announced on the bus, may never have reached the
-    /// socket. `session` 0 (a gateway older than the field) is not checked.
+    /// socket. A ping is not checked (a gateway answers it without asking
+    /// the core), nor is `session` 0 (a gateway older than the field).
     async fn answer(
         &self,
         user: UserId,
@@ -160,7 +162,7 @@ impl Local {
         request: Option<client_frame::Request>,
     ) -> response::Result {
         use client_frame::Request;
-        if session != 0 {
+        if session != 0 && !matches!(request, Some(Request::Ping(_))) {
             match self.accounts.session_in_use(user, session).await {
                 Ok(true) => {}
                 Ok(false) => {
