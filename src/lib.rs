@@ -64,6 +64,17 @@ pub struct Application {
 impl Application {
     /// Opens the stores under the data dir, wires the rooms, and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_on(config, None).await
+    }
+
+    /// As [`Application::build`], on `bus` instead of the bus the
+    /// configuration names (Redis with `redis.url`, else in process): the
+    /// seam where tests put a bus that loses chosen messages.
+    pub async fn build_with_bus(config: Config, bus: SharedBus) -> anyhow::Result<Self> {
+        Self::build_on(config, Some(bus)).await
+    }
+
+    async fn build_on(config: Config, bus: Option<SharedBus>) -> anyhow::Result<Self> {
         let role = config.server.role;
         let verifier = match role {
             Role::Gateway => {
@@ -76,7 +87,10 @@ impl Application {
         let clock: SharedClock = Arc::new(SystemClock);
         let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
         let tier = Tier::of(&config)?;
-        let bus = connect_bus(tier.as_ref(), &metrics).await?;
+        let bus = match bus {
+            Some(bus) => bus,
+            None => connect_bus(tier.as_ref(), &metrics).await?,
+        };
         let node = node_name(role);
         let shutdown = CancellationToken::new();
         // A core opens its stores only while it holds the core lease: a second

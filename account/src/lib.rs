@@ -25,6 +25,8 @@
 //! - [`token`]: short-lived access tokens ([`token::Claims`]) that the core
 //!   signs with an Ed25519 key and gateways verify with its public key alone.
 //! - [`tickets`]: single-use browser tickets for the WebSocket handshake.
+//! - [`live`]: the sessions lately found live, so that a WebSocket request's
+//!   liveness check reads no store; a revocation forgets its session.
 //! - [`password`]: argon2id with reused memory; [`throttle`]: the failed-login
 //!   throttle, per account and per client address.
 //! - [`seal`]: the real-name key: ID numbers and legal names sealed with
@@ -43,6 +45,7 @@
 pub mod config;
 pub mod error;
 pub mod key_file;
+pub mod live;
 pub mod model;
 pub mod password;
 pub mod policy;

@@ -19,6 +19,7 @@ use superapp_proto::v1::{BusEnvelope, SessionRevoked, bus_envelope};
 
 use crate::AccountError;
 use crate::config::AuthConfig;
+use crate::live::{LiveSessions, Recall};
 use crate::model::{NewAccount, Profile, Rotation, SessionRecord, TokenPair, UserId, UserRecord};
 use crate::password::Hasher;
 use crate::policy;
@@ -65,6 +66,9 @@ pub struct Accounts {
     registration_admission: Semaphore,
     /// Browser tickets by hash: single use, in memory.
     tickets: Tickets,
+    /// Sessions found live lately, forgotten at their revocation: the check
+    /// every WebSocket request makes ([`Accounts::session_in_use`]).
+    live: LiveSessions,
 }
 
 impl Accounts {
@@ -94,6 +98,7 @@ impl Accounts {
             ids,
             config,
             tickets: Tickets::default(),
+            live: LiveSessions::default(),
         })
     }
 
@@ -212,6 +217,7 @@ impl Accounts {
                 user_id,
             } => {
                 tracing::warn!(session_id, "spent refresh token reused; session revoked");
+                self.live.forget(session_id);
                 self.announce_revocation(user_id, session_id);
                 Err(AccountError::InvalidRefreshToken)
             }
@@ -223,6 +229,7 @@ impl Accounts {
         self.store
             .revoke_session(claims.sid, self.clock.now_ms())
             .await?;
+        self.live.forget(claims.sid);
         self.announce_revocation(claims.sub, claims.sid);
         tracing::info!(
             user_id = claims.sub.0,
@@ -249,6 +256,28 @@ impl Accounts {
             .active_session(claims.sid, self.clock.now_ms())
             .await?;
         Ok(user == Some(claims.sub))
+    }
+
+    /// Whether `session_id` is a live session of `user`, for a request made
+    /// over one of its WebSockets. Answered from memory when the session was
+    /// found live lately and not revoked since (`crate::live`), else from
+    /// the store: the revocation announced on the bus may never reach the
+    /// socket's gateway, and this check still refuses the session's requests.
+    pub async fn session_in_use(
+        &self,
+        user: UserId,
+        session_id: u64,
+    ) -> Result<bool, AccountError> {
+        let now = self.clock.now_ms();
+        let ticket = match self.live.recall(session_id, now) {
+            Recall::Live(known) => return Ok(known == user),
+            Recall::Unknown(ticket) => ticket,
+        };
+        let live = self.store.active_session(session_id, now).await? == Some(user);
+        if live {
+            self.live.remember(session_id, user, ticket);
+        }
+        Ok(live)
     }
 
     pub async fn profile(&self, user_id: UserId) -> Result<Profile, AccountError> {

@@ -32,16 +32,30 @@ pub trait Backend: Send + Sync + 'static {
     fn redeem_ticket<'a>(&'a self, ticket: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>>;
     /// Whether a session that just registered may go on, and its user's groups.
     fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart>;
-    /// The user's groups; None when they could not be read.
-    fn groups_of(&self, user: UserId) -> BoxFuture<'_, Option<Vec<GroupId>>>;
+    /// The user's groups, and which of `sessions` (theirs, open here) are no
+    /// longer live: asked after the bus lost messages. None when the core
+    /// could not answer.
+    fn recheck(&self, user: UserId, sessions: Vec<u64>) -> BoxFuture<'_, Option<Recheck>>;
     /// Answers one request that came from a user's connection (`origin`, see
-    /// [`crate::hub::Registration::connection`]); every outcome is a response.
+    /// [`crate::hub::Registration::connection`]) opened with `session`;
+    /// every outcome is a response, `session_revoked` when the session is no
+    /// longer live.
     fn handle(
         &self,
         user: UserId,
+        session: u64,
         origin: u64,
         request: Option<client_frame::Request>,
     ) -> BoxFuture<'_, response::Result>;
+}
+
+/// What the core says of a user whose sessions here may have missed
+/// messages (membership notices, revocations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recheck {
+    pub groups: Vec<GroupId>,
+    /// Of the sessions asked about, those logged out, revoked or expired.
+    pub revoked: Vec<u64>,
 }
 
 /// What the core says about a session that just registered.
@@ -72,9 +86,10 @@ impl Backend for Local {
 
     fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart> {
         Box::pin(async move {
-            // Two stores, asked at once.
+            // Two stores, asked at once. A live session is remembered, so
+            // its requests' checks read no store.
             let (live, groups) = tokio::join!(
-                self.accounts.session_live(claims),
+                self.accounts.session_in_use(claims.sub, claims.sid),
                 self.groups_of(claims.sub)
             );
             match (live, groups) {
@@ -85,19 +100,34 @@ impl Backend for Local {
         })
     }
 
-    fn groups_of(&self, user: UserId) -> BoxFuture<'_, Option<Vec<GroupId>>> {
+    fn recheck(&self, user: UserId, sessions: Vec<u64>) -> BoxFuture<'_, Option<Recheck>> {
         Box::pin(async move {
-            self.chat
-                .groups_of(user)
-                .await
-                .inspect_err(|e| tracing::warn!(error = %e, "reading a user's groups failed"))
-                .ok()
+            let groups = self.groups_of(user).await?;
+            let mut revoked = Vec::new();
+            for sid in sessions {
+                let claims = Claims {
+                    sub: user,
+                    sid,
+                    iat: 0,
+                    exp: i64::MAX,
+                };
+                match self.accounts.session_live(&claims).await {
+                    Ok(true) => {}
+                    Ok(false) => revoked.push(sid),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading a session's liveness failed");
+                        return None;
+                    }
+                }
+            }
+            Some(Recheck { groups, revoked })
         })
     }
 
     fn handle(
         &self,
         user: UserId,
+        session: u64,
         origin: u64,
         request: Option<client_frame::Request>,
     ) -> BoxFuture<'_, response::Result> {
@@ -105,20 +135,45 @@ impl Backend for Local {
             connection: origin,
             fence: None,
         };
-        Box::pin(self.answer(user, origin, request))
+        Box::pin(self.answer(user, session, origin, request))
     }
 }
 
 impl Local {
+    /// The user's groups; None when they could not be read.
+    async fn groups_of(&self, user: UserId) -> Option<Vec<GroupId>> {
+        self.chat
+            .groups_of(user)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "reading a user's groups failed"))
+            .ok()
+    }
+
     /// Answers one request of a user's session; on a core serving a shard
-    /// under a lease, `origin` carries the lease's fence to the store.
+    /// under a lease, `origin` carries the lease's fence to the store. A
+    /// request of a session no longer live is refused (`session_revoked`):
+    /// its revocation, announced on the bus, may never have reached the
+    /// socket. A ping is not checked (a gateway answers it without asking
+    /// the core), nor is `session` 0 (a gateway older than the field).
     async fn answer(
         &self,
         user: UserId,
+        session: u64,
         origin: Origin,
         request: Option<client_frame::Request>,
     ) -> response::Result {
         use client_frame::Request;
+        if session != 0 && !matches!(request, Some(Request::Ping(_))) {
+            match self.accounts.session_in_use(user, session).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return response::Result::Error(
+                        ApiError::from(AccountError::SessionRevoked).to_proto(),
+                    );
+                }
+                Err(e) => return response::Result::Error(ApiError::from(e).to_proto()),
+            }
+        }
         let chat = &self.chat;
         let outcome = match request {
             Some(Request::Send(send)) => chat
@@ -266,13 +321,17 @@ impl Backend for Remote {
         })
     }
 
-    fn groups_of(&self, user: UserId) -> BoxFuture<'_, Option<Vec<GroupId>>> {
+    fn recheck(&self, user: UserId, sessions: Vec<u64>) -> BoxFuture<'_, Option<Recheck>> {
         Box::pin(async move {
-            let kind = core_request::Kind::UserGroups(UserGroups { user_id: user.0 });
+            let kind = core_request::Kind::UserGroups(UserGroups {
+                user_id: user.0,
+                session_ids: sessions,
+            });
             match self.call(Route::Any, kind).await {
-                Some(core_response::Kind::Groups(g)) => {
-                    Some(g.groups.into_iter().map(GroupId).collect())
-                }
+                Some(core_response::Kind::Groups(g)) => Some(Recheck {
+                    groups: g.groups.into_iter().map(GroupId).collect(),
+                    revoked: g.revoked_sessions,
+                }),
                 _ => None,
             }
         })
@@ -281,6 +340,7 @@ impl Backend for Remote {
     fn handle(
         &self,
         user: UserId,
+        session: u64,
         origin: u64,
         request: Option<client_frame::Request>,
     ) -> BoxFuture<'_, response::Result> {
@@ -293,6 +353,7 @@ impl Backend for Remote {
                 user_id: user.0,
                 frame: Some(ClientFrame { id: 0, request }),
                 origin,
+                session_id: session,
             });
             match self.call(route, kind).await {
                 Some(core_response::Kind::Response(r)) => r.result.unwrap_or_else(unknown_request),
@@ -331,9 +392,10 @@ pub fn core_handler(local: Arc<Local>) -> Handler {
                         connection: u.origin,
                         fence,
                     };
+                    let user = UserId(u.user_id);
                     core_response::Kind::Response(superapp_proto::v1::Response {
                         id: 0,
-                        result: Some(local.answer(UserId(u.user_id), origin, request).await),
+                        result: Some(local.answer(user, u.session_id, origin, request).await),
                     })
                 }
                 Some(core_request::Kind::Authenticate(a)) => {
@@ -370,9 +432,10 @@ pub fn core_handler(local: Arc<Local>) -> Handler {
                     core_response::Kind::Started(started)
                 }
                 Some(core_request::Kind::UserGroups(u)) => {
-                    match local.groups_of(UserId(u.user_id)).await {
-                        Some(groups) => core_response::Kind::Groups(Groups {
-                            groups: groups.into_iter().map(|g| g.0).collect(),
+                    match local.recheck(UserId(u.user_id), u.session_ids).await {
+                        Some(recheck) => core_response::Kind::Groups(Groups {
+                            groups: recheck.groups.into_iter().map(|g| g.0).collect(),
+                            revoked_sessions: recheck.revoked,
                         }),
                         None => return Bytes::new(),
                     }

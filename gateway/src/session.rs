@@ -279,6 +279,9 @@ async fn start(state: &AppState, claims: &Claims, registration: &Registration) {
     registration.kick().kick(close::TRY_AGAIN_LATER);
 }
 
+/// The error code of a request refused because its session is no longer live.
+const SESSION_REVOKED_CODE: &str = "session_revoked";
+
 /// What a turn of the socket loop leaves: go on, or end with a close code
 /// to send (None when the client is already gone).
 enum Step {
@@ -383,11 +386,21 @@ impl<S: Socket> Session<S> {
             }
         };
         let is_ack = matches!(result, response::Result::SendAck(_));
+        // The core found the session logged out: its revocation never
+        // reached this socket (the bus lost it). The refusal is written,
+        // then the session closes as the revocation would have closed it.
+        let revoked =
+            matches!(&result, response::Result::Error(e) if e.code == SESSION_REVOKED_CODE);
         let step = self.write(WsMessage::Binary(reply_frame(id, result))).await;
         if is_ack && matches!(step, Step::Continue) {
             self.metrics
                 .ack_seconds
                 .observe(received.elapsed().as_secs_f64());
+        }
+        if revoked && matches!(step, Step::Continue) {
+            self.kick.kick(close::SESSION_REVOKED);
+            // Another close may have been decided first; it wins.
+            return Step::End(Some(self.kick.code()));
         }
         step
     }
@@ -494,12 +507,13 @@ impl<S: Socket> Session<S> {
     fn start(&mut self, Request { frame, received }: Request) {
         let (limits, backend) = (self.state.limits.clone(), self.state.backend.clone());
         let (key, user, origin) = (self.user_key.clone(), self.claims.sub, self.connection);
+        let session = self.claims.sid;
         self.in_flight = Some(InFlight {
             id: frame.id,
             received,
             answer: Box::pin(async move {
                 limits.take(&key).await?;
-                Ok(backend.handle(user, origin, frame.request).await)
+                Ok(backend.handle(user, session, origin, frame.request).await)
             }),
         });
     }
@@ -560,7 +574,7 @@ mod tests {
     use superapp_kit::clock::SystemClock;
     use superapp_kit::metrics::Registry;
     use superapp_kit::ratelimit::LocalLimiter;
-    use superapp_proto::ids::{GroupId, UserId};
+    use superapp_proto::ids::UserId;
     use superapp_proto::v1::{
         BusEnvelope, Event, Ping, ReadReceipt, bus_envelope, client_frame, event,
     };
@@ -570,7 +584,7 @@ mod tests {
 
     use super::*;
     use crate::GatewayConfig;
-    use crate::backend::Backend;
+    use crate::backend::{Backend, Recheck};
     use crate::hub::Hub;
 
     /// The server's end of a WebSocket, as two channels.
@@ -615,6 +629,8 @@ mod tests {
         release: Notify,
         gated: std::sync::atomic::AtomicBool,
         seen: std::sync::Mutex<Vec<u64>>,
+        /// The session was logged out: requests are refused.
+        revoked: std::sync::atomic::AtomicBool,
     }
 
     impl Backend for GatedBackend {
@@ -630,13 +646,19 @@ mod tests {
             Box::pin(async { SessionStart::Live(Vec::new()) })
         }
 
-        fn groups_of(&self, _: UserId) -> BoxFuture<'_, Option<Vec<GroupId>>> {
-            Box::pin(async { Some(Vec::new()) })
+        fn recheck(&self, _: UserId, _: Vec<u64>) -> BoxFuture<'_, Option<Recheck>> {
+            Box::pin(async {
+                Some(Recheck {
+                    groups: Vec::new(),
+                    revoked: Vec::new(),
+                })
+            })
         }
 
         fn handle(
             &self,
             _: UserId,
+            _: u64,
             _: u64,
             request: Option<client_frame::Request>,
         ) -> BoxFuture<'_, response::Result> {
@@ -647,6 +669,10 @@ mod tests {
                 if self.gated.load(Ordering::SeqCst) {
                     self.entered.notify_one();
                     self.release.notified().await;
+                }
+                if self.revoked.load(Ordering::SeqCst) {
+                    let refused = ApiError::unauthorized("session_revoked", "logged out");
+                    return response::Result::Error(refused.to_proto());
                 }
                 response::Result::Pong(superapp_proto::v1::Pong { server_time_ms: 1 })
             })
@@ -830,6 +856,35 @@ mod tests {
                 h.backend.entered.notified().await;
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_the_core_refuses_as_of_a_revoked_session_is_answered_and_the_session_closed_with_4001()
+     {
+        let mut h = open(|_| {}, false);
+        h.send(1, client_frame::Request::Ping(Ping {}));
+        assert_eq!(response_of(h.next_frame().await).unwrap().id, 1);
+
+        // Logged out, and the revocation never reached this gateway.
+        h.backend.revoked.store(true, Ordering::SeqCst);
+        h.send(2, client_frame::Request::Ping(Ping {}));
+        let refused = response_of(h.next_frame().await).unwrap();
+        assert_eq!(refused.id, 2);
+        assert!(
+            matches!(refused.result, Some(response::Result::Error(e)) if e.code == "session_revoked")
+        );
+        let closed = timeout(Duration::from_secs(5), async {
+            loop {
+                match h.from_server.recv().await {
+                    Some(WsMessage::Close(frame)) => return frame.map(|f| f.code),
+                    Some(_) => continue,
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .expect("the session closed in time");
+        assert_eq!(closed, Some(close::SESSION_REVOKED));
     }
 
     #[tokio::test]

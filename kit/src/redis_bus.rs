@@ -38,6 +38,9 @@ pub struct RedisBus {
     publish: mpsc::Sender<(String, Bytes)>,
     key: TierKey,
     unauthenticated: Arc<Counter>,
+    /// Messages dropped before Redis had them; their subscribers are not
+    /// told (no lag marker), so this count is the only trace.
+    dropped: Arc<Counter>,
 }
 
 impl RedisBus {
@@ -48,7 +51,11 @@ impl RedisBus {
         let client = redis::Client::open(url)?;
         let connection = crate::redis_conn::manager(&client).await?;
         let (publish, queue) = mpsc::channel(PUBLISH_QUEUE);
-        tokio::spawn(publisher(connection, queue));
+        let dropped = metrics.counter(
+            "bus_publish_dropped_total",
+            "Bus messages dropped before Redis had them: the publish queue was full, or Redis did not take the batch.",
+        );
+        tokio::spawn(publisher(connection, queue, dropped.clone()));
         let unauthenticated = metrics.counter(
             "bus_unauthenticated_total",
             "Bus messages dropped because their tag did not check under the tier key.",
@@ -58,6 +65,7 @@ impl RedisBus {
             publish,
             key,
             unauthenticated,
+            dropped,
         })
     }
 }
@@ -67,6 +75,7 @@ impl Bus for RedisBus {
         let channel = format!("{CHANNEL_PREFIX}{topic}");
         let sealed = self.key.seal(Domain::Bus, &channel, &payload);
         if self.publish.try_send((channel, sealed)).is_err() {
+            self.dropped.inc();
             tracing::warn!("bus publish queue full; message dropped");
         }
     }
@@ -105,9 +114,11 @@ impl Subscriber for RedisSubscriber {
 async fn publisher(
     connection: redis::aio::ConnectionManager,
     mut queue: mpsc::Receiver<(String, Bytes)>,
+    dropped: Arc<Counter>,
 ) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let messages = batch.len() as u64;
         let mut pipe = redis::pipe();
         for (channel, payload) in batch.drain(..) {
             pipe.cmd("PUBLISH")
@@ -125,7 +136,8 @@ async fn publisher(
         .await;
         if let Err(e) = sent {
             // Redis is down; the connection manager keeps reconnecting.
-            tracing::warn!(error = %e, "bus publish failed; messages dropped");
+            dropped.add(messages);
+            tracing::warn!(error = %e, messages, "bus publish failed; messages dropped");
         }
     }
 }
@@ -355,6 +367,29 @@ mod tests {
                 tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
             {}
         }
+    }
+
+    #[tokio::test]
+    async fn a_message_published_while_redis_is_down_is_counted_as_dropped() {
+        let Some(mut redis) = RedisServer::start() else {
+            return;
+        };
+        let metrics = Registry::new();
+        let bus = RedisBus::connect(&redis.url(), test_key(), &metrics)
+            .await
+            .unwrap();
+        redis.kill();
+        bus.publish("u.1", Bytes::from_static(b"lost"));
+        let dropped = metrics.counter("bus_publish_dropped_total", "");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while dropped.get() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the lost message was not counted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(dropped.get(), 1);
     }
 
     #[tokio::test]

@@ -257,13 +257,17 @@ fn core_request() -> impl Strategy<Value = CoreRequest> {
         (
             any::<u64>(),
             proptest::option::of(client_frame()),
+            any::<u64>(),
             any::<u64>()
         )
-            .prop_map(|(user_id, frame, origin)| Kind::User(UserRequest {
-                user_id,
-                frame,
-                origin,
-            })),
+            .prop_map(
+                |(user_id, frame, origin, session_id)| Kind::User(UserRequest {
+                    user_id,
+                    frame,
+                    origin,
+                    session_id,
+                })
+            ),
         text().prop_map(|access_token| Kind::Authenticate(Authenticate { access_token })),
         text().prop_map(|ticket| Kind::RedeemTicket(RedeemTicket { ticket })),
         (any::<u64>(), any::<u64>()).prop_map(|(user_id, session_id)| {
@@ -272,7 +276,12 @@ fn core_request() -> impl Strategy<Value = CoreRequest> {
                 session_id,
             })
         }),
-        any::<u64>().prop_map(|user_id| Kind::UserGroups(UserGroups { user_id })),
+        (any::<u64>(), ids()).prop_map(|(user_id, session_ids)| {
+            Kind::UserGroups(UserGroups {
+                user_id,
+                session_ids,
+            })
+        }),
     ];
     proptest::option::of(kind).prop_map(|kind| CoreRequest { kind })
 }
@@ -293,7 +302,10 @@ fn core_response() -> impl Strategy<Value = CoreResponse> {
             .prop_map(|(status, error)| Kind::Error(AuthError { status, error })),
         (any::<bool>(), ids())
             .prop_map(|(live, groups)| Kind::Started(SessionStarted { live, groups })),
-        ids().prop_map(|groups| Kind::Groups(Groups { groups })),
+        (ids(), ids()).prop_map(|(groups, revoked_sessions)| Kind::Groups(Groups {
+            groups,
+            revoked_sessions
+        })),
     ];
     proptest::option::of(kind).prop_map(|kind| CoreResponse { kind })
 }

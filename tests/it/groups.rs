@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use superapp_client::Connection;
-use superapp_client::proto::v1::group_event;
+use superapp_client::proto::v1::{event, group_event};
 
 use crate::helpers::{
     TestApp, User, api, code, next_group_event, next_message, next_message_is, refused, spawn_app,
-    text_of,
+    spawn_app_losing, text_of,
 };
 
 async fn say(
@@ -457,6 +457,63 @@ async fn members_see_from_joining_and_removed_members_see_nothing_after() {
         .unwrap();
     let barrier = oc.send_text(cy.id, "d1", "after c1").await.unwrap();
     next_message_is(&cc2, &barrier).await;
+}
+
+#[tokio::test]
+async fn a_removed_member_whose_departure_notice_is_lost_hears_nothing_more_of_the_group() {
+    use superapp_client::proto::v1::bus_envelope::Kind;
+    let (app, bus) = spawn_app_losing(
+        |_| {},
+        |_, envelope| matches!(&envelope.kind, Some(Kind::Membership(m)) if !m.joined),
+    )
+    .await;
+    let people = users(&app, &["Olga", "Cy"]).await;
+    let (owner, cy) = (&people[0], &people[1]);
+    let group = app
+        .http
+        .create_group(&owner.tokens.access_token, "Lossy", &[cy.id])
+        .await
+        .unwrap();
+    let (oc, cc) = (app.connect(owner).await, app.connect(cy).await);
+    // Answered once the session has started, its groups delivered.
+    cc.ping().await.unwrap();
+
+    let path = format!("/v1/groups/{}/members/{}", group.group_id, cy.id);
+    let (status, _) = api(&app, owner, "DELETE", &path, Value::Null).await;
+    assert_eq!(status, 204);
+    oc.send_group_text(group.group_id, "g1", "without Cy", &[], false)
+        .await
+        .unwrap();
+    // Sent after the group's message, on Cy's own topic: once it is here,
+    // the group's message would have been too.
+    oc.send_text(cy.id, "d1", "barrier").await.unwrap();
+    assert_eq!(bus.lost(), 1, "the departure's notice was lost");
+
+    let mut told_of_removal = false;
+    loop {
+        let event = cc
+            .next_event(Duration::from_secs(5))
+            .await
+            .expect("the direct message arrives");
+        match event.kind {
+            Some(event::Kind::Group(e)) if e.kind() == group_event::Kind::MemberRemoved => {
+                told_of_removal = true;
+            }
+            Some(event::Kind::Message(m)) => {
+                assert_eq!(
+                    text_of(&m),
+                    "barrier",
+                    "a message after the removal arrived"
+                );
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        told_of_removal,
+        "the group's own event told Cy of the removal"
+    );
 }
 
 #[tokio::test]

@@ -5,17 +5,25 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use prost::Message as _;
 use serde_json::Value;
 use superapp::Application;
 use superapp::config::Config;
 use superapp_account::model::WhoMayMessage;
-use superapp_client::proto::v1::{ContactEvent, GroupEvent, Message, ReadReceipt, SendAck, event};
+use superapp_client::proto::v1::{
+    BusEnvelope, ContactEvent, GroupEvent, Message, ReadReceipt, SendAck, event,
+};
 use superapp_client::{Connection, HttpClient, Tokens};
+use superapp_kit::bus::{Bus, BusMessage, InProcessBus, SharedBus, Subscriber};
+use superapp_kit::metrics::Registry;
+use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::secret::Secret;
 use superapp_kit::testkit::RedisServer;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub const PASSWORD: &str = "a long and rare passphrase";
@@ -44,6 +52,13 @@ pub const TIER_KEY: &str = "dGhlIHRpZXIga2V5IG9mIHRoZSB0ZXN0IHByb2Nlc3M=";
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    start(config, dir).await
+}
+
+/// The configuration of a test server with its data in `dir`.
+fn test_config(dir: &tempfile::TempDir) -> Config {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().expect("addr");
     config.server.data_dir = dir.path().to_path_buf();
@@ -55,12 +70,48 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     // social graph's tests (social.rs, cli.rs) run with the shipped default,
     // friends only; the rest test other things between users who never met.
     config.social.who_may_message = WhoMayMessage::Anyone;
-    adjust(&mut config);
-    start(config, dir).await
+    config
 }
 
 pub async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
     let app = Application::build(config).await.expect("build");
+    run(app, dir)
+}
+
+/// A server whose bus loses the first message `lose` picks on its way to
+/// this process's subscribers (the hub, and on a gateway the replies'
+/// subscriber): the bus its configuration names, wrapped.
+pub async fn spawn_app_losing(
+    adjust: impl FnOnce(&mut Config),
+    lose: impl Fn(&str, &BusEnvelope) -> bool + Send + Sync + 'static,
+) -> (TestApp, Arc<LosingBus>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    let inner: SharedBus = match &config.redis.url {
+        Some(url) => Arc::new(
+            RedisBus::connect(
+                url.expose(),
+                config.redis.tier_key().expect("tier key"),
+                &Registry::new(),
+            )
+            .await
+            .expect("redis bus"),
+        ),
+        None => Arc::new(InProcessBus::new()),
+    };
+    let bus = Arc::new(LosingBus {
+        inner,
+        lose: Arc::new(lose),
+        lost: Arc::new(AtomicU64::new(0)),
+    });
+    let app = Application::build_with_bus(config, bus.clone())
+        .await
+        .expect("build");
+    (run(app, dir), bus)
+}
+
+fn run(app: Application, dir: tempfile::TempDir) -> TestApp {
     let base_url = format!("http://{}", app.addr());
     let shutdown = app.shutdown_token();
     let stopped = tokio::spawn(async move {
@@ -496,4 +547,50 @@ pub async fn refused(app: &TestApp, who: &User, method: &str, path: &str, body: 
 /// The code of a refusal.
 pub fn code<T: std::fmt::Debug>(r: Result<T, superapp_client::ClientError>) -> String {
     r.unwrap_err().code().unwrap().to_string()
+}
+
+/// Picks, by topic and content, the message a [`LosingBus`] loses.
+type Pick = Arc<dyn Fn(&str, &BusEnvelope) -> bool + Send + Sync>;
+
+/// A bus that loses, on its way to the process's subscribers, the first
+/// message its `lose` picks: as Redis pub/sub may lose one, with no lag marker.
+pub struct LosingBus {
+    inner: SharedBus,
+    lose: Pick,
+    lost: Arc<AtomicU64>,
+}
+
+impl LosingBus {
+    /// How many messages it lost: 0 or 1.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+impl Bus for LosingBus {
+    fn publish(&self, topic: &str, payload: prost::bytes::Bytes) {
+        self.inner.publish(topic, payload);
+    }
+
+    fn subscriber(&self, capacity: usize) -> (Arc<dyn Subscriber>, mpsc::Receiver<BusMessage>) {
+        let (subscriber, mut from_inner) = self.inner.subscriber(capacity);
+        let (to_owner, messages) = mpsc::channel(capacity);
+        let (lose, lost) = (self.lose.clone(), self.lost.clone());
+        tokio::spawn(async move {
+            while let Some(message) = from_inner.recv().await {
+                if let BusMessage::Message { topic, payload } = &message
+                    && let Ok(envelope) = BusEnvelope::decode(payload.clone())
+                    && lost.load(Ordering::SeqCst) == 0
+                    && lose(topic, &envelope)
+                {
+                    lost.store(1, Ordering::SeqCst);
+                    continue;
+                }
+                if to_owner.send(message).await.is_err() {
+                    return;
+                }
+            }
+        });
+        (subscriber, messages)
+    }
 }

@@ -9,8 +9,8 @@ use superapp_kit::secret::Secret;
 use superapp_kit::testkit::RedisServer;
 
 use crate::helpers::{
-    TestApp, User, admin, every_shard_leased, every_shard_leased_in, next_message, spawn_app_with,
-    subscribed,
+    TestApp, User, admin, every_shard_leased, every_shard_leased_in, next_message,
+    spawn_app_losing, spawn_app_with, subscribed,
 };
 
 async fn tier(redis: &RedisServer, gateways: usize) -> (TestApp, Vec<TestApp>) {
@@ -229,6 +229,111 @@ async fn after_a_redis_restart_a_gateway_fetches_memberships_again() {
             tokio::time::Instant::now() < deadline,
             "no group message after the restart"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_out_while_redis_is_down_closes_the_socket_once_redis_is_back_and_serves_it_nothing()
+{
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    // A core that rides out the outage: it stops itself only after two
+    // thirds of its lease's lifetime without Redis.
+    let url = redis.url();
+    let core = spawn_app_with(|c| {
+        c.server.role = Role::Core;
+        c.redis.url = Some(Secret::new(url.clone()));
+        c.redis.lease_ttl_ms = 30_000;
+    })
+    .await;
+    let gateway = spawn_app_with(|c| {
+        c.server.role = Role::Gateway;
+        c.redis.url = Some(Secret::new(url.clone()));
+    })
+    .await;
+    every_shard_leased(&redis).await;
+    let ann = core.user("Ann").await;
+    let gateway = [gateway.base_url.clone()];
+    let conn = connect_retrying(&gateway, &mut 0, &ann.tokens.access_token).await;
+    served(&conn).await;
+
+    // Logged out on the core while Redis is down: the revocation it
+    // publishes is dropped, and the gateway never hears of it.
+    let dropped = core.metric("bus_publish_dropped_total").await;
+    redis.kill();
+    core.http.logout(&ann.tokens.access_token).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while core.metric("bus_publish_dropped_total").await <= dropped {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the revocation was not dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis.restart();
+
+    // From now on no request of the session is served, and the gateway,
+    // which lagged while Redis was away, closes its socket.
+    while !conn.is_closed() {
+        match conn.list_conversations(10, "").await {
+            Ok(_) => panic!("a request of the logged-out session was served"),
+            Err(e) => assert!(
+                matches!(e.code(), None | Some("session_revoked" | "unavailable")),
+                "{e}"
+            ),
+        }
+    }
+    assert_eq!(
+        conn.wait_closed(Duration::from_secs(20)).await,
+        Some((4001, "session revoked".to_string()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_of_a_session_whose_revocation_a_gateway_lost_is_refused_and_its_socket_closed() {
+    use superapp_client::proto::v1::bus_envelope::Kind;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (core, _) = tier(&redis, 0).await;
+    let url = redis.url();
+    let (gateway, bus) = spawn_app_losing(
+        |c| {
+            c.server.role = Role::Gateway;
+            c.redis.url = Some(Secret::new(url.clone()));
+        },
+        |_, envelope| matches!(envelope.kind, Some(Kind::SessionRevoked(_))),
+    )
+    .await;
+    let ann = core.user("Ann").await;
+    let gateways = [gateway.base_url.clone()];
+    let conn = connect_retrying(&gateways, &mut 0, &ann.tokens.access_token).await;
+    served(&conn).await;
+
+    core.http.logout(&ann.tokens.access_token).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while bus.lost() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the revocation never reached the gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = conn.list_conversations(10, "").await.unwrap_err();
+    assert_eq!(refused.code(), Some("session_revoked"));
+    assert_eq!(
+        conn.wait_closed(Duration::from_secs(5)).await,
+        Some((4001, "session revoked".to_string()))
+    );
+}
+
+/// Waits until the session has been served a request through the core.
+async fn served(conn: &Connection) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Err(e) = conn.list_conversations(10, "").await {
+        assert!(tokio::time::Instant::now() < deadline, "never served: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

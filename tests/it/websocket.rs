@@ -12,8 +12,8 @@ use superapp_client::tokio_tungstenite::tungstenite::{self, Message as WsMessage
 use superapp_client::{Connection, connect_raw};
 
 use crate::helpers::{
-    TestApp, User, admin, next_message, next_message_is, next_receipt, spawn_app, spawn_app_with,
-    subscribed,
+    TestApp, User, admin, next_message, next_message_is, next_receipt, spawn_app, spawn_app_losing,
+    spawn_app_with, subscribed,
 };
 
 type Socket = superapp_client::tokio_tungstenite::WebSocketStream<
@@ -359,6 +359,29 @@ async fn logging_out_closes_that_sessions_websockets_within_a_second() {
     assert_eq!(close_code(&mut socket).await, Some(4001));
     assert!(started.elapsed() < Duration::from_secs(1));
     survivor.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_logged_out_session_whose_revocation_the_bus_lost_is_refused_at_its_next_request_and_closed()
+ {
+    use superapp_client::proto::v1::bus_envelope::Kind;
+    let (app, bus) = spawn_app_losing(
+        |_| {},
+        |_, envelope| matches!(envelope.kind, Some(Kind::SessionRevoked(_))),
+    )
+    .await;
+    let a = app.user("Ann").await;
+    let conn = app.connect(&a).await;
+    conn.list_conversations(10, "").await.unwrap();
+
+    app.http.logout(&a.tokens.access_token).await.unwrap();
+    let refused = conn.list_conversations(10, "").await.unwrap_err();
+    assert_eq!(refused.code(), Some("session_revoked"));
+    assert_eq!(
+        conn.wait_closed(Duration::from_secs(5)).await,
+        Some((4001, "session revoked".to_string()))
+    );
+    assert_eq!(bus.lost(), 1, "the revocation was lost on the bus");
 }
 
 #[tokio::test]
