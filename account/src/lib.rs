@@ -13,6 +13,7 @@
 //!   [`RealNames`] (submit, status, and `is_verified` for other rooms).
 //! - [`social`]: [`Social`], the social graph's operations (friend requests,
 //!   contacts and their change feed, blocks, who may message whom).
+//!   [`answers`]: its memory of recent "may S message R?" answers.
 //! - [`ports`]: [`ports::VerificationProvider`], what real-name verification
 //!   needs from outside; [`sandbox`]: the sandbox provider shipped.
 //! - [`config`]: the `[auth]`, `[social]` and `[real_name]` sections of the
@@ -42,6 +43,7 @@
 //! is sealed at rest, shown only masked, and its `Debug` forms are masked. A verified
 //! user stays verified; one ID number verifies one account.
 
+pub mod answers;
 pub mod config;
 pub mod error;
 pub mod key_file;

@@ -15,6 +15,7 @@ use superapp_proto::v1::contact_event::Kind;
 use superapp_proto::v1::{BusEnvelope, ContactEvent, Event, bus_envelope, event};
 
 use crate::SocialError;
+use crate::answers::Answers;
 use crate::config::SocialConfig;
 use crate::model::{Befriended, ContactChanges, FriendRequest, Privacy, UserId, WhoMayMessage};
 use crate::policy;
@@ -31,6 +32,9 @@ pub struct Settings {
 
 pub struct Social {
     store: Arc<dyn SocialStore>,
+    /// Recent answers of [`may_message`](Self::may_message), asked on every
+    /// one-to-one send.
+    answers: Answers,
     bus: SharedBus,
     clock: SharedClock,
     config: SocialConfig,
@@ -45,6 +49,7 @@ impl Social {
     ) -> Self {
         Self {
             store,
+            answers: Answers::default(),
             bus,
             clock,
             config,
@@ -67,10 +72,10 @@ impl Social {
             greeting: greeting.to_string(),
             sent_ms: self.clock.now_ms(),
         };
-        let outcome = self
-            .store
-            .send_request(request, self.config.limits())
-            .await?;
+        self.answers.forget(&[from, to]);
+        let outcome = self.store.send_request(request, self.config.limits()).await;
+        self.answers.forget(&[from, to]);
+        let outcome = outcome?;
         Ok(match outcome {
             Befriended::Dropped => Befriended::Requested,
             Befriended::Requested => {
@@ -91,11 +96,13 @@ impl Social {
     /// `owner` accepts `from`'s request; answers `owner`'s contact-list version.
     pub async fn accept(&self, owner: UserId, from: UserId) -> Result<u64, SocialError> {
         let now = self.clock.now_ms();
-        match self
+        self.answers.forget(&[owner, from]);
+        let accepted = self
             .store
             .accept(owner, from, now, self.config.limits())
-            .await?
-        {
+            .await;
+        self.answers.forget(&[owner, from]);
+        match accepted? {
             Befriended::Friends {
                 requester_version,
                 accepter_version,
@@ -121,7 +128,10 @@ impl Social {
 
     /// Ends a friendship on both sides; both lists change.
     pub async fn remove(&self, owner: UserId, friend: UserId) -> Result<u64, SocialError> {
-        let (mine, theirs) = self.store.remove_friend(owner, friend).await?;
+        self.answers.forget(&[owner, friend]);
+        let removed = self.store.remove_friend(owner, friend).await;
+        self.answers.forget(&[owner, friend]);
+        let (mine, theirs) = removed?;
         self.tell(owner, Kind::Changed, friend, "", mine);
         self.tell(friend, Kind::Changed, UserId(0), "", theirs);
         Ok(mine)
@@ -163,11 +173,17 @@ impl Social {
 
     /// `owner` blocks `other`, who is not told.
     pub async fn block(&self, owner: UserId, other: UserId) -> Result<(), SocialError> {
-        self.store.block(owner, other, self.clock.now_ms()).await
+        self.answers.forget(&[owner, other]);
+        let blocked = self.store.block(owner, other, self.clock.now_ms()).await;
+        self.answers.forget(&[owner, other]);
+        blocked
     }
 
     pub async fn unblock(&self, owner: UserId, other: UserId) -> Result<(), SocialError> {
-        self.store.unblock(owner, other).await
+        self.answers.forget(&[owner, other]);
+        let unblocked = self.store.unblock(owner, other).await;
+        self.answers.forget(&[owner, other]);
+        unblocked
     }
 
     pub async fn blocked(&self, owner: UserId) -> Result<Vec<UserId>, SocialError> {
@@ -190,7 +206,10 @@ impl Social {
         if who_may_message.is_some() {
             chosen.who_may_message = who_may_message;
         }
-        self.store.set_privacy(user, chosen).await?;
+        self.answers.forget(&[user]);
+        let set = self.store.set_privacy(user, chosen).await;
+        self.answers.forget(&[user]);
+        set?;
         Ok(self.effective(chosen))
     }
 
@@ -201,9 +220,15 @@ impl Social {
         sender: UserId,
         recipient: UserId,
     ) -> Result<bool, SocialError> {
+        if let Some(answer) = self.answers.get(sender, recipient) {
+            return Ok(answer);
+        }
+        let mark = self.answers.mark();
         let (relation, chosen) = self.store.message_facts(recipient, sender).await?;
         let settings = self.effective(chosen);
-        Ok(policy::may_message(relation, settings.who_may_message))
+        let answer = policy::may_message(relation, settings.who_may_message);
+        self.answers.remember(mark, sender, recipient, answer);
+        Ok(answer)
     }
 
     /// Whether `inviter` may add every one of `invitees` to a group without
