@@ -14,11 +14,21 @@ use crate::helpers::{
 };
 
 async fn tier(redis: &RedisServer, gateways: usize) -> (TestApp, Vec<TestApp>) {
+    tier_with(redis, gateways, |_| {}).await
+}
+
+/// [`tier`] with the core's configuration adjusted.
+async fn tier_with(
+    redis: &RedisServer,
+    gateways: usize,
+    adjust: impl FnOnce(&mut superapp::config::Config),
+) -> (TestApp, Vec<TestApp>) {
     let url = redis.url();
     let core = spawn_app_with(|c| {
         c.server.role = Role::Core;
         c.redis.url = Some(Secret::new(url.clone()));
         c.redis.lease_ttl_ms = 2_000;
+        adjust(c);
     })
     .await;
     let mut list = Vec::new();
@@ -1073,6 +1083,59 @@ async fn the_cli_talks_to_the_core_and_chats_through_gateways() {
     });
     assert_eq!(crate::cli::texts_of(&printed), ["one", "two"]);
     assert!(!bo_id.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn friend_requests_and_blocks_work_across_gateways() {
+    use superapp_account::model::WhoMayMessage;
+    use superapp_client::proto::v1::contact_event::Kind;
+
+    use crate::helpers::{code, next_contact_event};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // The shipped default: only friends may message each other.
+    let (core, gateways) = tier_with(&redis, 2, |c| {
+        c.social.who_may_message = WhoMayMessage::Friends
+    })
+    .await;
+    let (ann, bo) = (core.user("Ann").await, core.user("Bo").await);
+    let ac = Connection::connect(&gateways[0].base_url, &ann.tokens.access_token);
+    let ac = ac.await.unwrap();
+    let bc = Connection::connect(&gateways[1].base_url, &bo.tokens.access_token);
+    let bc = bc.await.unwrap();
+    subscribed(&admin(&redis), &format!("u.{}", ann.id), 1).await;
+    subscribed(&admin(&redis), &format!("u.{}", bo.id), 1).await;
+
+    // A stranger's message is refused by the core, through Redis.
+    assert_eq!(
+        code(ac.send_text(bo.id, "m0", "hi?").await),
+        "message_refused"
+    );
+    let asked = core
+        .http
+        .friend_request(&ann.tokens.access_token, bo.id, "Ann here");
+    assert_eq!(asked.await.unwrap().status, "requested");
+    let heard = next_contact_event(&bc).await;
+    assert_eq!((heard.kind(), heard.user_id), (Kind::Requested, ann.id));
+    core.http
+        .accept_friend(&bo.tokens.access_token, ann.id)
+        .await
+        .unwrap();
+    let heard = next_contact_event(&ac).await;
+    assert_eq!((heard.kind(), heard.user_id), (Kind::Accepted, bo.id));
+    let ack = ac.send_text(bo.id, "m1", "friends now").await.unwrap();
+    assert_eq!(next_message(&bc).await.seq, ack.seq);
+
+    // A block made on the core holds at once for a send through a gateway.
+    core.http
+        .block(&bo.tokens.access_token, ann.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        code(ac.send_text(bo.id, "m2", "still?").await),
+        "message_refused"
+    );
 }
 
 /// Certificates for a Redis on 127.0.0.1: a CA, and a server certificate it
