@@ -342,6 +342,11 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
                     model.may_message(sender, recipient),
                     "step {step}: may {sender:?} message {recipient:?}?"
                 );
+                assert_eq!(
+                    policy::may_see_presence(relation),
+                    !model.blocks.contains(&(recipient, sender)),
+                    "step {step}: may {sender:?} see {recipient:?} online?"
+                );
             }
             let listed = store
                 .contact_changes(sender, 0, 1_000)

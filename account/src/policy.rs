@@ -264,6 +264,13 @@ pub fn may_message(relation: Relation, setting: WhoMayMessage) -> bool {
     !relation.blocks && (relation.friends || setting == WhoMayMessage::Anyone)
 }
 
+/// Whether a viewer sees a user's presence and last seen, as `relation`
+/// (the user's view of the viewer) says: not if the user blocks the viewer,
+/// who is answered as for someone never seen, so the block is not revealed.
+pub fn may_see_presence(relation: Relation) -> bool {
+    !relation.blocks
+}
+
 /// Whether the inviter may add the invitee to a group without asking, as
 /// `relation` (the invitee's view of the inviter) says: not if the invitee
 /// blocks the inviter.

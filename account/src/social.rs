@@ -231,6 +231,23 @@ impl Social {
         Ok(answer)
     }
 
+    /// Whether `viewer` sees `user`'s presence and last seen
+    /// ([`policy::may_see_presence`]).
+    pub async fn may_see_presence(
+        &self,
+        viewer: UserId,
+        user: UserId,
+    ) -> Result<bool, SocialError> {
+        if viewer == user {
+            return Ok(true);
+        }
+        let relation = self
+            .store
+            .relation(user, viewer, self.clock.now_ms())
+            .await?;
+        Ok(policy::may_see_presence(relation))
+    }
+
     /// Whether `inviter` may add every one of `invitees` to a group without
     /// asking them ([`policy::may_add_to_group`]).
     pub async fn may_add_to_group(

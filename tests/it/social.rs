@@ -362,3 +362,37 @@ async fn bad_social_requests_get_clear_codes_and_change_nothing() {
         .collect();
     assert_eq!(seen, [(bo.id, "")]);
 }
+
+#[tokio::test]
+async fn someone_a_user_blocks_sees_them_as_never_seen() {
+    let app = shipped().await;
+    let (ann, bo, cy) = (
+        app.user("Ann").await,
+        app.user("Bo").await,
+        app.user("Cy").await,
+    );
+    let _bo_phone = app.connect(&bo).await;
+    let presence = |who: &User| {
+        let (http, token) = (app.http.clone(), who.tokens.access_token.clone());
+        async move { http.presence(&token, bo.id).await }
+    };
+    assert!(presence(&ann).await.unwrap().online);
+
+    app.http
+        .block(&bo.tokens.access_token, ann.id)
+        .await
+        .unwrap();
+    let seen = presence(&ann).await.unwrap();
+    assert_eq!(
+        (seen.online, seen.devices, seen.last_seen_ms),
+        (false, 0, None)
+    );
+    assert!(presence(&cy).await.unwrap().online, "others still see Bo");
+    assert!(presence(&bo).await.unwrap().online, "and so does Bo");
+
+    app.http
+        .unblock(&bo.tokens.access_token, ann.id)
+        .await
+        .unwrap();
+    assert!(presence(&ann).await.unwrap().online);
+}

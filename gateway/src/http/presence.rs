@@ -19,7 +19,7 @@ pub fn routes() -> OpenApiRouter<Rooms> {
     OpenApiRouter::new().routes(routes!(presence))
 }
 
-/// Whether a user is online, on how many devices, and when last seen (a crashed gateway's sessions count as offline within gateway.presence_ttl_secs). Any signed-in user may ask about any existing user.
+/// Whether a user is online, on how many devices, and when last seen (a crashed gateway's sessions count as offline within gateway.presence_ttl_secs). Any signed-in user may ask about any existing user; someone the user blocks is answered as for a user never seen.
 #[utoipa::path(get, path = "/v1/users/{user_id}/presence", tag = "presence", security(("bearer" = [])),
     params(("user_id" = String, Path, description = "64-bit id as a decimal string")),
     responses(
@@ -30,7 +30,7 @@ pub fn routes() -> OpenApiRouter<Rooms> {
 ))]
 async fn presence(
     State(rooms): State<Rooms>,
-    AuthUser(_): AuthUser,
+    AuthUser(me): AuthUser,
     ApiPath(user_id): ApiPath<String>,
 ) -> Result<Json<Presence>, ApiError> {
     let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_user", "no such user");
@@ -38,6 +38,15 @@ async fn presence(
     let accounts: &Arc<Accounts> = &rooms.accounts;
     if !accounts.user_exists(user).await? {
         return Err(unknown());
+    }
+    if !rooms.social.may_see_presence(me.sub, user).await? {
+        // Someone the user blocks sees them as never seen.
+        return Ok(Json(Presence {
+            user_id: user.0,
+            online: false,
+            devices: 0,
+            last_seen_ms: None,
+        }));
     }
     let seen = rooms.presence.lookup(user).await.map_err(|e| {
         tracing::warn!(error = %e, "presence lookup failed");
