@@ -12,7 +12,8 @@
 //!   refresh, log out, authenticate a token, browser WebSocket tickets), and
 //!   [`RealNames`] (submit, status, and `is_verified` for other rooms).
 //! - [`social`]: [`Social`], the social graph's operations (friend requests,
-//!   contacts and their change feed, blocks, who may message whom).
+//!   contacts and their change feed, blocks, who may message whom, and how
+//!   someone may be brought into a group: added, invited, or not at all).
 //!   [`answers`]: its memory of recent "may S message R?" answers.
 //! - [`ports`]: [`ports::VerificationProvider`], what real-name verification
 //!   needs from outside; [`sandbox`]: the sandbox provider shipped.

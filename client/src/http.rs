@@ -16,9 +16,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const NO_BODY: Option<&()> = None;
 
 pub use superapp_api::{
-    Account, ContactPage, ContactsVersion, FriendRequestSent, FriendRequests, Group, GroupJoin,
-    Presence, PrivacySettings, RealName, RealNameRejection, RealNameStatus, Ticket, Tokens,
-    U64AsString,
+    Account, ContactPage, ContactsVersion, FriendRequestSent, FriendRequests, Group,
+    GroupInvitation, GroupInvitations, GroupJoin, JoinResult, Presence, PrivacySettings, RealName,
+    RealNameRejection, RealNameStatus, Ticket, Tokens, U64AsString,
 };
 
 /// A client for the HTTP API of one server. Cheap to clone.
@@ -140,7 +140,8 @@ impl HttpClient {
             .await
     }
 
-    /// Creates a group owned by the caller, with these first members.
+    /// Creates a group owned by the caller, with these first members (those
+    /// who must be asked are invited instead: the answer's `invited`).
     pub async fn create_group(
         &self,
         access_token: &str,
@@ -162,7 +163,8 @@ impl HttpClient {
             .await
     }
 
-    /// Invites users into a group: added at once, or pending approval.
+    /// Brings users into a group: added at once, pending approval, or (those
+    /// who must be asked) invited.
     pub async fn add_group_members(
         &self,
         access_token: &str,
@@ -175,6 +177,33 @@ impl HttpClient {
         };
         self.call(Method::POST, &path, Some(access_token), Some(&body))
             .await
+    }
+
+    /// Invitations into groups waiting for the caller, newest first.
+    pub async fn group_invitations(&self, access_token: &str) -> Result<GroupInvitations> {
+        let path = "/v1/group-invitations";
+        self.call(Method::GET, path, Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Accepts the caller's invitation into `group_id`: `joined`, or false
+    /// while an admin's approval is awaited.
+    pub async fn accept_group_invitation(
+        &self,
+        access_token: &str,
+        group_id: u64,
+    ) -> Result<JoinResult> {
+        let path = format!("/v1/group-invitations/{group_id}/accept");
+        self.call(Method::POST, &path, Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Declines the caller's invitation into `group_id`.
+    pub async fn decline_group_invitation(&self, access_token: &str, group_id: u64) -> Result<()> {
+        let path = format!("/v1/group-invitations/{group_id}");
+        self.send(Method::DELETE, &path, Some(access_token), NO_BODY)
+            .await
+            .map(drop)
     }
 
     /// Asks `to` to be friends; answers `requested` or `friends`.

@@ -117,6 +117,15 @@ pub trait SocialStore: Send + Sync + 'static {
     /// What decides whether `sender` may message `recipient`: how the
     /// recipient stands with the sender, and the recipient's settings; one read.
     fn message_facts(&self, recipient: UserId, sender: UserId) -> Outcome<(Relation, Privacy)>;
+    /// What decides how `inviter` may bring each of `invitees` into a group:
+    /// how each invitee stands with the inviter, and the invitee's settings,
+    /// in the invitees' order; one read for all of them (a group may be
+    /// created with thousands).
+    fn addition_facts(
+        &self,
+        inviter: UserId,
+        invitees: Vec<UserId>,
+    ) -> Outcome<Vec<(Relation, Privacy)>>;
 }
 
 /// Real-name verification's storage. Each rule that depends on what is

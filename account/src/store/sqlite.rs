@@ -110,6 +110,11 @@ CREATE TABLE real_name_submissions (
     PRIMARY KEY (user_id, attempt_id)
 );
 ",
+    // Who may add a user to a group without asking (`sqlite/social.rs`):
+    // NULL is the server's default.
+    "
+ALTER TABLE privacy ADD COLUMN who_may_add_me INTEGER;
+",
 ];
 
 pub struct SqliteAccountStore {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use superapp_account::model::{Befriended, UserId, WhoMayMessage};
+use superapp_account::model::{Befriended, UserId, WhoMayAddMe, WhoMayMessage};
 use superapp_account::social::Settings;
 use superapp_account::{Social, SocialError};
 use superapp_api::{
@@ -75,8 +75,14 @@ fn settings_body(settings: Settings) -> PrivacySettings {
         WhoMayMessage::Friends => "friends",
         WhoMayMessage::Anyone => "anyone",
     };
+    let add = match settings.who_may_add_me {
+        WhoMayAddMe::Anyone => "anyone",
+        WhoMayAddMe::Friends => "friends",
+        WhoMayAddMe::Invite => "invite",
+    };
     PrivacySettings {
         who_may_message: Some(who.to_string()),
+        who_may_add_me: Some(add.to_string()),
     }
 }
 
@@ -258,7 +264,7 @@ async fn blocks(
     }))
 }
 
-/// Block someone: they can no longer message you, ask to be friends, or add you to groups; they are not told
+/// Block someone: they can no longer message you, ask to be friends, or add or invite you to groups; they are not told
 #[utoipa::path(put, path = "/v1/blocks/{user_id}", tag = "contacts", security(("bearer" = [])),
     params(("user_id" = String, Path)),
     responses(
@@ -332,5 +338,19 @@ async fn set_privacy(
             .into());
         }
     };
-    Ok(Json(settings_body(social.set_settings(me.sub, who).await?)))
+    let add = match body.who_may_add_me.as_deref() {
+        None => None,
+        Some("anyone") => Some(WhoMayAddMe::Anyone),
+        Some("friends") => Some(WhoMayAddMe::Friends),
+        Some("invite") => Some(WhoMayAddMe::Invite),
+        Some(_) => {
+            return Err(SocialError::Invalid {
+                code: "invalid_setting",
+                reason: "who_may_add_me is friends, anyone or invite",
+            }
+            .into());
+        }
+    };
+    let settings = social.set_settings(me.sub, who, add).await?;
+    Ok(Json(settings_body(settings)))
 }
