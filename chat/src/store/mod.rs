@@ -41,9 +41,9 @@ use superapp_kit::BoxFuture;
 
 use crate::ChatError;
 use crate::model::{
-    Appended, ConversationId, Fence, GroupId, GroupInfo, GroupUpdate, InboxCursor, InboxEntry,
-    JoinRequest, Joined, MemberChange, MemberInfo, NewGroup, NewGroupMessage, NewMessage, Removal,
-    StoredMessage, UserId,
+    Appended, ConversationId, Departure, Fence, GroupId, GroupInfo, GroupUpdate, InboxCursor,
+    InboxEntry, JoinRequest, Joined, MemberChange, MemberInfo, NewGroup, NewGroupMessage,
+    NewMessage, Removal, StoredMessage, UserId,
 };
 
 pub trait ChatStore: Send + Sync + 'static {
@@ -159,6 +159,12 @@ pub trait GroupStore: Send + Sync + 'static {
     ) -> Outcome<GroupInfo>;
     /// The owner dissolves the group; answers who were its members.
     fn dissolve(&self, group: GroupId, actor: UserId) -> Outcome<Vec<UserId>>;
+    /// Takes `user`, whose account is being erased, out of every group, in
+    /// one write: a group they own goes to [`crate::policy::successor`]
+    /// (dissolved when they were alone in it); their join requests and the
+    /// display name kept for them go. Answers what became of each group;
+    /// nothing for a user in no group.
+    fn depart(&self, user: UserId) -> Outcome<Vec<Departure>>;
     /// Admins set the group's invitation token (replacing any earlier one).
     fn set_invite_token(
         &self,
