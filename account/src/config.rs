@@ -372,8 +372,8 @@ pub struct AccountConfig {
 impl Default for AccountConfig {
     fn default() -> Self {
         Self {
-            // A week, as Telegram's and below WeChat's 15 days: long enough
-            // to change one's mind, short enough that "delete" means it.
+            // A week: long enough to change one's mind after a rash moment,
+            // short enough that a deletion means it.
             deletion_grace_secs: 7 * 24 * 3600,
             deletion_sweep_ms: 60_000,
         }
