@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use superapp::config::Role;
 use superapp_client::proto::v1::group_event::Kind as GroupKind;
 use superapp_client::{Connection, Tokens};
+use superapp_kit::clock::{Clock as _, SystemClock};
 use superapp_kit::secret::Secret;
 use superapp_kit::testkit::RedisServer;
 
@@ -25,13 +26,10 @@ const NEW_PASSWORD: &str = "a new and longer passphrase";
 /// `account.deletion_grace_secs`, the default: 7 days.
 const GRACE_MS: i64 = 7 * 24 * 3600 * 1000;
 const SOCKET_CLOSES: Duration = Duration::from_secs(5);
-const REVOKED: Option<(u16, &str)> = Some((4001, "session revoked"));
 
-fn closed(c: Option<(u16, String)>) -> Option<(u16, &'static str)> {
-    c.map(|(code, reason)| {
-        assert_eq!(reason, "session revoked");
-        (code, "session revoked")
-    })
+/// How a session that was ended closes.
+fn revoked() -> Option<(u16, String)> {
+    Some((4001, "session revoked".to_string()))
 }
 
 /// Another session of `user`, on another device.
@@ -59,7 +57,7 @@ async fn changing_the_password_closes_every_other_session_and_the_asking_one_kee
         .await
         .unwrap();
     assert_eq!(renewed.session_id, ann.tokens.session_id);
-    assert_eq!(closed(there.wait_closed(SOCKET_CLOSES).await), REVOKED);
+    assert_eq!(there.wait_closed(SOCKET_CLOSES).await, revoked());
     assert_eq!(
         code(app.http.me(&tablet.access_token).await),
         "session_revoked"
@@ -180,7 +178,7 @@ async fn a_user_lists_their_devices_and_ending_one_closes_it() {
         .revoke_session(token, tablet.session_id)
         .await
         .unwrap();
-    assert_eq!(closed(socket.wait_closed(SOCKET_CLOSES).await), REVOKED);
+    assert_eq!(socket.wait_closed(SOCKET_CLOSES).await, revoked());
     assert_eq!(
         code(app.http.me(&tablet.access_token).await),
         "session_revoked"
@@ -245,12 +243,12 @@ async fn a_deleted_account_signs_out_everywhere_is_unreachable_and_is_restored_w
     );
     sockets[0].ping().await.unwrap();
 
-    let started = superapp_kit::clock::Clock::now_ms(&superapp_kit::clock::SystemClock);
+    let started = SystemClock.now_ms();
     let asked = app.http.delete_account(token, PASSWORD).await.unwrap();
     assert!(asked.requested_at_ms >= started);
     assert_eq!(asked.due_at_ms, asked.requested_at_ms + GRACE_MS);
     for socket in &sockets {
-        assert_eq!(closed(socket.wait_closed(SOCKET_CLOSES).await), REVOKED);
+        assert_eq!(socket.wait_closed(SOCKET_CLOSES).await, revoked());
     }
     assert_eq!(code(app.http.me(token).await), "session_revoked");
     // Asking twice: the first ended the session that would ask.
@@ -593,7 +591,7 @@ async fn a_password_change_on_the_core_closes_the_other_sessions_on_every_gatewa
         .await
         .unwrap();
     for conn in &there {
-        assert_eq!(closed(conn.wait_closed(SOCKET_CLOSES).await), REVOKED);
+        assert_eq!(conn.wait_closed(SOCKET_CLOSES).await, revoked());
     }
     here.ping().await.unwrap();
     here.list_conversations(10, "").await.unwrap();
