@@ -163,7 +163,9 @@ pub struct ContactChanges {
     pub more: bool,
 }
 pub mod real_name;
+pub mod security;
 
 pub use real_name::{
     Decision, RealNameRecord, RealNameState, RealNameStatus, RealNameView, Rejection,
 };
+pub use security::{Erased, Person, SessionInfo, Standing};

@@ -1,7 +1,8 @@
 //! The account room's rules as pure functions: what a phone number, a
 //! display name and a password must be; the social graph's rules: what a
 //! friend request comes to, who may message whom, who may add whom to a
-//! group; real-name verification's rules are in [`real_name`]. No I/O.
+//! group; real-name verification's rules are in [`real_name`], account
+//! security's (new passwords, an account's deletion) in [`security`]. No I/O.
 //! Every store backend calls the social rules inside the write that acts on
 //! them.
 
@@ -13,6 +14,7 @@ use crate::error::SocialError;
 use crate::model::{Relation, UserId, WhoMayAddMe, WhoMayMessage};
 
 pub mod real_name;
+pub mod security;
 
 /// A device name is kept to this many characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;

@@ -6,6 +6,8 @@
 //!   presence, real-name verification.
 //! - [`groups`]: the group API, and invitations into groups.
 //! - [`social`]: friend requests, contacts, blocks, privacy settings.
+//! - [`security`]: password changes, sessions, deleting and restoring an
+//!   account, users' names.
 //! - [`ErrorBody`]: the body of every non-2xx answer.
 //!
 //! Ids are 64-bit and exceed 2^53, where JavaScript numbers lose precision,
@@ -14,6 +16,7 @@
 
 pub mod accounts;
 pub mod groups;
+pub mod security;
 pub mod social;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +30,10 @@ pub use groups::{
     CreateGroup, Decide, Decided, Group, GroupInvitation, GroupInvitations, GroupJoin, GroupUpdate,
     Invite, InviteLink, Join, JoinRequest, JoinRequests, JoinResult, Member, MemberPage,
     MemberUpdate, MembersQuery, Transfer,
+};
+pub use security::{
+    AccountDeletion, ChangePassword, DeleteAccount, NamesQuery, Restore, Session, Sessions,
+    UserName, UserNames,
 };
 pub use social::{
     Blocks, Contact, ContactPage, ContactUpdate, ContactsQuery, ContactsVersion, FriendRequest,

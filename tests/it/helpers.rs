@@ -19,6 +19,7 @@ use superapp_client::proto::v1::{
 };
 use superapp_client::{Connection, HttpClient, Tokens};
 use superapp_kit::bus::{Bus, BusMessage, InProcessBus, SharedBus, Subscriber};
+use superapp_kit::clock::{Clock as _, ManualClock, SystemClock};
 use superapp_kit::metrics::Registry;
 use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::secret::Secret;
@@ -78,6 +79,25 @@ fn test_config(dir: &tempfile::TempDir) -> Config {
 pub async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
     let app = Application::build(config).await.expect("build");
     run(app, dir)
+}
+
+/// A server whose rooms read the time from `clock`, which the test moves.
+pub async fn spawn_app_with_clock(
+    adjust: impl FnOnce(&mut Config),
+    clock: Arc<ManualClock>,
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    let app = Application::build_with_clock(config, clock)
+        .await
+        .expect("build");
+    run(app, dir)
+}
+
+/// A clock that stands still at the system's time until told to move.
+pub fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(SystemClock.now_ms()))
 }
 
 /// A server whose bus loses the first message `lose` picks on its way to

@@ -19,5 +19,6 @@ mod openapi;
 mod presence;
 mod realname;
 mod roles;
+mod security;
 mod social;
 mod websocket;
