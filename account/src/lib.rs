@@ -12,8 +12,10 @@
 //!   refresh, log out, authenticate a token, browser WebSocket tickets), and
 //!   [`RealNames`] (submit, status, and `is_verified` for other rooms).
 //! - [`social`]: [`Social`], the social graph's operations (friend requests,
-//!   contacts and their change feed, blocks, who may message whom).
-//!   [`answers`]: its memory of recent "may S message R?" answers.
+//!   contacts, hidden friends, their change feed and search, blocks, who may
+//!   message whom). [`answers`]: its memory of recent "what becomes of S's
+//!   message to R?" answers; [`views`]: of each user's view filters (blocks
+//!   with their times, hidden friends) that chat asks for.
 //! - [`ports`]: [`ports::VerificationProvider`], what real-name verification
 //!   needs from outside; [`sandbox`]: the sandbox provider shipped.
 //! - [`config`]: the `[auth]`, `[social]` and `[real_name]` sections of the
@@ -60,6 +62,7 @@ pub mod store;
 pub mod throttle;
 pub mod tickets;
 pub mod token;
+pub mod views;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

@@ -5,7 +5,8 @@
 //! - [`accounts`]: registration, sessions and tokens, the profile, tickets,
 //!   presence, real-name verification.
 //! - [`groups`]: the group API.
-//! - [`social`]: friend requests, contacts, blocks, privacy settings.
+//! - [`social`]: friend requests, contacts, hidden friends and contact
+//!   search, blocks, privacy settings.
 //! - [`ErrorBody`]: the body of every non-2xx answer.
 //!
 //! Ids are 64-bit and exceed 2^53, where JavaScript numbers lose precision,
@@ -29,8 +30,9 @@ pub use groups::{
     Transfer,
 };
 pub use social::{
-    Blocks, Contact, ContactPage, ContactUpdate, ContactsQuery, ContactsVersion, FriendRequest,
-    FriendRequestSent, FriendRequests, PrivacySettings, SendFriendRequest,
+    Blocks, Contact, ContactPage, ContactSearchQuery, ContactUpdate, ContactsQuery,
+    ContactsVersion, FoundContact, FoundContacts, FriendRequest, FriendRequestSent, FriendRequests,
+    PrivacySettings, SendFriendRequest,
 };
 
 /// `#[serde_as(as = "U64AsString")]` for u64 ids: written as JSON strings,

@@ -110,6 +110,18 @@ CREATE TABLE real_name_submissions (
     PRIMARY KEY (user_id, attempt_id)
 );
 ",
+    // Hidden friends ("private mode"), and past blocks with their times, so
+    // that group messages sent during a block stay out of the blocker's view.
+    "
+ALTER TABLE contacts ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE block_spans (
+    owner INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL,
+    blocked INTEGER NOT NULL,
+    from_ms INTEGER NOT NULL,
+    PRIMARY KEY (owner, until_ms, blocked, from_ms)
+) WITHOUT ROWID;
+",
 ];
 
 pub struct SqliteAccountStore {
@@ -356,5 +368,19 @@ mod tests {
     async fn sqlite_keeps_the_social_graph_of_the_reference_model() {
         let dir = tempfile::tempdir().unwrap();
         conformance::social_graph_matches_the_model(&open(&dir), 0x5eed).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_the_social_graph_of_the_reference_model_on_other_walks() {
+        for seed in [1, 2, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            conformance::social_graph_matches_the_model(&open(&dir), seed).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_past_blocks_to_their_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::past_blocks_are_kept_to_their_cap(&open(&dir)).await;
     }
 }

@@ -559,8 +559,8 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-        // 6 account, 12 social, 2 real-name, 1 presence, 13 group, 4 edge operations.
-        assert_eq!(operations, 38, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 6 account, 13 social, 2 real-name, 1 presence, 13 group, 4 edge operations.
+        assert_eq!(operations, 39, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
