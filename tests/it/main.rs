@@ -19,4 +19,5 @@ mod presence;
 mod realname;
 mod roles;
 mod social;
+mod views;
 mod websocket;
