@@ -1,11 +1,13 @@
 //! Adapters that plug one room's implementation into another room's port.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use superapp_account::model as account;
 use superapp_account::policy::GroupAdd;
 use superapp_account::ports::Departures;
 use superapp_account::{Accounts, Social};
-use superapp_chat::model::{Addition, UserId};
+use superapp_chat::model::{Addition, Reach, SendVerdict, Span, UserId, View};
 use superapp_chat::{Chat, Directory};
 use superapp_kit::BoxFuture;
 use superapp_kit::rpc::FenceFloor;
@@ -21,6 +23,26 @@ pub fn fence_floor(chat: Arc<Chat>) -> FenceFloor {
                 .inspect_err(|e| tracing::warn!(shard, error = %e, "fence mark unreadable"))
                 .ok()
         })
+    })
+}
+
+/// The social graph's view filters as chat reads them. Users who filter
+/// nothing share one empty view, so their pulls and lists build nothing.
+fn view_of(filters: &account::ViewFilters) -> Arc<View> {
+    static EMPTY: std::sync::OnceLock<Arc<View>> = std::sync::OnceLock::new();
+    if filters.is_empty() {
+        return EMPTY.get_or_init(Arc::default).clone();
+    }
+    let mut blocked: HashMap<UserId, Vec<Span>> = HashMap::new();
+    for span in &filters.blocks {
+        blocked.entry(span.user).or_default().push(Span {
+            from_ms: span.from_ms,
+            until_ms: span.until_ms.unwrap_or(i64::MAX),
+        });
+    }
+    Arc::new(View {
+        blocked,
+        hidden: filters.hidden.iter().copied().collect(),
     })
 }
 
@@ -64,13 +86,30 @@ impl Directory for AccountDirectory {
         })
     }
 
-    fn may_message(
+    fn send_verdict(
         &self,
         sender: UserId,
         recipient: UserId,
-    ) -> BoxFuture<'_, Result<bool, String>> {
+    ) -> BoxFuture<'_, Result<SendVerdict, String>> {
         Box::pin(async move {
-            (self.social.may_message(sender, recipient).await).map_err(|e| e.to_string())
+            let verdict =
+                (self.social.send_verdict(sender, recipient).await).map_err(|e| e.to_string())?;
+            Ok(SendVerdict {
+                reach: match verdict.reach {
+                    account::Reach::Delivered => Reach::Delivered,
+                    account::Reach::Withheld => Reach::Withheld,
+                    account::Reach::Refused => Reach::Refused,
+                },
+                recipient_hides: verdict.recipient_hides,
+                sender_hides: verdict.sender_hides,
+            })
+        })
+    }
+
+    fn view(&self, viewer: UserId) -> BoxFuture<'_, Result<Arc<View>, String>> {
+        Box::pin(async move {
+            let filters = (self.social.view_filters(viewer).await).map_err(|e| e.to_string())?;
+            Ok(view_of(&filters))
         })
     }
 

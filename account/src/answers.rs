@@ -1,5 +1,6 @@
-//! [`Answers`]: the answers of "may S message R?" the social graph gave
-//! lately, kept so that a one-to-one send costs no store read.
+//! [`Answers`]: the answers of "what becomes of S's message to R?" the
+//! social graph gave lately, kept so that a one-to-one send costs no store
+//! read.
 //!
 //! Every write that could change an answer (friends made or ended, a block,
 //! a setting) goes through the one process that holds the social store, and
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::model::UserId;
+use crate::model::{SendVerdict, UserId};
 
 /// Answers remembered at most; past it the memory starts afresh.
 const MAX_ANSWERS: usize = 1_000_000;
@@ -21,20 +22,22 @@ const MAX_ANSWERS: usize = 1_000_000;
 pub struct Answers {
     /// Writes begun or ended so far.
     writes: AtomicU64,
-    /// By recipient, then sender: whether the recipient takes the sender's
-    /// messages. Keyed by recipient because a recipient's setting changes
-    /// every answer about them.
+    /// By recipient, then sender: what becomes of the sender's messages to
+    /// the recipient. Keyed by recipient because a recipient's setting
+    /// changes every answer about them; an answer also says whether the
+    /// sender hides the recipient, so a write about either forgets it
+    /// (every social write forgets both users it touches).
     known: Mutex<Known>,
 }
 
 #[derive(Default)]
 struct Known {
-    by_recipient: HashMap<UserId, HashMap<UserId, bool>>,
+    by_recipient: HashMap<UserId, HashMap<UserId, SendVerdict>>,
     count: usize,
 }
 
 impl Answers {
-    pub fn get(&self, sender: UserId, recipient: UserId) -> Option<bool> {
+    pub fn get(&self, sender: UserId, recipient: UserId) -> Option<SendVerdict> {
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         known.by_recipient.get(&recipient)?.get(&sender).copied()
     }
@@ -45,7 +48,7 @@ impl Answers {
     }
 
     /// Keeps an answer read since `mark`, unless a write came between.
-    pub fn remember(&self, mark: u64, sender: UserId, recipient: UserId, answer: bool) {
+    pub fn remember(&self, mark: u64, sender: UserId, recipient: UserId, answer: SendVerdict) {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         // Compared under the lock `forget` takes, so a write's forgetting
         // comes wholly before this or wholly after.
@@ -77,17 +80,23 @@ impl Answers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Reach;
 
     const ANN: UserId = UserId(1);
     const BO: UserId = UserId(2);
+    const YES: SendVerdict = SendVerdict {
+        reach: Reach::Delivered,
+        recipient_hides: false,
+        sender_hides: false,
+    };
 
     #[test]
     fn an_answer_is_kept_until_a_write_about_its_recipient() {
         let answers = Answers::default();
-        answers.remember(answers.mark(), ANN, BO, true);
-        assert_eq!(answers.get(ANN, BO), Some(true));
+        answers.remember(answers.mark(), ANN, BO, YES);
+        assert_eq!(answers.get(ANN, BO), Some(YES));
         answers.forget(&[ANN]);
-        assert_eq!(answers.get(ANN, BO), Some(true), "Ann as recipient only");
+        assert_eq!(answers.get(ANN, BO), Some(YES), "Ann as recipient only");
         answers.forget(&[BO]);
         assert_eq!(answers.get(ANN, BO), None);
     }
@@ -97,7 +106,7 @@ mod tests {
         let answers = Answers::default();
         let mark = answers.mark();
         answers.forget(&[UserId(9)]);
-        answers.remember(mark, ANN, BO, true);
+        answers.remember(mark, ANN, BO, YES);
         assert_eq!(answers.get(ANN, BO), None);
     }
 }

@@ -5,14 +5,16 @@
 //!
 //! - [`account_store`], [`concurrent_refreshes`]: users, sessions, tokens.
 //! - [`social_graph_matches_the_model`]: the social graph under random
-//!   operations, against a model with the rules written again: who may
-//!   message whom, and who may add whom to a group directly, by invitation,
-//!   or not at all.
+//!   operations, hidden friends among them, against a model with the rules
+//!   written again: who may message whom, and who may add whom to a group
+//!   directly, by invitation, or not at all.
 //! - [`security_store`]: sessions as their owner lists and ends them,
 //!   password changes, and an account's deletion, restore and erasure.
 //! - [`deletions_match_the_model`]: accounts asked to be deleted, restored,
 //!   and erased by sweeps as time passes, at random, against a model of an
 //!   account's life.
+//! - [`past_blocks_are_kept_to_their_cap`]: the times of past blocks, which
+//!   keep what was sent during them out of the blocker's view.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -22,8 +24,8 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
 use crate::model::{
-    Decision, FriendRequest, Privacy, RealNameRecord, RealNameState, Rejection, Rotation,
-    SessionRecord, Standing, UserId, UserRecord, WhoMayAddMe, WhoMayMessage,
+    ContactEdit, Decision, FriendRequest, Privacy, Reach, RealNameRecord, RealNameState, Rejection,
+    Rotation, SendVerdict, SessionRecord, Standing, UserId, UserRecord, WhoMayAddMe, WhoMayMessage,
 };
 use crate::policy::real_name::SUBMISSION_WINDOW_MS;
 use crate::policy::security::DELETED_DISPLAY_NAME;
@@ -163,6 +165,8 @@ enum SocialOp {
     Unblock(UserId, UserId),
     Setting(UserId, Option<WhoMayMessage>),
     AddSetting(UserId, Option<WhoMayAddMe>),
+    /// The first hides (true) or unhides the second.
+    Hide(UserId, UserId, bool),
 }
 
 /// The social graph as the model keeps it, with the rules written again
@@ -173,8 +177,12 @@ struct SocialModel {
     friends: BTreeSet<(UserId, UserId)>,
     /// (from, to).
     pending: BTreeSet<(UserId, UserId)>,
-    /// (owner, blocked).
-    blocks: BTreeSet<(UserId, UserId)>,
+    /// (owner, blocked) -> since when.
+    blocks: BTreeMap<(UserId, UserId), i64>,
+    /// (owner, blocked, from, until): blocks that ended.
+    past_blocks: BTreeSet<(UserId, UserId, i64, i64)>,
+    /// (owner, hidden): kept through a removal, gone with a new friendship.
+    hidden: BTreeSet<(UserId, UserId)>,
     settings: BTreeMap<UserId, WhoMayMessage>,
     add_settings: BTreeMap<UserId, WhoMayAddMe>,
 }
@@ -188,22 +196,26 @@ impl SocialModel {
         self.friends.contains(&pair(a, b))
     }
 
+    fn blocks(&self, owner: UserId, other: UserId) -> bool {
+        self.blocks.contains_key(&(owner, other))
+    }
+
     fn befriend(&mut self, a: UserId, b: UserId) {
         self.friends.insert(pair(a, b));
         self.pending.remove(&(a, b));
         self.pending.remove(&(b, a));
+        self.hidden.remove(&(a, b));
+        self.hidden.remove(&(b, a));
     }
 
-    /// What the op answers, changing the model as the rules say.
-    fn apply(&mut self, op: SocialOp) -> Result<(), SocialError> {
+    /// What the op answers at `now`, changing the model as the rules say.
+    fn apply(&mut self, op: SocialOp, now: i64) -> Result<(), SocialError> {
         match op {
             SocialOp::Request(a, b) if a == b => Err(SocialError::CannotBefriendSelf),
             SocialOp::Request(a, b) if self.friends(a, b) => Err(SocialError::AlreadyFriends),
-            SocialOp::Request(a, b) if self.blocks.contains(&(a, b)) => {
-                Err(SocialError::BlockedByYou)
-            }
+            SocialOp::Request(a, b) if self.blocks(a, b) => Err(SocialError::BlockedByYou),
             // Dropped unseen.
-            SocialOp::Request(a, b) if self.blocks.contains(&(b, a)) => Ok(()),
+            SocialOp::Request(a, b) if self.blocks(b, a) => Ok(()),
             SocialOp::Request(a, b) if self.pending.contains(&(b, a)) => {
                 self.befriend(a, b);
                 Ok(())
@@ -235,13 +247,15 @@ impl SocialModel {
                 reason: "",
             }),
             SocialOp::Block(a, b) => {
-                self.blocks.insert((a, b));
+                self.blocks.entry((a, b)).or_insert(now);
                 self.pending.remove(&(a, b));
                 self.pending.remove(&(b, a));
                 Ok(())
             }
             SocialOp::Unblock(a, b) => {
-                self.blocks.remove(&(a, b));
+                if let Some(since) = self.blocks.remove(&(a, b)) {
+                    self.past_blocks.insert((a, b, since, now));
+                }
                 Ok(())
             }
             SocialOp::Setting(user, setting) => {
@@ -251,6 +265,17 @@ impl SocialModel {
                 };
                 Ok(())
             }
+            // Friends may hide and unhide each other; a former friend
+            // still hidden may only be unhidden.
+            SocialOp::Hide(a, b, hide) if self.friends(a, b) => {
+                match hide {
+                    true => self.hidden.insert((a, b)),
+                    false => self.hidden.remove(&(a, b)),
+                };
+                Ok(())
+            }
+            SocialOp::Hide(a, b, false) if self.hidden.remove(&(a, b)) => Ok(()),
+            SocialOp::Hide(..) => Err(SocialError::NotFriends),
             SocialOp::AddSetting(user, setting) => {
                 match setting {
                     Some(s) => self.add_settings.insert(user, s),
@@ -271,18 +296,39 @@ impl SocialModel {
             Some(WhoMayAddMe::Invite) => false,
             Some(WhoMayAddMe::Friends) | None => self.friends(inviter, invitee),
         };
-        match (self.blocks.contains(&(invitee, inviter)), lets_in) {
+        match (self.blocks(invitee, inviter), lets_in) {
             (true, _) => GroupAdd::Drop,
             (false, true) => GroupAdd::Direct,
             (false, false) => GroupAdd::Invite,
         }
     }
 
-    /// Whether `recipient` takes `sender`'s messages, the server's default
-    /// being friends only.
-    fn may_message(&self, sender: UserId, recipient: UserId) -> bool {
+    /// What becomes of `sender`'s message to `recipient`, the server's
+    /// default being friends only: a stranger is refused where the
+    /// recipient takes friends only; anyone else the recipient blocks has
+    /// it withheld.
+    fn verdict(&self, sender: UserId, recipient: UserId) -> SendVerdict {
         let anyone = self.settings.get(&recipient) == Some(&WhoMayMessage::Anyone);
-        !self.blocks.contains(&(recipient, sender)) && (self.friends(sender, recipient) || anyone)
+        let reach = if !self.friends(sender, recipient) && !anyone {
+            Reach::Refused
+        } else if self.blocks(recipient, sender) {
+            Reach::Withheld
+        } else {
+            Reach::Delivered
+        };
+        SendVerdict {
+            reach,
+            recipient_hides: self.hidden.contains(&(recipient, sender)),
+            sender_hides: self.hidden.contains(&(sender, recipient)),
+        }
+    }
+
+    /// `owner`'s contact list as a device shows it: friends not hidden.
+    fn listed(&self, owner: UserId, people: &[UserId]) -> BTreeSet<UserId> {
+        (people.iter())
+            .filter(|&&other| self.friends(owner, other) && !self.hidden.contains(&(owner, other)))
+            .copied()
+            .collect()
     }
 }
 
@@ -305,7 +351,7 @@ async fn run_social(store: &dyn SocialStore, op: SocialOp, now: i64) -> Result<(
         SocialOp::Decline(me, from) => store.decline(me, from, now).await,
         SocialOp::Remove(a, b) => store.remove_friend(a, b).await.map(drop),
         SocialOp::Block(a, b) => store.block(a, b, now).await,
-        SocialOp::Unblock(a, b) => store.unblock(a, b).await,
+        SocialOp::Unblock(a, b) => store.unblock(a, b, now).await,
         SocialOp::Setting(user, setting) => {
             let mut privacy = store.privacy(user).await?;
             privacy.who_may_message = setting;
@@ -316,34 +362,79 @@ async fn run_social(store: &dyn SocialStore, op: SocialOp, now: i64) -> Result<(
             privacy.who_may_add_me = setting;
             store.set_privacy(user, privacy).await
         }
+        SocialOp::Hide(a, b, hidden) => {
+            let edit = ContactEdit {
+                hidden: Some(hidden),
+                ..ContactEdit::default()
+            };
+            store.set_contact(a, b, edit).await.map(drop)
+        }
+    }
+}
+
+/// A device's copy of one user's contact list, kept by the change feed
+/// from the version it holds, as a client keeps it.
+#[derive(Debug, Default)]
+struct Device {
+    version: u64,
+    listed: BTreeSet<UserId>,
+}
+
+impl Device {
+    async fn sync(&mut self, store: &dyn SocialStore, owner: UserId) {
+        loop {
+            // Small pages, so that paging is walked too.
+            let page = store.contact_changes(owner, self.version, 3).await.unwrap();
+            for change in &page.changes {
+                assert!(
+                    !change.hidden || (change.removed && change.remark.is_empty()),
+                    "a hidden friend goes as a blank removal: {change:?}"
+                );
+                if change.removed {
+                    self.listed.remove(&change.friend);
+                } else {
+                    self.listed.insert(change.friend);
+                }
+            }
+            match page.changes.last() {
+                Some(last) if page.more => self.version = last.version,
+                _ => {
+                    self.version = page.version;
+                    return;
+                }
+            }
+        }
     }
 }
 
 /// Random walks over a small population (friend requests, answers,
-/// removals, blocks, settings): every answer has the kind the model's has,
-/// and every few steps, for every ordered pair, whether one may message the
-/// other ([`crate::policy::may_message`] over the store's facts), how one
-/// may bring the other into a group ([`crate::policy::group_addition`] over
-/// the facts [`SocialStore::addition_facts`] answers for everyone at once),
-/// each contact list (from its change feed), each waiting request list and
-/// each block list agree with the model.
+/// removals, blocks, settings, hiding and unhiding): every answer has the
+/// kind the model's has, and every few steps, for every ordered pair, what
+/// becomes of one's message to the other ([`crate::policy::send_verdict`]
+/// over the store's facts), how one may bring the other into a group
+/// ([`crate::policy::group_addition`] over the facts
+/// [`SocialStore::addition_facts`] answers for everyone at once), each
+/// contact list read from the start and as a device kept it by the change
+/// feed, each waiting request list, block list and view filter (blocks with
+/// their times, hidden friends), and searches by exact id, exact name and
+/// name prefix agree with the model.
 pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialStore), seed: u64) {
     let people: Vec<UserId> = (1..=8).map(UserId).collect();
     for &who in &people {
-        assert!(
-            store
-                .create_user(user(who.0, &format!("+1555000{}", who.0)))
-                .await
-                .unwrap()
-        );
+        let mut record = user(who.0, &format!("+1555000{}", who.0));
+        record.display_name = format!("Ann{}", who.0);
+        assert!(store.create_user(record).await.unwrap());
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model = SocialModel::default();
+    let mut devices: BTreeMap<UserId, Device> = BTreeMap::new();
+    // Hides done and checked while in force, so the walk is not vacuous.
+    let mut hides_seen = 0;
     let now = 10_000_000_000;
-    for step in 0..400 {
+    for step in 0..500 {
         let mut someone = || people[rng.random_range(0..people.len())];
         let (a, b) = (someone(), someone());
-        let op = match rng.random_range(0..11) {
+        let op = match rng.random_range(0..13) {
             0..=2 => SocialOp::Request(a, b),
             3 | 4 => SocialOp::Accept(a, b),
             5 => SocialOp::Decline(a, b),
@@ -359,6 +450,7 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
                 ];
                 SocialOp::AddSetting(a, choices[rng.random_range(0..4)])
             }
+            10 | 11 => SocialOp::Hide(a, b, rng.random_bool(0.6)),
             _ => {
                 let choices = [
                     None,
@@ -368,8 +460,9 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
                 SocialOp::Setting(a, choices[rng.random_range(0..3)])
             }
         };
-        let expected = model.apply(op);
-        let got = run_social(store, op, now + step).await;
+        let at = now + step;
+        let expected = model.apply(op, at);
+        let got = run_social(store, op, at).await;
         let same = match (&got, &expected) {
             (Ok(()), Ok(())) => true,
             (Err(g), Err(e)) => std::mem::discriminant(g) == std::mem::discriminant(e),
@@ -399,13 +492,13 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
                 let (relation, privacy) = store.message_facts(recipient, sender).await.unwrap();
                 let setting = privacy.who_may_message.unwrap_or(WhoMayMessage::Friends);
                 assert_eq!(
-                    policy::may_message(relation, setting),
-                    model.may_message(sender, recipient),
-                    "step {step}: may {sender:?} message {recipient:?}?"
+                    policy::send_verdict(relation, setting),
+                    model.verdict(sender, recipient),
+                    "step {step}: what becomes of {sender:?}'s message to {recipient:?}?"
                 );
                 assert_eq!(
                     policy::may_see_presence(relation),
-                    !model.blocks.contains(&(recipient, sender)),
+                    !model.blocks(recipient, sender),
                     "step {step}: may {sender:?} see {recipient:?} online?"
                 );
             }
@@ -415,12 +508,15 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
                 .unwrap()
                 .changes;
             let friends: BTreeSet<UserId> = listed.iter().map(|c| c.friend).collect();
-            let modelled: BTreeSet<UserId> = (people.iter())
-                .filter(|&&other| model.friends(sender, other))
-                .copied()
-                .collect();
+            let modelled = model.listed(sender, &people);
             assert_eq!(friends, modelled, "step {step}: friends of {sender:?}");
-            let waiting: BTreeSet<UserId> = (store.requests(sender, now + step).await.unwrap())
+            let device = devices.entry(sender).or_default();
+            device.sync(store, sender).await;
+            assert_eq!(
+                device.listed, modelled,
+                "step {step}: friends of {sender:?} as a device kept them"
+            );
+            let waiting: BTreeSet<UserId> = (store.requests(sender, at).await.unwrap())
                 .iter()
                 .map(|r| r.from)
                 .collect();
@@ -431,29 +527,106 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
             assert_eq!(waiting, modelled, "step {step}: requests to {sender:?}");
             let blocked: BTreeSet<UserId> =
                 store.blocked(sender).await.unwrap().into_iter().collect();
-            let modelled: BTreeSet<UserId> = (model.blocks.iter())
+            let modelled: BTreeSet<UserId> = (model.blocks.keys())
                 .filter(|(owner, _)| *owner == sender)
                 .map(|(_, other)| *other)
                 .collect();
             assert_eq!(blocked, modelled, "step {step}: blocks of {sender:?}");
+            let filters = store.view_filters(sender).await.unwrap();
+            let spans: BTreeSet<(UserId, i64, Option<i64>)> = (filters.blocks.iter())
+                .map(|s| (s.user, s.from_ms, s.until_ms))
+                .collect();
+            let current = (model.blocks.iter())
+                .filter(|((owner, _), _)| *owner == sender)
+                .map(|((_, other), &since)| (*other, since, None));
+            let past = (model.past_blocks.iter())
+                .filter(|(owner, ..)| *owner == sender)
+                .map(|&(_, other, from, until)| (other, from, Some(until)));
+            let modelled: BTreeSet<_> = current.chain(past).collect();
+            assert_eq!(
+                spans, modelled,
+                "step {step}: the blocks {sender:?} sees by"
+            );
+            let hidden: BTreeSet<UserId> = filters.hidden.iter().copied().collect();
+            hides_seen += hidden.len();
+            let modelled: BTreeSet<UserId> = (model.hidden.iter())
+                .filter(|(owner, _)| *owner == sender)
+                .map(|(_, other)| *other)
+                .collect();
+            assert_eq!(hidden, modelled, "step {step}: whom {sender:?} hides");
+            let by_prefix: BTreeSet<UserId> = (store.search_contacts(sender, "ann".into()))
+                .await
+                .unwrap()
+                .iter()
+                .map(|f| f.contact.friend)
+                .collect();
+            assert_eq!(
+                by_prefix,
+                model.listed(sender, &people),
+                "step {step}: {sender:?} searching a prefix finds the visible friends"
+            );
+            for &other in &people {
+                let findable = model.listed(sender, &people).contains(&other)
+                    || model.hidden.contains(&(sender, other));
+                for query in [other.0.to_string(), format!("ann{}", other.0)] {
+                    let found = store.search_contacts(sender, query.clone()).await.unwrap();
+                    assert_eq!(
+                        found.iter().any(|f| f.contact.friend == other),
+                        findable,
+                        "step {step}: does {sender:?} find {other:?} by {query:?}?"
+                    );
+                }
+            }
         }
     }
+    assert!(hides_seen > 0, "no hidden friend was ever checked");
+    assert!(!model.past_blocks.is_empty(), "no block ever ended");
     // A request goes unanswered for a week: it is gone.
     let (a, b) = (people[0], people[1]);
     let _ = store.remove_friend(a, b).await;
-    let _ = store.unblock(a, b).await;
-    let _ = store.unblock(b, a).await;
+    let _ = store.unblock(a, b, now).await;
+    let _ = store.unblock(b, a, now).await;
     let _ = store.decline(b, a, now).await;
     let _ = store.decline(a, b, now).await;
     run_social(store, SocialOp::Request(a, b), now)
         .await
         .unwrap();
     let later = now + policy::REQUEST_TTL_MS;
-    assert!(store.requests(b, later).await.unwrap().is_empty());
+    // Others' requests to b, made later in the walk, may still wait.
+    let waiting = store.requests(b, later).await.unwrap();
+    assert!(waiting.iter().all(|r| r.from != a), "{waiting:?}");
     assert!(matches!(
         store.accept(b, a, later, SocialLimits::default()).await,
         Err(SocialError::UnknownRequest)
     ));
+}
+
+/// Past blocks are kept with their times, the newest
+/// [`crate::policy::MAX_BLOCK_SPANS`] of them; a block and an unblock in
+/// one millisecond hide nothing and are kept all the same.
+pub async fn past_blocks_are_kept_to_their_cap(store: &(impl AccountStore + SocialStore)) {
+    for id in 1..=2 {
+        store
+            .create_user(user(id, &format!("+1555100{id}")))
+            .await
+            .unwrap();
+    }
+    let (ann, bo) = (UserId(1), UserId(2));
+    let cap = policy::MAX_BLOCK_SPANS as i64;
+    for i in 0..cap + 5 {
+        store.block(ann, bo, 100 * i).await.unwrap();
+        store.unblock(ann, bo, 100 * i + 50).await.unwrap();
+    }
+    store.block(ann, bo, 100 * cap + 500).await.unwrap();
+    let filters = store.view_filters(ann).await.unwrap();
+    assert_eq!(filters.blocks.len(), policy::MAX_BLOCK_SPANS + 1);
+    let oldest = (filters.blocks.iter())
+        .filter_map(|s| s.until_ms)
+        .min()
+        .unwrap();
+    assert_eq!(oldest, 550, "the five oldest are forgotten");
+    assert_eq!(filters.blocked_now().collect::<Vec<_>>(), [bo]);
+    assert!(store.view_filters(bo).await.unwrap().is_empty());
 }
 
 fn submission(user: u64, attempt_id: u64, number_hash: &str, at_ms: i64) -> RealNameRecord {
@@ -876,6 +1049,16 @@ pub async fn security_store(store: &(impl AccountStore + SocialStore + RealNameS
     assert!(store.sessions(u(1), 9_001).await.unwrap().is_empty());
     assert!(store.blocked(u(1)).await.unwrap().is_empty());
     assert!(store.blocked(u(6)).await.unwrap().is_empty());
+    // What 1 sent while 6 blocked them stays out of 6's view; 1's own
+    // view filters are gone.
+    let kept = store.view_filters(u(6)).await.unwrap();
+    let during = crate::model::BlockSpan {
+        user: u(1),
+        from_ms: 305,
+        until_ms: Some(9_000),
+    };
+    assert_eq!(kept.blocks, vec![during]);
+    assert!(store.view_filters(u(1)).await.unwrap().is_empty());
     assert!(store.requests(u(1), 9_001).await.unwrap().is_empty());
     assert!(store.requests(u(4), 9_001).await.unwrap().is_empty());
     assert_eq!(store.privacy(u(1)).await.unwrap(), Privacy::default());

@@ -14,9 +14,11 @@
 //!   [`RealNames`] (submit, status, and `is_verified` for other rooms), and
 //!   [`Erasure`], the sweep that erases accounts whose grace period ended.
 //! - [`social`]: [`Social`], the social graph's operations (friend requests,
-//!   contacts and their change feed, blocks, who may message whom, and how
-//!   someone may be brought into a group: added, invited, or not at all).
-//!   [`answers`]: its memory of recent "may S message R?" answers.
+//!   contacts, hidden friends, their change feed and search, blocks, who may
+//!   message whom, and how someone may be brought into a group: added,
+//!   invited, or not at all). [`answers`]: its memory of recent "what
+//!   becomes of S's message to R?" answers; [`views`]: of each user's view
+//!   filters (blocks with their times, hidden friends) that chat asks for.
 //! - [`ports`]: [`ports::VerificationProvider`], what real-name verification
 //!   needs from outside; [`sandbox`]: the sandbox provider shipped;
 //!   [`ports::Departures`], what other rooms do when an account is erased.
@@ -69,6 +71,7 @@ pub mod store;
 pub mod throttle;
 pub mod tickets;
 pub mod token;
+pub mod views;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

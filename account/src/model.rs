@@ -121,8 +121,28 @@ pub struct Contact {
     pub tags: Vec<String>,
     pub since_ms: i64,
     pub removed: bool,
+    /// The owner hides this friend ("private mode"): left out of the
+    /// contact list and of the conversation list, found by exact search
+    /// only. The mark is the owner's and outlives a removal; a new
+    /// friendship starts unhidden.
+    pub hidden: bool,
     /// The owner's contact-list version at this entry's last change.
     pub version: u64,
+}
+
+/// A change to the owner's entry for a friend; None leaves a part as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactEdit {
+    pub remark: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub hidden: Option<bool>,
+}
+
+/// A contact found by a search, with the display name it was matched on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundContact {
+    pub contact: Contact,
+    pub display_name: String,
 }
 
 /// How two users stand, as one of them (`owner`) sees the other.
@@ -135,6 +155,68 @@ pub struct Relation {
     pub blocked_by: bool,
     /// The other has asked the owner to be friends.
     pub requested_by: bool,
+    /// The owner hides the other (a hidden friend, or one hidden before the
+    /// friendship ended).
+    pub hides: bool,
+    /// The other hides the owner.
+    pub hidden_by: bool,
+}
+
+/// What becomes of a one-to-one message, as the recipient stands with the
+/// sender ([`crate::policy::reach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Stored and delivered.
+    Delivered,
+    /// Stored and shown to the sender as sent, never delivered to nor
+    /// synced by the recipient, who blocks the sender: the sender cannot
+    /// tell a block from silence.
+    Withheld,
+    /// Refused (`message_refused`) and stored nowhere: the recipient takes
+    /// friends' messages only and the sender is not one.
+    Refused,
+}
+
+/// The social graph's answer for a one-to-one send: what becomes of the
+/// message, and whether each side keeps the conversation out of their
+/// conversation list (their live copies are marked so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendVerdict {
+    pub reach: Reach,
+    pub recipient_hides: bool,
+    pub sender_hides: bool,
+}
+
+/// A time during which a user blocked another: from `from_ms`, until
+/// `until_ms` (None: still blocked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockSpan {
+    pub user: UserId,
+    pub from_ms: i64,
+    pub until_ms: Option<i64>,
+}
+
+/// What a user's own view of chats leaves out: group messages sent while
+/// they blocked the sender (current blocks and past ones), and the
+/// one-to-one conversations of the friends they hide.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewFilters {
+    pub blocks: Vec<BlockSpan>,
+    pub hidden: Vec<UserId>,
+}
+
+impl ViewFilters {
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.hidden.is_empty()
+    }
+
+    /// Whom the user blocks now.
+    pub fn blocked_now(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.blocks
+            .iter()
+            .filter(|s| s.until_ms.is_none())
+            .map(|s| s.user)
+    }
 }
 
 /// What sending a friend request, or accepting one, came to.

@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 
 use crate::AccountError;
 use crate::error::SocialError;
-use crate::model::{Relation, UserId, WhoMayAddMe, WhoMayMessage};
+use crate::model::{
+    Contact, ContactEdit, Reach, Relation, SendVerdict, UserId, WhoMayAddMe, WhoMayMessage,
+};
 
 pub mod real_name;
 pub mod security;
@@ -95,6 +97,14 @@ pub const MAX_TAGS: usize = 20;
 pub const MAX_TAG_CHARS: usize = 16;
 /// Users one user may block.
 pub const MAX_BLOCKS: u32 = 10_000;
+/// Past blocks (ended by an unblock) one user's view keeps, with their
+/// times: the group messages sent during one stay hidden from the user.
+/// Past this, the oldest are forgotten.
+pub const MAX_BLOCK_SPANS: usize = 1_000;
+/// A contact search is 1 to 64 characters.
+pub const MAX_QUERY_CHARS: usize = 64;
+/// A contact search answers at most this many contacts.
+pub const MAX_FOUND: usize = 50;
 
 /// How far one user may go with friends: the limits a store applies inside
 /// the write that befriends or requests.
@@ -258,12 +268,97 @@ pub fn may_block(owner: UserId, other: UserId, blocked: u32) -> Result<(), Socia
     Ok(())
 }
 
-/// Whether the recipient takes a one-to-one message from the sender, as
-/// `relation` (the recipient's view of the sender) and the recipient's
-/// setting say: never from someone they block; from anyone else if they
-/// take messages from anyone, else from friends only.
-pub fn may_message(relation: Relation, setting: WhoMayMessage) -> bool {
-    !relation.blocks && (relation.friends || setting == WhoMayMessage::Anyone)
+/// What becomes of a one-to-one message from the sender, as `relation`
+/// (the recipient's view of the sender) and the recipient's setting say.
+/// A stranger under "friends only" is refused, blocked or not, so a
+/// stranger cannot tell a block from the setting. Anyone else whom the
+/// recipient blocks has the message withheld: stored, acknowledged and
+/// shown on the sender's side, never delivered, as a message of someone not
+/// blocked would be, so that not even a friend can tell.
+pub fn reach(relation: Relation, setting: WhoMayMessage) -> Reach {
+    if !relation.friends && setting == WhoMayMessage::Friends {
+        Reach::Refused
+    } else if relation.blocks {
+        Reach::Withheld
+    } else {
+        Reach::Delivered
+    }
+}
+
+/// [`reach`], and whether each side hides the other (their live copies of
+/// the message are marked to be kept out of the conversation list).
+pub fn send_verdict(relation: Relation, setting: WhoMayMessage) -> SendVerdict {
+    SendVerdict {
+        reach: reach(relation, setting),
+        recipient_hides: relation.hides,
+        sender_hides: relation.hidden_by,
+    }
+}
+
+/// Whether `edit` may change the owner's entry for the other: any change
+/// for a friend; for a former friend the owner still hides, only unhiding
+/// (so the conversation they keep out of their list can come back).
+pub fn may_edit_contact(friends: bool, hides: bool, edit: &ContactEdit) -> Result<(), SocialError> {
+    let unhide_only = edit.remark.is_none() && edit.tags.is_none() && edit.hidden == Some(false);
+    if friends || (hides && unhide_only) {
+        Ok(())
+    } else {
+        Err(SocialError::NotFriends)
+    }
+}
+
+/// An entry as the contact list's change feed carries it: a hidden friend
+/// goes as a removal marked `hidden`, without remark or tags, so that every
+/// device drops it; unhiding sends the whole entry again, so every device
+/// restores it. The entry itself is kept as it was.
+pub fn as_change(contact: Contact) -> Contact {
+    if contact.hidden {
+        Contact {
+            remark: String::new(),
+            tags: Vec::new(),
+            removed: true,
+            ..contact
+        }
+    } else {
+        contact
+    }
+}
+
+/// Whether an entry is listed in a contact list read from the start:
+/// a friend, not hidden.
+pub fn listed(contact: &Contact) -> bool {
+    !contact.removed && !contact.hidden
+}
+
+/// A contact search's query: trimmed, 1 to 64 characters without control
+/// characters; answered lower-cased, as matching compares it.
+pub fn contact_query(raw: &str) -> Result<String, SocialError> {
+    let query = raw.trim();
+    let chars = query.chars().count();
+    if chars == 0 || chars > MAX_QUERY_CHARS || query.chars().any(char::is_control) {
+        return Err(SocialError::Invalid {
+            code: "invalid_query",
+            reason: "a search is 1 to 64 characters without control characters",
+        });
+    }
+    Ok(query.to_lowercase())
+}
+
+/// Whether a search (`query`, as [`contact_query`] answers it) finds a
+/// contact: a visible friend whose remark or display name starts with it,
+/// ignoring case, or whose user id it is; a hidden one (a friend, or a
+/// former friend still hidden) only by its exact remark, exact display name
+/// (ignoring case) or exact user id, so that private mode shows nobody to
+/// someone browsing with a letter or two.
+pub fn contact_matches(query: &str, contact: &Contact, display_name: &str) -> bool {
+    let id = contact.friend.0.to_string() == query;
+    let remark = contact.remark.to_lowercase();
+    let name = display_name.to_lowercase();
+    if contact.hidden {
+        id || (!remark.is_empty() && remark == query) || name == query
+    } else {
+        !contact.removed && (id || remark.starts_with(query) || name.starts_with(query))
+    }
 }
 
 /// Whether a viewer sees a user's presence and last seen, as `relation`
@@ -315,12 +410,14 @@ mod tests {
     }
 
     fn relation() -> impl Strategy<Value = Relation> {
-        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-            |(friends, blocks, blocked_by, requested_by)| Relation {
+        (any::<[bool; 6]>()).prop_map(
+            |[friends, blocks, blocked_by, requested_by, hides, hidden_by]| Relation {
                 friends,
                 blocks,
                 blocked_by,
                 requested_by,
+                hides,
+                hidden_by,
             },
         )
     }
@@ -387,6 +484,122 @@ mod tests {
         assert!(normalize_display_name("   ").is_err());
         assert!(normalize_display_name(&"x".repeat(65)).is_err());
         assert!(normalize_display_name("a\u{0}b").is_err());
+    }
+
+    fn stands(friends: bool, blocks: bool) -> Relation {
+        Relation {
+            friends,
+            blocks,
+            ..Relation::default()
+        }
+    }
+
+    #[test]
+    fn a_blocked_sender_is_refused_only_where_a_stranger_would_be() {
+        use WhoMayMessage::{Anyone, Friends};
+        let cases = [
+            (stands(true, false), Friends, Reach::Delivered),
+            (stands(false, false), Friends, Reach::Refused),
+            (stands(false, false), Anyone, Reach::Delivered),
+            (stands(true, true), Friends, Reach::Withheld),
+            (stands(false, true), Friends, Reach::Refused),
+            (stands(false, true), Anyone, Reach::Withheld),
+        ];
+        for (relation, setting, expected) in cases {
+            assert_eq!(
+                reach(relation, setting),
+                expected,
+                "{relation:?} {setting:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_verdict_says_which_side_hides_the_other() {
+        let relation = Relation {
+            friends: true,
+            hides: true,
+            ..Relation::default()
+        };
+        let verdict = send_verdict(relation, WhoMayMessage::Friends);
+        assert!(verdict.recipient_hides && !verdict.sender_hides);
+    }
+
+    fn contact(friend: u64, remark: &str, hidden: bool, removed: bool) -> Contact {
+        Contact {
+            friend: UserId(friend),
+            remark: remark.into(),
+            tags: vec!["school".into()],
+            since_ms: 1,
+            removed,
+            hidden,
+            version: 7,
+        }
+    }
+
+    #[test]
+    fn a_hidden_friend_is_found_by_exact_remark_name_or_id_only() {
+        let hidden = contact(42, "Bunny", true, false);
+        for query in ["bunny", "bo jones", "42"] {
+            assert!(contact_matches(query, &hidden, "Bo Jones"), "{query}");
+        }
+        for query in ["b", "bun", "bo", "4"] {
+            assert!(!contact_matches(query, &hidden, "Bo Jones"), "{query}");
+        }
+        let visible = contact(42, "Bunny", false, false);
+        for query in ["b", "bun", "bo", "bo jones", "42"] {
+            assert!(contact_matches(query, &visible, "Bo Jones"), "{query}");
+        }
+        assert!(
+            !contact_matches("jones", &visible, "Bo Jones"),
+            "a prefix, not a part"
+        );
+        let gone = contact(42, "", false, true);
+        assert!(!contact_matches("42", &gone, "Bo Jones"), "a former friend");
+        let gone_hidden = contact(42, "", true, true);
+        assert!(contact_matches("42", &gone_hidden, "Bo Jones"));
+        assert!(
+            !contact_matches("", &gone_hidden, "Bo Jones"),
+            "no blank remark"
+        );
+    }
+
+    #[test]
+    fn searches_are_trimmed_lower_cased_and_bounded() {
+        assert_eq!(contact_query("  Bo ").unwrap(), "bo");
+        for bad in ["", "   ", "a\u{0}b"] {
+            assert!(contact_query(bad).is_err(), "{bad:?}");
+        }
+        assert!(contact_query(&"x".repeat(64)).is_ok());
+        assert!(contact_query(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn a_former_friend_still_hidden_may_only_be_unhidden() {
+        let unhide = ContactEdit {
+            hidden: Some(false),
+            ..ContactEdit::default()
+        };
+        let rename = ContactEdit {
+            remark: Some("x".into()),
+            hidden: Some(false),
+            ..ContactEdit::default()
+        };
+        assert!(may_edit_contact(false, true, &unhide).is_ok());
+        assert!(may_edit_contact(false, true, &rename).is_err());
+        assert!(may_edit_contact(false, false, &unhide).is_err());
+        assert!(may_edit_contact(true, false, &rename).is_ok());
+    }
+
+    #[test]
+    fn the_change_feed_carries_a_hidden_friend_as_a_blank_removal() {
+        let change = as_change(contact(42, "Bunny", true, false));
+        assert!(change.removed && change.hidden);
+        assert!(change.remark.is_empty() && change.tags.is_empty());
+        assert_eq!(change.version, 7);
+        let shown = contact(42, "Bunny", false, false);
+        assert_eq!(as_change(shown.clone()), shown);
+        assert!(listed(&shown) && !listed(&contact(42, "", true, false)));
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! The social graph's operations: friend requests, friends with remarks and
-//! tags, the contact list's change feed, blocks, and the privacy settings
-//! that decide who may message whom and who may add whom to a group. Each
-//! validates its input, lets the
-//! store decide with [`crate::policy`] inside its write, and tells the users
-//! concerned on their bus topics ([`ContactEvent`]).
+//! The social graph's operations: friend requests, friends with remarks,
+//! tags and hidden marks, the contact list's change feed and its search,
+//! blocks, and the privacy settings that decide who may message whom and who
+//! may add whom to a group. Each validates its input, lets the store decide
+//! with [`crate::policy`] inside its write, and tells the users concerned on
+//! their bus topics ([`ContactEvent`]; a [`Blocking`] notice to the gateways
+//! for a block).
 
 use std::sync::Arc;
 
@@ -13,16 +14,18 @@ use superapp_kit::bus::SharedBus;
 use superapp_kit::clock::SharedClock;
 use superapp_proto::Topic;
 use superapp_proto::v1::contact_event::Kind;
-use superapp_proto::v1::{BusEnvelope, ContactEvent, Event, bus_envelope, event};
+use superapp_proto::v1::{Blocking, BusEnvelope, ContactEvent, Event, bus_envelope, event};
 
 use crate::SocialError;
 use crate::answers::Answers;
 use crate::config::SocialConfig;
 use crate::model::{
-    Befriended, ContactChanges, FriendRequest, Privacy, UserId, WhoMayAddMe, WhoMayMessage,
+    Befriended, ContactChanges, ContactEdit, FoundContact, FriendRequest, Privacy, SendVerdict,
+    UserId, ViewFilters, WhoMayAddMe, WhoMayMessage,
 };
 use crate::policy::{self, GroupAdd};
 use crate::store::SocialStore;
+use crate::views::Views;
 
 const DEFAULT_CONTACTS_PAGE: u32 = 500;
 const MAX_CONTACTS_PAGE: u32 = 1_000;
@@ -36,9 +39,12 @@ pub struct Settings {
 
 pub struct Social {
     store: Arc<dyn SocialStore>,
-    /// Recent answers of [`may_message`](Self::may_message), asked on every
-    /// one-to-one send.
+    /// Recent answers of [`send_verdict`](Self::send_verdict), asked on
+    /// every one-to-one send.
     answers: Answers,
+    /// Recent [`view_filters`](Self::view_filters), asked on every pull of
+    /// a group and every conversation list.
+    views: Views,
     bus: SharedBus,
     clock: SharedClock,
     config: SocialConfig,
@@ -54,6 +60,7 @@ impl Social {
         Self {
             store,
             answers: Answers::default(),
+            views: Views::default(),
             bus,
             clock,
             config,
@@ -76,9 +83,9 @@ impl Social {
             greeting: greeting.to_string(),
             sent_ms: self.clock.now_ms(),
         };
-        self.answers.forget(&[from, to]);
+        self.forget(&[from, to]);
         let outcome = self.store.send_request(request, self.config.limits()).await;
-        self.answers.forget(&[from, to]);
+        self.forget(&[from, to]);
         let outcome = outcome?;
         Ok(match outcome {
             Befriended::Dropped => Befriended::Requested,
@@ -100,12 +107,12 @@ impl Social {
     /// `owner` accepts `from`'s request; answers `owner`'s contact-list version.
     pub async fn accept(&self, owner: UserId, from: UserId) -> Result<u64, SocialError> {
         let now = self.clock.now_ms();
-        self.answers.forget(&[owner, from]);
+        self.forget(&[owner, from]);
         let accepted = self
             .store
             .accept(owner, from, now, self.config.limits())
             .await;
-        self.answers.forget(&[owner, from]);
+        self.forget(&[owner, from]);
         match accepted? {
             Befriended::Friends {
                 requester_version,
@@ -132,32 +139,53 @@ impl Social {
 
     /// Ends a friendship on both sides; both lists change.
     pub async fn remove(&self, owner: UserId, friend: UserId) -> Result<u64, SocialError> {
-        self.answers.forget(&[owner, friend]);
+        self.forget(&[owner, friend]);
         let removed = self.store.remove_friend(owner, friend).await;
-        self.answers.forget(&[owner, friend]);
+        self.forget(&[owner, friend]);
         let (mine, theirs) = removed?;
         self.tell(owner, Kind::Changed, friend, "", mine);
         self.tell(friend, Kind::Changed, UserId(0), "", theirs);
         Ok(mine)
     }
 
-    /// Sets `owner`'s remark and tags of a friend (None leaves one as it is).
+    /// Sets `owner`'s remark, tags and hidden mark of a friend (None
+    /// leaves a part as it is). Hiding keeps the friend out of the contact
+    /// list and the conversation list on every device of the owner.
     pub async fn set_contact(
         &self,
         owner: UserId,
         friend: UserId,
-        remark: Option<String>,
-        tags: Option<Vec<String>>,
+        edit: ContactEdit,
     ) -> Result<u64, SocialError> {
-        if let Some(remark) = &remark {
+        if let Some(remark) = &edit.remark {
             policy::check_remark(remark)?;
         }
-        if let Some(tags) = &tags {
+        if let Some(tags) = &edit.tags {
             policy::check_tags(tags)?;
         }
-        let version = self.store.set_contact(owner, friend, remark, tags).await?;
+        let hiding = edit.hidden.is_some();
+        if hiding {
+            self.forget(&[owner, friend]);
+        }
+        let version = self.store.set_contact(owner, friend, edit).await;
+        if hiding {
+            self.forget(&[owner, friend]);
+        }
+        let version = version?;
         self.tell(owner, Kind::Changed, friend, "", version);
         Ok(version)
+    }
+
+    /// `owner`'s contacts that `query` finds: visible friends by the start
+    /// of their remark or display name, hidden ones only by their exact
+    /// remark, display name or user id ([`policy::contact_matches`]).
+    pub async fn search(
+        &self,
+        owner: UserId,
+        query: &str,
+    ) -> Result<Vec<FoundContact>, SocialError> {
+        let query = policy::contact_query(query)?;
+        self.store.search_contacts(owner, query).await
     }
 
     /// The changes to `owner`'s contact list after version `since` (from 0:
@@ -175,19 +203,37 @@ impl Social {
         self.store.contact_changes(owner, since, limit).await
     }
 
-    /// `owner` blocks `other`, who is not told.
+    /// `owner` blocks `other`, who is not told. The gateways holding
+    /// `owner`'s sessions stop delivering `other`'s group messages to them.
     pub async fn block(&self, owner: UserId, other: UserId) -> Result<(), SocialError> {
-        self.answers.forget(&[owner, other]);
+        self.forget(&[owner, other]);
         let blocked = self.store.block(owner, other, self.clock.now_ms()).await;
-        self.answers.forget(&[owner, other]);
-        blocked
+        self.forget(&[owner, other]);
+        blocked?;
+        self.notice_blocking(owner, other, true);
+        Ok(())
     }
 
+    /// `owner` no longer blocks `other`; what `other` sent meanwhile stays
+    /// out of `owner`'s view.
     pub async fn unblock(&self, owner: UserId, other: UserId) -> Result<(), SocialError> {
-        self.answers.forget(&[owner, other]);
-        let unblocked = self.store.unblock(owner, other).await;
-        self.answers.forget(&[owner, other]);
-        unblocked
+        self.forget(&[owner, other]);
+        let unblocked = self.store.unblock(owner, other, self.clock.now_ms()).await;
+        self.forget(&[owner, other]);
+        unblocked?;
+        self.notice_blocking(owner, other, false);
+        Ok(())
+    }
+
+    /// What `owner`'s view of chats leaves out: blocks with their times,
+    /// and the friends they hide.
+    pub async fn view_filters(&self, owner: UserId) -> Result<Arc<ViewFilters>, SocialError> {
+        if let Some(filters) = self.views.get(owner) {
+            return Ok(filters);
+        }
+        let mark = self.views.mark();
+        let filters = self.store.view_filters(owner).await?;
+        Ok(self.views.remember(mark, owner, filters))
     }
 
     pub async fn blocked(&self, owner: UserId) -> Result<Vec<UserId>, SocialError> {
@@ -214,27 +260,27 @@ impl Social {
         if who_may_add_me.is_some() {
             chosen.who_may_add_me = who_may_add_me;
         }
-        self.answers.forget(&[user]);
+        self.forget(&[user]);
         let set = self.store.set_privacy(user, chosen).await;
-        self.answers.forget(&[user]);
+        self.forget(&[user]);
         set?;
         Ok(self.effective(chosen))
     }
 
-    /// Whether `recipient` takes a one-to-one message from `sender`
-    /// ([`policy::may_message`]).
-    pub async fn may_message(
+    /// What becomes of a one-to-one message from `sender` to `recipient`
+    /// ([`policy::send_verdict`]).
+    pub async fn send_verdict(
         &self,
         sender: UserId,
         recipient: UserId,
-    ) -> Result<bool, SocialError> {
+    ) -> Result<SendVerdict, SocialError> {
         if let Some(answer) = self.answers.get(sender, recipient) {
             return Ok(answer);
         }
         let mark = self.answers.mark();
         let (relation, chosen) = self.store.message_facts(recipient, sender).await?;
         let settings = self.effective(chosen);
-        let answer = policy::may_message(relation, settings.who_may_message);
+        let answer = policy::send_verdict(relation, settings.who_may_message);
         self.answers.remember(mark, sender, recipient, answer);
         Ok(answer)
     }
@@ -284,10 +330,35 @@ impl Social {
     /// as for a removal.
     pub fn erased(&self, friends: &[(UserId, u64)]) {
         let users: Vec<UserId> = friends.iter().map(|(friend, _)| *friend).collect();
-        self.answers.forget(&users);
+        self.forget(&users);
         for &(friend, version) in friends {
             self.tell(friend, Kind::Changed, UserId(0), "", version);
         }
+    }
+
+    /// Forgets what is remembered about `users`: a write about them begins
+    /// or has ended.
+    fn forget(&self, users: &[UserId]) {
+        self.answers.forget(users);
+        self.views.forget(users);
+    }
+
+    /// Tells the gateways holding `owner`'s sessions that `owner` blocks
+    /// `other` now (or no longer), so group messages are filtered live.
+    /// Published after the write: a message sent after it reaches a gateway
+    /// after the notice (one publisher, one subscriber, in order).
+    fn notice_blocking(&self, owner: UserId, other: UserId, blocked: bool) {
+        let envelope = BusEnvelope {
+            kind: Some(bus_envelope::Kind::Blocking(Blocking {
+                user_id: other.0,
+                blocked,
+            })),
+            origin: 0,
+        };
+        self.bus.publish(
+            &Topic::User(owner).to_string(),
+            Bytes::from(envelope.encode_to_vec()),
+        );
     }
 
     fn effective(&self, chosen: Privacy) -> Settings {

@@ -5,7 +5,8 @@
 //! - [`accounts`]: registration, sessions and tokens, the profile, tickets,
 //!   presence, real-name verification.
 //! - [`groups`]: the group API, and invitations into groups.
-//! - [`social`]: friend requests, contacts, blocks, privacy settings.
+//! - [`social`]: friend requests, contacts, hidden friends and contact
+//!   search, blocks, privacy settings.
 //! - [`security`]: password changes, sessions, deleting and restoring an
 //!   account, users' names.
 //! - [`ErrorBody`]: the body of every non-2xx answer.
@@ -36,8 +37,9 @@ pub use security::{
     UserName, UserNames,
 };
 pub use social::{
-    Blocks, Contact, ContactPage, ContactUpdate, ContactsQuery, ContactsVersion, FriendRequest,
-    FriendRequestSent, FriendRequests, PrivacySettings, SendFriendRequest,
+    Blocks, Contact, ContactPage, ContactSearchQuery, ContactUpdate, ContactsQuery,
+    ContactsVersion, FoundContact, FoundContacts, FriendRequest, FriendRequestSent, FriendRequests,
+    PrivacySettings, SendFriendRequest,
 };
 
 /// `#[serde_as(as = "U64AsString")]` for u64 ids: written as JSON strings,

@@ -1,6 +1,7 @@
 //! The social graph's API: friend requests (`/v1/friend-requests`), the
-//! contact list and its change feed (`/v1/contacts`), blocks
-//! (`/v1/blocks`) and privacy settings (`/v1/me/privacy`). Changes someone
+//! contact list, its change feed and its search (`/v1/contacts`,
+//! `/v1/contacts/search`), hidden friends, blocks (`/v1/blocks`) and
+//! privacy settings (`/v1/me/privacy`). Changes someone
 //! should see arrive live too, as `ContactEvent`s on the WebSocket.
 
 use serde::{Deserialize, Serialize};
@@ -71,7 +72,8 @@ pub struct ContactsQuery {
 }
 
 /// One entry of the change feed: a friend as the caller keeps them, or
-/// (`removed`) the mark that one is gone.
+/// (`removed`) the mark that one is gone from the list: no longer a friend,
+/// or (`hidden` too) a friend the caller hides, sent without remark or tags.
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -83,6 +85,10 @@ pub struct Contact {
     pub tags: Vec<String>,
     pub since_ms: i64,
     pub removed: bool,
+    /// The caller hides this friend ("private mode"): drop it from the list
+    /// shown; it is found by exact search only.
+    #[serde(default)]
+    pub hidden: bool,
     pub version: u64,
 }
 
@@ -105,6 +111,46 @@ pub struct ContactUpdate {
     pub remark: Option<String>,
     /// At most 20 tags, each 1 to 16 characters.
     pub tags: Option<Vec<String>>,
+    /// Hide the friend from the contact list and the conversation list on
+    /// every device (true), or show them again (false). A former friend
+    /// still hidden may be unhidden, nothing else.
+    pub hidden: Option<bool>,
+}
+
+/// `GET /v1/contacts/search` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct ContactSearchQuery {
+    /// 1 to 64 characters: the start of a friend's remark or display name,
+    /// or a user id; a hidden friend only by exact remark, display name or
+    /// user id (case is ignored).
+    #[serde(default)]
+    pub q: String,
+}
+
+/// A contact a search found.
+#[serde_as]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FoundContact {
+    #[serde_as(as = "U64AsString")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub user_id: u64,
+    pub display_name: String,
+    pub remark: String,
+    pub tags: Vec<String>,
+    pub since_ms: i64,
+    pub hidden: bool,
+    /// False for a former friend the caller still hides (who may be unhidden).
+    pub friend: bool,
+}
+
+/// `GET /v1/contacts/search`: at most 50, by display name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FoundContacts {
+    pub contacts: Vec<FoundContact>,
 }
 
 /// `GET /v1/blocks`: whom the caller blocks, most recent first.

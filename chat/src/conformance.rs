@@ -25,6 +25,9 @@
 //! - [`departures`]: a user whose account is erased leaves every group; the
 //!   groups they own go to the first admin, else the first member, or are
 //!   dissolved when they were alone.
+//! - [`views_match_the_model`]: conversation lists and read marks as users
+//!   see them through their views (withheld messages, blocks with their
+//!   times, hidden friends), against a model filtering every message.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -37,8 +40,8 @@ use rand::{Rng as _, SeedableRng as _};
 use crate::ChatError;
 use crate::model::{
     Appended, Asked, ConversationId, Departure, Fence, GroupId, GroupInfo, GroupInvitation,
-    GroupLimits, GroupUpdate, InboxCursor, JoinRequest, MemberChange, MemberInfo, Mentions,
-    NewGroup, NewGroupMessage, NewMessage, Removal, Role, UserId,
+    GroupLimits, GroupUpdate, InboxCursor, InboxEntry, JoinRequest, MemberChange, MemberInfo,
+    Mentions, NewGroup, NewGroupMessage, NewMessage, Removal, Role, UserId, View,
 };
 use crate::policy::{self, Admission, INVITATION_TTL_MS, MAX_MEMBERS};
 use crate::store::{ChatStorage, ChatStore, GroupStore, StoreError};
@@ -57,7 +60,19 @@ fn message(sender: u64, peer: u64, cmid: &str, t: i64) -> NewMessage {
         server_time_ms: t,
         body: b"x".to_vec(),
         fence: None,
+        withheld: false,
     }
+}
+
+/// A page of `user`'s conversation list, for a user whose view filters nothing.
+async fn list(
+    store: &(impl ChatStore + ?Sized),
+    user: UserId,
+    cursor: Option<InboxCursor>,
+    limit: u32,
+) -> Vec<InboxEntry> {
+    let page = store.inbox(user, cursor, limit, Arc::default()).await;
+    page.unwrap().entries
 }
 
 /// A message from `sender` to `peer` in their one-to-one conversation.
@@ -100,7 +115,7 @@ pub async fn chat_store(store: &dyn ChatStore) {
     );
 
     // The inbox lists by last activity with exact unread counts.
-    let inbox = store.inbox(UserId(1), None, 10).await.unwrap();
+    let inbox = list(store, UserId(1), None, 10).await;
     let ids: Vec<_> = inbox.iter().map(|e| e.conversation).collect();
     assert_eq!(ids, [direct(1, 2), direct(1, 3)]);
     assert_eq!(
@@ -115,8 +130,10 @@ pub async fn chat_store(store: &dyn ChatStore) {
                 conversation: inbox[0].conversation,
             }),
             10,
+            Arc::default(),
         )
         .await
+        .map(|page| page.entries)
         .unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].conversation, direct(1, 3));
@@ -143,7 +160,7 @@ pub async fn chat_store(store: &dyn ChatStore) {
             .unwrap(),
         None
     );
-    let inbox = store.inbox(UserId(2), None, 10).await.unwrap();
+    let inbox = list(store, UserId(2), None, 10).await;
     assert_eq!((inbox[0].peer_read_seq, inbox[0].unread), (3, 0));
 
     assert_eq!(
@@ -158,7 +175,7 @@ pub async fn chat_store(store: &dyn ChatStore) {
 /// on every device. A newcomer to a group has nothing unread from before.
 pub async fn unread_counts(store: &dyn ChatStorage) {
     let unread = |user: u64| async move {
-        let inbox = store.inbox(UserId(user), None, 10).await.unwrap();
+        let inbox = list(store, UserId(user), None, 10).await;
         inbox
             .iter()
             .map(|e| (e.conversation.to_string(), e.unread))
@@ -1697,4 +1714,277 @@ pub async fn departures(store: &dyn ChatStorage) {
         .map(|(m, name)| (m.user, name))
         .collect();
     assert!(kept.contains(&(u(1), None)), "{kept:?}");
+}
+
+// ---- Views: what a user's own list and read marks leave out -----------------
+
+/// A message as the views model keeps it.
+#[derive(Debug, Clone)]
+struct Modelled {
+    seq: u64,
+    sender: UserId,
+    sent_ms: i64,
+    hidden_from: Option<UserId>,
+    mentions: Mentions,
+}
+
+/// Conversations as the views model keeps them: their messages, their last
+/// activity, and each member's read mark (and, in the group, joined seq).
+#[derive(Debug, Default)]
+struct ViewsModel {
+    messages: BTreeMap<ConversationId, Vec<Modelled>>,
+    activity: BTreeMap<ConversationId, i64>,
+    marks: BTreeMap<(ConversationId, UserId), u64>,
+}
+
+impl ViewsModel {
+    /// Whether `viewer` sees `m`, written again plainly: not withheld from
+    /// them; in the group, not sent while they blocked its sender.
+    fn sees(viewer: UserId, view: &View, group: bool, m: &Modelled) -> bool {
+        let blocked = group
+            && view.blocked.get(&m.sender).is_some_and(|spans| {
+                spans
+                    .iter()
+                    .any(|s| s.from_ms <= m.sent_ms && m.sent_ms < s.until_ms)
+            });
+        m.hidden_from != Some(viewer) && !blocked
+    }
+
+    /// The last message of `conversation` that `viewer` sees after `after`.
+    fn last_seen(
+        &self,
+        viewer: UserId,
+        view: &View,
+        conversation: ConversationId,
+        after: u64,
+    ) -> Option<&Modelled> {
+        let group = conversation.group().is_some();
+        self.messages[&conversation]
+            .iter()
+            .rfind(|m| m.seq > after && Self::sees(viewer, view, group, m))
+    }
+
+    /// What `viewer`'s list should say, most recent activity first.
+    fn list(&self, viewer: UserId, view: &View, people: &[UserId]) -> Vec<InboxEntry> {
+        let mut entries = Vec::new();
+        for (&conversation, messages) in &self.messages {
+            let Some(&read) = self.marks.get(&(conversation, viewer)) else {
+                continue;
+            };
+            let group = conversation.group().is_some();
+            let peer = conversation.peer_of(viewer);
+            if peer.is_some_and(|p| view.hidden.contains(&p)) || (!group && messages.is_empty()) {
+                continue;
+            }
+            // Everyone is in the group from its creation, before any message.
+            let joined = 0;
+            let activity = self.activity[&conversation];
+            let (last_seq, last_ms) = match self.last_seen(viewer, view, conversation, joined) {
+                Some(m) => (m.seq, m.sent_ms),
+                None if group => (joined, activity),
+                None => continue,
+            };
+            let unseen = messages.iter().filter(|m| {
+                m.seq > read && m.sender != viewer && Self::sees(viewer, view, group, m)
+            });
+            let unread = unseen.clone().count() as u64;
+            let mentioned = unseen.clone().any(|m| m.mentions.mentions(viewer));
+            let peer_read_seq = peer.map_or(0, |p| self.marks[&(conversation, p)]);
+            entries.push(InboxEntry {
+                conversation,
+                peer,
+                last_seq,
+                read_seq: read.min(last_seq),
+                peer_read_seq,
+                unread,
+                last_activity_ms: last_ms,
+                group: group.then(|| crate::model::GroupSummary {
+                    group: GroupId(1),
+                    name: "g".into(),
+                    member_count: people.len() as u32,
+                }),
+                mentioned,
+            });
+        }
+        // Ordered by the conversation's own activity, shared by its members.
+        entries.sort_by_key(|e| {
+            std::cmp::Reverse((self.activity[&e.conversation], e.conversation.to_string()))
+        });
+        entries
+    }
+
+    /// Where `viewer`'s read mark of `conversation` stops: the last message
+    /// of a one-to-one conversation not withheld from them; the last of the group.
+    fn read_cap(&self, viewer: UserId, conversation: ConversationId) -> u64 {
+        let messages = &self.messages[&conversation];
+        match conversation.group() {
+            Some(_) => messages.last().map_or(0, |m| m.seq),
+            None => (messages.iter())
+                .rfind(|m| m.hidden_from != Some(viewer))
+                .map_or(0, |m| m.seq),
+        }
+    }
+}
+
+/// A view of random blocks (some still on, some ended) over times up to
+/// `horizon`, and random hidden peers.
+fn random_view(rng: &mut StdRng, me: UserId, people: &[UserId], horizon: i64) -> View {
+    let mut view = View::default();
+    for &other in people.iter().filter(|&&p| p != me) {
+        if rng.random_bool(0.4) {
+            let mut spans = Vec::new();
+            for _ in 0..rng.random_range(1..=2) {
+                let from_ms = rng.random_range(0..horizon);
+                let until_ms = match rng.random_bool(0.5) {
+                    true => i64::MAX,
+                    false => rng.random_range(from_ms..=horizon),
+                };
+                spans.push(crate::model::Span { from_ms, until_ms });
+            }
+            view.blocked.insert(other, spans);
+        }
+        if rng.random_bool(0.25) {
+            view.hidden.insert(other);
+        }
+    }
+    view
+}
+
+/// Random one-to-one messages (some withheld from their recipient), group
+/// messages with mentions, and read marks among five users in one group;
+/// then, for views drawn at random (blocks with their times, hidden peers),
+/// every user's conversation list, read whole and in pages of two, says
+/// what a model that filters every message in memory says: which
+/// conversations are listed, in which order, with which last message,
+/// unread count and mention; and read marks stop where the model says.
+pub async fn views_match_the_model(store: &dyn ChatStorage, seed: u64) {
+    let people = users(1..6);
+    create(store, 1, users(2..6)).await;
+    let group = ConversationId::Group(GroupId(1));
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut model = ViewsModel::default();
+    model.messages.insert(group, Vec::new());
+    model.activity.insert(group, 1);
+    for &p in &people {
+        model.marks.insert((group, p), 0);
+    }
+    let mut t = 10;
+    for step in 0..300 {
+        t += 1;
+        let sender = people[rng.random_range(0..people.len())];
+        let cmid = format!("m{step}");
+        match rng.random_range(0..10) {
+            0..=3 => {
+                let peer = loop {
+                    let p = people[rng.random_range(0..people.len())];
+                    if p != sender {
+                        break p;
+                    }
+                };
+                let withheld = rng.random_bool(0.4);
+                let conversation = ConversationId::direct(sender, peer).unwrap();
+                let appended = store
+                    .append(NewMessage {
+                        withheld,
+                        ..message(sender.0, peer.0, &cmid, t)
+                    })
+                    .await
+                    .unwrap();
+                let messages = model.messages.entry(conversation).or_default();
+                assert_eq!(appended.seq, messages.len() as u64 + 1);
+                messages.push(Modelled {
+                    seq: appended.seq,
+                    sender,
+                    sent_ms: t,
+                    hidden_from: withheld.then_some(peer),
+                    mentions: Mentions::default(),
+                });
+                model.activity.insert(conversation, t);
+                model.marks.entry((conversation, peer)).or_insert(0);
+                model.marks.insert((conversation, sender), appended.seq);
+            }
+            4..=7 => {
+                let mentions = Mentions {
+                    all: sender == UserId(1) && rng.random_bool(0.2),
+                    users: match rng.random_bool(0.3) {
+                        true => vec![people[rng.random_range(0..people.len())]],
+                        false => Vec::new(),
+                    },
+                };
+                let appended = store
+                    .append_group(group_message(sender.0, &cmid, t, mentions))
+                    .await
+                    .unwrap();
+                model.messages.get_mut(&group).unwrap().push(Modelled {
+                    seq: appended.seq,
+                    sender,
+                    sent_ms: t,
+                    hidden_from: None,
+                    mentions: appended.mentions,
+                });
+                model.activity.insert(group, t);
+                model.marks.insert((group, sender), appended.seq);
+            }
+            _ => {
+                let conversations: Vec<ConversationId> = (model.marks.keys())
+                    .filter(|(_, u)| *u == sender)
+                    .map(|(c, _)| *c)
+                    .collect();
+                let conversation = conversations[rng.random_range(0..conversations.len())];
+                let last = model.messages[&conversation].len() as u64;
+                let seq = rng.random_range(0..=last + 1);
+                let cap = model.read_cap(sender, conversation);
+                let mark = model.marks.get_mut(&(conversation, sender)).unwrap();
+                *mark = (*mark).max(seq.min(cap));
+                let expected = *mark;
+                let got = store.mark_read(sender, conversation, seq, None).await;
+                assert_eq!(
+                    got.unwrap(),
+                    Some(expected),
+                    "step {step}: {sender:?} marks {conversation} read at {seq}"
+                );
+            }
+        }
+    }
+    // Lists that a view changed, so the check is not vacuous.
+    let mut changed = 0;
+    for round in 0..6 {
+        for &viewer in &people {
+            let view = match round {
+                0 => View::default(),
+                _ => random_view(&mut rng, viewer, &people, t),
+            };
+            let expected = model.list(viewer, &view, &people);
+            if expected != model.list(viewer, &View::default(), &people) {
+                changed += 1;
+            }
+            let view = Arc::new(view);
+            let whole = store.inbox(viewer, None, 100, view.clone()).await.unwrap();
+            assert_eq!(whole.next, None);
+            assert_eq!(
+                whole.entries, expected,
+                "round {round}: the list of {viewer:?} through {view:?}"
+            );
+            let mut paged = Vec::new();
+            let mut cursor = None;
+            loop {
+                let page = store.inbox(viewer, cursor, 2, view.clone()).await.unwrap();
+                assert!(page.entries.len() <= 2);
+                paged.extend(page.entries);
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(paged, expected, "round {round}: {viewer:?}'s list in pages");
+        }
+    }
+    assert!(changed > 10, "views changed only {changed} lists");
+    // Pulls read every message with whom it was withheld from.
+    for (&conversation, messages) in &model.messages {
+        let stored = store.messages_after(conversation, 0, 1_000).await.unwrap();
+        let withheld: Vec<_> = stored.iter().map(|m| m.hidden_from).collect();
+        let modelled: Vec<_> = messages.iter().map(|m| m.hidden_from).collect();
+        assert_eq!(withheld, modelled, "{conversation}");
+    }
 }

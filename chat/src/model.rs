@@ -1,6 +1,8 @@
 //! The chat room's types: ids, messages, conversations as listed, groups and
 //! their members. No I/O.
 
+use std::collections::{HashMap, HashSet};
+
 pub use superapp_kit::store::Fence;
 pub use superapp_proto::ids::{ConversationId, GroupId, UserId};
 
@@ -45,6 +47,10 @@ pub struct NewMessage {
     pub body: Vec<u8>,
     /// The writer's lease, checked by the store in the write.
     pub fence: Option<Fence>,
+    /// Kept from the recipient for good: stored and shown to the sender,
+    /// never delivered to the recipient nor synced by them (they blocked
+    /// the sender when it was sent).
+    pub withheld: bool,
 }
 
 /// A group message to append once the sender's rights are checked.
@@ -72,6 +78,8 @@ pub struct StoredMessage {
     pub client_msg_id: String,
     pub body: Vec<u8>,
     pub mentions: Mentions,
+    /// The member this one-to-one message was withheld from.
+    pub hidden_from: Option<UserId>,
 }
 
 /// The durable outcome of a send: what its ack says.
@@ -112,12 +120,77 @@ pub struct InboxEntry {
     pub mentioned: bool,
 }
 
+/// A page of a user's conversation list as they see it, and where the next
+/// page starts (None after the last). A page may hold fewer entries than
+/// asked for (some were left out of the user's view) and still have a next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxPage {
+    pub entries: Vec<InboxEntry>,
+    pub next: Option<InboxCursor>,
+}
+
 /// Where a page of the conversation list ends: the last entry's activity
 /// time and conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxCursor {
     pub last_activity_ms: i64,
     pub conversation: ConversationId,
+}
+
+/// A time in which a user blocked a sender: from `from_ms` (included) until
+/// `until_ms` (excluded; `i64::MAX` while the block lasts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub from_ms: i64,
+    pub until_ms: i64,
+}
+
+/// What one user's view of chats leaves out, as the social graph says
+/// ([`crate::ports::Directory::view`]): group messages sent while the user
+/// blocked their sender, and the one-to-one conversations of the friends
+/// the user hides. Empty for most users, and then nothing is filtered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    /// By sender: the times the user blocked them, now and before.
+    pub blocked: HashMap<UserId, Vec<Span>>,
+    /// Peers whose one-to-one conversations are left out of the list.
+    pub hidden: HashSet<UserId>,
+}
+
+impl View {
+    pub fn is_empty(&self) -> bool {
+        self.blocked.is_empty() && self.hidden.is_empty()
+    }
+}
+
+/// What becomes of a one-to-one message, as the social graph decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Delivered,
+    /// Stored and shown to the sender; never delivered to the recipient.
+    Withheld,
+    /// `message_refused`: nothing is stored.
+    Refused,
+}
+
+/// The social graph's answer for a one-to-one send
+/// ([`crate::ports::Directory::send_verdict`]): what becomes of the
+/// message, and whether each side hides the other (their live copies are
+/// marked `hidden`, to be kept out of the conversation list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendVerdict {
+    pub reach: Reach,
+    pub recipient_hides: bool,
+    pub sender_hides: bool,
+}
+
+impl SendVerdict {
+    /// Delivered, nobody hiding anybody.
+    pub const DELIVERED: Self = Self {
+        reach: Reach::Delivered,
+        recipient_hides: false,
+        sender_hides: false,
+    };
 }
 
 /// A member's standing in a group, in rank order.

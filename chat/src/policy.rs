@@ -8,10 +8,14 @@
 //! admins run the group and are not held by mute-all, slow mode or approval
 //! of invitations; a mute of one member holds anyone.
 
+use std::collections::HashSet;
+
 use superapp_proto::v1::{MessageBody, message_body};
 
 use crate::ChatError;
-use crate::model::{GroupInfo, MemberChange, MemberInfo, Mentions, Removal, Role, UserId};
+use crate::model::{
+    GroupInfo, MemberChange, MemberInfo, Mentions, Removal, Role, StoredMessage, UserId, View,
+};
 
 /// At most this many members in a group.
 pub const MAX_MEMBERS: u32 = 6_000;
@@ -58,6 +62,90 @@ pub fn page_cut(sizes: impl IntoIterator<Item = usize>) -> Option<usize> {
             bytes > MAX_PAGE_BODY_BYTES
         })
         .map(|cut| cut.max(1))
+}
+
+// ---- What a user's view leaves out ---------------------------------------
+
+/// Pulls of a conversation with messages hidden from the caller read on
+/// past them, up to this many rows, to fill the page; past it the page says
+/// how far it got (`through_seq`).
+pub const MAX_PULL_SCAN: usize = 5_000;
+
+/// Whether the viewer blocked `sender` when they sent at `sent_ms`.
+pub fn blocked_at(view: &View, sender: UserId, sent_ms: i64) -> bool {
+    view.blocked.get(&sender).is_some_and(|spans| {
+        spans
+            .iter()
+            .any(|s| s.from_ms <= sent_ms && sent_ms < s.until_ms)
+    })
+}
+
+/// Whether the viewer sees a message, by its facts: never one withheld from
+/// them (a one-to-one message sent while they blocked its sender, decided
+/// when it was sent); never a group message sent while they blocked its
+/// sender, decided by the times of their blocks, so that every device and
+/// every later pull sees the same whatever was unblocked since. What the
+/// sender sent before or after a block is seen.
+pub fn shows_facts(
+    viewer: UserId,
+    view: &View,
+    group: bool,
+    sender: UserId,
+    sent_ms: i64,
+    hidden_from: Option<UserId>,
+) -> bool {
+    hidden_from != Some(viewer) && !(group && blocked_at(view, sender, sent_ms))
+}
+
+/// [`shows_facts`] of a stored message.
+pub fn shows(viewer: UserId, view: &View, message: &StoredMessage) -> bool {
+    shows_facts(
+        viewer,
+        view,
+        message.conversation.group().is_some(),
+        message.sender,
+        message.server_time_ms,
+        message.hidden_from,
+    )
+}
+
+/// Whether a gateway delivers a group message from `sender` live to a
+/// member who blocks `blocked` now: the live face of [`shows`], judged at
+/// delivery, which is the moment the message was sent. Costs one test of
+/// an empty set for a member who blocks nobody.
+pub fn delivered_live(blocked: &HashSet<UserId>, sender: UserId) -> bool {
+    blocked.is_empty() || !blocked.contains(&sender)
+}
+
+/// What a one-to-one member's row keeps of the messages withheld from them,
+/// written only when one is: how many, the seq of the last, and the last
+/// message they see before the run of withheld ones that ends there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Withheld {
+    pub count: u64,
+    pub last: u64,
+    pub shown_seq: u64,
+    pub shown_ms: i64,
+}
+
+/// The seq and time of the last message a member sees in a one-to-one
+/// conversation whose last message is `last_seq` at `last_ms`: that one,
+/// unless it was withheld from them, then the last before the run of
+/// withheld ones; None when they see none at all. A member's read mark
+/// stops there, so the sender never sees a withheld message read.
+pub fn last_shown(last_seq: u64, last_ms: i64, withheld: &Withheld) -> Option<(u64, i64)> {
+    let shown = if withheld.count == 0 || withheld.last < last_seq {
+        (last_seq, last_ms)
+    } else {
+        (withheld.shown_seq, withheld.shown_ms)
+    };
+    (shown.0 > 0 || withheld.count == 0).then_some(shown)
+}
+
+/// Whether a conversation is in the viewer's list: not the one-to-one
+/// conversation of someone they hide ("private mode").
+pub fn listed(view: &View, peer: Option<UserId>) -> bool {
+    peer.is_none_or(|peer| !view.hidden.contains(&peer))
 }
 
 // ---- Input limits --------------------------------------------------------

@@ -1,8 +1,10 @@
 //! What chat needs from other rooms, as small traits the binary wires.
 
+use std::sync::Arc;
+
 use superapp_kit::BoxFuture;
 
-use crate::model::{Addition, UserId};
+use crate::model::{Addition, SendVerdict, UserId, View};
 
 /// Answers who exists and what they are called (the account room implements it).
 pub trait Directory: Send + Sync + 'static {
@@ -22,11 +24,24 @@ pub trait Directory: Send + Sync + 'static {
         &self,
         users: Vec<UserId>,
     ) -> BoxFuture<'_, Result<Vec<(UserId, String)>, String>>;
-    /// Whether `recipient` takes a one-to-one message from `sender` (the
-    /// social graph decides: blocks, and whom the recipient takes messages
-    /// from). A refusal answers the send `message_refused` and stores nothing.
-    fn may_message(&self, sender: UserId, recipient: UserId)
-    -> BoxFuture<'_, Result<bool, String>>;
+    /// What becomes of a one-to-one message from `sender` to `recipient`
+    /// (the social graph decides: whom the recipient takes messages from,
+    /// blocks, hidden friends). A refusal answers the send
+    /// `message_refused` and stores nothing; a withheld message is stored
+    /// and acknowledged, and never reaches the recipient.
+    fn send_verdict(
+        &self,
+        sender: UserId,
+        recipient: UserId,
+    ) -> BoxFuture<'_, Result<SendVerdict, String>>;
+    /// What `viewer`'s view of chats leaves out (blocks with their times,
+    /// hidden friends), asked for every conversation list and every pull
+    /// of a group, so the answer should cost no store read in the common
+    /// case. By default nothing.
+    fn view(&self, viewer: UserId) -> BoxFuture<'_, Result<Arc<View>, String>> {
+        let _ = viewer;
+        Box::pin(async { Ok(Arc::default()) })
+    }
     /// How `inviter` may bring each of `invitees` into a group, in their
     /// order, answered for all of them at once (a group may be created with
     /// thousands): the social graph decides whom the inviter adds directly,

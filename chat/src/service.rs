@@ -21,7 +21,7 @@ use superapp_proto::v1::{
 use crate::ChatError;
 use crate::model::{
     Appended, ConversationId, GroupId, InboxCursor, InboxEntry, Mentions, NewGroupMessage,
-    NewMessage, Origin, StoredMessage, UserId,
+    NewMessage, Origin, Reach, SendVerdict, StoredMessage, UserId, View,
 };
 use crate::policy;
 use crate::ports::Directory;
@@ -87,7 +87,9 @@ impl Chat {
 
     /// Validates, appends durably, and only then publishes the message to the
     /// recipient and to the sender's other devices: not to the connection it
-    /// came from (`origin`), whose copy is the ack.
+    /// came from (`origin`), whose copy is the ack. A message withheld from
+    /// its recipient (who blocks the sender) is acknowledged and published
+    /// to the sender's devices alone, as if delivered.
     #[tracing::instrument(skip_all, fields(sender = sender.0))]
     pub async fn send(
         &self,
@@ -107,7 +109,8 @@ impl Chat {
                 .await;
         }
         let recipient = Some(UserId(request.to_user)).filter(|u| u.0 != 0);
-        let (conversation, peer) = self.resolve(sender, named, recipient).await?;
+        let (conversation, peer, verdict) = self.resolve(sender, named, recipient).await?;
+        let withheld = verdict.reach == Reach::Withheld;
         let started = std::time::Instant::now();
         let appended = self
             .store
@@ -120,14 +123,49 @@ impl Chat {
                 server_time_ms: self.clock.now_ms(),
                 body: body.encode_to_vec(),
                 fence: origin.fence,
+                withheld,
             })
             .await?;
         self.append_seconds.observe(started.elapsed().as_secs_f64());
         if let Some(message) = self.stored(&appended, sender, request, body) {
-            let kind = event::Kind::Message(message);
-            self.publish_to_users(&[peer, sender], origin.connection, kind);
+            self.publish_direct(message, sender, peer, verdict, origin.connection);
         }
         Ok(ack_of(appended))
+    }
+
+    /// Publishes a new one-to-one message to the recipient (unless it is
+    /// withheld from them) and to the sender's other devices, each copy
+    /// marked `hidden` when its side hides the other. Encoded once when
+    /// both copies are alike, as nearly always.
+    fn publish_direct(
+        &self,
+        message: Message,
+        sender: UserId,
+        peer: UserId,
+        verdict: SendVerdict,
+        origin: u64,
+    ) {
+        let withheld = verdict.reach == Reach::Withheld;
+        if !withheld && verdict.recipient_hides == verdict.sender_hides {
+            let kind = event::Kind::Message(Message {
+                hidden: verdict.sender_hides,
+                ..message
+            });
+            self.publish_to_users(&[peer, sender], origin, kind);
+            return;
+        }
+        if !withheld {
+            let theirs = Message {
+                hidden: verdict.recipient_hides,
+                ..message.clone()
+            };
+            self.publish_to_users(&[peer], origin, event::Kind::Message(theirs));
+        }
+        let mine = Message {
+            hidden: verdict.sender_hides,
+            ..message
+        };
+        self.publish_to_users(&[sender], origin, event::Kind::Message(mine));
     }
 
     /// A group message is stored once and published once, on the group's topic.
@@ -193,6 +231,7 @@ impl Chat {
             client_msg_id: request.client_msg_id,
             body: Vec::new(),
             mentions: appended.mentions.clone(),
+            hidden_from: None,
         };
         Some(message(stored, Some(body)))
     }
@@ -203,7 +242,9 @@ impl Chat {
         Ok(self.store.fence_mark(shard).await?)
     }
 
-    /// The caller's conversations, most recent activity first.
+    /// The caller's conversations, most recent activity first, as the
+    /// caller sees them: without the conversations of the friends they
+    /// hide, and with the last message and unread count of what they see.
     pub async fn conversations(
         &self,
         user: UserId,
@@ -215,20 +256,27 @@ impl Chat {
             n => n.min(MAX_CONVERSATIONS),
         };
         let cursor = parse_cursor(cursor)?;
-        let entries = self.store.inbox(user, cursor, limit).await?;
-        let next_cursor = match entries.last() {
-            Some(last) if entries.len() == limit as usize => {
-                format!("{}:{}", last.last_activity_ms, last.conversation)
-            }
-            _ => String::new(),
-        };
+        let view = self.view(user).await?;
+        let page = self.store.inbox(user, cursor, limit, view).await?;
+        let next_cursor = page.next.map_or_else(String::new, |next| {
+            format!("{}:{}", next.last_activity_ms, next.conversation)
+        });
         Ok(ConversationPage {
-            conversations: entries.into_iter().map(conversation_of).collect(),
+            conversations: page.entries.into_iter().map(conversation_of).collect(),
             next_cursor,
         })
     }
 
-    /// Messages after `after_seq`, ascending; `has_more` says whether to pull again.
+    /// What `user`'s view leaves out, from the social graph.
+    async fn view(&self, user: UserId) -> Result<Arc<View>, ChatError> {
+        self.directory
+            .view(user)
+            .await
+            .map_err(ChatError::Dependency)
+    }
+
+    /// Messages after `after_seq` that the caller sees, ascending;
+    /// `has_more` says whether to pull again, `through_seq` from where.
     pub async fn pull(
         &self,
         user: UserId,
@@ -244,24 +292,31 @@ impl Chat {
             0 => DEFAULT_PAGE.min(self.max_pull_page),
             n => n.min(self.max_pull_page),
         };
-        // One extra row tells whether another page follows, without a count.
-        let mut rows = self
-            .store
-            .messages_after(conversation, after_seq, limit.saturating_add(1))
+        // A one-to-one message carries whom it was withheld from; a group's
+        // are filtered by the times of the caller's blocks.
+        let view = match group {
+            Some(_) => self.view(user).await?,
+            None => nothing_hidden(),
+        };
+        let mut read = self
+            .read_seen(user, &view, conversation, after_seq, limit)
             .await?;
-        let mut rejoined = false;
         if let Some(group) = group {
             // Asked again after reading: whoever was removed meanwhile gets
             // nothing, and whoever left and rejoined only their new span.
             let joined_seq = self.group(group, user).await?.1.joined_seq;
-            let read = rows.len();
-            rows.retain(|m| m.seq > joined_seq);
+            let before = read.shown.len();
+            read.shown.retain(|m| m.seq > joined_seq);
             // What was dropped was counted against the page: more may follow.
-            rejoined = rows.len() < read;
+            if read.shown.len() < before {
+                read.more = true;
+                read.through = read.through.max(joined_seq);
+            }
         }
-        let mut has_more = rejoined || rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let mut messages: Vec<Message> = rows.into_iter().map(message_of).collect();
+        let seen = read.shown.len();
+        let mut has_more = read.more || seen > limit as usize;
+        read.shown.truncate(limit as usize);
+        let mut messages: Vec<Message> = read.shown.into_iter().map(message_of).collect();
         let sizes = messages
             .iter()
             .map(|m| m.body.as_ref().map_or(0, policy::content_bytes));
@@ -269,11 +324,65 @@ impl Chat {
             messages.truncate(cut);
             has_more = true;
         }
+        // A page that returns all it kept accounts for every row read,
+        // those passed over included; one cut short, up to its last message.
+        let through_seq = match messages.last() {
+            Some(last) if messages.len() < seen => last.seq,
+            _ => read.through,
+        };
         Ok(MessagePage {
             conversation_id: conversation.to_string(),
             messages,
             has_more,
+            through_seq: through_seq.max(after_seq),
         })
+    }
+
+    /// Reads the conversation after `after_seq` and keeps what `user` sees
+    /// ([`policy::shows`]), reading on past what they do not see until it
+    /// holds more than `limit`, the conversation ends, or
+    /// [`policy::MAX_PULL_SCAN`] rows were read. One read of `limit + 1`
+    /// rows, as ever, when nothing is filtered.
+    async fn read_seen(
+        &self,
+        user: UserId,
+        view: &View,
+        conversation: ConversationId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<SeenRead, ChatError> {
+        let batch = limit.saturating_add(1);
+        let mut read = SeenRead {
+            shown: Vec::new(),
+            through: after_seq,
+            more: false,
+        };
+        let mut scanned = 0;
+        loop {
+            let rows = self
+                .store
+                .messages_after(conversation, read.through, batch)
+                .await?;
+            let ended = rows.len() < batch as usize;
+            scanned += rows.len();
+            for row in rows {
+                read.through = row.seq;
+                if policy::shows(user, view, &row) {
+                    read.shown.push(row);
+                }
+            }
+            if read.shown.len() > limit as usize {
+                break;
+            }
+            if ended {
+                break;
+            }
+            if scanned >= policy::MAX_PULL_SCAN {
+                read.more = true;
+                break;
+            }
+        }
+        Ok(read)
     }
 
     /// Moves the read mark forward and tells the reader's other devices and,
@@ -308,14 +417,15 @@ impl Chat {
         })
     }
 
-    /// The one-to-one conversation a send goes to, and the peer: named, or
-    /// to be made with `recipient`, who must exist.
+    /// The one-to-one conversation a send goes to, the peer, and what the
+    /// social graph says becomes of the message: named, or to be made with
+    /// `recipient`, who must exist.
     async fn resolve(
         &self,
         sender: UserId,
         named: Option<ConversationId>,
         recipient: Option<UserId>,
-    ) -> Result<(ConversationId, UserId), ChatError> {
+    ) -> Result<(ConversationId, UserId, SendVerdict), ChatError> {
         let (conversation, peer) = match named {
             None => {
                 let peer = recipient.ok_or(ChatError::UnknownRecipient)?;
@@ -346,14 +456,14 @@ impl Chat {
                 Some(_) => ChatError::UnknownConversation,
             });
         }
-        let allowed = (self.directory)
-            .may_message(sender, peer)
+        let verdict = (self.directory)
+            .send_verdict(sender, peer)
             .await
             .map_err(ChatError::Dependency)?;
-        if !allowed {
+        if verdict.reach == Reach::Refused {
             return Err(ChatError::MessageRefused);
         }
-        Ok((conversation, peer))
+        Ok((conversation, peer, verdict))
     }
 
     /// The conversation named on the wire, if `user` is in it. Membership of
@@ -397,6 +507,22 @@ impl Chat {
     fn publish(&self, topic: Topic, kind: bus_envelope::Kind, origin: u64) {
         self.bus.publish(&topic.to_string(), envelope(kind, origin));
     }
+}
+
+/// The view of someone whose view filters nothing, shared.
+fn nothing_hidden() -> Arc<View> {
+    static EMPTY: std::sync::OnceLock<Arc<View>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Arc::default).clone()
+}
+
+/// What [`Chat::read_seen`] read: the messages the caller sees, and the
+/// seq up to which it read.
+struct SeenRead {
+    shown: Vec<StoredMessage>,
+    /// The last seq read (the seq read after, when nothing was).
+    through: u64,
+    /// It stopped at the scan's bound with more left to read.
+    more: bool,
 }
 
 fn envelope(kind: bus_envelope::Kind, origin: u64) -> Bytes {
@@ -465,12 +591,27 @@ fn message(m: StoredMessage, body: Option<MessageBody>) -> Message {
         mention_all: m.mentions.all,
         mentions: m.mentions.users.iter().map(|u| u.0).collect(),
         body,
+        hidden: false,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng as _};
+    use superapp_kit::BoxFuture;
+    use superapp_kit::bus::{Bus as _, BusMessage, InProcessBus};
+    use superapp_kit::clock::ManualClock;
+    use superapp_kit::metrics::Registry;
+    use superapp_proto::v1::message_body::Content;
+
     use super::*;
+    use crate::model::{NewGroup, Span};
+    use crate::store::GroupStore as _;
+    use crate::{Directory, SqliteChatStore};
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
@@ -485,5 +626,323 @@ mod tests {
         for bad in ["x:d.1.2", "12", "12:", "12:d.2.1", "12:g."] {
             assert!(parse_cursor(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The social graph as chat sees it: everyone exists; one verdict for
+    /// every send; each user's view as the test sets it.
+    #[derive(Default)]
+    struct Graph {
+        verdict: Mutex<Option<SendVerdict>>,
+        views: Mutex<HashMap<UserId, Arc<View>>>,
+    }
+
+    impl Directory for Graph {
+        fn user_exists(&self, _: UserId) -> BoxFuture<'_, Result<bool, String>> {
+            Box::pin(async { Ok(true) })
+        }
+
+        fn display_names(
+            &self,
+            users: Vec<UserId>,
+        ) -> BoxFuture<'_, Result<Vec<(UserId, String)>, String>> {
+            let named = users.into_iter().map(|u| (u, u.to_string())).collect();
+            Box::pin(async move { Ok(named) })
+        }
+
+        fn send_verdict(&self, _: UserId, _: UserId) -> BoxFuture<'_, Result<SendVerdict, String>> {
+            let verdict = self
+                .verdict
+                .lock()
+                .unwrap()
+                .unwrap_or(SendVerdict::DELIVERED);
+            Box::pin(async move { Ok(verdict) })
+        }
+
+        fn view(&self, viewer: UserId) -> BoxFuture<'_, Result<Arc<View>, String>> {
+            let view = self.views.lock().unwrap().get(&viewer).cloned();
+            Box::pin(async move { Ok(view.unwrap_or_default()) })
+        }
+    }
+
+    struct Setup {
+        chat: Chat,
+        store: Arc<SqliteChatStore>,
+        graph: Arc<Graph>,
+        bus: Arc<InProcessBus>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteChatStore::open(&dir.path().join("chat.db"), None).unwrap());
+        let graph = Arc::new(Graph::default());
+        let bus = Arc::new(InProcessBus::new());
+        let clock = Arc::new(ManualClock::new(1_000));
+        let ids = Arc::new(IdGen::new(0, clock.clone()));
+        let chat = Chat::new(
+            store.clone(),
+            graph.clone(),
+            bus.clone(),
+            clock,
+            ids,
+            500,
+            &Registry::new(),
+        );
+        Setup {
+            chat,
+            store,
+            graph,
+            bus,
+            _dir: dir,
+        }
+    }
+
+    fn text(to: u64, cmid: &str) -> SendMessage {
+        SendMessage {
+            client_msg_id: cmid.into(),
+            to_user: to,
+            body: Some(MessageBody {
+                content: Some(Content::Text("hi".into())),
+            }),
+            ..SendMessage::default()
+        }
+    }
+
+    /// The message events published on a topic so far.
+    fn heard(events: &mut tokio::sync::mpsc::Receiver<BusMessage>) -> Vec<Message> {
+        let mut out = Vec::new();
+        while let Ok(BusMessage::Message { payload, .. }) = events.try_recv() {
+            let envelope = BusEnvelope::decode(payload).unwrap();
+            if let Some(bus_envelope::Kind::Event(Event {
+                kind: Some(event::Kind::Message(m)),
+            })) = envelope.kind
+            {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_withheld_message_is_acknowledged_and_reaches_the_sender_s_devices_alone() {
+        let s = setup();
+        let (mine, mut my_events) = s.bus.subscriber(16);
+        mine.subscribe("u.1");
+        let (theirs, mut their_events) = s.bus.subscriber(16);
+        theirs.subscribe("u.2");
+        *s.graph.verdict.lock().unwrap() = Some(SendVerdict {
+            reach: Reach::Withheld,
+            ..SendVerdict::DELIVERED
+        });
+        let origin = Origin::default();
+        let ack = s.chat.send(UserId(1), origin, text(2, "a")).await.unwrap();
+        assert_eq!(ack.seq, 1);
+        assert_eq!(heard(&mut my_events).len(), 1, "the sender's other devices");
+        assert!(
+            heard(&mut their_events).is_empty(),
+            "the recipient hears nothing"
+        );
+        let theirs_pulled = s.chat.pull(UserId(2), "d.1.2", 0, 0).await.unwrap();
+        assert!(theirs_pulled.messages.is_empty());
+        assert_eq!(theirs_pulled.through_seq, 1, "nothing to pull again");
+        let mine_pulled = s.chat.pull(UserId(1), "d.1.2", 0, 0).await.unwrap();
+        assert_eq!(mine_pulled.messages.len(), 1);
+        let theirs_listed = s.chat.conversations(UserId(2), 0, "").await.unwrap();
+        assert!(theirs_listed.conversations.is_empty());
+
+        // Delivered again once the graph says so; the first stays withheld.
+        *s.graph.verdict.lock().unwrap() = None;
+        s.chat.send(UserId(1), origin, text(2, "b")).await.unwrap();
+        let pulled = s.chat.pull(UserId(2), "d.1.2", 0, 0).await.unwrap();
+        let seqs: Vec<u64> = pulled.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [2]);
+        let listed = s.chat.conversations(UserId(2), 0, "").await.unwrap();
+        assert_eq!(
+            (
+                listed.conversations[0].last_seq,
+                listed.conversations[0].unread
+            ),
+            (2, 1)
+        );
+        assert_eq!(heard(&mut their_events).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn each_side_s_copy_says_whether_that_side_hides_the_conversation() {
+        let s = setup();
+        let (mine, mut my_events) = s.bus.subscriber(16);
+        mine.subscribe("u.1");
+        let (theirs, mut their_events) = s.bus.subscriber(16);
+        theirs.subscribe("u.2");
+        for (recipient_hides, sender_hides) in [(true, false), (false, true), (true, true)] {
+            *s.graph.verdict.lock().unwrap() = Some(SendVerdict {
+                recipient_hides,
+                sender_hides,
+                ..SendVerdict::DELIVERED
+            });
+            let cmid = format!("{recipient_hides}{sender_hides}");
+            s.chat
+                .send(UserId(1), Origin::default(), text(2, &cmid))
+                .await
+                .unwrap();
+            let (mine, theirs) = (heard(&mut my_events), heard(&mut their_events));
+            assert_eq!((mine.len(), theirs.len()), (1, 1));
+            assert_eq!(
+                (theirs[0].hidden, mine[0].hidden),
+                (recipient_hides, sender_hides)
+            );
+        }
+        // A hidden peer's conversation is left out of the list, not the store.
+        let view = View {
+            hidden: [UserId(1)].into(),
+            ..View::default()
+        };
+        s.graph
+            .views
+            .lock()
+            .unwrap()
+            .insert(UserId(2), Arc::new(view));
+        let listed = s.chat.conversations(UserId(2), 0, "").await.unwrap();
+        assert!(listed.conversations.is_empty());
+        let pulled = s.chat.pull(UserId(2), "d.1.2", 0, 0).await.unwrap();
+        assert_eq!(pulled.messages.len(), 3);
+    }
+
+    /// Pulls every message `user` sees in `conversation` from the start,
+    /// `limit` at a time, following `through_seq` as a client does.
+    async fn pull_all(chat: &Chat, user: UserId, conversation: &str, limit: u32) -> Vec<u64> {
+        let (mut known, mut seqs) = (0, Vec::new());
+        for _ in 0..10_000 {
+            let page = chat.pull(user, conversation, known, limit).await.unwrap();
+            assert!(page.through_seq >= known, "through_seq never goes back");
+            for m in &page.messages {
+                assert!(m.seq > known && m.seq <= page.through_seq);
+                seqs.push(m.seq);
+            }
+            known = page.through_seq;
+            if !page.has_more {
+                return seqs;
+            }
+        }
+        panic!("pulling never ended");
+    }
+
+    #[tokio::test]
+    async fn pulls_following_through_seq_get_exactly_what_each_member_sees() {
+        let s = setup();
+        let people: Vec<UserId> = (1..=4).map(UserId).collect();
+        let group = NewGroup {
+            group: GroupId(1),
+            name: "g".into(),
+            avatar: String::new(),
+            owner: UserId(1),
+            members: people[1..].to_vec(),
+            asked: Default::default(),
+            now_ms: 1,
+        };
+        s.store.create_group(group).await.unwrap();
+        let mut rng = StdRng::seed_from_u64(7);
+        // Senders and times of the group's messages, by seq.
+        let mut sent = Vec::new();
+        for i in 0..400 {
+            let sender = people[rng.random_range(0..people.len())];
+            // Runs of one sender, so that filtered runs are long.
+            let repeat = if rng.random_bool(0.1) { 30 } else { 1 };
+            for j in 0..repeat {
+                let t = 10 + sent.len() as i64;
+                s.store
+                    .append_group(NewGroupMessage {
+                        group: GroupId(1),
+                        sender,
+                        client_msg_id: format!("{i}.{j}"),
+                        message_id: t as u64,
+                        server_time_ms: t,
+                        body: b"x".to_vec(),
+                        mentions: Mentions::default(),
+                        fence: None,
+                    })
+                    .await
+                    .unwrap();
+                sent.push((sender, t));
+            }
+        }
+        let horizon = 10 + sent.len() as i64;
+        for &viewer in &people {
+            let mut view = View::default();
+            for &other in people.iter().filter(|&&p| p != viewer) {
+                let from_ms = rng.random_range(0..horizon);
+                let until_ms = rng.random_range(from_ms..horizon + 50);
+                view.blocked.insert(other, vec![Span { from_ms, until_ms }]);
+            }
+            let expected: Vec<u64> = (sent.iter().enumerate())
+                .filter(|(_, (sender, t))| !policy::blocked_at(&view, *sender, *t))
+                .map(|(i, _)| i as u64 + 1)
+                .collect();
+            s.graph.views.lock().unwrap().insert(viewer, Arc::new(view));
+            for limit in [1, 3, 50, 500] {
+                let got = pull_all(&s.chat, viewer, "g.1", limit).await;
+                assert_eq!(got, expected, "{viewer:?} pulling {limit} at a time");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_run_of_hidden_messages_is_passed_over_within_a_bounded_read() {
+        let s = setup();
+        let group = NewGroup {
+            group: GroupId(1),
+            name: "g".into(),
+            avatar: String::new(),
+            owner: UserId(1),
+            members: vec![UserId(2)],
+            asked: Default::default(),
+            now_ms: 1,
+        };
+        s.store.create_group(group).await.unwrap();
+        let count = policy::MAX_PULL_SCAN + 100;
+        for i in 0..=count {
+            // The last message is the owner's; all before it are 2's.
+            let sender = UserId(if i == count { 1 } else { 2 });
+            s.store
+                .append_group(NewGroupMessage {
+                    group: GroupId(1),
+                    sender,
+                    client_msg_id: i.to_string(),
+                    message_id: i as u64 + 1,
+                    server_time_ms: 10,
+                    body: b"x".to_vec(),
+                    mentions: Mentions::default(),
+                    fence: None,
+                })
+                .await
+                .unwrap();
+        }
+        let view = View {
+            blocked: [(
+                UserId(2),
+                vec![Span {
+                    from_ms: 0,
+                    until_ms: i64::MAX,
+                }],
+            )]
+            .into(),
+            ..View::default()
+        };
+        s.graph
+            .views
+            .lock()
+            .unwrap()
+            .insert(UserId(1), Arc::new(view));
+        let first = s.chat.pull(UserId(1), "g.1", 0, 10).await.unwrap();
+        assert!(first.messages.is_empty() && first.has_more);
+        assert!(first.through_seq >= policy::MAX_PULL_SCAN as u64);
+        let rest = s
+            .chat
+            .pull(UserId(1), "g.1", first.through_seq, 10)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = rest.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [count as u64 + 1]);
+        assert!(!rest.has_more);
     }
 }

@@ -17,10 +17,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const NO_BODY: Option<&()> = None;
 
 pub use superapp_api::{
-    Account, AccountDeletion, ContactPage, ContactsVersion, FriendRequestSent, FriendRequests,
-    Group, GroupInvitation, GroupInvitations, GroupJoin, JoinResult, Presence, PrivacySettings,
-    RealName, RealNameRejection, RealNameStatus, Session, Sessions, Ticket, Tokens, U64AsString,
-    UserName, UserNames,
+    Account, AccountDeletion, ContactPage, ContactUpdate, ContactsVersion, FoundContacts,
+    FriendRequestSent, FriendRequests, Group, GroupInvitation, GroupInvitations, GroupJoin,
+    JoinResult, Presence, PrivacySettings, RealName, RealNameRejection, RealNameStatus, Session,
+    Sessions, Ticket, Tokens, U64AsString, UserName, UserNames,
 };
 
 /// A client for the HTTP API of one server. Cheap to clone.
@@ -349,6 +349,31 @@ impl HttpClient {
         limit: u32,
     ) -> Result<ContactPage> {
         let path = format!("/v1/contacts?since={since}&limit={limit}");
+        self.call(Method::GET, &path, Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Hides a friend from the caller's contact list and conversation list
+    /// on every device (`hidden` true), or shows them again.
+    pub async fn hide_friend(
+        &self,
+        access_token: &str,
+        friend: u64,
+        hidden: bool,
+    ) -> Result<ContactsVersion> {
+        let path = format!("/v1/contacts/{friend}");
+        let body = ContactUpdate {
+            hidden: Some(hidden),
+            ..ContactUpdate::default()
+        };
+        self.call(Method::PATCH, &path, Some(access_token), Some(&body))
+            .await
+    }
+
+    /// The caller's contacts that `query` finds (hidden friends only by an
+    /// exact remark, display name or user id).
+    pub async fn search_contacts(&self, access_token: &str, query: &str) -> Result<FoundContacts> {
+        let path = format!("/v1/contacts/search?q={}", crate::ws::escape_query(query));
         self.call(Method::GET, &path, Some(access_token), NO_BODY)
             .await
     }

@@ -99,7 +99,9 @@ pub fn accept_live(state: &mut SyncState, message: &Message) -> Gap {
 }
 
 /// Pulls every message of one conversation above the state's seq, in
-/// order, advancing the state.
+/// order, advancing the state: to each message, then to the page's
+/// `through_seq`, past messages the caller does not see (sent by someone
+/// they block) and the history from before they joined a group.
 pub async fn pull_after(
     conn: &Connection,
     state: &mut SyncState,
@@ -109,7 +111,6 @@ pub async fn pull_after(
     loop {
         let after = state.seq(conversation_id);
         let page = conn.pull(conversation_id, after, MESSAGE_PAGE).await?;
-        let got_any = !page.messages.is_empty();
         for message in page.messages {
             // Guards the once-each promise even if a page overlaps the last.
             if message.seq > state.seq(conversation_id) {
@@ -117,8 +118,10 @@ pub async fn pull_after(
                 out.push(message);
             }
         }
-        // An empty page that claims more would loop forever; stop instead.
-        if !page.has_more || !got_any {
+        state.advance(conversation_id, page.through_seq);
+        // A page that moved nothing and claims more would loop forever
+        // (a server older than `through_seq`); stop instead.
+        if !page.has_more || state.seq(conversation_id) == after {
             return Ok(out);
         }
     }

@@ -30,11 +30,12 @@ pub trait Backend: Send + Sync + 'static {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>>;
     /// Spends a browser's single-use ticket.
     fn redeem_ticket<'a>(&'a self, ticket: &'a str) -> BoxFuture<'a, Result<Claims, ApiError>>;
-    /// Whether a session that just registered may go on, and its user's groups.
+    /// Whether a session that just registered may go on, and its user's
+    /// groups and blocks.
     fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart>;
-    /// The user's groups, and which of `sessions` (theirs, open here) are no
-    /// longer live: asked after the bus lost messages. None when the core
-    /// could not answer.
+    /// The user's groups and blocks, and which of `sessions` (theirs, open
+    /// here) are no longer live: asked after the bus lost messages. None
+    /// when the core could not answer.
     fn recheck(&self, user: UserId, sessions: Vec<u64>) -> BoxFuture<'_, Option<Recheck>>;
     /// Answers one request that came from a user's connection (`origin`, see
     /// [`crate::hub::Registration::connection`]) opened with `session`;
@@ -53,16 +54,24 @@ pub trait Backend: Send + Sync + 'static {
 /// messages (membership notices, revocations).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recheck {
-    pub groups: Vec<GroupId>,
+    pub standing: Standing,
     /// Of the sessions asked about, those logged out, revoked or expired.
     pub revoked: Vec<u64>,
+}
+
+/// What decides which group messages a user's sessions are delivered: the
+/// groups they are in, and whom they block (whose messages are not).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Standing {
+    pub groups: Vec<GroupId>,
+    pub blocked: Vec<UserId>,
 }
 
 /// What the core says about a session that just registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionStart {
-    /// Live; the user is a member of these groups.
-    Live(Vec<GroupId>),
+    /// Live; the user stands so.
+    Live(Standing),
     /// Logged out meanwhile.
     Revoked,
     /// The core did not answer.
@@ -87,13 +96,13 @@ impl Backend for Local {
     fn session_start<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, SessionStart> {
         Box::pin(async move {
             // Two stores, asked at once. A live session is remembered, so
-            // its requests' checks read no store.
-            let (live, groups) = tokio::join!(
+            // its requests' checks read no store; so are a user's blocks.
+            let (live, standing) = tokio::join!(
                 self.accounts.session_in_use(claims.sub, claims.sid),
-                self.groups_of(claims.sub)
+                self.standing_of(claims.sub)
             );
-            match (live, groups) {
-                (Ok(true), Some(groups)) => SessionStart::Live(groups),
+            match (live, standing) {
+                (Ok(true), Some(standing)) => SessionStart::Live(standing),
                 (Ok(false), _) => SessionStart::Revoked,
                 _ => SessionStart::Unknown,
             }
@@ -102,7 +111,7 @@ impl Backend for Local {
 
     fn recheck(&self, user: UserId, sessions: Vec<u64>) -> BoxFuture<'_, Option<Recheck>> {
         Box::pin(async move {
-            let groups = self.groups_of(user).await?;
+            let standing = self.standing_of(user).await?;
             let mut revoked = Vec::new();
             for sid in sessions {
                 let claims = Claims {
@@ -120,7 +129,7 @@ impl Backend for Local {
                     }
                 }
             }
-            Some(Recheck { groups, revoked })
+            Some(Recheck { standing, revoked })
         })
     }
 
@@ -140,13 +149,20 @@ impl Backend for Local {
 }
 
 impl Local {
-    /// The user's groups; None when they could not be read.
-    async fn groups_of(&self, user: UserId) -> Option<Vec<GroupId>> {
-        self.chat
-            .groups_of(user)
-            .await
+    /// The user's groups and blocks; None when they could not be read.
+    async fn standing_of(&self, user: UserId) -> Option<Standing> {
+        let (groups, filters) =
+            tokio::join!(self.chat.groups_of(user), self.social.view_filters(user));
+        let groups = groups
             .inspect_err(|e| tracing::warn!(error = %e, "reading a user's groups failed"))
-            .ok()
+            .ok()?;
+        let filters = filters
+            .inspect_err(|e| tracing::warn!(error = %e, "reading a user's blocks failed"))
+            .ok()?;
+        Some(Standing {
+            groups,
+            blocked: filters.blocked_now().collect(),
+        })
     }
 
     /// Answers one request of a user's session; on a core serving a shard
@@ -312,9 +328,10 @@ impl Backend for Remote {
                 session_id: claims.sid,
             });
             match self.call(Route::Any, kind).await {
-                Some(core_response::Kind::Started(s)) if s.live => {
-                    SessionStart::Live(s.groups.into_iter().map(GroupId).collect())
-                }
+                Some(core_response::Kind::Started(s)) if s.live => SessionStart::Live(Standing {
+                    groups: s.groups.into_iter().map(GroupId).collect(),
+                    blocked: s.blocked.into_iter().map(UserId).collect(),
+                }),
                 Some(core_response::Kind::Started(_)) => SessionStart::Revoked,
                 _ => SessionStart::Unknown,
             }
@@ -329,7 +346,10 @@ impl Backend for Remote {
             });
             match self.call(Route::Any, kind).await {
                 Some(core_response::Kind::Groups(g)) => Some(Recheck {
-                    groups: g.groups.into_iter().map(GroupId).collect(),
+                    standing: Standing {
+                        groups: g.groups.into_iter().map(GroupId).collect(),
+                        blocked: g.blocked.into_iter().map(UserId).collect(),
+                    },
                     revoked: g.revoked_sessions,
                 }),
                 _ => None,
@@ -418,14 +438,12 @@ pub fn core_handler(local: Arc<Local>) -> Handler {
                         exp: i64::MAX,
                     };
                     let started = match local.session_start(&claims).await {
-                        SessionStart::Live(groups) => SessionStarted {
+                        SessionStart::Live(standing) => SessionStarted {
                             live: true,
-                            groups: groups.into_iter().map(|g| g.0).collect(),
+                            groups: standing.groups.into_iter().map(|g| g.0).collect(),
+                            blocked: standing.blocked.into_iter().map(|u| u.0).collect(),
                         },
-                        SessionStart::Revoked => SessionStarted {
-                            live: false,
-                            groups: Vec::new(),
-                        },
+                        SessionStart::Revoked => SessionStarted::default(),
                         // An empty answer reads as none at the gateway.
                         SessionStart::Unknown => return Bytes::new(),
                     };
@@ -434,8 +452,9 @@ pub fn core_handler(local: Arc<Local>) -> Handler {
                 Some(core_request::Kind::UserGroups(u)) => {
                     match local.recheck(UserId(u.user_id), u.session_ids).await {
                         Some(recheck) => core_response::Kind::Groups(Groups {
-                            groups: recheck.groups.into_iter().map(|g| g.0).collect(),
+                            groups: recheck.standing.groups.into_iter().map(|g| g.0).collect(),
                             revoked_sessions: recheck.revoked,
+                            blocked: recheck.standing.blocked.into_iter().map(|u| u.0).collect(),
                         }),
                         None => return Bytes::new(),
                     }

@@ -14,6 +14,12 @@
 //! is no longer delivered the group by the time its next message arrives. The
 //! group's own event of a departure names who went, so a departure whose
 //! notice was lost still stops the group's delivery to them.
+//!
+//! Whom a user blocks comes the same way (with the groups, then from
+//! `Blocking` notices): a group message from someone a member blocks is not
+//! queued to that member's sessions. Checked per member only when the event
+//! is a message, and only against a non-empty set, so a group whose members
+//! block nobody is fanned out as before.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -23,6 +29,7 @@ use crate::presence::{Device, Presence};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use prost::Message as _;
+use superapp_chat::policy;
 use superapp_kit::bus::{Bus, BusMessage, Subscriber};
 use superapp_kit::metrics::{Counter, Gauge, Registry};
 use superapp_proto::Topic;
@@ -34,6 +41,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Backend;
+use crate::backend::Standing;
 use crate::close;
 
 /// After a lag, a user the core did not answer for is asked again after
@@ -54,8 +62,11 @@ struct SessionHandle {
 struct UserEntry {
     devices: Vec<SessionHandle>,
     groups: HashSet<GroupId>,
-    /// Counts membership notices, so a group list fetched before one arrived
-    /// is not applied over it.
+    /// Whom the user blocks: their group messages are not queued to the
+    /// user's sessions. Usually empty, and then costs one test per message.
+    blocked: HashSet<UserId>,
+    /// Counts membership and blocking notices, so a standing fetched before
+    /// one arrived is not applied over it.
     membership_changes: u64,
     /// Membership notices may have been lost (the bus lagged): no group is
     /// delivered to the user until their list is fetched again.
@@ -263,6 +274,7 @@ impl Hub {
             UserEntry {
                 devices: Vec::new(),
                 groups: HashSet::new(),
+                blocked: HashSet::new(),
                 membership_changes: 0,
                 stale: false,
                 heard_joins: HashMap::new(),
@@ -318,13 +330,33 @@ impl Hub {
 
     /// Delivers exactly these groups to the user's sessions here, unless a
     /// membership notice arrived since `mark` (then the list may be stale:
-    /// returns false and the caller fetches again).
+    /// returns false and the caller fetches again). Blocks stay as they are.
     pub fn set_groups(&self, user_id: UserId, groups: &[GroupId], mark: u64) -> bool {
+        self.set(user_id, groups, None, mark)
+    }
+
+    /// [`set_groups`](Self::set_groups), and filters the group messages of
+    /// exactly these blocked users out of what the user's sessions here are
+    /// delivered.
+    pub fn set_standing(&self, user_id: UserId, standing: &Standing, mark: u64) -> bool {
+        self.set(user_id, &standing.groups, Some(&standing.blocked), mark)
+    }
+
+    fn set(
+        &self,
+        user_id: UserId,
+        groups: &[GroupId],
+        blocked: Option<&[UserId]>,
+        mark: u64,
+    ) -> bool {
         let mut local = self.lock();
         let gone: Vec<GroupId> = match local.users.get_mut(&user_id) {
             Some(entry) if entry.membership_changes != mark => return false,
             Some(entry) => {
                 entry.stale = false;
+                if let Some(blocked) = blocked {
+                    entry.blocked = blocked.iter().copied().collect();
+                }
                 entry
                     .groups
                     .iter()
@@ -371,7 +403,7 @@ impl Hub {
                         continue;
                     };
                     hub.close_revoked(user, &answer.revoked);
-                    if hub.set_groups(user, &answer.groups, mark) {
+                    if hub.set_standing(user, &answer.standing, mark) {
                         return;
                     }
                     // A membership notice came meanwhile: ask again.
@@ -457,7 +489,8 @@ impl Hub {
                     }
                     // Membership notices may be among the losses: hold every
                     // group back from everyone here until their lists are
-                    // fetched again, so nobody removed meanwhile hears more.
+                    // fetched again, so nobody removed meanwhile hears more
+                    // (nor anyone who blocked a member meanwhile hears them).
                     // Revocations may be too: the same answer names the
                     // sessions to close.
                     for entry in local.users.values_mut() {
@@ -487,6 +520,10 @@ impl Hub {
         match (topic, envelope.kind) {
             (Topic::Group(group), Some(bus_envelope::Kind::Event(event))) => {
                 let change = membership_change(&event);
+                let sender = match &event.kind {
+                    Some(event::Kind::Message(m)) => Some(UserId(m.sender)),
+                    _ => None,
+                };
                 let frame = event_frame(event);
                 let Some(members) = local.groups.get(&group) else {
                     return;
@@ -500,6 +537,7 @@ impl Hub {
                     .iter()
                     .filter_map(|user| local.users.get_key_value(user))
                     .filter(|(_, e)| !e.stale)
+                    .filter(|(_, e)| sender.is_none_or(|s| policy::delivered_live(&e.blocked, s)))
                 {
                     let told_of_own_join = joined.contains(&user);
                     let mut reached = Vec::new();
@@ -560,6 +598,19 @@ impl Hub {
                     {
                         self.queue(handle, frame.clone());
                     }
+                }
+            }
+            (Topic::User(id), Some(bus_envelope::Kind::Blocking(blocking))) => {
+                let Some(entry) = local.users.get_mut(&id) else {
+                    return;
+                };
+                // A standing fetched before this is stale.
+                entry.membership_changes += 1;
+                let other = UserId(blocking.user_id);
+                if blocking.blocked {
+                    entry.blocked.insert(other);
+                } else {
+                    entry.blocked.remove(&other);
                 }
             }
             (Topic::User(id), Some(bus_envelope::Kind::SessionRevoked(revoked))) => {
@@ -657,8 +708,8 @@ mod tests {
     use superapp_kit::bus::InProcessBus;
     use superapp_kit::clock::SystemClock;
     use superapp_proto::v1::{
-        GroupEvent, Membership, Pong, ReadReceipt, SessionRevoked, client_frame, group_event,
-        response,
+        Blocking, GroupEvent, Membership, Message, Pong, ReadReceipt, SessionRevoked, client_frame,
+        group_event, response,
     };
     use tokio::sync::watch;
     use tokio::time::timeout;
@@ -738,6 +789,7 @@ mod tests {
     struct StandInCore {
         groups: Mutex<HashMap<UserId, watch::Sender<Option<Vec<GroupId>>>>>,
         revoked: Mutex<HashSet<(UserId, u64)>>,
+        blocked: Mutex<HashMap<UserId, Vec<UserId>>>,
     }
 
     impl StandInCore {
@@ -783,7 +835,12 @@ mod tests {
                     .into_iter()
                     .filter(|&s| revoked.contains(&(user, s)))
                     .collect();
-                Some(Recheck { groups, revoked })
+                let blocked = self.blocked.lock().unwrap().get(&user).cloned();
+                let standing = Standing {
+                    groups,
+                    blocked: blocked.unwrap_or_default(),
+                };
+                Some(Recheck { standing, revoked })
             })
         }
 
@@ -855,6 +912,18 @@ mod tests {
                 group_id: group.0,
                 kind: group_event::Kind::Announcement as i32,
                 text: text.into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    /// A message `sender` sent to the group, told apart by its seq.
+    fn message(group: GroupId, sender: UserId, seq: u64) -> Event {
+        Event {
+            kind: Some(event::Kind::Message(Message {
+                conversation_id: format!("g.{}", group.0),
+                seq,
+                sender: sender.0,
                 ..Default::default()
             })),
         }
@@ -988,6 +1057,24 @@ mod tests {
                 event,
             };
             self.publish(Topic::User(user), bus_envelope::Kind::Membership(notice), 0);
+        }
+
+        /// The user's standing as fetched from the core with nothing in between.
+        fn set_standing(&self, user: UserId, groups: &[GroupId], blocked: &[UserId]) {
+            let mark = self.hub.membership_mark(user);
+            let standing = Standing {
+                groups: groups.to_vec(),
+                blocked: blocked.to_vec(),
+            };
+            assert!(self.hub.set_standing(user, &standing, mark));
+        }
+
+        fn blocking(&self, user: UserId, other: UserId, blocked: bool) {
+            let notice = Blocking {
+                user_id: other.0,
+                blocked,
+            };
+            self.publish(Topic::User(user), bus_envelope::Kind::Blocking(notice), 0);
         }
 
         fn revoke(&self, user: UserId, session_id: u64) {
@@ -1359,6 +1446,107 @@ mod tests {
         phone.receives(said(FAMILY, "one")).await;
         h.settle().await;
         phone.has_nothing_queued();
+    }
+
+    #[tokio::test]
+    async fn a_member_is_not_sent_the_group_messages_of_someone_they_block() {
+        let mut h = Harness::new();
+        let mut alice = h.connect(ALICE, 1);
+        let mut alice_laptop = h.connect(ALICE, 2);
+        let mut bob = h.connect(BOB, 3);
+        h.set_standing(ALICE, &[FAMILY], &[CAROL]);
+        h.set_standing(BOB, &[FAMILY], &[]);
+
+        h.to_group(FAMILY, message(FAMILY, CAROL, 1), 0);
+        h.to_group(FAMILY, message(FAMILY, DAVE, 2), 0);
+        bob.receives(message(FAMILY, CAROL, 1)).await;
+        bob.receives(message(FAMILY, DAVE, 2)).await;
+        alice.receives(message(FAMILY, DAVE, 2)).await;
+        alice_laptop.receives(message(FAMILY, DAVE, 2)).await;
+        // What Carol does in the group besides speaking still reaches Alice.
+        let announced = Event {
+            kind: Some(event::Kind::Group(GroupEvent {
+                group_id: FAMILY.0,
+                kind: group_event::Kind::Announcement as i32,
+                actor: CAROL.0,
+                text: "picnic".into(),
+                ..Default::default()
+            })),
+        };
+        h.to_group(FAMILY, announced.clone(), 0);
+        alice.receives(announced).await;
+        h.settle().await;
+        bob.frames.try_recv().unwrap();
+        alice.has_nothing_queued();
+        bob.has_nothing_queued();
+    }
+
+    #[tokio::test]
+    async fn a_blocking_notice_starts_and_ends_the_filter_for_every_device() {
+        let mut h = Harness::new();
+        let mut phone = h.connect(ALICE, 1);
+        let mut laptop = h.connect(ALICE, 2);
+        h.set_standing(ALICE, &[FAMILY], &[]);
+
+        h.blocking(ALICE, CAROL, true);
+        h.to_group(FAMILY, message(FAMILY, CAROL, 1), 0);
+        h.settle().await;
+        phone.has_nothing_queued();
+        laptop.has_nothing_queued();
+
+        h.blocking(ALICE, CAROL, false);
+        h.to_group(FAMILY, message(FAMILY, CAROL, 2), 0);
+        phone.receives(message(FAMILY, CAROL, 2)).await;
+        laptop.receives(message(FAMILY, CAROL, 2)).await;
+    }
+
+    #[tokio::test]
+    async fn a_standing_fetched_before_a_blocking_notice_is_refused() {
+        let mut h = Harness::new();
+        let _phone = h.connect(ALICE, 1);
+        let mark = h.hub.membership_mark(ALICE);
+        h.blocking(ALICE, CAROL, true);
+        h.settle().await;
+        let fetched = Standing {
+            groups: vec![FAMILY],
+            blocked: Vec::new(),
+        };
+        assert!(!h.hub.set_standing(ALICE, &fetched, mark));
+    }
+
+    #[tokio::test]
+    async fn after_a_lag_that_lost_a_blocking_notice_the_block_holds_once_fetched_again() {
+        const QUEUE: usize = 2;
+        let mut h = Harness::with_bus_queue(Some(QUEUE));
+        let mut alice = h.connect(ALICE, 1);
+        h.set_standing(ALICE, &[FAMILY], &[]);
+
+        h.core.blocked.lock().unwrap().insert(ALICE, vec![CAROL]);
+        h.overflow_losing(QUEUE, |h| h.blocking(ALICE, CAROL, true))
+            .await;
+        h.to_group(FAMILY, message(FAMILY, CAROL, 1), 0);
+        alice.receives(resync()).await;
+        h.settle().await;
+        alice.has_nothing_queued();
+
+        h.core.answer(ALICE, &[FAMILY]);
+        h.holds("g.10").await;
+        // Fetched again: the group comes back, Carol's messages do not.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            h.to_group(FAMILY, message(FAMILY, DAVE, 2), 0);
+            h.settle().await;
+            if alice.frames.try_recv().is_ok() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the group never came back"
+            );
+        }
+        h.to_group(FAMILY, message(FAMILY, CAROL, 3), 0);
+        h.settle().await;
+        alice.has_nothing_queued();
     }
 
     #[tokio::test]

@@ -258,14 +258,14 @@ impl<S: Socket> Closing<'_, S> {
 /// Asks the core about a session that just registered. A logout between the
 /// handshake's check and the registration would have found no session to
 /// close, so liveness is checked once more now that it would; the user's
-/// groups come with the answer, fetched again if a membership notice arrived
-/// meanwhile.
+/// groups and blocks come with the answer, fetched again if a membership or
+/// blocking notice arrived meanwhile.
 async fn start(state: &AppState, claims: &Claims, registration: &Registration) {
     for _ in 0..3 {
         let mark = state.hub.membership_mark(claims.sub);
         match state.backend.session_start(claims).await {
-            SessionStart::Live(groups) => {
-                if state.hub.set_groups(claims.sub, &groups, mark) {
+            SessionStart::Live(standing) => {
+                if state.hub.set_standing(claims.sub, &standing, mark) {
                     return;
                 }
             }
@@ -584,7 +584,7 @@ mod tests {
 
     use super::*;
     use crate::GatewayConfig;
-    use crate::backend::{Backend, Recheck};
+    use crate::backend::{Backend, Recheck, Standing};
     use crate::hub::Hub;
 
     /// The server's end of a WebSocket, as two channels.
@@ -643,13 +643,13 @@ mod tests {
         }
 
         fn session_start<'a>(&'a self, _: &'a Claims) -> BoxFuture<'a, SessionStart> {
-            Box::pin(async { SessionStart::Live(Vec::new()) })
+            Box::pin(async { SessionStart::Live(Standing::default()) })
         }
 
         fn recheck(&self, _: UserId, _: Vec<u64>) -> BoxFuture<'_, Option<Recheck>> {
             Box::pin(async {
                 Some(Recheck {
-                    groups: Vec::new(),
+                    standing: Standing::default(),
                     revoked: Vec::new(),
                 })
             })

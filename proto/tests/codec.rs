@@ -5,13 +5,13 @@
 use proptest::prelude::*;
 use prost::Message;
 use superapp_proto::v1::{
-    AuthClaims, AuthError, Authenticate, BusEnvelope, ClientFrame, Conversation, ConversationPage,
-    CoreRequest, CoreResponse, Error, Event, GroupEvent, Groups, ListConversations, MarkRead,
-    Membership, Message as ChatMessage, MessageBody, MessagePage, Ping, Pong, PullMessages,
-    ReadAck, ReadReceipt, RedeemTicket, Response, ResyncRequired, SendAck, SendMessage,
-    ServerFrame, SessionLive, SessionRevoked, SessionStarted, UserGroups, UserRequest,
-    bus_envelope, client_frame, core_request, core_response, event, message_body, response,
-    server_frame,
+    AuthClaims, AuthError, Authenticate, Blocking, BusEnvelope, ClientFrame, Conversation,
+    ConversationPage, CoreRequest, CoreResponse, Error, Event, GroupEvent, Groups,
+    ListConversations, MarkRead, Membership, Message as ChatMessage, MessageBody, MessagePage,
+    Ping, Pong, PullMessages, ReadAck, ReadReceipt, RedeemTicket, Response, ResyncRequired,
+    SendAck, SendMessage, ServerFrame, SessionLive, SessionRevoked, SessionStarted, UserGroups,
+    UserRequest, bus_envelope, client_frame, core_request, core_response, event, message_body,
+    response, server_frame,
 };
 
 fn text() -> impl Strategy<Value = String> {
@@ -78,12 +78,19 @@ fn error() -> impl Strategy<Value = Error> {
 fn chat_message() -> impl Strategy<Value = ChatMessage> {
     (
         (text(), any::<u64>(), any::<u64>(), any::<u64>()),
-        (any::<i64>(), text(), body(), ids(), any::<bool>()),
+        (
+            any::<i64>(),
+            text(),
+            body(),
+            ids(),
+            any::<bool>(),
+            any::<bool>(),
+        ),
     )
         .prop_map(
             |(
                 (conversation_id, seq, message_id, sender),
-                (server_time_ms, client_msg_id, body, mentions, mention_all),
+                (server_time_ms, client_msg_id, body, mentions, mention_all, hidden),
             )| ChatMessage {
                 conversation_id,
                 seq,
@@ -94,6 +101,7 @@ fn chat_message() -> impl Strategy<Value = ChatMessage> {
                 body,
                 mentions,
                 mention_all,
+                hidden,
             },
         )
 }
@@ -167,15 +175,17 @@ fn result() -> impl Strategy<Value = response::Result> {
         (
             text(),
             proptest::collection::vec(chat_message(), 0..4),
-            any::<bool>()
+            any::<bool>(),
+            any::<u64>()
         )
-            .prop_map(|(conversation_id, messages, has_more)| Result::Messages(
-                MessagePage {
+            .prop_map(|(conversation_id, messages, has_more, through_seq)| {
+                Result::Messages(MessagePage {
                     conversation_id,
                     messages,
                     has_more,
-                }
-            )),
+                    through_seq,
+                })
+            }),
         (text(), any::<u64>()).prop_map(|(conversation_id, read_seq)| {
             Result::ReadAck(ReadAck {
                 conversation_id,
@@ -246,6 +256,8 @@ fn bus_envelope() -> impl Strategy<Value = BusEnvelope> {
                 event,
             })
         ),
+        (any::<u64>(), any::<bool>())
+            .prop_map(|(user_id, blocked)| Kind::Blocking(Blocking { user_id, blocked })),
     ];
     (proptest::option::of(kind), any::<u64>())
         .prop_map(|(kind, origin)| BusEnvelope { kind, origin })
@@ -300,12 +312,20 @@ fn core_response() -> impl Strategy<Value = CoreResponse> {
         ),
         (any::<u32>(), proptest::option::of(error()))
             .prop_map(|(status, error)| Kind::Error(AuthError { status, error })),
-        (any::<bool>(), ids())
-            .prop_map(|(live, groups)| Kind::Started(SessionStarted { live, groups })),
-        (ids(), ids()).prop_map(|(groups, revoked_sessions)| Kind::Groups(Groups {
-            groups,
-            revoked_sessions
-        })),
+        (any::<bool>(), ids(), ids()).prop_map(|(live, groups, blocked)| Kind::Started(
+            SessionStarted {
+                live,
+                groups,
+                blocked
+            }
+        )),
+        (ids(), ids(), ids()).prop_map(|(groups, revoked_sessions, blocked)| Kind::Groups(
+            Groups {
+                groups,
+                revoked_sessions,
+                blocked
+            }
+        )),
     ];
     proptest::option::of(kind).prop_map(|kind| CoreResponse { kind })
 }

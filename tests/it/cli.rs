@@ -346,3 +346,50 @@ async fn a_group_is_made_filled_and_chatted_in_from_the_cli() {
     assert_eq!(conversations["conversations"][0]["name"], "Trip");
     assert_eq!(conversations["conversations"][0]["unread"], 1);
 }
+
+/// What `superapp-cli` printed, one JSON value a line.
+fn cli_lines(base: &str, profile: &std::path::Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let output = Command::new(cli_path())
+        .args(["--server", base, "--profile"])
+        .arg(profile)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "superapp-cli {args:?} failed");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_friend_is_hidden_found_by_exact_search_and_shown_again_from_the_cli() {
+    let app = shipped().await;
+    let (me, bunny) = (app.user("Me").await, app.user("Bunny").await);
+    app.befriend(&bunny, &me).await;
+    let base = app.base_url.clone();
+    let profiles = tempfile::tempdir().unwrap();
+    let profile = profiles.path().join("me");
+    let bunny_id = bunny.id.to_string();
+    tokio::task::spawn_blocking(move || {
+        let login = ["login", "--phone", &me.phone, "--password", PASSWORD];
+        cli(&base, &profile, &login);
+        let hidden = cli(&base, &profile, &["friend", "hide", "--user", &bunny_id]);
+        assert_eq!(hidden["hidden"].as_str(), Some(bunny_id.as_str()));
+        assert!(cli_lines(&base, &profile, &["friends", "--json"]).is_empty());
+        assert!(cli_lines(&base, &profile, &["friend", "search", "--q", "bun"]).is_empty());
+        let found = cli_lines(&base, &profile, &["friend", "search", "--q", "Bunny"]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0]["user_id"].as_str(), Some(bunny_id.as_str()));
+        assert_eq!(found[0]["hidden"], true);
+        let shown = cli(&base, &profile, &["friend", "unhide", "--user", &bunny_id]);
+        assert_eq!(shown["unhidden"].as_str(), Some(bunny_id.as_str()));
+        let listed = cli_lines(&base, &profile, &["friends", "--json"]);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0]["user_id"].as_str(), Some(bunny_id.as_str()));
+    })
+    .await
+    .unwrap();
+}

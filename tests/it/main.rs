@@ -21,4 +21,5 @@ mod realname;
 mod roles;
 mod security;
 mod social;
+mod views;
 mod websocket;

@@ -1142,15 +1142,36 @@ async fn friend_requests_and_blocks_work_across_gateways() {
     let ack = ac.send_text(bo.id, "m1", "friends now").await.unwrap();
     assert_eq!(next_message(&bc).await.seq, ack.seq);
 
-    // A block made on the core holds at once for a send through a gateway.
+    // A block made on the core holds at once for a send through a gateway:
+    // acknowledged, withheld from Bo.
     core.http
         .block(&bo.tokens.access_token, ann.id)
         .await
         .unwrap();
-    assert_eq!(
-        code(ac.send_text(bo.id, "m2", "still?").await),
-        "message_refused"
-    );
+    let withheld = ac.send_text(bo.id, "m2", "still?").await.unwrap();
+    let pulled = bc.pull(&withheld.conversation_id, 0, 0).await.unwrap();
+    let seqs: Vec<u64> = pulled.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [ack.seq]);
+
+    // The block reached Bo's gateway as a notice through Redis: it leaves
+    // Ann's group messages out of his session, and Cy's in.
+    let cy = core.user("Cy").await;
+    core.befriend(&cy, &ann).await;
+    core.befriend(&cy, &bo).await;
+    let group = core
+        .http
+        .create_group(&cy.tokens.access_token, "Trip", &[ann.id, bo.id])
+        .await
+        .unwrap();
+    let cc = Connection::connect(&gateways[0].base_url, &cy.tokens.access_token);
+    let cc = cc.await.unwrap();
+    cc.ping().await.unwrap();
+    subscribed(&admin(&redis), &format!("g.{}", group.group_id), 2).await;
+    ac.send_group_text(group.group_id, "g1", "hidden", &[], false)
+        .await
+        .unwrap();
+    let seen = cc.send_group_text(group.group_id, "g2", "seen", &[], false);
+    crate::helpers::next_message_is(&bc, &seen.await.unwrap()).await;
 }
 
 /// Certificates for a Redis on 127.0.0.1: a CA, and a server certificate it

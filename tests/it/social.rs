@@ -179,16 +179,19 @@ async fn a_block_stops_messages_requests_and_group_adds_and_is_not_revealed() {
     let (ann, bo) = (app.user("Ann").await, app.user("Bo").await);
     app.befriend(&ann, &bo).await;
     let ac = app.connect(&ann).await;
+    let bc = app.connect(&bo).await;
     ac.send_text(bo.id, "m1", "before").await.unwrap();
 
     app.http
         .block(&bo.tokens.access_token, ann.id)
         .await
         .unwrap();
-    assert_eq!(
-        code(ac.send_text(bo.id, "m2", "after").await),
-        "message_refused"
-    );
+    // Sent, as far as Ann can tell; Bo never sees it (tests/it/views.rs).
+    let withheld = ac.send_text(bo.id, "m2", "after").await.unwrap();
+    let conversation = withheld.conversation_id.as_str();
+    let pulled = bc.pull(conversation, 0, 0).await.unwrap();
+    assert_eq!(pulled.messages.len(), 1);
+    assert_eq!(pulled.through_seq, withheld.seq);
     // Bo is answered as invited, and nothing reaches Bo (tests/it/invites.rs).
     let members = [bo.id];
     let group = app
@@ -252,15 +255,15 @@ async fn a_user_who_takes_messages_from_anyone_hears_from_strangers() {
         code(bc.send_text(ann.id, "m2", "hi").await),
         "message_refused"
     );
-    // A block outweighs "anyone".
+    // A block outweighs "anyone": Ann's next message is withheld from Bo.
     app.http
         .block(&bo.tokens.access_token, ann.id)
         .await
         .unwrap();
-    assert_eq!(
-        code(ac.send_text(bo.id, "m3", "hm").await),
-        "message_refused"
-    );
+    let withheld = ac.send_text(bo.id, "m3", "hm").await.unwrap();
+    let pulled = bc.pull(&withheld.conversation_id, 0, 0).await.unwrap();
+    let seqs: Vec<u64> = pulled.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [ack.seq]);
 }
 
 #[tokio::test]

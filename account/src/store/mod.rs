@@ -12,10 +12,11 @@
 //! |---|---|---|---|
 //! | friend_requests | recipient | sender | greeting, time sent; gone when answered, ignored after 7 days |
 //! | requests_sent | sender | time sent | for the daily cap |
-//! | contacts | owner | friend | remark, tags, since, a removed mark, the owner's version at its last change; each friendship is two rows |
+//! | contacts | owner | friend | remark, tags, since, a removed mark, a hidden mark, the owner's version at its last change; each friendship is two rows |
 //! | contacts by version | owner | version | the change feed ("changes since V"); in ScyllaDB a table of its own |
 //! | contact_heads | owner | | the list's version and its number of friends |
-//! | blocks | owner | blocked | |
+//! | blocks | owner | blocked | since when |
+//! | block_spans | owner | (until, blocked) | past blocks with their times, at most [`crate::policy::MAX_BLOCK_SPANS`] an owner: the group messages sent during one stay out of the owner's view |
 //! | privacy | user | | settings; no row is the server's defaults |
 //!
 //! Account security adds to `sessions` a last-active time and an index by
@@ -39,8 +40,9 @@ pub use superapp_kit::store::StoreError;
 use superapp_kit::BoxFuture;
 
 use crate::model::{
-    Befriended, ContactChanges, Decision, Erased, FriendRequest, Person, Privacy, RealNameRecord,
-    Relation, Rotation, SessionInfo, SessionRecord, Standing, UserId, UserRecord,
+    Befriended, ContactChanges, ContactEdit, Decision, Erased, FoundContact, FriendRequest, Person,
+    Privacy, RealNameRecord, Relation, Rotation, SessionInfo, SessionRecord, Standing, UserId,
+    UserRecord, ViewFilters,
 };
 use crate::policy::SocialLimits;
 use crate::{AccountError, SocialError};
@@ -175,21 +177,26 @@ pub trait SocialStore: Send + Sync + 'static {
     fn requests(&self, owner: UserId, now_ms: i64) -> Outcome<Vec<FriendRequest>>;
     /// Ends a friendship on both sides; answers (owner's, friend's) versions.
     fn remove_friend(&self, owner: UserId, friend: UserId) -> Outcome<(u64, u64)>;
-    /// Sets the owner's remark and tags of a friend (None leaves one as it
+    /// Changes the owner's remark, tags and hidden mark of a friend as
+    /// [`crate::policy::may_edit_contact`] allows (None leaves a part as it
     /// is); answers the owner's version.
-    fn set_contact(
-        &self,
-        owner: UserId,
-        friend: UserId,
-        remark: Option<String>,
-        tags: Option<Vec<String>>,
-    ) -> Outcome<u64>;
+    fn set_contact(&self, owner: UserId, friend: UserId, edit: ContactEdit) -> Outcome<u64>;
     /// The owner's contact list's changes after version `since`, oldest
-    /// first, at most `limit` (from 0: the friends, without removed marks).
+    /// first, at most `limit`, each as [`crate::policy::as_change`] shows it
+    /// (from 0: the [`crate::policy::listed`] friends alone).
     fn contact_changes(&self, owner: UserId, since: u64, limit: u32) -> Outcome<ContactChanges>;
+    /// The owner's contacts that `query` (as [`crate::policy::contact_query`]
+    /// answers it) finds ([`crate::policy::contact_matches`]), by display
+    /// name, at most [`crate::policy::MAX_FOUND`].
+    fn search_contacts(&self, owner: UserId, query: String) -> Outcome<Vec<FoundContact>>;
     /// `owner` blocks `other` (again is no change); requests between them go.
     fn block(&self, owner: UserId, other: UserId, now_ms: i64) -> Outcome<()>;
-    fn unblock(&self, owner: UserId, other: UserId) -> Outcome<()>;
+    /// `owner` no longer blocks `other`; the block is kept as a past span
+    /// ending at `now_ms`.
+    fn unblock(&self, owner: UserId, other: UserId, now_ms: i64) -> Outcome<()>;
+    /// What `owner`'s view of chats leaves out: their blocks, current and
+    /// past (the last [`crate::policy::MAX_BLOCK_SPANS`]), and whom they hide.
+    fn view_filters(&self, owner: UserId) -> Outcome<ViewFilters>;
     /// Whom `owner` blocks, most recent first (at most [`crate::policy::MAX_BLOCKS`]).
     fn blocked(&self, owner: UserId) -> Outcome<Vec<UserId>>;
     fn privacy(&self, user: UserId) -> Outcome<Privacy>;

@@ -133,6 +133,18 @@ CREATE INDEX users_by_deletion_due ON users (deletion_due_ms) WHERE deletion_due
 CREATE INDEX blocks_by_blocked ON blocks (blocked);
 CREATE INDEX friend_requests_by_sender ON friend_requests (from_user);
 ",
+    // Hidden friends ("private mode"), and past blocks with their times, so
+    // that group messages sent during a block stay out of the blocker's view.
+    "
+ALTER TABLE contacts ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE block_spans (
+    owner INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL,
+    blocked INTEGER NOT NULL,
+    from_ms INTEGER NOT NULL,
+    PRIMARY KEY (owner, until_ms, blocked, from_ms)
+) WITHOUT ROWID;
+",
 ];
 
 pub struct SqliteAccountStore {
@@ -523,5 +535,19 @@ mod tests {
             "5,999 invitees: one read {:?} (median of 15; {:?} to {:?}); a read each {:?} ({:?} to {:?})",
             one_read[7], one_read[0], one_read[14], a_read_each[7], a_read_each[0], a_read_each[14]
         );
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_the_social_graph_of_the_reference_model_on_other_walks() {
+        for seed in [1, 2, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            conformance::social_graph_matches_the_model(&open(&dir), seed).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_past_blocks_to_their_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::past_blocks_are_kept_to_their_cap(&open(&dir)).await;
     }
 }

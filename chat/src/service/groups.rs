@@ -636,8 +636,12 @@ mod tests {
             Box::pin(async move { Ok(self.0.contains_key(&user)) })
         }
 
-        fn may_message(&self, _: UserId, _: UserId) -> BoxFuture<'_, Result<bool, String>> {
-            Box::pin(async { Ok(true) })
+        fn send_verdict(
+            &self,
+            _: UserId,
+            _: UserId,
+        ) -> BoxFuture<'_, Result<crate::model::SendVerdict, String>> {
+            Box::pin(async { Ok(crate::model::SendVerdict::DELIVERED) })
         }
 
         fn display_names(

@@ -3,10 +3,10 @@
 //!
 //! | table | partition | sort | notes |
 //! |---|---|---|---|
-//! | messages | conversation | seq | in ScyllaDB bucketed by `seq / 10_000` |
+//! | messages | conversation | seq | in ScyllaDB bucketed by `seq / 10_000`; a one-to-one message names the member it is withheld from, if any |
 //! | sent | conversation | (sender, client_msg_id) | the idempotency record of each send |
 //! | conversations | conversation | | `last_seq`, last activity |
-//! | members | conversation | user | read mark, peer; in a group also role, nickname, `joined_seq`, mute, last send |
+//! | members | conversation | user | read mark, peer; in a group also role, nickname, `joined_seq`, mute, last send; in a one-to-one conversation what was withheld from the member ([`crate::policy::Withheld`]) |
 //! | inbox | user | last activity | the conversation list: here a read-time sort of the user's memberships by the conversations' last activity; in ScyllaDB a table of its own |
 //! | groups | conversation | | settings, owner, `member_count` (the cap is checked against it) |
 //! | mentions | conversation | (user, seq) | `@all` is kept as a mention of everyone; read against the read mark for "you were mentioned" |
@@ -38,13 +38,15 @@ mod sqlite;
 pub use sqlite::SqliteChatStore;
 pub use superapp_kit::store::StoreError;
 
+use std::sync::Arc;
+
 use superapp_kit::BoxFuture;
 
 use crate::ChatError;
 use crate::model::{
     Appended, Asked, ConversationId, Departure, Fence, GroupId, GroupInfo, GroupInvitation,
-    GroupUpdate, InboxCursor, InboxEntry, JoinRequest, Joined, MemberChange, MemberInfo, NewGroup,
-    NewGroupMessage, NewMessage, Removal, StoredMessage, UserId,
+    GroupUpdate, InboxCursor, InboxPage, JoinRequest, Joined, MemberChange, MemberInfo, NewGroup,
+    NewGroupMessage, NewMessage, Removal, StoredMessage, UserId, View,
 };
 
 pub trait ChatStore: Send + Sync + 'static {
@@ -53,27 +55,39 @@ pub trait ChatStore: Send + Sync + 'static {
     /// its first message. Idempotency is per conversation so that the single
     /// writer of a conversation (its shard owner) can decide it alone.
     fn append(&self, message: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>>;
-    /// Messages with seq > `after_seq`, ascending, at most `limit`.
+    /// Messages with seq > `after_seq`, ascending, at most `limit`, each
+    /// with the member it was withheld from (the caller filters them with
+    /// [`crate::policy::shows`]).
     fn messages_after(
         &self,
         conversation: ConversationId,
         after_seq: u64,
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>>;
-    /// The user's conversations by last activity, newest first, after `cursor`.
+    /// A page of the user's conversations by last activity, newest first,
+    /// after `cursor`, at most `limit`, as the user sees them through
+    /// `view` ([`crate::policy::listed`], [`crate::policy::shows`]): those
+    /// left out of the view do not appear (the page may be short and still
+    /// have a next), and the last message and unread count are those the
+    /// user sees. A user whose view filters nothing, and who was never
+    /// withheld a message, is served from the members and conversations
+    /// rows alone.
     fn inbox(
         &self,
         user: UserId,
         cursor: Option<InboxCursor>,
         limit: u32,
-    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>>;
+        view: Arc<View>,
+    ) -> BoxFuture<'_, Result<InboxPage, StoreError>>;
     /// The members of a conversation, by user id; empty if it does not exist.
     fn members(
         &self,
         conversation: ConversationId,
     ) -> BoxFuture<'_, Result<Vec<UserId>, StoreError>>;
-    /// Moves the user's read mark forward to `seq` (capped at the last seq);
-    /// returns the mark after the move, or None if the user is not a member.
+    /// Moves the user's read mark forward to `seq`, capped at the last seq,
+    /// and in a one-to-one conversation at the last message not withheld
+    /// from the user ([`crate::policy::last_shown`]); returns the mark after
+    /// the move, or None if the user is not a member.
     fn mark_read(
         &self,
         user: UserId,

@@ -16,9 +16,10 @@ use superapp_kit::sqlite::{Database, TxError};
 
 use super::{ChatStore, StoreError};
 use crate::model::{
-    Appended, ConversationId, Fence, GroupLimits, GroupSummary, InboxCursor, InboxEntry, Mentions,
-    NewMessage, StoredMessage, UserId,
+    Appended, ConversationId, Fence, GroupLimits, GroupSummary, InboxCursor, InboxEntry, InboxPage,
+    Mentions, NewMessage, StoredMessage, UserId, View,
 };
+use crate::policy::{self, Withheld};
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -134,6 +135,17 @@ CREATE TABLE group_invitations (
     expires_ms INTEGER NOT NULL,
     PRIMARY KEY (invitee, conversation_id)
 ) WITHOUT ROWID;
+",
+    // Views: the member a one-to-one message was withheld from (0: nobody),
+    // and on that member's row how many were, the seq of the last, and the
+    // last message they see before the run of withheld ones that ends there,
+    // so that their conversation list and read mark read no message.
+    "
+ALTER TABLE messages ADD COLUMN hidden_from INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN hidden_last INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN shown_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN shown_ms INTEGER NOT NULL DEFAULT 0;
 ",
 ];
 
@@ -284,6 +296,8 @@ struct Row<'a> {
     server_time_ms: i64,
     body: &'a [u8],
     mentions: &'a Mentions,
+    /// The one-to-one member it is withheld from.
+    hidden_from: Option<UserId>,
 }
 
 /// Takes the conversation's next seq and writes the message and its
@@ -298,8 +312,8 @@ fn append_row(c: &Connection, row: &Row<'_>) -> rusqlite::Result<Appended> {
         )?
         .query_row(params![name, row.server_time_ms], |r| r.get(0))?;
     c.prepare_cached(
-        "INSERT INTO messages (conversation_id, seq, message_id, sender, client_msg_id, server_time_ms, body, mentions)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO messages (conversation_id, seq, message_id, sender, client_msg_id, server_time_ms, body, mentions, hidden_from)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         name,
@@ -310,6 +324,7 @@ fn append_row(c: &Connection, row: &Row<'_>) -> rusqlite::Result<Appended> {
         row.server_time_ms,
         row.body,
         encode_mentions(row.mentions),
+        row.hidden_from.map_or(0, |u| u.0 as i64),
     ])?;
     c.prepare_cached(
         "INSERT INTO sent (conversation_id, sender, client_msg_id, seq, message_id, server_time_ms)
@@ -345,11 +360,25 @@ fn append_in(c: &Connection, m: &NewMessage) -> Result<Appended, TxError<StoreEr
         server_time_ms: m.server_time_ms,
         body: &m.body,
         mentions: &Mentions::default(),
+        hidden_from: m
+            .withheld
+            .then(|| m.conversation.peer_of(m.sender))
+            .flatten(),
     };
     if let Some(earlier) = earlier_send(c, &row)? {
         return Ok(earlier);
     }
     raise_fence(c, rise)?;
+    // A withheld message ends what its recipient sees at the message before
+    // it, as of that message's time: read before the append moves it.
+    let before_ms: i64 = match row.hidden_from {
+        Some(_) => c
+            .prepare_cached("SELECT last_activity_ms FROM conversations WHERE id = ?1")?
+            .query_row([&name], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0),
+        None => 0,
+    };
     let appended = append_row(c, &row)?;
     let seq = appended.seq as i64;
     // Member rows change only when created (with the conversation's first
@@ -372,6 +401,22 @@ fn append_in(c: &Connection, m: &NewMessage) -> Result<Appended, TxError<StoreEr
          WHERE conversation_id = ?1 AND user_id = ?2 AND read_seq < ?3",
     )?
     .execute(params![name, m.sender.0 as i64, seq])?;
+    // Only a withheld message touches its recipient's row: a run of them
+    // that starts here remembers the message before it as the last one
+    // the recipient sees (SET reads the row as it was).
+    if let Some(recipient) = row.hidden_from {
+        c.prepare_cached(
+            "UPDATE members SET
+                 shown_seq = CASE WHEN hidden > 0 AND hidden_last = ?3 - 1
+                                  THEN shown_seq ELSE ?3 - 1 END,
+                 shown_ms = CASE WHEN hidden > 0 AND hidden_last = ?3 - 1
+                                 THEN shown_ms ELSE ?4 END,
+                 hidden = hidden + 1,
+                 hidden_last = ?3
+             WHERE conversation_id = ?1 AND user_id = ?2",
+        )?
+        .execute(params![name, recipient.0 as i64, seq, before_ms])?;
+    }
     Ok(appended)
 }
 
@@ -385,7 +430,8 @@ fn append_in(c: &Connection, m: &NewMessage) -> Result<Appended, TxError<StoreEr
 const INBOX: &str = "
     WITH page AS MATERIALIZED (
         SELECT m.conversation_id, m.user_id, m.peer_id, m.read_seq,
-               c.last_seq, c.last_activity_ms
+               c.last_seq, c.last_activity_ms,
+               m.joined_seq, m.hidden, m.hidden_last, m.shown_seq, m.shown_ms
         FROM members m
         JOIN conversations c ON c.id = m.conversation_id
         WHERE m.user_id = ?1
@@ -400,19 +446,28 @@ const INBOX: &str = "
            g.group_id, g.name, g.member_count,
            EXISTS (SELECT 1 FROM mentions x
                    WHERE x.conversation_id = page.conversation_id
-                     AND x.user_id IN (page.user_id, 0) AND x.seq > page.read_seq)
+                     AND x.user_id IN (page.user_id, 0) AND x.seq > page.read_seq),
+           page.joined_seq, page.hidden, page.hidden_last, page.shown_seq, page.shown_ms
     FROM page
     LEFT JOIN members p ON p.conversation_id = page.conversation_id
          AND p.user_id = page.peer_id AND page.peer_id != 0
     LEFT JOIN groups g ON g.conversation_id = page.conversation_id
     ORDER BY page.last_activity_ms DESC, page.conversation_id DESC";
 
+/// An entry of the conversation list as every member's would read, with
+/// what the user's own view may change.
+struct ListedRow {
+    entry: InboxEntry,
+    joined_seq: u64,
+    withheld: Withheld,
+}
+
 fn inbox_page(
     stmt: &mut rusqlite::Statement<'_>,
     user_id: UserId,
     cursor: Option<&InboxCursor>,
     limit: u32,
-) -> rusqlite::Result<Vec<InboxEntry>> {
+) -> rusqlite::Result<Vec<ListedRow>> {
     let (before_ms, before_id) = match cursor {
         Some(cursor) => (cursor.last_activity_ms, cursor.conversation.to_string()),
         None => (i64::MAX, String::new()),
@@ -434,7 +489,7 @@ fn inbox_page(
                 }),
                 None => None,
             };
-            Ok(InboxEntry {
+            let entry = InboxEntry {
                 conversation: conversation(r, 0)?,
                 // Group rows have no peer (peer_id 0).
                 peer: Some(user(r, 1)?).filter(|_| group.is_none()),
@@ -445,10 +500,149 @@ fn inbox_page(
                 unread: id(r, 6)?,
                 group,
                 mentioned: r.get(10)?,
+            };
+            Ok(ListedRow {
+                entry,
+                joined_seq: id(r, 11)?,
+                withheld: Withheld {
+                    count: id(r, 12)?,
+                    last: id(r, 13)?,
+                    shown_seq: id(r, 14)?,
+                    shown_ms: r.get(15)?,
+                },
             })
         },
     )?;
     rows.collect()
+}
+
+/// The page as `user` sees it ([`policy::listed`], [`policy::shows`]):
+/// hidden friends' conversations left out; where messages were withheld
+/// from the user, or the user's view filters group messages, the last
+/// message and the unread count are those the user sees. Every other entry
+/// is as read, so a user who filters nothing costs nothing more.
+fn as_seen_by(
+    c: &Connection,
+    user: UserId,
+    view: &View,
+    rows: Vec<ListedRow>,
+) -> rusqlite::Result<Vec<InboxEntry>> {
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows {
+        if !policy::listed(view, row.entry.peer) {
+            continue;
+        }
+        let seen = match &row.entry.group {
+            None if row.withheld.count > 0 => direct_as_seen(c, user, row)?,
+            Some(_) if !view.blocked.is_empty() => Some(group_as_seen(c, user, view, row)?),
+            _ => Some(row.entry),
+        };
+        entries.extend(seen);
+    }
+    Ok(entries)
+}
+
+/// A one-to-one entry of a user some of whose messages were withheld: up
+/// to the last message they see, its unread count read from their mark to
+/// there; None when they see none.
+fn direct_as_seen(
+    c: &Connection,
+    user: UserId,
+    row: ListedRow,
+) -> rusqlite::Result<Option<InboxEntry>> {
+    let mut entry = row.entry;
+    let Some((shown_seq, shown_ms)) =
+        policy::last_shown(entry.last_seq, entry.last_activity_ms, &row.withheld)
+    else {
+        return Ok(None);
+    };
+    let mut unread = 0;
+    let mut stmt = c.prepare_cached(
+        "SELECT sender, server_time_ms, hidden_from FROM messages
+         WHERE conversation_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query(params![
+        entry.conversation.to_string(),
+        bound(entry.read_seq),
+        bound(shown_seq)
+    ])?;
+    while let Some(r) = rows.next()? {
+        let (sender, sent_ms, hidden_from) = (user_of(r, 0)?, r.get(1)?, hidden(r, 2)?);
+        let shown =
+            policy::shows_facts(user, &View::default(), false, sender, sent_ms, hidden_from);
+        if shown && sender != user {
+            unread += 1;
+        }
+    }
+    entry.last_seq = shown_seq;
+    entry.last_activity_ms = shown_ms;
+    entry.read_seq = entry.read_seq.min(shown_seq);
+    entry.unread = unread;
+    Ok(Some(entry))
+}
+
+/// A group entry of a user whose view filters group messages: its unread
+/// count and mention from the messages above their mark that they see, its
+/// last message the last one they see since joining (the seq they joined
+/// at, if none).
+fn group_as_seen(
+    c: &Connection,
+    user: UserId,
+    view: &View,
+    row: ListedRow,
+) -> rusqlite::Result<InboxEntry> {
+    let mut entry = row.entry;
+    let name = entry.conversation.to_string();
+    let (mut unread, mut mentioned, mut last) = (0, false, None);
+    {
+        let mut stmt = c.prepare_cached(
+            "SELECT seq, sender, server_time_ms, mentions FROM messages
+             WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![name, bound(entry.read_seq)])?;
+        while let Some(r) = rows.next()? {
+            let (seq, sender, sent_ms) = (id(r, 0)?, user_of(r, 1)?, r.get(2)?);
+            if !policy::shows_facts(user, view, true, sender, sent_ms, None) {
+                continue;
+            }
+            if sender != user {
+                unread += 1;
+                mentioned |= decode_mentions(&r.get::<_, String>(3)?).mentions(user);
+            }
+            last = Some((seq, sent_ms));
+        }
+    }
+    if last.is_none() {
+        // Nothing seen above the mark: the last seen is at or below it.
+        let mut stmt = c.prepare_cached(
+            "SELECT seq, sender, server_time_ms FROM messages
+             WHERE conversation_id = ?1 AND seq <= ?2 AND seq > ?3 ORDER BY seq DESC",
+        )?;
+        let mut rows = stmt.query(params![name, bound(entry.read_seq), bound(row.joined_seq)])?;
+        while let Some(r) = rows.next()? {
+            let (seq, sender, sent_ms) = (id(r, 0)?, user_of(r, 1)?, r.get(2)?);
+            if policy::shows_facts(user, view, true, sender, sent_ms, None) {
+                last = Some((seq, sent_ms));
+                break;
+            }
+        }
+    }
+    let (shown_seq, shown_ms) = last.unwrap_or((row.joined_seq, entry.last_activity_ms));
+    entry.last_seq = shown_seq;
+    entry.last_activity_ms = shown_ms;
+    entry.read_seq = entry.read_seq.min(shown_seq);
+    entry.unread = unread;
+    entry.mentioned = mentioned;
+    Ok(entry)
+}
+
+fn user_of(r: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<UserId> {
+    user(r, index)
+}
+
+/// A message's `hidden_from` column: 0 is nobody.
+fn hidden(r: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Option<UserId>> {
+    Ok(Some(user(r, index)?).filter(|u| u.0 != 0))
 }
 
 impl ChatStore for SqliteChatStore {
@@ -464,7 +658,8 @@ impl ChatStore for SqliteChatStore {
     ) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
         Box::pin(self.db.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, message_id, sender, server_time_ms, client_msg_id, body, mentions
+                "SELECT seq, message_id, sender, server_time_ms, client_msg_id, body, mentions,
+                        hidden_from
                  FROM messages WHERE conversation_id = ?1 AND seq > ?2
                  ORDER BY seq LIMIT ?3",
             )?;
@@ -480,6 +675,7 @@ impl ChatStore for SqliteChatStore {
                         client_msg_id: r.get(4)?,
                         body: r.get(5)?,
                         mentions: decode_mentions(&r.get::<_, String>(6)?),
+                        hidden_from: hidden(r, 7)?,
                     })
                 },
             )?;
@@ -492,10 +688,23 @@ impl ChatStore for SqliteChatStore {
         user_id: UserId,
         cursor: Option<InboxCursor>,
         limit: u32,
-    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>> {
+        view: Arc<View>,
+    ) -> BoxFuture<'_, Result<InboxPage, StoreError>> {
         Box::pin(self.db.read(move |c| {
-            let mut stmt = c.prepare_cached(INBOX)?;
-            inbox_page(&mut stmt, user_id, cursor.as_ref(), limit)
+            let rows = {
+                let mut stmt = c.prepare_cached(INBOX)?;
+                inbox_page(&mut stmt, user_id, cursor.as_ref(), limit)?
+            };
+            // The next page starts after the last entry read, shown or not.
+            let next = match rows.last() {
+                Some(last) if rows.len() == limit as usize => Some(InboxCursor {
+                    last_activity_ms: last.entry.last_activity_ms,
+                    conversation: last.entry.conversation,
+                }),
+                _ => None,
+            };
+            let entries = as_seen_by(c, user_id, &view, rows)?;
+            Ok(InboxPage { entries, next })
         }))
     }
 
@@ -522,12 +731,34 @@ impl ChatStore for SqliteChatStore {
         Box::pin(fenced(&self.db, move |c| {
             let rise = check_fence(c, fence)?;
             raise_fence(c, rise)?;
+            let name = conversation.to_string();
+            // A mark stops at the last message the member sees: a sender
+            // never sees a withheld message read.
+            let facts = c
+                .prepare_cached(
+                    "SELECT c.last_seq, c.last_activity_ms,
+                            m.hidden, m.hidden_last, m.shown_seq, m.shown_ms
+                     FROM members m JOIN conversations c ON c.id = m.conversation_id
+                     WHERE m.conversation_id = ?1 AND m.user_id = ?2",
+                )?
+                .query_row(params![name, user_id.0 as i64], |r| {
+                    let withheld = Withheld {
+                        count: id(r, 2)?,
+                        last: id(r, 3)?,
+                        shown_seq: id(r, 4)?,
+                        shown_ms: r.get(5)?,
+                    };
+                    Ok(policy::last_shown(id(r, 0)?, r.get(1)?, &withheld).map_or(0, |s| s.0))
+                })
+                .optional()?;
+            let Some(cap) = facts else {
+                return Ok(None);
+            };
             Ok(c.query_row(
-                "UPDATE members SET read_seq = max(read_seq,
-                     min(?3, (SELECT last_seq FROM conversations WHERE id = ?1)))
+                "UPDATE members SET read_seq = max(read_seq, ?3)
                  WHERE conversation_id = ?1 AND user_id = ?2
                  RETURNING read_seq",
-                params![conversation.to_string(), user_id.0 as i64, bound(seq)],
+                params![name, user_id.0 as i64, bound(seq.min(cap))],
                 |r| id(r, 0),
             )
             .optional()?)
@@ -594,6 +825,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_lists_what_each_user_sees_as_the_reference_model_does() {
+        for seed in [0x5eed, 1, 2, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            conformance::views_match_the_model(&open(&dir), seed).await;
+        }
+    }
+
+    #[tokio::test]
     async fn sqlite_refuses_a_stale_fence_even_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         conformance::fencing(&open(&dir)).await;
@@ -608,6 +847,7 @@ mod tests {
             server_time_ms: 99,
             body: b"x".to_vec(),
             fence: Some(Fence { shard: 3, token: 6 }),
+            withheld: false,
         };
         assert!(matches!(
             reopened.append(stale).await,
@@ -675,7 +915,7 @@ mod tests {
                 let mut stmt = c.prepare(INBOX)?;
                 let page = inbox_page(&mut stmt, UserId(user), None, 10)?;
                 assert_eq!(page.len(), 10);
-                assert!(page.iter().all(|e| e.unread == unread));
+                assert!(page.iter().all(|e| e.entry.unread == unread));
                 Ok(stmt.get_status(rusqlite::StatementStatus::VmStep))
             })
             .await

@@ -51,6 +51,8 @@ pub const COSTS: &[(&str, &str, u32)] = &[
     ("POST", "/v1/friend-requests/{user_id}/accept", 5),
     ("DELETE", "/v1/friend-requests/{user_id}", 2),
     ("GET", "/v1/contacts", 5),
+    // Reads the caller's contacts (at most their friends) and matches each.
+    ("GET", "/v1/contacts/search", 5),
     ("PATCH", "/v1/contacts/{user_id}", 2),
     ("DELETE", "/v1/contacts/{user_id}", 5),
     ("GET", "/v1/blocks", 2),

@@ -1,18 +1,19 @@
-//! The social graph at the edge: friend requests, the contact list and its
-//! change feed, blocks and privacy settings, and the mapping of the room's
-//! outcomes to stable codes.
+//! The social graph at the edge: friend requests, the contact list, its
+//! change feed and its search, hidden friends, blocks and privacy settings,
+//! and the mapping of the room's outcomes to stable codes.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use superapp_account::model::{Befriended, UserId, WhoMayAddMe, WhoMayMessage};
+use superapp_account::model::{Befriended, ContactEdit, UserId, WhoMayAddMe, WhoMayMessage};
 use superapp_account::social::Settings;
 use superapp_account::{Social, SocialError};
 use superapp_api::{
-    Blocks, Contact, ContactPage, ContactUpdate, ContactsQuery, ContactsVersion, ErrorBody,
-    FriendRequest, FriendRequestSent, FriendRequests, PrivacySettings, SendFriendRequest,
+    Blocks, Contact, ContactPage, ContactSearchQuery, ContactUpdate, ContactsQuery,
+    ContactsVersion, ErrorBody, FoundContact, FoundContacts, FriendRequest, FriendRequestSent,
+    FriendRequests, PrivacySettings, SendFriendRequest,
 };
 use superapp_kit::store::StoreError;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,6 +28,7 @@ pub fn routes() -> OpenApiRouter<Rooms> {
         .routes(routes!(accept))
         .routes(routes!(decline))
         .routes(routes!(contacts))
+        .routes(routes!(search_contacts))
         .routes(routes!(update_contact, remove_friend))
         .routes(routes!(blocks))
         .routes(routes!(block, unblock))
@@ -202,6 +204,7 @@ async fn contacts(
                 tags: c.tags,
                 since_ms: c.since_ms,
                 removed: c.removed,
+                hidden: c.hidden,
                 version: c.version,
             })
             .collect(),
@@ -210,7 +213,37 @@ async fn contacts(
     }))
 }
 
-/// Set your remark (alias) and tags for a friend
+/// Find contacts: friends whose remark or display name starts with q, or whose user id it is; friends you hide only by exact remark, display name or user id (case ignored); at most 50
+#[utoipa::path(get, path = "/v1/contacts/search", tag = "contacts", security(("bearer" = [])),
+    params(ContactSearchQuery),
+    responses(
+        (status = 200, description = "The contacts found, by display name", body = FoundContacts),
+        (status = 400, description = "invalid_query", body = ErrorBody),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+))]
+async fn search_contacts(
+    State(social): State<Arc<Social>>,
+    AuthUser(me): AuthUser,
+    ApiQuery(query): ApiQuery<ContactSearchQuery>,
+) -> Result<Json<FoundContacts>, ApiError> {
+    let found = social.search(me.sub, &query.q).await?;
+    Ok(Json(FoundContacts {
+        contacts: found
+            .into_iter()
+            .map(|f| FoundContact {
+                user_id: f.contact.friend.0,
+                display_name: f.display_name,
+                remark: f.contact.remark,
+                tags: f.contact.tags,
+                since_ms: f.contact.since_ms,
+                hidden: f.contact.hidden,
+                friend: !f.contact.removed,
+            })
+            .collect(),
+    }))
+}
+
+/// Set your remark (alias) and tags for a friend, or hide them from your contact list and conversation list on every device ("private mode") and show them again
 #[utoipa::path(patch, path = "/v1/contacts/{user_id}", tag = "contacts", security(("bearer" = [])),
     params(("user_id" = String, Path)), request_body = ContactUpdate,
     responses(
@@ -227,9 +260,12 @@ async fn update_contact(
 ) -> Result<Json<ContactsVersion>, ApiError> {
     let AuthUser(me) = auth?;
     let friend = user_in_path(&user_id).map_err(|_| SocialError::NotFriends)?;
-    let version = social
-        .set_contact(me.sub, friend, body.remark, body.tags)
-        .await?;
+    let edit = ContactEdit {
+        remark: body.remark,
+        tags: body.tags,
+        hidden: body.hidden,
+    };
+    let version = social.set_contact(me.sub, friend, edit).await?;
     Ok(Json(ContactsVersion { version }))
 }
 
@@ -267,7 +303,7 @@ async fn blocks(
     }))
 }
 
-/// Block someone: they can no longer message you, ask to be friends, or add or invite you to groups; they are not told
+/// Block someone: their messages no longer reach you (they are not told: their one-to-one sends succeed on their side, and their group messages are left out of your view), and they can no longer ask to be friends, or add or invite you to groups
 #[utoipa::path(put, path = "/v1/blocks/{user_id}", tag = "contacts", security(("bearer" = [])),
     params(("user_id" = String, Path)),
     responses(
@@ -285,7 +321,7 @@ async fn block(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Unblock someone
+/// Unblock someone; what they sent while blocked stays out of your view
 #[utoipa::path(delete, path = "/v1/blocks/{user_id}", tag = "contacts", security(("bearer" = [])),
     params(("user_id" = String, Path)),
     responses(

@@ -108,7 +108,7 @@ enum Command {
     },
     /// Print the logged-in account.
     Me,
-    /// Friend requests: send, accept, decline, list; remove a friend.
+    /// Friend requests: send, accept, decline, list; remove, hide, unhide or find a friend.
     Friend {
         #[command(subcommand)]
         command: FriendCommand,
@@ -214,6 +214,23 @@ enum FriendCommand {
     Remove {
         #[arg(long)]
         user: u64,
+    },
+    /// Hide a friend ("private mode"): out of your contact list and
+    /// conversation list on every device; found by exact search only.
+    Hide {
+        #[arg(long)]
+        user: u64,
+    },
+    /// Show a hidden friend again.
+    Unhide {
+        #[arg(long)]
+        user: u64,
+    },
+    /// Find friends by the start of their remark or display name, or by
+    /// user id; hidden friends only by an exact remark, display name or id.
+    Search {
+        #[arg(long)]
+        q: String,
     },
 }
 
@@ -535,6 +552,18 @@ impl App {
             FriendCommand::Remove { user } => {
                 let version = self.http.remove_friend(token, user).await?;
                 print_line(&json!({ "removed": user.to_string(), "version": version.version }))
+            }
+            FriendCommand::Hide { user } | FriendCommand::Unhide { user } => {
+                let hidden = matches!(command, FriendCommand::Hide { .. });
+                let version = self.http.hide_friend(token, user, hidden).await?;
+                let done = if hidden { "hidden" } else { "unhidden" };
+                print_line(&json!({ done: user.to_string(), "version": version.version }))
+            }
+            FriendCommand::Search { q } => {
+                for found in self.http.search_contacts(token, &q).await?.contacts {
+                    print_line(&json!(found))?;
+                }
+                Ok(())
             }
         }
     }

@@ -261,7 +261,15 @@ fn erase(c: &Connection, user: UserId, now_ms: i64) -> rusqlite::Result<Option<E
         .execute(params![id(friend), id(user), version as i64])?;
         erased.friends.push((friend, version));
     }
+    // Someone who blocks the user keeps what was sent during the block out
+    // of their view (docs/architecture.md §17): the block becomes a past one.
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO block_spans (owner, until_ms, blocked, from_ms)
+         SELECT owner, max(?2, since_ms), blocked, since_ms FROM blocks WHERE blocked = ?1",
+    )?
+    .execute(params![id(user), now_ms])?;
     for sql in [
+        "DELETE FROM block_spans WHERE owner = ?1",
         "DELETE FROM contacts WHERE owner = ?1",
         "DELETE FROM contact_heads WHERE owner = ?1",
         "DELETE FROM friend_requests WHERE to_user = ?1 OR from_user = ?1",

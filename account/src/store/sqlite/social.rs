@@ -8,8 +8,8 @@ use superapp_kit::sqlite::TxError;
 use super::SqliteAccountStore;
 use crate::SocialError;
 use crate::model::{
-    Befriended, Contact, ContactChanges, FriendRequest, Privacy, Relation, UserId, WhoMayAddMe,
-    WhoMayMessage,
+    Befriended, BlockSpan, Contact, ContactChanges, ContactEdit, FoundContact, FriendRequest,
+    Privacy, Relation, UserId, ViewFilters, WhoMayAddMe, WhoMayMessage,
 };
 use crate::policy::{self, REQUEST_TTL_MS, REQUEST_WINDOW_MS, RequestOutcome, SocialLimits};
 use crate::store::{Outcome, SocialStore};
@@ -36,7 +36,9 @@ fn relation(
             EXISTS (SELECT 1 FROM blocks WHERE owner = ?1 AND blocked = ?2),
             EXISTS (SELECT 1 FROM blocks WHERE owner = ?2 AND blocked = ?1),
             EXISTS (SELECT 1 FROM friend_requests
-                    WHERE to_user = ?1 AND from_user = ?2 AND sent_ms > ?3)",
+                    WHERE to_user = ?1 AND from_user = ?2 AND sent_ms > ?3),
+            EXISTS (SELECT 1 FROM contacts WHERE owner = ?1 AND friend = ?2 AND hidden = 1),
+            EXISTS (SELECT 1 FROM contacts WHERE owner = ?2 AND friend = ?1 AND hidden = 1)",
     )?
     .query_row(
         params![id(owner), id(other), now_ms - REQUEST_TTL_MS],
@@ -46,6 +48,8 @@ fn relation(
                 blocks: r.get(1)?,
                 blocked_by: r.get(2)?,
                 requested_by: r.get(3)?,
+                hides: r.get(4)?,
+                hidden_by: r.get(5)?,
             })
         },
     )
@@ -88,16 +92,18 @@ fn delete_requests(c: &Connection, a: UserId, b: UserId) -> rusqlite::Result<()>
 }
 
 /// Makes `a` and `b` friends on both sides; answers (a's, b's) versions.
+/// A new friendship starts unhidden on both sides.
 fn befriend(c: &Connection, a: UserId, b: UserId, now_ms: i64) -> rusqlite::Result<(u64, u64)> {
     delete_requests(c, a, b)?;
     let mut versions = [0; 2];
     for (i, (owner, friend)) in [(a, b), (b, a)].into_iter().enumerate() {
         let version = bump(c, owner, 1)?;
         c.prepare_cached(
-            "INSERT INTO contacts (owner, friend, remark, tags, since_ms, removed, version)
-             VALUES (?1, ?2, '', '[]', ?3, 0, ?4)
+            "INSERT INTO contacts (owner, friend, remark, tags, since_ms, removed, hidden, version)
+             VALUES (?1, ?2, '', '[]', ?3, 0, 0, ?4)
              ON CONFLICT (owner, friend) DO UPDATE SET remark = '', tags = '[]',
-                 since_ms = excluded.since_ms, removed = 0, version = excluded.version",
+                 since_ms = excluded.since_ms, removed = 0, hidden = 0,
+                 version = excluded.version",
         )?
         .execute(params![id(owner), id(friend), now_ms, version as i64])?;
         versions[i] = version;
@@ -115,8 +121,12 @@ fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
         since_ms: r.get(3)?,
         removed: r.get(4)?,
         version: r.get::<_, i64>(5)? as u64,
+        hidden: r.get(6)?,
     })
 }
+
+/// The columns [`contact_row`] reads, in its order.
+const CONTACT: &str = "friend, remark, tags, since_ms, removed, version, hidden";
 
 fn who_may_message(value: Option<i64>) -> Option<WhoMayMessage> {
     match value? {
@@ -281,25 +291,30 @@ impl SocialStore for SqliteAccountStore {
         })
     }
 
-    fn set_contact(
-        &self,
-        owner: UserId,
-        friend: UserId,
-        remark: Option<String>,
-        tags: Option<Vec<String>>,
-    ) -> Outcome<u64> {
-        let tags = tags.map(|t| serde_json::to_string(&t).unwrap_or_else(|_| "[]".into()));
+    fn set_contact(&self, owner: UserId, friend: UserId, edit: ContactEdit) -> Outcome<u64> {
+        let tags =
+            (edit.tags.as_ref()).map(|t| serde_json::to_string(t).unwrap_or_else(|_| "[]".into()));
         self.db.act(move |c| {
-            if !relation(c, owner, friend, 0)?.friends {
-                return rule(Err(SocialError::NotFriends));
-            }
+            let stands = relation(c, owner, friend, 0)?;
+            rule(policy::may_edit_contact(
+                stands.friends,
+                stands.hides,
+                &edit,
+            ))?;
             let version = bump(c, owner, 0)?;
             c.prepare_cached(
                 "UPDATE contacts SET remark = coalesce(?3, remark), tags = coalesce(?4, tags),
-                     version = ?5
+                     hidden = coalesce(?5, hidden), version = ?6
                  WHERE owner = ?1 AND friend = ?2",
             )?
-            .execute(params![id(owner), id(friend), remark, tags, version as i64])?;
+            .execute(params![
+                id(owner),
+                id(friend),
+                edit.remark,
+                tags,
+                edit.hidden,
+                version as i64
+            ])?;
             Ok(version)
         })
     }
@@ -311,15 +326,18 @@ impl SocialStore for SqliteAccountStore {
                 .query_row([id(owner)], |r| r.get(0))
                 .optional()?
                 .unwrap_or(0);
-            let mut stmt = c.prepare_cached(
-                "SELECT friend, remark, tags, since_ms, removed, version FROM contacts
-                 WHERE owner = ?1 AND version > ?2 AND (?2 > 0 OR removed = 0)
-                 ORDER BY version LIMIT ?3",
-            )?;
+            // From 0, the listed entries alone: `policy::listed` as a condition.
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {CONTACT} FROM contacts
+                 WHERE owner = ?1 AND version > ?2 AND (?2 > 0 OR (removed = 0 AND hidden = 0))
+                 ORDER BY version LIMIT ?3"
+            ))?;
             let since = i64::try_from(since).unwrap_or(i64::MAX);
             let rows =
                 stmt.query_map(params![id(owner), since, i64::from(limit) + 1], contact_row)?;
-            let mut changes: Vec<Contact> = rows.collect::<rusqlite::Result<_>>()?;
+            let mut changes: Vec<Contact> = rows
+                .map(|row| row.map(policy::as_change))
+                .collect::<rusqlite::Result<_>>()?;
             let more = changes.len() > limit as usize;
             changes.truncate(limit as usize);
             Ok(ContactChanges {
@@ -348,11 +366,90 @@ impl SocialStore for SqliteAccountStore {
         })
     }
 
-    fn unblock(&self, owner: UserId, other: UserId) -> Outcome<()> {
+    fn search_contacts(&self, owner: UserId, query: String) -> Outcome<Vec<FoundContact>> {
+        self.db.look(move |c| {
+            // At most `max_friends` friends and the former ones still
+            // hidden: one partition, matched as it is read.
+            let mut stmt = c.prepare_cached(
+                "SELECT c.friend, c.remark, c.tags, c.since_ms, c.removed, c.version, c.hidden,
+                        coalesce(u.display_name, '')
+                 FROM contacts c LEFT JOIN users u ON u.id = c.friend
+                 WHERE c.owner = ?1 AND (c.removed = 0 OR c.hidden = 1)",
+            )?;
+            let rows = stmt.query_map([id(owner)], |r| {
+                Ok(FoundContact {
+                    contact: contact_row(r)?,
+                    display_name: r.get(7)?,
+                })
+            })?;
+            let mut found = Vec::new();
+            for row in rows {
+                let row = row?;
+                if policy::contact_matches(&query, &row.contact, &row.display_name) {
+                    found.push(row);
+                }
+            }
+            found.sort_by(|a, b| {
+                (a.display_name.to_lowercase(), a.contact.friend)
+                    .cmp(&(b.display_name.to_lowercase(), b.contact.friend))
+            });
+            found.truncate(policy::MAX_FOUND);
+            Ok(found)
+        })
+    }
+
+    fn unblock(&self, owner: UserId, other: UserId, now_ms: i64) -> Outcome<()> {
         self.db.act(move |c| {
-            c.prepare_cached("DELETE FROM blocks WHERE owner = ?1 AND blocked = ?2")?
-                .execute(params![id(owner), id(other)])?;
+            let since: Option<i64> = c
+                .prepare_cached(
+                    "DELETE FROM blocks WHERE owner = ?1 AND blocked = ?2 RETURNING since_ms",
+                )?
+                .query_row(params![id(owner), id(other)], |r| r.get(0))
+                .optional()?;
+            let Some(since) = since else {
+                return Ok(());
+            };
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO block_spans (owner, until_ms, blocked, from_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id(owner), now_ms.max(since), id(other), since])?;
+            // The oldest past blocks beyond the cap are forgotten.
+            c.prepare_cached(
+                "DELETE FROM block_spans WHERE owner = ?1 AND until_ms < (
+                     SELECT until_ms FROM block_spans WHERE owner = ?1
+                     ORDER BY until_ms DESC LIMIT 1 OFFSET ?2)",
+            )?
+            .execute(params![id(owner), policy::MAX_BLOCK_SPANS as i64 - 1])?;
             Ok(())
+        })
+    }
+
+    fn view_filters(&self, owner: UserId) -> Outcome<ViewFilters> {
+        self.db.look(move |c| {
+            let span = |r: &rusqlite::Row<'_>| {
+                Ok(BlockSpan {
+                    user: UserId(r.get::<_, i64>(0)? as u64),
+                    from_ms: r.get(1)?,
+                    until_ms: r.get(2)?,
+                })
+            };
+            let mut blocks: Vec<BlockSpan> = c
+                .prepare_cached("SELECT blocked, since_ms, NULL FROM blocks WHERE owner = ?1")?
+                .query_map([id(owner)], span)?
+                .collect::<rusqlite::Result<_>>()?;
+            let past = c
+                .prepare_cached(
+                    "SELECT blocked, from_ms, until_ms FROM block_spans WHERE owner = ?1",
+                )?
+                .query_map([id(owner)], span)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            blocks.extend(past);
+            let hidden = c
+                .prepare_cached("SELECT friend FROM contacts WHERE owner = ?1 AND hidden = 1")?
+                .query_map([id(owner)], |r| Ok(UserId(r.get::<_, i64>(0)? as u64)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(ViewFilters { blocks, hidden })
         })
     }
 

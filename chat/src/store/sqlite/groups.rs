@@ -377,6 +377,7 @@ fn append_group_in(c: &Connection, m: &NewGroupMessage) -> Tx<Appended> {
         server_time_ms: m.server_time_ms,
         body: &m.body,
         mentions: &m.mentions,
+        hidden_from: None,
     };
     if let Some(earlier) = earlier_send(c, &row)? {
         return Ok(earlier);

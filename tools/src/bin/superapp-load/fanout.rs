@@ -37,6 +37,12 @@ pub struct FanoutArgs {
     /// comma-separated, shared round-robin). Default: the server.
     #[arg(long, value_delimiter = ',')]
     pub ws: Vec<String>,
+    /// This many receiving members block another member, who never sends
+    /// (the last): every message is still delivered to all, but each of
+    /// them is checked against a block set that is not empty. Blocks stay
+    /// in the server's data: a rerun with `--run-id` keeps them.
+    #[arg(long, default_value_t = 0)]
+    pub blockers: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -131,6 +137,17 @@ async fn create_group(server: &str, args: &FanoutArgs) -> anyhow::Result<Group> 
     for batch in ids.chunks(1_000) {
         http.add_group_members(&owner.token, group.group_id, batch)
             .await?;
+    }
+    if let Some(blocked) = members.last().filter(|_| args.blockers > 0) {
+        println!("{} members block another...", args.blockers);
+        let blockers: Vec<&LoadUser> = (members.iter())
+            .filter(|m| m.id != blocked.id)
+            .take(args.blockers)
+            .collect();
+        for batch in blockers.chunks(32) {
+            let blocks = batch.iter().map(|m| http.block(&m.token, blocked.id));
+            superapp_client::futures_util::future::try_join_all(blocks).await?;
+        }
     }
     let gateways = if args.ws.is_empty() {
         vec![server.to_string()]
@@ -271,6 +288,12 @@ fn print_report(
         workers,
         group.gateways.len()
     );
+    if args.blockers > 0 {
+        println!(
+            "blocks               {} members block another (who never sends)",
+            args.blockers
+        );
+    }
     println!(
         "sent                 {} messages at {} per second ({errors} errors)",
         args.messages, args.rate
@@ -300,6 +323,7 @@ fn print_report(
         "members": args.members,
         "messages": args.messages,
         "rate": args.rate,
+        "blockers": args.blockers,
         "errors": errors,
         "deliveries": deliveries,
         "expected_deliveries": expected,
