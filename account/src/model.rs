@@ -81,10 +81,40 @@ pub enum WhoMayMessage {
     Anyone,
 }
 
+/// Who sees a user's phone number in their profile, and who finds them by it
+/// (a lookup by phone, contact matching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneVisibility {
+    /// Anyone they do not block, and whom their invisible mode leaves them
+    /// visible to.
+    Everyone,
+    /// Friends only (the shipped default: docs/architecture.md §19).
+    Friends,
+    /// Nobody.
+    Nobody,
+}
+
+/// Invisible mode: from whom a user hides their profile's details (all but
+/// name and avatar), their phone, presence and last seen, and whom they are
+/// kept out of lookups by handle or phone, contact matching and nearby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invisible {
+    /// Visible as the other settings say (the default).
+    Off,
+    /// Hidden from everyone but friends.
+    Strangers,
+    /// Hidden from friends too.
+    Everyone,
+}
+
 /// A user's privacy settings; None is the server's default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Privacy {
     pub who_may_message: Option<WhoMayMessage>,
+    pub phone_visibility: Option<PhoneVisibility>,
+    pub invisible: Option<Invisible>,
 }
 
 /// A request to be friends, waiting for `to`.
@@ -148,8 +178,10 @@ pub struct ContactChanges {
     pub version: u64,
     pub more: bool,
 }
+pub mod profile;
 pub mod real_name;
 
+pub use profile::{Details, Gender, Lookup, LookupFacts, ProfileChange, ProfileRecord, UserView};
 pub use real_name::{
     Decision, RealNameRecord, RealNameState, RealNameStatus, RealNameView, Rejection,
 };

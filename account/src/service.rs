@@ -1,9 +1,12 @@
 //! The account operations the edge calls: [`Accounts`] (registration,
-//! sessions, tokens) and, in [`real_name`], [`RealNames`] (real-name
-//! verification).
+//! sessions, tokens); in [`real_name`], [`RealNames`] (real-name
+//! verification); in [`profiles`], [`Profiles`] (profiles, lookups and
+//! contact matching).
 
+pub mod profiles;
 pub mod real_name;
 
+pub use profiles::Profiles;
 pub use real_name::RealNames;
 
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use superapp_proto::v1::{BusEnvelope, SessionRevoked, bus_envelope};
 
 use crate::AccountError;
 use crate::config::AuthConfig;
+use crate::contact_salt::ContactSalt;
 use crate::live::{LiveSessions, Recall};
 use crate::model::{NewAccount, Profile, Rotation, SessionRecord, TokenPair, UserId, UserRecord};
 use crate::password::Hasher;
@@ -69,6 +73,8 @@ pub struct Accounts {
     /// Sessions found live lately, forgotten at their revocation: the check
     /// every WebSocket request makes ([`Accounts::session_in_use`]).
     live: LiveSessions,
+    /// Hashes each new user's number for contact matching.
+    contact_salt: ContactSalt,
 }
 
 impl Accounts {
@@ -79,6 +85,7 @@ impl Accounts {
         clock: SharedClock,
         ids: Arc<IdGen>,
         config: AuthConfig,
+        contact_salt: ContactSalt,
     ) -> Result<Self, AccountError> {
         let window_ms = (config.login_window_secs * 1000) as i64;
         let registration_window_ms = (config.registration_window_secs * 1000) as i64;
@@ -99,6 +106,7 @@ impl Accounts {
             config,
             tickets: Tickets::default(),
             live: LiveSessions::default(),
+            contact_salt,
         })
     }
 
@@ -135,7 +143,8 @@ impl Accounts {
             password_hash,
             created_at_ms: self.clock.now_ms(),
         };
-        if !self.store.create_user(user.clone()).await? {
+        let phone_hash = self.contact_salt.hash(&user.phone);
+        if !self.store.create_user(user.clone(), phone_hash).await? {
             return Err(AccountError::PhoneTaken);
         }
         tracing::info!(user_id = user.id.0, "registered");

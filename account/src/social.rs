@@ -1,6 +1,7 @@
 //! The social graph's operations: friend requests, friends with remarks and
 //! tags, the contact list's change feed, blocks, and the privacy settings
-//! that decide who may message whom. Each validates its input, lets the
+//! that decide who may message whom, who sees one's number and presence,
+//! and who finds one ([`crate::Profiles`] answers lookups under them). Each validates its input, lets the
 //! store decide with [`crate::policy`] inside its write, and tells the users
 //! concerned on their bus topics ([`ContactEvent`]).
 
@@ -17,7 +18,10 @@ use superapp_proto::v1::{BusEnvelope, ContactEvent, Event, bus_envelope, event};
 use crate::SocialError;
 use crate::answers::Answers;
 use crate::config::SocialConfig;
-use crate::model::{Befriended, ContactChanges, FriendRequest, Privacy, UserId, WhoMayMessage};
+use crate::model::{
+    Befriended, ContactChanges, FriendRequest, Invisible, PhoneVisibility, Privacy, UserId,
+    WhoMayMessage,
+};
 use crate::policy;
 use crate::store::SocialStore;
 
@@ -28,6 +32,19 @@ const MAX_CONTACTS_PAGE: u32 = 1_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     pub who_may_message: WhoMayMessage,
+    pub phone_visibility: PhoneVisibility,
+    pub invisible: Invisible,
+}
+
+impl Settings {
+    /// The settings `chosen`, the server's `defaults` where there is no choice.
+    pub fn of(chosen: Privacy, defaults: &SocialConfig) -> Self {
+        Self {
+            who_may_message: chosen.who_may_message.unwrap_or(defaults.who_may_message),
+            phone_visibility: chosen.phone_visibility.unwrap_or(defaults.phone_visibility),
+            invisible: chosen.invisible.unwrap_or(defaults.invisible),
+        }
+    }
 }
 
 pub struct Social {
@@ -201,10 +218,18 @@ impl Social {
         &self,
         user: UserId,
         who_may_message: Option<WhoMayMessage>,
+        phone_visibility: Option<PhoneVisibility>,
+        invisible: Option<Invisible>,
     ) -> Result<Settings, SocialError> {
         let mut chosen = self.store.privacy(user).await?;
         if who_may_message.is_some() {
             chosen.who_may_message = who_may_message;
+        }
+        if phone_visibility.is_some() {
+            chosen.phone_visibility = phone_visibility;
+        }
+        if invisible.is_some() {
+            chosen.invisible = invisible;
         }
         self.answers.forget(&[user]);
         let set = self.store.set_privacy(user, chosen).await;
@@ -232,7 +257,8 @@ impl Social {
     }
 
     /// Whether `viewer` sees `user`'s presence and last seen
-    /// ([`policy::may_see_presence`]).
+    /// ([`policy::may_see_presence`]): not if `user` blocks `viewer` or is
+    /// invisible to them.
     pub async fn may_see_presence(
         &self,
         viewer: UserId,
@@ -241,11 +267,11 @@ impl Social {
         if viewer == user {
             return Ok(true);
         }
-        let relation = self
-            .store
-            .relation(user, viewer, self.clock.now_ms())
-            .await?;
-        Ok(policy::may_see_presence(relation))
+        let (relation, chosen) = self.store.message_facts(user, viewer).await?;
+        Ok(policy::may_see_presence(
+            relation,
+            self.effective(chosen).invisible,
+        ))
     }
 
     /// Whether `inviter` may add every one of `invitees` to a group without
@@ -266,11 +292,7 @@ impl Social {
     }
 
     fn effective(&self, chosen: Privacy) -> Settings {
-        Settings {
-            who_may_message: chosen
-                .who_may_message
-                .unwrap_or(self.config.who_may_message),
-        }
+        Settings::of(chosen, &self.config)
     }
 
     /// Tells `user`'s devices of a change to their social graph.

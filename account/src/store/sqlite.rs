@@ -1,7 +1,9 @@
 //! The embedded backend of [`AccountStore`], [`super::SocialStore`] (in
-//! `sqlite/social.rs`) and [`super::RealNameStore`] (in `sqlite/real_name.rs`):
-//! one SQLite file, written by its single writer thread with group commit.
+//! `sqlite/social.rs`), [`super::RealNameStore`] (in `sqlite/real_name.rs`)
+//! and [`super::ProfileStore`] (in `sqlite/profile.rs`): one SQLite file,
+//! written by its single writer thread with group commit.
 
+mod profile;
 mod real_name;
 mod social;
 
@@ -110,6 +112,43 @@ CREATE TABLE real_name_submissions (
     PRIMARY KEY (user_id, attempt_id)
 );
 ",
+    // Profiles and discovery (`sqlite/profile.rs`): phone visibility and
+    // invisible mode (NULL: the server's default); a profile row per user who
+    // set more than a name; the holder of each handle by its lower-case form;
+    // the holder of each contact hash; the hashes each user matched within the
+    // last day; and the salt the contact hashes are made with. Users
+    // registered before this version are indexed at the next start.
+    "
+ALTER TABLE privacy ADD COLUMN phone_visibility INTEGER;
+ALTER TABLE privacy ADD COLUMN invisible INTEGER;
+CREATE TABLE profiles (
+    user_id INTEGER PRIMARY KEY,
+    avatar_url TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    region TEXT NOT NULL,
+    gender TEXT NOT NULL,
+    handle TEXT,
+    handle_set_ms INTEGER
+);
+CREATE TABLE users_by_handle (
+    handle_key TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE users_by_phone_hash (
+    hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE contact_matches (
+    user_id INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    matched_ms INTEGER NOT NULL,
+    PRIMARY KEY (user_id, hash)
+) WITHOUT ROWID;
+CREATE TABLE phone_index (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    salt_fingerprint TEXT NOT NULL
+);
+",
 ];
 
 pub struct SqliteAccountStore {
@@ -137,7 +176,11 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
 const USER_COLUMNS: &str = "id, phone, display_name, password_hash, created_at_ms";
 
 impl AccountStore for SqliteAccountStore {
-    fn create_user(&self, user: UserRecord) -> BoxFuture<'_, Result<bool, StoreError>> {
+    fn create_user(
+        &self,
+        user: UserRecord,
+        phone_hash: String,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(self.db.write(move |c| {
             let inserted = c.execute(
                 "INSERT INTO users_by_phone (phone, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
@@ -156,6 +199,10 @@ impl AccountStore for SqliteAccountStore {
                     user.password_hash,
                     user.created_at_ms
                 ],
+            )?;
+            c.execute(
+                "INSERT OR REPLACE INTO users_by_phone_hash (hash, user_id) VALUES (?1, ?2)",
+                params![phone_hash, user.id.0 as i64],
             )?;
             Ok(true)
         }))
@@ -350,6 +397,26 @@ mod tests {
     async fn two_concurrent_refreshes_with_one_token_cannot_both_rotate() {
         let dir = tempfile::tempdir().unwrap();
         conformance::concurrent_refreshes(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_meets_the_profile_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::profile_store(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_claims_of_one_handle_give_it_to_one_user() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::concurrent_handle_claims(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_answers_lookups_matches_and_presence_as_the_privacy_model_says() {
+        for seed in [0x5eed, 0xfeed] {
+            let dir = tempfile::tempdir().unwrap();
+            conformance::discovery_matches_the_model(std::sync::Arc::new(open(&dir)), seed).await;
+        }
     }
 
     #[tokio::test]

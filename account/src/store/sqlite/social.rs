@@ -8,7 +8,8 @@ use superapp_kit::sqlite::TxError;
 use super::SqliteAccountStore;
 use crate::SocialError;
 use crate::model::{
-    Befriended, Contact, ContactChanges, FriendRequest, Privacy, Relation, UserId, WhoMayMessage,
+    Befriended, Contact, ContactChanges, FriendRequest, Invisible, PhoneVisibility, Privacy,
+    Relation, UserId, WhoMayMessage,
 };
 use crate::policy::{self, REQUEST_TTL_MS, REQUEST_WINDOW_MS, RequestOutcome, SocialLimits};
 use crate::store::{Outcome, SocialStore};
@@ -19,11 +20,11 @@ fn rule<T>(decision: Result<T, SocialError>) -> Tx<T> {
     decision.map_err(TxError::Abort)
 }
 
-fn id(user: UserId) -> i64 {
+pub(super) fn id(user: UserId) -> i64 {
     user.0 as i64
 }
 
-fn relation(
+pub(super) fn relation(
     c: &Connection,
     owner: UserId,
     other: UserId,
@@ -124,13 +125,35 @@ fn who_may_message(value: Option<i64>) -> Option<WhoMayMessage> {
     }
 }
 
-fn privacy(c: &Connection, user: UserId) -> rusqlite::Result<Privacy> {
-    let row: Option<Option<i64>> = c
-        .prepare_cached("SELECT who_may_message FROM privacy WHERE user_id = ?1")?
-        .query_row([id(user)], |r| r.get(0))
+fn phone_visibility(value: Option<i64>) -> Option<PhoneVisibility> {
+    match value? {
+        0 => Some(PhoneVisibility::Everyone),
+        1 => Some(PhoneVisibility::Friends),
+        _ => Some(PhoneVisibility::Nobody),
+    }
+}
+
+fn invisible(value: Option<i64>) -> Option<Invisible> {
+    match value? {
+        0 => Some(Invisible::Off),
+        1 => Some(Invisible::Strangers),
+        _ => Some(Invisible::Everyone),
+    }
+}
+
+pub(super) fn privacy(c: &Connection, user: UserId) -> rusqlite::Result<Privacy> {
+    type Row = (Option<i64>, Option<i64>, Option<i64>);
+    let row: Option<Row> = c
+        .prepare_cached(
+            "SELECT who_may_message, phone_visibility, invisible FROM privacy WHERE user_id = ?1",
+        )?
+        .query_row([id(user)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
+    let (who, phone, hidden) = row.unwrap_or_default();
     Ok(Privacy {
-        who_may_message: who_may_message(row.flatten()),
+        who_may_message: who_may_message(who),
+        phone_visibility: phone_visibility(phone),
+        invisible: invisible(hidden),
     })
 }
 
@@ -366,6 +389,20 @@ impl SocialStore for SqliteAccountStore {
                  ON CONFLICT (user_id) DO UPDATE SET who_may_message = excluded.who_may_message",
             )?
             .execute(params![id(user), who])?;
+            let phone = settings.phone_visibility.map(|p| match p {
+                PhoneVisibility::Everyone => 0i64,
+                PhoneVisibility::Friends => 1,
+                PhoneVisibility::Nobody => 2,
+            });
+            let hidden = settings.invisible.map(|i| match i {
+                Invisible::Off => 0i64,
+                Invisible::Strangers => 1,
+                Invisible::Everyone => 2,
+            });
+            c.prepare_cached(
+                "UPDATE privacy SET phone_visibility = ?2, invisible = ?3 WHERE user_id = ?1",
+            )?
+            .execute(params![id(user), phone, hidden])?;
             Ok(())
         })
     }
