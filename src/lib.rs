@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use superapp_account::config::ProviderKind;
+use superapp_account::contact_salt::ContactSalt;
 use superapp_account::ports::VerificationProvider;
 use superapp_account::sandbox::SandboxProvider;
 use superapp_account::seal::RealNameKey;
 use superapp_account::token::{TokenSigner, TokenVerifier};
-use superapp_account::{Accounts, RealNames, Social, SqliteAccountStore};
+use superapp_account::{Accounts, Profiles, RealNames, Social, SqliteAccountStore};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
 use superapp_gateway::presence::{LocalPresence, Presence, RedisPresence};
@@ -64,17 +65,28 @@ pub struct Application {
 impl Application {
     /// Opens the stores under the data dir, wires the rooms, and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_on(config, None).await
+        Self::build_on(config, None, None).await
     }
 
     /// As [`Application::build`], on `bus` instead of the bus the
     /// configuration names (Redis with `redis.url`, else in process): the
     /// seam where tests put a bus that loses chosen messages.
     pub async fn build_with_bus(config: Config, bus: SharedBus) -> anyhow::Result<Self> {
-        Self::build_on(config, Some(bus)).await
+        Self::build_on(config, Some(bus), None).await
     }
 
-    async fn build_on(config: Config, bus: Option<SharedBus>) -> anyhow::Result<Self> {
+    /// As [`Application::build`], telling time by `clock` instead of the
+    /// system's: the seam where tests move a room's clock on by days
+    /// instead of waiting for them.
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        Self::build_on(config, None, Some(clock)).await
+    }
+
+    async fn build_on(
+        config: Config,
+        bus: Option<SharedBus>,
+        clock: Option<SharedClock>,
+    ) -> anyhow::Result<Self> {
         let role = config.server.role;
         let verifier = match role {
             Role::Gateway => {
@@ -84,7 +96,7 @@ impl Application {
             Role::All | Role::Core => None,
         };
         let metrics = Arc::new(Registry::new());
-        let clock: SharedClock = Arc::new(SystemClock);
+        let clock: SharedClock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
         let tier = Tier::of(&config)?;
         let bus = match bus {
@@ -96,16 +108,18 @@ impl Application {
         // A core opens its stores only while it holds the core lease: a second
         // core on the same data stands by here until the first is gone.
         let core_lease = acquire_core_lease(&config, &node, &shutdown).await?;
-        let (local, real_names, backend): (_, _, Arc<dyn Backend>) = match role {
+        let (local, account_rooms, backend): (_, _, Arc<dyn Backend>) = match role {
             Role::Gateway => (
                 None,
                 None,
                 gateway_backend(&config, tier.as_ref(), &bus, &node, &metrics, verifier).await?,
             ),
             Role::All | Role::Core => {
-                let (local, real_names) = open_rooms(&config, &metrics, &bus, &clock, &ids)?;
+                let (local, real_names, profiles) =
+                    open_rooms(&config, &metrics, &bus, &clock, &ids)?;
+                index_phones(&profiles).await?;
                 let local = Arc::new(local);
-                (Some(local.clone()), Some(real_names), local)
+                (Some(local.clone()), Some((real_names, profiles)), local)
             }
         };
         let request_server = match (role, &local, &tier) {
@@ -150,13 +164,16 @@ impl Application {
             core,
             listener,
             addr,
-            rooms: local.zip(real_names).map(|(local, real_names)| Rooms {
-                accounts: local.accounts.clone(),
-                social: local.social.clone(),
-                real_names,
-                chat: local.chat.clone(),
-                presence,
-            }),
+            rooms: local
+                .zip(account_rooms)
+                .map(|(local, (real_names, profiles))| Rooms {
+                    accounts: local.accounts.clone(),
+                    social: local.social.clone(),
+                    real_names,
+                    profiles,
+                    chat: local.chat.clone(),
+                    presence,
+                }),
             lease_ttl: Duration::from_millis(config.redis.lease_ttl_ms),
             state: AppState {
                 backend,
@@ -379,14 +396,14 @@ async fn shared_state(
 }
 
 /// Opens the stores under the data dir and builds the account and chat
-/// rooms, and real-name verification.
+/// rooms, real-name verification, and profiles.
 fn open_rooms(
     config: &Config,
     metrics: &Arc<Registry>,
     bus: &SharedBus,
     clock: &SharedClock,
     ids: &Arc<IdGen>,
-) -> anyhow::Result<(Local, Arc<RealNames>)> {
+) -> anyhow::Result<(Local, Arc<RealNames>, Arc<Profiles>)> {
     let data_dir = config.server.data_dir.clone();
     create_data_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -432,6 +449,13 @@ fn open_rooms(
         ids.clone(),
         &config.real_name,
     ));
+    let salt = contact_salt(config)?;
+    let profiles = Arc::new(Profiles::new(
+        account_store.clone(),
+        salt.clone(),
+        clock.clone(),
+        config.social.clone(),
+    ));
     let accounts = Arc::new(Accounts::new(
         account_store,
         signer,
@@ -439,6 +463,7 @@ fn open_rooms(
         clock.clone(),
         ids.clone(),
         config.auth.clone(),
+        salt,
     )?);
     let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
         .context("opening chat.db")?
@@ -461,7 +486,31 @@ fn open_rooms(
         social,
         chat,
     };
-    Ok((local, real_names))
+    Ok((local, real_names, profiles))
+}
+
+/// Brings contact matching's index of phone hashes up to the salt, before
+/// the API is served: on the first start after an upgrade, or with a new salt.
+async fn index_phones(profiles: &Profiles) -> anyhow::Result<()> {
+    let indexed = profiles
+        .index_phones()
+        .await
+        .context("indexing phone hashes for contact matching")?;
+    if indexed > 0 {
+        tracing::info!(users = indexed, "phone hashes indexed for contact matching");
+    }
+    Ok(())
+}
+
+/// The salt of contact matching: `social.contact_salt`, or else the salt
+/// file in the data dir (created on first start).
+fn contact_salt(config: &Config) -> anyhow::Result<ContactSalt> {
+    match &config.social.contact_salt {
+        Some(salt) => ContactSalt::from_base64(salt.expose())
+            .map_err(|e| anyhow::anyhow!("social.contact_salt {e}: base64 of 32 random bytes")),
+        None => ContactSalt::load_or_create(&config.server.data_dir.join("contact_salt.key"))
+            .context("contact salt file"),
+    }
 }
 
 /// The key that seals real-name data: `real_name.key`, or else the key file

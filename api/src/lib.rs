@@ -6,6 +6,8 @@
 //!   presence, real-name verification.
 //! - [`groups`]: the group API.
 //! - [`social`]: friend requests, contacts, blocks, privacy settings.
+//! - [`profiles`]: one's own profile, what one sees of others, lookups by
+//!   handle and phone, contact matching.
 //! - [`ErrorBody`]: the body of every non-2xx answer.
 //!
 //! Ids are 64-bit and exceed 2^53, where JavaScript numbers lose precision,
@@ -14,6 +16,7 @@
 
 pub mod accounts;
 pub mod groups;
+pub mod profiles;
 pub mod social;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +30,10 @@ pub use groups::{
     CreateGroup, Decide, Decided, Group, GroupJoin, GroupUpdate, Invite, InviteLink, Join,
     JoinRequest, JoinRequests, JoinResult, Member, MemberPage, MemberUpdate, MembersQuery,
     Transfer,
+};
+pub use profiles::{
+    ContactMatch, ContactMatches, ContactSalt, FindByHandle, FindByPhone, MatchContacts, MyProfile,
+    ProfileDetails, ProfileUpdate, UserProfile,
 };
 pub use social::{
     Blocks, Contact, ContactPage, ContactUpdate, ContactsQuery, ContactsVersion, FriendRequest,
