@@ -9,7 +9,8 @@
 //! - [`error`]: [`ClientError`], one enum for API refusals, server-side request
 //!   errors and local transport/decoding failures.
 //! - [`http`]: [`HttpClient`] for register, login, refresh, logout, me and
-//!   WebSocket tickets, presence and groups, with the [`Account`], [`Tokens`],
+//!   WebSocket tickets, presence, groups, the social graph, profiles and
+//!   contact matching ([`contact_hash`]), with the [`Account`], [`Tokens`],
 //!   [`Ticket`], [`Presence`], [`Group`] and [`GroupJoin`] bodies, and
 //!   [`U64AsString`]: u64 ids travel in JSON as strings, because JavaScript
 //!   numbers lose precision above 2^53.
@@ -28,9 +29,10 @@ pub mod ws;
 
 pub use error::{ClientError, Result};
 pub use http::{
-    Account, ContactPage, ContactsVersion, FriendRequestSent, FriendRequests, Group, GroupJoin,
-    HttpClient, Presence, PrivacySettings, RealName, RealNameRejection, RealNameStatus, Ticket,
-    Tokens, U64AsString,
+    Account, ContactMatches, ContactPage, ContactSalt, ContactsVersion, FriendRequestSent,
+    FriendRequests, Group, GroupJoin, HttpClient, MyProfile, Presence, PrivacySettings,
+    ProfileUpdate, RealName, RealNameRejection, RealNameStatus, Ticket, Tokens, U64AsString,
+    UserProfile, contact_hash,
 };
 pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
 pub use ws::{Connection, connect_raw, new_client_msg_id};

@@ -85,6 +85,7 @@ async fn register_and_log_in(
             // friends only).
             let anyone = PrivacySettings {
                 who_may_message: Some("anyone".into()),
+                ..PrivacySettings::default()
             };
             http.set_privacy(&tokens.access_token, &anyone).await?;
             anyhow::Ok(LoadUser {
