@@ -19,6 +19,7 @@ use superapp_client::proto::v1::{
 };
 use superapp_client::{Connection, HttpClient, Tokens};
 use superapp_kit::bus::{Bus, BusMessage, InProcessBus, SharedBus, Subscriber};
+use superapp_kit::clock::ManualClock;
 use superapp_kit::metrics::Registry;
 use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::secret::Secret;
@@ -75,6 +76,17 @@ fn test_config(dir: &tempfile::TempDir) -> Config {
 
 pub async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
     let app = Application::build(config).await.expect("build");
+    run(app, dir)
+}
+
+/// A server whose rooms tell time by `clock`, which the test moves on.
+pub async fn spawn_app_at(clock: Arc<ManualClock>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    let app = Application::build_with_clock(config, clock)
+        .await
+        .expect("build");
     run(app, dir)
 }
 
