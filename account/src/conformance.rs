@@ -782,9 +782,17 @@ pub async fn concurrent_handle_claims(store: &(impl AccountStore + ProfileStore)
     );
 }
 
+fn phone(u: UserId) -> String {
+    format!("+1555{:07}", u.0)
+}
+
+fn handle_of(u: UserId) -> String {
+    format!("User{:04}", u.0)
+}
+
 /// The social graph and settings of the discovery walk, and the privacy
 /// table of docs/privacy.md written again, apart from [`crate::policy`].
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct DiscoveryModel {
     /// Pairs (low, high).
     friends: BTreeSet<(UserId, UserId)>,
@@ -845,7 +853,7 @@ impl DiscoveryModel {
 /// contact match over every number finds exactly whom the model says.
 pub async fn discovery_matches_the_model<S>(store: Arc<S>, seed: u64)
 where
-    S: AccountStore + SocialStore + ProfileStore,
+    S: AccountStore + SocialStore + ProfileStore + Send + Sync + 'static,
 {
     const USERS: u64 = 200;
     const SAMPLE: usize = 25;
@@ -857,24 +865,35 @@ where
         ..SocialConfig::default()
     };
     let salt = ContactSalt::from_bytes([7; 32]);
-    let social = Social::new(
+    let social = Arc::new(Social::new(
         store.clone(),
         Arc::new(InProcessBus::new()),
         clock.clone(),
         config.clone(),
-    );
-    let profiles = Profiles::new(store.clone(), salt.clone(), clock.clone(), config);
+    ));
+    let profiles = Arc::new(Profiles::new(
+        store.clone(),
+        salt.clone(),
+        clock.clone(),
+        config,
+    ));
     let people: Vec<UserId> = (1..=USERS).map(UserId).collect();
-    let phone = |u: UserId| format!("+1555{:07}", u.0);
-    let handle_of = |u: UserId| format!("User{:04}", u.0);
+    // At once, so that the store's writer commits them in groups.
+    let mut joining = tokio::task::JoinSet::new();
     for &who in &people {
-        assert!(create(store.as_ref(), who.0, &phone(who)).await);
-        let change = ProfileChange {
-            handle: Some(handle_of(who)),
-            signature: Some(format!("I am {}", who.0)),
-            ..ProfileChange::default()
-        };
-        store.update_profile(who, change, 1).await.unwrap();
+        let store = store.clone();
+        joining.spawn(async move {
+            assert!(create(store.as_ref(), who.0, &phone(who)).await);
+            let change = ProfileChange {
+                handle: Some(handle_of(who)),
+                signature: Some(format!("I am {}", who.0)),
+                ..ProfileChange::default()
+            };
+            store.update_profile(who, change, 1).await.unwrap();
+        });
+    }
+    while let Some(joined) = joining.join_next().await {
+        joined.unwrap();
     }
     // Ten numbers nobody holds, matched too.
     let every_hash: Vec<String> = (people.iter().map(|&u| phone(u)))
@@ -959,46 +978,60 @@ where
                 }
             }
         }
-        // Compare.
+        // Compare, every viewer at once, so that the store's reads run side
+        // by side and its writer commits the matches in groups.
+        let seen_now = Arc::new(model.clone());
+        let mut checking = tokio::task::JoinSet::new();
         for &viewer in &people {
-            for _ in 0..SAMPLE {
-                let owner = people[rng.random_range(0..people.len())];
-                let seen = model.seen(viewer, owner);
-                let context = format!("round {round}: {viewer:?} looks at {owner:?}: {seen:?}");
-                let view = profiles.by_id(viewer, owner).await.unwrap();
-                assert_eq!(view.user_id, owner, "{context}");
-                assert_eq!(view.details.is_some(), seen.details, "{context}");
-                if let Some(details) = &view.details {
-                    assert_eq!(details.handle.as_deref(), Some(handle_of(owner).as_str()));
-                    assert_eq!(details.signature, format!("I am {}", owner.0));
-                }
-                assert_eq!(view.phone, seen.phone.then(|| phone(owner)), "{context}");
-                let lower = handle_of(owner).to_lowercase();
-                match (profiles.by_handle(viewer, &lower).await, seen.by_handle) {
-                    (Ok(found), true) => assert_eq!(found, view, "{context}"),
-                    (Err(ProfileError::UnknownUser), false) => {}
-                    (other, _) => panic!("{context}: by handle {other:?}"),
-                }
-                match (
-                    profiles.by_phone(viewer, &phone(owner)).await,
-                    seen.by_phone,
-                ) {
-                    (Ok(found), true) => assert_eq!(found, view, "{context}"),
-                    (Err(ProfileError::UnknownUser), false) => {}
-                    (other, _) => panic!("{context}: by phone {other:?}"),
-                }
-                let presence = social.may_see_presence(viewer, owner).await.unwrap();
-                assert_eq!(presence, seen.presence, "{context}");
-            }
-            let matched = profiles.match_contacts(viewer, &every_hash).await.unwrap();
-            let found: BTreeSet<UserId> = matched.iter().map(|(_, v)| v.user_id).collect();
-            let expected: BTreeSet<UserId> = (people.iter().copied())
-                .filter(|&owner| owner != viewer && model.seen(viewer, owner).by_phone)
+            let owners: Vec<UserId> = (0..SAMPLE)
+                .map(|_| people[rng.random_range(0..people.len())])
                 .collect();
-            assert_eq!(found, expected, "round {round}: {viewer:?}'s contact match");
-            for (hash, view) in &matched {
-                assert_eq!(*hash, salt.hash(&phone(view.user_id)));
-                assert_eq!(view.phone, Some(phone(view.user_id)));
+            let (model, profiles, social) = (seen_now.clone(), profiles.clone(), social.clone());
+            let (people, every_hash, salt) = (people.clone(), every_hash.clone(), salt.clone());
+            checking.spawn(async move {
+                for owner in owners {
+                    let seen = model.seen(viewer, owner);
+                    let context = format!("round {round}: {viewer:?} looks at {owner:?}: {seen:?}");
+                    let view = profiles.by_id(viewer, owner).await.unwrap();
+                    assert_eq!(view.user_id, owner, "{context}");
+                    assert_eq!(view.details.is_some(), seen.details, "{context}");
+                    if let Some(details) = &view.details {
+                        assert_eq!(details.handle.as_deref(), Some(handle_of(owner).as_str()));
+                        assert_eq!(details.signature, format!("I am {}", owner.0));
+                    }
+                    assert_eq!(view.phone, seen.phone.then(|| phone(owner)), "{context}");
+                    let lower = handle_of(owner).to_lowercase();
+                    match (profiles.by_handle(viewer, &lower).await, seen.by_handle) {
+                        (Ok(found), true) => assert_eq!(found, view, "{context}"),
+                        (Err(ProfileError::UnknownUser), false) => {}
+                        (other, _) => panic!("{context}: by handle {other:?}"),
+                    }
+                    match (
+                        profiles.by_phone(viewer, &phone(owner)).await,
+                        seen.by_phone,
+                    ) {
+                        (Ok(found), true) => assert_eq!(found, view, "{context}"),
+                        (Err(ProfileError::UnknownUser), false) => {}
+                        (other, _) => panic!("{context}: by phone {other:?}"),
+                    }
+                    let presence = social.may_see_presence(viewer, owner).await.unwrap();
+                    assert_eq!(presence, seen.presence, "{context}");
+                }
+                let matched = profiles.match_contacts(viewer, &every_hash).await.unwrap();
+                let found: BTreeSet<UserId> = matched.iter().map(|(_, v)| v.user_id).collect();
+                let expected: BTreeSet<UserId> = (people.iter().copied())
+                    .filter(|&owner| owner != viewer && model.seen(viewer, owner).by_phone)
+                    .collect();
+                assert_eq!(found, expected, "round {round}: {viewer:?}'s contact match");
+                for (hash, view) in &matched {
+                    assert_eq!(*hash, salt.hash(&phone(view.user_id)));
+                    assert_eq!(view.phone, Some(phone(view.user_id)));
+                }
+            });
+        }
+        while let Some(checked) = checking.join_next().await {
+            if let Err(failed) = checked {
+                std::panic::resume_unwind(failed.into_panic());
             }
         }
         clock.advance_ms(1_000);

@@ -144,6 +144,7 @@ CREATE TABLE contact_matches (
     matched_ms INTEGER NOT NULL,
     PRIMARY KEY (user_id, hash)
 ) WITHOUT ROWID;
+CREATE INDEX contact_matches_by_time ON contact_matches (matched_ms);
 CREATE TABLE phone_index (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     salt_fingerprint TEXT NOT NULL
@@ -413,10 +414,33 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_answers_lookups_matches_and_presence_as_the_privacy_model_says() {
-        for seed in [0x5eed, 0xfeed] {
-            let dir = tempfile::tempdir().unwrap();
-            conformance::discovery_matches_the_model(std::sync::Arc::new(open(&dir)), seed).await;
-        }
+        let dir = tempfile::tempdir().unwrap();
+        conformance::discovery_matches_the_model(std::sync::Arc::new(open(&dir)), 0x5eed).await;
+    }
+
+    #[tokio::test]
+    async fn a_day_old_contact_hash_is_deleted_by_anyone_s_next_match() {
+        use crate::model::UserId;
+        use crate::policy::profile::MATCH_WINDOW_MS;
+        use crate::store::ProfileStore as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let kept = || {
+            store.db.read(|c| {
+                c.query_row("SELECT count(*) FROM contact_matches", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+        };
+        let (ann, bo) = (UserId(1), UserId(2));
+        let hashes = vec!["a".repeat(64), "b".repeat(64)];
+        store.match_phone_hashes(ann, hashes, 10, 0).await.unwrap();
+        assert_eq!(kept().await.unwrap(), 2);
+        let later = vec!["c".repeat(64)];
+        (store.match_phone_hashes(bo, later, 10, MATCH_WINDOW_MS))
+            .await
+            .unwrap();
+        assert_eq!(kept().await.unwrap(), 1, "only Bo's hash of today is left");
     }
 
     #[tokio::test]

@@ -17,6 +17,10 @@ use crate::store::{ProfileOutcome, ProfileStore};
 
 type Tx<T> = Result<T, TxError<ProfileError>>;
 
+/// Others' expired contact hashes deleted by each match, at most: twice
+/// what one match may record, so they never pile up while anyone matches.
+const EXPIRED_PER_MATCH: i64 = 2 * 10_000;
+
 fn rule<T>(decision: Result<T, ProfileError>) -> Tx<T> {
     decision.map_err(TxError::Abort)
 }
@@ -181,8 +185,16 @@ impl ProfileStore for SqliteAccountStore {
         now_ms: i64,
     ) -> ProfileOutcome<Vec<(String, LookupFacts)>> {
         self.db.act(move |c| {
+            let expired = now_ms - MATCH_WINDOW_MS;
             c.prepare_cached("DELETE FROM contact_matches WHERE user_id = ?1 AND matched_ms <= ?2")?
-                .execute(params![id(viewer), now_ms - MATCH_WINDOW_MS])?;
+                .execute(params![id(viewer), expired])?;
+            // Anyone's hashes a day old go too, a bounded number per match,
+            // so that those of users who never match again do not stay.
+            c.prepare_cached(
+                "DELETE FROM contact_matches WHERE (user_id, hash) IN
+                    (SELECT user_id, hash FROM contact_matches WHERE matched_ms <= ?1 LIMIT ?2)",
+            )?
+            .execute(params![expired, EXPIRED_PER_MATCH])?;
             let matched: HashMap<String, i64> = c
                 .prepare_cached("SELECT hash, matched_ms FROM contact_matches WHERE user_id = ?1")?
                 .query_map([id(viewer)], |r| Ok((r.get(0)?, r.get(1)?)))?
