@@ -468,18 +468,21 @@ fn open_rooms(
     let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
         .context("opening chat.db")?
         .with_group_limits(config.chat.group_limits());
-    let chat = Arc::new(Chat::new(
-        Arc::new(chat_store),
-        Arc::new(wiring::AccountDirectory::new(
-            accounts.clone(),
-            social.clone(),
-        )),
-        bus.clone(),
-        clock.clone(),
-        ids.clone(),
-        config.chat.max_pull_page,
-        metrics,
-    ));
+    let chat = Arc::new(
+        Chat::new(
+            Arc::new(chat_store),
+            Arc::new(wiring::AccountDirectory::new(
+                accounts.clone(),
+                social.clone(),
+            )),
+            bus.clone(),
+            clock.clone(),
+            ids.clone(),
+            config.chat.max_pull_page,
+            metrics,
+        )
+        .with_invitation_ttl_ms(config.chat.invitation_ttl_ms()),
+    );
     tracing::info!(data_dir = %data_dir.display(), "stores open");
     let local = Local {
         accounts,

@@ -3,8 +3,9 @@
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
+use superapp_account::policy::GroupAdd;
 use superapp_account::{Accounts, Social};
-use superapp_chat::model::UserId;
+use superapp_chat::model::{Addition, UserId};
 use superapp_chat::{Chat, Directory};
 use superapp_kit::BoxFuture;
 use superapp_kit::rpc::FenceFloor;
@@ -94,14 +95,21 @@ impl Directory for AccountDirectory {
         })
     }
 
-    fn may_add_directly(
+    fn group_additions(
         &self,
         inviter: UserId,
         invitees: &[UserId],
-    ) -> BoxFuture<'_, Result<bool, String>> {
+    ) -> BoxFuture<'_, Result<Vec<Addition>, String>> {
         let invitees = invitees.to_vec();
         Box::pin(async move {
-            (self.social.may_add_to_group(inviter, &invitees).await).map_err(|e| e.to_string())
+            let decided = (self.social.group_additions(inviter, &invitees).await)
+                .map_err(|e| e.to_string())?;
+            let additions = decided.into_iter().map(|add| match add {
+                GroupAdd::Direct => Addition::Direct,
+                GroupAdd::Invite => Addition::Invite,
+                GroupAdd::Drop => Addition::Drop,
+            });
+            Ok(additions.collect())
         })
     }
 }

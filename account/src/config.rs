@@ -7,7 +7,7 @@ use superapp_kit::config::ConfigError;
 use superapp_kit::secret::Secret;
 
 use crate::contact_salt::ContactSalt;
-use crate::model::{Invisible, PhoneVisibility, WhoMayMessage};
+use crate::model::{Invisible, PhoneVisibility, WhoMayAddMe, WhoMayMessage};
 use crate::policy::SocialLimits;
 use crate::seal::RealNameKey;
 use crate::token::{TokenSigner, TokenVerifier};
@@ -348,6 +348,10 @@ pub struct SocialConfig {
     /// Who may send one-to-one messages to a user who has not chosen:
     /// `friends` (the default, as in WeChat) or `anyone`.
     pub who_may_message: WhoMayMessage,
+    /// Who may add a user who has not chosen to a group without asking:
+    /// `friends` (the default, as in WeChat), `anyone` not blocked, or
+    /// nobody (`invite`). Anyone else's addition is an invitation.
+    pub who_may_add_me: WhoMayAddMe,
     /// Friends one user may have (1 to 100000).
     pub max_friends: u32,
     /// Friend requests one user may send in any 24 hours (1 to 10000).
@@ -383,6 +387,7 @@ impl Default for SocialConfig {
         let limits = SocialLimits::default();
         Self {
             who_may_message: WhoMayMessage::Friends,
+            who_may_add_me: WhoMayAddMe::Friends,
             max_friends: limits.max_friends,
             friend_requests_per_day: limits.requests_per_day,
             phone_visibility: PhoneVisibility::Friends,

@@ -5,7 +5,9 @@
 //!
 //! - [`account_store`], [`concurrent_refreshes`]: users, sessions, tokens.
 //! - [`social_graph_matches_the_model`]: the social graph under random
-//!   operations, against a model with the rules written again.
+//!   operations, against a model with the rules written again: who may
+//!   message whom, and who may add whom to a group directly, by invitation,
+//!   or not at all.
 //! - [`profile_store`], [`concurrent_handle_claims`]: profiles, handles,
 //!   lookups' facts, contact matching's budget and index.
 //! - [`discovery_matches_the_model`]: every lookup, presence and contact
@@ -27,11 +29,11 @@ use crate::contact_salt::ContactSalt;
 use crate::model::{
     Decision, FriendRequest, Gender, Invisible, Lookup, PhoneVisibility, Privacy, ProfileChange,
     RealNameRecord, RealNameState, Rejection, Rotation, SessionRecord, UserId, UserRecord,
-    WhoMayMessage,
+    WhoMayAddMe, WhoMayMessage,
 };
 use crate::policy::profile::{HANDLE_CHANGE_INTERVAL_MS, MATCH_WINDOW_MS};
 use crate::policy::real_name::SUBMISSION_WINDOW_MS;
-use crate::policy::{self, SocialLimits};
+use crate::policy::{self, GroupAdd, SocialLimits};
 use crate::store::{AccountStore, ProfileStore, RealNameStore, SocialStore};
 use crate::{AccountError, ProfileError, Profiles, Social, SocialError};
 
@@ -179,6 +181,7 @@ enum SocialOp {
     Block(UserId, UserId),
     Unblock(UserId, UserId),
     Setting(UserId, Option<WhoMayMessage>),
+    AddSetting(UserId, Option<WhoMayAddMe>),
 }
 
 /// The social graph as the model keeps it, with the rules written again
@@ -192,6 +195,7 @@ struct SocialModel {
     /// (owner, blocked).
     blocks: BTreeSet<(UserId, UserId)>,
     settings: BTreeMap<UserId, WhoMayMessage>,
+    add_settings: BTreeMap<UserId, WhoMayAddMe>,
 }
 
 fn pair(a: UserId, b: UserId) -> (UserId, UserId) {
@@ -266,6 +270,30 @@ impl SocialModel {
                 };
                 Ok(())
             }
+            SocialOp::AddSetting(user, setting) => {
+                match setting {
+                    Some(s) => self.add_settings.insert(user, s),
+                    None => self.add_settings.remove(&user),
+                };
+                Ok(())
+            }
+        }
+    }
+
+    /// How `inviter` may bring `invitee` into a group, the server's default
+    /// being friends directly: a blocker is neither added nor asked, and
+    /// only those the invitee lets in are added without asking.
+    fn group_addition(&self, inviter: UserId, invitee: UserId) -> GroupAdd {
+        let setting = self.add_settings.get(&invitee);
+        let lets_in = match setting {
+            Some(WhoMayAddMe::Anyone) => true,
+            Some(WhoMayAddMe::Invite) => false,
+            Some(WhoMayAddMe::Friends) | None => self.friends(inviter, invitee),
+        };
+        match (self.blocks.contains(&(invitee, inviter)), lets_in) {
+            (true, _) => GroupAdd::Drop,
+            (false, true) => GroupAdd::Direct,
+            (false, false) => GroupAdd::Invite,
         }
     }
 
@@ -298,10 +326,13 @@ async fn run_social(store: &dyn SocialStore, op: SocialOp, now: i64) -> Result<(
         SocialOp::Block(a, b) => store.block(a, b, now).await,
         SocialOp::Unblock(a, b) => store.unblock(a, b).await,
         SocialOp::Setting(user, setting) => {
-            let privacy = Privacy {
-                who_may_message: setting,
-                ..Privacy::default()
-            };
+            let mut privacy = store.privacy(user).await?;
+            privacy.who_may_message = setting;
+            store.set_privacy(user, privacy).await
+        }
+        SocialOp::AddSetting(user, setting) => {
+            let mut privacy = store.privacy(user).await?;
+            privacy.who_may_add_me = setting;
             store.set_privacy(user, privacy).await
         }
     }
@@ -310,9 +341,11 @@ async fn run_social(store: &dyn SocialStore, op: SocialOp, now: i64) -> Result<(
 /// Random walks over a small population (friend requests, answers,
 /// removals, blocks, settings): every answer has the kind the model's has,
 /// and every few steps, for every ordered pair, whether one may message the
-/// other ([`crate::policy::may_message`] over the store's facts), each
-/// contact list (from its change feed), each waiting request list and each
-/// block list agree with the model.
+/// other ([`crate::policy::may_message`] over the store's facts), how one
+/// may bring the other into a group ([`crate::policy::group_addition`] over
+/// the facts [`SocialStore::addition_facts`] answers for everyone at once),
+/// each contact list (from its change feed), each waiting request list and
+/// each block list agree with the model.
 pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialStore), seed: u64) {
     let people: Vec<UserId> = (1..=8).map(UserId).collect();
     for &who in &people {
@@ -324,13 +357,22 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
     for step in 0..400 {
         let mut someone = || people[rng.random_range(0..people.len())];
         let (a, b) = (someone(), someone());
-        let op = match rng.random_range(0..10) {
+        let op = match rng.random_range(0..11) {
             0..=2 => SocialOp::Request(a, b),
             3 | 4 => SocialOp::Accept(a, b),
             5 => SocialOp::Decline(a, b),
             6 => SocialOp::Remove(a, b),
             7 => SocialOp::Block(a, b),
             8 => SocialOp::Unblock(a, b),
+            9 => {
+                let choices = [
+                    None,
+                    Some(WhoMayAddMe::Anyone),
+                    Some(WhoMayAddMe::Friends),
+                    Some(WhoMayAddMe::Invite),
+                ];
+                SocialOp::AddSetting(a, choices[rng.random_range(0..4)])
+            }
             _ => {
                 let choices = [
                     None,
@@ -355,6 +397,18 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
             continue;
         }
         for &sender in &people {
+            // Everyone else at once, as a group's creation asks.
+            let others: Vec<UserId> = people.iter().copied().filter(|&o| o != sender).collect();
+            let facts = store.addition_facts(sender, others.clone()).await.unwrap();
+            assert_eq!(facts.len(), others.len());
+            for (&invitee, (relation, privacy)) in others.iter().zip(facts) {
+                let setting = privacy.who_may_add_me.unwrap_or(WhoMayAddMe::Friends);
+                assert_eq!(
+                    policy::group_addition(relation, setting),
+                    model.group_addition(sender, invitee),
+                    "step {step}: how may {sender:?} bring {invitee:?} into a group?"
+                );
+            }
             for &recipient in &people {
                 let (relation, privacy) = store.message_facts(recipient, sender).await.unwrap();
                 let setting = privacy.who_may_message.unwrap_or(WhoMayMessage::Friends);
@@ -957,7 +1011,7 @@ where
                     ];
                     let p = phones[rng.random_range(0..4)];
                     let i = levels[rng.random_range(0..4)];
-                    let settings = social.set_settings(a, None, p, i).await.unwrap();
+                    let settings = social.set_settings(a, None, p, i, None).await.unwrap();
                     if let Some(p) = p {
                         model.phone.insert(a, p);
                     }

@@ -19,7 +19,8 @@
 //!   phone; contact matching), whose answers [`policy::profile::sight`]
 //!   decides.
 //! - [`social`]: [`Social`], the social graph's operations (friend requests,
-//!   contacts and their change feed, blocks, who may message whom).
+//!   contacts and their change feed, blocks, who may message whom, and how
+//!   someone may be brought into a group: added, invited, or not at all).
 //!   [`answers`]: its memory of recent "may S message R?" answers.
 //! - [`ports`]: [`ports::VerificationProvider`], what real-name verification
 //!   needs from outside; [`sandbox`]: the sandbox provider shipped.

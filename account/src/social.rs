@@ -1,7 +1,8 @@
 //! The social graph's operations: friend requests, friends with remarks and
 //! tags, the contact list's change feed, blocks, and the privacy settings
-//! that decide who may message whom, who sees one's number and presence,
-//! and who finds one ([`crate::Profiles`] answers lookups under them). Each validates its input, lets the
+//! that decide who may message whom, who may add whom to a group, who sees
+//! one's number and presence, and who finds one ([`crate::Profiles`]
+//! answers lookups under them). Each validates its input, lets the
 //! store decide with [`crate::policy`] inside its write, and tells the users
 //! concerned on their bus topics ([`ContactEvent`]).
 
@@ -20,9 +21,9 @@ use crate::answers::Answers;
 use crate::config::SocialConfig;
 use crate::model::{
     Befriended, ContactChanges, FriendRequest, Invisible, PhoneVisibility, Privacy, UserId,
-    WhoMayMessage,
+    WhoMayAddMe, WhoMayMessage,
 };
-use crate::policy;
+use crate::policy::{self, GroupAdd};
 use crate::store::SocialStore;
 
 const DEFAULT_CONTACTS_PAGE: u32 = 500;
@@ -34,6 +35,7 @@ pub struct Settings {
     pub who_may_message: WhoMayMessage,
     pub phone_visibility: PhoneVisibility,
     pub invisible: Invisible,
+    pub who_may_add_me: WhoMayAddMe,
 }
 
 impl Settings {
@@ -43,6 +45,7 @@ impl Settings {
             who_may_message: chosen.who_may_message.unwrap_or(defaults.who_may_message),
             phone_visibility: chosen.phone_visibility.unwrap_or(defaults.phone_visibility),
             invisible: chosen.invisible.unwrap_or(defaults.invisible),
+            who_may_add_me: chosen.who_may_add_me.unwrap_or(defaults.who_may_add_me),
         }
     }
 }
@@ -220,6 +223,7 @@ impl Social {
         who_may_message: Option<WhoMayMessage>,
         phone_visibility: Option<PhoneVisibility>,
         invisible: Option<Invisible>,
+        who_may_add_me: Option<WhoMayAddMe>,
     ) -> Result<Settings, SocialError> {
         let mut chosen = self.store.privacy(user).await?;
         if who_may_message.is_some() {
@@ -230,6 +234,9 @@ impl Social {
         }
         if invisible.is_some() {
             chosen.invisible = invisible;
+        }
+        if who_may_add_me.is_some() {
+            chosen.who_may_add_me = who_may_add_me;
         }
         self.answers.forget(&[user]);
         let set = self.store.set_privacy(user, chosen).await;
@@ -274,21 +281,27 @@ impl Social {
         ))
     }
 
-    /// Whether `inviter` may add every one of `invitees` to a group without
-    /// asking them ([`policy::may_add_to_group`]).
-    pub async fn may_add_to_group(
+    /// How `inviter` may bring each of `invitees` into a group
+    /// ([`policy::group_addition`]), in their order, from one store read for
+    /// all of them. The inviter themself is added directly.
+    pub async fn group_additions(
         &self,
         inviter: UserId,
         invitees: &[UserId],
-    ) -> Result<bool, SocialError> {
-        let now = self.clock.now_ms();
-        for &invitee in invitees {
-            let relation = self.store.relation(invitee, inviter, now).await?;
-            if !policy::may_add_to_group(relation) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+    ) -> Result<Vec<GroupAdd>, SocialError> {
+        let facts = (self.store)
+            .addition_facts(inviter, invitees.to_vec())
+            .await?;
+        let decided = invitees
+            .iter()
+            .zip(facts)
+            .map(|(&invitee, (relation, chosen))| {
+                if invitee == inviter {
+                    return GroupAdd::Direct;
+                }
+                policy::group_addition(relation, self.effective(chosen).who_may_add_me)
+            });
+        Ok(decided.collect())
     }
 
     fn effective(&self, chosen: Privacy) -> Settings {

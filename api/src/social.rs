@@ -131,4 +131,8 @@ pub struct PrivacySettings {
     /// Invisible mode: `off`, `strangers` (hidden from all but friends) or
     /// `everyone` (friends too). Left out of a `PATCH`, it stays as it is.
     pub invisible: Option<String>,
+    /// Who may add the caller to a group without asking: `friends`,
+    /// `anyone` (not blocked) or nobody (`invite`); anyone else's addition
+    /// is an invitation. Left out of a `PATCH`, it stays as it is.
+    pub who_may_add_me: Option<String>,
 }

@@ -58,6 +58,11 @@ pub enum ChatError {
     InvalidInvite,
     #[error("no such join request")]
     UnknownRequest,
+    /// The caller has no pending invitation into the group: never invited,
+    /// already answered, expired, or withdrawn (the group was dissolved, or
+    /// the inviter is no longer in it).
+    #[error("no such group invitation, or it expired or was withdrawn")]
+    UnknownInvitation,
     /// A field out of bounds; `code` names which (`invalid_group_name`, ...).
     #[error("{reason}")]
     Invalid {

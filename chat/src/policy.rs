@@ -259,6 +259,24 @@ pub fn admission(group: &GroupInfo, inviter: Option<&MemberInfo>) -> Admission {
     }
 }
 
+/// A group invitation waits this long for its invitee (7 days, as a friend
+/// request and an invitation link do).
+pub const INVITATION_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// How an invitee who accepts comes in, given the group and the inviter's
+/// membership now: as [`admission`] lets the inviter bring people in today
+/// (so an invitation from a plain member waits for an admin's approval if
+/// the group has asked for approval since). An inviter who is no longer a
+/// member has withdrawn the invitation ([`ChatError::UnknownInvitation`]),
+/// as a WeChat invitation card lapses when its sender leaves the group.
+pub fn invitation_admission(
+    group: &GroupInfo,
+    inviter: Option<&MemberInfo>,
+) -> Result<Admission, ChatError> {
+    let inviter = inviter.ok_or(ChatError::UnknownInvitation)?;
+    Ok(admission(group, Some(inviter)))
+}
+
 /// Settings, the invitation link and pending joins belong to the owner and admins.
 pub fn may_administer(actor: &MemberInfo) -> Result<(), ChatError> {
     if actor.role.is_admin() {
@@ -714,6 +732,24 @@ mod tests {
             let inviter = inviter.map(|r| member(1, r));
             let waits = approval && inviter.as_ref().is_none_or(|m| m.role == Role::Member);
             prop_assert_eq!(admission(&g, inviter.as_ref()) == Admission::Pending, waits);
+        }
+
+        #[test]
+        fn an_accepted_invitation_comes_in_as_its_inviter_may_bring_people_in_now(
+            approval in any::<bool>(), inviter in prop::option::of(role()),
+        ) {
+            let mut g = group();
+            g.join_approval = approval;
+            let inviter = inviter.map(|r| member(1, r));
+            match (invitation_admission(&g, inviter.as_ref()), &inviter) {
+                // An inviter who left took the invitation with them.
+                (Err(ChatError::UnknownInvitation), None) => {}
+                (Ok(admitted), Some(m)) => {
+                    let waits = approval && m.role == Role::Member;
+                    prop_assert_eq!(admitted == Admission::Pending, waits);
+                }
+                (other, _) => panic!("{other:?} for {inviter:?}"),
+            }
         }
 
         #[test]

@@ -19,8 +19,9 @@ const NO_BODY: Option<&()> = None;
 
 pub use superapp_api::{
     Account, ContactMatches, ContactPage, ContactSalt, ContactsVersion, FriendRequestSent,
-    FriendRequests, Group, GroupJoin, MyProfile, Presence, PrivacySettings, ProfileUpdate,
-    RealName, RealNameRejection, RealNameStatus, Ticket, Tokens, U64AsString, UserProfile,
+    FriendRequests, Group, GroupInvitation, GroupInvitations, GroupJoin, JoinResult, MyProfile,
+    Presence, PrivacySettings, ProfileUpdate, RealName, RealNameRejection, RealNameStatus, Ticket,
+    Tokens, U64AsString, UserProfile,
 };
 
 /// A client for the HTTP API of one server. Cheap to clone.
@@ -142,7 +143,8 @@ impl HttpClient {
             .await
     }
 
-    /// Creates a group owned by the caller, with these first members.
+    /// Creates a group owned by the caller, with these first members (those
+    /// who must be asked are invited instead: the answer's `invited`).
     pub async fn create_group(
         &self,
         access_token: &str,
@@ -164,7 +166,8 @@ impl HttpClient {
             .await
     }
 
-    /// Invites users into a group: added at once, or pending approval.
+    /// Brings users into a group: added at once, pending approval, or (those
+    /// who must be asked) invited.
     pub async fn add_group_members(
         &self,
         access_token: &str,
@@ -177,6 +180,33 @@ impl HttpClient {
         };
         self.call(Method::POST, &path, Some(access_token), Some(&body))
             .await
+    }
+
+    /// Invitations into groups waiting for the caller, newest first.
+    pub async fn group_invitations(&self, access_token: &str) -> Result<GroupInvitations> {
+        let path = "/v1/group-invitations";
+        self.call(Method::GET, path, Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Accepts the caller's invitation into `group_id`: `joined`, or false
+    /// while an admin's approval is awaited.
+    pub async fn accept_group_invitation(
+        &self,
+        access_token: &str,
+        group_id: u64,
+    ) -> Result<JoinResult> {
+        let path = format!("/v1/group-invitations/{group_id}/accept");
+        self.call(Method::POST, &path, Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Declines the caller's invitation into `group_id`.
+    pub async fn decline_group_invitation(&self, access_token: &str, group_id: u64) -> Result<()> {
+        let path = format!("/v1/group-invitations/{group_id}");
+        self.send(Method::DELETE, &path, Some(access_token), NO_BODY)
+            .await
+            .map(drop)
     }
 
     /// Asks `to` to be friends; answers `requested` or `friends`.

@@ -9,9 +9,10 @@
 //! - [`error`]: [`ClientError`], one enum for API refusals, server-side request
 //!   errors and local transport/decoding failures.
 //! - [`http`]: [`HttpClient`] for register, login, refresh, logout, me and
-//!   WebSocket tickets, presence, groups, the social graph, profiles and
-//!   contact matching ([`contact_hash`]), with the [`Account`], [`Tokens`],
-//!   [`Ticket`], [`Presence`], [`Group`] and [`GroupJoin`] bodies, and
+//!   WebSocket tickets, presence, groups and invitations into them, the
+//!   social graph, profiles and contact matching ([`contact_hash`]), with the
+//!   [`Account`], [`Tokens`], [`Ticket`], [`Presence`], [`Group`],
+//!   [`GroupJoin`] and [`GroupInvitations`] bodies, and
 //!   [`U64AsString`]: u64 ids travel in JSON as strings, because JavaScript
 //!   numbers lose precision above 2^53.
 //! - [`ws`]: [`Connection`], a WebSocket session driven by one background task
@@ -30,9 +31,9 @@ pub mod ws;
 pub use error::{ClientError, Result};
 pub use http::{
     Account, ContactMatches, ContactPage, ContactSalt, ContactsVersion, FriendRequestSent,
-    FriendRequests, Group, GroupJoin, HttpClient, MyProfile, Presence, PrivacySettings,
-    ProfileUpdate, RealName, RealNameRejection, RealNameStatus, Ticket, Tokens, U64AsString,
-    UserProfile, contact_hash,
+    FriendRequests, Group, GroupInvitation, GroupInvitations, GroupJoin, HttpClient, JoinResult,
+    MyProfile, Presence, PrivacySettings, ProfileUpdate, RealName, RealNameRejection,
+    RealNameStatus, Ticket, Tokens, U64AsString, UserProfile, contact_hash,
 };
 pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
 pub use ws::{Connection, connect_raw, new_client_msg_id};

@@ -12,6 +12,7 @@ mod durability;
 mod faults;
 mod groups;
 mod helpers;
+mod invites;
 mod limits;
 mod load;
 mod openapi;

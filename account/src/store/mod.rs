@@ -135,6 +135,15 @@ pub trait SocialStore: Send + Sync + 'static {
     /// recipient stands with the sender, and the recipient's settings; one read.
     /// Presence asks the same of a user and a viewer.
     fn message_facts(&self, recipient: UserId, sender: UserId) -> Outcome<(Relation, Privacy)>;
+    /// What decides how `inviter` may bring each of `invitees` into a group:
+    /// how each invitee stands with the inviter, and the invitee's settings,
+    /// in the invitees' order; one read for all of them (a group may be
+    /// created with thousands).
+    fn addition_facts(
+        &self,
+        inviter: UserId,
+        invitees: Vec<UserId>,
+    ) -> Outcome<Vec<(Relation, Privacy)>>;
 }
 
 /// What a profile write or lookup answers: its result, a refusal, or a store failure.

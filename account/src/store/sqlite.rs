@@ -112,6 +112,11 @@ CREATE TABLE real_name_submissions (
     PRIMARY KEY (user_id, attempt_id)
 );
 ",
+    // Who may add a user to a group without asking (`sqlite/social.rs`):
+    // NULL is the server's default.
+    "
+ALTER TABLE privacy ADD COLUMN who_may_add_me INTEGER;
+",
     // Profiles and discovery (`sqlite/profile.rs`): phone visibility and
     // invisible mode (NULL: the server's default); a profile row per user who
     // set more than a name; the holder of each handle by its lower-case form;
@@ -447,5 +452,77 @@ mod tests {
     async fn sqlite_keeps_the_social_graph_of_the_reference_model() {
         let dir = tempfile::tempdir().unwrap();
         conformance::social_graph_matches_the_model(&open(&dir), 0x5eed).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a benchmark; prints the time to decide how 5,999 people come into a group"]
+    async fn cost_of_deciding_a_group_of_6000() {
+        use crate::model::{FriendRequest, Privacy, WhoMayAddMe};
+        use crate::policy::SocialLimits;
+        use crate::store::SocialStore as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let people = 6_000u64;
+        for i in 1..=people {
+            let user = UserRecord {
+                id: UserId(i),
+                phone: format!("+1555{i:07}"),
+                display_name: "x".into(),
+                password_hash: "h".into(),
+                created_at_ms: 1,
+            };
+            let phone_hash = format!("h{i}");
+            store.create_user(user, phone_hash).await.unwrap();
+        }
+        // The inviter (1) has 1,000 friends; 1,000 others let anyone add
+        // them; 100 block the inviter; the rest have no row of their own.
+        let limits = SocialLimits {
+            max_friends: 10_000,
+            requests_per_day: 100_000,
+        };
+        for i in 2..=1_001 {
+            let request = FriendRequest {
+                from: UserId(1),
+                to: UserId(i),
+                greeting: String::new(),
+                sent_ms: 10,
+            };
+            store.send_request(request, limits).await.unwrap();
+            store
+                .accept(UserId(i), UserId(1), 11, limits)
+                .await
+                .unwrap();
+        }
+        let anyone = Privacy {
+            who_may_add_me: Some(WhoMayAddMe::Anyone),
+            ..Privacy::default()
+        };
+        for i in 1_002..=2_001 {
+            store.set_privacy(UserId(i), anyone).await.unwrap();
+        }
+        for i in 2_002..=2_101 {
+            store.block(UserId(i), UserId(1), 12).await.unwrap();
+        }
+        let invitees: Vec<UserId> = (2..=people).map(UserId).collect();
+        let (mut one_read, mut a_read_each) = (Vec::new(), Vec::new());
+        for _ in 0..15 {
+            let started = std::time::Instant::now();
+            let facts = store.addition_facts(UserId(1), invitees.clone()).await;
+            one_read.push(started.elapsed());
+            assert_eq!(facts.unwrap().len(), invitees.len());
+            // As additions were decided before: a store read per invitee.
+            let started = std::time::Instant::now();
+            for &invitee in &invitees {
+                store.relation(invitee, UserId(1), 20).await.unwrap();
+            }
+            a_read_each.push(started.elapsed());
+        }
+        one_read.sort();
+        a_read_each.sort();
+        println!(
+            "5,999 invitees: one read {:?} (median of 15; {:?} to {:?}); a read each {:?} ({:?} to {:?})",
+            one_read[7], one_read[0], one_read[14], a_read_each[7], a_read_each[0], a_read_each[14]
+        );
     }
 }

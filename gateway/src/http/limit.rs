@@ -73,6 +73,9 @@ pub const COSTS: &[(&str, &str, u32)] = &[
     ("POST", "/v1/groups/{group_id}/invite-links", 5),
     ("GET", "/v1/groups/{group_id}/join-requests", 5),
     ("POST", "/v1/groups/{group_id}/join-requests/{user_id}", 5),
+    ("GET", "/v1/group-invitations", 2),
+    ("POST", "/v1/group-invitations/{group_id}/accept", 10),
+    ("DELETE", "/v1/group-invitations/{group_id}", 2),
 ];
 
 /// The cost of a route, by method and route template; None for a route

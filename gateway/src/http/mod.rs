@@ -569,9 +569,9 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-        // 6 account, 12 social, 7 profile, 2 real-name, 1 presence, 13 group,
+        // 6 account, 12 social, 7 profile, 2 real-name, 1 presence, 16 group,
         // 4 edge operations.
-        assert_eq!(operations, 45, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(operations, 48, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use superapp_account::model::{Befriended, Invisible, PhoneVisibility, UserId, WhoMayMessage};
+use superapp_account::model::{
+    Befriended, Invisible, PhoneVisibility, UserId, WhoMayAddMe, WhoMayMessage,
+};
 use superapp_account::social::Settings;
 use superapp_account::{Social, SocialError};
 use superapp_api::{
@@ -85,10 +87,16 @@ fn settings_body(settings: Settings) -> PrivacySettings {
         Invisible::Strangers => "strangers",
         Invisible::Everyone => "everyone",
     };
+    let add = match settings.who_may_add_me {
+        WhoMayAddMe::Anyone => "anyone",
+        WhoMayAddMe::Friends => "friends",
+        WhoMayAddMe::Invite => "invite",
+    };
     PrivacySettings {
         who_may_message: Some(who.to_string()),
         phone_visibility: Some(phone.to_string()),
         invisible: Some(invisible.to_string()),
+        who_may_add_me: Some(add.to_string()),
     }
 }
 
@@ -270,7 +278,7 @@ async fn blocks(
     }))
 }
 
-/// Block someone: they can no longer message you, ask to be friends, or add you to groups; they are not told
+/// Block someone: they can no longer message you, ask to be friends, or add or invite you to groups; they are not told
 #[utoipa::path(put, path = "/v1/blocks/{user_id}", tag = "contacts", security(("bearer" = [])),
     params(("user_id" = String, Path)),
     responses(
@@ -318,7 +326,7 @@ async fn privacy(
     Ok(Json(settings_body(social.settings(me.sub).await?)))
 }
 
-/// Change privacy settings (those left out stay as they are): who may message you, who sees your number and finds you by it, invisible mode
+/// Change privacy settings (those left out stay as they are): who may message you, who may add you to groups, who sees your number and finds you by it, invisible mode
 #[utoipa::path(patch, path = "/v1/me/privacy", tag = "contacts", security(("bearer" = [])),
     request_body = PrivacySettings,
     responses(
@@ -357,6 +365,19 @@ async fn set_privacy(
             .into());
         }
     };
+    let add = match body.who_may_add_me.as_deref() {
+        None => None,
+        Some("anyone") => Some(WhoMayAddMe::Anyone),
+        Some("friends") => Some(WhoMayAddMe::Friends),
+        Some("invite") => Some(WhoMayAddMe::Invite),
+        Some(_) => {
+            return Err(SocialError::Invalid {
+                code: "invalid_setting",
+                reason: "who_may_add_me is friends, anyone or invite",
+            }
+            .into());
+        }
+    };
     let invisible = match body.invisible.as_deref() {
         None => None,
         Some("off") => Some(Invisible::Off),
@@ -370,6 +391,8 @@ async fn set_privacy(
             .into());
         }
     };
-    let settings = social.set_settings(me.sub, who, phone, invisible).await?;
+    let settings = social
+        .set_settings(me.sub, who, phone, invisible, add)
+        .await?;
     Ok(Json(settings_body(settings)))
 }

@@ -84,7 +84,7 @@ enum Command {
         #[arg(long)]
         text: String,
     },
-    /// Groups: create, add members, show, list members, remove, leave.
+    /// Groups: create, add members, show, list members, remove, leave; invitations: list, accept, decline.
     Group {
         #[command(subcommand)]
         command: GroupCommand,
@@ -118,7 +118,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Block a user: they can no longer message you, ask to be friends or add you to groups.
+    /// Block a user: they can no longer message you, ask to be friends or add or invite you to groups.
     Block {
         #[arg(long)]
         user: u64,
@@ -212,6 +212,7 @@ enum FriendCommand {
 #[derive(Subcommand)]
 enum PrivacyCommand {
     /// Set one setting: `who-may-message friends|anyone`,
+    /// `who-may-add-me friends|anyone|invite`,
     /// `phone-visibility everyone|friends|nobody`, or
     /// `invisible off|strangers|everyone`.
     Set { key: String, value: String },
@@ -221,7 +222,7 @@ enum PrivacyCommand {
 
 #[derive(Subcommand)]
 enum GroupCommand {
-    /// Create a group owned by you; prints it (with `group_id`).
+    /// Create a group owned by you; prints it (with `group_id`, and who was `added` and who `invited`).
     Create {
         #[arg(long)]
         name: String,
@@ -229,7 +230,7 @@ enum GroupCommand {
         #[arg(long, value_delimiter = ',')]
         members: Vec<u64>,
     },
-    /// Invite users; prints who was added and who waits for approval.
+    /// Add users; prints who was added, who waits for approval, and who was invited.
     Add {
         #[arg(long)]
         group: u64,
@@ -257,6 +258,18 @@ enum GroupCommand {
     },
     /// Leave the group.
     Leave {
+        #[arg(long)]
+        group: u64,
+    },
+    /// Print the invitations into groups waiting for you, one per line, newest first.
+    Invitations,
+    /// Accept your invitation into a group; prints whether you joined (false: waiting for approval).
+    Accept {
+        #[arg(long)]
+        group: u64,
+    },
+    /// Decline your invitation into a group.
+    Decline {
         #[arg(long)]
         group: u64,
     },
@@ -557,6 +570,10 @@ impl App {
                     who_may_message: Some(value),
                     ..PrivacySettings::default()
                 },
+                "who-may-add-me" => PrivacySettings {
+                    who_may_add_me: Some(value),
+                    ..PrivacySettings::default()
+                },
                 "phone-visibility" => PrivacySettings {
                     phone_visibility: Some(value),
                     ..PrivacySettings::default()
@@ -570,7 +587,7 @@ impl App {
                         "invalid_arguments",
                         format!(
                             "unknown setting {key:?}; settings: who-may-message, \
-                             phone-visibility, invisible"
+                             who-may-add-me, phone-visibility, invisible"
                         ),
                     ));
                 }
@@ -705,6 +722,21 @@ impl App {
                 )
                 .await?;
                 print_line(&json!({ "left": group.to_string() }))
+            }
+            GroupCommand::Invitations => {
+                let waiting = self.http.group_invitations(token).await?;
+                for invitation in &waiting.invitations {
+                    print_line(&json!(invitation))?;
+                }
+                Ok(())
+            }
+            GroupCommand::Accept { group } => {
+                let joined = self.http.accept_group_invitation(token, group).await?;
+                print_line(&json!(joined))
+            }
+            GroupCommand::Decline { group } => {
+                self.http.decline_group_invitation(token, group).await?;
+                print_line(&json!({ "declined": group.to_string() }))
             }
         }
     }
@@ -868,7 +900,12 @@ impl Listener<'_> {
                 Some(EventKind::Group(g)) if g.users.contains(&self.me) => {
                     within(deadline, catch_up(conn, &mut working)).await
                 }
-                Some(EventKind::Group(_) | EventKind::ReadReceipt(_) | EventKind::Contact(_))
+                Some(
+                    EventKind::Group(_)
+                    | EventKind::ReadReceipt(_)
+                    | EventKind::Contact(_)
+                    | EventKind::GroupInvitation(_),
+                )
                 | None => continue,
             };
             // A pull cut short by the deadline may have moved `working` past

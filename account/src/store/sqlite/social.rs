@@ -9,7 +9,7 @@ use super::SqliteAccountStore;
 use crate::SocialError;
 use crate::model::{
     Befriended, Contact, ContactChanges, FriendRequest, Invisible, PhoneVisibility, Privacy,
-    Relation, UserId, WhoMayMessage,
+    Relation, UserId, WhoMayAddMe, WhoMayMessage,
 };
 use crate::policy::{self, REQUEST_TTL_MS, REQUEST_WINDOW_MS, RequestOutcome, SocialLimits};
 use crate::store::{Outcome, SocialStore};
@@ -125,6 +125,14 @@ fn who_may_message(value: Option<i64>) -> Option<WhoMayMessage> {
     }
 }
 
+fn who_may_add_me(value: Option<i64>) -> Option<WhoMayAddMe> {
+    match value? {
+        0 => Some(WhoMayAddMe::Friends),
+        1 => Some(WhoMayAddMe::Anyone),
+        _ => Some(WhoMayAddMe::Invite),
+    }
+}
+
 fn phone_visibility(value: Option<i64>) -> Option<PhoneVisibility> {
     match value? {
         0 => Some(PhoneVisibility::Everyone),
@@ -142,16 +150,20 @@ fn invisible(value: Option<i64>) -> Option<Invisible> {
 }
 
 pub(super) fn privacy(c: &Connection, user: UserId) -> rusqlite::Result<Privacy> {
-    type Row = (Option<i64>, Option<i64>, Option<i64>);
+    type Row = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
     let row: Option<Row> = c
         .prepare_cached(
-            "SELECT who_may_message, phone_visibility, invisible FROM privacy WHERE user_id = ?1",
+            "SELECT who_may_message, who_may_add_me, phone_visibility, invisible
+             FROM privacy WHERE user_id = ?1",
         )?
-        .query_row([id(user)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([id(user)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?;
-    let (who, phone, hidden) = row.unwrap_or_default();
+    let (message, add, phone, hidden) = row.unwrap_or_default();
     Ok(Privacy {
-        who_may_message: who_may_message(who),
+        who_may_message: who_may_message(message),
+        who_may_add_me: who_may_add_me(add),
         phone_visibility: phone_visibility(phone),
         invisible: invisible(hidden),
     })
@@ -384,11 +396,17 @@ impl SocialStore for SqliteAccountStore {
                 WhoMayMessage::Friends => 0i64,
                 WhoMayMessage::Anyone => 1,
             });
+            let add = settings.who_may_add_me.map(|w| match w {
+                WhoMayAddMe::Friends => 0i64,
+                WhoMayAddMe::Anyone => 1,
+                WhoMayAddMe::Invite => 2,
+            });
             c.prepare_cached(
-                "INSERT INTO privacy (user_id, who_may_message) VALUES (?1, ?2)
-                 ON CONFLICT (user_id) DO UPDATE SET who_may_message = excluded.who_may_message",
+                "INSERT INTO privacy (user_id, who_may_message, who_may_add_me) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id) DO UPDATE SET who_may_message = excluded.who_may_message,
+                     who_may_add_me = excluded.who_may_add_me",
             )?
-            .execute(params![id(user), who])?;
+            .execute(params![id(user), who, add])?;
             let phone = settings.phone_visibility.map(|p| match p {
                 PhoneVisibility::Everyone => 0i64,
                 PhoneVisibility::Friends => 1,
@@ -410,5 +428,21 @@ impl SocialStore for SqliteAccountStore {
     fn message_facts(&self, recipient: UserId, sender: UserId) -> Outcome<(Relation, Privacy)> {
         self.db
             .look(move |c| Ok((relation(c, recipient, sender, 0)?, privacy(c, recipient)?)))
+    }
+
+    fn addition_facts(
+        &self,
+        inviter: UserId,
+        invitees: Vec<UserId>,
+    ) -> Outcome<Vec<(Relation, Privacy)>> {
+        // One job on one reader: a point lookup or two per invitee, each
+        // by primary key, with statements prepared once.
+        self.db.look(move |c| {
+            let mut facts = Vec::with_capacity(invitees.len());
+            for &invitee in &invitees {
+                facts.push((relation(c, invitee, inviter, 0)?, privacy(c, invitee)?));
+            }
+            Ok(facts)
+        })
     }
 }
