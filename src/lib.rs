@@ -23,7 +23,7 @@ use superapp_account::ports::VerificationProvider;
 use superapp_account::sandbox::SandboxProvider;
 use superapp_account::seal::RealNameKey;
 use superapp_account::token::{TokenSigner, TokenVerifier};
-use superapp_account::{Accounts, Profiles, RealNames, Social, SqliteAccountStore};
+use superapp_account::{Accounts, Erasure, Profiles, RealNames, Social, SqliteAccountStore};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
 use superapp_gateway::presence::{LocalPresence, Presence, RedisPresence};
@@ -65,27 +65,31 @@ pub struct Application {
 impl Application {
     /// Opens the stores under the data dir, wires the rooms, and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_on(config, None, None).await
+        Self::build_on(config, None).await
     }
 
     /// As [`Application::build`], on `bus` instead of the bus the
     /// configuration names (Redis with `redis.url`, else in process): the
     /// seam where tests put a bus that loses chosen messages.
     pub async fn build_with_bus(config: Config, bus: SharedBus) -> anyhow::Result<Self> {
-        Self::build_on(config, Some(bus), None).await
+        Self::build_on(config, Some(bus)).await
     }
 
-    /// As [`Application::build`], telling time by `clock` instead of the
-    /// system's: the seam where tests move a room's clock on by days
-    /// instead of waiting for them.
+    /// As [`Application::build`], with the rooms on `clock` instead of the
+    /// system's: the seam where tests move time (a deletion's grace period)
+    /// without waiting for it.
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
-        Self::build_on(config, None, Some(clock)).await
+        Self::build_with(config, None, clock).await
     }
 
-    async fn build_on(
+    async fn build_on(config: Config, bus: Option<SharedBus>) -> anyhow::Result<Self> {
+        Self::build_with(config, bus, Arc::new(SystemClock)).await
+    }
+
+    async fn build_with(
         config: Config,
         bus: Option<SharedBus>,
-        clock: Option<SharedClock>,
+        clock: SharedClock,
     ) -> anyhow::Result<Self> {
         let role = config.server.role;
         let verifier = match role {
@@ -96,7 +100,6 @@ impl Application {
             Role::All | Role::Core => None,
         };
         let metrics = Arc::new(Registry::new());
-        let clock: SharedClock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
         let tier = Tier::of(&config)?;
         let bus = match bus {
@@ -108,18 +111,28 @@ impl Application {
         // A core opens its stores only while it holds the core lease: a second
         // core on the same data stands by here until the first is gone.
         let core_lease = acquire_core_lease(&config, &node, &shutdown).await?;
-        let (local, account_rooms, backend): (_, _, Arc<dyn Backend>) = match role {
+        let (local, account_rooms, erasure, backend): (_, _, _, Arc<dyn Backend>) = match role {
             Role::Gateway => (
+                None,
                 None,
                 None,
                 gateway_backend(&config, tier.as_ref(), &bus, &node, &metrics, verifier).await?,
             ),
             Role::All | Role::Core => {
-                let (local, real_names, profiles) =
-                    open_rooms(&config, &metrics, &bus, &clock, &ids)?;
+                let OpenRooms {
+                    local,
+                    real_names,
+                    erasure,
+                    profiles,
+                } = open_rooms(&config, &metrics, &bus, &clock, &ids)?;
                 index_phones(&profiles).await?;
                 let local = Arc::new(local);
-                (Some(local.clone()), Some((real_names, profiles)), local)
+                (
+                    Some(local.clone()),
+                    Some((real_names, profiles)),
+                    Some(erasure),
+                    local,
+                )
             }
         };
         let request_server = match (role, &local, &tier) {
@@ -136,7 +149,9 @@ impl Application {
             )),
             _ => None,
         };
-        let core = start_core(request_server, &bus, core_lease, &shutdown);
+        let sweep = Duration::from_millis(config.account.deletion_sweep_ms);
+        let erasure = erasure.map(|erasure| (erasure, sweep));
+        let core = start_core(request_server, erasure, &bus, core_lease, &shutdown);
         let (presence, limits) = shared_state(&config, &clock).await?;
         let hub = Hub::start(
             bus.as_ref(),
@@ -316,6 +331,9 @@ async fn gateway_backend(
 struct CoreTasks {
     /// The core's request server, which gives its shard leases up when it stops.
     request_server: Option<JoinHandle<()>>,
+    /// The sweep that erases accounts whose grace period ended (roles `all`
+    /// and `core`); it stops at shutdown, after the sweep in hand.
+    erasure: Option<JoinHandle<()>>,
     /// The core lease's keeper, and the token that tells it the core has stopped.
     lease_keeper: Option<JoinHandle<()>>,
     stopped: CancellationToken,
@@ -328,6 +346,9 @@ impl CoreTasks {
         if let Some(server) = self.request_server {
             let _ = tokio::time::timeout(ttl, server).await;
         }
+        if let Some(erasure) = self.erasure {
+            let _ = tokio::time::timeout(ttl, erasure).await;
+        }
         self.stopped.cancel();
         if let Some(keeper) = self.lease_keeper {
             let _ = tokio::time::timeout(ttl, keeper).await;
@@ -336,13 +357,17 @@ impl CoreTasks {
 }
 
 /// Starts what a core runs beside its rooms: the server of the gateways'
-/// requests (with the core's handler) and the keeper of the core lease.
+/// requests (with the core's handler), the sweep of deletions due, and the
+/// keeper of the core lease.
 fn start_core(
     request_server: Option<(RpcServer, Handler)>,
+    erasure: Option<(Arc<Erasure>, Duration)>,
     bus: &SharedBus,
     lease: Option<CoreLease>,
     shutdown: &CancellationToken,
 ) -> CoreTasks {
+    let erasure =
+        erasure.map(|(erasure, every)| tokio::spawn(sweep(erasure, every, shutdown.clone())));
     let request_server = request_server.map(|(server, handler)| {
         let (bus, shutdown) = (bus.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -356,8 +381,26 @@ fn start_core(
         lease.map(|lease| tokio::spawn(lease.keep(shutdown.clone(), stopped.clone())));
     CoreTasks {
         request_server,
+        erasure,
         lease_keeper,
         stopped,
+    }
+}
+
+/// Erases the accounts whose grace period has ended, every `every`, until
+/// shutdown. A sweep that fails is logged and tried again at the next tick;
+/// each sweep may be cut short by a stop and done again (`Erasure`).
+async fn sweep(erasure: Arc<Erasure>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = erasure.sweep().await {
+            tracing::warn!(error = %e, "the sweep of deleted accounts failed; trying again later");
+        }
     }
 }
 
@@ -395,15 +438,23 @@ async fn shared_state(
     })
 }
 
+/// What [`open_rooms`] builds.
+struct OpenRooms {
+    local: Local,
+    real_names: Arc<RealNames>,
+    erasure: Arc<Erasure>,
+    profiles: Arc<Profiles>,
+}
+
 /// Opens the stores under the data dir and builds the account and chat
-/// rooms, real-name verification, and profiles.
+/// rooms, real-name verification, the erasure of deleted accounts, and profiles.
 fn open_rooms(
     config: &Config,
     metrics: &Arc<Registry>,
     bus: &SharedBus,
     clock: &SharedClock,
     ids: &Arc<IdGen>,
-) -> anyhow::Result<(Local, Arc<RealNames>, Arc<Profiles>)> {
+) -> anyhow::Result<OpenRooms> {
     let data_dir = config.server.data_dir.clone();
     create_data_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -456,15 +507,18 @@ fn open_rooms(
         clock.clone(),
         config.social.clone(),
     ));
-    let accounts = Arc::new(Accounts::new(
-        account_store,
-        signer,
-        bus.clone(),
-        clock.clone(),
-        ids.clone(),
-        config.auth.clone(),
-        salt,
-    )?);
+    let accounts = Arc::new(
+        Accounts::new(
+            account_store.clone(),
+            signer,
+            bus.clone(),
+            clock.clone(),
+            ids.clone(),
+            config.auth.clone(),
+            salt,
+        )?
+        .with_deletion_grace_ms(config.account.deletion_grace_ms()),
+    );
     let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
         .context("opening chat.db")?
         .with_group_limits(config.chat.group_limits());
@@ -483,13 +537,24 @@ fn open_rooms(
         )
         .with_invitation_ttl_ms(config.chat.invitation_ttl_ms()),
     );
+    let erasure = Arc::new(Erasure::new(
+        account_store,
+        social.clone(),
+        Arc::new(wiring::ChatDepartures::new(chat.clone())),
+        clock.clone(),
+    ));
     tracing::info!(data_dir = %data_dir.display(), "stores open");
     let local = Local {
         accounts,
         social,
         chat,
     };
-    Ok((local, real_names, profiles))
+    Ok(OpenRooms {
+        local,
+        real_names,
+        erasure,
+        profiles,
+    })
 }
 
 /// Brings contact matching's index of phone hashes up to the salt, before

@@ -8,6 +8,11 @@
 //!   operations, against a model with the rules written again: who may
 //!   message whom, and who may add whom to a group directly, by invitation,
 //!   or not at all.
+//! - [`security_store`]: sessions as their owner lists and ends them,
+//!   password changes, and an account's deletion, restore and erasure.
+//! - [`deletions_match_the_model`]: accounts asked to be deleted, restored,
+//!   and erased by sweeps as time passes, at random, against a model of an
+//!   account's life.
 //! - [`profile_store`], [`concurrent_handle_claims`]: profiles, handles,
 //!   lookups' facts, contact matching's budget and index.
 //! - [`discovery_matches_the_model`]: every lookup, presence and contact
@@ -28,11 +33,12 @@ use crate::config::SocialConfig;
 use crate::contact_salt::ContactSalt;
 use crate::model::{
     Decision, FriendRequest, Gender, Invisible, Lookup, PhoneVisibility, Privacy, ProfileChange,
-    RealNameRecord, RealNameState, Rejection, Rotation, SessionRecord, UserId, UserRecord,
-    WhoMayAddMe, WhoMayMessage,
+    RealNameRecord, RealNameState, Rejection, Rotation, SessionRecord, Standing, UserId,
+    UserRecord, WhoMayAddMe, WhoMayMessage,
 };
 use crate::policy::profile::{HANDLE_CHANGE_INTERVAL_MS, MATCH_WINDOW_MS};
 use crate::policy::real_name::SUBMISSION_WINDOW_MS;
+use crate::policy::security::DELETED_DISPLAY_NAME;
 use crate::policy::{self, GroupAdd, SocialLimits};
 use crate::store::{AccountStore, ProfileStore, RealNameStore, SocialStore};
 use crate::{AccountError, ProfileError, Profiles, Social, SocialError};
@@ -817,6 +823,45 @@ pub async fn profile_store(store: &(impl AccountStore + SocialStore + ProfileSto
         .unwrap();
     let back = store.match_phone_hashes(bo, vec!["rehashed".into()], 100, t0);
     assert_eq!(back.await.unwrap()[0].1.profile.user_id, ann);
+    store
+        .index_phones(vec![(hash_of(phones[1]), bo)])
+        .await
+        .unwrap();
+
+    // An account being deleted is still found, its standing said; erased,
+    // its profile goes, its handle and contact hash with it.
+    let (asked, due) = (t0 + 2 * day, t0 + 3 * day);
+    store.request_deletion(bo, asked, due).await.unwrap();
+    let found = by(Lookup::Handle("ann_lee".into())).await.unwrap().unwrap();
+    assert_eq!(
+        found.standing,
+        Standing::Deleting {
+            requested_at_ms: asked,
+            due_at_ms: due
+        }
+    );
+    assert!(store.erase(bo, due).await.unwrap().is_some());
+    assert!(
+        by(Lookup::Handle("ann_lee".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(by(Lookup::Phone(phones[1].into())).await.unwrap().is_none());
+    let erased = by(Lookup::Id(bo)).await.unwrap().unwrap();
+    assert_eq!(erased.standing, Standing::Deleted { at_ms: due });
+    assert_eq!(
+        (erased.profile.handle, erased.profile.signature.as_str()),
+        (None, "")
+    );
+    let hashes = vec![hash_of(phones[1])];
+    let none = store.match_phone_hashes(cy, hashes, 100, due + 2 * day);
+    assert!(none.await.unwrap().is_empty());
+    let free = store.update_profile(cy, handle("Ann_Lee"), due);
+    assert_eq!(free.await.unwrap().handle.as_deref(), Some("Ann_Lee"));
+    // Nor is an erased account's empty number indexed again.
+    let page = store.phones_after(UserId(0), 10).await.unwrap();
+    assert_eq!(page, [(ann, phones[0].into()), (cy, phones[2].into())]);
 }
 
 /// Two users claiming one handle at once (in two cases): one holds it.
@@ -1089,5 +1134,402 @@ where
             }
         }
         clock.advance_ms(1_000);
+    }
+}
+
+fn lasting_session(id: u64, user_id: u64, expires_at_ms: i64) -> SessionRecord {
+    SessionRecord {
+        expires_at_ms,
+        ..session(id, user_id)
+    }
+}
+
+fn listed(sessions: Vec<crate::model::SessionInfo>) -> Vec<(u64, i64)> {
+    sessions
+        .iter()
+        .map(|s| (s.id, s.last_active_at_ms))
+        .collect()
+}
+
+fn friend_request(from: u64, to: u64, at_ms: i64) -> FriendRequest {
+    FriendRequest {
+        from: UserId(from),
+        to: UserId(to),
+        greeting: String::new(),
+        sent_ms: at_ms,
+    }
+}
+
+const ROOMY: SocialLimits = SocialLimits {
+    max_friends: 5_000,
+    requests_per_day: 100_000,
+};
+
+/// Sessions as their owner lists and ends them; a password change that
+/// keeps the asking session alone; an account's deletion, restored within
+/// its grace period, then asked again and erased after it.
+pub async fn security_store(store: &(impl AccountStore + SocialStore + RealNameStore)) {
+    let u = UserId;
+    for (id, phone) in [
+        (1, "+8613800000001"),
+        (2, "+8613800000002"),
+        (3, "+8613800000003"),
+        (4, "+8613800000004"),
+        (6, "+8613800000006"),
+    ] {
+        assert!(create(store, id, phone).await);
+    }
+    let far = 1_000_000_000;
+    for (session, owner, hash) in [
+        (10, 1, "h10"),
+        (11, 1, "h11"),
+        (12, 1, "h12"),
+        (20, 2, "h20"),
+    ] {
+        let record = lasting_session(session, owner, far);
+        store.create_session(record, hash.into()).await.unwrap();
+    }
+    store
+        .create_session(lasting_session(13, 1, 100), "h13".into())
+        .await
+        .unwrap();
+
+    // Listed live, the most recently active (a refresh) first.
+    assert!(matches!(
+        store
+            .rotate_refresh("h11".into(), "h11b".into(), 50)
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
+    let sessions = store.sessions(u(1), 100).await.unwrap();
+    assert_eq!(listed(sessions), [(11, 50), (12, 0), (10, 0)]);
+    // Only the owner's own live sessions end; anything else is no change.
+    assert!(!store.revoke_user_session(u(2), 10, 100).await.unwrap());
+    assert!(!store.revoke_user_session(u(1), 99, 100).await.unwrap());
+    assert!(!store.revoke_user_session(u(1), 13, 100).await.unwrap());
+    assert!(store.revoke_user_session(u(1), 12, 100).await.unwrap());
+    assert!(!store.revoke_user_session(u(1), 12, 101).await.unwrap());
+    assert_eq!(store.active_session(12, 101).await.unwrap(), None);
+    assert_eq!(store.active_session(10, 101).await.unwrap(), Some(u(1)));
+    let sessions = store.sessions(u(1), 101).await.unwrap();
+    assert_eq!(listed(sessions), [(11, 50), (10, 0)]);
+
+    // A password change keeps the asking session, under a new refresh
+    // token, and ends every other.
+    let refused = store.change_password(u(1), "x".into(), 12, "k".into(), 200);
+    assert!(matches!(refused.await, Err(AccountError::SessionRevoked)));
+    let refused = store.change_password(u(2), "x".into(), 10, "k".into(), 200);
+    assert!(matches!(refused.await, Err(AccountError::SessionRevoked)));
+    assert_eq!(
+        store.user(u(1)).await.unwrap().unwrap().password_hash,
+        "$argon2id$x"
+    );
+    let (kept, mut ended) = store
+        .change_password(u(1), "$argon2id$new".into(), 10, "k10".into(), 200)
+        .await
+        .unwrap();
+    ended.sort_unstable();
+    assert_eq!((kept.id, kept.user_id, kept.expires_at_ms), (10, u(1), far));
+    assert_eq!(ended, [11, 13]);
+    assert_eq!(
+        store.user(u(1)).await.unwrap().unwrap().password_hash,
+        "$argon2id$new"
+    );
+    assert_eq!(store.active_session(11, 201).await.unwrap(), None);
+    assert_eq!(store.active_session(20, 201).await.unwrap(), Some(u(2)));
+    // The kept session's earlier token is dead, not reused: the session lives.
+    assert_eq!(
+        store
+            .rotate_refresh("h10".into(), "z".into(), 202)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    assert_eq!(store.active_session(10, 203).await.unwrap(), Some(u(1)));
+    assert!(matches!(
+        store.rotate_refresh("k10".into(), "k10b".into(), 204).await.unwrap(),
+        Rotation::Rotated(s) if s.id == 10
+    ));
+    assert_eq!(
+        listed(store.sessions(u(1), 205).await.unwrap()),
+        [(10, 204)]
+    );
+
+    // What erasure must take away: a friend, a request each way, blocks
+    // each way, settings, a real-name record.
+    store
+        .send_request(friend_request(1, 2, 300), ROOMY)
+        .await
+        .unwrap();
+    store.accept(u(2), u(1), 301, ROOMY).await.unwrap();
+    store
+        .send_request(friend_request(3, 1, 302), ROOMY)
+        .await
+        .unwrap();
+    store
+        .send_request(friend_request(1, 4, 303), ROOMY)
+        .await
+        .unwrap();
+    store.block(u(1), u(2), 304).await.unwrap();
+    store.block(u(6), u(1), 305).await.unwrap();
+    let anyone = Privacy {
+        who_may_message: Some(WhoMayMessage::Anyone),
+        who_may_add_me: Some(WhoMayAddMe::Anyone),
+        phone_visibility: Some(PhoneVisibility::Everyone),
+        invisible: Some(Invisible::Strangers),
+    };
+    store.set_privacy(u(1), anyone).await.unwrap();
+    store
+        .submit_real_name(submission(1, 70, "h-of-1", 306), 3)
+        .await
+        .unwrap();
+
+    // Deletion asked: every session ends; the account takes no part.
+    assert_eq!(store.standing(u(1)).await.unwrap(), Some(Standing::Active));
+    assert_eq!(store.standing(u(99)).await.unwrap(), None);
+    let ended = store.request_deletion(u(1), 1_000, 5_000).await.unwrap();
+    assert_eq!(ended, [10]);
+    let asked = Standing::Deleting {
+        requested_at_ms: 1_000,
+        due_at_ms: 5_000,
+    };
+    assert_eq!(store.standing(u(1)).await.unwrap(), Some(asked));
+    assert_eq!(store.active_session(10, 1_001).await.unwrap(), None);
+    assert!(matches!(
+        store.request_deletion(u(1), 1_002, 6_000).await,
+        Err(AccountError::DeletionPending { due_at_ms: 5_000 })
+    ));
+    assert_eq!(
+        store.display_names(vec![u(1), u(2)]).await.unwrap(),
+        vec![(u(2), "A".to_string())]
+    );
+    let person = store.people(vec![u(1)]).await.unwrap();
+    assert_eq!(
+        (person[0].display_name.as_str(), person[0].deleted),
+        ("A", false)
+    );
+    let request = store.send_request(friend_request(2, 1, 1_003), ROOMY);
+    assert!(matches!(request.await, Err(SocialError::UserDeleted)));
+    let accept = store.accept(u(4), u(1), 1_003, ROOMY);
+    assert!(matches!(accept.await, Err(SocialError::UserDeleted)));
+
+    // Not due yet: nothing to erase; restored, it is as it was.
+    assert!(store.deletions_due(4_999, 10).await.unwrap().is_empty());
+    assert_eq!(store.deletions_due(5_000, 10).await.unwrap(), [u(1)]);
+    assert_eq!(store.erase(u(1), 4_999).await.unwrap(), None);
+    store.cancel_deletion(u(1), 4_999).await.unwrap();
+    assert_eq!(store.standing(u(1)).await.unwrap(), Some(Standing::Active));
+    assert!(matches!(
+        store.cancel_deletion(u(1), 5_000).await,
+        Err(AccountError::DeletionNotRequested)
+    ));
+    assert!(store.relation(u(1), u(2), 5_000).await.unwrap().friends);
+
+    // Asked again and left past its grace period: erased.
+    assert!(
+        store
+            .request_deletion(u(1), 6_000, 9_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store.cancel_deletion(u(1), 9_000).await,
+        Err(AccountError::AccountDeleted)
+    ));
+    let version_before = store.contact_changes(u(2), 0, 10).await.unwrap().version;
+    let erased = store.erase(u(1), 9_000).await.unwrap().unwrap();
+    assert_eq!(erased.friends.len(), 1);
+    let (friend, version) = erased.friends[0];
+    assert_eq!(friend, u(2));
+    assert!(version > version_before);
+    let changes = store
+        .contact_changes(u(2), version_before, 10)
+        .await
+        .unwrap();
+    assert_eq!(changes.version, version);
+    assert!(
+        changes
+            .changes
+            .iter()
+            .any(|c| c.friend == u(1) && c.removed)
+    );
+    assert!(!store.relation(u(2), u(1), 9_000).await.unwrap().friends);
+    assert_eq!(
+        store.standing(u(1)).await.unwrap(),
+        Some(Standing::Deleted { at_ms: 9_000 })
+    );
+    assert_eq!(store.user_by_phone("+8613800000001").await.unwrap(), None);
+    let erased_row = store.user(u(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (erased_row.phone.as_str(), erased_row.password_hash.as_str()),
+        ("", "")
+    );
+    let person = store.people(vec![u(1), u(98)]).await.unwrap();
+    assert_eq!(person.len(), 1);
+    assert_eq!(
+        (person[0].display_name.as_str(), person[0].deleted),
+        (DELETED_DISPLAY_NAME, true)
+    );
+    assert!(store.display_names(vec![u(1)]).await.unwrap().is_empty());
+    assert!(store.sessions(u(1), 9_001).await.unwrap().is_empty());
+    assert!(store.blocked(u(1)).await.unwrap().is_empty());
+    assert!(store.blocked(u(6)).await.unwrap().is_empty());
+    assert!(store.requests(u(1), 9_001).await.unwrap().is_empty());
+    assert!(store.requests(u(4), 9_001).await.unwrap().is_empty());
+    assert_eq!(store.privacy(u(1)).await.unwrap(), Privacy::default());
+    assert_eq!(store.real_name(u(1)).await.unwrap(), None);
+    assert!(
+        store
+            .contact_changes(u(1), 0, 10)
+            .await
+            .unwrap()
+            .changes
+            .is_empty()
+    );
+    // The phone registers again, and the ID number verifies someone else.
+    assert!(create(store, 5, "+8613800000001").await);
+    store
+        .submit_real_name(submission(5, 71, "h-of-1", 9_002), 3)
+        .await
+        .unwrap();
+    // Erased is final.
+    assert_eq!(store.erase(u(1), 9_003).await.unwrap(), None);
+    assert!(store.deletions_due(20_000, 10).await.unwrap().is_empty());
+    assert!(matches!(
+        store.request_deletion(u(1), 9_004, 12_000).await,
+        Err(AccountError::AccountDeleted)
+    ));
+    assert!(matches!(
+        store.cancel_deletion(u(1), 9_004).await,
+        Err(AccountError::AccountDeleted)
+    ));
+    let request = store.send_request(friend_request(3, 1, 9_005), ROOMY);
+    assert!(matches!(request.await, Err(SocialError::UserDeleted)));
+}
+
+/// An account's life as the model keeps it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Life {
+    Active,
+    /// Erased from this time on.
+    Asked(i64),
+    Erased,
+}
+
+/// Random walks over six accounts: deletions asked, restores, friend
+/// requests to them, time passing and sweeps erasing what is due. Every
+/// answer has the kind the model's has, and after each step every
+/// account's standing, whether its name is listed for others, whether its
+/// phone still signs in, and which deletions are due agree with the model.
+pub async fn deletions_match_the_model(store: &(impl AccountStore + SocialStore), seed: u64) {
+    const GRACE: i64 = 1_000;
+    let people: Vec<UserId> = (1..=6).map(UserId).collect();
+    let phone = |who: UserId| format!("+1555100000{}", who.0);
+    for &who in &people {
+        assert!(create(store, who.0, &phone(who)).await);
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut model: BTreeMap<UserId, Life> = people.iter().map(|&u| (u, Life::Active)).collect();
+    let mut now = 1_000_000;
+    for step in 0..300 {
+        let who = people[rng.random_range(0..people.len())];
+        let life = model[&who];
+        match rng.random_range(0..10) {
+            0 | 1 => {
+                let got = store.request_deletion(who, now, now + GRACE).await;
+                match life {
+                    Life::Active => {
+                        assert!(got.is_ok(), "step {step}: {got:?}");
+                        model.insert(who, Life::Asked(now + GRACE));
+                    }
+                    Life::Asked(due) if now < due => assert!(
+                        matches!(got, Err(AccountError::DeletionPending { due_at_ms }) if due_at_ms == due),
+                        "step {step}: {got:?}"
+                    ),
+                    _ => assert!(
+                        matches!(got, Err(AccountError::AccountDeleted)),
+                        "step {step}: {got:?}"
+                    ),
+                }
+            }
+            2 | 3 => {
+                let got = store.cancel_deletion(who, now).await;
+                match life {
+                    Life::Active => assert!(
+                        matches!(got, Err(AccountError::DeletionNotRequested)),
+                        "step {step}: {got:?}"
+                    ),
+                    Life::Asked(due) if now < due => {
+                        assert!(got.is_ok(), "step {step}: {got:?}");
+                        model.insert(who, Life::Active);
+                    }
+                    _ => assert!(
+                        matches!(got, Err(AccountError::AccountDeleted)),
+                        "step {step}: {got:?}"
+                    ),
+                }
+            }
+            4 | 5 => {
+                let from = people[rng.random_range(0..people.len())];
+                if from == who {
+                    continue;
+                }
+                let got = store
+                    .send_request(friend_request(from.0, who.0, now), ROOMY)
+                    .await;
+                let deleted = matches!(got, Err(SocialError::UserDeleted));
+                assert_eq!(deleted, life != Life::Active, "step {step}: {got:?}");
+            }
+            6 | 7 => now += rng.random_range(0..600),
+            _ => {
+                for due in store.deletions_due(now, 100).await.unwrap() {
+                    assert!(store.erase(due, now).await.unwrap().is_some());
+                }
+                for life in model.values_mut() {
+                    if matches!(*life, Life::Asked(due) if due <= now) {
+                        *life = Life::Erased;
+                    }
+                }
+            }
+        }
+        let listed: BTreeSet<UserId> = (store.display_names(people.clone()).await.unwrap())
+            .into_iter()
+            .map(|(who, _)| who)
+            .collect();
+        let due: BTreeSet<UserId> = store
+            .deletions_due(now, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        for &who in &people {
+            let life = model[&who];
+            let standing = store.standing(who).await.unwrap().unwrap();
+            let same = match (life, standing) {
+                (Life::Active, Standing::Active) => true,
+                (Life::Asked(due), Standing::Deleting { due_at_ms, .. }) => due == due_at_ms,
+                (Life::Erased, Standing::Deleted { .. }) => true,
+                _ => false,
+            };
+            assert!(
+                same,
+                "step {step}: {who:?} is {standing:?}, the model says {life:?}"
+            );
+            assert_eq!(
+                listed.contains(&who),
+                life == Life::Active,
+                "step {step}: {who:?}"
+            );
+            let by_phone = store.user_by_phone(&phone(who)).await.unwrap();
+            assert_eq!(
+                by_phone.is_some(),
+                life != Life::Erased,
+                "step {step}: {who:?}"
+            );
+            let is_due = matches!(life, Life::Asked(at) if at <= now);
+            assert_eq!(due.contains(&who), is_due, "step {step}: {who:?}");
+        }
     }
 }

@@ -13,19 +13,22 @@
 //!   handles, profile fields, what a viewer sees of a user, and contact
 //!   matching's budget.
 //! - [`service`]: [`Accounts`], the operations the edge calls (register, log in,
-//!   refresh, log out, authenticate a token, browser WebSocket tickets),
-//!   [`RealNames`] (submit, status, and `is_verified` for other rooms), and
-//!   [`Profiles`] (one's own profile and handle; lookups by id, handle and
-//!   phone; contact matching), whose answers [`policy::profile::sight`]
+//!   refresh, log out, authenticate a token, browser WebSocket tickets; change
+//!   the password, list and end sessions, delete and restore the account),
+//!   [`RealNames`] (submit, status, and `is_verified` for other rooms),
+//!   [`Erasure`], the sweep that erases accounts whose grace period ended,
+//!   and [`Profiles`] (one's own profile and handle; lookups by id, handle
+//!   and phone; contact matching), whose answers [`policy::profile::sight`]
 //!   decides.
 //! - [`social`]: [`Social`], the social graph's operations (friend requests,
 //!   contacts and their change feed, blocks, who may message whom, and how
 //!   someone may be brought into a group: added, invited, or not at all).
 //!   [`answers`]: its memory of recent "may S message R?" answers.
 //! - [`ports`]: [`ports::VerificationProvider`], what real-name verification
-//!   needs from outside; [`sandbox`]: the sandbox provider shipped.
-//! - [`config`]: the `[auth]`, `[social]` and `[real_name]` sections of the
-//!   configuration.
+//!   needs from outside; [`sandbox`]: the sandbox provider shipped;
+//!   [`ports::Departures`], what other rooms do when an account is erased.
+//! - [`config`]: the `[auth]`, `[account]`, `[social]` and `[real_name]`
+//!   sections of the configuration.
 //! - [`error`]: [`AccountError`], the outcomes callers branch on.
 //! - [`store`]: [`AccountStore`], [`SocialStore`], [`RealNameStore`] and
 //!   [`ProfileStore`], the storage traits, and the SQLite backend.
@@ -46,7 +49,12 @@
 //! Sessions are refresh-token families: each refresh rotates the token, and a
 //! rotated token presented again revokes the whole family (it was stolen or
 //! replayed). Logging out revokes the family and tells the gateways to close
-//! its WebSockets.
+//! its WebSockets; so do a password change (every other session) and a
+//! deletion (every session).
+//!
+//! An account whose deletion is asked is deactivated at once and erased
+//! after its grace period: its id stays, named by a placeholder, so that
+//! its peers' history still names it; nothing else of it does.
 //!
 //! An ID number is never stored in the clear, logged, or answered whole: it
 //! is sealed at rest, shown only masked, and its `Debug` forms are masked. A verified
@@ -76,6 +84,6 @@ pub mod conformance;
 
 pub use error::{AccountError, ProfileError, SocialError};
 pub use model::{NewAccount, Profile, TokenPair};
-pub use service::{Accounts, Profiles, RealNames};
+pub use service::{Accounts, Erasure, Profiles, RealNames};
 pub use social::Social;
 pub use store::{AccountStore, ProfileStore, RealNameStore, SocialStore, SqliteAccountStore};

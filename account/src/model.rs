@@ -194,8 +194,10 @@ pub struct ContactChanges {
 }
 pub mod profile;
 pub mod real_name;
+pub mod security;
 
 pub use profile::{Details, Gender, Lookup, LookupFacts, ProfileChange, ProfileRecord, UserView};
 pub use real_name::{
     Decision, RealNameRecord, RealNameState, RealNameStatus, RealNameView, Rejection,
 };
+pub use security::{Erased, Person, SessionInfo, Standing};

@@ -2,8 +2,9 @@
 //! display name and a password must be; the social graph's rules: what a
 //! friend request comes to, who may message whom, who may add whom to a
 //! group, who sees someone's presence and who may find them; real-name
-//! verification's rules are in [`real_name`]; profiles' (handles, what a
-//! lookup shows, contact matching's budget) in [`profile`]. No I/O.
+//! verification's rules are in [`real_name`], account security's (new
+//! passwords, an account's deletion) in [`security`]; profiles' (handles,
+//! what a lookup shows, contact matching's budget) in [`profile`]. No I/O.
 //! Every store backend calls the social rules inside the write that acts on
 //! them.
 
@@ -16,6 +17,7 @@ use crate::model::{Invisible, PhoneVisibility, Relation, UserId, WhoMayAddMe, Wh
 
 pub mod profile;
 pub mod real_name;
+pub mod security;
 
 /// A device name is kept to this many characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;

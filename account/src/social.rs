@@ -304,6 +304,17 @@ impl Social {
         Ok(decided.collect())
     }
 
+    /// An account was erased ([`crate::service::Erasure`]): each former
+    /// friend's list lost it under the version given, and they are told,
+    /// as for a removal.
+    pub fn erased(&self, friends: &[(UserId, u64)]) {
+        let users: Vec<UserId> = friends.iter().map(|(friend, _)| *friend).collect();
+        self.answers.forget(&users);
+        for &(friend, version) in friends {
+            self.tell(friend, Kind::Changed, UserId(0), "", version);
+        }
+    }
+
     fn effective(&self, chosen: Privacy) -> Settings {
         Settings::of(chosen, &self.config)
     }

@@ -8,6 +8,8 @@
 //! - [`social`]: friend requests, contacts, blocks, privacy settings.
 //! - [`profiles`]: one's own profile, what one sees of others, lookups by
 //!   handle and phone, contact matching.
+//! - [`security`]: password changes, sessions, deleting and restoring an
+//!   account, users' names.
 //! - [`ErrorBody`]: the body of every non-2xx answer.
 //!
 //! Ids are 64-bit and exceed 2^53, where JavaScript numbers lose precision,
@@ -17,6 +19,7 @@
 pub mod accounts;
 pub mod groups;
 pub mod profiles;
+pub mod security;
 pub mod social;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +37,10 @@ pub use groups::{
 pub use profiles::{
     ContactMatch, ContactMatches, ContactSalt, FindByHandle, FindByPhone, MatchContacts, MyProfile,
     ProfileDetails, ProfileUpdate, UserProfile,
+};
+pub use security::{
+    AccountDeletion, ChangePassword, DeleteAccount, NamesQuery, Restore, Session, Sessions,
+    UserName, UserNames,
 };
 pub use social::{
     Blocks, Contact, ContactPage, ContactUpdate, ContactsQuery, ContactsVersion, FriendRequest,

@@ -22,6 +22,9 @@
 //!   in-memory model that applies [`crate::policy`] says.
 //! - [`member_search_matches_the_model`]: member lists and searches, paged
 //!   at random, answer what filtering every member in memory answers.
+//! - [`departures`]: a user whose account is erased leaves every group; the
+//!   groups they own go to the first admin, else the first member, or are
+//!   dissolved when they were alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -33,9 +36,9 @@ use rand::{Rng as _, SeedableRng as _};
 
 use crate::ChatError;
 use crate::model::{
-    Appended, Asked, ConversationId, Fence, GroupId, GroupInfo, GroupInvitation, GroupLimits,
-    GroupUpdate, InboxCursor, JoinRequest, MemberChange, MemberInfo, Mentions, NewGroup,
-    NewGroupMessage, NewMessage, Removal, Role, UserId,
+    Appended, Asked, ConversationId, Departure, Fence, GroupId, GroupInfo, GroupInvitation,
+    GroupLimits, GroupUpdate, InboxCursor, JoinRequest, MemberChange, MemberInfo, Mentions,
+    NewGroup, NewGroupMessage, NewMessage, Removal, Role, UserId,
 };
 use crate::policy::{self, Admission, INVITATION_TTL_MS, MAX_MEMBERS};
 use crate::store::{ChatStorage, ChatStore, GroupStore, StoreError};
@@ -1565,4 +1568,133 @@ async fn run(
             .await
             .map(drop),
     }
+}
+
+/// A user (1) whose account is erased leaves every group in one write: the
+/// group they own with an admin goes to the admin, though a member joined
+/// before; the one with members only goes to the member who joined first;
+/// the one they were alone in is dissolved; the one they are a member of
+/// loses them; a join request of theirs, the invitations waiting for them
+/// or sent by them, and the name kept for them go.
+/// Again, it does nothing.
+pub async fn departures(store: &dyn ChatStorage) {
+    let u = UserId;
+    let (with_admin, as_member, alone, members_only, approving) = (
+        GroupId(21),
+        GroupId(22),
+        GroupId(23),
+        GroupId(24),
+        GroupId(25),
+    );
+    store
+        .create_group(new_group(21, 1, vec![u(3)], 5))
+        .await
+        .unwrap();
+    store
+        .invite(with_admin, u(1), vec![u(2)], Asked::default(), 6)
+        .await
+        .unwrap();
+    store
+        .update_member(with_admin, u(1), u(2), promote())
+        .await
+        .unwrap();
+    store
+        .create_group(new_group(22, 4, vec![u(1)], 5))
+        .await
+        .unwrap();
+    store
+        .create_group(new_group(23, 1, vec![], 5))
+        .await
+        .unwrap();
+    store
+        .create_group(new_group(24, 1, vec![u(5)], 5))
+        .await
+        .unwrap();
+    store
+        .invite(members_only, u(1), vec![u(9)], Asked::default(), 3)
+        .await
+        .unwrap();
+    store
+        .create_group(new_group(25, 8, vec![u(7)], 5))
+        .await
+        .unwrap();
+    let approval = GroupUpdate {
+        join_approval: Some(true),
+        ..GroupUpdate::default()
+    };
+    store.update_group(approving, u(8), approval).await.unwrap();
+    let asked = store
+        .invite(approving, u(7), vec![u(1)], Asked::default(), 6)
+        .await
+        .unwrap();
+    assert_eq!(asked.pending, vec![u(1)]);
+    store
+        .remember_names(vec![(u(1), "Ann".into())])
+        .await
+        .unwrap();
+    // An invitation waiting for them, and one they sent.
+    let invited = |users: Vec<UserId>| Asked {
+        users,
+        hidden: Vec::new(),
+        expires_ms: 1_000,
+    };
+    store
+        .create_group(new_group(26, 5, vec![], 5))
+        .await
+        .unwrap();
+    store
+        .invite(GroupId(26), u(5), Vec::new(), invited(vec![u(1)]), 7)
+        .await
+        .unwrap();
+    store
+        .invite(with_admin, u(1), Vec::new(), invited(vec![u(6)]), 7)
+        .await
+        .unwrap();
+    assert_eq!(store.invitations(u(1), 8).await.unwrap().len(), 1);
+
+    let mut departed = store.depart(u(1)).await.unwrap();
+    departed.sort_by_key(|d| d.group);
+    let gone = |group, new_owner, dissolved| Departure {
+        group,
+        new_owner,
+        dissolved,
+    };
+    assert_eq!(
+        departed,
+        vec![
+            gone(with_admin, Some(u(2)), false),
+            gone(as_member, None, false),
+            gone(alone, None, true),
+            gone(members_only, Some(u(9)), false),
+        ]
+    );
+    let owner_of = |group| async move {
+        let info = store.group(group).await.unwrap().unwrap();
+        let owner = store.member(group, info.owner).await.unwrap().unwrap();
+        assert_eq!(owner.role, Role::Owner);
+        (info.owner, info.member_count)
+    };
+    assert_eq!(owner_of(with_admin).await, (u(2), 2));
+    assert_eq!(owner_of(as_member).await, (u(4), 1));
+    assert_eq!(owner_of(members_only).await, (u(9), 2));
+    assert_eq!(store.group(alone).await.unwrap(), None);
+    assert!(store.groups_of(u(1)).await.unwrap().is_empty());
+    for group in [with_admin, as_member, members_only] {
+        assert_eq!(store.member(group, u(1)).await.unwrap(), None);
+    }
+    assert!(store.requests(approving, u(8)).await.unwrap().is_empty());
+    assert!(store.invitations(u(1), 8).await.unwrap().is_empty());
+    assert!(store.invitations(u(6), 8).await.unwrap().is_empty());
+    assert!(store.depart(u(1)).await.unwrap().is_empty());
+    // The name kept for them is gone: added again (as a new account's id
+    // never would be), they are listed without one.
+    store
+        .invite(as_member, u(4), vec![u(1)], Asked::default(), 9)
+        .await
+        .unwrap();
+    let page = store.members_page(as_member, None, 10, String::new()).await;
+    let kept: Vec<(UserId, Option<String>)> = (page.unwrap().into_iter())
+        .map(|(m, name)| (m.user, name))
+        .collect();
+    assert!(kept.contains(&(u(1), None)), "{kept:?}");
 }

@@ -12,6 +12,10 @@ pub enum ChatError {
     InvalidClientMsgId,
     #[error("no such user")]
     UnknownRecipient,
+    /// The user's account is deleted, or being deleted: they take no
+    /// message and join no group.
+    #[error("this user's account is deleted")]
+    UserDeleted,
     /// The recipient takes no message from the sender: they take only
     /// friends' messages, or they block the sender (the error does not say
     /// which).

@@ -304,3 +304,13 @@ pub enum Removal {
     Left,
     Removed,
 }
+
+/// What taking a user whose account is erased out of one group did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Departure {
+    pub group: GroupId,
+    /// The group's new owner, when the user owned it.
+    pub new_owner: Option<UserId>,
+    /// The user was its only member: it is dissolved.
+    pub dissolved: bool,
+}

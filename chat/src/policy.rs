@@ -400,6 +400,19 @@ pub fn transfer(
     })
 }
 
+/// Who owns a group after its owner's account is erased, among its other
+/// members: the admin who joined first, else the member who joined first
+/// (the lower user id first when two joined at once). None when nobody
+/// else is in it: the group is dissolved. WeChat hands a group on the same
+/// way when its owner leaves without naming anyone.
+pub fn successor(others: &[MemberInfo]) -> Option<UserId> {
+    others
+        .iter()
+        .filter(|m| m.role != Role::Owner)
+        .min_by_key(|m| (std::cmp::Reverse(m.role), m.joined_ms, m.user))
+        .map(|m| m.user)
+}
+
 /// Whether `sender` may send now: not muted, not silenced by mute-all or slow
 /// mode (which hold plain members only), and `@all` only from those who run
 /// the group.
@@ -593,6 +606,28 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_group_goes_to_the_first_admin_then_the_first_member(
+            people in proptest::collection::vec((any::<bool>(), 0i64..5), 0..12),
+        ) {
+            let others: Vec<MemberInfo> = people
+                .iter()
+                .enumerate()
+                .map(|(i, &(admin, joined_ms))| MemberInfo {
+                    joined_ms,
+                    ..member(10 + i as u64, if admin { Role::Admin } else { Role::Member })
+                })
+                .collect();
+            // The model: admins before members, each in order of joining.
+            let first_of = |role: Role| {
+                let mut of: Vec<&MemberInfo> = others.iter().filter(|m| m.role == role).collect();
+                of.sort_by(|a, b| a.joined_ms.cmp(&b.joined_ms).then(a.user.cmp(&b.user)));
+                of.first().map(|m| m.user)
+            };
+            let want = first_of(Role::Admin).or_else(|| first_of(Role::Member));
+            prop_assert_eq!(successor(&others), want);
+        }
+
         #[test]
         fn removal_follows_rank(actor in role(), target in role(), same in any::<bool>()) {
             // A group has one owner.

@@ -6,8 +6,18 @@ use crate::model::{Addition, UserId};
 
 /// Answers who exists and what they are called (the account room implements it).
 pub trait Directory: Send + Sync + 'static {
+    /// Whether `user` exists and takes part: an account deleted, or being
+    /// deleted, does not (it takes no message and joins no group).
     fn user_exists(&self, user: UserId) -> BoxFuture<'_, Result<bool, String>>;
-    /// Display names of those of `users` that exist (for member lists and search).
+    /// Whether `user`'s account is deleted or being deleted: asked only
+    /// when [`Directory::user_exists`] said no, so that the refusal says
+    /// `user_deleted` rather than that nobody is there.
+    fn is_deleted(&self, user: UserId) -> BoxFuture<'_, Result<bool, String>> {
+        let _ = user;
+        Box::pin(async { Ok(false) })
+    }
+    /// Display names of those of `users` that exist and take part (for
+    /// member lists and search).
     fn display_names(
         &self,
         users: Vec<UserId>,

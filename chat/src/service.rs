@@ -339,7 +339,9 @@ impl Chat {
             .await
             .map_err(ChatError::Dependency)?;
         if !exists {
+            let deleted = (self.directory.is_deleted(peer).await).map_err(ChatError::Dependency)?;
             return Err(match named {
+                _ if deleted => ChatError::UserDeleted,
                 None => ChatError::UnknownRecipient,
                 Some(_) => ChatError::UnknownConversation,
             });

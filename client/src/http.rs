@@ -1,7 +1,7 @@
-//! The JSON API: accounts, sessions, WebSocket tickets, real-name
-//! verification, presence, groups, the social graph, profiles and
-//! discovery ([`contact_hash`] hashes an address book's numbers for
-//! contact matching).
+//! The JSON API: accounts, sessions, WebSocket tickets, account security
+//! (password, devices, deletion), real-name verification, presence, groups,
+//! the social graph, profiles and discovery ([`contact_hash`] hashes an
+//! address book's numbers for contact matching).
 
 use crate::error::{ClientError, Result};
 use reqwest::{Method, StatusCode};
@@ -18,10 +18,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const NO_BODY: Option<&()> = None;
 
 pub use superapp_api::{
-    Account, ContactMatches, ContactPage, ContactSalt, ContactsVersion, FriendRequestSent,
-    FriendRequests, Group, GroupInvitation, GroupInvitations, GroupJoin, JoinResult, MyProfile,
-    Presence, PrivacySettings, ProfileUpdate, RealName, RealNameRejection, RealNameStatus, Ticket,
-    Tokens, U64AsString, UserProfile,
+    Account, AccountDeletion, ContactMatches, ContactPage, ContactSalt, ContactsVersion,
+    FriendRequestSent, FriendRequests, Group, GroupInvitation, GroupInvitations, GroupJoin,
+    JoinResult, MyProfile, Presence, PrivacySettings, ProfileUpdate, RealName, RealNameRejection,
+    RealNameStatus, Session, Sessions, Ticket, Tokens, U64AsString, UserName, UserNames,
+    UserProfile,
 };
 
 /// A client for the HTTP API of one server. Cheap to clone.
@@ -106,6 +107,96 @@ impl HttpClient {
     pub async fn me(&self, access_token: &str) -> Result<Account> {
         self.call(Method::GET, "/v1/me", Some(access_token), NO_BODY)
             .await
+    }
+
+    /// Changes the caller's password. Every other session of the user ends;
+    /// the caller's goes on under the new pair answered, which must replace
+    /// the old (whose refresh token no longer works).
+    pub async fn change_password(
+        &self,
+        access_token: &str,
+        current_password: &str,
+        new_password: &str,
+    ) -> Result<Tokens> {
+        let body = superapp_api::ChangePassword {
+            current_password: current_password.into(),
+            new_password: new_password.into(),
+        };
+        self.call(
+            Method::POST,
+            "/v1/me/password",
+            Some(access_token),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// The caller's live sessions (devices), the most recently active first.
+    pub async fn sessions(&self, access_token: &str) -> Result<Sessions> {
+        self.call(Method::GET, "/v1/me/sessions", Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Ends one of the caller's sessions; `unknown_session` for any id that
+    /// is not a live session of theirs.
+    pub async fn revoke_session(&self, access_token: &str, session_id: u64) -> Result<()> {
+        let path = format!("/v1/me/sessions/{session_id}");
+        self.send(Method::DELETE, &path, Some(access_token), NO_BODY)
+            .await
+            .map(drop)
+    }
+
+    /// Asks for the caller's account to be deleted: every session ends at
+    /// once, and the account is erased at `due_at_ms` unless restored
+    /// before ([`restore_account`](Self::restore_account)).
+    pub async fn delete_account(
+        &self,
+        access_token: &str,
+        password: &str,
+    ) -> Result<AccountDeletion> {
+        let body = superapp_api::DeleteAccount {
+            password: password.into(),
+        };
+        self.call(
+            Method::POST,
+            "/v1/me/deletion",
+            Some(access_token),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Restores an account being deleted and signs in (a log-in that also
+    /// withdraws the deletion). A log-in to such an account answers
+    /// `account_deletion_pending`.
+    pub async fn restore_account(
+        &self,
+        phone: &str,
+        password: &str,
+        device_name: Option<&str>,
+    ) -> Result<Tokens> {
+        let body = superapp_api::Restore {
+            phone: phone.into(),
+            password: password.into(),
+            device_name: device_name.unwrap_or_default().into(),
+        };
+        self.call(Method::POST, "/v1/accounts/restore", None, Some(&body))
+            .await
+    }
+
+    /// The names of up to 100 users, deleted accounts named by a
+    /// placeholder with `deleted` set; unknown ids are left out.
+    pub async fn user_names(&self, access_token: &str, user_ids: &[u64]) -> Result<UserNames> {
+        let body = superapp_api::NamesQuery {
+            user_ids: user_ids.to_vec(),
+        };
+        self.call(
+            Method::POST,
+            "/v1/users/names",
+            Some(access_token),
+            Some(&body),
+        )
+        .await
     }
 
     /// Submits the caller's legal name and resident identity number for

@@ -19,7 +19,7 @@ use superapp_client::proto::v1::{
 };
 use superapp_client::{Connection, HttpClient, Tokens};
 use superapp_kit::bus::{Bus, BusMessage, InProcessBus, SharedBus, Subscriber};
-use superapp_kit::clock::ManualClock;
+use superapp_kit::clock::{Clock as _, ManualClock, SystemClock};
 use superapp_kit::metrics::Registry;
 use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::secret::Secret;
@@ -81,8 +81,11 @@ pub async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
     run(app, dir)
 }
 
-/// A server whose rooms tell time by `clock`, which the test moves on.
-pub async fn spawn_app_at(clock: Arc<ManualClock>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+/// A server whose rooms read the time from `clock`, which the test moves.
+pub async fn spawn_app_with_clock(
+    adjust: impl FnOnce(&mut Config),
+    clock: Arc<ManualClock>,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = test_config(&dir);
     adjust(&mut config);
@@ -90,6 +93,11 @@ pub async fn spawn_app_at(clock: Arc<ManualClock>, adjust: impl FnOnce(&mut Conf
         .await
         .expect("build");
     run(app, dir)
+}
+
+/// A clock that stands still at the system's time until told to move.
+pub fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(SystemClock.now_ms()))
 }
 
 /// A server whose bus loses the first message `lose` picks on its way to

@@ -20,5 +20,6 @@ mod presence;
 mod profiles;
 mod realname;
 mod roles;
+mod security;
 mod social;
 mod websocket;

@@ -3,24 +3,18 @@
 //! invisible mode and presence, the limits, and the CLI.
 
 use std::process::Command;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 use superapp_client::contact_hash;
-use superapp_kit::clock::{Clock as _, ManualClock, SystemClock};
 
 use crate::cli::cli_path;
 use crate::helpers::{
-    PASSWORD, TestApp, User, api, fresh_phone, refused, spawn_app, spawn_app_at, spawn_app_with,
+    PASSWORD, TestApp, User, api, fresh_phone, manual_clock, refused, spawn_app, spawn_app_with,
+    spawn_app_with_clock,
 };
 
 const HOUR_MS: i64 = 3600 * 1000;
 const DAY_MS: i64 = 24 * HOUR_MS;
-
-/// A clock that starts now and moves only when told.
-fn manual_clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(SystemClock.now_ms()))
-}
 
 /// `who` again, logged in anew: after the clock moved past their tokens.
 async fn again(app: &TestApp, who: &User) -> User {
@@ -156,7 +150,7 @@ async fn bad_profile_changes_get_clear_codes_and_change_nothing() {
 #[tokio::test]
 async fn a_handle_is_set_at_most_once_in_thirty_days_by_the_rooms_clock() {
     let clock = manual_clock();
-    let app = spawn_app_at(clock.clone(), |_| {}).await;
+    let app = spawn_app_with_clock(|_| {}, clock.clone()).await;
     let (ann, bo) = (app.user("Ann").await, app.user("Bo").await);
     let (status, _) = patch_profile(&app, &ann, json!({"handle": "ann_lee"})).await;
     assert_eq!(status, 200);
@@ -385,7 +379,7 @@ async fn a_number_or_handle_one_may_not_find_answers_exactly_as_one_nobody_holds
 #[tokio::test]
 async fn lookups_by_handle_and_phone_are_limited_per_user_per_hour() {
     let clock = manual_clock();
-    let app = spawn_app_at(clock.clone(), |c| c.social.lookups_per_hour = 3).await;
+    let app = spawn_app_with_clock(|c| c.social.lookups_per_hour = 3, clock.clone()).await;
     let (ann, bo) = (app.user("Ann").await, app.user("Bo").await);
     assert_eq!(
         patch_profile(&app, &bo, json!({"handle": "bo_chen"}))
@@ -512,10 +506,13 @@ async fn matching(app: &TestApp, who: &User, hashes: &[String]) -> (u16, Value) 
 #[tokio::test]
 async fn contact_matching_is_limited_per_request_and_in_new_numbers_per_day() {
     let clock = manual_clock();
-    let app = spawn_app_at(clock.clone(), |c| {
-        c.social.contact_match_hashes_per_request = 4;
-        c.social.contact_match_hashes_per_day = 6;
-    })
+    let app = spawn_app_with_clock(
+        |c| {
+            c.social.contact_match_hashes_per_request = 4;
+            c.social.contact_match_hashes_per_day = 6;
+        },
+        clock.clone(),
+    )
     .await;
     let me = app.user("Me").await;
     let salt = app
@@ -617,6 +614,67 @@ async fn privacy_settings_take_phone_visibility_and_invisible_and_refuse_unknown
     }
     let (_, after) = api(&app, &ann, "GET", "/v1/me/privacy", Value::Null).await;
     assert_eq!(after, set);
+}
+
+#[tokio::test]
+async fn a_deleted_account_is_found_by_nothing_and_its_handle_is_freed_once_erased() {
+    let clock = manual_clock();
+    let app = spawn_app_with_clock(|c| c.account.deletion_sweep_ms = 100, clock.clone()).await;
+    let (ann, bo) = (app.user("Ann").await, app.user("Bo").await);
+    let everyone = json!({"phone_visibility": "everyone", "invisible": "off"});
+    set_privacy(&app, &ann, everyone).await;
+    assert_eq!(
+        patch_profile(&app, &ann, json!({"handle": "ann_lee"}))
+            .await
+            .0,
+        200
+    );
+    let salt = app
+        .http
+        .contact_salt(&bo.tokens.access_token)
+        .await
+        .unwrap()
+        .salt;
+    let ann_hash = vec![contact_hash(&salt, &ann.phone).unwrap()];
+    assert_eq!(
+        matching(&app, &bo, &ann_hash).await.1["matches"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    app.http
+        .delete_account(&ann.tokens.access_token, PASSWORD)
+        .await
+        .unwrap();
+    // Being deleted: by id it says so; by handle, number or match, nobody.
+    let path = format!("/v1/users/{}", ann.id);
+    let (status, body) = api(&app, &bo, "GET", &path, Value::Null).await;
+    assert_eq!((status, body["code"].as_str()), (410, Some("user_deleted")));
+    let nobody = by_handle(&app, &bo, "no_one_here").await;
+    assert_eq!(by_handle(&app, &bo, "ann_lee").await, nobody);
+    assert_eq!(by_phone(&app, &bo, &ann.phone).await.0, 404);
+    let (_, matched) = matching(&app, &bo, &ann_hash).await;
+    assert_eq!(matched["matches"], json!([]));
+
+    // Erased after the grace period (7 days): the handle is free.
+    clock.advance_ms(7 * DAY_MS);
+    let bo = again(&app, &bo).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app
+        .http
+        .user_names(&bo.tokens.access_token, &[ann.id])
+        .await
+        .unwrap()
+        .users[0]
+        .deleted
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never erased");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, body) = patch_profile(&app, &bo, json!({"handle": "Ann_Lee"})).await;
+    assert_eq!((status, &body["handle"]), (200, &json!("Ann_Lee")));
 }
 
 /// Runs `superapp-cli` with a profile: whether it succeeded, its stdout's

@@ -1,7 +1,7 @@
 //! Profiles' types: what users tell about themselves, a change to it, how
 //! someone is looked up, and what a viewer is shown. No I/O.
 
-use super::{Privacy, Relation, UserId};
+use super::{Privacy, Relation, Standing, UserId};
 
 /// What a user says of their gender; `Unset` until they say.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -84,13 +84,15 @@ pub enum Lookup {
 }
 
 /// What a lookup's answer is decided from: the user's profile, how the user
-/// stands with the viewer (the user's side of [`Relation`]), and the user's
-/// settings as chosen (None: the server's defaults).
+/// stands with the viewer (the user's side of [`Relation`]), the user's
+/// settings as chosen (None: the server's defaults), and where the account
+/// stands (deleted, or being deleted, it is found by nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupFacts {
     pub profile: ProfileRecord,
     pub relation: Relation,
     pub privacy: Privacy,
+    pub standing: Standing,
 }
 
 /// The details of a profile: shown to whom the rules allow, all or none.

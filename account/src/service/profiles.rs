@@ -8,7 +8,9 @@
 //! the user's phone visibility and invisible mode. An answer that the rules
 //! forbid (a number hidden by its visibility, a user who blocks the asker
 //! or is invisible to them) is the answer for nobody: `UnknownUser`, or no
-//! entry in a match, so it reveals nothing. Lookups by handle or phone are
+//! entry in a match, so it reveals nothing. An account deleted, or being
+//! deleted, is found by nothing, and by id answers `UserDeleted`. Lookups
+//! by handle or phone are
 //! limited per user per hour; contact matching per request and in distinct
 //! hashes per day, the latter kept in the store.
 
@@ -22,6 +24,7 @@ use crate::config::SocialConfig;
 use crate::contact_salt::ContactSalt;
 use crate::model::{Lookup, LookupFacts, ProfileChange, ProfileRecord, UserId, UserView};
 use crate::policy::profile::{self as policy, LOOKUP_WINDOW_MS, Sight};
+use crate::policy::security::takes_part;
 use crate::social::Settings;
 use crate::store::ProfileStore;
 use crate::throttle::Throttle;
@@ -146,9 +149,14 @@ impl Profiles {
 
     /// What `viewer` sees of the user with id `user`: at least the minimum
     /// (id, name, avatar), the rest as [`policy::sight`] allows.
+    /// An account deleted, or being deleted, is `UserDeleted`, as it is to
+    /// every other operation that names it by id.
     pub async fn by_id(&self, viewer: UserId, user: UserId) -> Result<UserView, ProfileError> {
         let facts = self.store.lookup(viewer, Lookup::Id(user)).await?;
         let facts = facts.ok_or(ProfileError::UnknownUser)?;
+        if !takes_part(facts.standing) {
+            return Err(ProfileError::UserDeleted);
+        }
         Ok(policy::view(&facts.profile, self.sight(viewer, &facts)))
     }
 
@@ -211,7 +219,7 @@ impl Profiles {
             .await?;
         Ok(found
             .into_iter()
-            .filter(|(_, facts)| facts.profile.user_id != viewer)
+            .filter(|(_, facts)| facts.profile.user_id != viewer && takes_part(facts.standing))
             .filter_map(|(hash, facts)| {
                 let sight = self.sight(viewer, &facts);
                 sight
@@ -230,7 +238,7 @@ impl Profiles {
         let facts = self.store.lookup(viewer, key).await?;
         let facts = facts.ok_or(ProfileError::UnknownUser)?;
         let sight = self.sight(viewer, &facts);
-        if !found_by(sight) {
+        if !takes_part(facts.standing) || !found_by(sight) {
             return Err(ProfileError::UnknownUser);
         }
         Ok(policy::view(&facts.profile, sight))

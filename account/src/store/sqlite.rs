@@ -1,10 +1,12 @@
-//! The embedded backend of [`AccountStore`], [`super::SocialStore`] (in
-//! `sqlite/social.rs`), [`super::RealNameStore`] (in `sqlite/real_name.rs`)
-//! and [`super::ProfileStore`] (in `sqlite/profile.rs`): one SQLite file,
+//! The embedded backend of [`AccountStore`] (its account-security half in
+//! `sqlite/security.rs`), [`super::SocialStore`] (in `sqlite/social.rs`),
+//! [`super::RealNameStore`] (in `sqlite/real_name.rs`) and
+//! [`super::ProfileStore`] (in `sqlite/profile.rs`): one SQLite file,
 //! written by its single writer thread with group commit.
 
 mod profile;
 mod real_name;
+mod security;
 mod social;
 
 use std::path::Path;
@@ -16,7 +18,10 @@ use superapp_kit::metrics::Histogram;
 use superapp_kit::sqlite::Database;
 
 use super::{AccountStore, StoreError};
-use crate::model::{Rotation, SessionRecord, UserId, UserRecord};
+use crate::AccountError;
+use crate::model::{
+    Erased, Person, Rotation, SessionInfo, SessionRecord, Standing, UserId, UserRecord,
+};
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -117,6 +122,19 @@ CREATE TABLE real_name_submissions (
     "
 ALTER TABLE privacy ADD COLUMN who_may_add_me INTEGER;
 ",
+    // Account security (`sqlite/security.rs`): when each session was last
+    // active and a user's sessions by user; an account's deletion, asked,
+    // due and done; what erasing finds by the other side.
+    "
+ALTER TABLE sessions ADD COLUMN last_active_ms INTEGER;
+CREATE INDEX sessions_by_user ON sessions (user_id);
+ALTER TABLE users ADD COLUMN deletion_requested_ms INTEGER;
+ALTER TABLE users ADD COLUMN deletion_due_ms INTEGER;
+ALTER TABLE users ADD COLUMN deleted_at_ms INTEGER;
+CREATE INDEX users_by_deletion_due ON users (deletion_due_ms) WHERE deletion_due_ms IS NOT NULL;
+CREATE INDEX blocks_by_blocked ON blocks (blocked);
+CREATE INDEX friend_requests_by_sender ON friend_requests (from_user);
+",
     // Profiles and discovery (`sqlite/profile.rs`): phone visibility and
     // invisible mode (NULL: the server's default); a profile row per user who
     // set more than a name; the holder of each handle by its lower-case form;
@@ -143,6 +161,7 @@ CREATE TABLE users_by_phone_hash (
     hash TEXT PRIMARY KEY,
     user_id INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX users_by_phone_hash_by_user ON users_by_phone_hash (user_id);
 CREATE TABLE contact_matches (
     user_id INTEGER NOT NULL,
     hash TEXT NOT NULL,
@@ -244,19 +263,7 @@ impl AccountStore for SqliteAccountStore {
         &self,
         ids: Vec<UserId>,
     ) -> BoxFuture<'_, Result<Vec<(UserId, String)>, StoreError>> {
-        Box::pin(self.db.read(move |c| {
-            let mut stmt = c.prepare_cached("SELECT display_name FROM users WHERE id = ?1")?;
-            let mut names = Vec::with_capacity(ids.len());
-            for id in ids {
-                if let Some(name) = stmt
-                    .query_row([id.0 as i64], |r| r.get::<_, String>(0))
-                    .optional()?
-                {
-                    names.push((id, name));
-                }
-            }
-            Ok(names)
-        }))
+        Box::pin(self.db.read(move |c| security::display_names(c, ids)))
     }
 
     fn create_session(
@@ -337,6 +344,10 @@ impl AccountStore for SqliteAccountStore {
                 "INSERT INTO refresh_tokens (hash, session_id) VALUES (?1, ?2)",
                 params![new_hash, session.id as i64],
             )?;
+            c.execute(
+                "UPDATE sessions SET last_active_ms = ?2 WHERE id = ?1",
+                params![session.id as i64, now_ms],
+            )?;
             Ok(Rotation::Rotated(session))
         }))
     }
@@ -369,6 +380,75 @@ impl AccountStore for SqliteAccountStore {
             )?;
             Ok(())
         }))
+    }
+
+    fn standing(&self, user: UserId) -> BoxFuture<'_, Result<Option<Standing>, StoreError>> {
+        self.standing_of_user(user)
+    }
+
+    fn people(&self, ids: Vec<UserId>) -> BoxFuture<'_, Result<Vec<Person>, StoreError>> {
+        self.people_of(ids)
+    }
+
+    fn sessions(
+        &self,
+        user: UserId,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<SessionInfo>, StoreError>> {
+        self.sessions_of(user, now_ms)
+    }
+
+    fn revoke_user_session(
+        &self,
+        user: UserId,
+        session_id: u64,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.revoke_session_of(user, session_id, now_ms)
+    }
+
+    fn change_password(
+        &self,
+        user: UserId,
+        password_hash: String,
+        keep: u64,
+        refresh_hash: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<(SessionRecord, Vec<u64>), AccountError>> {
+        self.change_password_of(user, password_hash, keep, refresh_hash, now_ms)
+    }
+
+    fn request_deletion(
+        &self,
+        user: UserId,
+        now_ms: i64,
+        due_at_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<u64>, AccountError>> {
+        self.request_deletion_of(user, now_ms, due_at_ms)
+    }
+
+    fn cancel_deletion(
+        &self,
+        user: UserId,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<(), AccountError>> {
+        self.cancel_deletion_of(user, now_ms)
+    }
+
+    fn deletions_due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<UserId>, StoreError>> {
+        self.deletions_due_by(now_ms, limit)
+    }
+
+    fn erase(
+        &self,
+        user: UserId,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<Option<Erased>, StoreError>> {
+        self.erase_user(user, now_ms)
     }
 }
 
@@ -403,6 +483,18 @@ mod tests {
     async fn two_concurrent_refreshes_with_one_token_cannot_both_rotate() {
         let dir = tempfile::tempdir().unwrap();
         conformance::concurrent_refreshes(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_meets_the_account_security_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::security_store(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_the_deletions_of_the_reference_model() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::deletions_match_the_model(&open(&dir), 0xde1e7e).await;
     }
 
     #[tokio::test]

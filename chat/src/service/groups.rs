@@ -449,6 +449,29 @@ impl Chat {
         Ok(())
     }
 
+    /// Takes a user whose account is erased out of every group they are in
+    /// (the account room asks, through its `Departures` port, before it
+    /// erases them). A group they own goes to its next owner
+    /// ([`policy::successor`]), told as a transfer; one they were alone in
+    /// is dissolved. Each group is told the user left. Their messages stay.
+    /// Again for a user in no group, it does nothing.
+    pub async fn depart(&self, user: UserId) -> Result<(), ChatError> {
+        for departure in self.store.depart(user).await? {
+            let group = departure.group;
+            if departure.dissolved {
+                continue;
+            }
+            if let Some(next) = departure.new_owner {
+                let event = group_event(group, Kind::OwnerTransferred, user, &[next], "", 0);
+                self.publish_group(group, event);
+            }
+            let event = group_event(group, Kind::MemberLeft, user, &[user], "", 0);
+            self.publish_membership(user, group, false, event.clone());
+            self.publish_group(group, event);
+        }
+        Ok(())
+    }
+
     /// The display names of those of `users` the directory knows.
     async fn names_of(&self, users: &[UserId]) -> Result<Vec<(UserId, String)>, ChatError> {
         self.directory
@@ -458,15 +481,24 @@ impl Chat {
     }
 
     /// The display names of `users`, to be kept before they are added (or
-    /// asked) to a group; refused when one does not exist.
+    /// asked) to a group; refused when one does not exist (`user_deleted`
+    /// when one's account is deleted or being deleted).
     async fn names_of_all(&self, users: &[UserId]) -> Result<Vec<(UserId, String)>, ChatError> {
         let names = self.names_of(users).await?;
         let known: HashSet<UserId> = names.iter().map(|(user, _)| *user).collect();
-        if users.iter().all(|user| known.contains(user)) {
-            Ok(names)
-        } else {
-            Err(ChatError::UnknownRecipient)
+        let missing: Vec<UserId> = (users.iter().copied())
+            .filter(|user| !known.contains(user))
+            .collect();
+        if missing.is_empty() {
+            return Ok(names);
         }
+        for user in missing {
+            let deleted = self.directory.is_deleted(user).await;
+            if deleted.map_err(ChatError::Dependency)? {
+                return Err(ChatError::UserDeleted);
+            }
+        }
+        Err(ChatError::UnknownRecipient)
     }
 
     /// Sorts `users` (the inviter and repeats left out) by how the

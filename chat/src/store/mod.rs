@@ -42,8 +42,8 @@ use superapp_kit::BoxFuture;
 
 use crate::ChatError;
 use crate::model::{
-    Appended, Asked, ConversationId, Fence, GroupId, GroupInfo, GroupInvitation, GroupUpdate,
-    InboxCursor, InboxEntry, JoinRequest, Joined, MemberChange, MemberInfo, NewGroup,
+    Appended, Asked, ConversationId, Departure, Fence, GroupId, GroupInfo, GroupInvitation,
+    GroupUpdate, InboxCursor, InboxEntry, JoinRequest, Joined, MemberChange, MemberInfo, NewGroup,
     NewGroupMessage, NewMessage, Removal, StoredMessage, UserId,
 };
 
@@ -181,6 +181,13 @@ pub trait GroupStore: Send + Sync + 'static {
     ) -> Outcome<GroupInfo>;
     /// The owner dissolves the group; answers who were its members.
     fn dissolve(&self, group: GroupId, actor: UserId) -> Outcome<Vec<UserId>>;
+    /// Takes `user`, whose account is being erased, out of every group, in
+    /// one write: a group they own goes to [`crate::policy::successor`]
+    /// (dissolved when they were alone in it); their join requests, the
+    /// invitations waiting for them or sent by them, and the display name
+    /// kept for them go. Answers what became of each group;
+    /// nothing for a user in no group.
+    fn depart(&self, user: UserId) -> Outcome<Vec<Departure>>;
     /// Admins set the group's invitation token (replacing any earlier one).
     fn set_invite_token(
         &self,

@@ -564,6 +564,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_takes_a_departing_user_out_of_every_group_and_hands_on_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::departures(&open(&dir)).await;
+    }
+
+    #[tokio::test]
     async fn sqlite_caps_the_groups_a_user_creates_and_is_in() {
         let dir = tempfile::tempdir().unwrap();
         conformance::group_limits(&open(&dir).with_group_limits(conformance::LIMITS)).await;

@@ -50,6 +50,7 @@ impl From<ChatError> for ApiError {
             ChatError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
             ChatError::InvalidClientMsgId => (S::BAD_REQUEST, "invalid_client_msg_id"),
             ChatError::UnknownRecipient => (S::NOT_FOUND, "unknown_recipient"),
+            ChatError::UserDeleted => (S::GONE, "user_deleted"),
             ChatError::MessageRefused => (S::FORBIDDEN, "message_refused"),
             ChatError::InvalidRecipient => (S::BAD_REQUEST, "invalid_recipient"),
             ChatError::UnknownConversation => (S::NOT_FOUND, "unknown_conversation"),
@@ -182,6 +183,7 @@ fn join_result(group: GroupId, joined: &Joined) -> (StatusCode, Json<JoinResult>
     (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
     (status = 404, description = "unknown_recipient (a member that does not exist)", body = ErrorBody),
     (status = 409, description = "group_full, too_many_groups (someone would be in too many groups)", body = ErrorBody),
+    (status = 410, description = "user_deleted (a member whose account is deleted or being deleted)", body = ErrorBody),
     (status = 429, description = "too_many_groups_created (chat.max_groups_created_per_day)", body = ErrorBody),
 ))]
 async fn create(
@@ -313,6 +315,7 @@ async fn members(
         (status = 403, description = "not_a_member", body = ErrorBody),
         (status = 404, description = "unknown_group, unknown_recipient", body = ErrorBody),
         (status = 409, description = "group_full, too_many_groups", body = ErrorBody),
+        (status = 410, description = "user_deleted (someone whose account is deleted or being deleted)", body = ErrorBody),
 ))]
 async fn invite(
     State(chat): State<Arc<Chat>>,

@@ -38,6 +38,7 @@ impl From<ProfileError> for ApiError {
         use StatusCode as S;
         let (status, code, retry_after_ms) = match &e {
             ProfileError::UnknownUser => (S::NOT_FOUND, "unknown_user", None),
+            ProfileError::UserDeleted => (S::GONE, "user_deleted", None),
             ProfileError::InvalidPhone => (S::BAD_REQUEST, "invalid_phone", None),
             ProfileError::InvalidHandle => (S::BAD_REQUEST, "invalid_handle", None),
             ProfileError::HandleTaken => (S::CONFLICT, "handle_taken", None),
@@ -145,13 +146,14 @@ async fn update_profile(
     Ok(Json(my_body(profiles.update(me.sub, change).await?)))
 }
 
-/// A user by id: name and avatar always; details and number as their settings allow
+/// A user by id: name and avatar always; details and number as their settings allow; a deleted account (or one being deleted) answers user_deleted
 #[utoipa::path(get, path = "/v1/users/{user_id}", tag = "profiles", security(("bearer" = [])),
     params(("user_id" = String, Path, description = "64-bit id as a decimal string")),
     responses(
         (status = 200, description = "What you may see of the user", body = UserProfile),
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
         (status = 404, description = "unknown_user", body = ErrorBody),
+        (status = 410, description = "user_deleted: the account is deleted, or being deleted", body = ErrorBody),
 ))]
 async fn user(
     State(profiles): State<Arc<Profiles>>,

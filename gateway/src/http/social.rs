@@ -42,6 +42,7 @@ impl From<SocialError> for ApiError {
         let (status, code) = match &e {
             SocialError::CannotBefriendSelf => (S::BAD_REQUEST, "cannot_befriend_self"),
             SocialError::UnknownUser => (S::NOT_FOUND, "unknown_user"),
+            SocialError::UserDeleted => (S::GONE, "user_deleted"),
             SocialError::AlreadyFriends => (S::CONFLICT, "already_friends"),
             SocialError::UnknownRequest => (S::NOT_FOUND, "unknown_friend_request"),
             SocialError::NotFriends => (S::NOT_FOUND, "not_friends"),
@@ -109,6 +110,7 @@ fn settings_body(settings: Settings) -> PrivacySettings {
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
         (status = 404, description = "unknown_user", body = ErrorBody),
         (status = 409, description = "already_friends, blocked_by_you, too_many_friends", body = ErrorBody),
+        (status = 410, description = "user_deleted: their account is deleted or being deleted", body = ErrorBody),
         (status = 429, description = "rate_limited, too_many_friend_requests", body = ErrorBody),
 ))]
 async fn send_request(
@@ -161,6 +163,7 @@ async fn requests(
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
         (status = 404, description = "unknown_friend_request", body = ErrorBody),
         (status = 409, description = "already_friends, blocked_by_you, too_many_friends", body = ErrorBody),
+        (status = 410, description = "user_deleted: the one who asked is deleting their account", body = ErrorBody),
 ))]
 async fn accept(
     State(social): State<Arc<Social>>,

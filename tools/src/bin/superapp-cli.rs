@@ -155,6 +155,30 @@ enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         phones: Vec<String>,
     },
+    /// Change your password: every other session ends at once; this one
+    /// stays, and its new tokens are saved.
+    Password {
+        #[arg(long)]
+        current: String,
+        #[arg(long)]
+        new: String,
+    },
+    /// Your sessions (devices signed in): list them, or end one.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Delete your account (restorable within its grace period), or restore it.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Print users' names, one per line; a deleted account has `deleted` set.
+    Names {
+        /// Comma-separated user ids (at most 100).
+        #[arg(long, value_delimiter = ',', required = true)]
+        users: Vec<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -178,6 +202,36 @@ enum ProfileCommand {
         /// 6 to 20 letters, digits, _ or -, the first a letter; once in 30 days.
         #[arg(long)]
         handle: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Print your live sessions, one per line, the most recently active
+    /// first; `current` marks the saved one.
+    List,
+    /// End a session: its WebSockets close and its tokens stop working.
+    Revoke {
+        #[arg(long)]
+        session: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Ask for your account's deletion: every session ends (the saved one is
+    /// forgotten); prints when the account will be erased.
+    Delete {
+        #[arg(long)]
+        password: String,
+    },
+    /// Restore your account within its grace period, and log in (the session
+    /// is saved).
+    Restore {
+        #[arg(long)]
+        phone: String,
+        #[arg(long)]
+        password: String,
     },
 }
 
@@ -447,6 +501,78 @@ impl App {
                 print_line(&json!(found))
             }
             Command::Match { phones } => self.match_contacts(&phones).await,
+            Command::Password { current, new } => {
+                let tokens = self.fresh_tokens().await?;
+                let renewed = self
+                    .http
+                    .change_password(&tokens.access_token, &current, &new)
+                    .await?;
+                self.profile.save_session(&renewed)?;
+                print_line(&json!({
+                    "password_changed": true,
+                    "session_id": renewed.session_id.to_string(),
+                }))
+            }
+            Command::Device { command } => self.device(command).await,
+            Command::Account { command } => self.account(command).await,
+            Command::Names { users } => {
+                let tokens = self.fresh_tokens().await?;
+                let names = self.http.user_names(&tokens.access_token, &users).await?;
+                for name in names.users {
+                    print_line(&json!(name))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn device(&self, command: DeviceCommand) -> CliResult {
+        let tokens = self.fresh_tokens().await?;
+        let token = tokens.access_token.as_str();
+        match command {
+            DeviceCommand::List => {
+                for session in self.http.sessions(token).await?.sessions {
+                    print_line(&json!(session))?;
+                }
+                Ok(())
+            }
+            DeviceCommand::Revoke { session } => {
+                self.http.revoke_session(token, session).await?;
+                if session == tokens.session_id {
+                    self.profile.clear_session()?;
+                }
+                print_line(&json!({ "revoked": session.to_string() }))
+            }
+        }
+    }
+
+    async fn account(&self, command: AccountCommand) -> CliResult {
+        match command {
+            AccountCommand::Delete { password } => {
+                let tokens = self.fresh_tokens().await?;
+                let asked = self
+                    .http
+                    .delete_account(&tokens.access_token, &password)
+                    .await?;
+                self.profile.clear_session()?;
+                print_line(&json!({
+                    "deletion_requested": true,
+                    "requested_at_ms": asked.requested_at_ms,
+                    "due_at_ms": asked.due_at_ms,
+                }))
+            }
+            AccountCommand::Restore { phone, password } => {
+                let tokens = self
+                    .http
+                    .restore_account(&phone, &password, Some("superapp-cli"))
+                    .await?;
+                self.profile.save_session(&tokens)?;
+                print_line(&json!({
+                    "restored": true,
+                    "user_id": tokens.user_id.to_string(),
+                    "session_id": tokens.session_id.to_string(),
+                }))
+            }
         }
     }
 

@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use superapp_kit::sqlite::TxError;
 
 use super::SqliteAccountStore;
+use super::security::standing;
 use super::social::{id, privacy, relation};
 use crate::ProfileError;
 use crate::model::{Gender, Lookup, LookupFacts, ProfileChange, ProfileRecord, UserId};
@@ -71,13 +72,14 @@ fn holder(c: &Connection, key: &Lookup) -> rusqlite::Result<Option<UserId>> {
 
 /// The facts of `viewer`'s sight of `user`, if `user` exists.
 fn facts(c: &Connection, user: UserId, viewer: UserId) -> rusqlite::Result<Option<LookupFacts>> {
-    let Some(profile) = profile_of(c, user)? else {
+    let (Some(profile), Some(standing)) = (profile_of(c, user)?, standing(c, user)?) else {
         return Ok(None);
     };
     Ok(Some(LookupFacts {
         profile,
         relation: relation(c, user, viewer, 0)?,
         privacy: privacy(c, user)?,
+        standing,
     }))
 }
 
@@ -244,8 +246,10 @@ impl ProfileStore for SqliteAccountStore {
 
     fn phones_after(&self, after: UserId, limit: u32) -> ProfileOutcome<Vec<(UserId, String)>> {
         self.db.look(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT id, phone FROM users WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+            // An erased account keeps its row, without a number.
+            let mut stmt = c.prepare_cached(
+                "SELECT id, phone FROM users WHERE id > ?1 AND phone != '' ORDER BY id LIMIT ?2",
+            )?;
             let rows = stmt.query_map(params![id(after), limit], |r| {
                 Ok((UserId(r.get::<_, i64>(0)? as u64), r.get(1)?))
             })?;

@@ -68,7 +68,7 @@ fn friend_count(c: &Connection, owner: UserId) -> rusqlite::Result<u32> {
 
 /// Moves the owner's list one version on (and its friend count by
 /// `friends`); answers the new version.
-fn bump(c: &Connection, owner: UserId, friends: i64) -> rusqlite::Result<u64> {
+pub(super) fn bump(c: &Connection, owner: UserId, friends: i64) -> rusqlite::Result<u64> {
     c.prepare_cached(
         "INSERT INTO contact_heads (owner, version, friends) VALUES (?1, 1, max(?2, 0))
          ON CONFLICT (owner) DO UPDATE SET version = version + 1, friends = friends + ?2
@@ -186,6 +186,9 @@ impl SocialStore for SqliteAccountStore {
             if !user_exists(c, to)? {
                 return rule(Err(SocialError::UnknownUser));
             }
+            if !super::security::takes_part(c, to)? {
+                return rule(Err(SocialError::UserDeleted));
+            }
             c.prepare_cached("DELETE FROM requests_sent WHERE from_user = ?1 AND sent_ms <= ?2")?
                 .execute(params![id(from), sent_ms - REQUEST_WINDOW_MS])?;
             let sent_today: Vec<i64> = c
@@ -240,6 +243,9 @@ impl SocialStore for SqliteAccountStore {
             let stands = relation(c, owner, from, now_ms)?;
             let counts = (friend_count(c, owner)?, friend_count(c, from)?);
             rule(policy::accept(stands, counts, limits))?;
+            if !super::security::takes_part(c, from)? {
+                return rule(Err(SocialError::UserDeleted));
+            }
             let (accepter_version, requester_version) = befriend(c, owner, from, now_ms)?;
             Ok(Befriended::Friends {
                 requester_version,

@@ -17,9 +17,9 @@ use super::{
 };
 use crate::ChatError;
 use crate::model::{
-    Appended, Asked, ConversationId, GroupId, GroupInfo, GroupInvitation, GroupLimits, GroupUpdate,
-    JoinRequest, Joined, MemberChange, MemberInfo, NewGroup, NewGroupMessage, Removal, Role,
-    UserId,
+    Appended, Asked, ConversationId, Departure, GroupId, GroupInfo, GroupInvitation, GroupLimits,
+    GroupUpdate, JoinRequest, Joined, MemberChange, MemberInfo, NewGroup, NewGroupMessage, Removal,
+    Role, UserId,
 };
 use crate::policy::{self, Admission};
 use crate::store::{GroupStore, Outcome};
@@ -314,6 +314,36 @@ fn delete_member(c: &Connection, group: GroupId, who: UserId) -> rusqlite::Resul
         count_groups(c, who, -1)?;
     }
     Ok(())
+}
+
+/// Dissolves the group: nobody is a member any more; answers who were.
+fn dissolve_in(c: &Connection, group: GroupId) -> rusqlite::Result<Vec<UserId>> {
+    let conversation = name(group);
+    let members: Vec<UserId> = {
+        let mut stmt =
+            c.prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1")?;
+        let rows = stmt.query_map([&conversation], |r| user(r, 0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    c.execute(
+        "UPDATE group_counts SET groups = max(groups - 1, 0)
+         WHERE user_id IN (SELECT user_id FROM members WHERE conversation_id = ?1)",
+        [&conversation],
+    )?;
+    c.execute(
+        "DELETE FROM members WHERE conversation_id = ?1",
+        [&conversation],
+    )?;
+    c.execute(
+        "DELETE FROM join_requests WHERE conversation_id = ?1",
+        [&conversation],
+    )?;
+    c.execute(
+        "UPDATE groups SET dissolved = 1, member_count = 0, invite_token = NULL
+         WHERE conversation_id = ?1",
+        [&conversation],
+    )?;
+    Ok(members)
 }
 
 fn admin_count(c: &Connection, group: GroupId) -> rusqlite::Result<u32> {
@@ -799,32 +829,71 @@ impl GroupStore for SqliteChatStore {
         self.db.act(move |c| {
             let (_, acting) = actor_in(c, group, actor)?;
             rule(policy::may_dissolve(&acting))?;
-            let conversation = name(group);
-            let members: Vec<UserId> = {
-                let mut stmt =
-                    c.prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1")?;
-                let rows = stmt.query_map([&conversation], |r| user(r, 0))?;
-                rows.collect::<rusqlite::Result<_>>()?
+            Ok(dissolve_in(c, group)?)
+        })
+    }
+
+    fn depart(&self, who: UserId) -> Outcome<Vec<Departure>> {
+        self.db.act(move |c| {
+            let groups: Vec<GroupId> = {
+                let mut stmt = c.prepare_cached(
+                    "SELECT conversation_id FROM members
+                     WHERE user_id = ?1 AND conversation_id >= 'g.' AND conversation_id < 'g/'",
+                )?;
+                let rows = stmt.query_map([bound(who.0)], |r| conversation(r, 0))?;
+                let mut groups = Vec::new();
+                for id in rows {
+                    groups.extend(id?.group());
+                }
+                groups
             };
-            c.execute(
-                "UPDATE group_counts SET groups = max(groups - 1, 0)
-                 WHERE user_id IN (SELECT user_id FROM members WHERE conversation_id = ?1)",
-                [&conversation],
-            )?;
-            c.execute(
-                "DELETE FROM members WHERE conversation_id = ?1",
-                [&conversation],
-            )?;
-            c.execute(
-                "DELETE FROM join_requests WHERE conversation_id = ?1",
-                [&conversation],
-            )?;
-            c.execute(
-                "UPDATE groups SET dissolved = 1, member_count = 0, invite_token = NULL
-                 WHERE conversation_id = ?1",
-                [&conversation],
-            )?;
-            Ok(members)
+            let mut departures = Vec::with_capacity(groups.len());
+            for group in groups {
+                let Some(me) = load_member(c, group, who)? else {
+                    continue;
+                };
+                let mut departure = Departure {
+                    group,
+                    new_owner: None,
+                    dissolved: false,
+                };
+                if me.role == Role::Owner {
+                    let others: Vec<MemberInfo> = {
+                        let mut stmt = c.prepare_cached(&format!(
+                            "SELECT {MEMBER_COLUMNS} FROM members m
+                             WHERE conversation_id = ?1 AND user_id != ?2"
+                        ))?;
+                        let rows =
+                            stmt.query_map(params![name(group), bound(who.0)], member_row)?;
+                        rows.collect::<rusqlite::Result<_>>()?
+                    };
+                    match policy::successor(&others) {
+                        Some(next) => {
+                            set_member_role(c, group, next, Role::Owner)?;
+                            c.prepare_cached(
+                                "UPDATE groups SET owner = ?2 WHERE conversation_id = ?1",
+                            )?
+                            .execute(params![name(group), next.0 as i64])?;
+                            departure.new_owner = Some(next);
+                        }
+                        None => {
+                            dissolve_in(c, group)?;
+                            departure.dissolved = true;
+                        }
+                    }
+                }
+                if !departure.dissolved {
+                    delete_member(c, group, who)?;
+                }
+                departures.push(departure);
+            }
+            c.prepare_cached("DELETE FROM join_requests WHERE user_id = ?1")?
+                .execute([bound(who.0)])?;
+            c.prepare_cached("DELETE FROM group_invitations WHERE invitee = ?1 OR inviter = ?1")?
+                .execute([bound(who.0)])?;
+            c.prepare_cached("DELETE FROM member_names WHERE user_id = ?1")?
+                .execute([bound(who.0)])?;
+            Ok(departures)
         })
     }
 
