@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use superapp_account::config::ProviderKind;
+use superapp_account::contact_salt::ContactSalt;
 use superapp_account::ports::VerificationProvider;
 use superapp_account::sandbox::SandboxProvider;
 use superapp_account::seal::RealNameKey;
 use superapp_account::token::{TokenSigner, TokenVerifier};
-use superapp_account::{Accounts, Erasure, RealNames, Social, SqliteAccountStore};
+use superapp_account::{Accounts, Erasure, Profiles, RealNames, Social, SqliteAccountStore};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
 use superapp_gateway::presence::{LocalPresence, Presence, RedisPresence};
@@ -110,7 +111,7 @@ impl Application {
         // A core opens its stores only while it holds the core lease: a second
         // core on the same data stands by here until the first is gone.
         let core_lease = acquire_core_lease(&config, &node, &shutdown).await?;
-        let (local, real_names, erasure, backend): (_, _, _, Arc<dyn Backend>) = match role {
+        let (local, account_rooms, erasure, backend): (_, _, _, Arc<dyn Backend>) = match role {
             Role::Gateway => (
                 None,
                 None,
@@ -118,10 +119,20 @@ impl Application {
                 gateway_backend(&config, tier.as_ref(), &bus, &node, &metrics, verifier).await?,
             ),
             Role::All | Role::Core => {
-                let (local, real_names, erasure) =
-                    open_rooms(&config, &metrics, &bus, &clock, &ids)?;
+                let OpenRooms {
+                    local,
+                    real_names,
+                    erasure,
+                    profiles,
+                } = open_rooms(&config, &metrics, &bus, &clock, &ids)?;
+                index_phones(&profiles).await?;
                 let local = Arc::new(local);
-                (Some(local.clone()), Some(real_names), Some(erasure), local)
+                (
+                    Some(local.clone()),
+                    Some((real_names, profiles)),
+                    Some(erasure),
+                    local,
+                )
             }
         };
         let request_server = match (role, &local, &tier) {
@@ -168,13 +179,16 @@ impl Application {
             core,
             listener,
             addr,
-            rooms: local.zip(real_names).map(|(local, real_names)| Rooms {
-                accounts: local.accounts.clone(),
-                social: local.social.clone(),
-                real_names,
-                chat: local.chat.clone(),
-                presence,
-            }),
+            rooms: local
+                .zip(account_rooms)
+                .map(|(local, (real_names, profiles))| Rooms {
+                    accounts: local.accounts.clone(),
+                    social: local.social.clone(),
+                    real_names,
+                    profiles,
+                    chat: local.chat.clone(),
+                    presence,
+                }),
             lease_ttl: Duration::from_millis(config.redis.lease_ttl_ms),
             state: AppState {
                 backend,
@@ -424,15 +438,23 @@ async fn shared_state(
     })
 }
 
+/// What [`open_rooms`] builds.
+struct OpenRooms {
+    local: Local,
+    real_names: Arc<RealNames>,
+    erasure: Arc<Erasure>,
+    profiles: Arc<Profiles>,
+}
+
 /// Opens the stores under the data dir and builds the account and chat
-/// rooms, real-name verification, and the erasure of deleted accounts.
+/// rooms, real-name verification, the erasure of deleted accounts, and profiles.
 fn open_rooms(
     config: &Config,
     metrics: &Arc<Registry>,
     bus: &SharedBus,
     clock: &SharedClock,
     ids: &Arc<IdGen>,
-) -> anyhow::Result<(Local, Arc<RealNames>, Arc<Erasure>)> {
+) -> anyhow::Result<OpenRooms> {
     let data_dir = config.server.data_dir.clone();
     create_data_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -478,6 +500,13 @@ fn open_rooms(
         ids.clone(),
         &config.real_name,
     ));
+    let salt = contact_salt(config)?;
+    let profiles = Arc::new(Profiles::new(
+        account_store.clone(),
+        salt.clone(),
+        clock.clone(),
+        config.social.clone(),
+    ));
     let accounts = Arc::new(
         Accounts::new(
             account_store.clone(),
@@ -486,6 +515,7 @@ fn open_rooms(
             clock.clone(),
             ids.clone(),
             config.auth.clone(),
+            salt,
         )?
         .with_deletion_grace_ms(config.account.deletion_grace_ms()),
     );
@@ -519,7 +549,36 @@ fn open_rooms(
         social,
         chat,
     };
-    Ok((local, real_names, erasure))
+    Ok(OpenRooms {
+        local,
+        real_names,
+        erasure,
+        profiles,
+    })
+}
+
+/// Brings contact matching's index of phone hashes up to the salt, before
+/// the API is served: on the first start after an upgrade, or with a new salt.
+async fn index_phones(profiles: &Profiles) -> anyhow::Result<()> {
+    let indexed = profiles
+        .index_phones()
+        .await
+        .context("indexing phone hashes for contact matching")?;
+    if indexed > 0 {
+        tracing::info!(users = indexed, "phone hashes indexed for contact matching");
+    }
+    Ok(())
+}
+
+/// The salt of contact matching: `social.contact_salt`, or else the salt
+/// file in the data dir (created on first start).
+fn contact_salt(config: &Config) -> anyhow::Result<ContactSalt> {
+    match &config.social.contact_salt {
+        Some(salt) => ContactSalt::from_base64(salt.expose())
+            .map_err(|e| anyhow::anyhow!("social.contact_salt {e}: base64 of 32 random bytes")),
+        None => ContactSalt::load_or_create(&config.server.data_dir.join("contact_salt.key"))
+            .context("contact salt file"),
+    }
 }
 
 /// The key that seals real-name data: `real_name.key`, or else the key file

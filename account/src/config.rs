@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use superapp_kit::config::ConfigError;
 use superapp_kit::secret::Secret;
 
-use crate::model::{WhoMayAddMe, WhoMayMessage};
+use crate::contact_salt::ContactSalt;
+use crate::model::{Invisible, PhoneVisibility, WhoMayAddMe, WhoMayMessage};
 use crate::policy::SocialLimits;
 use crate::seal::RealNameKey;
 use crate::token::{TokenSigner, TokenVerifier};
@@ -304,6 +305,40 @@ mod tests {
         };
         assert!(given.validate().is_ok());
     }
+
+    #[test]
+    fn social_lookup_and_matching_limits_and_salt_out_of_bounds_are_refused_by_name() {
+        assert!(SocialConfig::default().validate().is_ok());
+        let refused = |config: SocialConfig| config.validate().unwrap_err().to_string();
+        let none = SocialConfig {
+            lookups_per_hour: 0,
+            ..SocialConfig::default()
+        };
+        assert!(refused(none).contains("social.lookups_per_hour"));
+        let wider = SocialConfig {
+            contact_match_hashes_per_request: 600,
+            contact_match_hashes_per_day: 500,
+            ..SocialConfig::default()
+        };
+        assert!(refused(wider).contains("social.contact_match_hashes_per_request"));
+        let zero = SocialConfig {
+            contact_match_hashes_per_day: 0,
+            ..SocialConfig::default()
+        };
+        assert!(refused(zero).contains("social.contact_match_hashes_per_day"));
+        let short = SocialConfig {
+            contact_salt: Some(Secret::new("c2hvcnQ=".into())),
+            ..SocialConfig::default()
+        };
+        assert!(refused(short).contains("social.contact_salt"));
+        let given = SocialConfig {
+            contact_salt: Some(Secret::new(
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            )),
+            ..SocialConfig::default()
+        };
+        assert!(given.validate().is_ok());
+    }
 }
 
 /// The `[social]` section: the social graph's defaults and limits.
@@ -321,6 +356,30 @@ pub struct SocialConfig {
     pub max_friends: u32,
     /// Friend requests one user may send in any 24 hours (1 to 10000).
     pub friend_requests_per_day: u32,
+    /// Who sees the number of a user who has not chosen, and finds them by
+    /// it: `friends` (the default: a number is shown and found only where a
+    /// user opts in; docs/architecture.md §19), `everyone` or `nobody`.
+    pub phone_visibility: PhoneVisibility,
+    /// Invisible mode of a user who has not chosen: `off` (the default),
+    /// `strangers` (hidden from all but friends) or `everyone`.
+    pub invisible: Invisible,
+    /// Lookups by handle or phone number one user may make in any hour,
+    /// found or not; a handle change refused as taken counts as one too
+    /// (1 to 10000).
+    pub lookups_per_hour: u32,
+    /// Phone hashes one contact-matching request may carry (1 to 10000, at
+    /// most `contact_match_hashes_per_day`; mind `server.max_body_bytes`:
+    /// a hash takes 67 bytes of JSON).
+    pub contact_match_hashes_per_request: u32,
+    /// Distinct phone hashes one user may match in any 24 hours; a hash
+    /// matched again within them is not counted again (1 to 1000000).
+    pub contact_match_hashes_per_day: u32,
+    /// The salt of contact matching's phone hashes: base64 of 32 random
+    /// bytes. When unset, one is generated on first start and kept in
+    /// `<data_dir>/contact_salt.key`, owner-only. Every signed-in client is
+    /// given it; changing it makes clients hash again, and the server
+    /// rehashes its users' numbers at the next start. Never printed.
+    pub contact_salt: Option<Secret<String>>,
 }
 
 impl Default for SocialConfig {
@@ -331,6 +390,12 @@ impl Default for SocialConfig {
             who_may_add_me: WhoMayAddMe::Friends,
             max_friends: limits.max_friends,
             friend_requests_per_day: limits.requests_per_day,
+            phone_visibility: PhoneVisibility::Friends,
+            invisible: Invisible::Off,
+            lookups_per_hour: 30,
+            contact_match_hashes_per_request: 500,
+            contact_match_hashes_per_day: 2_000,
+            contact_salt: None,
         }
     }
 }
@@ -355,6 +420,34 @@ impl SocialConfig {
                 "social.friend_requests_per_day",
                 "must be 1 to 10000",
             ));
+        }
+        if !(1..=10_000).contains(&self.lookups_per_hour) {
+            return Err(ConfigError::invalid(
+                "social.lookups_per_hour",
+                "must be 1 to 10000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.contact_match_hashes_per_day) {
+            return Err(ConfigError::invalid(
+                "social.contact_match_hashes_per_day",
+                "must be 1 to 1000000",
+            ));
+        }
+        if !(1..=10_000).contains(&self.contact_match_hashes_per_request)
+            || self.contact_match_hashes_per_request > self.contact_match_hashes_per_day
+        {
+            return Err(ConfigError::invalid(
+                "social.contact_match_hashes_per_request",
+                "must be 1 to 10000, and at most social.contact_match_hashes_per_day",
+            ));
+        }
+        if let Some(salt) = &self.contact_salt {
+            ContactSalt::from_base64(salt.expose()).map_err(|e| {
+                ConfigError::invalid(
+                    "social.contact_salt",
+                    format!("{e}: base64 of 32 random bytes"),
+                )
+            })?;
         }
         Ok(())
     }

@@ -15,23 +15,35 @@
 //!   account's life.
 //! - [`past_blocks_are_kept_to_their_cap`]: the times of past blocks, which
 //!   keep what was sent during them out of the blocker's view.
+//! - [`profile_store`], [`concurrent_handle_claims`]: profiles, handles,
+//!   lookups' facts, contact matching's budget and index.
+//! - [`discovery_matches_the_model`]: every lookup, presence and contact
+//!   match over random social graphs of hundreds of users, through the
+//!   services, against the privacy table written again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
+use superapp_kit::bus::InProcessBus;
+use superapp_kit::clock::{Clock as _, ManualClock};
 
+use crate::config::SocialConfig;
+use crate::contact_salt::ContactSalt;
 use crate::model::{
-    ContactEdit, Decision, FriendRequest, Privacy, Reach, RealNameRecord, RealNameState, Rejection,
-    Rotation, SendVerdict, SessionRecord, Standing, UserId, UserRecord, WhoMayAddMe, WhoMayMessage,
+    ContactEdit, Decision, FriendRequest, Gender, Invisible, Lookup, PhoneVisibility, Privacy,
+    ProfileChange, Reach, RealNameRecord, RealNameState, Rejection, Rotation, SendVerdict,
+    SessionRecord, Standing, UserId, UserRecord, WhoMayAddMe, WhoMayMessage,
 };
+use crate::policy::profile::{HANDLE_CHANGE_INTERVAL_MS, MATCH_WINDOW_MS};
 use crate::policy::real_name::SUBMISSION_WINDOW_MS;
 use crate::policy::security::DELETED_DISPLAY_NAME;
 use crate::policy::{self, GroupAdd, SocialLimits};
-use crate::store::{AccountStore, RealNameStore, SocialStore};
-use crate::{AccountError, SocialError};
+use crate::store::{AccountStore, ProfileStore, RealNameStore, SocialStore};
+use crate::{AccountError, ProfileError, Profiles, Social, SocialError};
 
 fn user(id: u64, phone: &str) -> UserRecord {
     UserRecord {
@@ -41,6 +53,19 @@ fn user(id: u64, phone: &str) -> UserRecord {
         password_hash: "$argon2id$x".into(),
         created_at_ms: 1,
     }
+}
+
+/// The contact hash of a number, under the suite's salt.
+fn hash_of(phone: &str) -> String {
+    ContactSalt::from_bytes([7; 32]).hash(phone)
+}
+
+/// Creates user `id` with number `phone`, found by its hash.
+async fn create(store: &dyn AccountStore, id: u64, phone: &str) -> bool {
+    store
+        .create_user(user(id, phone), hash_of(phone))
+        .await
+        .unwrap()
 }
 
 fn session(id: u64, user_id: u64) -> SessionRecord {
@@ -62,8 +87,8 @@ pub async fn account_store(store: &dyn AccountStore) {
             .is_empty()
     );
     // A phone belongs to one user.
-    assert!(store.create_user(user(1, "+8613800000001")).await.unwrap());
-    assert!(!store.create_user(user(2, "+8613800000001")).await.unwrap());
+    assert!(create(store, 1, "+8613800000001").await);
+    assert!(!create(store, 2, "+8613800000001").await);
     assert_eq!(store.user(UserId(2)).await.unwrap(), None);
     let found = store
         .user_by_phone("+8613800000001")
@@ -138,7 +163,7 @@ pub async fn account_store(store: &dyn AccountStore) {
 
 /// Two refreshes racing with one token: exactly one rotates.
 pub async fn concurrent_refreshes(store: &dyn AccountStore) {
-    store.create_user(user(1, "+8613800000001")).await.unwrap();
+    create(store, 1, "+8613800000001").await;
     store
         .create_session(session(10, 1), "h0".into())
         .await
@@ -421,9 +446,10 @@ impl Device {
 pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialStore), seed: u64) {
     let people: Vec<UserId> = (1..=8).map(UserId).collect();
     for &who in &people {
-        let mut record = user(who.0, &format!("+1555000{}", who.0));
+        let phone = format!("+1555000{}", who.0);
+        let mut record = user(who.0, &phone);
         record.display_name = format!("Ann{}", who.0);
-        assert!(store.create_user(record).await.unwrap());
+        assert!(store.create_user(record, hash_of(&phone)).await.unwrap());
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model = SocialModel::default();
@@ -496,8 +522,9 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
                     model.verdict(sender, recipient),
                     "step {step}: what becomes of {sender:?}'s message to {recipient:?}?"
                 );
+                let invisible = privacy.invisible.unwrap_or(Invisible::Off);
                 assert_eq!(
-                    policy::may_see_presence(relation),
+                    policy::may_see_presence(relation, invisible),
                     !model.blocks(recipient, sender),
                     "step {step}: may {sender:?} see {recipient:?} online?"
                 );
@@ -606,10 +633,7 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
 /// one millisecond hide nothing and are kept all the same.
 pub async fn past_blocks_are_kept_to_their_cap(store: &(impl AccountStore + SocialStore)) {
     for id in 1..=2 {
-        store
-            .create_user(user(id, &format!("+1555100{id}")))
-            .await
-            .unwrap();
+        assert!(create(store, id, &format!("+1555100{id}")).await);
     }
     let (ann, bo) = (UserId(1), UserId(2));
     let cap = policy::MAX_BLOCK_SPANS as i64;
@@ -812,6 +836,483 @@ pub async fn concurrent_real_name_submissions(store: &dyn RealNameStore) {
     );
 }
 
+fn handle(h: &str) -> ProfileChange {
+    ProfileChange {
+        handle: Some(h.into()),
+        ..ProfileChange::default()
+    }
+}
+
+/// Profiles and handles, the facts of lookups, and contact matching's
+/// budget and index.
+pub async fn profile_store(store: &(impl AccountStore + SocialStore + ProfileStore)) {
+    let day = MATCH_WINDOW_MS;
+    let t0 = 100 * day;
+    let phones = ["+8613800000001", "+8613800000002", "+8613800000003"];
+    for (i, phone) in phones.iter().enumerate() {
+        assert!(create(store, i as u64 + 1, phone).await);
+    }
+    let (ann, bo, cy) = (UserId(1), UserId(2), UserId(3));
+
+    // Nothing set yet: the defaults.
+    let fresh = store.profile(ann).await.unwrap().unwrap();
+    assert_eq!(
+        (fresh.avatar_url.as_str(), fresh.gender, &fresh.handle),
+        ("", Gender::Unset, &None)
+    );
+    assert_eq!(fresh.phone, phones[0]);
+    assert_eq!(store.profile(UserId(99)).await.unwrap(), None);
+    let nobody = store.update_profile(UserId(99), handle("nobody1"), t0);
+    assert!(matches!(nobody.await, Err(ProfileError::UnknownUser)));
+
+    // Every part at once.
+    let change = ProfileChange {
+        display_name: Some("Ann".into()),
+        avatar_url: Some("https://example.com/ann.png".into()),
+        signature: Some("hi".into()),
+        region: Some("Shenzhen".into()),
+        gender: Some(Gender::Female),
+        handle: Some("Ann_Lee".into()),
+    };
+    let set = store.update_profile(ann, change, t0).await.unwrap();
+    assert_eq!(set.handle.as_deref(), Some("Ann_Lee"));
+    assert_eq!(set.handle_set_ms, Some(t0));
+    assert_eq!(store.profile(ann).await.unwrap().unwrap(), set);
+    assert_eq!(set.display_name, "Ann");
+
+    // A handle is one whatever its case; a refusal changes nothing at all.
+    let mut taken = handle("ann_LEE");
+    taken.signature = Some("mine".into());
+    let refused = store.update_profile(bo, taken, t0).await;
+    assert!(matches!(refused, Err(ProfileError::HandleTaken)));
+    let untouched = store.profile(bo).await.unwrap().unwrap();
+    assert_eq!((untouched.signature.as_str(), untouched.handle), ("", None));
+
+    // Once in 30 days; the same handle again is no change.
+    let soon = store
+        .update_profile(ann, handle("ann_lee2"), t0 + 1_000)
+        .await;
+    match soon {
+        Err(ProfileError::HandleTooSoon { retry_after_ms }) => {
+            assert_eq!(retry_after_ms, (HANDLE_CHANGE_INTERVAL_MS - 1_000) as u64);
+        }
+        other => panic!("expected handle_too_soon, got {other:?}"),
+    }
+    let mut same = handle("Ann_Lee");
+    same.signature = Some("still me".into());
+    let kept = store.update_profile(ann, same, t0 + 2_000).await.unwrap();
+    assert_eq!(
+        (kept.handle_set_ms, kept.signature.as_str()),
+        (Some(t0), "still me")
+    );
+    let later = t0 + HANDLE_CHANGE_INTERVAL_MS;
+    let moved = store.update_profile(ann, handle("bo_chen"), later).await;
+    assert_eq!(moved.unwrap().handle.as_deref(), Some("bo_chen"));
+    // The old handle is free at once.
+    let freed = store.update_profile(bo, handle("ANN_LEE"), later).await;
+    assert_eq!(freed.unwrap().handle.as_deref(), Some("ANN_LEE"));
+
+    // Lookups answer the holder's facts: profile, relation, settings.
+    let by = |key: Lookup| store.lookup(cy, key);
+    let found = by(Lookup::Handle("ann_lee".into())).await.unwrap().unwrap();
+    assert_eq!(found.profile.user_id, bo);
+    let found = by(Lookup::Handle("Bo_Chen".into())).await.unwrap().unwrap();
+    assert_eq!(found.profile.user_id, ann);
+    let found = by(Lookup::Phone(phones[0].into())).await.unwrap().unwrap();
+    assert_eq!(found.profile.user_id, ann);
+    assert!(
+        by(Lookup::Phone("+8613800000009".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        by(Lookup::Handle("no_such_one".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(by(Lookup::Id(UserId(99))).await.unwrap().is_none());
+    store.block(ann, cy, t0).await.unwrap();
+    let hidden = Privacy {
+        invisible: Some(Invisible::Strangers),
+        phone_visibility: Some(PhoneVisibility::Nobody),
+        ..Privacy::default()
+    };
+    store.set_privacy(ann, hidden).await.unwrap();
+    let found = by(Lookup::Id(ann)).await.unwrap().unwrap();
+    assert!(found.relation.blocks && !found.relation.blocked_by);
+    assert_eq!(found.privacy, hidden);
+    let theirs = store.lookup(ann, Lookup::Id(cy)).await.unwrap().unwrap();
+    assert!(theirs.relation.blocked_by && !theirs.relation.blocks);
+
+    // Contact matching: hashes found, counted once a day each.
+    let unknown = hash_of("+8613800000009");
+    let asked = vec![hash_of(phones[0]), unknown.clone()];
+    let matched = store.match_phone_hashes(cy, asked.clone(), 3, t0).await;
+    let matched: Vec<(String, UserId)> = (matched.unwrap().into_iter())
+        .map(|(hash, facts)| (hash, facts.profile.user_id))
+        .collect();
+    assert_eq!(matched, [(hash_of(phones[0]), ann)]);
+    let again = store.match_phone_hashes(cy, asked, 3, t0 + 1_000).await;
+    assert_eq!(again.unwrap().len(), 1, "the same hashes count once");
+    let two_more = vec![hash_of(phones[1]), hash_of("+8613800000008")];
+    let over = store
+        .match_phone_hashes(cy, two_more.clone(), 3, t0 + 2_000)
+        .await;
+    match over {
+        Err(ProfileError::TooManyMatches { retry_after_ms }) => {
+            assert_eq!(retry_after_ms, (day - 2_000) as u64);
+        }
+        other => panic!("expected too many matches, got {other:?}"),
+    }
+    // The refusal recorded nothing: one more still fits.
+    let one = store.match_phone_hashes(cy, vec![hash_of(phones[1])], 3, t0 + 3_000);
+    assert_eq!(one.await.unwrap().len(), 1);
+    let full = store.match_phone_hashes(cy, vec![hash_of("+8613800000007")], 3, t0 + 4_000);
+    assert!(matches!(
+        full.await,
+        Err(ProfileError::TooManyMatches { .. })
+    ));
+    // A day after the first, they are forgotten.
+    let next_day = store.match_phone_hashes(cy, two_more, 3, t0 + day + 1);
+    assert_eq!(next_day.await.unwrap().len(), 1);
+
+    // The index of phone hashes: rebuilt under a new salt, page by page.
+    assert_eq!(store.phone_index_salt().await.unwrap(), None);
+    store.set_phone_index_salt("first".into()).await.unwrap();
+    assert_eq!(
+        store.phone_index_salt().await.unwrap().as_deref(),
+        Some("first")
+    );
+    store.clear_phone_index().await.unwrap();
+    assert_eq!(store.phone_index_salt().await.unwrap(), None);
+    let gone = store.match_phone_hashes(bo, vec![hash_of(phones[0])], 100, t0);
+    assert!(gone.await.unwrap().is_empty());
+    let page = store.phones_after(UserId(0), 2).await.unwrap();
+    assert_eq!(page, [(ann, phones[0].into()), (bo, phones[1].into())]);
+    let rest = store.phones_after(bo, 2).await.unwrap();
+    assert_eq!(rest, [(cy, phones[2].to_string())]);
+    store
+        .index_phones(vec![("rehashed".into(), ann)])
+        .await
+        .unwrap();
+    let back = store.match_phone_hashes(bo, vec!["rehashed".into()], 100, t0);
+    assert_eq!(back.await.unwrap()[0].1.profile.user_id, ann);
+    store
+        .index_phones(vec![(hash_of(phones[1]), bo)])
+        .await
+        .unwrap();
+
+    // An account being deleted is still found, its standing said; erased,
+    // its profile goes, its handle and contact hash with it.
+    let (asked, due) = (t0 + 2 * day, t0 + 3 * day);
+    store.request_deletion(bo, asked, due).await.unwrap();
+    let found = by(Lookup::Handle("ann_lee".into())).await.unwrap().unwrap();
+    assert_eq!(
+        found.standing,
+        Standing::Deleting {
+            requested_at_ms: asked,
+            due_at_ms: due
+        }
+    );
+    assert!(store.erase(bo, due).await.unwrap().is_some());
+    assert!(
+        by(Lookup::Handle("ann_lee".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(by(Lookup::Phone(phones[1].into())).await.unwrap().is_none());
+    let erased = by(Lookup::Id(bo)).await.unwrap().unwrap();
+    assert_eq!(erased.standing, Standing::Deleted { at_ms: due });
+    assert_eq!(
+        (erased.profile.handle, erased.profile.signature.as_str()),
+        (None, "")
+    );
+    let hashes = vec![hash_of(phones[1])];
+    let none = store.match_phone_hashes(cy, hashes, 100, due + 2 * day);
+    assert!(none.await.unwrap().is_empty());
+    let free = store.update_profile(cy, handle("Ann_Lee"), due);
+    assert_eq!(free.await.unwrap().handle.as_deref(), Some("Ann_Lee"));
+    // Nor is an erased account's empty number indexed again.
+    let page = store.phones_after(UserId(0), 10).await.unwrap();
+    assert_eq!(page, [(ann, phones[0].into()), (cy, phones[2].into())]);
+}
+
+/// Two users claiming one handle at once (in two cases): one holds it.
+pub async fn concurrent_handle_claims(store: &(impl AccountStore + ProfileStore)) {
+    create(store, 1, "+8613800000001").await;
+    create(store, 2, "+8613800000002").await;
+    let (a, b) = tokio::join!(
+        store.update_profile(UserId(1), handle("same_one"), 1_000),
+        store.update_profile(UserId(2), handle("SAME_ONE"), 1_000),
+    );
+    let outcomes = [a, b];
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Err(ProfileError::HandleTaken)))
+    );
+}
+
+fn phone(u: UserId) -> String {
+    format!("+1555{:07}", u.0)
+}
+
+fn handle_of(u: UserId) -> String {
+    format!("User{:04}", u.0)
+}
+
+/// The social graph and settings of the discovery walk, and the privacy
+/// table of docs/privacy.md written again, apart from [`crate::policy`].
+#[derive(Debug, Default, Clone)]
+struct DiscoveryModel {
+    /// Pairs (low, high).
+    friends: BTreeSet<(UserId, UserId)>,
+    /// (owner, blocked).
+    blocks: BTreeSet<(UserId, UserId)>,
+    phone: BTreeMap<UserId, PhoneVisibility>,
+    invisible: BTreeMap<UserId, Invisible>,
+}
+
+/// What a viewer may see and do of an owner, as the table says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    details: bool,
+    phone: bool,
+    presence: bool,
+    by_handle: bool,
+    by_phone: bool,
+}
+
+impl DiscoveryModel {
+    /// The shipped defaults stand where a user has not chosen.
+    fn seen(&self, viewer: UserId, owner: UserId) -> Seen {
+        if viewer == owner {
+            return Seen {
+                details: true,
+                phone: true,
+                presence: true,
+                by_handle: true,
+                by_phone: true,
+            };
+        }
+        let friend = self.friends.contains(&pair(viewer, owner));
+        let blocked = self.blocks.contains(&(owner, viewer));
+        let invisible = self.invisible.get(&owner).copied();
+        let hidden = blocked
+            || invisible == Some(Invisible::Everyone)
+            || (invisible == Some(Invisible::Strangers) && !friend);
+        let phone = match self.phone.get(&owner) {
+            Some(PhoneVisibility::Everyone) => true,
+            Some(PhoneVisibility::Nobody) => false,
+            Some(PhoneVisibility::Friends) | None => friend,
+        };
+        Seen {
+            details: !hidden,
+            phone: !hidden && phone,
+            presence: !hidden,
+            by_handle: !hidden,
+            by_phone: !hidden && phone,
+        }
+    }
+}
+
+/// Random social graphs of 200 users (friendships, blocks both ways, phone
+/// visibility and invisible levels, chosen or left to the defaults),
+/// changed between rounds; in each round, for every viewer and a random
+/// sample of others, the answers of [`Profiles`] (by id, handle and phone)
+/// and [`Social::may_see_presence`] are the model's, and each viewer's
+/// contact match over every number finds exactly whom the model says.
+pub async fn discovery_matches_the_model<S>(store: Arc<S>, seed: u64)
+where
+    S: AccountStore + SocialStore + ProfileStore + Send + Sync + 'static,
+{
+    const USERS: u64 = 200;
+    const SAMPLE: usize = 25;
+    let clock = Arc::new(ManualClock::new(100 * MATCH_WINDOW_MS));
+    let config = SocialConfig {
+        lookups_per_hour: u32::MAX,
+        contact_match_hashes_per_request: 10_000,
+        contact_match_hashes_per_day: u32::MAX,
+        ..SocialConfig::default()
+    };
+    let salt = ContactSalt::from_bytes([7; 32]);
+    let social = Arc::new(Social::new(
+        store.clone(),
+        Arc::new(InProcessBus::new()),
+        clock.clone(),
+        config.clone(),
+    ));
+    let profiles = Arc::new(Profiles::new(
+        store.clone(),
+        salt.clone(),
+        clock.clone(),
+        config,
+    ));
+    let people: Vec<UserId> = (1..=USERS).map(UserId).collect();
+    // At once, so that the store's writer commits them in groups.
+    let mut joining = tokio::task::JoinSet::new();
+    for &who in &people {
+        let store = store.clone();
+        joining.spawn(async move {
+            assert!(create(store.as_ref(), who.0, &phone(who)).await);
+            let change = ProfileChange {
+                handle: Some(handle_of(who)),
+                signature: Some(format!("I am {}", who.0)),
+                ..ProfileChange::default()
+            };
+            store.update_profile(who, change, 1).await.unwrap();
+        });
+    }
+    while let Some(joined) = joining.join_next().await {
+        joined.unwrap();
+    }
+    // Ten numbers nobody holds, matched too.
+    let every_hash: Vec<String> = (people.iter().map(|&u| phone(u)))
+        .chain((0..10).map(|i| format!("+1666{i:07}")))
+        .map(|p| salt.hash(&p))
+        .collect();
+    let limits = SocialLimits {
+        max_friends: 5_000,
+        requests_per_day: 100_000,
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut model = DiscoveryModel::default();
+    for round in 0..3 {
+        // Change the graph: befriend, unfriend, block, unblock, set.
+        for _ in 0..400 {
+            let a = people[rng.random_range(0..people.len())];
+            let b = people[rng.random_range(0..people.len())];
+            if a == b {
+                continue;
+            }
+            let now = clock.now_ms();
+            match rng.random_range(0..10) {
+                0..=3 if !model.friends.contains(&pair(a, b)) => {
+                    let _ = store.unblock(a, b, now).await;
+                    let _ = store.unblock(b, a, now).await;
+                    model.blocks.remove(&(a, b));
+                    model.blocks.remove(&(b, a));
+                    let request = FriendRequest {
+                        from: a,
+                        to: b,
+                        greeting: String::new(),
+                        sent_ms: now,
+                    };
+                    store.send_request(request, limits).await.unwrap();
+                    store.accept(b, a, now, limits).await.unwrap();
+                    model.friends.insert(pair(a, b));
+                }
+                4 if model.friends.remove(&pair(a, b)) => {
+                    store.remove_friend(a, b).await.unwrap();
+                }
+                5 | 6 => {
+                    store.block(a, b, now).await.unwrap();
+                    model.blocks.insert((a, b));
+                }
+                7 => {
+                    store.unblock(a, b, now).await.unwrap();
+                    model.blocks.remove(&(a, b));
+                }
+                _ => {
+                    let phones = [
+                        None,
+                        Some(PhoneVisibility::Everyone),
+                        Some(PhoneVisibility::Friends),
+                        Some(PhoneVisibility::Nobody),
+                    ];
+                    let levels = [
+                        None,
+                        Some(Invisible::Off),
+                        Some(Invisible::Strangers),
+                        Some(Invisible::Everyone),
+                    ];
+                    let p = phones[rng.random_range(0..4)];
+                    let i = levels[rng.random_range(0..4)];
+                    let settings = social.set_settings(a, None, p, i, None).await.unwrap();
+                    if let Some(p) = p {
+                        model.phone.insert(a, p);
+                    }
+                    if let Some(i) = i {
+                        model.invisible.insert(a, i);
+                    }
+                    let modelled = (
+                        model.phone.get(&a).copied(),
+                        model.invisible.get(&a).copied(),
+                    );
+                    assert_eq!(
+                        (settings.phone_visibility, settings.invisible),
+                        (
+                            modelled.0.unwrap_or(PhoneVisibility::Friends),
+                            modelled.1.unwrap_or(Invisible::Off)
+                        )
+                    );
+                }
+            }
+        }
+        // Compare, every viewer at once, so that the store's reads run side
+        // by side and its writer commits the matches in groups.
+        let seen_now = Arc::new(model.clone());
+        let mut checking = tokio::task::JoinSet::new();
+        for &viewer in &people {
+            let owners: Vec<UserId> = (0..SAMPLE)
+                .map(|_| people[rng.random_range(0..people.len())])
+                .collect();
+            let (model, profiles, social) = (seen_now.clone(), profiles.clone(), social.clone());
+            let (people, every_hash, salt) = (people.clone(), every_hash.clone(), salt.clone());
+            checking.spawn(async move {
+                for owner in owners {
+                    let seen = model.seen(viewer, owner);
+                    let context = format!("round {round}: {viewer:?} looks at {owner:?}: {seen:?}");
+                    let view = profiles.by_id(viewer, owner).await.unwrap();
+                    assert_eq!(view.user_id, owner, "{context}");
+                    assert_eq!(view.details.is_some(), seen.details, "{context}");
+                    if let Some(details) = &view.details {
+                        assert_eq!(details.handle.as_deref(), Some(handle_of(owner).as_str()));
+                        assert_eq!(details.signature, format!("I am {}", owner.0));
+                    }
+                    assert_eq!(view.phone, seen.phone.then(|| phone(owner)), "{context}");
+                    let lower = handle_of(owner).to_lowercase();
+                    match (profiles.by_handle(viewer, &lower).await, seen.by_handle) {
+                        (Ok(found), true) => assert_eq!(found, view, "{context}"),
+                        (Err(ProfileError::UnknownUser), false) => {}
+                        (other, _) => panic!("{context}: by handle {other:?}"),
+                    }
+                    match (
+                        profiles.by_phone(viewer, &phone(owner)).await,
+                        seen.by_phone,
+                    ) {
+                        (Ok(found), true) => assert_eq!(found, view, "{context}"),
+                        (Err(ProfileError::UnknownUser), false) => {}
+                        (other, _) => panic!("{context}: by phone {other:?}"),
+                    }
+                    let presence = social.may_see_presence(viewer, owner).await.unwrap();
+                    assert_eq!(presence, seen.presence, "{context}");
+                }
+                let matched = profiles.match_contacts(viewer, &every_hash).await.unwrap();
+                let found: BTreeSet<UserId> = matched.iter().map(|(_, v)| v.user_id).collect();
+                let expected: BTreeSet<UserId> = (people.iter().copied())
+                    .filter(|&owner| owner != viewer && model.seen(viewer, owner).by_phone)
+                    .collect();
+                assert_eq!(found, expected, "round {round}: {viewer:?}'s contact match");
+                for (hash, view) in &matched {
+                    assert_eq!(*hash, salt.hash(&phone(view.user_id)));
+                    assert_eq!(view.phone, Some(phone(view.user_id)));
+                }
+            });
+        }
+        while let Some(checked) = checking.join_next().await {
+            if let Err(failed) = checked {
+                std::panic::resume_unwind(failed.into_panic());
+            }
+        }
+        clock.advance_ms(1_000);
+    }
+}
+
 fn lasting_session(id: u64, user_id: u64, expires_at_ms: i64) -> SessionRecord {
     SessionRecord {
         expires_at_ms,
@@ -852,7 +1353,7 @@ pub async fn security_store(store: &(impl AccountStore + SocialStore + RealNameS
         (4, "+8613800000004"),
         (6, "+8613800000006"),
     ] {
-        assert!(store.create_user(user(id, phone)).await.unwrap());
+        assert!(create(store, id, phone).await);
     }
     let far = 1_000_000_000;
     for (session, owner, hash) in [
@@ -951,6 +1452,8 @@ pub async fn security_store(store: &(impl AccountStore + SocialStore + RealNameS
     let anyone = Privacy {
         who_may_message: Some(WhoMayMessage::Anyone),
         who_may_add_me: Some(WhoMayAddMe::Anyone),
+        phone_visibility: Some(PhoneVisibility::Everyone),
+        invisible: Some(Invisible::Strangers),
     };
     store.set_privacy(u(1), anyone).await.unwrap();
     store
@@ -1072,7 +1575,7 @@ pub async fn security_store(store: &(impl AccountStore + SocialStore + RealNameS
             .is_empty()
     );
     // The phone registers again, and the ID number verifies someone else.
-    assert!(store.create_user(user(5, "+8613800000001")).await.unwrap());
+    assert!(create(store, 5, "+8613800000001").await);
     store
         .submit_real_name(submission(5, 71, "h-of-1", 9_002), 3)
         .await
@@ -1111,7 +1614,7 @@ pub async fn deletions_match_the_model(store: &(impl AccountStore + SocialStore)
     let people: Vec<UserId> = (1..=6).map(UserId).collect();
     let phone = |who: UserId| format!("+1555100000{}", who.0);
     for &who in &people {
-        assert!(store.create_user(user(who.0, &phone(who))).await.unwrap());
+        assert!(create(store, who.0, &phone(who)).await);
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model: BTreeMap<UserId, Life> = people.iter().map(|&u| (u, Life::Active)).collect();

@@ -133,3 +133,36 @@ pub enum SocialError {
     #[error("storage failed")]
     Store(#[from] StoreError),
 }
+
+/// The outcomes of profile operations (one's own profile, lookups, contact
+/// matching) that callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// No such user, or none the caller may find: the two answer alike.
+    #[error("no such user")]
+    UnknownUser,
+    /// The account is deleted, or being deleted: shown to nobody.
+    #[error("this user's account is deleted")]
+    UserDeleted,
+    #[error("phone numbers are in E.164 form, e.g. +8613800138000")]
+    InvalidPhone,
+    #[error(
+        "a handle is 6 to 20 characters: letters, digits, _ and -, the first a letter (a to z)"
+    )]
+    InvalidHandle,
+    #[error("this handle is taken")]
+    HandleTaken,
+    #[error("a handle may be changed once in 30 days; try again later")]
+    HandleTooSoon { retry_after_ms: u64 },
+    #[error("too many lookups by handle or phone; try again later")]
+    TooManyLookups { retry_after_ms: u64 },
+    #[error("too many new contacts matched in the last 24 hours; try again later")]
+    TooManyMatches { retry_after_ms: u64 },
+    #[error("{reason}")]
+    Invalid {
+        code: &'static str,
+        reason: &'static str,
+    },
+    #[error("storage failed")]
+    Store(#[from] StoreError),
+}

@@ -1,18 +1,25 @@
 //! Identity and the social graph: registration, log-in, tokens and
 //! sessions, real-name verification; friends, friend requests, blocks and
-//! privacy settings.
+//! privacy settings; profiles, lookups and contact matching.
 //!
 //! The room pattern (docs/architecture.md, "The room pattern"):
 //!
-//! - [`model`]: users, sessions, token pairs; real-name records and views.
+//! - [`model`]: users, sessions, token pairs; real-name records and views;
+//!   profiles and what a viewer sees of one.
 //! - [`policy`]: what a phone number, a display name and a password must be;
+//!   who sees presence and who may discover whom;
 //!   [`policy::real_name`]: the resident identity number (GB 11643), legal
-//!   names, masking, and who may submit how often.
+//!   names, masking, and who may submit how often; [`policy::profile`]:
+//!   handles, profile fields, what a viewer sees of a user, and contact
+//!   matching's budget.
 //! - [`service`]: [`Accounts`], the operations the edge calls (register, log in,
 //!   refresh, log out, authenticate a token, browser WebSocket tickets; change
 //!   the password, list and end sessions, delete and restore the account),
-//!   [`RealNames`] (submit, status, and `is_verified` for other rooms), and
-//!   [`Erasure`], the sweep that erases accounts whose grace period ended.
+//!   [`RealNames`] (submit, status, and `is_verified` for other rooms),
+//!   [`Erasure`], the sweep that erases accounts whose grace period ended,
+//!   and [`Profiles`] (one's own profile and handle; lookups by id, handle
+//!   and phone; contact matching), whose answers [`policy::profile::sight`]
+//!   decides.
 //! - [`social`]: [`Social`], the social graph's operations (friend requests,
 //!   contacts, hidden friends, their change feed and search, blocks, who may
 //!   message whom, and how someone may be brought into a group: added,
@@ -25,8 +32,8 @@
 //! - [`config`]: the `[auth]`, `[account]`, `[social]` and `[real_name]`
 //!   sections of the configuration.
 //! - [`error`]: [`AccountError`], the outcomes callers branch on.
-//! - [`store`]: [`AccountStore`], [`SocialStore`] and [`RealNameStore`], the
-//!   storage traits, and the SQLite backend.
+//! - [`store`]: [`AccountStore`], [`SocialStore`], [`RealNameStore`] and
+//!   [`ProfileStore`], the storage traits, and the SQLite backend.
 //! - [`conformance`] (tests, or the `conformance` feature): the contract
 //!   every store backend must meet.
 //! - [`token`]: short-lived access tokens ([`token::Claims`]) that the core
@@ -37,7 +44,8 @@
 //! - [`password`]: argon2id with reused memory; [`throttle`]: the failed-login
 //!   throttle, per account and per client address.
 //! - [`seal`]: the real-name key: ID numbers and legal names sealed with
-//!   XChaCha20-Poly1305, numbers found by a keyed hash; [`key_file`]: the
+//!   XChaCha20-Poly1305, numbers found by a keyed hash; [`contact_salt`]:
+//!   the salt of contact matching's phone hashes; [`key_file`]: the
 //!   owner-only key files of the data dir.
 //!
 //! Sessions are refresh-token families: each refresh rotates the token, and a
@@ -56,6 +64,7 @@
 
 pub mod answers;
 pub mod config;
+pub mod contact_salt;
 pub mod error;
 pub mod key_file;
 pub mod live;
@@ -76,8 +85,8 @@ pub mod views;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use error::{AccountError, SocialError};
+pub use error::{AccountError, ProfileError, SocialError};
 pub use model::{NewAccount, Profile, TokenPair};
-pub use service::{Accounts, Erasure, RealNames};
+pub use service::{Accounts, Erasure, Profiles, RealNames};
 pub use social::Social;
-pub use store::{AccountStore, RealNameStore, SocialStore, SqliteAccountStore};
+pub use store::{AccountStore, ProfileStore, RealNameStore, SocialStore, SqliteAccountStore};

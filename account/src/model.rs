@@ -81,6 +81,34 @@ pub enum WhoMayMessage {
     Anyone,
 }
 
+/// Who sees a user's phone number in their profile, and who finds them by it
+/// (a lookup by phone, contact matching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneVisibility {
+    /// Anyone they do not block, and whom their invisible mode leaves them
+    /// visible to.
+    Everyone,
+    /// Friends only (the shipped default: docs/architecture.md §19).
+    Friends,
+    /// Nobody.
+    Nobody,
+}
+
+/// Invisible mode: from whom a user hides their profile's details (all but
+/// name and avatar), their phone, presence and last seen, and whom they are
+/// kept out of lookups by handle or phone, contact matching and nearby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invisible {
+    /// Visible as the other settings say (the default).
+    Off,
+    /// Hidden from everyone but friends.
+    Strangers,
+    /// Hidden from friends too.
+    Everyone,
+}
+
 /// Who may add a user to a group without asking them first; anyone else's
 /// addition becomes an invitation the user accepts or declines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -98,6 +126,8 @@ pub enum WhoMayAddMe {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Privacy {
     pub who_may_message: Option<WhoMayMessage>,
+    pub phone_visibility: Option<PhoneVisibility>,
+    pub invisible: Option<Invisible>,
     pub who_may_add_me: Option<WhoMayAddMe>,
 }
 
@@ -244,9 +274,11 @@ pub struct ContactChanges {
     pub version: u64,
     pub more: bool,
 }
+pub mod profile;
 pub mod real_name;
 pub mod security;
 
+pub use profile::{Details, Gender, Lookup, LookupFacts, ProfileChange, ProfileRecord, UserView};
 pub use real_name::{
     Decision, RealNameRecord, RealNameState, RealNameStatus, RealNameView, Rejection,
 };

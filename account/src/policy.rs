@@ -1,8 +1,10 @@
 //! The account room's rules as pure functions: what a phone number, a
 //! display name and a password must be; the social graph's rules: what a
 //! friend request comes to, who may message whom, who may add whom to a
-//! group; real-name verification's rules are in [`real_name`], account
-//! security's (new passwords, an account's deletion) in [`security`]. No I/O.
+//! group, who sees someone's presence and who may find them; real-name
+//! verification's rules are in [`real_name`], account security's (new
+//! passwords, an account's deletion) in [`security`]; profiles' (handles,
+//! what a lookup shows, contact matching's budget) in [`profile`]. No I/O.
 //! Every store backend calls the social rules inside the write that acts on
 //! them.
 
@@ -12,9 +14,11 @@ use std::sync::OnceLock;
 use crate::AccountError;
 use crate::error::SocialError;
 use crate::model::{
-    Contact, ContactEdit, Reach, Relation, SendVerdict, UserId, WhoMayAddMe, WhoMayMessage,
+    Contact, ContactEdit, Invisible, PhoneVisibility, Reach, Relation, SendVerdict, UserId,
+    WhoMayAddMe, WhoMayMessage,
 };
 
+pub mod profile;
 pub mod real_name;
 pub mod security;
 
@@ -361,11 +365,48 @@ pub fn contact_matches(query: &str, contact: &Contact, display_name: &str) -> bo
     }
 }
 
-/// Whether a viewer sees a user's presence and last seen, as `relation`
-/// (the user's view of the viewer) says: not if the user blocks the viewer,
-/// who is answered as for someone never seen, so the block is not revealed.
-pub fn may_see_presence(relation: Relation) -> bool {
+/// Whether a user's blocks and invisible mode leave them visible to another
+/// user, as `relation` (the user's view of the other) says: never to
+/// someone they block; with invisible mode `strangers`, to friends only;
+/// with `everyone`, to nobody.
+fn visible_to(relation: Relation, invisible: Invisible) -> bool {
     !relation.blocks
+        && match invisible {
+            Invisible::Off => true,
+            Invisible::Strangers => relation.friends,
+            Invisible::Everyone => false,
+        }
+}
+
+/// Whether a viewer sees a user's presence and last seen, as `relation`
+/// (the user's view of the viewer) and the user's invisible mode say: not
+/// if the user blocks the viewer, nor if the user is invisible to them.
+/// Either way the viewer is answered as for someone never seen, so neither
+/// the block nor the mode is revealed.
+pub fn may_see_presence(relation: Relation, invisible: Invisible) -> bool {
+    visible_to(relation, invisible)
+}
+
+/// Whether another user may discover a user, as `relation` (the user's
+/// view of the other) and the user's invisible mode say: find them by
+/// handle, by phone (where their phone visibility also allows it), by
+/// contact matching, or among people nearby. Not if the user blocks the
+/// other, nor if the user is invisible to them. The viewer's own blocks are
+/// the viewer's business: a caller that hides whom the viewer blocks (as
+/// nearby does) asks that apart. One's own self is the caller's case too.
+pub fn discoverable(relation: Relation, invisible: Invisible) -> bool {
+    visible_to(relation, invisible)
+}
+
+/// Whether a user's phone visibility shows their number to another user, as
+/// `relation` (the user's view of the other) says, before blocks and
+/// invisible mode ([`profile::sight`] applies all three).
+pub fn phone_visible(relation: Relation, visibility: PhoneVisibility) -> bool {
+    match visibility {
+        PhoneVisibility::Everyone => true,
+        PhoneVisibility::Friends => relation.friends,
+        PhoneVisibility::Nobody => false,
+    }
 }
 
 /// How an inviter may bring someone into a group (at its creation or later).

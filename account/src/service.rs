@@ -1,11 +1,15 @@
 //! The account operations the edge calls: [`Accounts`] (registration,
 //! sessions, tokens; in [`security`], password changes, the session list and
-//! an account's deletion) and, in [`real_name`], [`RealNames`] (real-name
-//! verification). [`Erasure`] erases the accounts whose grace period ended.
+//! an account's deletion); in [`real_name`], [`RealNames`] (real-name
+//! verification); in [`profiles`], [`Profiles`] (profiles, lookups and
+//! contact matching). [`Erasure`] erases the accounts whose grace period
+//! ended.
 
+pub mod profiles;
 pub mod real_name;
 pub mod security;
 
+pub use profiles::Profiles;
 pub use real_name::RealNames;
 pub use security::Erasure;
 
@@ -22,6 +26,7 @@ use superapp_proto::v1::{BusEnvelope, SessionRevoked, bus_envelope};
 
 use crate::AccountError;
 use crate::config::AuthConfig;
+use crate::contact_salt::ContactSalt;
 use crate::live::{KnownUsers, LiveSessions, Recall};
 use crate::model::{
     NewAccount, Profile, Rotation, SessionRecord, Standing, TokenPair, UserId, UserRecord,
@@ -79,6 +84,8 @@ pub struct Accounts {
     known: KnownUsers,
     /// How long an account whose deletion was asked stays restorable.
     deletion_grace_ms: i64,
+    /// Hashes each new user's number for contact matching.
+    contact_salt: ContactSalt,
 }
 
 impl Accounts {
@@ -89,6 +96,7 @@ impl Accounts {
         clock: SharedClock,
         ids: Arc<IdGen>,
         config: AuthConfig,
+        contact_salt: ContactSalt,
     ) -> Result<Self, AccountError> {
         let window_ms = (config.login_window_secs * 1000) as i64;
         let registration_window_ms = (config.registration_window_secs * 1000) as i64;
@@ -111,6 +119,7 @@ impl Accounts {
             live: LiveSessions::default(),
             known: KnownUsers::default(),
             deletion_grace_ms: crate::config::AccountConfig::default().deletion_grace_ms(),
+            contact_salt,
         })
     }
 
@@ -153,7 +162,8 @@ impl Accounts {
             password_hash,
             created_at_ms: self.clock.now_ms(),
         };
-        if !self.store.create_user(user.clone()).await? {
+        let phone_hash = self.contact_salt.hash(&user.phone);
+        if !self.store.create_user(user.clone(), phone_hash).await? {
             return Err(AccountError::PhoneTaken);
         }
         tracing::info!(user_id = user.id.0, "registered");

@@ -1,10 +1,11 @@
 //! The social graph's operations: friend requests, friends with remarks,
 //! tags and hidden marks, the contact list's change feed and its search,
-//! blocks, and the privacy settings that decide who may message whom and who
-//! may add whom to a group. Each validates its input, lets the store decide
-//! with [`crate::policy`] inside its write, and tells the users concerned on
-//! their bus topics ([`ContactEvent`]; a [`Blocking`] notice to the gateways
-//! for a block).
+//! blocks, and the privacy settings that decide who may message whom, who
+//! may add whom to a group, who sees one's number and presence, and who
+//! finds one ([`crate::Profiles`] answers lookups under them). Each
+//! validates its input, lets the store decide with [`crate::policy`] inside
+//! its write, and tells the users concerned on their bus topics
+//! ([`ContactEvent`]; a [`Blocking`] notice to the gateways for a block).
 
 use std::sync::Arc;
 
@@ -20,8 +21,8 @@ use crate::SocialError;
 use crate::answers::Answers;
 use crate::config::SocialConfig;
 use crate::model::{
-    Befriended, ContactChanges, ContactEdit, FoundContact, FriendRequest, Privacy, SendVerdict,
-    UserId, ViewFilters, WhoMayAddMe, WhoMayMessage,
+    Befriended, ContactChanges, ContactEdit, FoundContact, FriendRequest, Invisible,
+    PhoneVisibility, Privacy, SendVerdict, UserId, ViewFilters, WhoMayAddMe, WhoMayMessage,
 };
 use crate::policy::{self, GroupAdd};
 use crate::store::SocialStore;
@@ -34,7 +35,21 @@ const MAX_CONTACTS_PAGE: u32 = 1_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     pub who_may_message: WhoMayMessage,
+    pub phone_visibility: PhoneVisibility,
+    pub invisible: Invisible,
     pub who_may_add_me: WhoMayAddMe,
+}
+
+impl Settings {
+    /// The settings `chosen`, the server's `defaults` where there is no choice.
+    pub fn of(chosen: Privacy, defaults: &SocialConfig) -> Self {
+        Self {
+            who_may_message: chosen.who_may_message.unwrap_or(defaults.who_may_message),
+            phone_visibility: chosen.phone_visibility.unwrap_or(defaults.phone_visibility),
+            invisible: chosen.invisible.unwrap_or(defaults.invisible),
+            who_may_add_me: chosen.who_may_add_me.unwrap_or(defaults.who_may_add_me),
+        }
+    }
 }
 
 pub struct Social {
@@ -251,11 +266,19 @@ impl Social {
         &self,
         user: UserId,
         who_may_message: Option<WhoMayMessage>,
+        phone_visibility: Option<PhoneVisibility>,
+        invisible: Option<Invisible>,
         who_may_add_me: Option<WhoMayAddMe>,
     ) -> Result<Settings, SocialError> {
         let mut chosen = self.store.privacy(user).await?;
         if who_may_message.is_some() {
             chosen.who_may_message = who_may_message;
+        }
+        if phone_visibility.is_some() {
+            chosen.phone_visibility = phone_visibility;
+        }
+        if invisible.is_some() {
+            chosen.invisible = invisible;
         }
         if who_may_add_me.is_some() {
             chosen.who_may_add_me = who_may_add_me;
@@ -286,7 +309,8 @@ impl Social {
     }
 
     /// Whether `viewer` sees `user`'s presence and last seen
-    /// ([`policy::may_see_presence`]).
+    /// ([`policy::may_see_presence`]): not if `user` blocks `viewer` or is
+    /// invisible to them.
     pub async fn may_see_presence(
         &self,
         viewer: UserId,
@@ -295,11 +319,11 @@ impl Social {
         if viewer == user {
             return Ok(true);
         }
-        let relation = self
-            .store
-            .relation(user, viewer, self.clock.now_ms())
-            .await?;
-        Ok(policy::may_see_presence(relation))
+        let (relation, chosen) = self.store.message_facts(user, viewer).await?;
+        Ok(policy::may_see_presence(
+            relation,
+            self.effective(chosen).invisible,
+        ))
     }
 
     /// How `inviter` may bring each of `invitees` into a group
@@ -362,12 +386,7 @@ impl Social {
     }
 
     fn effective(&self, chosen: Privacy) -> Settings {
-        Settings {
-            who_may_message: chosen
-                .who_may_message
-                .unwrap_or(self.config.who_may_message),
-            who_may_add_me: chosen.who_may_add_me.unwrap_or(self.config.who_may_add_me),
-        }
+        Settings::of(chosen, &self.config)
     }
 
     /// Tells `user`'s devices of a change to their social graph.

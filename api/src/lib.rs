@@ -7,6 +7,8 @@
 //! - [`groups`]: the group API, and invitations into groups.
 //! - [`social`]: friend requests, contacts, hidden friends and contact
 //!   search, blocks, privacy settings.
+//! - [`profiles`]: one's own profile, what one sees of others, lookups by
+//!   handle and phone, contact matching.
 //! - [`security`]: password changes, sessions, deleting and restoring an
 //!   account, users' names.
 //! - [`ErrorBody`]: the body of every non-2xx answer.
@@ -17,6 +19,7 @@
 
 pub mod accounts;
 pub mod groups;
+pub mod profiles;
 pub mod security;
 pub mod social;
 
@@ -31,6 +34,10 @@ pub use groups::{
     CreateGroup, Decide, Decided, Group, GroupInvitation, GroupInvitations, GroupJoin, GroupUpdate,
     Invite, InviteLink, Join, JoinRequest, JoinRequests, JoinResult, Member, MemberPage,
     MemberUpdate, MembersQuery, Transfer,
+};
+pub use profiles::{
+    ContactMatch, ContactMatches, ContactSalt, FindByHandle, FindByPhone, MatchContacts, MyProfile,
+    ProfileDetails, ProfileUpdate, UserProfile,
 };
 pub use security::{
     AccountDeletion, ChangePassword, DeleteAccount, NamesQuery, Restore, Session, Sessions,

@@ -171,6 +171,12 @@ pub struct PrivacySettings {
     /// Who may send the caller one-to-one messages: `friends` or `anyone`.
     /// Left out of a `PATCH`, it stays as it is.
     pub who_may_message: Option<String>,
+    /// Who sees the caller's number and finds them by it: `everyone`,
+    /// `friends` or `nobody`. Left out of a `PATCH`, it stays as it is.
+    pub phone_visibility: Option<String>,
+    /// Invisible mode: `off`, `strangers` (hidden from all but friends) or
+    /// `everyone` (friends too). Left out of a `PATCH`, it stays as it is.
+    pub invisible: Option<String>,
     /// Who may add the caller to a group without asking: `friends`,
     /// `anyone` (not blocked) or nobody (`invite`); anyone else's addition
     /// is an invitation. Left out of a `PATCH`, it stays as it is.

@@ -1,6 +1,7 @@
 //! The JSON API: accounts, sessions, WebSocket tickets, account security
 //! (password, devices, deletion), real-name verification, presence, groups,
-//! and the social graph.
+//! the social graph, profiles and discovery ([`contact_hash`] hashes an
+//! address book's numbers for contact matching).
 
 use crate::error::{ClientError, Result};
 use reqwest::{Method, StatusCode};
@@ -17,10 +18,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const NO_BODY: Option<&()> = None;
 
 pub use superapp_api::{
-    Account, AccountDeletion, ContactPage, ContactUpdate, ContactsVersion, FoundContacts,
-    FriendRequestSent, FriendRequests, Group, GroupInvitation, GroupInvitations, GroupJoin,
-    JoinResult, Presence, PrivacySettings, RealName, RealNameRejection, RealNameStatus, Session,
-    Sessions, Ticket, Tokens, U64AsString, UserName, UserNames,
+    Account, AccountDeletion, ContactMatches, ContactPage, ContactSalt, ContactUpdate,
+    ContactsVersion, FoundContacts, FriendRequestSent, FriendRequests, Group, GroupInvitation,
+    GroupInvitations, GroupJoin, JoinResult, MyProfile, Presence, PrivacySettings, ProfileUpdate,
+    RealName, RealNameRejection, RealNameStatus, Session, Sessions, Ticket, Tokens, U64AsString,
+    UserName, UserNames, UserProfile,
 };
 
 /// A client for the HTTP API of one server. Cheap to clone.
@@ -403,6 +405,82 @@ impl HttpClient {
             .await
     }
 
+    /// The caller's privacy settings, the server's defaults where unchosen.
+    pub async fn privacy(&self, access_token: &str) -> Result<PrivacySettings> {
+        self.call(Method::GET, "/v1/me/privacy", Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// The caller's own profile.
+    pub async fn my_profile(&self, access_token: &str) -> Result<MyProfile> {
+        self.call(Method::GET, "/v1/me/profile", Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Changes the caller's profile: the fields given, all or none.
+    pub async fn update_profile(
+        &self,
+        access_token: &str,
+        update: &ProfileUpdate,
+    ) -> Result<MyProfile> {
+        let path = "/v1/me/profile";
+        self.call(Method::PATCH, path, Some(access_token), Some(update))
+            .await
+    }
+
+    /// What the caller may see of a user.
+    pub async fn user_profile(&self, access_token: &str, user_id: u64) -> Result<UserProfile> {
+        let path = format!("/v1/users/{user_id}");
+        self.call(Method::GET, &path, Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// The user holding `handle`, if the caller may find them by it.
+    pub async fn find_by_handle(&self, access_token: &str, handle: &str) -> Result<UserProfile> {
+        let body = superapp_api::FindByHandle {
+            handle: handle.into(),
+        };
+        let path = "/v1/users/by-handle";
+        self.call(Method::POST, path, Some(access_token), Some(&body))
+            .await
+    }
+
+    /// The user whose number `phone` is, if the caller may find them by it.
+    pub async fn find_by_phone(&self, access_token: &str, phone: &str) -> Result<UserProfile> {
+        let body = superapp_api::FindByPhone {
+            phone: phone.into(),
+        };
+        let path = "/v1/users/by-phone";
+        self.call(Method::POST, path, Some(access_token), Some(&body))
+            .await
+    }
+
+    /// The salt to hash numbers with for [`match_contacts`](Self::match_contacts).
+    pub async fn contact_salt(&self, access_token: &str) -> Result<ContactSalt> {
+        self.call(
+            Method::GET,
+            "/v1/contacts/salt",
+            Some(access_token),
+            NO_BODY,
+        )
+        .await
+    }
+
+    /// The registered users among `hashes` ([`contact_hash`]) whom the
+    /// caller may find by phone.
+    pub async fn match_contacts(
+        &self,
+        access_token: &str,
+        hashes: &[String],
+    ) -> Result<ContactMatches> {
+        let body = superapp_api::MatchContacts {
+            hashes: hashes.to_vec(),
+        };
+        let path = "/v1/contacts/match";
+        self.call(Method::POST, path, Some(access_token), Some(&body))
+            .await
+    }
+
     pub async fn ws_ticket(&self, access_token: &str) -> Result<Ticket> {
         self.call(Method::POST, "/v1/ws-tickets", Some(access_token), NO_BODY)
             .await
@@ -484,6 +562,32 @@ impl HttpClient {
     }
 }
 
+/// A number's contact hash under the server's salt (`salt_hex`, from
+/// [`HttpClient::contact_salt`]): SHA-256 over the salt's bytes followed by
+/// the number's E.164 form, as 64 lower-case hex digits. None when the salt
+/// is not hex. Normalise the number to E.164 first (`+8613800138000`):
+/// another form hashes to something else.
+pub fn contact_hash(salt_hex: &str, e164: &str) -> Option<String> {
+    use sha2::Digest as _;
+    if !salt_hex.len().is_multiple_of(2) || !salt_hex.is_ascii() {
+        return None;
+    }
+    let salt = (0..salt_hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&salt_hex[i..i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let mut digest = sha2::Sha256::new();
+    digest.update(&salt);
+    digest.update(e164.as_bytes());
+    Some(
+        digest
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
 /// Reads the server's error body; a proxy or a crash may answer without one,
 /// and the status alone must still reach the caller.
 pub(crate) fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
@@ -523,6 +627,18 @@ mod tests {
     fn an_error_without_a_json_body_still_carries_the_status() {
         let err = api_error(StatusCode::BAD_GATEWAY, b"upstream down");
         assert_eq!(err.code(), Some("http_502"));
+    }
+
+    #[test]
+    fn a_contact_hash_is_sha256_of_the_salt_bytes_then_the_number() {
+        let hash = contact_hash(&"00".repeat(32), "+8613800138000").unwrap();
+        assert_eq!(hash.len(), 64);
+        assert_ne!(
+            hash,
+            contact_hash(&"01".repeat(32), "+8613800138000").unwrap()
+        );
+        assert_eq!(contact_hash("0", "+8613800138000"), None);
+        assert_eq!(contact_hash("zz", "+8613800138000"), None);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!   errors and local transport/decoding failures.
 //! - [`http`]: [`HttpClient`] for register, login, refresh, logout, me and
 //!   WebSocket tickets, account security (password, sessions, deletion and
-//!   restore, names), presence, groups and invitations into them, with the
+//!   restore, names), presence, groups and invitations into them, the social
+//!   graph, profiles and contact matching ([`contact_hash`]), with the
 //!   [`Account`], [`Tokens`], [`Ticket`], [`Presence`], [`Group`],
 //!   [`GroupJoin`] and [`GroupInvitations`] bodies, and
 //!   [`U64AsString`]: u64 ids travel in JSON as strings, because JavaScript
@@ -30,10 +31,11 @@ pub mod ws;
 
 pub use error::{ClientError, Result};
 pub use http::{
-    Account, AccountDeletion, ContactPage, ContactsVersion, FriendRequestSent, FriendRequests,
-    Group, GroupInvitation, GroupInvitations, GroupJoin, HttpClient, JoinResult, Presence,
-    PrivacySettings, RealName, RealNameRejection, RealNameStatus, Session, Sessions, Ticket,
-    Tokens, U64AsString, UserName, UserNames,
+    Account, AccountDeletion, ContactMatches, ContactPage, ContactSalt, ContactsVersion,
+    FriendRequestSent, FriendRequests, Group, GroupInvitation, GroupInvitations, GroupJoin,
+    HttpClient, JoinResult, MyProfile, Presence, PrivacySettings, ProfileUpdate, RealName,
+    RealNameRejection, RealNameStatus, Session, Sessions, Ticket, Tokens, U64AsString, UserName,
+    UserNames, UserProfile, contact_hash,
 };
 pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
 pub use ws::{Connection, connect_raw, new_client_msg_id};

@@ -17,6 +17,7 @@ mod limits;
 mod load;
 mod openapi;
 mod presence;
+mod profiles;
 mod realname;
 mod roles;
 mod security;

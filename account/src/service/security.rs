@@ -360,6 +360,7 @@ mod tests {
             clock.clone(),
             Arc::new(IdGen::new(1, clock.clone())),
             AuthConfig::default(),
+            crate::contact_salt::ContactSalt::from_bytes([7; 32]),
         )
         .unwrap()
         .with_deletion_grace_ms(GRACE_MS);

@@ -27,6 +27,16 @@
 //! by the other side, by indexes here (`blocks_by_blocked`,
 //! `friend_requests_by_sender`), reverse tables there.
 //!
+//! Profiles and discovery ([`ProfileStore`]):
+//!
+//! | table | partition | sort | notes |
+//! |---|---|---|---|
+//! | profiles | user | | avatar, signature, region, gender, handle and when it was set; no row: none set |
+//! | users_by_handle | handle, lower case | | its holder: the uniqueness a Scylla LWT would guard |
+//! | users_by_phone_hash | hash of the salt and the number | | its holder: what contact matching finds |
+//! | contact_matches | user | hash | when the user first matched it, within the last 24 hours |
+//! | phone_index | | | the fingerprint of the salt the hashes were made with |
+//!
 //! Each write decides with [`crate::policy`] inside itself, as the group
 //! rules of the chat room are.
 //!
@@ -40,16 +50,22 @@ pub use superapp_kit::store::StoreError;
 use superapp_kit::BoxFuture;
 
 use crate::model::{
-    Befriended, ContactChanges, ContactEdit, Decision, Erased, FoundContact, FriendRequest, Person,
-    Privacy, RealNameRecord, Relation, Rotation, SessionInfo, SessionRecord, Standing, UserId,
-    UserRecord, ViewFilters,
+    Befriended, ContactChanges, ContactEdit, Decision, Erased, FoundContact, FriendRequest, Lookup,
+    LookupFacts, Person, Privacy, ProfileChange, ProfileRecord, RealNameRecord, Relation, Rotation,
+    SessionInfo, SessionRecord, Standing, UserId, UserRecord, ViewFilters,
 };
 use crate::policy::SocialLimits;
-use crate::{AccountError, SocialError};
+use crate::{AccountError, ProfileError, SocialError};
 
 pub trait AccountStore: Send + Sync + 'static {
-    /// `Ok(false)` when the phone is taken.
-    fn create_user(&self, user: UserRecord) -> BoxFuture<'_, Result<bool, StoreError>>;
+    /// `Ok(false)` when the phone is taken. `phone_hash` is the number's
+    /// contact hash ([`crate::contact_salt::ContactSalt::hash`]), by which
+    /// contact matching finds the user: kept in the same write.
+    fn create_user(
+        &self,
+        user: UserRecord,
+        phone_hash: String,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
     fn user_by_phone(&self, phone: &str) -> BoxFuture<'_, Result<Option<UserRecord>, StoreError>>;
     fn user(&self, id: UserId) -> BoxFuture<'_, Result<Option<UserRecord>, StoreError>>;
     /// Display names of those of `ids` that exist and take part
@@ -145,7 +161,8 @@ pub trait AccountStore: Send + Sync + 'static {
     /// friendships end (each friend's list gets a removal under its next
     /// version), its friend requests, blocks either way, privacy settings,
     /// real-name records, sessions and phone number go (the phone may
-    /// register again), and its row keeps only the id and the placeholder
+    /// register again), so do its profile, handle (free for others) and
+    /// contact hashes, and its row keeps only the id and the placeholder
     /// name. Answers None, changing nothing, for an account not due
     /// (restored, erased already, unknown): so any number of sweeps may
     /// run at once.
@@ -203,6 +220,7 @@ pub trait SocialStore: Send + Sync + 'static {
     fn set_privacy(&self, user: UserId, privacy: Privacy) -> Outcome<()>;
     /// What decides whether `sender` may message `recipient`: how the
     /// recipient stands with the sender, and the recipient's settings; one read.
+    /// Presence asks the same of a user and a viewer.
     fn message_facts(&self, recipient: UserId, sender: UserId) -> Outcome<(Relation, Privacy)>;
     /// What decides how `inviter` may bring each of `invitees` into a group:
     /// how each invitee stands with the inviter, and the invitee's settings,
@@ -213,6 +231,62 @@ pub trait SocialStore: Send + Sync + 'static {
         inviter: UserId,
         invitees: Vec<UserId>,
     ) -> Outcome<Vec<(Relation, Privacy)>>;
+}
+
+/// What a profile write or lookup answers: its result, a refusal, or a store failure.
+pub type ProfileOutcome<T> = BoxFuture<'static, Result<T, ProfileError>>;
+
+/// Profiles, lookups and contact matching. Lookups answer the facts a
+/// decision needs in one read; [`crate::policy::profile::sight`] decides
+/// what they show. The handle's rules and the matching budget are applied
+/// inside the write that acts on them.
+pub trait ProfileStore: Send + Sync + 'static {
+    /// The user's profile; None when there is no such user.
+    fn profile(&self, user: UserId) -> ProfileOutcome<Option<ProfileRecord>>;
+    /// Applies `change` to `user`'s profile at `now_ms`, all of it in one
+    /// write or nothing: a new handle as
+    /// [`crate::policy::profile::handle_change`] allows (`HandleTooSoon`)
+    /// and held by nobody else whatever its case (`HandleTaken`), the old
+    /// one freed. Answers the profile as it now is; `UnknownUser` for a
+    /// user who does not exist.
+    fn update_profile(
+        &self,
+        user: UserId,
+        change: ProfileChange,
+        now_ms: i64,
+    ) -> ProfileOutcome<ProfileRecord>;
+    /// The facts of `viewer`'s lookup of `key`, in one read: the profile
+    /// of the user who holds the id, the handle (whatever its case) or the
+    /// number, how that user stands with the viewer, and their settings;
+    /// None when nobody holds it.
+    fn lookup(&self, viewer: UserId, key: Lookup) -> ProfileOutcome<Option<LookupFacts>>;
+    /// Contact matching for `viewer` at `now_ms`, in one write: the
+    /// `hashes` (distinct) that `viewer` has not matched within
+    /// [`crate::policy::profile::MATCH_WINDOW_MS`] are counted against
+    /// `per_day` ([`crate::policy::profile::contact_match_budget`];
+    /// `TooManyMatches` records nothing) and recorded; answers, for each of
+    /// the hashes that is a user's, the hash and that user's facts as
+    /// [`lookup`](Self::lookup) gives them.
+    fn match_phone_hashes(
+        &self,
+        viewer: UserId,
+        hashes: Vec<String>,
+        per_day: u32,
+        now_ms: i64,
+    ) -> ProfileOutcome<Vec<(String, LookupFacts)>>;
+    /// The fingerprint of the salt the index of phone hashes is complete
+    /// for; None while it is being built, or before its first build.
+    fn phone_index_salt(&self) -> ProfileOutcome<Option<String>>;
+    /// Empties the index of phone hashes and forgets its salt, before it is
+    /// built again.
+    fn clear_phone_index(&self) -> ProfileOutcome<()>;
+    /// A page of users by id after `after`, at most `limit`, with their
+    /// numbers: what the index is built from.
+    fn phones_after(&self, after: UserId, limit: u32) -> ProfileOutcome<Vec<(UserId, String)>>;
+    /// Adds (hash, user) entries to the index.
+    fn index_phones(&self, entries: Vec<(String, UserId)>) -> ProfileOutcome<()>;
+    /// Records that the index is complete for the salt of `fingerprint`.
+    fn set_phone_index_salt(&self, fingerprint: String) -> ProfileOutcome<()>;
 }
 
 /// Real-name verification's storage. Each rule that depends on what is

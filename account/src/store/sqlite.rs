@@ -1,8 +1,10 @@
 //! The embedded backend of [`AccountStore`] (its account-security half in
-//! `sqlite/security.rs`), [`super::SocialStore`] (in `sqlite/social.rs`)
-//! and [`super::RealNameStore`] (in `sqlite/real_name.rs`):
-//! one SQLite file, written by its single writer thread with group commit.
+//! `sqlite/security.rs`), [`super::SocialStore`] (in `sqlite/social.rs`),
+//! [`super::RealNameStore`] (in `sqlite/real_name.rs`) and
+//! [`super::ProfileStore`] (in `sqlite/profile.rs`): one SQLite file,
+//! written by its single writer thread with group commit.
 
+mod profile;
 mod real_name;
 mod security;
 mod social;
@@ -145,6 +147,45 @@ CREATE TABLE block_spans (
     PRIMARY KEY (owner, until_ms, blocked, from_ms)
 ) WITHOUT ROWID;
 ",
+    // Profiles and discovery (`sqlite/profile.rs`): phone visibility and
+    // invisible mode (NULL: the server's default); a profile row per user who
+    // set more than a name; the holder of each handle by its lower-case form;
+    // the holder of each contact hash; the hashes each user matched within the
+    // last day; and the salt the contact hashes are made with. Users
+    // registered before this version are indexed at the next start.
+    "
+ALTER TABLE privacy ADD COLUMN phone_visibility INTEGER;
+ALTER TABLE privacy ADD COLUMN invisible INTEGER;
+CREATE TABLE profiles (
+    user_id INTEGER PRIMARY KEY,
+    avatar_url TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    region TEXT NOT NULL,
+    gender TEXT NOT NULL,
+    handle TEXT,
+    handle_set_ms INTEGER
+);
+CREATE TABLE users_by_handle (
+    handle_key TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE users_by_phone_hash (
+    hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX users_by_phone_hash_by_user ON users_by_phone_hash (user_id);
+CREATE TABLE contact_matches (
+    user_id INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    matched_ms INTEGER NOT NULL,
+    PRIMARY KEY (user_id, hash)
+) WITHOUT ROWID;
+CREATE INDEX contact_matches_by_time ON contact_matches (matched_ms);
+CREATE TABLE phone_index (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    salt_fingerprint TEXT NOT NULL
+);
+",
 ];
 
 pub struct SqliteAccountStore {
@@ -172,7 +213,11 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
 const USER_COLUMNS: &str = "id, phone, display_name, password_hash, created_at_ms";
 
 impl AccountStore for SqliteAccountStore {
-    fn create_user(&self, user: UserRecord) -> BoxFuture<'_, Result<bool, StoreError>> {
+    fn create_user(
+        &self,
+        user: UserRecord,
+        phone_hash: String,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(self.db.write(move |c| {
             let inserted = c.execute(
                 "INSERT INTO users_by_phone (phone, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
@@ -191,6 +236,10 @@ impl AccountStore for SqliteAccountStore {
                     user.password_hash,
                     user.created_at_ms
                 ],
+            )?;
+            c.execute(
+                "INSERT OR REPLACE INTO users_by_phone_hash (hash, user_id) VALUES (?1, ?2)",
+                params![phone_hash, user.id.0 as i64],
             )?;
             Ok(true)
         }))
@@ -461,6 +510,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_meets_the_profile_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::profile_store(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_claims_of_one_handle_give_it_to_one_user() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::concurrent_handle_claims(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_answers_lookups_matches_and_presence_as_the_privacy_model_says() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::discovery_matches_the_model(std::sync::Arc::new(open(&dir)), 0x5eed).await;
+    }
+
+    #[tokio::test]
+    async fn a_day_old_contact_hash_is_deleted_by_anyone_s_next_match() {
+        use crate::model::UserId;
+        use crate::policy::profile::MATCH_WINDOW_MS;
+        use crate::store::ProfileStore as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let kept = || {
+            store.db.read(|c| {
+                c.query_row("SELECT count(*) FROM contact_matches", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+        };
+        let (ann, bo) = (UserId(1), UserId(2));
+        let hashes = vec!["a".repeat(64), "b".repeat(64)];
+        store.match_phone_hashes(ann, hashes, 10, 0).await.unwrap();
+        assert_eq!(kept().await.unwrap(), 2);
+        let later = vec!["c".repeat(64)];
+        (store.match_phone_hashes(bo, later, 10, MATCH_WINDOW_MS))
+            .await
+            .unwrap();
+        assert_eq!(kept().await.unwrap(), 1, "only Bo's hash of today is left");
+    }
+
+    #[tokio::test]
     async fn sqlite_keeps_the_social_graph_of_the_reference_model() {
         let dir = tempfile::tempdir().unwrap();
         conformance::social_graph_matches_the_model(&open(&dir), 0x5eed).await;
@@ -484,7 +576,8 @@ mod tests {
                 password_hash: "h".into(),
                 created_at_ms: 1,
             };
-            store.create_user(user).await.unwrap();
+            let phone_hash = format!("h{i}");
+            store.create_user(user, phone_hash).await.unwrap();
         }
         // The inviter (1) has 1,000 friends; 1,000 others let anyone add
         // them; 100 block the inviter; the rest have no row of their own.

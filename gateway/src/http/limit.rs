@@ -60,6 +60,16 @@ pub const COSTS: &[(&str, &str, u32)] = &[
     ("DELETE", "/v1/blocks/{user_id}", 5),
     ("GET", "/v1/me/privacy", 1),
     ("PATCH", "/v1/me/privacy", 2),
+    ("GET", "/v1/me/profile", 1),
+    ("PATCH", "/v1/me/profile", 5),
+    ("GET", "/v1/users/{user_id}", 1),
+    // Also limited to `social.lookups_per_hour` (429 `too_many_lookups`).
+    ("POST", "/v1/users/by-handle", 5),
+    ("POST", "/v1/users/by-phone", 5),
+    ("GET", "/v1/contacts/salt", 1),
+    // Reads and records up to `social.contact_match_hashes_per_request`
+    // hashes; also limited per day (429 `too_many_contact_matches`).
+    ("POST", "/v1/contacts/match", 60),
     ("POST", "/v1/groups", 60),
     ("POST", "/v1/groups/join", 10),
     ("GET", "/v1/groups/{group_id}", 1),

@@ -2,8 +2,8 @@
 //! mapping, and the edge's own routes (the WebSocket upgrade, `/metrics`,
 //! `/healthz`, the OpenAPI document).
 //!
-//! - [`accounts`], [`security`], [`real_name`], [`social`], [`chat`],
-//!   [`presence`]: the rooms' routes and the mapping
+//! - [`accounts`], [`security`], [`real_name`], [`profiles`], [`social`],
+//!   [`chat`], [`presence`]: the rooms' routes and the mapping
 //!   of their outcomes to the API's stable codes, each an
 //!   [`OpenApiRouter`] over [`Rooms`], whose `#[utoipa::path]` annotations
 //!   put every route in the OpenAPI document in the same breath as in the
@@ -24,6 +24,7 @@ pub mod auth;
 pub mod chat;
 pub mod limit;
 pub mod presence;
+pub mod profiles;
 pub mod real_name;
 pub mod security;
 pub mod social;
@@ -42,7 +43,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use superapp_account::{Accounts, RealNames, Social};
+use superapp_account::{Accounts, Profiles, RealNames, Social};
 use superapp_chat::Chat;
 use superapp_kit::metrics::LATENCY_SECONDS;
 use utoipa::openapi::OpenApi;
@@ -62,6 +63,8 @@ pub struct Rooms {
     pub social: Arc<Social>,
     /// Real-name verification, the account room's too.
     pub real_names: Arc<RealNames>,
+    /// Profiles, lookups and contact matching, the account room's too.
+    pub profiles: Arc<Profiles>,
     pub chat: Arc<Chat>,
     /// Who is online: in memory in one process, in Redis across gateways.
     pub presence: Arc<dyn Presence>,
@@ -85,6 +88,12 @@ impl FromRef<Rooms> for Arc<RealNames> {
     }
 }
 
+impl FromRef<Rooms> for Arc<Profiles> {
+    fn from_ref(rooms: &Rooms) -> Self {
+        rooms.profiles.clone()
+    }
+}
+
 impl FromRef<Rooms> for Arc<Chat> {
     fn from_ref(rooms: &Rooms) -> Self {
         rooms.chat.clone()
@@ -97,6 +106,7 @@ pub fn room_routes() -> OpenApiRouter<Rooms> {
         .merge(accounts::routes())
         .merge(security::routes())
         .merge(social::routes())
+        .merge(profiles::routes())
         .merge(real_name::routes())
         .merge(presence::routes())
         .merge(chat::routes())
@@ -562,9 +572,9 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-        // 6 account, 6 account-security, 13 social, 2 real-name, 1 presence,
-        // 16 group, 4 edge operations.
-        assert_eq!(operations, 48, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 6 account, 6 account-security, 13 social, 7 profile, 2 real-name,
+        // 1 presence, 16 group, 4 edge operations.
+        assert_eq!(operations, 55, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

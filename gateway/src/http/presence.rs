@@ -19,7 +19,7 @@ pub fn routes() -> OpenApiRouter<Rooms> {
     OpenApiRouter::new().routes(routes!(presence))
 }
 
-/// Whether a user is online, on how many devices, and when last seen (a crashed gateway's sessions count as offline within gateway.presence_ttl_secs). Any signed-in user may ask about any existing user; someone the user blocks, and anyone about a deleted account, is answered as for a user never seen.
+/// Whether a user is online, on how many devices, and when last seen (a crashed gateway's sessions count as offline within gateway.presence_ttl_secs). Any signed-in user may ask about any existing user; someone the user blocks, or is invisible to, and anyone about a deleted account, is answered as for a user never seen.
 #[utoipa::path(get, path = "/v1/users/{user_id}/presence", tag = "presence", security(("bearer" = [])),
     params(("user_id" = String, Path, description = "64-bit id as a decimal string")),
     responses(
@@ -39,8 +39,8 @@ async fn presence(
     let Some(standing) = accounts.standing(user).await? else {
         return Err(unknown());
     };
-    // Someone the user blocks sees them as never seen; so does everyone a
-    // user deleting their account.
+    // Someone the user blocks, or is invisible to, sees them as never seen;
+    // so does everyone a user deleting their account.
     if !superapp_account::policy::security::takes_part(standing)
         || !rooms.social.may_see_presence(me.sub, user).await?
     {

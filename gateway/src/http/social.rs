@@ -7,7 +7,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use superapp_account::model::{Befriended, ContactEdit, UserId, WhoMayAddMe, WhoMayMessage};
+use superapp_account::model::{
+    Befriended, ContactEdit, Invisible, PhoneVisibility, UserId, WhoMayAddMe, WhoMayMessage,
+};
 use superapp_account::social::Settings;
 use superapp_account::{Social, SocialError};
 use superapp_api::{
@@ -78,6 +80,16 @@ fn settings_body(settings: Settings) -> PrivacySettings {
         WhoMayMessage::Friends => "friends",
         WhoMayMessage::Anyone => "anyone",
     };
+    let phone = match settings.phone_visibility {
+        PhoneVisibility::Everyone => "everyone",
+        PhoneVisibility::Friends => "friends",
+        PhoneVisibility::Nobody => "nobody",
+    };
+    let invisible = match settings.invisible {
+        Invisible::Off => "off",
+        Invisible::Strangers => "strangers",
+        Invisible::Everyone => "everyone",
+    };
     let add = match settings.who_may_add_me {
         WhoMayAddMe::Anyone => "anyone",
         WhoMayAddMe::Friends => "friends",
@@ -85,6 +97,8 @@ fn settings_body(settings: Settings) -> PrivacySettings {
     };
     PrivacySettings {
         who_may_message: Some(who.to_string()),
+        phone_visibility: Some(phone.to_string()),
+        invisible: Some(invisible.to_string()),
         who_may_add_me: Some(add.to_string()),
     }
 }
@@ -351,7 +365,7 @@ async fn privacy(
     Ok(Json(settings_body(social.settings(me.sub).await?)))
 }
 
-/// Change privacy settings (those left out stay as they are)
+/// Change privacy settings (those left out stay as they are): who may message you, who may add you to groups, who sees your number and finds you by it, invisible mode
 #[utoipa::path(patch, path = "/v1/me/privacy", tag = "contacts", security(("bearer" = [])),
     request_body = PrivacySettings,
     responses(
@@ -377,6 +391,19 @@ async fn set_privacy(
             .into());
         }
     };
+    let phone = match body.phone_visibility.as_deref() {
+        None => None,
+        Some("everyone") => Some(PhoneVisibility::Everyone),
+        Some("friends") => Some(PhoneVisibility::Friends),
+        Some("nobody") => Some(PhoneVisibility::Nobody),
+        Some(_) => {
+            return Err(SocialError::Invalid {
+                code: "invalid_setting",
+                reason: "phone_visibility is everyone, friends or nobody",
+            }
+            .into());
+        }
+    };
     let add = match body.who_may_add_me.as_deref() {
         None => None,
         Some("anyone") => Some(WhoMayAddMe::Anyone),
@@ -390,6 +417,21 @@ async fn set_privacy(
             .into());
         }
     };
-    let settings = social.set_settings(me.sub, who, add).await?;
+    let invisible = match body.invisible.as_deref() {
+        None => None,
+        Some("off") => Some(Invisible::Off),
+        Some("strangers") => Some(Invisible::Strangers),
+        Some("everyone") => Some(Invisible::Everyone),
+        Some(_) => {
+            return Err(SocialError::Invalid {
+                code: "invalid_setting",
+                reason: "invisible is off, strangers or everyone",
+            }
+            .into());
+        }
+    };
+    let settings = social
+        .set_settings(me.sub, who, phone, invisible, add)
+        .await?;
     Ok(Json(settings_body(settings)))
 }

@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use superapp_client::proto::v1::{Message, event::Kind as EventKind, message_body::Content};
 use superapp_client::sync::all_conversations;
 use superapp_client::{
-    ClientError, Connection, Gap, HttpClient, PrivacySettings, SyncState, Tokens, U64AsString,
-    accept_live, catch_up, new_client_msg_id, pull_after,
+    ClientError, Connection, Gap, HttpClient, PrivacySettings, ProfileUpdate, SyncState, Tokens,
+    U64AsString, accept_live, catch_up, contact_hash, new_client_msg_id, pull_after,
 };
 use tokio::time::Instant;
 
@@ -133,6 +133,28 @@ enum Command {
         #[command(subcommand)]
         command: PrivacyCommand,
     },
+    /// Your profile: show it, or change parts of it.
+    Profile {
+        #[command(subcommand)]
+        command: ProfileCommand,
+    },
+    /// Look a user up by id, handle or phone number; prints what you may see.
+    Lookup {
+        #[arg(long, conflicts_with_all = ["handle", "phone"], required_unless_present_any = ["handle", "phone"])]
+        id: Option<u64>,
+        #[arg(long, conflicts_with = "phone")]
+        handle: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    /// Contact matching: which of these numbers (E.164) belong to users you
+    /// may find; the numbers are hashed with the server's salt before they
+    /// are sent. Prints one line per user found.
+    Match {
+        /// Comma-separated E.164 numbers.
+        #[arg(long, value_delimiter = ',', required = true)]
+        phones: Vec<String>,
+    },
     /// Change your password: every other session ends at once; this one
     /// stays, and its new tokens are saved.
     Password {
@@ -156,6 +178,30 @@ enum Command {
         /// Comma-separated user ids (at most 100).
         #[arg(long, value_delimiter = ',', required = true)]
         users: Vec<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfileCommand {
+    /// Print your profile.
+    Show,
+    /// Change the parts given, all of them or none.
+    Set {
+        #[arg(long)]
+        name: Option<String>,
+        /// An https URL; empty removes it.
+        #[arg(long)]
+        avatar: Option<String>,
+        #[arg(long)]
+        signature: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        /// unset, female, male or other.
+        #[arg(long)]
+        gender: Option<String>,
+        /// 6 to 20 letters, digits, _ or -, the first a letter; once in 30 days.
+        #[arg(long)]
+        handle: Option<String>,
     },
 }
 
@@ -236,8 +282,10 @@ enum FriendCommand {
 
 #[derive(Subcommand)]
 enum PrivacyCommand {
-    /// Set one setting: `who-may-message friends|anyone` or
-    /// `who-may-add-me friends|anyone|invite`.
+    /// Set one setting: `who-may-message friends|anyone`,
+    /// `who-may-add-me friends|anyone|invite`,
+    /// `phone-visibility everyone|friends|nobody`, or
+    /// `invisible off|strangers|everyone`.
     Set { key: String, value: String },
     /// Print your settings.
     Show,
@@ -452,6 +500,24 @@ impl App {
                 print_line(&json!({ "unblocked": user.to_string() }))
             }
             Command::Privacy { command } => self.privacy(command).await,
+            Command::Profile { command } => self.profile(command).await,
+            Command::Lookup { id, handle, phone } => {
+                let tokens = self.fresh_tokens().await?;
+                let token = tokens.access_token.as_str();
+                let found = match (id, handle, phone) {
+                    (Some(id), _, _) => self.http.user_profile(token, id).await?,
+                    (_, Some(handle), _) => self.http.find_by_handle(token, &handle).await?,
+                    (_, _, Some(phone)) => self.http.find_by_phone(token, &phone).await?,
+                    (None, None, None) => {
+                        return Err(Failure::new(
+                            "invalid_arguments",
+                            "give --id, --handle or --phone",
+                        ));
+                    }
+                };
+                print_line(&json!(found))
+            }
+            Command::Match { phones } => self.match_contacts(&phones).await,
             Command::Password { current, new } => {
                 let tokens = self.fresh_tokens().await?;
                 let renewed = self
@@ -527,6 +593,59 @@ impl App {
         }
     }
 
+    async fn profile(&self, command: ProfileCommand) -> CliResult {
+        let tokens = self.fresh_tokens().await?;
+        let token = tokens.access_token.as_str();
+        let profile = match command {
+            ProfileCommand::Show => self.http.my_profile(token).await?,
+            ProfileCommand::Set {
+                name,
+                avatar,
+                signature,
+                region,
+                gender,
+                handle,
+            } => {
+                let update = ProfileUpdate {
+                    display_name: name,
+                    avatar_url: avatar,
+                    signature,
+                    region,
+                    gender,
+                    handle,
+                };
+                self.http.update_profile(token, &update).await?
+            }
+        };
+        print_line(&json!(profile))
+    }
+
+    /// Hashes the numbers with the server's salt, matches them, and prints
+    /// each user found with the number that found them.
+    async fn match_contacts(&self, phones: &[String]) -> CliResult {
+        let tokens = self.fresh_tokens().await?;
+        let token = tokens.access_token.as_str();
+        let salt = self.http.contact_salt(token).await?;
+        let mut by_hash = std::collections::HashMap::new();
+        for phone in phones {
+            let e164: String = phone
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+                .collect();
+            let hash = contact_hash(&salt.salt, &e164)
+                .ok_or_else(|| Failure::new("unexpected_reply", "the server's salt is not hex"))?;
+            by_hash.insert(hash, e164);
+        }
+        let hashes: Vec<String> = by_hash.keys().cloned().collect();
+        for chunk in hashes.chunks(salt.hashes_per_request.max(1) as usize) {
+            for found in self.http.match_contacts(token, chunk).await?.matches {
+                let phone = by_hash.get(&found.hash).cloned().unwrap_or_default();
+                print_line(&json!({ "phone": phone, "user": found.user }))?;
+            }
+        }
+        Ok(())
+    }
+
     async fn friend(&self, command: FriendCommand) -> CliResult {
         let tokens = self.fresh_tokens().await?;
         let token = tokens.access_token.as_str();
@@ -600,7 +719,7 @@ impl App {
         let tokens = self.fresh_tokens().await?;
         let token = tokens.access_token.as_str();
         let settings = match command {
-            PrivacyCommand::Show => PrivacySettings::default(),
+            PrivacyCommand::Show => return print_line(&json!(self.http.privacy(token).await?)),
             PrivacyCommand::Set { key, value } => match key.as_str() {
                 "who-may-message" => PrivacySettings {
                     who_may_message: Some(value),
@@ -610,17 +729,25 @@ impl App {
                     who_may_add_me: Some(value),
                     ..PrivacySettings::default()
                 },
+                "phone-visibility" => PrivacySettings {
+                    phone_visibility: Some(value),
+                    ..PrivacySettings::default()
+                },
+                "invisible" => PrivacySettings {
+                    invisible: Some(value),
+                    ..PrivacySettings::default()
+                },
                 _ => {
                     return Err(Failure::new(
                         "invalid_arguments",
                         format!(
-                            "unknown setting {key:?}; settings: who-may-message, who-may-add-me"
+                            "unknown setting {key:?}; settings: who-may-message, \
+                             who-may-add-me, phone-visibility, invisible"
                         ),
                     ));
                 }
             },
         };
-        // A PATCH of nothing changes nothing and answers every setting.
         print_line(&json!(self.http.set_privacy(token, &settings).await?))
     }
 

@@ -283,6 +283,13 @@ fn erase(c: &Connection, user: UserId, now_ms: i64) -> rusqlite::Result<Option<E
         "DELETE FROM sessions WHERE user_id = ?1",
         // The phone is free for a new registration.
         "DELETE FROM users_by_phone WHERE user_id = ?1",
+        // The profile goes, its handle free for others (before the row
+        // that names it), the number's contact hash and the hashes matched.
+        "DELETE FROM users_by_handle
+         WHERE handle_key = (SELECT lower(handle) FROM profiles WHERE user_id = ?1)",
+        "DELETE FROM profiles WHERE user_id = ?1",
+        "DELETE FROM users_by_phone_hash WHERE user_id = ?1",
+        "DELETE FROM contact_matches WHERE user_id = ?1",
     ] {
         c.prepare_cached(sql)?.execute([id(user)])?;
     }

@@ -9,7 +9,7 @@ use super::SqliteAccountStore;
 use crate::SocialError;
 use crate::model::{
     Befriended, BlockSpan, Contact, ContactChanges, ContactEdit, FoundContact, FriendRequest,
-    Privacy, Relation, UserId, ViewFilters, WhoMayAddMe, WhoMayMessage,
+    Invisible, PhoneVisibility, Privacy, Relation, UserId, ViewFilters, WhoMayAddMe, WhoMayMessage,
 };
 use crate::policy::{self, REQUEST_TTL_MS, REQUEST_WINDOW_MS, RequestOutcome, SocialLimits};
 use crate::store::{Outcome, SocialStore};
@@ -20,11 +20,11 @@ fn rule<T>(decision: Result<T, SocialError>) -> Tx<T> {
     decision.map_err(TxError::Abort)
 }
 
-fn id(user: UserId) -> i64 {
+pub(super) fn id(user: UserId) -> i64 {
     user.0 as i64
 }
 
-fn relation(
+pub(super) fn relation(
     c: &Connection,
     owner: UserId,
     other: UserId,
@@ -143,15 +143,39 @@ fn who_may_add_me(value: Option<i64>) -> Option<WhoMayAddMe> {
     }
 }
 
-fn privacy(c: &Connection, user: UserId) -> rusqlite::Result<Privacy> {
-    let row: Option<(Option<i64>, Option<i64>)> = c
-        .prepare_cached("SELECT who_may_message, who_may_add_me FROM privacy WHERE user_id = ?1")?
-        .query_row([id(user)], |r| Ok((r.get(0)?, r.get(1)?)))
+fn phone_visibility(value: Option<i64>) -> Option<PhoneVisibility> {
+    match value? {
+        0 => Some(PhoneVisibility::Everyone),
+        1 => Some(PhoneVisibility::Friends),
+        _ => Some(PhoneVisibility::Nobody),
+    }
+}
+
+fn invisible(value: Option<i64>) -> Option<Invisible> {
+    match value? {
+        0 => Some(Invisible::Off),
+        1 => Some(Invisible::Strangers),
+        _ => Some(Invisible::Everyone),
+    }
+}
+
+pub(super) fn privacy(c: &Connection, user: UserId) -> rusqlite::Result<Privacy> {
+    type Row = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+    let row: Option<Row> = c
+        .prepare_cached(
+            "SELECT who_may_message, who_may_add_me, phone_visibility, invisible
+             FROM privacy WHERE user_id = ?1",
+        )?
+        .query_row([id(user)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?;
-    let (message, add) = row.unwrap_or_default();
+    let (message, add, phone, hidden) = row.unwrap_or_default();
     Ok(Privacy {
         who_may_message: who_may_message(message),
         who_may_add_me: who_may_add_me(add),
+        phone_visibility: phone_visibility(phone),
+        invisible: invisible(hidden),
     })
 }
 
@@ -486,6 +510,20 @@ impl SocialStore for SqliteAccountStore {
                      who_may_add_me = excluded.who_may_add_me",
             )?
             .execute(params![id(user), who, add])?;
+            let phone = settings.phone_visibility.map(|p| match p {
+                PhoneVisibility::Everyone => 0i64,
+                PhoneVisibility::Friends => 1,
+                PhoneVisibility::Nobody => 2,
+            });
+            let hidden = settings.invisible.map(|i| match i {
+                Invisible::Off => 0i64,
+                Invisible::Strangers => 1,
+                Invisible::Everyone => 2,
+            });
+            c.prepare_cached(
+                "UPDATE privacy SET phone_visibility = ?2, invisible = ?3 WHERE user_id = ?1",
+            )?
+            .execute(params![id(user), phone, hidden])?;
             Ok(())
         })
     }

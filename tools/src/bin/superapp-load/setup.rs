@@ -86,6 +86,7 @@ async fn register_and_log_in(
             let anyone = PrivacySettings {
                 who_may_message: Some("anyone".into()),
                 who_may_add_me: Some("anyone".into()),
+                ..PrivacySettings::default()
             };
             http.set_privacy(&tokens.access_token, &anyone).await?;
             anyhow::Ok(LoadUser {
