@@ -6,8 +6,12 @@
 //! - [`account_store`], [`concurrent_refreshes`]: users, sessions, tokens.
 //! - [`social_graph_matches_the_model`]: the social graph under random
 //!   operations, against a model with the rules written again.
+//! - [`nearby`]: people nearby's index ([`crate::store::NearbyIndex`]), and
+//!   the social store's one read for it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod nearby;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -14,13 +14,16 @@
 //! - [`social`]: [`Social`], the social graph's operations (friend requests,
 //!   contacts and their change feed, blocks, who may message whom).
 //!   [`answers`]: its memory of recent "may S message R?" answers.
+//! - [`nearby`]: [`Nearby`], people nearby: share a position, clear it,
+//!   search around it; its rules in [`policy::nearby`].
 //! - [`ports`]: [`ports::VerificationProvider`], what real-name verification
 //!   needs from outside; [`sandbox`]: the sandbox provider shipped.
-//! - [`config`]: the `[auth]`, `[social]` and `[real_name]` sections of the
-//!   configuration.
+//! - [`config`]: the `[auth]`, `[social]`, `[real_name]` and `[nearby]`
+//!   sections of the configuration.
 //! - [`error`]: [`AccountError`], the outcomes callers branch on.
 //! - [`store`]: [`AccountStore`], [`SocialStore`] and [`RealNameStore`], the
-//!   storage traits, and the SQLite backend.
+//!   storage traits, and the SQLite backend; [`store::NearbyIndex`], people
+//!   nearby's, in memory and in Redis.
 //! - [`conformance`] (tests, or the `conformance` feature): the contract
 //!   every store backend must meet.
 //! - [`token`]: short-lived access tokens ([`token::Claims`]) that the core
@@ -49,6 +52,7 @@ pub mod error;
 pub mod key_file;
 pub mod live;
 pub mod model;
+pub mod nearby;
 pub mod password;
 pub mod policy;
 pub mod ports;
@@ -64,8 +68,12 @@ pub mod token;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use error::{AccountError, SocialError};
+pub use error::{AccountError, NearbyError, SocialError};
 pub use model::{NewAccount, Profile, TokenPair};
+pub use nearby::Nearby;
 pub use service::{Accounts, RealNames};
 pub use social::Social;
-pub use store::{AccountStore, RealNameStore, SocialStore, SqliteAccountStore};
+pub use store::{
+    AccountStore, LocalNearbyIndex, NearbyIndex, RealNameStore, RedisNearbyIndex, SocialStore,
+    SqliteAccountStore,
+};

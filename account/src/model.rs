@@ -148,8 +148,10 @@ pub struct ContactChanges {
     pub version: u64,
     pub more: bool,
 }
+pub mod nearby;
 pub mod real_name;
 
+pub use nearby::{Cell, Hit, NearbyPage, NearbyPerson, Standing};
 pub use real_name::{
     Decision, RealNameRecord, RealNameState, RealNameStatus, RealNameView, Rejection,
 };

@@ -2,8 +2,12 @@
 //! room's SQLite file, each write one job of its single writer, deciding
 //! with [`crate::policy`] inside the transaction.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension as _, params};
+use superapp_kit::BoxFuture;
 use superapp_kit::sqlite::TxError;
+use superapp_kit::store::StoreError;
 
 use super::SqliteAccountStore;
 use crate::SocialError;
@@ -373,5 +377,45 @@ impl SocialStore for SqliteAccountStore {
     fn message_facts(&self, recipient: UserId, sender: UserId) -> Outcome<(Relation, Privacy)> {
         self.db
             .look(move |c| Ok((relation(c, recipient, sender, 0)?, privacy(c, recipient)?)))
+    }
+
+    fn nearby_relations(
+        &self,
+        viewer: UserId,
+        others: Vec<UserId>,
+    ) -> BoxFuture<'static, Result<HashMap<UserId, Relation>, StoreError>> {
+        // The others as one JSON array: each statement looks every one of
+        // them up by primary key, however many they are.
+        let others: Vec<i64> = others.into_iter().map(id).collect();
+        let others = serde_json::Value::from(others).to_string();
+        self.db.look(move |c| {
+            let mut relations: HashMap<UserId, Relation> = HashMap::new();
+            let statements: [(&str, fn(&mut Relation)); 3] = [
+                (
+                    "SELECT blocked FROM blocks
+                     WHERE owner = ?1 AND blocked IN (SELECT value FROM json_each(?2))",
+                    |r| r.blocks = true,
+                ),
+                (
+                    "SELECT owner FROM blocks
+                     WHERE blocked = ?1 AND owner IN (SELECT value FROM json_each(?2))",
+                    |r| r.blocked_by = true,
+                ),
+                (
+                    "SELECT friend FROM contacts
+                     WHERE owner = ?1 AND removed = 0
+                       AND friend IN (SELECT value FROM json_each(?2))",
+                    |r| r.friends = true,
+                ),
+            ];
+            for (sql, mark) in statements {
+                let mut stmt = c.prepare_cached(sql)?;
+                let rows = stmt.query_map(params![id(viewer), others], |r| r.get::<_, i64>(0))?;
+                for other in rows {
+                    mark(relations.entry(UserId(other? as u64)).or_default());
+                }
+            }
+            Ok(relations)
+        })
     }
 }
