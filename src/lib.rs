@@ -22,7 +22,10 @@ use superapp_account::ports::VerificationProvider;
 use superapp_account::sandbox::SandboxProvider;
 use superapp_account::seal::RealNameKey;
 use superapp_account::token::{TokenSigner, TokenVerifier};
-use superapp_account::{Accounts, RealNames, Social, SqliteAccountStore};
+use superapp_account::{
+    Accounts, LocalNearbyIndex, Nearby, NearbyIndex, RealNames, RedisNearbyIndex, Social,
+    SqliteAccountStore,
+};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
 use superapp_gateway::presence::{LocalPresence, Presence, RedisPresence};
@@ -64,17 +67,35 @@ pub struct Application {
 impl Application {
     /// Opens the stores under the data dir, wires the rooms, and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_on(config, None).await
+        Self::build_on(config, Seams::default()).await
     }
 
     /// As [`Application::build`], on `bus` instead of the bus the
     /// configuration names (Redis with `redis.url`, else in process): the
     /// seam where tests put a bus that loses chosen messages.
     pub async fn build_with_bus(config: Config, bus: SharedBus) -> anyhow::Result<Self> {
-        Self::build_on(config, Some(bus)).await
+        let seams = Seams {
+            bus: Some(bus),
+            ..Seams::default()
+        };
+        Self::build_on(config, seams).await
     }
 
-    async fn build_on(config: Config, bus: Option<SharedBus>) -> anyhow::Result<Self> {
+    /// As [`Application::build`], with people nearby on `clock` instead of
+    /// the system's: the seam where tests let shared positions expire and
+    /// caps refill without waiting half an hour.
+    pub async fn build_with_nearby_clock(
+        config: Config,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
+        let seams = Seams {
+            nearby_clock: Some(clock),
+            ..Seams::default()
+        };
+        Self::build_on(config, seams).await
+    }
+
+    async fn build_on(config: Config, seams: Seams) -> anyhow::Result<Self> {
         let role = config.server.role;
         let verifier = match role {
             Role::Gateway => {
@@ -87,7 +108,7 @@ impl Application {
         let clock: SharedClock = Arc::new(SystemClock);
         let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
         let tier = Tier::of(&config)?;
-        let bus = match bus {
+        let bus = match seams.bus {
             Some(bus) => bus,
             None => connect_bus(tier.as_ref(), &metrics).await?,
         };
@@ -96,16 +117,21 @@ impl Application {
         // A core opens its stores only while it holds the core lease: a second
         // core on the same data stands by here until the first is gone.
         let core_lease = acquire_core_lease(&config, &node, &shutdown).await?;
-        let (local, real_names, backend): (_, _, Arc<dyn Backend>) = match role {
+        let (local, beside, backend): (_, _, Arc<dyn Backend>) = match role {
             Role::Gateway => (
                 None,
                 None,
                 gateway_backend(&config, tier.as_ref(), &bus, &node, &metrics, verifier).await?,
             ),
             Role::All | Role::Core => {
-                let (local, real_names) = open_rooms(&config, &metrics, &bus, &clock, &ids)?;
+                let nearby = NearbyParts {
+                    index: nearby_index(&config).await?,
+                    clock: seams.nearby_clock.unwrap_or_else(|| clock.clone()),
+                };
+                let (local, real_names, nearby) =
+                    open_rooms(&config, &metrics, &bus, &clock, &ids, nearby)?;
                 let local = Arc::new(local);
-                (Some(local.clone()), Some(real_names), local)
+                (Some(local.clone()), Some((real_names, nearby)), local)
             }
         };
         let request_server = match (role, &local, &tier) {
@@ -150,13 +176,16 @@ impl Application {
             core,
             listener,
             addr,
-            rooms: local.zip(real_names).map(|(local, real_names)| Rooms {
-                accounts: local.accounts.clone(),
-                social: local.social.clone(),
-                real_names,
-                chat: local.chat.clone(),
-                presence,
-            }),
+            rooms: local
+                .zip(beside)
+                .map(|(local, (real_names, nearby))| Rooms {
+                    accounts: local.accounts.clone(),
+                    social: local.social.clone(),
+                    real_names,
+                    chat: local.chat.clone(),
+                    presence,
+                    nearby,
+                }),
             lease_ttl: Duration::from_millis(config.redis.lease_ttl_ms),
             state: AppState {
                 backend,
@@ -213,6 +242,15 @@ impl Application {
         tracing::info!("shut down");
         Ok(())
     }
+}
+
+/// What tests may put in place of what the configuration names.
+#[derive(Default)]
+struct Seams {
+    /// The bus, instead of Redis or the in-process bus.
+    bus: Option<SharedBus>,
+    /// People nearby's clock, instead of the system's.
+    nearby_clock: Option<SharedClock>,
 }
 
 /// Where the processes of a tier meet: Redis, and the key they share.
@@ -378,15 +416,36 @@ async fn shared_state(
     })
 }
 
+/// People nearby's index: in memory in one process, in Redis (shared by
+/// every process of the tier, so a standby core finds the same positions)
+/// when Redis is configured; as presence is.
+async fn nearby_index(config: &Config) -> anyhow::Result<Arc<dyn NearbyIndex>> {
+    Ok(match &config.redis.url {
+        Some(url) => Arc::new(
+            RedisNearbyIndex::connect(url.expose())
+                .await
+                .context("connecting to redis for people nearby")?,
+        ),
+        None => Arc::new(LocalNearbyIndex::new()),
+    })
+}
+
+/// What people nearby is built on besides the account store.
+struct NearbyParts {
+    index: Arc<dyn NearbyIndex>,
+    clock: SharedClock,
+}
+
 /// Opens the stores under the data dir and builds the account and chat
-/// rooms, and real-name verification.
+/// rooms, real-name verification and people nearby.
 fn open_rooms(
     config: &Config,
     metrics: &Arc<Registry>,
     bus: &SharedBus,
     clock: &SharedClock,
     ids: &Arc<IdGen>,
-) -> anyhow::Result<(Local, Arc<RealNames>)> {
+    nearby: NearbyParts,
+) -> anyhow::Result<(Local, Arc<RealNames>, Arc<Nearby>)> {
     let data_dir = config.server.data_dir.clone();
     create_data_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -432,6 +491,13 @@ fn open_rooms(
         ids.clone(),
         &config.real_name,
     ));
+    let nearby = Arc::new(Nearby::new(
+        nearby.index,
+        account_store.clone(),
+        account_store.clone(),
+        nearby.clock,
+        config.nearby.clone(),
+    ));
     let accounts = Arc::new(Accounts::new(
         account_store,
         signer,
@@ -461,7 +527,7 @@ fn open_rooms(
         social,
         chat,
     };
-    Ok((local, real_names))
+    Ok((local, real_names, nearby))
 }
 
 /// The key that seals real-name data: `real_name.key`, or else the key file

@@ -5,6 +5,7 @@
 //! - [`accounts`]: registration, sessions and tokens, the profile, tickets,
 //!   presence, real-name verification.
 //! - [`groups`]: the group API.
+//! - [`nearby`]: people nearby: share a position, clear it, search around it.
 //! - [`social`]: friend requests, contacts, blocks, privacy settings.
 //! - [`ErrorBody`]: the body of every non-2xx answer.
 //!
@@ -14,6 +15,7 @@
 
 pub mod accounts;
 pub mod groups;
+pub mod nearby;
 pub mod social;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +30,7 @@ pub use groups::{
     JoinRequest, JoinRequests, JoinResult, Member, MemberPage, MemberUpdate, MembersQuery,
     Transfer,
 };
+pub use nearby::{LocationShared, NearbyPeople, NearbyPerson, NearbyQuery, ShareLocation};
 pub use social::{
     Blocks, Contact, ContactPage, ContactUpdate, ContactsQuery, ContactsVersion, FriendRequest,
     FriendRequestSent, FriendRequests, PrivacySettings, SendFriendRequest,

@@ -50,6 +50,12 @@ pub const COSTS: &[(&str, &str, u32)] = &[
     ("DELETE", "/v1/blocks/{user_id}", 5),
     ("GET", "/v1/me/privacy", 1),
     ("PATCH", "/v1/me/privacy", 2),
+    // People nearby: besides these, moves are capped per hour and searches
+    // per minute (`nearby.*`; 429 `too_many_location_changes` and
+    // `too_many_nearby_queries`).
+    ("PUT", "/v1/me/location", 5),
+    ("DELETE", "/v1/me/location", 2),
+    ("GET", "/v1/nearby", 10),
     ("POST", "/v1/groups", 60),
     ("POST", "/v1/groups/join", 10),
     ("GET", "/v1/groups/{group_id}", 1),

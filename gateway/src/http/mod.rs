@@ -2,7 +2,7 @@
 //! mapping, and the edge's own routes (the WebSocket upgrade, `/metrics`,
 //! `/healthz`, the OpenAPI document).
 //!
-//! - [`accounts`], [`real_name`], [`chat`], [`presence`]: the rooms' routes and the mapping
+//! - [`accounts`], [`real_name`], [`chat`], [`presence`], [`social`], [`nearby`]: the rooms' routes and the mapping
 //!   of their outcomes to the API's stable codes, each an
 //!   [`OpenApiRouter`] over [`Rooms`], whose `#[utoipa::path]` annotations
 //!   put every route in the OpenAPI document in the same breath as in the
@@ -22,6 +22,7 @@ pub mod accounts;
 pub mod auth;
 pub mod chat;
 pub mod limit;
+pub mod nearby;
 pub mod presence;
 pub mod real_name;
 pub mod social;
@@ -40,7 +41,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use superapp_account::{Accounts, RealNames, Social};
+use superapp_account::{Accounts, Nearby, RealNames, Social};
 use superapp_chat::Chat;
 use superapp_kit::metrics::LATENCY_SECONDS;
 use utoipa::openapi::OpenApi;
@@ -63,6 +64,9 @@ pub struct Rooms {
     pub chat: Arc<Chat>,
     /// Who is online: in memory in one process, in Redis across gateways.
     pub presence: Arc<dyn Presence>,
+    /// People nearby, the account room's too; its index in memory in one
+    /// process, in Redis across the tier.
+    pub nearby: Arc<Nearby>,
 }
 
 impl FromRef<Rooms> for Arc<Accounts> {
@@ -83,6 +87,12 @@ impl FromRef<Rooms> for Arc<RealNames> {
     }
 }
 
+impl FromRef<Rooms> for Arc<Nearby> {
+    fn from_ref(rooms: &Rooms) -> Self {
+        rooms.nearby.clone()
+    }
+}
+
 impl FromRef<Rooms> for Arc<Chat> {
     fn from_ref(rooms: &Rooms) -> Self {
         rooms.chat.clone()
@@ -96,6 +106,7 @@ pub fn room_routes() -> OpenApiRouter<Rooms> {
         .merge(social::routes())
         .merge(real_name::routes())
         .merge(presence::routes())
+        .merge(nearby::routes())
         .merge(chat::routes())
 }
 
@@ -559,8 +570,9 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-        // 6 account, 12 social, 2 real-name, 1 presence, 13 group, 4 edge operations.
-        assert_eq!(operations, 38, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 6 account, 12 social, 2 real-name, 1 presence, 3 nearby, 13 group,
+        // 4 edge operations.
+        assert_eq!(operations, 41, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
