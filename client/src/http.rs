@@ -1,5 +1,5 @@
 //! The JSON API: accounts, sessions, WebSocket tickets, real-name
-//! verification, presence, groups, and the social graph.
+//! verification, presence, groups, the social graph, and people nearby.
 
 use crate::error::{ClientError, Result};
 use reqwest::{Method, StatusCode};
@@ -17,8 +17,8 @@ const NO_BODY: Option<&()> = None;
 
 pub use superapp_api::{
     Account, ContactPage, ContactsVersion, FriendRequestSent, FriendRequests, Group, GroupJoin,
-    Presence, PrivacySettings, RealName, RealNameRejection, RealNameStatus, Ticket, Tokens,
-    U64AsString,
+    LocationShared, NearbyPeople, NearbyPerson, Presence, PrivacySettings, RealName,
+    RealNameRejection, RealNameStatus, Ticket, Tokens, U64AsString,
 };
 
 /// A client for the HTTP API of one server. Cheap to clone.
@@ -254,6 +254,59 @@ impl HttpClient {
     ) -> Result<PrivacySettings> {
         let path = "/v1/me/privacy";
         self.call(Method::PATCH, path, Some(access_token), Some(settings))
+            .await
+    }
+
+    /// Shares the caller's position with people nearby (the server keeps
+    /// only its cell of about 100 m); answers when it expires.
+    pub async fn share_location(
+        &self,
+        access_token: &str,
+        lat: f64,
+        lon: f64,
+    ) -> Result<LocationShared> {
+        let body = superapp_api::ShareLocation { lat, lon };
+        self.call(
+            Method::PUT,
+            "/v1/me/location",
+            Some(access_token),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Stops sharing the caller's position.
+    pub async fn clear_location(&self, access_token: &str) -> Result<()> {
+        self.send(
+            Method::DELETE,
+            "/v1/me/location",
+            Some(access_token),
+            NO_BODY,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// People sharing their position near the caller's, nearest first; the
+    /// server's defaults for a radius or a count left None.
+    pub async fn nearby(
+        &self,
+        access_token: &str,
+        radius_m: Option<u32>,
+        limit: Option<u32>,
+    ) -> Result<NearbyPeople> {
+        let mut query = Vec::new();
+        if let Some(radius_m) = radius_m {
+            query.push(format!("radius_m={radius_m}"));
+        }
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        let path = match query.is_empty() {
+            true => "/v1/nearby".to_string(),
+            false => format!("/v1/nearby?{}", query.join("&")),
+        };
+        self.call(Method::GET, &path, Some(access_token), NO_BODY)
             .await
     }
 

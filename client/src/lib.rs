@@ -9,7 +9,8 @@
 //! - [`error`]: [`ClientError`], one enum for API refusals, server-side request
 //!   errors and local transport/decoding failures.
 //! - [`http`]: [`HttpClient`] for register, login, refresh, logout, me and
-//!   WebSocket tickets, presence and groups, with the [`Account`], [`Tokens`],
+//!   WebSocket tickets, presence, groups, the social graph and people nearby,
+//!   with the [`Account`], [`Tokens`],
 //!   [`Ticket`], [`Presence`], [`Group`] and [`GroupJoin`] bodies, and
 //!   [`U64AsString`]: u64 ids travel in JSON as strings, because JavaScript
 //!   numbers lose precision above 2^53.
@@ -29,8 +30,8 @@ pub mod ws;
 pub use error::{ClientError, Result};
 pub use http::{
     Account, ContactPage, ContactsVersion, FriendRequestSent, FriendRequests, Group, GroupJoin,
-    HttpClient, Presence, PrivacySettings, RealName, RealNameRejection, RealNameStatus, Ticket,
-    Tokens, U64AsString,
+    HttpClient, LocationShared, NearbyPeople, NearbyPerson, Presence, PrivacySettings, RealName,
+    RealNameRejection, RealNameStatus, Ticket, Tokens, U64AsString,
 };
 pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
 pub use ws::{Connection, connect_raw, new_client_msg_id};

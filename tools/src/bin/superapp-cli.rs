@@ -133,6 +133,32 @@ enum Command {
         #[command(subcommand)]
         command: PrivacyCommand,
     },
+    /// People nearby: share your location (kept for 30 minutes as a cell of
+    /// about 100 m), then print who else shares near it, one per line,
+    /// nearest first. `nearby clear` stops sharing.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Nearby {
+        #[command(subcommand)]
+        command: Option<NearbyCommand>,
+        /// Your latitude in degrees, -85 to 85.
+        #[arg(long, required = true, allow_negative_numbers = true)]
+        lat: Option<f64>,
+        /// Your longitude in degrees, -180 to 180.
+        #[arg(long, required = true, allow_negative_numbers = true)]
+        lon: Option<f64>,
+        /// Search radius in metres (the server's default: 5000).
+        #[arg(long)]
+        radius: Option<u32>,
+        /// At most this many people (the server's default: 20).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NearbyCommand {
+    /// Stop sharing your location: nobody finds you nearby any more.
+    Clear,
 }
 
 #[derive(Subcommand)]
@@ -368,7 +394,47 @@ impl App {
                 print_line(&json!({ "unblocked": user.to_string() }))
             }
             Command::Privacy { command } => self.privacy(command).await,
+            Command::Nearby {
+                command: Some(NearbyCommand::Clear),
+                ..
+            } => {
+                let tokens = self.fresh_tokens().await?;
+                self.http.clear_location(&tokens.access_token).await?;
+                print_line(&json!({ "cleared": true }))
+            }
+            Command::Nearby {
+                command: None,
+                lat,
+                lon,
+                radius,
+                limit,
+            } => {
+                let (Some(lat), Some(lon)) = (lat, lon) else {
+                    return Err(Failure::new(
+                        "invalid_arguments",
+                        "nearby needs --lat and --lon",
+                    ));
+                };
+                self.nearby(lat, lon, radius, limit).await
+            }
         }
+    }
+
+    /// Shares the position, then prints the people near it.
+    async fn nearby(
+        &self,
+        lat: f64,
+        lon: f64,
+        radius: Option<u32>,
+        limit: Option<u32>,
+    ) -> CliResult {
+        let tokens = self.fresh_tokens().await?;
+        let token = tokens.access_token.as_str();
+        self.http.share_location(token, lat, lon).await?;
+        for person in self.http.nearby(token, radius, limit).await?.people {
+            print_line(&json!(person))?;
+        }
+        Ok(())
     }
 
     async fn friend(&self, command: FriendCommand) -> CliResult {
