@@ -14,6 +14,7 @@ mod groups;
 mod helpers;
 mod limits;
 mod load;
+mod nearby;
 mod openapi;
 mod presence;
 mod realname;
