@@ -282,7 +282,14 @@ mod tests {
                         Step::Share(u, n, e) => {
                             let cell = town(n, e);
                             let standing = index.share(UserId(u), cell, now, limits).await.unwrap();
-                            model.shared.insert(u, (cell, standing.expires_ms));
+                            // A share next to the live cell keeps it.
+                            let kept = match model.shared.get(&u) {
+                                Some(&(live, expires))
+                                    if expires > now && policy::distance_m(live, cell) <= 150.0 => live,
+                                _ => cell,
+                            };
+                            model.shared.insert(u, (kept, now + limits.ttl_ms));
+                            prop_assert_eq!(standing.live_cell(now), Some(kept));
                             prop_assert_eq!(standing.expires_ms, now + limits.ttl_ms);
                         }
                         Step::Clear(u) => {

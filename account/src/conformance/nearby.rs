@@ -96,7 +96,7 @@ pub async fn nearby_index(index: &dyn NearbyIndex) {
     assert_eq!(again.moves, vec![NOW]);
     assert_eq!(again.expires_ms, later + limits.ttl_ms);
     // Two more moves fill the hour's three; the fourth is refused and changes nothing.
-    index.share(ann, town(1, 1), later, limits).await.unwrap();
+    index.share(ann, town(2, 2), later, limits).await.unwrap();
     index.share(ann, here, later + 1, limits).await.unwrap();
     let refused = index.share(ann, town(3, 3), later + 2, limits).await;
     assert!(
@@ -179,7 +179,8 @@ pub async fn concurrent_moves(index: &dyn NearbyIndex) {
         ..NearbyLimits::default()
     };
     let user = UserId(77);
-    let share = |i: u32| index.share(user, town(i, 0), NOW, limits);
+    // 300 m apart: no share keeps another's cell.
+    let share = |i: u32| index.share(user, town(2 * i, 0), NOW, limits);
     let all = tokio::join!(
         share(0),
         share(1),
@@ -202,6 +203,7 @@ pub async fn concurrent_moves(index: &dyn NearbyIndex) {
             .all(|o| o.is_ok() || matches!(o, Err(NearbyError::TooManyMoves { .. })))
     );
     let found = index.search(town(0, 0), 5_000, 10, NOW).await.unwrap();
+    assert_eq!(found.len(), 1);
     assert_eq!(users(&found), vec![77]);
     assert!(admitted.contains(&found[0].cell));
 }
@@ -227,16 +229,21 @@ impl NearbyModel {
         times.iter().filter(|&&t| t > now - window).count()
     }
 
-    /// Whether the share is admitted; records it if so.
+    /// Whether the share is admitted; records it if so. A share within
+    /// 150 m (centre to centre) of the live cell keeps the live cell.
     fn share(&mut self, user: u64, cell: Cell, now: i64, limits: NearbyLimits) -> bool {
-        if self.live(user, now) != Some(cell) {
-            let moves = self.moves.entry(user).or_default();
-            if Self::recent(moves, now, MOVE_WINDOW_MS) >= limits.moves_per_hour as usize {
-                return false;
+        let kept = match self.live(user, now) {
+            Some(live) if distance_m(live, cell) <= 150.0 => live,
+            _ => {
+                let moves = self.moves.entry(user).or_default();
+                if Self::recent(moves, now, MOVE_WINDOW_MS) >= limits.moves_per_hour as usize {
+                    return false;
+                }
+                moves.push(now);
+                cell
             }
-            moves.push(now);
-        }
-        self.shared.insert(user, (cell, now + limits.ttl_ms));
+        };
+        self.shared.insert(user, (kept, now + limits.ttl_ms));
         true
     }
 

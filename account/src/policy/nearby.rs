@@ -27,6 +27,14 @@ pub const MAX_LATITUDE: f64 = 85.0;
 pub const FINE_UP_TO_M: u32 = 1_000;
 pub const FINE_STEP_M: u32 = 100;
 pub const COARSE_STEP_M: u32 = 1_000;
+/// A share whose cell's centre is this close to the centre of the cell
+/// shared live keeps the live cell. Every cell that a reading a few metres
+/// across the live cell's edge or corner can fall in is this close (at most
+/// 100 m apart along each axis, 141 m across), so a user standing on an
+/// edge, whose readings fall on either side, does not flip between two
+/// cells (which would tell that they stand on the edge, finer than a cell),
+/// nor spend moves doing so.
+pub const STAY_WITHIN_M: f64 = 150.0;
 /// The window of the cap on moves (an hour) and of the cap on queries (a
 /// minute).
 pub const MOVE_WINDOW_MS: i64 = 3_600_000;
@@ -191,10 +199,13 @@ fn room_in(times: &[i64], cap: u32, now_ms: i64, window_ms: i64) -> Result<(), u
     Err((oldest + window_ms - now_ms).clamp(1, window_ms) as u64)
 }
 
-/// The standing of a user who shares `cell` at `now_ms`: found there until
-/// `now + ttl`. Sharing the cell already shared live only extends it; any
-/// other share is a move, and a user may move `moves_per_hour` times in any
-/// hour (`too_many_location_changes` beyond, which changes nothing).
+/// The standing of a user who shares `cell` at `now_ms`: found until
+/// `now + ttl`. A share of the cell shared live, or of one within
+/// [`STAY_WITHIN_M`] of it, keeps the live cell and only extends it; any
+/// other share is a move to `cell`, and a user may move `moves_per_hour`
+/// times in any hour (`too_many_location_changes` beyond, which changes
+/// nothing). So every new place a user is found at, and searches from, is
+/// a counted move.
 pub fn share(
     standing: &Standing,
     cell: Cell,
@@ -202,13 +213,17 @@ pub fn share(
     limits: NearbyLimits,
 ) -> Result<Standing, NearbyError> {
     let mut moves = recent(&standing.moves, now_ms, MOVE_WINDOW_MS);
-    if standing.live_cell(now_ms) != Some(cell) {
-        room_in(&moves, limits.moves_per_hour, now_ms, MOVE_WINDOW_MS)
-            .map_err(|retry_after_ms| NearbyError::TooManyMoves { retry_after_ms })?;
-        moves.push(now_ms);
-    }
+    let kept = match standing.live_cell(now_ms) {
+        Some(live) if distance_m(live, cell) <= STAY_WITHIN_M => live,
+        _ => {
+            room_in(&moves, limits.moves_per_hour, now_ms, MOVE_WINDOW_MS)
+                .map_err(|retry_after_ms| NearbyError::TooManyMoves { retry_after_ms })?;
+            moves.push(now_ms);
+            cell
+        }
+    };
     Ok(Standing {
-        cell: Some(cell),
+        cell: Some(kept),
         expires_ms: now_ms.saturating_add(limits.ttl_ms),
         moves,
         queries: recent(&standing.queries, now_ms, QUERY_WINDOW_MS),
@@ -415,6 +430,39 @@ mod tests {
     }
 
     #[test]
+    fn a_share_next_to_the_live_cell_keeps_it_and_is_not_a_move() {
+        let limits = NearbyLimits::default();
+        let here = cell_at(SHANGHAI);
+        let first = share(&Standing::default(), here, NOW, limits).unwrap();
+        let c = centre(here);
+        // A reading just across any edge or corner keeps `here`.
+        for (north, east) in [
+            (1, 0),
+            (-1, 0),
+            (0, 1),
+            (0, -1),
+            (1, 1),
+            (1, -1),
+            (-1, 1),
+            (-1, -1),
+        ] {
+            let next = cell_at(offset(c, 55.0 * f64::from(north), 55.0 * f64::from(east)));
+            assert_ne!(next, here);
+            let kept = share(&first, next, NOW + 1, limits).unwrap();
+            assert_eq!(
+                (kept.cell, kept.moves.len()),
+                (Some(here), 1),
+                "{north} {east}"
+            );
+            assert_eq!(kept.expires_ms, NOW + 1 + limits.ttl_ms);
+        }
+        // Two cells away is a move.
+        let away = cell_at(offset(c, 200.0, 0.0));
+        let moved = share(&first, away, NOW + 1, limits).unwrap();
+        assert_eq!((moved.cell, moved.moves.len()), (Some(away), 2));
+    }
+
+    #[test]
     fn a_query_needs_a_live_position_and_is_capped_per_minute() {
         let limits = NearbyLimits {
             queries_per_minute: 2,
@@ -460,6 +508,19 @@ mod tests {
             prop_assert!(off <= 75.0, "{} m off", off);
         }
 
+        /// Two readings a few metres apart, on whichever sides of whichever
+        /// edges, fall in cells that keep each other: jitter never moves.
+        #[test]
+        fn readings_metres_apart_fall_in_cells_that_keep_each_other(
+            lat in -84.9f64..84.9,
+            lon in -179.9f64..179.9,
+            north in -3.5f64..3.5,
+            east in -3.5f64..3.5,
+        ) {
+            let (a, b) = (snap(lat, lon), cell_at(offset((lat, lon), north, east)));
+            prop_assert!(distance_m(a, b) <= STAY_WITHIN_M, "{} m", distance_m(a, b));
+        }
+
         /// The shown distance is never less than the distance, and never
         /// more than a step above it.
         #[test]
@@ -489,9 +550,11 @@ mod tests {
                 let before = standing.live_cell(now);
                 match share(&standing, cells[which as usize], now, limits) {
                     Ok(next) => {
+                        // The cells are 300 m apart: none keeps another.
                         if before != Some(cells[which as usize]) {
                             admitted_moves.push(now);
                         }
+                        prop_assert_eq!(next.cell, Some(cells[which as usize]));
                         standing = next;
                     }
                     Err(NearbyError::TooManyMoves { retry_after_ms }) => {
