@@ -1,10 +1,11 @@
 //! [`LocalNearbyIndex`]: people nearby in this process's memory, for the
 //! one-process tier. Live cells sit in buckets of 0.05° by 0.05° (about
 //! 5.5 km north to south), so a search reads only the buckets its circle
-//! can reach. Two queues ordered by time say when a position expires and
-//! when a standing may be forgotten; every call first takes off what is
-//! due from their fronts, so nothing is ever found expired and nothing
-//! scans everything.
+//! can reach, and it searches in growing rings ([`rings`]), so where people
+//! are many it reads a small circle only. Two queues ordered by time say
+//! when a position expires and when a standing may be forgotten; every call
+//! first takes off what is due from their fronts, so nothing is ever found
+//! expired and nothing scans everything.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -160,6 +161,18 @@ impl Grid {
     }
 }
 
+/// The radii a search of `radius_m` tries in turn, each four times the last,
+/// ending at `radius_m`: when the circle of one already holds `count`
+/// people, they are the nearest `count` of the whole radius, since everyone
+/// outside it is farther than everyone inside. Where people are many, a
+/// search reads a small circle; where they are few, the rounds are cheap.
+pub(crate) fn rings(radius_m: u32) -> impl Iterator<Item = u32> {
+    [500, 2_000, 8_000]
+        .into_iter()
+        .filter(move |&r| r < radius_m)
+        .chain(std::iter::once(radius_m))
+}
+
 /// Keeps the `count` nearest of `hits`, ordered by distance, then user id.
 pub(crate) fn nearest_first(hits: &mut Vec<Hit>, count: usize) {
     let order = |a: &Hit, b: &Hit| {
@@ -251,7 +264,15 @@ impl NearbyIndex for LocalNearbyIndex {
         count: usize,
         now_ms: i64,
     ) -> BoxFuture<'_, Result<Vec<Hit>, StoreError>> {
-        let hits = self.grid(now_ms).search(centre, radius_m, count);
+        let grid = self.grid(now_ms);
+        let mut hits = Vec::new();
+        for ring in rings(radius_m) {
+            hits = grid.search(centre, ring, count);
+            if hits.len() >= count {
+                break;
+            }
+        }
+        drop(grid);
         Box::pin(async move { Ok(hits) })
     }
 }

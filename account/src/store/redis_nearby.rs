@@ -22,7 +22,7 @@ use redis::aio::ConnectionManager;
 use superapp_kit::BoxFuture;
 use superapp_kit::redis_conn;
 
-use super::nearby::nearest_first;
+use super::nearby::{nearest_first, rings};
 use super::{NearbyIndex, StoreError};
 use crate::NearbyError;
 use crate::model::{Cell, Hit, Standing, UserId};
@@ -281,6 +281,31 @@ impl NearbyIndex for RedisNearbyIndex {
             if count == 0 {
                 return Ok(Vec::new());
             }
+            // Redis measures every member in the geohash boxes around the
+            // circle, however few it answers: growing rings keep a search
+            // where people are many to a small circle.
+            let mut hits = Vec::new();
+            for ring in rings(radius_m) {
+                hits = self.search_within(centre, ring, count, now_ms).await?;
+                if hits.len() >= count {
+                    break;
+                }
+            }
+            Ok(hits)
+        })
+    }
+}
+
+impl RedisNearbyIndex {
+    /// [`NearbyIndex::search`] within one radius.
+    async fn search_within(
+        &self,
+        centre: Cell,
+        radius_m: u32,
+        count: usize,
+        now_ms: i64,
+    ) -> Result<Vec<Hit>, StoreError> {
+        {
             let at = nearby::centre(centre);
             let radius = f64::from(radius_m);
             let reach = radius * REACH_FACTOR + REACH_SLACK_M;
@@ -317,7 +342,7 @@ impl NearbyIndex for RedisNearbyIndex {
                 }
                 fetch = fetch.saturating_mul(4).min(MAX_FETCH);
             }
-        })
+        }
     }
 }
 
@@ -404,16 +429,10 @@ mod tests {
             |key: &str| -> usize { redis::cmd("ZCARD").arg(key).query(&mut admin).unwrap() };
         assert_eq!((held(POSITIONS), held(EXPIRIES)), (600, 600));
         let later = now + limits.ttl_ms;
-        // However many expired, a search answers none of them.
-        assert!(
-            index
-                .search(here, 1_000, 10, later)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        // However many expired, a search (one radius, no rings) answers none of them.
+        assert!(index.search(here, 100, 10, later).await.unwrap().is_empty());
         assert_eq!(held(POSITIONS), 600 - 2 * TRIM);
-        index.search(here, 1_000, 10, later).await.unwrap();
+        index.search(here, 100, 10, later).await.unwrap();
         assert_eq!((held(POSITIONS), held(EXPIRIES)), (0, 0));
     }
 }
