@@ -411,7 +411,8 @@ mod tests {
 
     #[test]
     fn people_nearby_s_bounds_are_refused_by_name() {
-        let cases: [(&str, fn(&mut Config)); 7] = [
+        type Case = (&'static str, fn(&mut Config));
+        let cases: [Case; 7] = [
             ("nearby.ttl_secs", |c| c.nearby.ttl_secs = 59),
             ("nearby.max_radius_m", |c| c.nearby.max_radius_m = 50_001),
             ("nearby.default_radius_m", |c| {

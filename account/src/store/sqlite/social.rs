@@ -121,6 +121,10 @@ fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
     })
 }
 
+/// Sets the part of a relation that one statement of
+/// [`SocialStore::nearby_relations`] reads.
+type Mark = fn(&mut Relation);
+
 fn who_may_message(value: Option<i64>) -> Option<WhoMayMessage> {
     match value? {
         0 => Some(WhoMayMessage::Friends),
@@ -390,7 +394,7 @@ impl SocialStore for SqliteAccountStore {
         let others = serde_json::Value::from(others).to_string();
         self.db.look(move |c| {
             let mut relations: HashMap<UserId, Relation> = HashMap::new();
-            let statements: [(&str, fn(&mut Relation)); 3] = [
+            let statements: [(&str, Mark); 3] = [
                 (
                     "SELECT blocked FROM blocks
                      WHERE owner = ?1 AND blocked IN (SELECT value FROM json_each(?2))",
