@@ -16,8 +16,10 @@ use crate::U64AsString;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShareLocation {
     /// -85 to 85 (people nearby covers no farther towards the poles).
+    #[cfg_attr(feature = "openapi", schema(minimum = -85, maximum = 85))]
     pub lat: f64,
     /// -180 to 180.
+    #[cfg_attr(feature = "openapi", schema(minimum = -180, maximum = 180))]
     pub lon: f64,
 }
 
