@@ -23,7 +23,7 @@ use superapp_account::sandbox::SandboxProvider;
 use superapp_account::seal::RealNameKey;
 use superapp_account::token::{TokenSigner, TokenVerifier};
 use superapp_account::{
-    Accounts, LocalNearbyIndex, Nearby, NearbyIndex, RealNames, RedisNearbyIndex, Social,
+    Accounts, Erasure, LocalNearbyIndex, Nearby, NearbyIndex, RealNames, RedisNearbyIndex, Social,
     SqliteAccountStore,
 };
 use superapp_chat::{Chat, SqliteChatStore};
@@ -67,35 +67,44 @@ pub struct Application {
 impl Application {
     /// Opens the stores under the data dir, wires the rooms, and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_on(config, Seams::default()).await
+        Self::build_on(config, None).await
     }
 
     /// As [`Application::build`], on `bus` instead of the bus the
     /// configuration names (Redis with `redis.url`, else in process): the
     /// seam where tests put a bus that loses chosen messages.
     pub async fn build_with_bus(config: Config, bus: SharedBus) -> anyhow::Result<Self> {
-        let seams = Seams {
-            bus: Some(bus),
-            ..Seams::default()
-        };
-        Self::build_on(config, seams).await
+        Self::build_on(config, Some(bus)).await
     }
 
-    /// As [`Application::build`], with people nearby on `clock` instead of
-    /// the system's: the seam where tests let shared positions expire and
-    /// caps refill without waiting half an hour.
+    /// As [`Application::build`], with the rooms on `clock` instead of the
+    /// system's: the seam where tests move time (a deletion's grace period)
+    /// without waiting for it.
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        Self::build_with(config, None, clock, None).await
+    }
+
+    /// As [`Application::build`], with people nearby alone on `clock`: the
+    /// seam where tests let shared positions expire and caps refill without
+    /// waiting half an hour, while access tokens keep the system's time.
     pub async fn build_with_nearby_clock(
         config: Config,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
-        let seams = Seams {
-            nearby_clock: Some(clock),
-            ..Seams::default()
-        };
-        Self::build_on(config, seams).await
+        Self::build_with(config, None, Arc::new(SystemClock), Some(clock)).await
     }
 
-    async fn build_on(config: Config, seams: Seams) -> anyhow::Result<Self> {
+    async fn build_on(config: Config, bus: Option<SharedBus>) -> anyhow::Result<Self> {
+        Self::build_with(config, bus, Arc::new(SystemClock), None).await
+    }
+
+    /// Builds on `clock`, and people nearby on `nearby_clock` when given.
+    async fn build_with(
+        config: Config,
+        bus: Option<SharedBus>,
+        clock: SharedClock,
+        nearby_clock: Option<SharedClock>,
+    ) -> anyhow::Result<Self> {
         let role = config.server.role;
         let verifier = match role {
             Role::Gateway => {
@@ -105,10 +114,9 @@ impl Application {
             Role::All | Role::Core => None,
         };
         let metrics = Arc::new(Registry::new());
-        let clock: SharedClock = Arc::new(SystemClock);
         let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
         let tier = Tier::of(&config)?;
-        let bus = match seams.bus {
+        let bus = match bus {
             Some(bus) => bus,
             None => connect_bus(tier.as_ref(), &metrics).await?,
         };
@@ -117,8 +125,9 @@ impl Application {
         // A core opens its stores only while it holds the core lease: a second
         // core on the same data stands by here until the first is gone.
         let core_lease = acquire_core_lease(&config, &node, &shutdown).await?;
-        let (local, beside, backend): (_, _, Arc<dyn Backend>) = match role {
+        let (local, beside, erasure, backend): (_, _, _, Arc<dyn Backend>) = match role {
             Role::Gateway => (
+                None,
                 None,
                 None,
                 gateway_backend(&config, tier.as_ref(), &bus, &node, &metrics, verifier).await?,
@@ -126,12 +135,21 @@ impl Application {
             Role::All | Role::Core => {
                 let nearby = NearbyParts {
                     index: nearby_index(&config).await?,
-                    clock: seams.nearby_clock.unwrap_or_else(|| clock.clone()),
+                    clock: nearby_clock.unwrap_or_else(|| clock.clone()),
                 };
-                let (local, real_names, nearby) =
-                    open_rooms(&config, &metrics, &bus, &clock, &ids, nearby)?;
+                let OpenRooms {
+                    local,
+                    real_names,
+                    erasure,
+                    nearby,
+                } = open_rooms(&config, &metrics, &bus, &clock, &ids, nearby)?;
                 let local = Arc::new(local);
-                (Some(local.clone()), Some((real_names, nearby)), local)
+                (
+                    Some(local.clone()),
+                    Some((real_names, nearby)),
+                    Some(erasure),
+                    local,
+                )
             }
         };
         let request_server = match (role, &local, &tier) {
@@ -148,7 +166,9 @@ impl Application {
             )),
             _ => None,
         };
-        let core = start_core(request_server, &bus, core_lease, &shutdown);
+        let sweep = Duration::from_millis(config.account.deletion_sweep_ms);
+        let erasure = erasure.map(|erasure| (erasure, sweep));
+        let core = start_core(request_server, erasure, &bus, core_lease, &shutdown);
         let (presence, limits) = shared_state(&config, &clock).await?;
         let hub = Hub::start(
             bus.as_ref(),
@@ -244,15 +264,6 @@ impl Application {
     }
 }
 
-/// What tests may put in place of what the configuration names.
-#[derive(Default)]
-struct Seams {
-    /// The bus, instead of Redis or the in-process bus.
-    bus: Option<SharedBus>,
-    /// People nearby's clock, instead of the system's.
-    nearby_clock: Option<SharedClock>,
-}
-
 /// Where the processes of a tier meet: Redis, and the key they share.
 struct Tier {
     url: String,
@@ -337,6 +348,9 @@ async fn gateway_backend(
 struct CoreTasks {
     /// The core's request server, which gives its shard leases up when it stops.
     request_server: Option<JoinHandle<()>>,
+    /// The sweep that erases accounts whose grace period ended (roles `all`
+    /// and `core`); it stops at shutdown, after the sweep in hand.
+    erasure: Option<JoinHandle<()>>,
     /// The core lease's keeper, and the token that tells it the core has stopped.
     lease_keeper: Option<JoinHandle<()>>,
     stopped: CancellationToken,
@@ -349,6 +363,9 @@ impl CoreTasks {
         if let Some(server) = self.request_server {
             let _ = tokio::time::timeout(ttl, server).await;
         }
+        if let Some(erasure) = self.erasure {
+            let _ = tokio::time::timeout(ttl, erasure).await;
+        }
         self.stopped.cancel();
         if let Some(keeper) = self.lease_keeper {
             let _ = tokio::time::timeout(ttl, keeper).await;
@@ -357,13 +374,17 @@ impl CoreTasks {
 }
 
 /// Starts what a core runs beside its rooms: the server of the gateways'
-/// requests (with the core's handler) and the keeper of the core lease.
+/// requests (with the core's handler), the sweep of deletions due, and the
+/// keeper of the core lease.
 fn start_core(
     request_server: Option<(RpcServer, Handler)>,
+    erasure: Option<(Arc<Erasure>, Duration)>,
     bus: &SharedBus,
     lease: Option<CoreLease>,
     shutdown: &CancellationToken,
 ) -> CoreTasks {
+    let erasure =
+        erasure.map(|(erasure, every)| tokio::spawn(sweep(erasure, every, shutdown.clone())));
     let request_server = request_server.map(|(server, handler)| {
         let (bus, shutdown) = (bus.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -377,9 +398,55 @@ fn start_core(
         lease.map(|lease| tokio::spawn(lease.keep(shutdown.clone(), stopped.clone())));
     CoreTasks {
         request_server,
+        erasure,
         lease_keeper,
         stopped,
     }
+}
+
+/// Erases the accounts whose grace period has ended, every `every`, until
+/// shutdown. A sweep that fails is logged and tried again at the next tick;
+/// each sweep may be cut short by a stop and done again (`Erasure`).
+async fn sweep(erasure: Arc<Erasure>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = erasure.sweep().await {
+            tracing::warn!(error = %e, "the sweep of deleted accounts failed; trying again later");
+        }
+    }
+}
+
+/// People nearby's index: in memory in one process, in Redis (shared by
+/// every process of the tier, so a standby core finds the same positions)
+/// when Redis is configured; as presence is.
+async fn nearby_index(config: &Config) -> anyhow::Result<Arc<dyn NearbyIndex>> {
+    Ok(match &config.redis.url {
+        Some(url) => Arc::new(
+            RedisNearbyIndex::connect(url.expose())
+                .await
+                .context("connecting to redis for people nearby")?,
+        ),
+        None => Arc::new(LocalNearbyIndex::new()),
+    })
+}
+
+/// What [`open_rooms`] builds.
+struct OpenRooms {
+    local: Local,
+    real_names: Arc<RealNames>,
+    erasure: Arc<Erasure>,
+    nearby: Arc<Nearby>,
+}
+
+/// What people nearby is built on besides the account store.
+struct NearbyParts {
+    index: Arc<dyn NearbyIndex>,
+    clock: SharedClock,
 }
 
 /// Presence and the per-user rate limit: in memory in one process, in Redis
@@ -416,28 +483,9 @@ async fn shared_state(
     })
 }
 
-/// People nearby's index: in memory in one process, in Redis (shared by
-/// every process of the tier, so a standby core finds the same positions)
-/// when Redis is configured; as presence is.
-async fn nearby_index(config: &Config) -> anyhow::Result<Arc<dyn NearbyIndex>> {
-    Ok(match &config.redis.url {
-        Some(url) => Arc::new(
-            RedisNearbyIndex::connect(url.expose())
-                .await
-                .context("connecting to redis for people nearby")?,
-        ),
-        None => Arc::new(LocalNearbyIndex::new()),
-    })
-}
-
-/// What people nearby is built on besides the account store.
-struct NearbyParts {
-    index: Arc<dyn NearbyIndex>,
-    clock: SharedClock,
-}
-
 /// Opens the stores under the data dir and builds the account and chat
-/// rooms, real-name verification and people nearby.
+/// rooms, real-name verification, the erasure of deleted accounts, and people
+/// nearby.
 fn open_rooms(
     config: &Config,
     metrics: &Arc<Registry>,
@@ -445,7 +493,7 @@ fn open_rooms(
     clock: &SharedClock,
     ids: &Arc<IdGen>,
     nearby: NearbyParts,
-) -> anyhow::Result<(Local, Arc<RealNames>, Arc<Nearby>)> {
+) -> anyhow::Result<OpenRooms> {
     let data_dir = config.server.data_dir.clone();
     create_data_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -498,28 +546,40 @@ fn open_rooms(
         nearby.clock,
         config.nearby.clone(),
     ));
-    let accounts = Arc::new(Accounts::new(
-        account_store,
-        signer,
-        bus.clone(),
-        clock.clone(),
-        ids.clone(),
-        config.auth.clone(),
-    )?);
+    let accounts = Arc::new(
+        Accounts::new(
+            account_store.clone(),
+            signer,
+            bus.clone(),
+            clock.clone(),
+            ids.clone(),
+            config.auth.clone(),
+        )?
+        .with_deletion_grace_ms(config.account.deletion_grace_ms()),
+    );
     let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
         .context("opening chat.db")?
         .with_group_limits(config.chat.group_limits());
-    let chat = Arc::new(Chat::new(
-        Arc::new(chat_store),
-        Arc::new(wiring::AccountDirectory::new(
-            accounts.clone(),
-            social.clone(),
-        )),
-        bus.clone(),
+    let chat = Arc::new(
+        Chat::new(
+            Arc::new(chat_store),
+            Arc::new(wiring::AccountDirectory::new(
+                accounts.clone(),
+                social.clone(),
+            )),
+            bus.clone(),
+            clock.clone(),
+            ids.clone(),
+            config.chat.max_pull_page,
+            metrics,
+        )
+        .with_invitation_ttl_ms(config.chat.invitation_ttl_ms()),
+    );
+    let erasure = Arc::new(Erasure::new(
+        account_store,
+        social.clone(),
+        Arc::new(wiring::ChatDepartures::new(chat.clone())),
         clock.clone(),
-        ids.clone(),
-        config.chat.max_pull_page,
-        metrics,
     ));
     tracing::info!(data_dir = %data_dir.display(), "stores open");
     let local = Local {
@@ -527,7 +587,12 @@ fn open_rooms(
         social,
         chat,
     };
-    Ok((local, real_names, nearby))
+    Ok(OpenRooms {
+        local,
+        real_names,
+        erasure,
+        nearby,
+    })
 }
 
 /// The key that seals real-name data: `real_name.key`, or else the key file

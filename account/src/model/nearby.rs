@@ -21,7 +21,7 @@ pub struct Cell {
 /// backend stores it whole and changes it only as a [`crate::policy::nearby`]
 /// function decides.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Standing {
+pub struct NearbyStanding {
     /// The cell shared; the user is found there while `expires_ms` is ahead.
     pub cell: Option<Cell>,
     pub expires_ms: i64,
@@ -32,7 +32,7 @@ pub struct Standing {
     pub queries: Vec<i64>,
 }
 
-impl Standing {
+impl NearbyStanding {
     /// The cell the user is found at now, if any: shared and not expired.
     pub fn live_cell(&self, now_ms: i64) -> Option<Cell> {
         self.cell.filter(|_| self.expires_ms > now_ms)

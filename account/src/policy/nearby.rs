@@ -3,7 +3,7 @@
 //! distance between two cells and how it is shown, who a viewer may see,
 //! and how often a user may move and look. No I/O. Every index backend
 //! calls [`share`], [`query`] and [`clear`] inside the one step that
-//! changes a user's [`Standing`].
+//! changes a user's [`NearbyStanding`].
 //!
 //! What an attacker can learn from all this is worked out in
 //! docs/architecture.md §20.
@@ -11,7 +11,7 @@
 use std::f64::consts::PI;
 
 use crate::error::NearbyError;
-use crate::model::{Cell, Relation, Standing, UserId};
+use crate::model::{Cell, NearbyStanding, Relation, UserId};
 
 /// A cell's side, in metres: no position finer than this is ever kept.
 pub const CELL_M: f64 = 100.0;
@@ -207,11 +207,11 @@ fn room_in(times: &[i64], cap: u32, now_ms: i64, window_ms: i64) -> Result<(), u
 /// nothing). So every new place a user is found at, and searches from, is
 /// a counted move.
 pub fn share(
-    standing: &Standing,
+    standing: &NearbyStanding,
     cell: Cell,
     now_ms: i64,
     limits: NearbyLimits,
-) -> Result<Standing, NearbyError> {
+) -> Result<NearbyStanding, NearbyError> {
     let mut moves = recent(&standing.moves, now_ms, MOVE_WINDOW_MS);
     let kept = match standing.live_cell(now_ms) {
         Some(live) if distance_m(live, cell) <= STAY_WITHIN_M => live,
@@ -222,7 +222,7 @@ pub fn share(
             cell
         }
     };
-    Ok(Standing {
+    Ok(NearbyStanding {
         cell: Some(kept),
         expires_ms: now_ms.saturating_add(limits.ttl_ms),
         moves,
@@ -235,16 +235,16 @@ pub fn share(
 /// in any minute (`too_many_nearby_queries` beyond). Answers the centre and
 /// the standing with this query counted.
 pub fn query(
-    standing: &Standing,
+    standing: &NearbyStanding,
     now_ms: i64,
     limits: NearbyLimits,
-) -> Result<(Cell, Standing), NearbyError> {
+) -> Result<(Cell, NearbyStanding), NearbyError> {
     let centre = standing.live_cell(now_ms).ok_or(NearbyError::NotShared)?;
     let mut queries = recent(&standing.queries, now_ms, QUERY_WINDOW_MS);
     room_in(&queries, limits.queries_per_minute, now_ms, QUERY_WINDOW_MS)
         .map_err(|retry_after_ms| NearbyError::TooManyQueries { retry_after_ms })?;
     queries.push(now_ms);
-    let next = Standing {
+    let next = NearbyStanding {
         queries,
         moves: recent(&standing.moves, now_ms, MOVE_WINDOW_MS),
         ..standing.clone()
@@ -254,8 +254,8 @@ pub fn query(
 
 /// The standing of a user who stops sharing: found nowhere; their recent
 /// moves and queries still count.
-pub fn clear(standing: &Standing, now_ms: i64) -> Standing {
-    Standing {
+pub fn clear(standing: &NearbyStanding, now_ms: i64) -> NearbyStanding {
+    NearbyStanding {
         cell: None,
         expires_ms: 0,
         moves: recent(&standing.moves, now_ms, MOVE_WINDOW_MS),
@@ -265,7 +265,7 @@ pub fn clear(standing: &Standing, now_ms: i64) -> Standing {
 
 /// When a standing stops mattering: its position has expired and its
 /// moves and queries have left their windows. A backend may forget it then.
-pub fn forget_at(standing: &Standing) -> i64 {
+pub fn forget_at(standing: &NearbyStanding) -> i64 {
     let moved = standing.moves.last().map_or(0, |t| t + MOVE_WINDOW_MS);
     let looked = standing.queries.last().map_or(0, |t| t + QUERY_WINDOW_MS);
     let shared = if standing.cell.is_some() {
@@ -409,7 +409,7 @@ mod tests {
         };
         let here = cell_at(SHANGHAI);
         let there = cell_at(offset(SHANGHAI, 500.0, 0.0));
-        let first = share(&Standing::default(), here, NOW, limits).unwrap();
+        let first = share(&NearbyStanding::default(), here, NOW, limits).unwrap();
         assert_eq!(first.moves, vec![NOW]);
         assert_eq!(first.expires_ms, NOW + limits.ttl_ms);
         // Again from the same cell: extended, not counted.
@@ -433,7 +433,7 @@ mod tests {
     fn a_share_next_to_the_live_cell_keeps_it_and_is_not_a_move() {
         let limits = NearbyLimits::default();
         let here = cell_at(SHANGHAI);
-        let first = share(&Standing::default(), here, NOW, limits).unwrap();
+        let first = share(&NearbyStanding::default(), here, NOW, limits).unwrap();
         let c = centre(here);
         // A reading just across any edge or corner keeps `here`.
         for (north, east) in [
@@ -470,10 +470,10 @@ mod tests {
         };
         let here = cell_at(SHANGHAI);
         assert!(matches!(
-            query(&Standing::default(), NOW, limits),
+            query(&NearbyStanding::default(), NOW, limits),
             Err(NearbyError::NotShared)
         ));
-        let shared = share(&Standing::default(), here, NOW, limits).unwrap();
+        let shared = share(&NearbyStanding::default(), here, NOW, limits).unwrap();
         let (centre, once) = query(&shared, NOW, limits).unwrap();
         assert_eq!(centre, here);
         let (_, twice) = query(&once, NOW + 1, limits).unwrap();
@@ -482,7 +482,7 @@ mod tests {
             matches!(refused, NearbyError::TooManyQueries { retry_after_ms } if retry_after_ms == 59_998)
         );
         assert!(query(&twice, NOW + 60_001, limits).is_ok());
-        let gone = share(&Standing::default(), here, NOW, limits).unwrap();
+        let gone = share(&NearbyStanding::default(), here, NOW, limits).unwrap();
         assert!(matches!(
             query(&gone, NOW + limits.ttl_ms, limits),
             Err(NearbyError::NotShared)
@@ -542,7 +542,7 @@ mod tests {
             let cells: Vec<Cell> = (0..4)
                 .map(|i| cell_at(offset(SHANGHAI, 300.0 * f64::from(i), 0.0)))
                 .collect();
-            let mut standing = Standing::default();
+            let mut standing = NearbyStanding::default();
             let mut now = NOW;
             let mut admitted_moves: Vec<i64> = Vec::new();
             for (which, wait) in steps {

@@ -14,7 +14,7 @@ use superapp_kit::BoxFuture;
 
 use super::{NearbyIndex, StoreError};
 use crate::NearbyError;
-use crate::model::{Cell, Hit, Standing, UserId};
+use crate::model::{Cell, Hit, NearbyStanding, UserId};
 use crate::policy::nearby::{self, EARTH_RADIUS_M, NearbyLimits};
 
 /// A bucket's side, in degrees of latitude and of longitude.
@@ -41,7 +41,7 @@ struct Entry {
 
 #[derive(Default)]
 struct Grid {
-    standings: HashMap<UserId, Standing>,
+    standings: HashMap<UserId, NearbyStanding>,
     /// (when the standing may be forgotten, whose), soonest first.
     forget: BTreeSet<(i64, UserId)>,
     buckets: HashMap<Bucket, HashMap<UserId, Entry>>,
@@ -83,13 +83,13 @@ impl Grid {
         }
     }
 
-    fn standing(&self, user: UserId) -> Standing {
+    fn standing(&self, user: UserId) -> NearbyStanding {
         self.standings.get(&user).cloned().unwrap_or_default()
     }
 
     /// Replaces `user`'s standing with `next`, and their position with its
     /// live cell, if any.
-    fn put(&mut self, user: UserId, next: Standing, now_ms: i64) {
+    fn put(&mut self, user: UserId, next: NearbyStanding, now_ms: i64) {
         if let Some(old) = self.standings.get(&user) {
             self.expiry.remove(&(old.expires_ms, user));
             self.forget.remove(&(nearby::forget_at(old), user));
@@ -222,7 +222,7 @@ impl NearbyIndex for LocalNearbyIndex {
         cell: Cell,
         now_ms: i64,
         limits: NearbyLimits,
-    ) -> BoxFuture<'_, Result<Standing, NearbyError>> {
+    ) -> BoxFuture<'_, Result<NearbyStanding, NearbyError>> {
         let shared = {
             let mut grid = self.grid(now_ms);
             nearby::share(&grid.standing(user), cell, now_ms, limits).inspect(|next| {
@@ -237,7 +237,7 @@ impl NearbyIndex for LocalNearbyIndex {
         user: UserId,
         now_ms: i64,
         limits: NearbyLimits,
-    ) -> BoxFuture<'_, Result<Standing, NearbyError>> {
+    ) -> BoxFuture<'_, Result<NearbyStanding, NearbyError>> {
         let counted = {
             let mut grid = self.grid(now_ms);
             nearby::query(&grid.standing(user), now_ms, limits).map(|(_, next)| {

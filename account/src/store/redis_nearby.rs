@@ -2,7 +2,7 @@
 //! the tier. Three kinds of key, all under the hash tag `{nb}` so that each
 //! script's keys sit in one slot of a Redis Cluster:
 //!
-//! - `sa:{nb}:u:<user>`: the user's [`Standing`] as JSON, expiring when
+//! - `sa:{nb}:u:<user>`: the user's [`NearbyStanding`] as JSON, expiring when
 //!   [`nearby::forget_at`] says it stops mattering;
 //! - `sa:{nb}:geo`: a GEO set of every live cell's centre, member the user id;
 //! - `sa:{nb}:exp`: a sorted set of the same members scored by when their
@@ -25,7 +25,7 @@ use superapp_kit::redis_conn;
 use super::nearby::{nearest_first, rings};
 use super::{NearbyIndex, StoreError};
 use crate::NearbyError;
-use crate::model::{Cell, Hit, Standing, UserId};
+use crate::model::{Cell, Hit, NearbyStanding, UserId};
 use crate::policy::nearby::{self, NearbyLimits};
 
 const POSITIONS: &str = "sa:{nb}:geo";
@@ -149,7 +149,7 @@ impl RedisNearbyIndex {
         user: UserId,
         now_ms: i64,
         place: Place,
-        decide: impl Fn(&Standing) -> Result<(Standing, T), NearbyError>,
+        decide: impl Fn(&NearbyStanding) -> Result<(NearbyStanding, T), NearbyError>,
     ) -> Result<T, NearbyError> {
         let key = standing_key(user);
         for _ in 0..ATTEMPTS {
@@ -162,7 +162,7 @@ impl RedisNearbyIndex {
             let read = read.unwrap_or_default();
             // A standing that does not read (written by something else) is
             // none; the compare-and-set still compares the bytes read.
-            let current: Standing = serde_json::from_str(&read).unwrap_or_default();
+            let current: NearbyStanding = serde_json::from_str(&read).unwrap_or_default();
             let (next, answer) = decide(&current)?;
             let forget_in = nearby::forget_at(&next).saturating_sub(now_ms);
             let encoded = if forget_in > 0 {
@@ -245,7 +245,7 @@ impl NearbyIndex for RedisNearbyIndex {
         cell: Cell,
         now_ms: i64,
         limits: NearbyLimits,
-    ) -> BoxFuture<'_, Result<Standing, NearbyError>> {
+    ) -> BoxFuture<'_, Result<NearbyStanding, NearbyError>> {
         Box::pin(self.update(user, now_ms, Place::Put, move |current| {
             let next = nearby::share(current, cell, now_ms, limits)?;
             Ok((next.clone(), next))
@@ -257,7 +257,7 @@ impl NearbyIndex for RedisNearbyIndex {
         user: UserId,
         now_ms: i64,
         limits: NearbyLimits,
-    ) -> BoxFuture<'_, Result<Standing, NearbyError>> {
+    ) -> BoxFuture<'_, Result<NearbyStanding, NearbyError>> {
         Box::pin(self.update(user, now_ms, Place::Keep, move |current| {
             let (_, next) = nearby::query(current, now_ms, limits)?;
             Ok((next.clone(), next))

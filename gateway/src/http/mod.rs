@@ -2,7 +2,8 @@
 //! mapping, and the edge's own routes (the WebSocket upgrade, `/metrics`,
 //! `/healthz`, the OpenAPI document).
 //!
-//! - [`accounts`], [`real_name`], [`chat`], [`presence`], [`social`], [`nearby`]: the rooms' routes and the mapping
+//! - [`accounts`], [`security`], [`real_name`], [`social`], [`chat`],
+//!   [`presence`], [`nearby`]: the rooms' routes and the mapping
 //!   of their outcomes to the API's stable codes, each an
 //!   [`OpenApiRouter`] over [`Rooms`], whose `#[utoipa::path]` annotations
 //!   put every route in the OpenAPI document in the same breath as in the
@@ -25,6 +26,7 @@ pub mod limit;
 pub mod nearby;
 pub mod presence;
 pub mod real_name;
+pub mod security;
 pub mod social;
 pub mod ws;
 
@@ -103,6 +105,7 @@ impl FromRef<Rooms> for Arc<Chat> {
 pub fn room_routes() -> OpenApiRouter<Rooms> {
     OpenApiRouter::new()
         .merge(accounts::routes())
+        .merge(security::routes())
         .merge(social::routes())
         .merge(real_name::routes())
         .merge(presence::routes())
@@ -123,7 +126,7 @@ fn edge_routes() -> OpenApiRouter<AppState> {
 #[openapi(
     info(
         title = "superapp HTTP API",
-        description = "Accounts, sessions, real-name verification, presence and groups. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
+        description = "Accounts, sessions, account security, real-name verification, presence, contacts and groups. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
     ),
     modifiers(&BearerAuth)
 )]
@@ -570,9 +573,9 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-        // 6 account, 12 social, 2 real-name, 1 presence, 3 nearby, 13 group,
-        // 4 edge operations.
-        assert_eq!(operations, 41, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 6 account, 6 account-security, 12 social, 2 real-name, 1 presence,
+        // 3 nearby, 16 group, 4 edge operations.
+        assert_eq!(operations, 50, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
