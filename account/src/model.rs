@@ -166,7 +166,7 @@ pub mod nearby;
 pub mod real_name;
 pub mod security;
 
-pub use nearby::{Cell, Hit, NearbyPage, NearbyPerson, NearbyStanding};
+pub use nearby::{Cell, Hit, NearbyFacts, NearbyPage, NearbyPerson, NearbyStanding};
 pub use real_name::{
     Decision, RealNameRecord, RealNameState, RealNameStatus, RealNameView, Rejection,
 };

@@ -11,7 +11,8 @@
 //! cell, so measuring from somewhere else means moving there, and moves
 //! are capped per hour. Who is shown is decided by
 //! [`policy::nearby::may_see_nearby`] over one read of the candidates'
-//! relations with the viewer.
+//! facts: how the viewer stands with each, and whether each account takes
+//! part.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,7 +22,7 @@ use superapp_kit::clock::SharedClock;
 
 use crate::NearbyError;
 use crate::config::NearbyConfig;
-use crate::model::{Cell, Hit, NearbyPage, NearbyPerson, Relation, UserId};
+use crate::model::{Cell, Hit, NearbyFacts, NearbyPage, NearbyPerson, UserId};
 use crate::policy::nearby as policy;
 use crate::store::{AccountStore, NearbyIndex, SocialStore};
 
@@ -95,8 +96,8 @@ impl Nearby {
         let now = self.clock.now_ms();
         let standing = self.index.begin_query(viewer, now, config.limits()).await?;
         let centre = standing.live_cell(now).ok_or(NearbyError::NotShared)?;
-        let relations = |others: Vec<UserId>| async move {
-            Ok(self.social.nearby_relations(viewer, others).await?)
+        let facts = |others: Vec<UserId>| async move {
+            Ok(self.social.nearby_facts(viewer, others).await?)
         };
         let hits = nearest_visible(
             self.index.as_ref(),
@@ -105,7 +106,7 @@ impl Nearby {
             radius_m,
             count as usize,
             now,
-            relations,
+            facts,
         )
         .await?;
         let names: HashMap<UserId, String> = self
@@ -131,10 +132,10 @@ impl Nearby {
 }
 
 /// The `count` nearest people around `centre` that `viewer` may see
-/// ([`policy::may_see_nearby`]), nearest first. `relations` answers, in one
-/// read, how the viewer stands with the candidates of a round; when the
-/// rules leave too many out, the next round fetches four times as many, up
-/// to [`MAX_CANDIDATES`].
+/// ([`policy::may_see_nearby`]), nearest first. `facts` answers, in one
+/// read, what the rule asks of the candidates of a round; when the rules
+/// leave too many out, the next round fetches four times as many, up to
+/// [`MAX_CANDIDATES`].
 pub async fn nearest_visible<F, Fut>(
     index: &dyn NearbyIndex,
     viewer: UserId,
@@ -142,11 +143,11 @@ pub async fn nearest_visible<F, Fut>(
     radius_m: u32,
     count: usize,
     now_ms: i64,
-    relations: F,
+    facts: F,
 ) -> Result<Vec<Hit>, NearbyError>
 where
     F: Fn(Vec<UserId>) -> Fut,
-    Fut: Future<Output = Result<HashMap<UserId, Relation>, NearbyError>>,
+    Fut: Future<Output = Result<HashMap<UserId, NearbyFacts>, NearbyError>>,
 {
     let mut fetch = count.saturating_add(FETCH_MARGIN).min(MAX_CANDIDATES);
     loop {
@@ -160,12 +161,12 @@ where
             .map(|h| h.user)
             .filter(|&u| u != viewer)
             .collect();
-        let relations = relations(others).await?;
+        let facts = facts(others).await?;
         let visible: Vec<Hit> = hits
             .into_iter()
             .filter(|h| {
-                let relation = relations.get(&h.user).copied().unwrap_or_default();
-                policy::may_see_nearby(viewer, h.user, relation)
+                let facts = facts.get(&h.user).copied().unwrap_or_default();
+                policy::may_see_nearby(viewer, h.user, facts)
             })
             .take(count)
             .collect();
@@ -191,13 +192,16 @@ mod tests {
     const NOW: i64 = 1_800_000_000_000;
 
     /// One step over a small town: a share, a clear, a block either way, an
-    /// unblock, time passing, or a search (checked against the model).
+    /// unblock, an account's deletion asked for or withdrawn, time passing,
+    /// or a search (checked against the model).
     #[derive(Debug, Clone)]
     enum Step {
         Share(u64, u32, u32),
         Clear(u64),
         Block(u64, u64),
         Unblock(u64, u64),
+        Deleting(u64),
+        Restored(u64),
         Wait(i64),
         Search(u64, u32, usize),
     }
@@ -209,20 +213,24 @@ mod tests {
             1 => user.clone().prop_map(Step::Clear),
             1 => (user.clone(), user.clone()).prop_map(|(a, b)| Step::Block(a, b)),
             1 => (user.clone(), user.clone()).prop_map(|(a, b)| Step::Unblock(a, b)),
+            1 => user.clone().prop_map(Step::Deleting),
+            1 => user.clone().prop_map(Step::Restored),
             2 => (0i64..1_200_000).prop_map(Step::Wait),
             4 => (user, prop_oneof![Just(150u32), Just(600), Just(2_000)], 1usize..6)
                 .prop_map(|(u, r, c)| Step::Search(u, r, c)),
         ]
     }
 
-    /// The reference: everyone's last admitted share, and the blocks; a
-    /// search is everyone unexpired, not the viewer, not blocked either
-    /// way, within the radius of the viewer's cell, nearest (then lowest
-    /// id) first, cut at the count. Written without the index.
+    /// The reference: everyone's last admitted share, the blocks, and the
+    /// accounts whose deletion waits; a search is everyone unexpired, not
+    /// the viewer, not deleting, not blocked either way, within the radius
+    /// of the viewer's cell, nearest (then lowest id) first, cut at the
+    /// count. Written without the index.
     #[derive(Default)]
     struct Model {
         shared: BTreeMap<u64, (Cell, i64)>,
         blocks: BTreeSet<(u64, u64)>,
+        deleting: BTreeSet<u64>,
     }
 
     impl Model {
@@ -236,7 +244,7 @@ mod tests {
             let mut found: Vec<(f64, u64)> = self
                 .shared
                 .iter()
-                .filter(|&(&u, &(_, e))| u != viewer && e > now)
+                .filter(|&(&u, &(_, e))| u != viewer && e > now && !self.deleting.contains(&u))
                 .filter(|&(&u, _)| {
                     !self.blocks.contains(&(viewer, u)) && !self.blocks.contains(&(u, viewer))
                 })
@@ -302,6 +310,12 @@ mod tests {
                         Step::Unblock(a, b) => {
                             model.blocks.remove(&(a, b));
                         }
+                        Step::Deleting(u) => {
+                            model.deleting.insert(u);
+                        }
+                        Step::Restored(u) => {
+                            model.deleting.remove(&u);
+                        }
                         Step::Wait(ms) => now += ms,
                         Step::Search(viewer, radius, count) => {
                             let expected = model.search(viewer, radius, count, now);
@@ -313,24 +327,24 @@ mod tests {
                                 }
                                 Err(e) => panic!("{e:?}"),
                             };
-                            let blocks = model.blocks.clone();
-                            let relations = |others: Vec<UserId>| {
-                                let blocks = blocks.clone();
-                                async move {
-                                    Ok(others
+                            let (blocks, deleting) = (&model.blocks, &model.deleting);
+                            let facts = |others: Vec<UserId>| async move {
+                                Ok::<_, NearbyError>(
+                                    others
                                         .into_iter()
                                         .map(|o| {
-                                            let relation = Relation {
+                                            let relation = crate::model::Relation {
                                                 blocks: blocks.contains(&(viewer, o.0)),
                                                 blocked_by: blocks.contains(&(o.0, viewer)),
-                                                ..Relation::default()
+                                                ..Default::default()
                                             };
-                                            (o, relation)
+                                            let takes_part = !deleting.contains(&o.0);
+                                            (o, NearbyFacts { relation, takes_part })
                                         })
-                                        .collect())
-                                }
+                                        .collect::<HashMap<_, _>>(),
+                                )
                             };
-                            let hits = nearest_visible(&index, UserId(viewer), centre, radius, count, now, relations)
+                            let hits = nearest_visible(&index, UserId(viewer), centre, radius, count, now, facts)
                                 .await
                                 .unwrap();
                             let answered: Vec<(u64, u32)> = hits

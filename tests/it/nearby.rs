@@ -13,7 +13,7 @@ use superapp_kit::secret::Secret;
 use superapp_kit::testkit::RedisServer;
 
 use crate::helpers::{
-    TestApp, User, admin, api, every_shard_leased, refused, spawn_app_in,
+    PASSWORD, TestApp, User, admin, api, every_shard_leased, refused, spawn_app_in,
     spawn_app_on_nearby_clock, spawn_app_with,
 };
 
@@ -197,6 +197,28 @@ async fn blocks_hide_people_from_each_other_both_ways_and_nobody_else() {
         .await
         .unwrap();
     assert_eq!(seen(&app, &bo, "").await[0], (ann.id, within(ANN, BO)));
+}
+
+#[tokio::test]
+async fn an_account_whose_deletion_is_asked_for_is_found_by_nobody_until_restored() {
+    let app = spawn_app_with(|_| {}).await;
+    let (ann, bo) = (app.user("Ann").await, app.user("Bo").await);
+    shared(&app, &ann, ANN).await;
+    shared(&app, &bo, BO).await;
+    assert_eq!(seen(&app, &ann, "").await, vec![(bo.id, within(ANN, BO))]);
+    // Bo asks for his account's deletion: signed out everywhere, and gone
+    // from people nearby at once, though his position has not expired.
+    app.http
+        .delete_account(&bo.tokens.access_token, PASSWORD)
+        .await
+        .unwrap();
+    assert!(seen(&app, &ann, "").await.is_empty());
+    // He changes his mind within the grace period: found again.
+    app.http
+        .restore_account(&bo.phone, PASSWORD, None)
+        .await
+        .unwrap();
+    assert_eq!(seen(&app, &ann, "").await, vec![(bo.id, within(ANN, BO))]);
 }
 
 #[tokio::test]

@@ -8,7 +8,8 @@
 //! - [`nearby_matches_the_model`]: random shares, clears, blocks, waits and
 //!   searches by random people, against a model with the rules written
 //!   again.
-//! - [`nearby_relations`]: blocks both ways and friends, in one read.
+//! - [`nearby_facts`]: blocks both ways, friends, and whose accounts take
+//!   part, in one read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -16,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
 use crate::NearbyError;
-use crate::model::{Cell, Relation, UserId, UserRecord};
+use crate::model::{Cell, NearbyFacts, Relation, UserId, UserRecord};
 use crate::nearby::nearest_visible;
 use crate::policy::nearby::{
     self, MOVE_WINDOW_MS, NearbyLimits, QUERY_WINDOW_MS, distance_m, shown_distance, snap,
@@ -330,8 +331,8 @@ pub async fn nearby_matches_the_model(index: &dyn NearbyIndex, seed: u64) {
                 let expected = expected.unwrap_or_else(|| panic!("step {step}: admitted"));
                 let centre = standing.live_cell(now).unwrap();
                 let blocks = &model.blocks;
-                let relations = |others: Vec<UserId>| async move {
-                    Ok::<HashMap<UserId, Relation>, NearbyError>(
+                let facts = |others: Vec<UserId>| async move {
+                    Ok::<HashMap<UserId, NearbyFacts>, NearbyError>(
                         others
                             .into_iter()
                             .map(|o| {
@@ -340,12 +341,19 @@ pub async fn nearby_matches_the_model(index: &dyn NearbyIndex, seed: u64) {
                                     blocked_by: blocks.contains(&(o.0, a)),
                                     ..Relation::default()
                                 };
-                                (o, relation)
+                                let takes_part = true;
+                                (
+                                    o,
+                                    NearbyFacts {
+                                        relation,
+                                        takes_part,
+                                    },
+                                )
                             })
                             .collect(),
                     )
                 };
-                let hits = nearest_visible(index, UserId(a), centre, radius, count, now, relations)
+                let hits = nearest_visible(index, UserId(a), centre, radius, count, now, facts)
                     .await
                     .unwrap();
                 let answered: Vec<(u64, u32)> = hits
@@ -368,13 +376,21 @@ fn user(id: u64) -> UserRecord {
     }
 }
 
-/// How a viewer stands with candidates, in one read: blocks both ways and
-/// friends; nobody else answered.
-pub async fn nearby_relations(store: &(impl AccountStore + SocialStore)) {
-    for id in 1..=5 {
+/// What people nearby asks of candidates, in one read: blocks both ways,
+/// friends, and whether each account takes part; answered for every
+/// candidate that exists, and for nobody else.
+pub async fn nearby_facts(store: &(impl AccountStore + SocialStore)) {
+    for id in 1..=6 {
         assert!(store.create_user(user(id)).await.unwrap());
     }
-    let (me, a, b, c, d) = (UserId(1), UserId(2), UserId(3), UserId(4), UserId(5));
+    let (me, a, b, c, d, e) = (
+        UserId(1),
+        UserId(2),
+        UserId(3),
+        UserId(4),
+        UserId(5),
+        UserId(6),
+    );
     store.block(me, a, 1).await.unwrap();
     store.block(b, me, 1).await.unwrap();
     store.block(c, d, 1).await.unwrap();
@@ -387,41 +403,47 @@ pub async fn nearby_relations(store: &(impl AccountStore + SocialStore)) {
     };
     store.send_request(sent, limits).await.unwrap();
     store.accept(me, d, 2, limits).await.unwrap();
-    let relations = store
-        .nearby_relations(me, vec![a, b, c, d, UserId(99)])
+    // E asks for their account's deletion: they no longer take part.
+    store.request_deletion(e, 10, 1_000_000).await.unwrap();
+    let facts = store
+        .nearby_facts(me, vec![a, b, c, d, e, UserId(99)])
         .await
         .unwrap();
-    let expected: HashMap<UserId, Relation> = [
+    let taking_part = |relation| NearbyFacts {
+        relation,
+        takes_part: true,
+    };
+    let expected: HashMap<UserId, NearbyFacts> = [
         (
             a,
-            Relation {
+            taking_part(Relation {
                 blocks: true,
                 ..Relation::default()
-            },
+            }),
         ),
         (
             b,
-            Relation {
+            taking_part(Relation {
                 blocked_by: true,
                 ..Relation::default()
-            },
+            }),
         ),
+        (c, taking_part(Relation::default())),
         (
             d,
-            Relation {
+            taking_part(Relation {
                 friends: true,
                 ..Relation::default()
-            },
+            }),
         ),
+        (e, NearbyFacts::default()),
     ]
     .into_iter()
     .collect();
-    assert_eq!(relations, expected);
-    assert!(
-        store
-            .nearby_relations(me, Vec::new())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(facts, expected);
+    assert!(store.nearby_facts(me, Vec::new()).await.unwrap().is_empty());
+    // Withdrawn, the deletion leaves E taking part again.
+    store.cancel_deletion(e, 20).await.unwrap();
+    let facts = store.nearby_facts(me, vec![e]).await.unwrap();
+    assert!(facts[&e].takes_part);
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::UserId;
+use super::{Relation, UserId};
 
 /// One cell of the grid that every shared position is snapped to before
 /// anything keeps it ([`crate::policy::nearby::snap`]): about 100 m by
@@ -37,6 +37,21 @@ impl NearbyStanding {
     pub fn live_cell(&self, now_ms: i64) -> Option<Cell> {
         self.cell.filter(|_| self.expires_ms > now_ms)
     }
+}
+
+/// What decides whether a viewer sees a candidate nearby
+/// ([`crate::policy::nearby::may_see_nearby`]), read in one step for every
+/// candidate of a search. A candidate the store does not know has the
+/// default: not taking part, so not shown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NearbyFacts {
+    /// How the viewer stands with the candidate: `friends`, `blocks`,
+    /// `blocked_by` (requests are not read).
+    pub relation: Relation,
+    /// The candidate's account takes part
+    /// ([`crate::policy::security::takes_part`]): not while its deletion
+    /// waits, nor once it is erased.
+    pub takes_part: bool,
 }
 
 /// One person an index found near a cell: their cell and the great-circle

@@ -11,7 +11,7 @@
 use std::f64::consts::PI;
 
 use crate::error::NearbyError;
-use crate::model::{Cell, NearbyStanding, Relation, UserId};
+use crate::model::{Cell, NearbyFacts, NearbyStanding, UserId};
 
 /// A cell's side, in metres: no position finer than this is ever kept.
 pub const CELL_M: f64 = 100.0;
@@ -167,15 +167,18 @@ pub fn result_count(asked: Option<u32>, default: u32, max: u32) -> u32 {
 
 // ---- Who sees whom -------------------------------------------------------
 
-/// Whether a viewer's nearby list shows a candidate, as `relation` (the
-/// viewer's view of the candidate) says: never themself, never someone
-/// they block, never someone who blocks them. Blocks are not revealed: a
-/// blocked pair is simply not near each other.
+/// Whether a viewer's nearby list shows a candidate, as `facts` (read for
+/// every candidate in one step) say: never themself, never someone whose
+/// account does not take part (its deletion asked for, or done), never
+/// someone they block, never someone who blocks them. Blocks are not
+/// revealed: a blocked pair is simply not near each other.
 ///
 /// A candidate's own discoverability (invisible mode) will be one more
-/// argument, read in the same step as `relation`.
-pub fn may_see_nearby(viewer: UserId, candidate: UserId, relation: Relation) -> bool {
-    viewer != candidate && !relation.blocks && !relation.blocked_by
+/// field of [`NearbyFacts`], read in the same step, and one more condition
+/// here.
+pub fn may_see_nearby(viewer: UserId, candidate: UserId, facts: NearbyFacts) -> bool {
+    let relation = facts.relation;
+    viewer != candidate && facts.takes_part && !relation.blocks && !relation.blocked_by
 }
 
 // ---- Sharing and looking -------------------------------------------------
@@ -378,15 +381,20 @@ mod tests {
     }
 
     #[test]
-    fn nobody_sees_themself_or_anyone_blocked_either_way() {
+    fn nobody_sees_themself_anyone_blocked_either_way_or_a_deleted_account() {
+        use crate::model::Relation;
         let (a, b) = (UserId(1), UserId(2));
-        assert!(may_see_nearby(a, b, Relation::default()));
+        let taking_part = |relation| NearbyFacts {
+            relation,
+            takes_part: true,
+        };
+        assert!(may_see_nearby(a, b, taking_part(Relation::default())));
         let friends = Relation {
             friends: true,
             ..Relation::default()
         };
-        assert!(may_see_nearby(a, b, friends));
-        assert!(!may_see_nearby(a, a, Relation::default()));
+        assert!(may_see_nearby(a, b, taking_part(friends)));
+        assert!(!may_see_nearby(a, a, taking_part(Relation::default())));
         for relation in [
             Relation {
                 blocks: true,
@@ -397,8 +405,18 @@ mod tests {
                 ..Relation::default()
             },
         ] {
-            assert!(!may_see_nearby(a, b, relation));
+            assert!(!may_see_nearby(a, b, taking_part(relation)));
         }
+        // A deleting or deleted account, or one the store does not know.
+        assert!(!may_see_nearby(a, b, NearbyFacts::default()));
+        assert!(!may_see_nearby(
+            a,
+            b,
+            NearbyFacts {
+                relation: friends,
+                takes_part: false
+            }
+        ));
     }
 
     #[test]

@@ -55,9 +55,9 @@ use std::collections::HashMap;
 use superapp_kit::BoxFuture;
 
 use crate::model::{
-    Befriended, Cell, ContactChanges, Decision, Erased, FriendRequest, Hit, NearbyStanding, Person,
-    Privacy, RealNameRecord, Relation, Rotation, SessionInfo, SessionRecord, Standing, UserId,
-    UserRecord,
+    Befriended, Cell, ContactChanges, Decision, Erased, FriendRequest, Hit, NearbyFacts,
+    NearbyStanding, Person, Privacy, RealNameRecord, Relation, Rotation, SessionInfo,
+    SessionRecord, Standing, UserId, UserRecord,
 };
 use crate::policy::SocialLimits;
 use crate::policy::nearby::NearbyLimits;
@@ -215,15 +215,16 @@ pub trait SocialStore: Send + Sync + 'static {
     /// What decides whether `sender` may message `recipient`: how the
     /// recipient stands with the sender, and the recipient's settings; one read.
     fn message_facts(&self, recipient: UserId, sender: UserId) -> Outcome<(Relation, Privacy)>;
-    /// How `viewer` stands with each of `others` as far as people nearby
-    /// asks ([`crate::policy::nearby::may_see_nearby`]): `friends`,
-    /// `blocks` and `blocked_by` (requests are not read). Only those with
-    /// one of them set are answered; one read for all of them.
-    fn nearby_relations(
+    /// What people nearby asks of each of `others` as `viewer` sees them
+    /// ([`crate::policy::nearby::may_see_nearby`]): how the viewer stands
+    /// with them (`friends`, `blocks`, `blocked_by`; requests are not read)
+    /// and whether their account takes part. Answered for each of `others`
+    /// that exists; one read for all of them.
+    fn nearby_facts(
         &self,
         viewer: UserId,
         others: Vec<UserId>,
-    ) -> BoxFuture<'static, Result<HashMap<UserId, Relation>, StoreError>>;
+    ) -> BoxFuture<'static, Result<HashMap<UserId, NearbyFacts>, StoreError>>;
     /// What decides how `inviter` may bring each of `invitees` into a group:
     /// how each invitee stands with the inviter, and the invitee's settings,
     /// in the invitees' order; one read for all of them (a group may be

@@ -449,9 +449,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sqlite_answers_people_nearby_s_relations_in_one_read() {
+    async fn sqlite_answers_people_nearby_s_facts_in_one_read() {
         let dir = tempfile::tempdir().unwrap();
-        conformance::nearby::nearby_relations(&open(&dir)).await;
+        conformance::nearby::nearby_facts(&open(&dir)).await;
     }
 
     #[tokio::test]

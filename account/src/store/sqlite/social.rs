@@ -9,11 +9,11 @@ use superapp_kit::BoxFuture;
 use superapp_kit::sqlite::TxError;
 use superapp_kit::store::StoreError;
 
-use super::SqliteAccountStore;
+use super::{SqliteAccountStore, security};
 use crate::SocialError;
 use crate::model::{
-    Befriended, Contact, ContactChanges, FriendRequest, Privacy, Relation, UserId, WhoMayAddMe,
-    WhoMayMessage,
+    Befriended, Contact, ContactChanges, FriendRequest, NearbyFacts, Privacy, Relation, UserId,
+    WhoMayAddMe, WhoMayMessage,
 };
 use crate::policy::{self, REQUEST_TTL_MS, REQUEST_WINDOW_MS, RequestOutcome, SocialLimits};
 use crate::store::{Outcome, SocialStore};
@@ -123,7 +123,7 @@ fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
 }
 
 /// Sets the part of a relation that one statement of
-/// [`SocialStore::nearby_relations`] reads.
+/// [`SocialStore::nearby_facts`] reads.
 type Mark = fn(&mut Relation);
 
 fn who_may_message(value: Option<i64>) -> Option<WhoMayMessage> {
@@ -422,17 +422,30 @@ impl SocialStore for SqliteAccountStore {
         })
     }
 
-    fn nearby_relations(
+    fn nearby_facts(
         &self,
         viewer: UserId,
         others: Vec<UserId>,
-    ) -> BoxFuture<'static, Result<HashMap<UserId, Relation>, StoreError>> {
-        // The others as one JSON array: each statement looks every one of
-        // them up by primary key, however many they are.
-        let others: Vec<i64> = others.into_iter().map(id).collect();
-        let others = serde_json::Value::from(others).to_string();
+    ) -> BoxFuture<'static, Result<HashMap<UserId, NearbyFacts>, StoreError>> {
+        // One job on one reader: each candidate's account by primary key,
+        // then the candidates as one JSON array, which each statement looks
+        // up by primary key, however many they are.
+        let ids: Vec<i64> = others.iter().copied().map(id).collect();
+        let ids = serde_json::Value::from(ids).to_string();
         self.db.look(move |c| {
-            let mut relations: HashMap<UserId, Relation> = HashMap::new();
+            let mut facts: HashMap<UserId, NearbyFacts> = HashMap::new();
+            for other in others {
+                if let Some(standing) = security::standing(c, other)? {
+                    let takes_part = policy::security::takes_part(standing);
+                    facts.insert(
+                        other,
+                        NearbyFacts {
+                            takes_part,
+                            ..NearbyFacts::default()
+                        },
+                    );
+                }
+            }
             let statements: [(&str, Mark); 3] = [
                 (
                     "SELECT blocked FROM blocks
@@ -453,12 +466,14 @@ impl SocialStore for SqliteAccountStore {
             ];
             for (sql, mark) in statements {
                 let mut stmt = c.prepare_cached(sql)?;
-                let rows = stmt.query_map(params![id(viewer), others], |r| r.get::<_, i64>(0))?;
+                let rows = stmt.query_map(params![id(viewer), ids], |r| r.get::<_, i64>(0))?;
                 for other in rows {
-                    mark(relations.entry(UserId(other? as u64)).or_default());
+                    if let Some(found) = facts.get_mut(&UserId(other? as u64)) {
+                        mark(&mut found.relation);
+                    }
                 }
             }
-            Ok(relations)
+            Ok(facts)
         })
     }
 }

@@ -4,7 +4,8 @@
 //! straight into the store (no password hashing), shares one position each,
 //! spread uniformly over a square around Shanghai's centre, then times
 //! searches around random sharers: the whole query path (the index, the one
-//! read of relations, the display names), and the index's search alone.
+//! read of what the rules ask of the candidates, the display names), and the
+//! index's search alone.
 
 use std::sync::Arc;
 use std::time::Instant;
