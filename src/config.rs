@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use superapp_account::config::{AccountConfig, AuthConfig, RealNameConfig, SocialConfig};
+use superapp_account::config::{
+    AccountConfig, AuthConfig, NearbyConfig, RealNameConfig, SocialConfig,
+};
 use superapp_chat::config::ChatConfig;
 use superapp_gateway::config::GatewayConfig;
 use superapp_kit::config::ConfigError;
@@ -28,6 +30,7 @@ pub struct Config {
     pub account: AccountConfig,
     pub social: SocialConfig,
     pub real_name: RealNameConfig,
+    pub nearby: NearbyConfig,
     pub gateway: GatewayConfig,
     pub chat: ChatConfig,
     pub redis: RedisConfig,
@@ -205,6 +208,7 @@ impl Config {
         self.gateway.validate()?;
         self.chat.validate()?;
         self.social.validate()?;
+        self.nearby.validate()?;
         if self.server.node_id > 1023 {
             return Err(ConfigError::invalid("server.node_id", "must be 0 to 1023"));
         }
@@ -401,6 +405,32 @@ mod tests {
             }),
             ("server.max_connections_per_address", |c| {
                 c.server.max_connections_per_address = c.server.max_connections + 1
+            }),
+        ];
+        for (key, set) in cases {
+            let mut config = Config::default();
+            set(&mut config);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn people_nearby_s_bounds_are_refused_by_name() {
+        type Case = (&'static str, fn(&mut Config));
+        let cases: [Case; 7] = [
+            ("nearby.ttl_secs", |c| c.nearby.ttl_secs = 59),
+            ("nearby.max_radius_m", |c| c.nearby.max_radius_m = 50_001),
+            ("nearby.default_radius_m", |c| {
+                c.nearby.default_radius_m = c.nearby.max_radius_m + 1
+            }),
+            ("nearby.max_results", |c| c.nearby.max_results = 0),
+            ("nearby.default_results", |c| {
+                c.nearby.default_results = c.nearby.max_results + 1
+            }),
+            ("nearby.moves_per_hour", |c| c.nearby.moves_per_hour = 0),
+            ("nearby.queries_per_minute", |c| {
+                c.nearby.queries_per_minute = 1_001
             }),
         ];
         for (key, set) in cases {

@@ -23,7 +23,10 @@ use superapp_account::ports::VerificationProvider;
 use superapp_account::sandbox::SandboxProvider;
 use superapp_account::seal::RealNameKey;
 use superapp_account::token::{TokenSigner, TokenVerifier};
-use superapp_account::{Accounts, Erasure, Profiles, RealNames, Social, SqliteAccountStore};
+use superapp_account::{
+    Accounts, Erasure, LocalNearbyIndex, Nearby, NearbyIndex, Profiles, RealNames,
+    RedisNearbyIndex, Social, SqliteAccountStore,
+};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
 use superapp_gateway::presence::{LocalPresence, Presence, RedisPresence};
@@ -79,17 +82,29 @@ impl Application {
     /// system's: the seam where tests move time (a deletion's grace period)
     /// without waiting for it.
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
-        Self::build_with(config, None, clock).await
+        Self::build_with(config, None, clock, None).await
+    }
+
+    /// As [`Application::build`], with people nearby alone on `clock`: the
+    /// seam where tests let shared positions expire and caps refill without
+    /// waiting half an hour, while access tokens keep the system's time.
+    pub async fn build_with_nearby_clock(
+        config: Config,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
+        Self::build_with(config, None, Arc::new(SystemClock), Some(clock)).await
     }
 
     async fn build_on(config: Config, bus: Option<SharedBus>) -> anyhow::Result<Self> {
-        Self::build_with(config, bus, Arc::new(SystemClock)).await
+        Self::build_with(config, bus, Arc::new(SystemClock), None).await
     }
 
+    /// Builds on `clock`, and people nearby on `nearby_clock` when given.
     async fn build_with(
         config: Config,
         bus: Option<SharedBus>,
         clock: SharedClock,
+        nearby_clock: Option<SharedClock>,
     ) -> anyhow::Result<Self> {
         let role = config.server.role;
         let verifier = match role {
@@ -111,7 +126,7 @@ impl Application {
         // A core opens its stores only while it holds the core lease: a second
         // core on the same data stands by here until the first is gone.
         let core_lease = acquire_core_lease(&config, &node, &shutdown).await?;
-        let (local, account_rooms, erasure, backend): (_, _, _, Arc<dyn Backend>) = match role {
+        let (local, beside, erasure, backend): (_, _, _, Arc<dyn Backend>) = match role {
             Role::Gateway => (
                 None,
                 None,
@@ -119,17 +134,22 @@ impl Application {
                 gateway_backend(&config, tier.as_ref(), &bus, &node, &metrics, verifier).await?,
             ),
             Role::All | Role::Core => {
+                let nearby = NearbyParts {
+                    index: nearby_index(&config).await?,
+                    clock: nearby_clock.unwrap_or_else(|| clock.clone()),
+                };
                 let OpenRooms {
                     local,
                     real_names,
                     erasure,
                     profiles,
-                } = open_rooms(&config, &metrics, &bus, &clock, &ids)?;
+                    nearby,
+                } = open_rooms(&config, &metrics, &bus, &clock, &ids, nearby)?;
                 index_phones(&profiles).await?;
                 let local = Arc::new(local);
                 (
                     Some(local.clone()),
-                    Some((real_names, profiles)),
+                    Some((real_names, profiles, nearby)),
                     Some(erasure),
                     local,
                 )
@@ -180,14 +200,15 @@ impl Application {
             listener,
             addr,
             rooms: local
-                .zip(account_rooms)
-                .map(|(local, (real_names, profiles))| Rooms {
+                .zip(beside)
+                .map(|(local, (real_names, profiles, nearby))| Rooms {
                     accounts: local.accounts.clone(),
                     social: local.social.clone(),
                     real_names,
                     profiles,
                     chat: local.chat.clone(),
                     presence,
+                    nearby,
                 }),
             lease_ttl: Duration::from_millis(config.redis.lease_ttl_ms),
             state: AppState {
@@ -404,6 +425,35 @@ async fn sweep(erasure: Arc<Erasure>, every: Duration, shutdown: CancellationTok
     }
 }
 
+/// People nearby's index: in memory in one process, in Redis (shared by
+/// every process of the tier, so a standby core finds the same positions)
+/// when Redis is configured; as presence is.
+async fn nearby_index(config: &Config) -> anyhow::Result<Arc<dyn NearbyIndex>> {
+    Ok(match &config.redis.url {
+        Some(url) => Arc::new(
+            RedisNearbyIndex::connect(url.expose())
+                .await
+                .context("connecting to redis for people nearby")?,
+        ),
+        None => Arc::new(LocalNearbyIndex::new()),
+    })
+}
+
+/// What [`open_rooms`] builds.
+struct OpenRooms {
+    local: Local,
+    real_names: Arc<RealNames>,
+    erasure: Arc<Erasure>,
+    profiles: Arc<Profiles>,
+    nearby: Arc<Nearby>,
+}
+
+/// What people nearby is built on besides the account store.
+struct NearbyParts {
+    index: Arc<dyn NearbyIndex>,
+    clock: SharedClock,
+}
+
 /// Presence and the per-user rate limit: in memory in one process, in Redis
 /// (shared by every gateway and the core) when Redis is configured.
 async fn shared_state(
@@ -438,22 +488,16 @@ async fn shared_state(
     })
 }
 
-/// What [`open_rooms`] builds.
-struct OpenRooms {
-    local: Local,
-    real_names: Arc<RealNames>,
-    erasure: Arc<Erasure>,
-    profiles: Arc<Profiles>,
-}
-
 /// Opens the stores under the data dir and builds the account and chat
-/// rooms, real-name verification, the erasure of deleted accounts, and profiles.
+/// rooms, real-name verification, the erasure of deleted accounts, profiles
+/// and people nearby.
 fn open_rooms(
     config: &Config,
     metrics: &Arc<Registry>,
     bus: &SharedBus,
     clock: &SharedClock,
     ids: &Arc<IdGen>,
+    nearby: NearbyParts,
 ) -> anyhow::Result<OpenRooms> {
     let data_dir = config.server.data_dir.clone();
     create_data_dir(&data_dir)
@@ -507,6 +551,13 @@ fn open_rooms(
         clock.clone(),
         config.social.clone(),
     ));
+    let nearby = Arc::new(Nearby::new(
+        nearby.index,
+        account_store.clone(),
+        account_store.clone(),
+        nearby.clock,
+        config.nearby.clone(),
+    ));
     let accounts = Arc::new(
         Accounts::new(
             account_store.clone(),
@@ -554,6 +605,7 @@ fn open_rooms(
         real_names,
         erasure,
         profiles,
+        nearby,
     })
 }
 

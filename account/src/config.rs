@@ -1,6 +1,7 @@
 //! The account room's sections of the configuration, `[auth]`, `[account]`,
-//! `[social]` and `[real_name]`: their keys, defaults and checks. The binary assembles
-//! the whole configuration from the rooms' sections.
+//! `[social]`, `[real_name]` and `[nearby]`: their keys, defaults and
+//! checks. The binary assembles the whole configuration from the rooms'
+//! sections.
 
 use serde::{Deserialize, Serialize};
 use superapp_kit::config::ConfigError;
@@ -9,6 +10,7 @@ use superapp_kit::secret::Secret;
 use crate::contact_salt::ContactSalt;
 use crate::model::{Invisible, PhoneVisibility, WhoMayAddMe, WhoMayMessage};
 use crate::policy::SocialLimits;
+use crate::policy::nearby::NearbyLimits;
 use crate::seal::RealNameKey;
 use crate::token::{TokenSigner, TokenVerifier};
 
@@ -450,6 +452,103 @@ impl SocialConfig {
             })?;
         }
         Ok(())
+    }
+}
+
+/// The `[nearby]` section: people nearby, whose positions expire, whose
+/// searches are bounded, and whose users may move and look only so often
+/// (docs/architecture.md §20).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NearbyConfig {
+    /// How long a shared position is found without being shared again, in
+    /// seconds (60 to 86400).
+    pub ttl_secs: u64,
+    /// The radius of a search that names none, in metres (100 to
+    /// `max_radius_m`).
+    pub default_radius_m: u32,
+    /// The largest radius a search may ask for, in metres (100 to 50000).
+    pub max_radius_m: u32,
+    /// People a search answers when it does not say how many (1 to
+    /// `max_results`).
+    pub default_results: u32,
+    /// The most people one search answers (1 to 200).
+    pub max_results: u32,
+    /// Times a user may share a position in another cell than the one they
+    /// share now, in any hour (1 to 1000). Each such move lets whoever
+    /// searches measure distances from one more point: this bounds how fast
+    /// anyone can trilaterate.
+    pub moves_per_hour: u32,
+    /// Searches a user may make in any minute (1 to 1000).
+    pub queries_per_minute: u32,
+}
+
+impl Default for NearbyConfig {
+    fn default() -> Self {
+        let limits = NearbyLimits::default();
+        Self {
+            ttl_secs: (limits.ttl_ms / 1000) as u64,
+            default_radius_m: 5_000,
+            max_radius_m: 20_000,
+            default_results: 20,
+            max_results: 50,
+            moves_per_hour: limits.moves_per_hour,
+            queries_per_minute: limits.queries_per_minute,
+        }
+    }
+}
+
+impl NearbyConfig {
+    pub fn limits(&self) -> NearbyLimits {
+        NearbyLimits {
+            ttl_ms: i64::try_from(self.ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            moves_per_hour: self.moves_per_hour,
+            queries_per_minute: self.queries_per_minute,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let checks: [(bool, &str, &str); 7] = [
+            (
+                (60..=86_400).contains(&self.ttl_secs),
+                "nearby.ttl_secs",
+                "must be 60 to 86400",
+            ),
+            (
+                (100..=50_000).contains(&self.max_radius_m),
+                "nearby.max_radius_m",
+                "must be 100 to 50000",
+            ),
+            (
+                (100..=self.max_radius_m).contains(&self.default_radius_m),
+                "nearby.default_radius_m",
+                "must be 100 to nearby.max_radius_m",
+            ),
+            (
+                (1..=200).contains(&self.max_results),
+                "nearby.max_results",
+                "must be 1 to 200",
+            ),
+            (
+                (1..=self.max_results).contains(&self.default_results),
+                "nearby.default_results",
+                "must be 1 to nearby.max_results",
+            ),
+            (
+                (1..=1_000).contains(&self.moves_per_hour),
+                "nearby.moves_per_hour",
+                "must be 1 to 1000",
+            ),
+            (
+                (1..=1_000).contains(&self.queries_per_minute),
+                "nearby.queries_per_minute",
+                "must be 1 to 1000",
+            ),
+        ];
+        match checks.into_iter().find(|(fine, _, _)| !fine) {
+            Some((_, key, reason)) => Err(ConfigError::invalid(key, reason)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -20,8 +20,12 @@
 //! - [`discovery_matches_the_model`]: every lookup, presence and contact
 //!   match over random social graphs of hundreds of users, through the
 //!   services, against the privacy table written again.
+//! - [`nearby`]: people nearby's index ([`crate::store::NearbyIndex`]), and
+//!   the social store's one read for it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod nearby;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

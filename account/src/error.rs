@@ -166,3 +166,28 @@ pub enum ProfileError {
     #[error("storage failed")]
     Store(#[from] StoreError),
 }
+
+/// The outcomes of people nearby's operations that callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum NearbyError {
+    #[error("latitude is a number from -90 to 90")]
+    InvalidLatitude,
+    #[error("longitude is a number from -180 to 180")]
+    InvalidLongitude,
+    #[error("people nearby covers latitudes from -85 to 85")]
+    NotCovered,
+    #[error("a search radius is at most {max} metres")]
+    InvalidRadius { max: u32 },
+    #[error("share your location first: a search is centred on it")]
+    NotShared,
+    #[error("your location changed too often; try again later")]
+    TooManyMoves { retry_after_ms: u64 },
+    #[error("too many searches for people nearby; try again later")]
+    TooManyQueries { retry_after_ms: u64 },
+    /// The index of shared positions failed (Redis, in the medium tier).
+    #[error("people nearby is unavailable")]
+    Index(StoreError),
+    /// The account room's store failed (the block or name read).
+    #[error("storage failed")]
+    Store(#[from] StoreError),
+}

@@ -26,14 +26,17 @@
 //!   invited, or not at all). [`answers`]: its memory of recent "what
 //!   becomes of S's message to R?" answers; [`views`]: of each user's view
 //!   filters (blocks with their times, hidden friends) that chat asks for.
+//! - [`nearby`]: [`Nearby`], people nearby: share a position, clear it,
+//!   search around it; its rules in [`policy::nearby`].
 //! - [`ports`]: [`ports::VerificationProvider`], what real-name verification
 //!   needs from outside; [`sandbox`]: the sandbox provider shipped;
 //!   [`ports::Departures`], what other rooms do when an account is erased.
-//! - [`config`]: the `[auth]`, `[account]`, `[social]` and `[real_name]`
-//!   sections of the configuration.
+//! - [`config`]: the `[auth]`, `[account]`, `[social]`, `[real_name]` and
+//!   `[nearby]` sections of the configuration.
 //! - [`error`]: [`AccountError`], the outcomes callers branch on.
 //! - [`store`]: [`AccountStore`], [`SocialStore`], [`RealNameStore`] and
-//!   [`ProfileStore`], the storage traits, and the SQLite backend.
+//!   [`ProfileStore`], the storage traits, and the SQLite backend;
+//!   [`store::NearbyIndex`], people nearby's, in memory and in Redis.
 //! - [`conformance`] (tests, or the `conformance` feature): the contract
 //!   every store backend must meet.
 //! - [`token`]: short-lived access tokens ([`token::Claims`]) that the core
@@ -69,6 +72,7 @@ pub mod error;
 pub mod key_file;
 pub mod live;
 pub mod model;
+pub mod nearby;
 pub mod password;
 pub mod policy;
 pub mod ports;
@@ -85,8 +89,12 @@ pub mod views;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use error::{AccountError, ProfileError, SocialError};
+pub use error::{AccountError, NearbyError, ProfileError, SocialError};
 pub use model::{NewAccount, Profile, TokenPair};
+pub use nearby::Nearby;
 pub use service::{Accounts, Erasure, Profiles, RealNames};
 pub use social::Social;
-pub use store::{AccountStore, ProfileStore, RealNameStore, SocialStore, SqliteAccountStore};
+pub use store::{
+    AccountStore, LocalNearbyIndex, NearbyIndex, ProfileStore, RealNameStore, RedisNearbyIndex,
+    SocialStore, SqliteAccountStore,
+};

@@ -274,10 +274,12 @@ pub struct ContactChanges {
     pub version: u64,
     pub more: bool,
 }
+pub mod nearby;
 pub mod profile;
 pub mod real_name;
 pub mod security;
 
+pub use nearby::{Cell, Hit, NearbyFacts, NearbyPage, NearbyPerson, NearbyStanding};
 pub use profile::{Details, Gender, Lookup, LookupFacts, ProfileChange, ProfileRecord, UserView};
 pub use real_name::{
     Decision, RealNameRecord, RealNameState, RealNameStatus, RealNameView, Rejection,

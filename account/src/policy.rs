@@ -4,7 +4,8 @@
 //! group, who sees someone's presence and who may find them; real-name
 //! verification's rules are in [`real_name`], account security's (new
 //! passwords, an account's deletion) in [`security`]; profiles' (handles,
-//! what a lookup shows, contact matching's budget) in [`profile`]. No I/O.
+//! what a lookup shows, contact matching's budget) in [`profile`]; people
+//! nearby's in [`nearby`]. No I/O.
 //! Every store backend calls the social rules inside the write that acts on
 //! them.
 
@@ -18,6 +19,7 @@ use crate::model::{
     WhoMayAddMe, WhoMayMessage,
 };
 
+pub mod nearby;
 pub mod profile;
 pub mod real_name;
 pub mod security;

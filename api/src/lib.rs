@@ -5,6 +5,7 @@
 //! - [`accounts`]: registration, sessions and tokens, the profile, tickets,
 //!   presence, real-name verification.
 //! - [`groups`]: the group API, and invitations into groups.
+//! - [`nearby`]: people nearby: share a position, clear it, search around it.
 //! - [`social`]: friend requests, contacts, hidden friends and contact
 //!   search, blocks, privacy settings.
 //! - [`profiles`]: one's own profile, what one sees of others, lookups by
@@ -19,6 +20,7 @@
 
 pub mod accounts;
 pub mod groups;
+pub mod nearby;
 pub mod profiles;
 pub mod security;
 pub mod social;
@@ -35,6 +37,7 @@ pub use groups::{
     Invite, InviteLink, Join, JoinRequest, JoinRequests, JoinResult, Member, MemberPage,
     MemberUpdate, MembersQuery, Transfer,
 };
+pub use nearby::{LocationShared, NearbyPeople, NearbyPerson, NearbyQuery, ShareLocation};
 pub use profiles::{
     ContactMatch, ContactMatches, ContactSalt, FindByHandle, FindByPhone, MatchContacts, MyProfile,
     ProfileDetails, ProfileUpdate, UserProfile,

@@ -1,7 +1,7 @@
 //! The JSON API: accounts, sessions, WebSocket tickets, account security
 //! (password, devices, deletion), real-name verification, presence, groups,
 //! the social graph, profiles and discovery ([`contact_hash`] hashes an
-//! address book's numbers for contact matching).
+//! address book's numbers for contact matching), and people nearby.
 
 use crate::error::{ClientError, Result};
 use reqwest::{Method, StatusCode};
@@ -20,9 +20,9 @@ const NO_BODY: Option<&()> = None;
 pub use superapp_api::{
     Account, AccountDeletion, ContactMatches, ContactPage, ContactSalt, ContactUpdate,
     ContactsVersion, FoundContacts, FriendRequestSent, FriendRequests, Group, GroupInvitation,
-    GroupInvitations, GroupJoin, JoinResult, MyProfile, Presence, PrivacySettings, ProfileUpdate,
-    RealName, RealNameRejection, RealNameStatus, Session, Sessions, Ticket, Tokens, U64AsString,
-    UserName, UserNames, UserProfile,
+    GroupInvitations, GroupJoin, JoinResult, LocationShared, MyProfile, NearbyPeople, NearbyPerson,
+    Presence, PrivacySettings, ProfileUpdate, RealName, RealNameRejection, RealNameStatus, Session,
+    Sessions, Ticket, Tokens, U64AsString, UserName, UserNames, UserProfile,
 };
 
 /// A client for the HTTP API of one server. Cheap to clone.
@@ -478,6 +478,59 @@ impl HttpClient {
         };
         let path = "/v1/contacts/match";
         self.call(Method::POST, path, Some(access_token), Some(&body))
+            .await
+    }
+
+    /// Shares the caller's position with people nearby (the server keeps
+    /// only its cell of about 100 m); answers when it expires.
+    pub async fn share_location(
+        &self,
+        access_token: &str,
+        lat: f64,
+        lon: f64,
+    ) -> Result<LocationShared> {
+        let body = superapp_api::ShareLocation { lat, lon };
+        self.call(
+            Method::PUT,
+            "/v1/me/location",
+            Some(access_token),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Stops sharing the caller's position.
+    pub async fn clear_location(&self, access_token: &str) -> Result<()> {
+        self.send(
+            Method::DELETE,
+            "/v1/me/location",
+            Some(access_token),
+            NO_BODY,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// People sharing their position near the caller's, nearest first; the
+    /// server's defaults for a radius or a count left None.
+    pub async fn nearby(
+        &self,
+        access_token: &str,
+        radius_m: Option<u32>,
+        limit: Option<u32>,
+    ) -> Result<NearbyPeople> {
+        let mut query = Vec::new();
+        if let Some(radius_m) = radius_m {
+            query.push(format!("radius_m={radius_m}"));
+        }
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        let path = match query.is_empty() {
+            true => "/v1/nearby".to_string(),
+            false => format!("/v1/nearby?{}", query.join("&")),
+        };
+        self.call(Method::GET, &path, Some(access_token), NO_BODY)
             .await
     }
 

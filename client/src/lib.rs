@@ -11,9 +11,9 @@
 //! - [`http`]: [`HttpClient`] for register, login, refresh, logout, me and
 //!   WebSocket tickets, account security (password, sessions, deletion and
 //!   restore, names), presence, groups and invitations into them, the social
-//!   graph, profiles and contact matching ([`contact_hash`]), with the
-//!   [`Account`], [`Tokens`], [`Ticket`], [`Presence`], [`Group`],
-//!   [`GroupJoin`] and [`GroupInvitations`] bodies, and
+//!   graph, profiles and contact matching ([`contact_hash`]), and people
+//!   nearby, with the [`Account`], [`Tokens`], [`Ticket`], [`Presence`],
+//!   [`Group`], [`GroupJoin`] and [`GroupInvitations`] bodies, and
 //!   [`U64AsString`]: u64 ids travel in JSON as strings, because JavaScript
 //!   numbers lose precision above 2^53.
 //! - [`ws`]: [`Connection`], a WebSocket session driven by one background task
@@ -33,9 +33,9 @@ pub use error::{ClientError, Result};
 pub use http::{
     Account, AccountDeletion, ContactMatches, ContactPage, ContactSalt, ContactsVersion,
     FriendRequestSent, FriendRequests, Group, GroupInvitation, GroupInvitations, GroupJoin,
-    HttpClient, JoinResult, MyProfile, Presence, PrivacySettings, ProfileUpdate, RealName,
-    RealNameRejection, RealNameStatus, Session, Sessions, Ticket, Tokens, U64AsString, UserName,
-    UserNames, UserProfile, contact_hash,
+    HttpClient, JoinResult, LocationShared, MyProfile, NearbyPeople, NearbyPerson, Presence,
+    PrivacySettings, ProfileUpdate, RealName, RealNameRejection, RealNameStatus, Session, Sessions,
+    Ticket, Tokens, U64AsString, UserName, UserNames, UserProfile, contact_hash,
 };
 pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
 pub use ws::{Connection, connect_raw, new_client_msg_id};

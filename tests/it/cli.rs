@@ -393,3 +393,78 @@ async fn a_friend_is_hidden_found_by_exact_search_and_shown_again_from_the_cli()
     .await
     .unwrap();
 }
+
+/// The JSON lines a CLI command printed, and whether it succeeded.
+fn cli_outcome(
+    base: &str,
+    profile: &std::path::Path,
+    args: &[&str],
+) -> (bool, Vec<serde_json::Value>) {
+    let output = Command::new(cli_path())
+        .args(["--server", base, "--profile"])
+        .arg(profile)
+        .args(args)
+        .output()
+        .unwrap();
+    let printed = if output.status.success() {
+        output.stdout
+    } else {
+        output.stderr
+    };
+    let lines = String::from_utf8(printed)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (output.status.success(), lines)
+}
+
+#[tokio::test]
+async fn people_nearby_share_and_find_each_other_from_the_cli() {
+    let app = shipped().await;
+    let base = app.base_url.clone();
+    let dir = app.dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let (ann, bo) = (dir.join("ann"), dir.join("bo"));
+        let ann_id = cli_user(&base, &ann, "Ann");
+        let bo_id = cli_user(&base, &bo, "Bo");
+        // Negative coordinates read as numbers, not as options.
+        let at = ["nearby", "--lat", "-33.8568", "--lon", "151.2153"];
+        let (done, printed) = cli_outcome(&base, &ann, &at);
+        assert!(done && printed.is_empty(), "{printed:?}");
+        let (done, printed) = cli_outcome(
+            &base,
+            &bo,
+            &[
+                "nearby", "--lat", "-33.8587", "--lon", "151.2140", "--radius", "1000",
+            ],
+        );
+        assert!(done, "{printed:?}");
+        assert_eq!(printed.len(), 1);
+        assert_eq!(printed[0]["user_id"].as_str(), Some(ann_id.as_str()));
+        assert_eq!(printed[0]["display_name"], "Ann");
+        assert!(printed[0]["within_m"].as_u64().unwrap() <= 400);
+        assert!(printed[0].get("lat").is_none());
+
+        let (done, printed) = cli_outcome(&base, &ann, &["nearby", "clear"]);
+        assert!(done);
+        assert_eq!(printed, vec![serde_json::json!({ "cleared": true })]);
+        let (_, printed) = cli_outcome(
+            &base,
+            &bo,
+            &["nearby", "--lat", "-33.8587", "--lon", "151.2140"],
+        );
+        assert!(printed.is_empty(), "{printed:?}");
+        // Ann searches again from where Bo is; she sees him.
+        let (_, printed) =
+            cli_outcome(&base, &ann, &["nearby", "--lat=-33.8587", "--lon=151.2140"]);
+        assert_eq!(printed[0]["user_id"].as_str(), Some(bo_id.as_str()));
+        assert_eq!(printed[0]["within_m"], 100);
+        // Bad input: the server's code, on stderr, exit 1.
+        let (done, printed) = cli_outcome(&base, &ann, &["nearby", "--lat", "91", "--lon", "0"]);
+        assert!(!done);
+        assert_eq!(printed[0]["error"], "invalid_latitude");
+    })
+    .await
+    .unwrap();
+}

@@ -76,6 +76,28 @@ fn test_config(dir: &tempfile::TempDir) -> Config {
     config
 }
 
+/// [`spawn_app_with`] with people nearby on `clock`, which the test moves.
+pub async fn spawn_app_on_nearby_clock(
+    adjust: impl FnOnce(&mut Config),
+    clock: superapp_kit::clock::SharedClock,
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    let app = Application::build_with_nearby_clock(config, clock)
+        .await
+        .expect("build");
+    run(app, dir)
+}
+
+/// [`spawn_app_with`] on the data of `dir`, which an earlier server (now
+/// stopped) left there.
+pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    start(config, dir).await
+}
+
 pub async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
     let app = Application::build(config).await.expect("build");
     run(app, dir)

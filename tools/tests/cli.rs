@@ -18,3 +18,27 @@ fn sending_before_logging_in_fails_with_a_json_error() {
     let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
     assert_eq!(error["error"], "not_logged_in");
 }
+
+#[test]
+fn nearby_needs_both_coordinates_unless_it_clears() {
+    let profile = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_superapp-cli"))
+            .args(["--server", "http://127.0.0.1:9", "--profile"])
+            .arg(profile.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // clap refuses a missing coordinate before anything is sent.
+    let output = run(&["nearby", "--lat", "31.2"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--lon"));
+    let output = run(&["nearby", "--lat", "1", "--lon", "2", "clear"]);
+    assert_eq!(output.status.code(), Some(2));
+    // Clearing needs no coordinate: it fails only for want of a session.
+    let output = run(&["nearby", "clear"]);
+    assert_eq!(output.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
+    assert_eq!(error["error"], "not_logged_in");
+}

@@ -40,22 +40,40 @@
 //! Each write decides with [`crate::policy`] inside itself, as the group
 //! rules of the chat room are.
 //!
+//! People nearby ([`NearbyIndex`]) keeps no row in these files: shared
+//! positions live 30 minutes, in memory in one process
+//! ([`LocalNearbyIndex`]) or in Redis across the tier ([`RedisNearbyIndex`]):
+//!
+//! | key | partition | sort | notes |
+//! |---|---|---|---|
+//! | standing | user | | the shared cell and its expiry, recent moves and queries ([`crate::model::Standing`]) |
+//! | positions | (one set) | position | every live shared cell's centre, searched by radius |
+//! | expiries | (one set) | expiry | trimmed on every write and search |
+//!
 //! [`crate::conformance`] is the behaviour every backend must show.
 
+mod nearby;
+mod redis_nearby;
 mod sqlite;
 
+pub use nearby::LocalNearbyIndex;
+pub use redis_nearby::RedisNearbyIndex;
 pub use sqlite::SqliteAccountStore;
 pub use superapp_kit::store::StoreError;
+
+use std::collections::HashMap;
 
 use superapp_kit::BoxFuture;
 
 use crate::model::{
-    Befriended, ContactChanges, ContactEdit, Decision, Erased, FoundContact, FriendRequest, Lookup,
-    LookupFacts, Person, Privacy, ProfileChange, ProfileRecord, RealNameRecord, Relation, Rotation,
-    SessionInfo, SessionRecord, Standing, UserId, UserRecord, ViewFilters,
+    Befriended, Cell, ContactChanges, ContactEdit, Decision, Erased, FoundContact, FriendRequest,
+    Hit, Lookup, LookupFacts, NearbyFacts, NearbyStanding, Person, Privacy, ProfileChange,
+    ProfileRecord, RealNameRecord, Relation, Rotation, SessionInfo, SessionRecord, Standing,
+    UserId, UserRecord, ViewFilters,
 };
 use crate::policy::SocialLimits;
-use crate::{AccountError, ProfileError, SocialError};
+use crate::policy::nearby::NearbyLimits;
+use crate::{AccountError, NearbyError, ProfileError, SocialError};
 
 pub trait AccountStore: Send + Sync + 'static {
     /// `Ok(false)` when the phone is taken. `phone_hash` is the number's
@@ -222,6 +240,16 @@ pub trait SocialStore: Send + Sync + 'static {
     /// recipient stands with the sender, and the recipient's settings; one read.
     /// Presence asks the same of a user and a viewer.
     fn message_facts(&self, recipient: UserId, sender: UserId) -> Outcome<(Relation, Privacy)>;
+    /// What people nearby asks of each of `others` as `viewer` sees them
+    /// ([`crate::policy::nearby::may_see_nearby`]): how the viewer stands
+    /// with them (`friends`, `blocks`, `blocked_by`; requests are not read)
+    /// and whether their account takes part. Answered for each of `others`
+    /// that exists; one read for all of them.
+    fn nearby_facts(
+        &self,
+        viewer: UserId,
+        others: Vec<UserId>,
+    ) -> BoxFuture<'static, Result<HashMap<UserId, NearbyFacts>, StoreError>>;
     /// What decides how `inviter` may bring each of `invitees` into a group:
     /// how each invitee stands with the inviter, and the invitee's settings,
     /// in the invitees' order; one read for all of them (a group may be
@@ -287,6 +315,45 @@ pub trait ProfileStore: Send + Sync + 'static {
     fn index_phones(&self, entries: Vec<(String, UserId)>) -> ProfileOutcome<()>;
     /// Records that the index is complete for the salt of `fingerprint`.
     fn set_phone_index_salt(&self, fingerprint: String) -> ProfileOutcome<()>;
+}
+
+/// People nearby's storage: each user's [`NearbyStanding`] (the cell they share
+/// until when, their recent moves and queries) and a geo index of the live
+/// cells. A standing changes only as [`crate::policy::nearby`] decides,
+/// inside the one step that writes it, so concurrent shares cannot pass a
+/// cap only one may; the index always holds exactly the live cells of the
+/// standings. Expired positions are never answered, and are removed as
+/// writes and searches meet them, never by a scan of everything.
+pub trait NearbyIndex: Send + Sync + 'static {
+    /// `user` shares `cell` at `now_ms` ([`crate::policy::nearby::share`]):
+    /// found there until the standing's expiry. Answers the new standing.
+    fn share(
+        &self,
+        user: UserId,
+        cell: Cell,
+        now_ms: i64,
+        limits: NearbyLimits,
+    ) -> BoxFuture<'_, Result<NearbyStanding, NearbyError>>;
+    /// `user` looks at `now_ms` ([`crate::policy::nearby::query`]): the
+    /// query is counted, and the standing it is centred on answered.
+    fn begin_query(
+        &self,
+        user: UserId,
+        now_ms: i64,
+        limits: NearbyLimits,
+    ) -> BoxFuture<'_, Result<NearbyStanding, NearbyError>>;
+    /// `user` stops sharing ([`crate::policy::nearby::clear`]).
+    fn clear(&self, user: UserId, now_ms: i64) -> BoxFuture<'_, Result<(), NearbyError>>;
+    /// Up to `count` people whose live cell's centre is within `radius_m`
+    /// of `centre`'s, nearest first (the distance between centres, then
+    /// the user id); fewer only when there are no more.
+    fn search(
+        &self,
+        centre: Cell,
+        radius_m: u32,
+        count: usize,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<Hit>, StoreError>>;
 }
 
 /// Real-name verification's storage. Each rule that depends on what is

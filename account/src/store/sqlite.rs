@@ -553,6 +553,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_answers_people_nearby_s_facts_in_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::nearby::nearby_facts(&open(&dir)).await;
+    }
+
+    #[tokio::test]
     async fn sqlite_keeps_the_social_graph_of_the_reference_model() {
         let dir = tempfile::tempdir().unwrap();
         conformance::social_graph_matches_the_model(&open(&dir), 0x5eed).await;

@@ -70,6 +70,12 @@ pub const COSTS: &[(&str, &str, u32)] = &[
     // Reads and records up to `social.contact_match_hashes_per_request`
     // hashes; also limited per day (429 `too_many_contact_matches`).
     ("POST", "/v1/contacts/match", 60),
+    // People nearby: besides these, moves are capped per hour and searches
+    // per minute (`nearby.*`; 429 `too_many_location_changes` and
+    // `too_many_nearby_queries`).
+    ("PUT", "/v1/me/location", 5),
+    ("DELETE", "/v1/me/location", 2),
+    ("GET", "/v1/nearby", 10),
     ("POST", "/v1/groups", 60),
     ("POST", "/v1/groups/join", 10),
     ("GET", "/v1/groups/{group_id}", 1),

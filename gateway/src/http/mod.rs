@@ -3,7 +3,7 @@
 //! `/healthz`, the OpenAPI document).
 //!
 //! - [`accounts`], [`security`], [`real_name`], [`profiles`], [`social`],
-//!   [`chat`], [`presence`]: the rooms' routes and the mapping
+//!   [`chat`], [`presence`], [`nearby`]: the rooms' routes and the mapping
 //!   of their outcomes to the API's stable codes, each an
 //!   [`OpenApiRouter`] over [`Rooms`], whose `#[utoipa::path]` annotations
 //!   put every route in the OpenAPI document in the same breath as in the
@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod auth;
 pub mod chat;
 pub mod limit;
+pub mod nearby;
 pub mod presence;
 pub mod profiles;
 pub mod real_name;
@@ -43,7 +44,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use superapp_account::{Accounts, Profiles, RealNames, Social};
+use superapp_account::{Accounts, Nearby, Profiles, RealNames, Social};
 use superapp_chat::Chat;
 use superapp_kit::metrics::LATENCY_SECONDS;
 use utoipa::openapi::OpenApi;
@@ -68,6 +69,9 @@ pub struct Rooms {
     pub chat: Arc<Chat>,
     /// Who is online: in memory in one process, in Redis across gateways.
     pub presence: Arc<dyn Presence>,
+    /// People nearby, the account room's too; its index in memory in one
+    /// process, in Redis across the tier.
+    pub nearby: Arc<Nearby>,
 }
 
 impl FromRef<Rooms> for Arc<Accounts> {
@@ -94,6 +98,12 @@ impl FromRef<Rooms> for Arc<Profiles> {
     }
 }
 
+impl FromRef<Rooms> for Arc<Nearby> {
+    fn from_ref(rooms: &Rooms) -> Self {
+        rooms.nearby.clone()
+    }
+}
+
 impl FromRef<Rooms> for Arc<Chat> {
     fn from_ref(rooms: &Rooms) -> Self {
         rooms.chat.clone()
@@ -109,6 +119,7 @@ pub fn room_routes() -> OpenApiRouter<Rooms> {
         .merge(profiles::routes())
         .merge(real_name::routes())
         .merge(presence::routes())
+        .merge(nearby::routes())
         .merge(chat::routes())
 }
 
@@ -573,8 +584,8 @@ mod tests {
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
         // 6 account, 6 account-security, 13 social, 7 profile, 2 real-name,
-        // 1 presence, 16 group, 4 edge operations.
-        assert_eq!(operations, 55, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 1 presence, 3 nearby, 16 group, 4 edge operations.
+        assert_eq!(operations, 58, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

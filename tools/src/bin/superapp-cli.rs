@@ -179,6 +179,26 @@ enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         users: Vec<u64>,
     },
+    /// People nearby: share your location (kept for 30 minutes as a cell of
+    /// about 100 m), then print who else shares near it, one per line,
+    /// nearest first. `nearby clear` stops sharing.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Nearby {
+        #[command(subcommand)]
+        command: Option<NearbyCommand>,
+        /// Your latitude in degrees, -85 to 85.
+        #[arg(long, required = true, allow_negative_numbers = true)]
+        lat: Option<f64>,
+        /// Your longitude in degrees, -180 to 180.
+        #[arg(long, required = true, allow_negative_numbers = true)]
+        lon: Option<f64>,
+        /// Search radius in metres (the server's default: 5000).
+        #[arg(long)]
+        radius: Option<u32>,
+        /// At most this many people (the server's default: 20).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -233,6 +253,12 @@ enum AccountCommand {
         #[arg(long)]
         password: String,
     },
+}
+
+#[derive(Subcommand)]
+enum NearbyCommand {
+    /// Stop sharing your location: nobody finds you nearby any more.
+    Clear,
 }
 
 #[derive(Subcommand)]
@@ -518,6 +544,29 @@ impl App {
                 print_line(&json!(found))
             }
             Command::Match { phones } => self.match_contacts(&phones).await,
+            Command::Nearby {
+                command: Some(NearbyCommand::Clear),
+                ..
+            } => {
+                let tokens = self.fresh_tokens().await?;
+                self.http.clear_location(&tokens.access_token).await?;
+                print_line(&json!({ "cleared": true }))
+            }
+            Command::Nearby {
+                command: None,
+                lat,
+                lon,
+                radius,
+                limit,
+            } => {
+                let (Some(lat), Some(lon)) = (lat, lon) else {
+                    return Err(Failure::new(
+                        "invalid_arguments",
+                        "nearby needs --lat and --lon",
+                    ));
+                };
+                self.nearby(lat, lon, radius, limit).await
+            }
             Command::Password { current, new } => {
                 let tokens = self.fresh_tokens().await?;
                 let renewed = self
@@ -618,6 +667,23 @@ impl App {
             }
         };
         print_line(&json!(profile))
+    }
+
+    /// Shares the position, then prints the people near it.
+    async fn nearby(
+        &self,
+        lat: f64,
+        lon: f64,
+        radius: Option<u32>,
+        limit: Option<u32>,
+    ) -> CliResult {
+        let tokens = self.fresh_tokens().await?;
+        let token = tokens.access_token.as_str();
+        self.http.share_location(token, lat, lon).await?;
+        for person in self.http.nearby(token, radius, limit).await?.people {
+            print_line(&json!(person))?;
+        }
+        Ok(())
     }
 
     /// Hashes the numbers with the server's salt, matches them, and prints

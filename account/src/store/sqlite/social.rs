@@ -2,14 +2,19 @@
 //! room's SQLite file, each write one job of its single writer, deciding
 //! with [`crate::policy`] inside the transaction.
 
-use rusqlite::{Connection, OptionalExtension as _, params};
-use superapp_kit::sqlite::TxError;
+use std::collections::HashMap;
 
-use super::SqliteAccountStore;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use superapp_kit::BoxFuture;
+use superapp_kit::sqlite::TxError;
+use superapp_kit::store::StoreError;
+
+use super::{SqliteAccountStore, security};
 use crate::SocialError;
 use crate::model::{
     Befriended, BlockSpan, Contact, ContactChanges, ContactEdit, FoundContact, FriendRequest,
-    Invisible, PhoneVisibility, Privacy, Relation, UserId, ViewFilters, WhoMayAddMe, WhoMayMessage,
+    Invisible, NearbyFacts, PhoneVisibility, Privacy, Relation, UserId, ViewFilters, WhoMayAddMe,
+    WhoMayMessage,
 };
 use crate::policy::{self, REQUEST_TTL_MS, REQUEST_WINDOW_MS, RequestOutcome, SocialLimits};
 use crate::store::{Outcome, SocialStore};
@@ -127,6 +132,9 @@ fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
 
 /// The columns [`contact_row`] reads, in its order.
 const CONTACT: &str = "friend, remark, tags, since_ms, removed, version, hidden";
+/// Sets the part of a relation that one statement of
+/// [`SocialStore::nearby_facts`] reads.
+type Mark = fn(&mut Relation);
 
 fn who_may_message(value: Option<i64>) -> Option<WhoMayMessage> {
     match value? {
@@ -544,6 +552,61 @@ impl SocialStore for SqliteAccountStore {
             let mut facts = Vec::with_capacity(invitees.len());
             for &invitee in &invitees {
                 facts.push((relation(c, invitee, inviter, 0)?, privacy(c, invitee)?));
+            }
+            Ok(facts)
+        })
+    }
+
+    fn nearby_facts(
+        &self,
+        viewer: UserId,
+        others: Vec<UserId>,
+    ) -> BoxFuture<'static, Result<HashMap<UserId, NearbyFacts>, StoreError>> {
+        // One job on one reader: each candidate's account by primary key,
+        // then the candidates as one JSON array, which each statement looks
+        // up by primary key, however many they are.
+        let ids: Vec<i64> = others.iter().copied().map(id).collect();
+        let ids = serde_json::Value::from(ids).to_string();
+        self.db.look(move |c| {
+            let mut facts: HashMap<UserId, NearbyFacts> = HashMap::new();
+            for other in others {
+                if let Some(standing) = security::standing(c, other)? {
+                    let takes_part = policy::security::takes_part(standing);
+                    facts.insert(
+                        other,
+                        NearbyFacts {
+                            takes_part,
+                            ..NearbyFacts::default()
+                        },
+                    );
+                }
+            }
+            let statements: [(&str, Mark); 3] = [
+                (
+                    "SELECT blocked FROM blocks
+                     WHERE owner = ?1 AND blocked IN (SELECT value FROM json_each(?2))",
+                    |r| r.blocks = true,
+                ),
+                (
+                    "SELECT owner FROM blocks
+                     WHERE blocked = ?1 AND owner IN (SELECT value FROM json_each(?2))",
+                    |r| r.blocked_by = true,
+                ),
+                (
+                    "SELECT friend FROM contacts
+                     WHERE owner = ?1 AND removed = 0
+                       AND friend IN (SELECT value FROM json_each(?2))",
+                    |r| r.friends = true,
+                ),
+            ];
+            for (sql, mark) in statements {
+                let mut stmt = c.prepare_cached(sql)?;
+                let rows = stmt.query_map(params![id(viewer), ids], |r| r.get::<_, i64>(0))?;
+                for other in rows {
+                    if let Some(found) = facts.get_mut(&UserId(other? as u64)) {
+                        mark(&mut found.relation);
+                    }
+                }
             }
             Ok(facts)
         })

@@ -11,6 +11,7 @@
 //! - [`storm`]: a reconnect storm and its resync time.
 //! - [`baseline`]: raw SQLite insert rates, the storage ceiling.
 //! - [`relay`]: the bare WebSocket relay (the network-stack ceiling).
+//! - [`nearby`]: people nearby among many opted-in positions, embedded or on Redis.
 //! - [`hist`], [`procfs`], [`setup`]: histograms, /proc readings, users and workers.
 
 mod baseline;
@@ -19,6 +20,7 @@ mod direct;
 mod fanout;
 mod hist;
 mod idle;
+mod nearby;
 mod procfs;
 mod relay;
 mod setup;
@@ -59,6 +61,8 @@ enum Scenario {
     Storm(storm::StormArgs),
     /// Raw SQLite insert rates in the server's durability mode.
     SqliteBaseline(baseline::BaselineArgs),
+    /// People nearby among many opted-in positions: share rate, search latency and throughput.
+    Nearby(nearby::NearbyArgs),
     /// Run the bare relay (started by `direct --relay`).
     Relay {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -114,6 +118,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Fanout(args) => fanout::run(&server, args).await.map(Some),
             Scenario::Contacts(args) => contacts::run(&server, args).await.map(Some),
             Scenario::SqliteBaseline(args) => baseline::run(args).map(Some),
+            Scenario::Nearby(args) => nearby::run(args).await.map(Some),
             Scenario::Relay { listen } => relay::serve(listen).await.map(|()| None),
             Scenario::IdleWorker { job } => idle::worker(read_job(&job)?).await.map(|()| None),
             Scenario::DirectWorker { job } => direct::worker(read_job(&job)?).await.map(|()| None),
