@@ -551,13 +551,16 @@ fn open_rooms(
         clock.clone(),
         config.social.clone(),
     ));
-    let nearby = Arc::new(Nearby::new(
-        nearby.index,
-        account_store.clone(),
-        account_store.clone(),
-        nearby.clock,
-        config.nearby.clone(),
-    ));
+    let nearby = Arc::new(
+        Nearby::new(
+            nearby.index,
+            account_store.clone(),
+            account_store.clone(),
+            nearby.clock,
+            config.nearby.clone(),
+        )
+        .with_invisible_default(config.social.invisible),
+    );
     let accounts = Arc::new(
         Accounts::new(
             account_store.clone(),

@@ -22,7 +22,7 @@ use superapp_kit::clock::SharedClock;
 
 use crate::NearbyError;
 use crate::config::NearbyConfig;
-use crate::model::{Cell, Hit, NearbyFacts, NearbyPage, NearbyPerson, UserId};
+use crate::model::{Cell, Hit, Invisible, NearbyFacts, NearbyPage, NearbyPerson, UserId};
 use crate::policy::nearby as policy;
 use crate::store::{AccountStore, NearbyIndex, SocialStore};
 
@@ -44,6 +44,8 @@ pub struct Nearby {
     accounts: Arc<dyn AccountStore>,
     clock: SharedClock,
     config: NearbyConfig,
+    /// Invisible mode of a user who has not chosen (`social.invisible`).
+    invisible_default: Invisible,
 }
 
 impl Nearby {
@@ -60,7 +62,14 @@ impl Nearby {
             accounts,
             clock,
             config,
+            invisible_default: Invisible::Off,
         }
+    }
+
+    /// Candidates who have not chosen an invisible mode have this one.
+    pub fn with_invisible_default(mut self, invisible: Invisible) -> Self {
+        self.invisible_default = invisible;
+        self
     }
 
     /// `user` shares the position (`lat`, `lon`), kept as its cell.
@@ -97,7 +106,11 @@ impl Nearby {
         let standing = self.index.begin_query(viewer, now, config.limits()).await?;
         let centre = standing.live_cell(now).ok_or(NearbyError::NotShared)?;
         let facts = |others: Vec<UserId>| async move {
-            Ok(self.social.nearby_facts(viewer, others).await?)
+            let mut facts = self.social.nearby_facts(viewer, others).await?;
+            for fact in facts.values_mut() {
+                fact.invisible.get_or_insert(self.invisible_default);
+            }
+            Ok(facts)
         };
         let hits = nearest_visible(
             self.index.as_ref(),
@@ -339,7 +352,7 @@ mod tests {
                                                 ..Default::default()
                                             };
                                             let takes_part = !deleting.contains(&o.0);
-                                            (o, NearbyFacts { relation, takes_part })
+                                            (o, NearbyFacts { relation, takes_part, invisible: None })
                                         })
                                         .collect::<HashMap<_, _>>(),
                                 )

@@ -200,6 +200,32 @@ async fn blocks_hide_people_from_each_other_both_ways_and_nobody_else() {
 }
 
 #[tokio::test]
+async fn invisible_people_are_found_nearby_by_friends_only_then_by_nobody() {
+    let app = spawn_app_with(|_| {}).await;
+    let (ann, bo, cy) = (
+        app.user("Ann").await,
+        app.user("Bo").await,
+        app.user("Cy").await,
+    );
+    app.befriend(&ann, &bo).await;
+    for (who, at) in [(&ann, ANN), (&bo, BO), (&cy, CY)] {
+        shared(&app, who, at).await;
+    }
+    let finds_ann = |people: Vec<(u64, u64)>| people.iter().any(|&(id, _)| id == ann.id);
+    for (level, bo_finds, cy_finds) in [
+        ("off", true, true),
+        ("strangers", true, false),
+        ("everyone", false, false),
+    ] {
+        let body = json!({ "invisible": level });
+        let (status, answer) = api(&app, &ann, "PATCH", "/v1/me/privacy", body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(finds_ann(seen(&app, &bo, "").await), bo_finds, "{level}");
+        assert_eq!(finds_ann(seen(&app, &cy, "").await), cy_finds, "{level}");
+    }
+}
+
+#[tokio::test]
 async fn an_account_whose_deletion_is_asked_for_is_found_by_nobody_until_restored() {
     let app = spawn_app_with(|_| {}).await;
     let (ann, bo) = (app.user("Ann").await, app.user("Bo").await);

@@ -347,6 +347,7 @@ pub async fn nearby_matches_the_model(index: &dyn NearbyIndex, seed: u64) {
                                     NearbyFacts {
                                         relation,
                                         takes_part,
+                                        invisible: None,
                                     },
                                 )
                             })
@@ -417,6 +418,7 @@ pub async fn nearby_facts(store: &(impl AccountStore + SocialStore)) {
     let taking_part = |relation| NearbyFacts {
         relation,
         takes_part: true,
+        invisible: None,
     };
     let expected: HashMap<UserId, NearbyFacts> = [
         (

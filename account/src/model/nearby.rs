@@ -52,6 +52,9 @@ pub struct NearbyFacts {
     /// ([`crate::policy::security::takes_part`]): not while its deletion
     /// waits, nor once it is erased.
     pub takes_part: bool,
+    /// The candidate's invisible mode, the server's default filled in by
+    /// [`crate::Nearby`]; None reads as off.
+    pub invisible: Option<super::Invisible>,
 }
 
 /// One person an index found near a cell: their cell and the great-circle

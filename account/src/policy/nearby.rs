@@ -11,7 +11,7 @@
 use std::f64::consts::PI;
 
 use crate::error::NearbyError;
-use crate::model::{Cell, NearbyFacts, NearbyStanding, UserId};
+use crate::model::{Cell, Invisible, NearbyFacts, NearbyStanding, Relation, UserId};
 
 /// A cell's side, in metres: no position finer than this is ever kept.
 pub const CELL_M: f64 = 100.0;
@@ -173,12 +173,23 @@ pub fn result_count(asked: Option<u32>, default: u32, max: u32) -> u32 {
 /// someone they block, never someone who blocks them. Blocks are not
 /// revealed: a blocked pair is simply not near each other.
 ///
-/// A candidate's own discoverability (invisible mode) will be one more
-/// field of [`NearbyFacts`], read in the same step, and one more condition
-/// here.
+/// A candidate invisible to the viewer ([`crate::policy::discoverable`]:
+/// `strangers` and not friends, or `everyone`) is not shown either.
 pub fn may_see_nearby(viewer: UserId, candidate: UserId, facts: NearbyFacts) -> bool {
     let relation = facts.relation;
-    viewer != candidate && facts.takes_part && !relation.blocks && !relation.blocked_by
+    // The candidate's view of the viewer, which invisible mode is about.
+    let theirs = Relation {
+        friends: relation.friends,
+        blocks: relation.blocked_by,
+        blocked_by: relation.blocks,
+        ..Relation::default()
+    };
+    let invisible = facts.invisible.unwrap_or(Invisible::Off);
+    viewer != candidate
+        && facts.takes_part
+        && !relation.blocks
+        && !relation.blocked_by
+        && crate::policy::discoverable(theirs, invisible)
 }
 
 // ---- Sharing and looking -------------------------------------------------
@@ -381,12 +392,30 @@ mod tests {
     }
 
     #[test]
+    fn someone_invisible_is_seen_nearby_by_friends_only_or_by_nobody() {
+        let (a, b) = (UserId(1), UserId(2));
+        let facts = |friends, invisible| NearbyFacts {
+            relation: Relation {
+                friends,
+                ..Relation::default()
+            },
+            takes_part: true,
+            invisible: Some(invisible),
+        };
+        assert!(may_see_nearby(a, b, facts(false, Invisible::Off)));
+        assert!(!may_see_nearby(a, b, facts(false, Invisible::Strangers)));
+        assert!(may_see_nearby(a, b, facts(true, Invisible::Strangers)));
+        assert!(!may_see_nearby(a, b, facts(true, Invisible::Everyone)));
+    }
+
+    #[test]
     fn nobody_sees_themself_anyone_blocked_either_way_or_a_deleted_account() {
         use crate::model::Relation;
         let (a, b) = (UserId(1), UserId(2));
         let taking_part = |relation| NearbyFacts {
             relation,
             takes_part: true,
+            invisible: None,
         };
         assert!(may_see_nearby(a, b, taking_part(Relation::default())));
         let friends = Relation {
@@ -414,7 +443,8 @@ mod tests {
             b,
             NearbyFacts {
                 relation: friends,
-                takes_part: false
+                takes_part: false,
+                invisible: None,
             }
         ));
     }

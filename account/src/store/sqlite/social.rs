@@ -608,6 +608,17 @@ impl SocialStore for SqliteAccountStore {
                     }
                 }
             }
+            let mut stmt = c.prepare_cached(
+                "SELECT user_id, invisible FROM privacy
+                 WHERE user_id IN (SELECT value FROM json_each(?1))",
+            )?;
+            let rows = stmt.query_map([ids], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?)))?;
+            for row in rows {
+                let (other, chosen) = row?;
+                if let Some(found) = facts.get_mut(&UserId(other as u64)) {
+                    found.invisible = invisible(chosen);
+                }
+            }
             Ok(facts)
         })
     }
