@@ -1,7 +1,7 @@
 //! The whole configuration of the `superapp` binary: the sections the binary
-//! owns (`server`, `log`, `redis`) and those of the rooms (`auth` and
-//! `real_name` from the account room, `gateway` from the edge, `chat` from
-//! the chat room), each
+//! owns (`server`, `log`, `redis`) and those of the rooms (`auth`,
+//! `account`, `social` and `real_name` from the account room, `gateway` from
+//! the edge, `chat` from the chat room), each
 //! with its doc comments, defaults and checks beside its code.
 //! `deploy/superapp.example.toml` is generated from [`Config::default`] and a
 //! test keeps it current.
@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use superapp_account::config::{AuthConfig, RealNameConfig, SocialConfig};
+use superapp_account::config::{AccountConfig, AuthConfig, RealNameConfig, SocialConfig};
 use superapp_chat::config::ChatConfig;
 use superapp_gateway::config::GatewayConfig;
 use superapp_kit::config::ConfigError;
@@ -25,6 +25,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
+    pub account: AccountConfig,
     pub social: SocialConfig,
     pub real_name: RealNameConfig,
     pub gateway: GatewayConfig,
@@ -199,6 +200,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.auth.validate()?;
+        self.account.validate()?;
         self.real_name.validate()?;
         self.gateway.validate()?;
         self.chat.validate()?;
@@ -283,7 +285,8 @@ impl Config {
             "# superapp configuration: every key with its default.\n\
              # Each key may also be set as SUPERAPP_<SECTION>__<KEY>, e.g. SUPERAPP_SERVER__LISTEN.\n\
              # Field documentation: src/config.rs (server, log, redis) and each room's\n\
-             # config.rs (auth and real_name: account/, gateway: gateway/, chat: chat/).\n\
+             # config.rs (auth, account, social and real_name: account/, gateway: gateway/,\n\
+             # chat: chat/).\n\
              # Generated; a test keeps it current.\n\n{body}"
         )
     }
@@ -320,6 +323,7 @@ mod tests {
             ("[auth]\ntoken_keys = \"x\"\n", "token_keys"),
             ("[chat]\nmax_pull = 3\n", "max_pull"),
             ("[real_name]\nprovder = \"sandbox\"\n", "provder"),
+            ("[account]\ndeletion_grace = 3600\n", "deletion_grace"),
             ("[sever]\n", "sever"),
         ] {
             std::fs::write(&file, body).unwrap();

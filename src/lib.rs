@@ -22,7 +22,7 @@ use superapp_account::ports::VerificationProvider;
 use superapp_account::sandbox::SandboxProvider;
 use superapp_account::seal::RealNameKey;
 use superapp_account::token::{TokenSigner, TokenVerifier};
-use superapp_account::{Accounts, RealNames, Social, SqliteAccountStore};
+use superapp_account::{Accounts, Erasure, RealNames, Social, SqliteAccountStore};
 use superapp_chat::{Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
 use superapp_gateway::presence::{LocalPresence, Presence, RedisPresence};
@@ -74,7 +74,22 @@ impl Application {
         Self::build_on(config, Some(bus)).await
     }
 
+    /// As [`Application::build`], with the rooms on `clock` instead of the
+    /// system's: the seam where tests move time (a deletion's grace period)
+    /// without waiting for it.
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        Self::build_with(config, None, clock).await
+    }
+
     async fn build_on(config: Config, bus: Option<SharedBus>) -> anyhow::Result<Self> {
+        Self::build_with(config, bus, Arc::new(SystemClock)).await
+    }
+
+    async fn build_with(
+        config: Config,
+        bus: Option<SharedBus>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let role = config.server.role;
         let verifier = match role {
             Role::Gateway => {
@@ -84,7 +99,6 @@ impl Application {
             Role::All | Role::Core => None,
         };
         let metrics = Arc::new(Registry::new());
-        let clock: SharedClock = Arc::new(SystemClock);
         let ids = Arc::new(IdGen::new(config.server.node_id, clock.clone()));
         let tier = Tier::of(&config)?;
         let bus = match bus {
@@ -96,16 +110,18 @@ impl Application {
         // A core opens its stores only while it holds the core lease: a second
         // core on the same data stands by here until the first is gone.
         let core_lease = acquire_core_lease(&config, &node, &shutdown).await?;
-        let (local, real_names, backend): (_, _, Arc<dyn Backend>) = match role {
+        let (local, real_names, erasure, backend): (_, _, _, Arc<dyn Backend>) = match role {
             Role::Gateway => (
+                None,
                 None,
                 None,
                 gateway_backend(&config, tier.as_ref(), &bus, &node, &metrics, verifier).await?,
             ),
             Role::All | Role::Core => {
-                let (local, real_names) = open_rooms(&config, &metrics, &bus, &clock, &ids)?;
+                let (local, real_names, erasure) =
+                    open_rooms(&config, &metrics, &bus, &clock, &ids)?;
                 let local = Arc::new(local);
-                (Some(local.clone()), Some(real_names), local)
+                (Some(local.clone()), Some(real_names), Some(erasure), local)
             }
         };
         let request_server = match (role, &local, &tier) {
@@ -122,7 +138,9 @@ impl Application {
             )),
             _ => None,
         };
-        let core = start_core(request_server, &bus, core_lease, &shutdown);
+        let sweep = Duration::from_millis(config.account.deletion_sweep_ms);
+        let erasure = erasure.map(|erasure| (erasure, sweep));
+        let core = start_core(request_server, erasure, &bus, core_lease, &shutdown);
         let (presence, limits) = shared_state(&config, &clock).await?;
         let hub = Hub::start(
             bus.as_ref(),
@@ -299,6 +317,9 @@ async fn gateway_backend(
 struct CoreTasks {
     /// The core's request server, which gives its shard leases up when it stops.
     request_server: Option<JoinHandle<()>>,
+    /// The sweep that erases accounts whose grace period ended (roles `all`
+    /// and `core`); it stops at shutdown, after the sweep in hand.
+    erasure: Option<JoinHandle<()>>,
     /// The core lease's keeper, and the token that tells it the core has stopped.
     lease_keeper: Option<JoinHandle<()>>,
     stopped: CancellationToken,
@@ -311,6 +332,9 @@ impl CoreTasks {
         if let Some(server) = self.request_server {
             let _ = tokio::time::timeout(ttl, server).await;
         }
+        if let Some(erasure) = self.erasure {
+            let _ = tokio::time::timeout(ttl, erasure).await;
+        }
         self.stopped.cancel();
         if let Some(keeper) = self.lease_keeper {
             let _ = tokio::time::timeout(ttl, keeper).await;
@@ -319,13 +343,17 @@ impl CoreTasks {
 }
 
 /// Starts what a core runs beside its rooms: the server of the gateways'
-/// requests (with the core's handler) and the keeper of the core lease.
+/// requests (with the core's handler), the sweep of deletions due, and the
+/// keeper of the core lease.
 fn start_core(
     request_server: Option<(RpcServer, Handler)>,
+    erasure: Option<(Arc<Erasure>, Duration)>,
     bus: &SharedBus,
     lease: Option<CoreLease>,
     shutdown: &CancellationToken,
 ) -> CoreTasks {
+    let erasure =
+        erasure.map(|(erasure, every)| tokio::spawn(sweep(erasure, every, shutdown.clone())));
     let request_server = request_server.map(|(server, handler)| {
         let (bus, shutdown) = (bus.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -339,8 +367,26 @@ fn start_core(
         lease.map(|lease| tokio::spawn(lease.keep(shutdown.clone(), stopped.clone())));
     CoreTasks {
         request_server,
+        erasure,
         lease_keeper,
         stopped,
+    }
+}
+
+/// Erases the accounts whose grace period has ended, every `every`, until
+/// shutdown. A sweep that fails is logged and tried again at the next tick;
+/// each sweep may be cut short by a stop and done again (`Erasure`).
+async fn sweep(erasure: Arc<Erasure>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = erasure.sweep().await {
+            tracing::warn!(error = %e, "the sweep of deleted accounts failed; trying again later");
+        }
     }
 }
 
@@ -379,14 +425,14 @@ async fn shared_state(
 }
 
 /// Opens the stores under the data dir and builds the account and chat
-/// rooms, and real-name verification.
+/// rooms, real-name verification, and the erasure of deleted accounts.
 fn open_rooms(
     config: &Config,
     metrics: &Arc<Registry>,
     bus: &SharedBus,
     clock: &SharedClock,
     ids: &Arc<IdGen>,
-) -> anyhow::Result<(Local, Arc<RealNames>)> {
+) -> anyhow::Result<(Local, Arc<RealNames>, Arc<Erasure>)> {
     let data_dir = config.server.data_dir.clone();
     create_data_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -432,28 +478,40 @@ fn open_rooms(
         ids.clone(),
         &config.real_name,
     ));
-    let accounts = Arc::new(Accounts::new(
-        account_store,
-        signer,
-        bus.clone(),
-        clock.clone(),
-        ids.clone(),
-        config.auth.clone(),
-    )?);
+    let accounts = Arc::new(
+        Accounts::new(
+            account_store.clone(),
+            signer,
+            bus.clone(),
+            clock.clone(),
+            ids.clone(),
+            config.auth.clone(),
+        )?
+        .with_deletion_grace_ms(config.account.deletion_grace_ms()),
+    );
     let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
         .context("opening chat.db")?
         .with_group_limits(config.chat.group_limits());
-    let chat = Arc::new(Chat::new(
-        Arc::new(chat_store),
-        Arc::new(wiring::AccountDirectory::new(
-            accounts.clone(),
-            social.clone(),
-        )),
-        bus.clone(),
+    let chat = Arc::new(
+        Chat::new(
+            Arc::new(chat_store),
+            Arc::new(wiring::AccountDirectory::new(
+                accounts.clone(),
+                social.clone(),
+            )),
+            bus.clone(),
+            clock.clone(),
+            ids.clone(),
+            config.chat.max_pull_page,
+            metrics,
+        )
+        .with_invitation_ttl_ms(config.chat.invitation_ttl_ms()),
+    );
+    let erasure = Arc::new(Erasure::new(
+        account_store,
+        social.clone(),
+        Arc::new(wiring::ChatDepartures::new(chat.clone())),
         clock.clone(),
-        ids.clone(),
-        config.chat.max_pull_page,
-        metrics,
     ));
     tracing::info!(data_dir = %data_dir.display(), "stores open");
     let local = Local {
@@ -461,7 +519,7 @@ fn open_rooms(
         social,
         chat,
     };
-    Ok((local, real_names))
+    Ok((local, real_names, erasure))
 }
 
 /// The key that seals real-name data: `real_name.key`, or else the key file

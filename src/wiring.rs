@@ -1,11 +1,13 @@
 //! Adapters that plug one room's implementation into another room's port.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use superapp_account::model as account;
+use superapp_account::policy::GroupAdd;
+use superapp_account::ports::Departures;
 use superapp_account::{Accounts, Social};
-use superapp_chat::model::{Reach, SendVerdict, Span, UserId, View};
+use superapp_chat::model::{Addition, Reach, SendVerdict, Span, UserId, View};
 use superapp_chat::{Chat, Directory};
 use superapp_kit::BoxFuture;
 use superapp_kit::rpc::FenceFloor;
@@ -44,53 +46,32 @@ fn view_of(filters: &account::ViewFilters) -> Arc<View> {
     })
 }
 
-/// Most user ids remembered as existing before the memory is started afresh.
-const KNOWN_USERS_CAP: usize = 1_000_000;
-
-/// Chat asks "does this user exist?"; the account room answers. Accounts are
-/// never deleted, so a "yes" is remembered and the send path skips the store
-/// read; a "no" is always asked again (the user may register a moment later).
+/// Chat asks "does this user take part?" (exists, and is not deleted or
+/// being deleted); the account room answers, from its memory of users found
+/// so lately, which forgets a user at their deletion, so the send path
+/// reads no store for people it has seen.
 pub struct AccountDirectory {
     accounts: Arc<Accounts>,
     social: Arc<Social>,
-    known: RwLock<HashSet<UserId>>,
 }
 
 impl AccountDirectory {
     pub fn new(accounts: Arc<Accounts>, social: Arc<Social>) -> Self {
-        Self {
-            accounts,
-            social,
-            known: RwLock::new(HashSet::new()),
-        }
+        Self { accounts, social }
     }
 }
 
 impl Directory for AccountDirectory {
     fn user_exists(&self, user_id: UserId) -> BoxFuture<'_, Result<bool, String>> {
-        Box::pin(async move {
-            if self
-                .known
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&user_id)
-            {
-                return Ok(true);
-            }
-            let exists = self
-                .accounts
-                .user_exists(user_id)
-                .await
-                .map_err(|e| e.to_string())?;
-            if exists {
-                let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
-                if known.len() >= KNOWN_USERS_CAP {
-                    known.clear();
-                }
-                known.insert(user_id);
-            }
-            Ok(exists)
-        })
+        Box::pin(
+            async move { (self.accounts.takes_part(user_id).await).map_err(|e| e.to_string()) },
+        )
+    }
+
+    fn is_deleted(&self, user_id: UserId) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(
+            async move { (self.accounts.is_deleted(user_id).await).map_err(|e| e.to_string()) },
+        )
     }
 
     fn display_names(
@@ -132,14 +113,40 @@ impl Directory for AccountDirectory {
         })
     }
 
-    fn may_add_directly(
+    fn group_additions(
         &self,
         inviter: UserId,
         invitees: &[UserId],
-    ) -> BoxFuture<'_, Result<bool, String>> {
+    ) -> BoxFuture<'_, Result<Vec<Addition>, String>> {
         let invitees = invitees.to_vec();
         Box::pin(async move {
-            (self.social.may_add_to_group(inviter, &invitees).await).map_err(|e| e.to_string())
+            let decided = (self.social.group_additions(inviter, &invitees).await)
+                .map_err(|e| e.to_string())?;
+            let additions = decided.into_iter().map(|add| match add {
+                GroupAdd::Direct => Addition::Direct,
+                GroupAdd::Invite => Addition::Invite,
+                GroupAdd::Drop => Addition::Drop,
+            });
+            Ok(additions.collect())
         })
+    }
+}
+
+/// The account room erases an account only once the other rooms have let
+/// go of its user: chat takes them out of every group (handing on the
+/// groups they own).
+pub struct ChatDepartures {
+    chat: Arc<Chat>,
+}
+
+impl ChatDepartures {
+    pub fn new(chat: Arc<Chat>) -> Self {
+        Self { chat }
+    }
+}
+
+impl Departures for ChatDepartures {
+    fn depart(&self, user: UserId) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { (self.chat.depart(user).await).map_err(|e| e.to_string()) })
     }
 }

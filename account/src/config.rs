@@ -1,12 +1,12 @@
-//! The account room's sections of the configuration, `[auth]`, `[social]`
-//! and `[real_name]`: their keys, defaults and checks. The binary assembles
+//! The account room's sections of the configuration, `[auth]`, `[account]`,
+//! `[social]` and `[real_name]`: their keys, defaults and checks. The binary assembles
 //! the whole configuration from the rooms' sections.
 
 use serde::{Deserialize, Serialize};
 use superapp_kit::config::ConfigError;
 use superapp_kit::secret::Secret;
 
-use crate::model::WhoMayMessage;
+use crate::model::{WhoMayAddMe, WhoMayMessage};
 use crate::policy::SocialLimits;
 use crate::seal::RealNameKey;
 use crate::token::{TokenSigner, TokenVerifier};
@@ -313,6 +313,10 @@ pub struct SocialConfig {
     /// Who may send one-to-one messages to a user who has not chosen:
     /// `friends` (the default, as in WeChat) or `anyone`.
     pub who_may_message: WhoMayMessage,
+    /// Who may add a user who has not chosen to a group without asking:
+    /// `friends` (the default, as in WeChat), `anyone` not blocked, or
+    /// nobody (`invite`). Anyone else's addition is an invitation.
+    pub who_may_add_me: WhoMayAddMe,
     /// Friends one user may have (1 to 100000).
     pub max_friends: u32,
     /// Friend requests one user may send in any 24 hours (1 to 10000).
@@ -324,6 +328,7 @@ impl Default for SocialConfig {
         let limits = SocialLimits::default();
         Self {
             who_may_message: WhoMayMessage::Friends,
+            who_may_add_me: WhoMayAddMe::Friends,
             max_friends: limits.max_friends,
             friend_requests_per_day: limits.requests_per_day,
         }
@@ -352,5 +357,94 @@ impl SocialConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// The `[account]` section: an account's life after its owner asks to
+/// delete it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountConfig {
+    /// How long an account whose deletion was asked stays restorable
+    /// (deactivated: signed out everywhere, unreachable) before it is
+    /// erased, in seconds (3600 to 7776000, an hour to 90 days).
+    pub deletion_grace_secs: u64,
+    /// How often the sweep looks for accounts whose grace period has ended
+    /// and erases them, in milliseconds (100 to 3600000).
+    pub deletion_sweep_ms: u64,
+}
+
+impl Default for AccountConfig {
+    fn default() -> Self {
+        Self {
+            // A week: long enough to change one's mind after a rash moment,
+            // short enough that a deletion means it.
+            deletion_grace_secs: 7 * 24 * 3600,
+            deletion_sweep_ms: 60_000,
+        }
+    }
+}
+
+impl AccountConfig {
+    pub fn deletion_grace_ms(&self) -> i64 {
+        (self.deletion_grace_secs.min(90 * 24 * 3600) * 1000) as i64
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(3600..=90 * 24 * 3600).contains(&self.deletion_grace_secs) {
+            return Err(ConfigError::invalid(
+                "account.deletion_grace_secs",
+                "must be 3600 to 7776000 (an hour to 90 days)",
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.deletion_sweep_ms) {
+            return Err(ConfigError::invalid(
+                "account.deletion_sweep_ms",
+                "must be 100 to 3600000",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod account_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_grace_period_or_a_sweep_out_of_bounds_is_refused_by_name() {
+        assert!(AccountConfig::default().validate().is_ok());
+        assert_eq!(
+            AccountConfig::default().deletion_grace_ms(),
+            7 * 24 * 3600 * 1000
+        );
+        for (config, key) in [
+            (
+                AccountConfig {
+                    deletion_grace_secs: 60,
+                    ..AccountConfig::default()
+                },
+                "account.deletion_grace_secs",
+            ),
+            (
+                AccountConfig {
+                    deletion_grace_secs: u64::MAX,
+                    ..AccountConfig::default()
+                },
+                "account.deletion_grace_secs",
+            ),
+            (
+                AccountConfig {
+                    deletion_sweep_ms: 0,
+                    ..AccountConfig::default()
+                },
+                "account.deletion_sweep_ms",
+            ),
+        ] {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 }

@@ -6,7 +6,13 @@
 //! - [`account_store`], [`concurrent_refreshes`]: users, sessions, tokens.
 //! - [`social_graph_matches_the_model`]: the social graph under random
 //!   operations, hidden friends among them, against a model with the rules
-//!   written again.
+//!   written again: who may message whom, and who may add whom to a group
+//!   directly, by invitation, or not at all.
+//! - [`security_store`]: sessions as their owner lists and ends them,
+//!   password changes, and an account's deletion, restore and erasure.
+//! - [`deletions_match_the_model`]: accounts asked to be deleted, restored,
+//!   and erased by sweeps as time passes, at random, against a model of an
+//!   account's life.
 //! - [`past_blocks_are_kept_to_their_cap`]: the times of past blocks, which
 //!   keep what was sent during them out of the blocker's view.
 
@@ -19,10 +25,11 @@ use rand::{Rng as _, SeedableRng as _};
 
 use crate::model::{
     ContactEdit, Decision, FriendRequest, Privacy, Reach, RealNameRecord, RealNameState, Rejection,
-    Rotation, SendVerdict, SessionRecord, UserId, UserRecord, WhoMayMessage,
+    Rotation, SendVerdict, SessionRecord, Standing, UserId, UserRecord, WhoMayAddMe, WhoMayMessage,
 };
 use crate::policy::real_name::SUBMISSION_WINDOW_MS;
-use crate::policy::{self, SocialLimits};
+use crate::policy::security::DELETED_DISPLAY_NAME;
+use crate::policy::{self, GroupAdd, SocialLimits};
 use crate::store::{AccountStore, RealNameStore, SocialStore};
 use crate::{AccountError, SocialError};
 
@@ -157,6 +164,7 @@ enum SocialOp {
     Block(UserId, UserId),
     Unblock(UserId, UserId),
     Setting(UserId, Option<WhoMayMessage>),
+    AddSetting(UserId, Option<WhoMayAddMe>),
     /// The first hides (true) or unhides the second.
     Hide(UserId, UserId, bool),
 }
@@ -176,6 +184,7 @@ struct SocialModel {
     /// (owner, hidden): kept through a removal, gone with a new friendship.
     hidden: BTreeSet<(UserId, UserId)>,
     settings: BTreeMap<UserId, WhoMayMessage>,
+    add_settings: BTreeMap<UserId, WhoMayAddMe>,
 }
 
 fn pair(a: UserId, b: UserId) -> (UserId, UserId) {
@@ -267,6 +276,30 @@ impl SocialModel {
             }
             SocialOp::Hide(a, b, false) if self.hidden.remove(&(a, b)) => Ok(()),
             SocialOp::Hide(..) => Err(SocialError::NotFriends),
+            SocialOp::AddSetting(user, setting) => {
+                match setting {
+                    Some(s) => self.add_settings.insert(user, s),
+                    None => self.add_settings.remove(&user),
+                };
+                Ok(())
+            }
+        }
+    }
+
+    /// How `inviter` may bring `invitee` into a group, the server's default
+    /// being friends directly: a blocker is neither added nor asked, and
+    /// only those the invitee lets in are added without asking.
+    fn group_addition(&self, inviter: UserId, invitee: UserId) -> GroupAdd {
+        let setting = self.add_settings.get(&invitee);
+        let lets_in = match setting {
+            Some(WhoMayAddMe::Anyone) => true,
+            Some(WhoMayAddMe::Invite) => false,
+            Some(WhoMayAddMe::Friends) | None => self.friends(inviter, invitee),
+        };
+        match (self.blocks(invitee, inviter), lets_in) {
+            (true, _) => GroupAdd::Drop,
+            (false, true) => GroupAdd::Direct,
+            (false, false) => GroupAdd::Invite,
         }
     }
 
@@ -320,9 +353,13 @@ async fn run_social(store: &dyn SocialStore, op: SocialOp, now: i64) -> Result<(
         SocialOp::Block(a, b) => store.block(a, b, now).await,
         SocialOp::Unblock(a, b) => store.unblock(a, b, now).await,
         SocialOp::Setting(user, setting) => {
-            let privacy = Privacy {
-                who_may_message: setting,
-            };
+            let mut privacy = store.privacy(user).await?;
+            privacy.who_may_message = setting;
+            store.set_privacy(user, privacy).await
+        }
+        SocialOp::AddSetting(user, setting) => {
+            let mut privacy = store.privacy(user).await?;
+            privacy.who_may_add_me = setting;
             store.set_privacy(user, privacy).await
         }
         SocialOp::Hide(a, b, hidden) => {
@@ -374,10 +411,13 @@ impl Device {
 /// removals, blocks, settings, hiding and unhiding): every answer has the
 /// kind the model's has, and every few steps, for every ordered pair, what
 /// becomes of one's message to the other ([`crate::policy::send_verdict`]
-/// over the store's facts), each contact list read from the start and as a
-/// device kept it by the change feed, each waiting request list, block
-/// list and view filter (blocks with their times, hidden friends), and
-/// searches by exact id, exact name and name prefix agree with the model.
+/// over the store's facts), how one may bring the other into a group
+/// ([`crate::policy::group_addition`] over the facts
+/// [`SocialStore::addition_facts`] answers for everyone at once), each
+/// contact list read from the start and as a device kept it by the change
+/// feed, each waiting request list, block list and view filter (blocks with
+/// their times, hidden friends), and searches by exact id, exact name and
+/// name prefix agree with the model.
 pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialStore), seed: u64) {
     let people: Vec<UserId> = (1..=8).map(UserId).collect();
     for &who in &people {
@@ -394,14 +434,23 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
     for step in 0..500 {
         let mut someone = || people[rng.random_range(0..people.len())];
         let (a, b) = (someone(), someone());
-        let op = match rng.random_range(0..12) {
+        let op = match rng.random_range(0..13) {
             0..=2 => SocialOp::Request(a, b),
             3 | 4 => SocialOp::Accept(a, b),
             5 => SocialOp::Decline(a, b),
             6 => SocialOp::Remove(a, b),
             7 => SocialOp::Block(a, b),
             8 => SocialOp::Unblock(a, b),
-            9 | 10 => SocialOp::Hide(a, b, rng.random_bool(0.6)),
+            9 => {
+                let choices = [
+                    None,
+                    Some(WhoMayAddMe::Anyone),
+                    Some(WhoMayAddMe::Friends),
+                    Some(WhoMayAddMe::Invite),
+                ];
+                SocialOp::AddSetting(a, choices[rng.random_range(0..4)])
+            }
+            10 | 11 => SocialOp::Hide(a, b, rng.random_bool(0.6)),
             _ => {
                 let choices = [
                     None,
@@ -427,6 +476,18 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
             continue;
         }
         for &sender in &people {
+            // Everyone else at once, as a group's creation asks.
+            let others: Vec<UserId> = people.iter().copied().filter(|&o| o != sender).collect();
+            let facts = store.addition_facts(sender, others.clone()).await.unwrap();
+            assert_eq!(facts.len(), others.len());
+            for (&invitee, (relation, privacy)) in others.iter().zip(facts) {
+                let setting = privacy.who_may_add_me.unwrap_or(WhoMayAddMe::Friends);
+                assert_eq!(
+                    policy::group_addition(relation, setting),
+                    model.group_addition(sender, invitee),
+                    "step {step}: how may {sender:?} bring {invitee:?} into a group?"
+                );
+            }
             for &recipient in &people {
                 let (relation, privacy) = store.message_facts(recipient, sender).await.unwrap();
                 let setting = privacy.who_may_message.unwrap_or(WhoMayMessage::Friends);
@@ -531,7 +592,9 @@ pub async fn social_graph_matches_the_model(store: &(impl AccountStore + SocialS
         .await
         .unwrap();
     let later = now + policy::REQUEST_TTL_MS;
-    assert!(store.requests(b, later).await.unwrap().is_empty());
+    // Others' requests to b, made later in the walk, may still wait.
+    let waiting = store.requests(b, later).await.unwrap();
+    assert!(waiting.iter().all(|r| r.from != a), "{waiting:?}");
     assert!(matches!(
         store.accept(b, a, later, SocialLimits::default()).await,
         Err(SocialError::UnknownRequest)
@@ -747,4 +810,409 @@ pub async fn concurrent_real_name_submissions(store: &dyn RealNameStore) {
             .iter()
             .any(|o| matches!(o, Err(AccountError::VerificationPending)))
     );
+}
+
+fn lasting_session(id: u64, user_id: u64, expires_at_ms: i64) -> SessionRecord {
+    SessionRecord {
+        expires_at_ms,
+        ..session(id, user_id)
+    }
+}
+
+fn listed(sessions: Vec<crate::model::SessionInfo>) -> Vec<(u64, i64)> {
+    sessions
+        .iter()
+        .map(|s| (s.id, s.last_active_at_ms))
+        .collect()
+}
+
+fn friend_request(from: u64, to: u64, at_ms: i64) -> FriendRequest {
+    FriendRequest {
+        from: UserId(from),
+        to: UserId(to),
+        greeting: String::new(),
+        sent_ms: at_ms,
+    }
+}
+
+const ROOMY: SocialLimits = SocialLimits {
+    max_friends: 5_000,
+    requests_per_day: 100_000,
+};
+
+/// Sessions as their owner lists and ends them; a password change that
+/// keeps the asking session alone; an account's deletion, restored within
+/// its grace period, then asked again and erased after it.
+pub async fn security_store(store: &(impl AccountStore + SocialStore + RealNameStore)) {
+    let u = UserId;
+    for (id, phone) in [
+        (1, "+8613800000001"),
+        (2, "+8613800000002"),
+        (3, "+8613800000003"),
+        (4, "+8613800000004"),
+        (6, "+8613800000006"),
+    ] {
+        assert!(store.create_user(user(id, phone)).await.unwrap());
+    }
+    let far = 1_000_000_000;
+    for (session, owner, hash) in [
+        (10, 1, "h10"),
+        (11, 1, "h11"),
+        (12, 1, "h12"),
+        (20, 2, "h20"),
+    ] {
+        let record = lasting_session(session, owner, far);
+        store.create_session(record, hash.into()).await.unwrap();
+    }
+    store
+        .create_session(lasting_session(13, 1, 100), "h13".into())
+        .await
+        .unwrap();
+
+    // Listed live, the most recently active (a refresh) first.
+    assert!(matches!(
+        store
+            .rotate_refresh("h11".into(), "h11b".into(), 50)
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
+    let sessions = store.sessions(u(1), 100).await.unwrap();
+    assert_eq!(listed(sessions), [(11, 50), (12, 0), (10, 0)]);
+    // Only the owner's own live sessions end; anything else is no change.
+    assert!(!store.revoke_user_session(u(2), 10, 100).await.unwrap());
+    assert!(!store.revoke_user_session(u(1), 99, 100).await.unwrap());
+    assert!(!store.revoke_user_session(u(1), 13, 100).await.unwrap());
+    assert!(store.revoke_user_session(u(1), 12, 100).await.unwrap());
+    assert!(!store.revoke_user_session(u(1), 12, 101).await.unwrap());
+    assert_eq!(store.active_session(12, 101).await.unwrap(), None);
+    assert_eq!(store.active_session(10, 101).await.unwrap(), Some(u(1)));
+    let sessions = store.sessions(u(1), 101).await.unwrap();
+    assert_eq!(listed(sessions), [(11, 50), (10, 0)]);
+
+    // A password change keeps the asking session, under a new refresh
+    // token, and ends every other.
+    let refused = store.change_password(u(1), "x".into(), 12, "k".into(), 200);
+    assert!(matches!(refused.await, Err(AccountError::SessionRevoked)));
+    let refused = store.change_password(u(2), "x".into(), 10, "k".into(), 200);
+    assert!(matches!(refused.await, Err(AccountError::SessionRevoked)));
+    assert_eq!(
+        store.user(u(1)).await.unwrap().unwrap().password_hash,
+        "$argon2id$x"
+    );
+    let (kept, mut ended) = store
+        .change_password(u(1), "$argon2id$new".into(), 10, "k10".into(), 200)
+        .await
+        .unwrap();
+    ended.sort_unstable();
+    assert_eq!((kept.id, kept.user_id, kept.expires_at_ms), (10, u(1), far));
+    assert_eq!(ended, [11, 13]);
+    assert_eq!(
+        store.user(u(1)).await.unwrap().unwrap().password_hash,
+        "$argon2id$new"
+    );
+    assert_eq!(store.active_session(11, 201).await.unwrap(), None);
+    assert_eq!(store.active_session(20, 201).await.unwrap(), Some(u(2)));
+    // The kept session's earlier token is dead, not reused: the session lives.
+    assert_eq!(
+        store
+            .rotate_refresh("h10".into(), "z".into(), 202)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    assert_eq!(store.active_session(10, 203).await.unwrap(), Some(u(1)));
+    assert!(matches!(
+        store.rotate_refresh("k10".into(), "k10b".into(), 204).await.unwrap(),
+        Rotation::Rotated(s) if s.id == 10
+    ));
+    assert_eq!(
+        listed(store.sessions(u(1), 205).await.unwrap()),
+        [(10, 204)]
+    );
+
+    // What erasure must take away: a friend, a request each way, blocks
+    // each way, settings, a real-name record.
+    store
+        .send_request(friend_request(1, 2, 300), ROOMY)
+        .await
+        .unwrap();
+    store.accept(u(2), u(1), 301, ROOMY).await.unwrap();
+    store
+        .send_request(friend_request(3, 1, 302), ROOMY)
+        .await
+        .unwrap();
+    store
+        .send_request(friend_request(1, 4, 303), ROOMY)
+        .await
+        .unwrap();
+    store.block(u(1), u(2), 304).await.unwrap();
+    store.block(u(6), u(1), 305).await.unwrap();
+    let anyone = Privacy {
+        who_may_message: Some(WhoMayMessage::Anyone),
+        who_may_add_me: Some(WhoMayAddMe::Anyone),
+    };
+    store.set_privacy(u(1), anyone).await.unwrap();
+    store
+        .submit_real_name(submission(1, 70, "h-of-1", 306), 3)
+        .await
+        .unwrap();
+
+    // Deletion asked: every session ends; the account takes no part.
+    assert_eq!(store.standing(u(1)).await.unwrap(), Some(Standing::Active));
+    assert_eq!(store.standing(u(99)).await.unwrap(), None);
+    let ended = store.request_deletion(u(1), 1_000, 5_000).await.unwrap();
+    assert_eq!(ended, [10]);
+    let asked = Standing::Deleting {
+        requested_at_ms: 1_000,
+        due_at_ms: 5_000,
+    };
+    assert_eq!(store.standing(u(1)).await.unwrap(), Some(asked));
+    assert_eq!(store.active_session(10, 1_001).await.unwrap(), None);
+    assert!(matches!(
+        store.request_deletion(u(1), 1_002, 6_000).await,
+        Err(AccountError::DeletionPending { due_at_ms: 5_000 })
+    ));
+    assert_eq!(
+        store.display_names(vec![u(1), u(2)]).await.unwrap(),
+        vec![(u(2), "A".to_string())]
+    );
+    let person = store.people(vec![u(1)]).await.unwrap();
+    assert_eq!(
+        (person[0].display_name.as_str(), person[0].deleted),
+        ("A", false)
+    );
+    let request = store.send_request(friend_request(2, 1, 1_003), ROOMY);
+    assert!(matches!(request.await, Err(SocialError::UserDeleted)));
+    let accept = store.accept(u(4), u(1), 1_003, ROOMY);
+    assert!(matches!(accept.await, Err(SocialError::UserDeleted)));
+
+    // Not due yet: nothing to erase; restored, it is as it was.
+    assert!(store.deletions_due(4_999, 10).await.unwrap().is_empty());
+    assert_eq!(store.deletions_due(5_000, 10).await.unwrap(), [u(1)]);
+    assert_eq!(store.erase(u(1), 4_999).await.unwrap(), None);
+    store.cancel_deletion(u(1), 4_999).await.unwrap();
+    assert_eq!(store.standing(u(1)).await.unwrap(), Some(Standing::Active));
+    assert!(matches!(
+        store.cancel_deletion(u(1), 5_000).await,
+        Err(AccountError::DeletionNotRequested)
+    ));
+    assert!(store.relation(u(1), u(2), 5_000).await.unwrap().friends);
+
+    // Asked again and left past its grace period: erased.
+    assert!(
+        store
+            .request_deletion(u(1), 6_000, 9_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store.cancel_deletion(u(1), 9_000).await,
+        Err(AccountError::AccountDeleted)
+    ));
+    let version_before = store.contact_changes(u(2), 0, 10).await.unwrap().version;
+    let erased = store.erase(u(1), 9_000).await.unwrap().unwrap();
+    assert_eq!(erased.friends.len(), 1);
+    let (friend, version) = erased.friends[0];
+    assert_eq!(friend, u(2));
+    assert!(version > version_before);
+    let changes = store
+        .contact_changes(u(2), version_before, 10)
+        .await
+        .unwrap();
+    assert_eq!(changes.version, version);
+    assert!(
+        changes
+            .changes
+            .iter()
+            .any(|c| c.friend == u(1) && c.removed)
+    );
+    assert!(!store.relation(u(2), u(1), 9_000).await.unwrap().friends);
+    assert_eq!(
+        store.standing(u(1)).await.unwrap(),
+        Some(Standing::Deleted { at_ms: 9_000 })
+    );
+    assert_eq!(store.user_by_phone("+8613800000001").await.unwrap(), None);
+    let erased_row = store.user(u(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (erased_row.phone.as_str(), erased_row.password_hash.as_str()),
+        ("", "")
+    );
+    let person = store.people(vec![u(1), u(98)]).await.unwrap();
+    assert_eq!(person.len(), 1);
+    assert_eq!(
+        (person[0].display_name.as_str(), person[0].deleted),
+        (DELETED_DISPLAY_NAME, true)
+    );
+    assert!(store.display_names(vec![u(1)]).await.unwrap().is_empty());
+    assert!(store.sessions(u(1), 9_001).await.unwrap().is_empty());
+    assert!(store.blocked(u(1)).await.unwrap().is_empty());
+    assert!(store.blocked(u(6)).await.unwrap().is_empty());
+    // What 1 sent while 6 blocked them stays out of 6's view; 1's own
+    // view filters are gone.
+    let kept = store.view_filters(u(6)).await.unwrap();
+    let during = crate::model::BlockSpan {
+        user: u(1),
+        from_ms: 305,
+        until_ms: Some(9_000),
+    };
+    assert_eq!(kept.blocks, vec![during]);
+    assert!(store.view_filters(u(1)).await.unwrap().is_empty());
+    assert!(store.requests(u(1), 9_001).await.unwrap().is_empty());
+    assert!(store.requests(u(4), 9_001).await.unwrap().is_empty());
+    assert_eq!(store.privacy(u(1)).await.unwrap(), Privacy::default());
+    assert_eq!(store.real_name(u(1)).await.unwrap(), None);
+    assert!(
+        store
+            .contact_changes(u(1), 0, 10)
+            .await
+            .unwrap()
+            .changes
+            .is_empty()
+    );
+    // The phone registers again, and the ID number verifies someone else.
+    assert!(store.create_user(user(5, "+8613800000001")).await.unwrap());
+    store
+        .submit_real_name(submission(5, 71, "h-of-1", 9_002), 3)
+        .await
+        .unwrap();
+    // Erased is final.
+    assert_eq!(store.erase(u(1), 9_003).await.unwrap(), None);
+    assert!(store.deletions_due(20_000, 10).await.unwrap().is_empty());
+    assert!(matches!(
+        store.request_deletion(u(1), 9_004, 12_000).await,
+        Err(AccountError::AccountDeleted)
+    ));
+    assert!(matches!(
+        store.cancel_deletion(u(1), 9_004).await,
+        Err(AccountError::AccountDeleted)
+    ));
+    let request = store.send_request(friend_request(3, 1, 9_005), ROOMY);
+    assert!(matches!(request.await, Err(SocialError::UserDeleted)));
+}
+
+/// An account's life as the model keeps it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Life {
+    Active,
+    /// Erased from this time on.
+    Asked(i64),
+    Erased,
+}
+
+/// Random walks over six accounts: deletions asked, restores, friend
+/// requests to them, time passing and sweeps erasing what is due. Every
+/// answer has the kind the model's has, and after each step every
+/// account's standing, whether its name is listed for others, whether its
+/// phone still signs in, and which deletions are due agree with the model.
+pub async fn deletions_match_the_model(store: &(impl AccountStore + SocialStore), seed: u64) {
+    const GRACE: i64 = 1_000;
+    let people: Vec<UserId> = (1..=6).map(UserId).collect();
+    let phone = |who: UserId| format!("+1555100000{}", who.0);
+    for &who in &people {
+        assert!(store.create_user(user(who.0, &phone(who))).await.unwrap());
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut model: BTreeMap<UserId, Life> = people.iter().map(|&u| (u, Life::Active)).collect();
+    let mut now = 1_000_000;
+    for step in 0..300 {
+        let who = people[rng.random_range(0..people.len())];
+        let life = model[&who];
+        match rng.random_range(0..10) {
+            0 | 1 => {
+                let got = store.request_deletion(who, now, now + GRACE).await;
+                match life {
+                    Life::Active => {
+                        assert!(got.is_ok(), "step {step}: {got:?}");
+                        model.insert(who, Life::Asked(now + GRACE));
+                    }
+                    Life::Asked(due) if now < due => assert!(
+                        matches!(got, Err(AccountError::DeletionPending { due_at_ms }) if due_at_ms == due),
+                        "step {step}: {got:?}"
+                    ),
+                    _ => assert!(
+                        matches!(got, Err(AccountError::AccountDeleted)),
+                        "step {step}: {got:?}"
+                    ),
+                }
+            }
+            2 | 3 => {
+                let got = store.cancel_deletion(who, now).await;
+                match life {
+                    Life::Active => assert!(
+                        matches!(got, Err(AccountError::DeletionNotRequested)),
+                        "step {step}: {got:?}"
+                    ),
+                    Life::Asked(due) if now < due => {
+                        assert!(got.is_ok(), "step {step}: {got:?}");
+                        model.insert(who, Life::Active);
+                    }
+                    _ => assert!(
+                        matches!(got, Err(AccountError::AccountDeleted)),
+                        "step {step}: {got:?}"
+                    ),
+                }
+            }
+            4 | 5 => {
+                let from = people[rng.random_range(0..people.len())];
+                if from == who {
+                    continue;
+                }
+                let got = store
+                    .send_request(friend_request(from.0, who.0, now), ROOMY)
+                    .await;
+                let deleted = matches!(got, Err(SocialError::UserDeleted));
+                assert_eq!(deleted, life != Life::Active, "step {step}: {got:?}");
+            }
+            6 | 7 => now += rng.random_range(0..600),
+            _ => {
+                for due in store.deletions_due(now, 100).await.unwrap() {
+                    assert!(store.erase(due, now).await.unwrap().is_some());
+                }
+                for life in model.values_mut() {
+                    if matches!(*life, Life::Asked(due) if due <= now) {
+                        *life = Life::Erased;
+                    }
+                }
+            }
+        }
+        let listed: BTreeSet<UserId> = (store.display_names(people.clone()).await.unwrap())
+            .into_iter()
+            .map(|(who, _)| who)
+            .collect();
+        let due: BTreeSet<UserId> = store
+            .deletions_due(now, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        for &who in &people {
+            let life = model[&who];
+            let standing = store.standing(who).await.unwrap().unwrap();
+            let same = match (life, standing) {
+                (Life::Active, Standing::Active) => true,
+                (Life::Asked(due), Standing::Deleting { due_at_ms, .. }) => due == due_at_ms,
+                (Life::Erased, Standing::Deleted { .. }) => true,
+                _ => false,
+            };
+            assert!(
+                same,
+                "step {step}: {who:?} is {standing:?}, the model says {life:?}"
+            );
+            assert_eq!(
+                listed.contains(&who),
+                life == Life::Active,
+                "step {step}: {who:?}"
+            );
+            let by_phone = store.user_by_phone(&phone(who)).await.unwrap();
+            assert_eq!(
+                by_phone.is_some(),
+                life != Life::Erased,
+                "step {step}: {who:?}"
+            );
+            let is_due = matches!(life, Life::Asked(at) if at <= now);
+            assert_eq!(due.contains(&who), is_due, "step {step}: {who:?}");
+        }
+    }
 }

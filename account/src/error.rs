@@ -55,6 +55,28 @@ pub enum AccountError {
     TooManySubmissions { retry_after_ms: u64 },
     #[error("real-name verification is not offered by this server")]
     RealNameUnavailable,
+    /// The caller's own password, asked again before a change that needs
+    /// it, does not match.
+    #[error("the password is wrong")]
+    WrongPassword,
+    #[error("the new password is the current one")]
+    PasswordUnchanged,
+    /// Not a live session of the caller: unknown, another user's, ended or
+    /// expired, answered alike.
+    #[error("no such session")]
+    UnknownSession,
+    /// The account is deactivated until `due_at_ms`, when it is erased;
+    /// until then its owner may restore it.
+    #[error(
+        "this account is being deleted; it can be restored (POST /v1/accounts/restore) until {due_at_ms} ms since the epoch"
+    )]
+    DeletionPending { due_at_ms: i64 },
+    #[error("this account has been deleted")]
+    AccountDeleted,
+    #[error("this account's deletion was not asked for")]
+    DeletionNotRequested,
+    #[error("at most {max} users at once")]
+    TooManyUsers { max: usize },
     #[error("storage failed")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -100,6 +122,9 @@ pub enum SocialError {
     TooManyFriends { max: u32 },
     #[error("too many friend requests today; try again later")]
     TooManyRequests { retry_after_ms: u64 },
+    /// The other's account is deleted, or being deleted.
+    #[error("this user's account is deleted")]
+    UserDeleted,
     #[error("{reason}")]
     Invalid {
         code: &'static str,

@@ -9,17 +9,21 @@
 //!   [`policy::real_name`]: the resident identity number (GB 11643), legal
 //!   names, masking, and who may submit how often.
 //! - [`service`]: [`Accounts`], the operations the edge calls (register, log in,
-//!   refresh, log out, authenticate a token, browser WebSocket tickets), and
-//!   [`RealNames`] (submit, status, and `is_verified` for other rooms).
+//!   refresh, log out, authenticate a token, browser WebSocket tickets; change
+//!   the password, list and end sessions, delete and restore the account),
+//!   [`RealNames`] (submit, status, and `is_verified` for other rooms), and
+//!   [`Erasure`], the sweep that erases accounts whose grace period ended.
 //! - [`social`]: [`Social`], the social graph's operations (friend requests,
 //!   contacts, hidden friends, their change feed and search, blocks, who may
-//!   message whom). [`answers`]: its memory of recent "what becomes of S's
-//!   message to R?" answers; [`views`]: of each user's view filters (blocks
-//!   with their times, hidden friends) that chat asks for.
+//!   message whom, and how someone may be brought into a group: added,
+//!   invited, or not at all). [`answers`]: its memory of recent "what
+//!   becomes of S's message to R?" answers; [`views`]: of each user's view
+//!   filters (blocks with their times, hidden friends) that chat asks for.
 //! - [`ports`]: [`ports::VerificationProvider`], what real-name verification
-//!   needs from outside; [`sandbox`]: the sandbox provider shipped.
-//! - [`config`]: the `[auth]`, `[social]` and `[real_name]` sections of the
-//!   configuration.
+//!   needs from outside; [`sandbox`]: the sandbox provider shipped;
+//!   [`ports::Departures`], what other rooms do when an account is erased.
+//! - [`config`]: the `[auth]`, `[account]`, `[social]` and `[real_name]`
+//!   sections of the configuration.
 //! - [`error`]: [`AccountError`], the outcomes callers branch on.
 //! - [`store`]: [`AccountStore`], [`SocialStore`] and [`RealNameStore`], the
 //!   storage traits, and the SQLite backend.
@@ -39,7 +43,12 @@
 //! Sessions are refresh-token families: each refresh rotates the token, and a
 //! rotated token presented again revokes the whole family (it was stolen or
 //! replayed). Logging out revokes the family and tells the gateways to close
-//! its WebSockets.
+//! its WebSockets; so do a password change (every other session) and a
+//! deletion (every session).
+//!
+//! An account whose deletion is asked is deactivated at once and erased
+//! after its grace period: its id stays, named by a placeholder, so that
+//! its peers' history still names it; nothing else of it does.
 //!
 //! An ID number is never stored in the clear, logged, or answered whole: it
 //! is sealed at rest, shown only masked, and its `Debug` forms are masked. A verified
@@ -69,6 +78,6 @@ pub mod conformance;
 
 pub use error::{AccountError, SocialError};
 pub use model::{NewAccount, Profile, TokenPair};
-pub use service::{Accounts, RealNames};
+pub use service::{Accounts, Erasure, RealNames};
 pub use social::Social;
 pub use store::{AccountStore, RealNameStore, SocialStore, SqliteAccountStore};

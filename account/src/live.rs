@@ -13,6 +13,9 @@
 //! [`MAX_REMEMBERED`] sessions are held: memory holds only the sessions used
 //! lately, and a session that expired (its absolute lifetime ended) is
 //! answered live for at most one window after its expiry.
+//!
+//! [`KnownUsers`] does the same for the question chat asks on every send,
+//! "does this user take part?", forgetting a user at their deletion.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -89,6 +92,64 @@ impl LiveSessions {
     }
 }
 
+/// Users remembered as taking part at most (about 16 bytes each) before
+/// the memory starts afresh.
+pub const MAX_KNOWN_USERS: usize = 1_000_000;
+
+/// The users this process has lately found to take part (to exist, and not
+/// be deleted or being deleted): the question chat asks on every send. A
+/// deletion asked through [`Accounts`](crate::Accounts) forgets its user
+/// once the store has it; as with sessions, a read that began before a
+/// deletion is not remembered. A "no" is never remembered: a user may
+/// register, or restore their account, a moment later.
+#[derive(Default)]
+pub(crate) struct KnownUsers {
+    inner: Mutex<Known>,
+}
+
+#[derive(Default)]
+struct Known {
+    users: std::collections::HashSet<UserId>,
+    /// Deletions asked so far.
+    deletions: u64,
+}
+
+impl KnownUsers {
+    /// Whether `user` is known to take part, or the ticket for a store read.
+    pub(crate) fn recall(&self, user: UserId) -> Result<(), Ticket> {
+        let inner = self.lock();
+        if inner.users.contains(&user) {
+            Ok(())
+        } else {
+            Err(Ticket(inner.deletions))
+        }
+    }
+
+    /// Remembers a user the store answered as taking part, unless a
+    /// deletion came since `ticket` was taken.
+    pub(crate) fn remember(&self, user: UserId, ticket: Ticket) {
+        let mut inner = self.lock();
+        if inner.deletions != ticket.0 {
+            return;
+        }
+        if inner.users.len() >= MAX_KNOWN_USERS {
+            inner.users.clear();
+        }
+        inner.users.insert(user);
+    }
+
+    /// Called once the store has the user's deletion asked.
+    pub(crate) fn forget(&self, user: UserId) {
+        let mut inner = self.lock();
+        inner.users.remove(&user);
+        inner.deletions += 1;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +191,24 @@ mod tests {
         live.remember(7, ANN, t);
         assert_eq!(live.recall(7, WINDOW_MS - 1), Recall::Live(ANN));
         assert!(matches!(live.recall(7, WINDOW_MS), Recall::Unknown(_)));
+    }
+
+    #[test]
+    fn a_user_known_to_take_part_is_forgotten_at_their_deletion() {
+        let known = KnownUsers::default();
+        let ticket = known.recall(ANN).unwrap_err();
+        known.remember(ANN, ticket);
+        assert_eq!(known.recall(ANN), Ok(()));
+        known.forget(ANN);
+        assert!(known.recall(ANN).is_err());
+    }
+
+    #[test]
+    fn a_read_that_began_before_a_deletion_is_not_remembered() {
+        let known = KnownUsers::default();
+        let ticket = known.recall(ANN).unwrap_err();
+        known.forget(ANN);
+        known.remember(ANN, ticket);
+        assert!(known.recall(ANN).is_err());
     }
 }

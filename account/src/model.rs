@@ -81,10 +81,24 @@ pub enum WhoMayMessage {
     Anyone,
 }
 
+/// Who may add a user to a group without asking them first; anyone else's
+/// addition becomes an invitation the user accepts or declines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhoMayAddMe {
+    /// Anyone who is not blocked (as Telegram's "everybody").
+    Anyone,
+    /// Friends (the default, as in WeChat, where only friends pull you in).
+    Friends,
+    /// Nobody: everyone, friends included, invites.
+    Invite,
+}
+
 /// A user's privacy settings; None is the server's default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Privacy {
     pub who_may_message: Option<WhoMayMessage>,
+    pub who_may_add_me: Option<WhoMayAddMe>,
 }
 
 /// A request to be friends, waiting for `to`.
@@ -231,7 +245,9 @@ pub struct ContactChanges {
     pub more: bool,
 }
 pub mod real_name;
+pub mod security;
 
 pub use real_name::{
     Decision, RealNameRecord, RealNameState, RealNameStatus, RealNameView, Rejection,
 };
+pub use security::{Erased, Person, SessionInfo, Standing};

@@ -1,7 +1,8 @@
 //! The account room's rules as pure functions: what a phone number, a
 //! display name and a password must be; the social graph's rules: what a
 //! friend request comes to, who may message whom, who may add whom to a
-//! group; real-name verification's rules are in [`real_name`]. No I/O.
+//! group; real-name verification's rules are in [`real_name`], account
+//! security's (new passwords, an account's deletion) in [`security`]. No I/O.
 //! Every store backend calls the social rules inside the write that acts on
 //! them.
 
@@ -10,9 +11,12 @@ use std::sync::OnceLock;
 
 use crate::AccountError;
 use crate::error::SocialError;
-use crate::model::{Contact, ContactEdit, Reach, Relation, SendVerdict, UserId, WhoMayMessage};
+use crate::model::{
+    Contact, ContactEdit, Reach, Relation, SendVerdict, UserId, WhoMayAddMe, WhoMayMessage,
+};
 
 pub mod real_name;
+pub mod security;
 
 /// A device name is kept to this many characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;
@@ -364,16 +368,97 @@ pub fn may_see_presence(relation: Relation) -> bool {
     !relation.blocks
 }
 
-/// Whether the inviter may add the invitee to a group without asking, as
-/// `relation` (the invitee's view of the inviter) says: not if the invitee
-/// blocks the inviter.
-pub fn may_add_to_group(relation: Relation) -> bool {
-    !relation.blocks
+/// How an inviter may bring someone into a group (at its creation or later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupAdd {
+    /// Added at once, without being asked.
+    Direct,
+    /// Sent an invitation, which they accept or decline.
+    Invite,
+    /// They block the inviter: answered as invited, and nothing is stored or
+    /// sent, so the block is not revealed (as a blocked user's friend request).
+    Drop,
+}
+
+/// How the inviter may bring the invitee into a group, as `relation` (the
+/// invitee's view of the inviter) and the invitee's setting say: never if
+/// the invitee blocks the inviter; directly if the invitee lets anyone add
+/// them, or friends and they are friends; by invitation otherwise.
+pub fn group_addition(relation: Relation, setting: WhoMayAddMe) -> GroupAdd {
+    if relation.blocks {
+        return GroupAdd::Drop;
+    }
+    match setting {
+        WhoMayAddMe::Anyone => GroupAdd::Direct,
+        WhoMayAddMe::Friends if relation.friends => GroupAdd::Direct,
+        WhoMayAddMe::Friends | WhoMayAddMe::Invite => GroupAdd::Invite,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn setting() -> impl Strategy<Value = WhoMayAddMe> {
+        prop_oneof![
+            Just(WhoMayAddMe::Anyone),
+            Just(WhoMayAddMe::Friends),
+            Just(WhoMayAddMe::Invite),
+        ]
+    }
+
+    fn relation() -> impl Strategy<Value = Relation> {
+        (any::<[bool; 6]>()).prop_map(
+            |[friends, blocks, blocked_by, requested_by, hides, hidden_by]| Relation {
+                friends,
+                blocks,
+                blocked_by,
+                requested_by,
+                hides,
+                hidden_by,
+            },
+        )
+    }
+
+    /// The rule as docs/privacy.md states it, row by row: who the invitee
+    /// lets in without asking, and what a block does.
+    fn the_table(relation: Relation, setting: WhoMayAddMe) -> GroupAdd {
+        let lets_in_without_asking = match setting {
+            WhoMayAddMe::Anyone => true,
+            WhoMayAddMe::Friends => relation.friends,
+            WhoMayAddMe::Invite => false,
+        };
+        if relation.blocks {
+            GroupAdd::Drop
+        } else if lets_in_without_asking {
+            GroupAdd::Direct
+        } else {
+            GroupAdd::Invite
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_group_addition_is_what_the_table_says(relation in relation(), setting in setting()) {
+            prop_assert_eq!(group_addition(relation, setting), the_table(relation, setting));
+        }
+
+        #[test]
+        fn no_group_addition_adds_what_a_rule_forbids(relation in relation(), setting in setting()) {
+            let added = group_addition(relation, setting) == GroupAdd::Direct;
+            // A blocker is never added, nor asked.
+            prop_assert!(!relation.blocks || group_addition(relation, setting) == GroupAdd::Drop);
+            // Under "invite", nobody adds; under "friends", no stranger does.
+            prop_assert!(!(added && setting == WhoMayAddMe::Invite));
+            prop_assert!(!(added && setting == WhoMayAddMe::Friends && !relation.friends));
+            // What the inviter thinks of the invitee, or a request between
+            // them, changes nothing.
+            let other_side = Relation { blocked_by: !relation.blocked_by, requested_by: !relation.requested_by, ..relation };
+            prop_assert_eq!(group_addition(other_side, setting), group_addition(relation, setting));
+        }
+    }
 
     #[test]
     fn phones_are_accepted_only_in_e164_form() {

@@ -1,13 +1,14 @@
 //! What the account room needs from outside: a verification provider, the
 //! service that checks a legal name and an ID number against the national
 //! registry. The binary wires one in: [`crate::sandbox::SandboxProvider`]
-//! is the one shipped.
+//! is the one shipped. And [`Departures`]: what other rooms do with a user
+//! whose account is erased.
 
 use std::fmt;
 
 use superapp_kit::BoxFuture;
 
-use crate::model::Rejection;
+use crate::model::{Rejection, UserId};
 use crate::policy::real_name::{mask_id_number, mask_legal_name};
 
 /// A verification provider. Real ones answer most requests within seconds
@@ -70,4 +71,15 @@ pub enum ProviderAnswer {
 pub enum ProviderError {
     #[error("the verification provider is unavailable: {0}")]
     Unavailable(String),
+}
+
+/// What the account room asks of the other rooms before it erases an
+/// account ([`crate::service::Erasure`]): the binary wires in the chat
+/// room, which takes the user out of every group (handing on the groups
+/// they own). Messages already sent stay in their peers' history.
+pub trait Departures: Send + Sync + 'static {
+    /// Takes `user` out of what other rooms hold them in. Asked again for
+    /// a user already gone, it does nothing: an erasure that stopped
+    /// halfway is done again from the start.
+    fn depart(&self, user: UserId) -> BoxFuture<'_, Result<(), String>>;
 }

@@ -1,10 +1,13 @@
 //! The account operations the edge calls: [`Accounts`] (registration,
-//! sessions, tokens) and, in [`real_name`], [`RealNames`] (real-name
-//! verification).
+//! sessions, tokens; in [`security`], password changes, the session list and
+//! an account's deletion) and, in [`real_name`], [`RealNames`] (real-name
+//! verification). [`Erasure`] erases the accounts whose grace period ended.
 
 pub mod real_name;
+pub mod security;
 
 pub use real_name::RealNames;
+pub use security::Erasure;
 
 use std::sync::Arc;
 
@@ -19,8 +22,10 @@ use superapp_proto::v1::{BusEnvelope, SessionRevoked, bus_envelope};
 
 use crate::AccountError;
 use crate::config::AuthConfig;
-use crate::live::{LiveSessions, Recall};
-use crate::model::{NewAccount, Profile, Rotation, SessionRecord, TokenPair, UserId, UserRecord};
+use crate::live::{KnownUsers, LiveSessions, Recall};
+use crate::model::{
+    NewAccount, Profile, Rotation, SessionRecord, Standing, TokenPair, UserId, UserRecord,
+};
 use crate::password::Hasher;
 use crate::policy;
 use crate::store::AccountStore;
@@ -69,6 +74,11 @@ pub struct Accounts {
     /// Sessions found live lately, forgotten at their revocation: the check
     /// every WebSocket request makes ([`Accounts::session_in_use`]).
     live: LiveSessions,
+    /// Users found to take part lately, forgotten at their deletion: the
+    /// check of every one-to-one send ([`Accounts::takes_part`]).
+    known: KnownUsers,
+    /// How long an account whose deletion was asked stays restorable.
+    deletion_grace_ms: i64,
 }
 
 impl Accounts {
@@ -99,7 +109,15 @@ impl Accounts {
             config,
             tickets: Tickets::default(),
             live: LiveSessions::default(),
+            known: KnownUsers::default(),
+            deletion_grace_ms: crate::config::AccountConfig::default().deletion_grace_ms(),
         })
+    }
+
+    /// The grace period of a deletion (`account.deletion_grace_secs`).
+    pub fn with_deletion_grace_ms(mut self, grace_ms: i64) -> Self {
+        self.deletion_grace_ms = grace_ms;
+        self
     }
 
     /// Registers from `client_address` (the key of [`Throttle`]s by address).
@@ -143,6 +161,8 @@ impl Accounts {
     }
 
     /// Unknown phones and wrong passwords answer alike and take alike long.
+    /// An account being deleted answers, once the password is right, when
+    /// it will be erased: its owner may restore it ([`Accounts::restore`]).
     #[tracing::instrument(skip_all)]
     pub async fn login(
         &self,
@@ -151,6 +171,23 @@ impl Accounts {
         device_name: &str,
         client_address: &str,
     ) -> Result<TokenPair, AccountError> {
+        let user = self.sign_in(phone, password, client_address).await?;
+        let standing = self.store.standing(user.id).await?;
+        let now = self.clock.now_ms();
+        policy::security::may_sign_in(standing.unwrap_or(Standing::Active), now)?;
+        let (session, refresh_token) = self.start_session(user.id, device_name, now).await?;
+        tracing::info!(user_id = user.id.0, session_id = session.id, "logged in");
+        Ok(self.pair(&session, refresh_token, now))
+    }
+
+    /// The account of `phone` when `password` is its own, counted by the
+    /// failed-login throttles of the phone and of `client_address`.
+    async fn sign_in(
+        &self,
+        phone: &str,
+        password: &str,
+        client_address: &str,
+    ) -> Result<UserRecord, AccountError> {
         let phone = policy::normalize_phone(phone).map_err(|_| AccountError::InvalidCredentials)?;
         let _ticket = admit(&self.login_admission)?;
         let now = self.clock.now_ms();
@@ -185,10 +222,20 @@ impl Accounts {
         };
         self.by_account.clear(&phone);
         self.by_address.give_back(client_address);
+        Ok(user)
+    }
+
+    /// A new session of `user` on `device_name`, and its first refresh token.
+    async fn start_session(
+        &self,
+        user: UserId,
+        device_name: &str,
+        now: i64,
+    ) -> Result<(SessionRecord, String), AccountError> {
         let refresh_token = random_token();
         let session = SessionRecord {
             id: self.ids.next(),
-            user_id: user.id,
+            user_id: user,
             device_name: policy::device_name(device_name),
             created_at_ms: now,
             expires_at_ms: now + (self.config.refresh_ttl_secs * 1000) as i64,
@@ -196,8 +243,7 @@ impl Accounts {
         self.store
             .create_session(session.clone(), token_hash(&refresh_token))
             .await?;
-        tracing::info!(user_id = user.id.0, session_id = session.id, "logged in");
-        Ok(self.pair(&session, refresh_token, now))
+        Ok((session, refresh_token))
     }
 
     /// Rotates the refresh token. A spent token presented again revokes its
@@ -296,8 +342,9 @@ impl Accounts {
         Ok(self.store.display_names(ids).await?)
     }
 
+    /// Whether the user was ever registered (deleted accounts included).
     pub async fn user_exists(&self, user_id: UserId) -> Result<bool, AccountError> {
-        Ok(self.store.user(user_id).await?.is_some())
+        Ok(self.store.standing(user_id).await?.is_some())
     }
 
     /// A single-use ticket for a browser's WebSocket handshake, where headers

@@ -1,9 +1,10 @@
 //! The social graph's operations: friend requests, friends with remarks,
 //! tags and hidden marks, the contact list's change feed and its search,
-//! blocks, and the privacy settings that decide who may message whom. Each
-//! validates its input, lets the store decide with [`crate::policy`] inside
-//! its write, and tells the users concerned on their bus topics
-//! ([`ContactEvent`]; a [`Blocking`] notice to the gateways for a block).
+//! blocks, and the privacy settings that decide who may message whom and who
+//! may add whom to a group. Each validates its input, lets the store decide
+//! with [`crate::policy`] inside its write, and tells the users concerned on
+//! their bus topics ([`ContactEvent`]; a [`Blocking`] notice to the gateways
+//! for a block).
 
 use std::sync::Arc;
 
@@ -20,9 +21,9 @@ use crate::answers::Answers;
 use crate::config::SocialConfig;
 use crate::model::{
     Befriended, ContactChanges, ContactEdit, FoundContact, FriendRequest, Privacy, SendVerdict,
-    UserId, ViewFilters, WhoMayMessage,
+    UserId, ViewFilters, WhoMayAddMe, WhoMayMessage,
 };
-use crate::policy;
+use crate::policy::{self, GroupAdd};
 use crate::store::SocialStore;
 use crate::views::Views;
 
@@ -33,6 +34,7 @@ const MAX_CONTACTS_PAGE: u32 = 1_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     pub who_may_message: WhoMayMessage,
+    pub who_may_add_me: WhoMayAddMe,
 }
 
 pub struct Social {
@@ -249,10 +251,14 @@ impl Social {
         &self,
         user: UserId,
         who_may_message: Option<WhoMayMessage>,
+        who_may_add_me: Option<WhoMayAddMe>,
     ) -> Result<Settings, SocialError> {
         let mut chosen = self.store.privacy(user).await?;
         if who_may_message.is_some() {
             chosen.who_may_message = who_may_message;
+        }
+        if who_may_add_me.is_some() {
+            chosen.who_may_add_me = who_may_add_me;
         }
         self.forget(&[user]);
         let set = self.store.set_privacy(user, chosen).await;
@@ -296,21 +302,38 @@ impl Social {
         Ok(policy::may_see_presence(relation))
     }
 
-    /// Whether `inviter` may add every one of `invitees` to a group without
-    /// asking them ([`policy::may_add_to_group`]).
-    pub async fn may_add_to_group(
+    /// How `inviter` may bring each of `invitees` into a group
+    /// ([`policy::group_addition`]), in their order, from one store read for
+    /// all of them. The inviter themself is added directly.
+    pub async fn group_additions(
         &self,
         inviter: UserId,
         invitees: &[UserId],
-    ) -> Result<bool, SocialError> {
-        let now = self.clock.now_ms();
-        for &invitee in invitees {
-            let relation = self.store.relation(invitee, inviter, now).await?;
-            if !policy::may_add_to_group(relation) {
-                return Ok(false);
-            }
+    ) -> Result<Vec<GroupAdd>, SocialError> {
+        let facts = (self.store)
+            .addition_facts(inviter, invitees.to_vec())
+            .await?;
+        let decided = invitees
+            .iter()
+            .zip(facts)
+            .map(|(&invitee, (relation, chosen))| {
+                if invitee == inviter {
+                    return GroupAdd::Direct;
+                }
+                policy::group_addition(relation, self.effective(chosen).who_may_add_me)
+            });
+        Ok(decided.collect())
+    }
+
+    /// An account was erased ([`crate::service::Erasure`]): each former
+    /// friend's list lost it under the version given, and they are told,
+    /// as for a removal.
+    pub fn erased(&self, friends: &[(UserId, u64)]) {
+        let users: Vec<UserId> = friends.iter().map(|(friend, _)| *friend).collect();
+        self.forget(&users);
+        for &(friend, version) in friends {
+            self.tell(friend, Kind::Changed, UserId(0), "", version);
         }
-        Ok(true)
     }
 
     /// Forgets what is remembered about `users`: a write about them begins
@@ -343,6 +366,7 @@ impl Social {
             who_may_message: chosen
                 .who_may_message
                 .unwrap_or(self.config.who_may_message),
+            who_may_add_me: chosen.who_may_add_me.unwrap_or(self.config.who_may_add_me),
         }
     }
 

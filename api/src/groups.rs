@@ -49,6 +49,17 @@ pub struct Group {
     /// The caller's role: owner, admin or member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub my_role: Option<String>,
+    /// In the answer to a creation only: the members added besides the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde_as(as = "Option<Vec<U64AsString>>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
+    pub added: Option<Vec<u64>>,
+    /// In the answer to a creation only: those invited instead of added,
+    /// who join if they accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde_as(as = "Option<Vec<U64AsString>>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
+    pub invited: Option<Vec<u64>>,
 }
 
 /// `PATCH /v1/groups/{group_id}`: admins change settings; absent fields stay.
@@ -116,7 +127,8 @@ pub struct Invite {
     pub members: Vec<u64>,
 }
 
-/// Who an invitation added at once, and who waits for an admin's approval.
+/// Who an addition added at once, who waits for an admin's approval, and
+/// who was sent an invitation instead (they join if they accept).
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -127,6 +139,36 @@ pub struct GroupJoin {
     #[serde_as(as = "Vec<U64AsString>")]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub pending: Vec<u64>,
+    #[serde(default)]
+    #[serde_as(as = "Vec<U64AsString>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub invited: Vec<u64>,
+}
+
+/// An invitation into a group waiting for the caller.
+#[serde_as]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupInvitation {
+    #[serde_as(as = "U64AsString")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub group_id: u64,
+    pub name: String,
+    pub member_count: u32,
+    /// Who asked (the latest, if several members did).
+    #[serde_as(as = "U64AsString")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub inviter: u64,
+    pub inviter_name: String,
+    pub invited_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// `GET /v1/group-invitations`: those waiting for the caller, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupInvitations {
+    pub invitations: Vec<GroupInvitation>,
 }
 
 /// `PATCH /v1/groups/{group_id}/members/{user_id}`: all of it is checked

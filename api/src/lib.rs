@@ -4,9 +4,11 @@
 //!
 //! - [`accounts`]: registration, sessions and tokens, the profile, tickets,
 //!   presence, real-name verification.
-//! - [`groups`]: the group API.
+//! - [`groups`]: the group API, and invitations into groups.
 //! - [`social`]: friend requests, contacts, hidden friends and contact
 //!   search, blocks, privacy settings.
+//! - [`security`]: password changes, sessions, deleting and restoring an
+//!   account, users' names.
 //! - [`ErrorBody`]: the body of every non-2xx answer.
 //!
 //! Ids are 64-bit and exceed 2^53, where JavaScript numbers lose precision,
@@ -15,6 +17,7 @@
 
 pub mod accounts;
 pub mod groups;
+pub mod security;
 pub mod social;
 
 use serde::{Deserialize, Serialize};
@@ -25,9 +28,13 @@ pub use accounts::{
     SubmitRealName, Ticket, Tokens,
 };
 pub use groups::{
-    CreateGroup, Decide, Decided, Group, GroupJoin, GroupUpdate, Invite, InviteLink, Join,
-    JoinRequest, JoinRequests, JoinResult, Member, MemberPage, MemberUpdate, MembersQuery,
-    Transfer,
+    CreateGroup, Decide, Decided, Group, GroupInvitation, GroupInvitations, GroupJoin, GroupUpdate,
+    Invite, InviteLink, Join, JoinRequest, JoinRequests, JoinResult, Member, MemberPage,
+    MemberUpdate, MembersQuery, Transfer,
+};
+pub use security::{
+    AccountDeletion, ChangePassword, DeleteAccount, NamesQuery, Restore, Session, Sessions,
+    UserName, UserNames,
 };
 pub use social::{
     Blocks, Contact, ContactPage, ContactSearchQuery, ContactUpdate, ContactsQuery,
@@ -93,10 +100,14 @@ mod tests {
 
     #[test]
     fn lists_of_ids_are_written_as_strings_and_read_from_numbers_too() {
+        // An answer from a server older than invitations has no `invited`.
         let join: GroupJoin = serde_json::from_str(r#"{"added":["1",2],"pending":[]}"#).unwrap();
-        assert_eq!(join.added, [1, 2]);
+        assert_eq!(
+            (join.added.as_slice(), join.invited.len()),
+            ([1, 2].as_slice(), 0)
+        );
         let back = serde_json::to_string(&join).unwrap();
-        assert_eq!(back, r#"{"added":["1","2"],"pending":[]}"#);
+        assert_eq!(back, r#"{"added":["1","2"],"pending":[],"invited":[]}"#);
     }
 
     #[test]

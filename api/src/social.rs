@@ -171,4 +171,8 @@ pub struct PrivacySettings {
     /// Who may send the caller one-to-one messages: `friends` or `anyone`.
     /// Left out of a `PATCH`, it stays as it is.
     pub who_may_message: Option<String>,
+    /// Who may add the caller to a group without asking: `friends`,
+    /// `anyone` (not blocked) or nobody (`invite`); anyone else's addition
+    /// is an invitation. Left out of a `PATCH`, it stays as it is.
+    pub who_may_add_me: Option<String>,
 }

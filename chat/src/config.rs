@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use superapp_kit::config::ConfigError;
 
 use crate::model::GroupLimits;
+use crate::policy::INVITATION_TTL_MS;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -19,6 +20,9 @@ pub struct ChatConfig {
     /// Groups one user may create in any 24 hours, dissolved ones included
     /// (1 to 100,000); one more is refused with `too_many_groups_created`.
     pub max_groups_created_per_day: u32,
+    /// How long an invitation into a group waits for its invitee to accept
+    /// or decline, in seconds (1 to 2592000, 30 days; 7 days by default).
+    pub invitation_ttl_secs: u64,
 }
 
 impl Default for ChatConfig {
@@ -28,6 +32,7 @@ impl Default for ChatConfig {
             max_pull_page: 500,
             max_groups_per_user: groups.max_groups_per_user,
             max_groups_created_per_day: groups.max_groups_created_per_day,
+            invitation_ttl_secs: (INVITATION_TTL_MS / 1000) as u64,
         }
     }
 }
@@ -51,7 +56,18 @@ impl ChatConfig {
                 return Err(ConfigError::invalid(key, "must be 1 to 100000"));
             }
         }
+        if !(1..=30 * 24 * 3600).contains(&self.invitation_ttl_secs) {
+            return Err(ConfigError::invalid(
+                "chat.invitation_ttl_secs",
+                "must be 1 to 2592000 (30 days)",
+            ));
+        }
         Ok(())
+    }
+
+    /// How long a group invitation waits, in milliseconds.
+    pub fn invitation_ttl_ms(&self) -> i64 {
+        (self.invitation_ttl_secs.min(30 * 24 * 3600) * 1000) as i64
     }
 
     /// The limits the chat store applies to one user's groups.

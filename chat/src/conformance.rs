@@ -14,10 +14,17 @@
 //! - [`group_store`]: the group lifecycle, caps under concurrency, mentions.
 //! - [`group_limits`]: on a store built with [`LIMITS`], the daily creation
 //!   cap and the membership cap, each refusing before anything is written.
-//! - [`group_rules_match_the_model`]: random operations by random members,
-//!   each answered as an in-memory model that applies [`crate::policy`] says.
+//! - [`group_invitations`]: pending invitations into groups: stored, listed,
+//!   refreshed, expired, withdrawn, accepted within the group's caps, and
+//!   declined.
+//! - [`group_rules_match_the_model`]: random operations by random members
+//!   (invitations and their answers among them), each answered as an
+//!   in-memory model that applies [`crate::policy`] says.
 //! - [`member_search_matches_the_model`]: member lists and searches, paged
 //!   at random, answer what filtering every member in memory answers.
+//! - [`departures`]: a user whose account is erased leaves every group; the
+//!   groups they own go to the first admin, else the first member, or are
+//!   dissolved when they were alone.
 //! - [`views_match_the_model`]: conversation lists and read marks as users
 //!   see them through their views (withheld messages, blocks with their
 //!   times, hidden friends), against a model filtering every message.
@@ -32,11 +39,11 @@ use rand::{Rng as _, SeedableRng as _};
 
 use crate::ChatError;
 use crate::model::{
-    Appended, ConversationId, Fence, GroupId, GroupInfo, GroupLimits, GroupUpdate, InboxCursor,
-    InboxEntry, MemberChange, MemberInfo, Mentions, NewGroup, NewGroupMessage, NewMessage, Removal,
-    Role, UserId, View,
+    Appended, Asked, ConversationId, Departure, Fence, GroupId, GroupInfo, GroupInvitation,
+    GroupLimits, GroupUpdate, InboxCursor, InboxEntry, JoinRequest, MemberChange, MemberInfo,
+    Mentions, NewGroup, NewGroupMessage, NewMessage, Removal, Role, UserId, View,
 };
-use crate::policy::{self, Admission, MAX_MEMBERS};
+use crate::policy::{self, Admission, INVITATION_TTL_MS, MAX_MEMBERS};
 use crate::store::{ChatStorage, ChatStore, GroupStore, StoreError};
 
 fn direct(a: u64, b: u64) -> ConversationId {
@@ -209,7 +216,7 @@ pub async fn unread_counts(store: &dyn ChatStorage) {
     assert_eq!(unread(1).await[&g], 0, "sending reads what came before");
     assert_eq!(unread(2).await[&g], 1);
     store
-        .invite(GroupId(1), UserId(1), users(4..5), 104)
+        .invite(GroupId(1), UserId(1), users(4..5), Asked::default(), 104)
         .await
         .unwrap();
     assert_eq!(unread(4).await[&g], 0, "a newcomer has no unread past");
@@ -355,6 +362,7 @@ async fn create(store: &dyn GroupStore, owner: u64, members: Vec<UserId>) -> Gro
             avatar: String::new(),
             owner: UserId(owner),
             members,
+            asked: Asked::default(),
             now_ms: 1,
         })
         .await
@@ -405,6 +413,7 @@ fn new_group(id: u64, owner: u64, members: Vec<UserId>, now_ms: i64) -> NewGroup
         avatar: String::new(),
         owner: UserId(owner),
         members,
+        asked: Asked::default(),
         now_ms,
     }
 }
@@ -457,7 +466,13 @@ pub async fn group_limits(store: &dyn ChatStorage) {
         .unwrap();
     assert!(matches!(
         store
-            .invite(GroupId(5), UserId(6), vec![UserId(7), UserId(2)], DAY + 14)
+            .invite(
+                GroupId(5),
+                UserId(6),
+                vec![UserId(7), UserId(2)],
+                Asked::default(),
+                DAY + 14
+            )
             .await,
         Err(ChatError::TooManyGroups { max: 3 })
     ));
@@ -496,10 +511,260 @@ pub async fn group_limits(store: &dyn ChatStorage) {
     // A dissolved group no longer counts for its members.
     store.dissolve(GroupId(1), UserId(1)).await.unwrap();
     let joined = store
-        .invite(GroupId(4), UserId(5), vec![UserId(2)], DAY + 18)
+        .invite(
+            GroupId(4),
+            UserId(5),
+            vec![UserId(2)],
+            Asked::default(),
+            DAY + 18,
+        )
         .await
         .unwrap();
     assert_eq!(joined.added, [UserId(2)]);
+    // 2 is in three groups again: an invitation waits, but accepting it is
+    // refused, and it stays to be accepted once there is room.
+    let invited = NewGroup {
+        asked: asking(&[2], &[], DAY + 19 + INVITATION_TTL_MS),
+        ..new_group(7, 6, Vec::new(), DAY + 19)
+    };
+    store.create_group(invited).await.unwrap();
+    assert!(matches!(
+        store
+            .accept_invitation(GroupId(7), UserId(2), DAY + 20)
+            .await,
+        Err(ChatError::TooManyGroups { max: 3 })
+    ));
+    assert_eq!(groups_of(2).await, [3, 4, 5]);
+    let waiting = store.invitations(UserId(2), DAY + 20).await.unwrap();
+    assert_eq!(
+        waiting.iter().map(|i| i.group).collect::<Vec<_>>(),
+        [GroupId(7)]
+    );
+    store
+        .remove_member(GroupId(3), UserId(2), UserId(2))
+        .await
+        .unwrap();
+    let (_, joined) = store
+        .accept_invitation(GroupId(7), UserId(2), DAY + 21)
+        .await
+        .unwrap();
+    assert_eq!(joined.added, [UserId(2)]);
+}
+
+/// Those of `users` asked to join, and those of `hidden` answered alike.
+fn asking(users: &[u64], hidden: &[u64], expires_ms: i64) -> Asked {
+    Asked {
+        users: users.iter().copied().map(UserId).collect(),
+        hidden: hidden.iter().copied().map(UserId).collect(),
+        expires_ms,
+    }
+}
+
+fn unknown_invitation<T: std::fmt::Debug>(outcome: Result<T, ChatError>) -> bool {
+    matches!(outcome, Err(ChatError::UnknownInvitation))
+}
+
+/// Pending invitations into a group: stored for those asked and not for
+/// those a block hides (who are answered alike); listed for their invitee
+/// with the group and the inviter; refreshed rather than repeated; lapsing at
+/// their expiry, when the inviter leaves or when the group is dissolved;
+/// taken away by joining another way; accepted once, into the group or,
+/// where a plain member invited and the group asks for approval, into its
+/// approval queue, within the group's cap (a refusal keeps the invitation);
+/// declined once; and nobody else's to answer.
+pub async fn group_invitations(store: &dyn ChatStorage) {
+    const TTL: i64 = INVITATION_TTL_MS;
+    let (g, u) = (GroupId(1), UserId);
+    let t0 = 1_000;
+    store
+        .remember_names(vec![(u(2), "Bo".into())])
+        .await
+        .unwrap();
+    let created = NewGroup {
+        asked: asking(&[3, 4], &[5], t0 + TTL),
+        ..new_group(1, 1, vec![u(2)], t0)
+    };
+    store.create_group(created).await.unwrap();
+    assert_eq!(store.group(g).await.unwrap().unwrap().member_count, 2);
+    let listed = store.invitations(u(3), t0).await.unwrap();
+    let expected = GroupInvitation {
+        group: g,
+        group_name: "g1".into(),
+        member_count: 2,
+        inviter: u(1),
+        inviter_name: String::new(),
+        invited_ms: t0,
+        expires_ms: t0 + TTL,
+    };
+    assert_eq!(listed, [expected]);
+    assert!(store.invitations(u(5), t0).await.unwrap().is_empty());
+    assert!(unknown_invitation(
+        store.accept_invitation(g, u(5), t0).await
+    ));
+
+    // Asked again, by another member, with a member and a repeat among them:
+    // one invitation, from the latest inviter; members neither added nor
+    // invited; the hidden answered as invited, in one id order with the rest.
+    let again = asking(&[3, 2, 9, 3], &[6, 5], t0 + 10 + TTL);
+    let joined = store
+        .invite(g, u(2), Vec::new(), again, t0 + 10)
+        .await
+        .unwrap();
+    assert_eq!(joined.invited, [u(3), u(5), u(6), u(9)]);
+    assert!(joined.added.is_empty() && joined.pending.is_empty());
+    let listed = store.invitations(u(3), t0 + 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].inviter,
+            listed[0].inviter_name.as_str(),
+            listed[0].invited_ms,
+            listed[0].expires_ms
+        ),
+        (u(2), "Bo", t0 + 10, t0 + 10 + TTL)
+    );
+    assert!(store.invitations(u(6), t0 + 10).await.unwrap().is_empty());
+
+    // 4's lapses at its expiry.
+    assert_eq!(
+        store.invitations(u(4), t0 + TTL - 1).await.unwrap().len(),
+        1
+    );
+    assert!(store.invitations(u(4), t0 + TTL).await.unwrap().is_empty());
+    assert!(unknown_invitation(
+        store.accept_invitation(g, u(4), t0 + TTL).await
+    ));
+    assert!(unknown_invitation(
+        store.decline_invitation(g, u(4), t0 + TTL).await
+    ));
+
+    // Accepting joins, once; someone not invited has nothing to accept.
+    let (inviter, joined) = store.accept_invitation(g, u(3), t0 + 20).await.unwrap();
+    assert_eq!(
+        (inviter, joined.added, joined.pending),
+        (u(2), vec![u(3)], vec![])
+    );
+    let member = store.member(g, u(3)).await.unwrap().unwrap();
+    assert_eq!((member.role, member.joined_ms), (Role::Member, t0 + 20));
+    assert_eq!(store.group(g).await.unwrap().unwrap().member_count, 3);
+    assert!(store.invitations(u(3), t0 + 20).await.unwrap().is_empty());
+    assert!(unknown_invitation(
+        store.accept_invitation(g, u(3), t0 + 21).await
+    ));
+    assert!(unknown_invitation(
+        store.accept_invitation(g, u(7), t0 + 21).await
+    ));
+    assert!(unknown_invitation(
+        store.accept_invitation(GroupId(99), u(9), t0 + 21).await
+    ));
+
+    // Declining takes it away, once, and joins nothing.
+    store.decline_invitation(g, u(9), t0 + 30).await.unwrap();
+    assert!(store.invitations(u(9), t0 + 30).await.unwrap().is_empty());
+    assert!(unknown_invitation(
+        store.decline_invitation(g, u(9), t0 + 31).await
+    ));
+    assert_eq!(store.member(g, u(9)).await.unwrap(), None);
+
+    // An inviter who leaves withdraws their invitations.
+    let by_3 = asking(&[10], &[], t0 + 40 + TTL);
+    store
+        .invite(g, u(3), Vec::new(), by_3, t0 + 40)
+        .await
+        .unwrap();
+    assert_eq!(store.invitations(u(10), t0 + 40).await.unwrap().len(), 1);
+    store.remove_member(g, u(3), u(3)).await.unwrap();
+    assert!(store.invitations(u(10), t0 + 41).await.unwrap().is_empty());
+    assert!(unknown_invitation(
+        store.accept_invitation(g, u(10), t0 + 41).await
+    ));
+
+    // Joining by a link takes the invitation away.
+    let by_2 = asking(&[11], &[], t0 + 50 + TTL);
+    store
+        .invite(g, u(2), Vec::new(), by_2, t0 + 50)
+        .await
+        .unwrap();
+    store
+        .set_invite_token(g, u(1), "tok".into(), t0 + TTL)
+        .await
+        .unwrap();
+    let (_, by_link) = store
+        .join_by_token("tok".into(), u(11), t0 + 51)
+        .await
+        .unwrap();
+    assert_eq!(by_link.added, [u(11)]);
+    assert!(store.invitations(u(11), t0 + 51).await.unwrap().is_empty());
+    assert!(unknown_invitation(
+        store.accept_invitation(g, u(11), t0 + 52).await
+    ));
+
+    // Under approval, a plain member's invitation, accepted, waits for an
+    // admin; the owner's joins at once.
+    let by_2 = asking(&[12], &[], t0 + 60 + TTL);
+    store
+        .invite(g, u(2), Vec::new(), by_2, t0 + 60)
+        .await
+        .unwrap();
+    let by_1 = asking(&[13], &[], t0 + 60 + TTL);
+    store
+        .invite(g, u(1), Vec::new(), by_1, t0 + 60)
+        .await
+        .unwrap();
+    let approval = GroupUpdate {
+        join_approval: Some(true),
+        ..GroupUpdate::default()
+    };
+    store.update_group(g, u(1), approval).await.unwrap();
+    let (_, joined) = store.accept_invitation(g, u(12), t0 + 61).await.unwrap();
+    assert_eq!((joined.added, joined.pending), (vec![], vec![u(12)]));
+    let waiting = JoinRequest {
+        user: u(12),
+        inviter: Some(u(2)),
+        requested_ms: t0 + 61,
+    };
+    assert_eq!(store.requests(g, u(1)).await.unwrap(), [waiting]);
+    assert!(store.invitations(u(12), t0 + 61).await.unwrap().is_empty());
+    let (_, joined) = store.accept_invitation(g, u(13), t0 + 62).await.unwrap();
+    assert_eq!(joined.added, [u(13)]);
+
+    // A dissolved group's invitations lapse.
+    let by_1 = asking(&[14], &[], t0 + 70 + TTL);
+    store
+        .invite(g, u(1), Vec::new(), by_1, t0 + 70)
+        .await
+        .unwrap();
+    store.dissolve(g, u(1)).await.unwrap();
+    assert!(store.invitations(u(14), t0 + 71).await.unwrap().is_empty());
+    assert!(unknown_invitation(
+        store.accept_invitation(g, u(14), t0 + 71).await
+    ));
+
+    // A full group refuses an acceptance and keeps the invitation.
+    let full = GroupId(2);
+    let crowd = NewGroup {
+        asked: asking(&[40_000, 40_001], &[], t0 + 80 + TTL),
+        ..new_group(2, 20, users(30..6_028), t0 + 80)
+    };
+    store.create_group(crowd).await.unwrap();
+    let (_, joined) = store
+        .accept_invitation(full, u(40_000), t0 + 81)
+        .await
+        .unwrap();
+    assert_eq!(joined.added, [u(40_000)]);
+    assert_eq!(
+        store.group(full).await.unwrap().unwrap().member_count,
+        MAX_MEMBERS
+    );
+    assert!(matches!(
+        store.accept_invitation(full, u(40_001), t0 + 82).await,
+        Err(ChatError::GroupFull { max: MAX_MEMBERS })
+    ));
+    assert_eq!(store.member(full, u(40_001)).await.unwrap(), None);
+    assert_eq!(
+        store.invitations(u(40_001), t0 + 82).await.unwrap().len(),
+        1
+    );
 }
 
 pub async fn group_store(store: Arc<dyn ChatStorage>) {
@@ -516,6 +781,7 @@ async fn concurrent_joins_at_the_cap_never_overshoot(store: Arc<dyn ChatStorage>
             avatar: String::new(),
             owner: UserId(1),
             members: users(2..6_002),
+            asked: Asked::default(),
             now_ms: 1,
         })
         .await;
@@ -531,7 +797,13 @@ async fn concurrent_joins_at_the_cap_never_overshoot(store: Arc<dyn ChatStorage>
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .invite(GroupId(1), UserId(1), vec![UserId(100_000 + i)], 2)
+                    .invite(
+                        GroupId(1),
+                        UserId(1),
+                        vec![UserId(100_000 + i)],
+                        Asked::default(),
+                        2,
+                    )
                     .await
             })
         })
@@ -554,7 +826,13 @@ async fn concurrent_joins_at_the_cap_never_overshoot(store: Arc<dyn ChatStorage>
     // The 6001st is refused and changes nothing.
     assert!(matches!(
         store
-            .invite(GroupId(1), UserId(1), vec![UserId(999_999)], 3)
+            .invite(
+                GroupId(1),
+                UserId(1),
+                vec![UserId(999_999)],
+                Asked::default(),
+                3
+            )
             .await,
         Err(ChatError::GroupFull { .. })
     ));
@@ -577,6 +855,7 @@ async fn lifecycle(store: &dyn ChatStorage) {
             avatar: "a".into(),
             owner: u(10),
             members: vec![u(11), u(12), u(11)],
+            asked: Asked::default(),
             now_ms: 5,
         })
         .await
@@ -599,7 +878,10 @@ async fn lifecycle(store: &dyn ChatStorage) {
         })
         .await
         .unwrap();
-    let joined = store.invite(g, u(11), vec![u(13)], 7).await.unwrap();
+    let joined = store
+        .invite(g, u(11), vec![u(13)], Asked::default(), 7)
+        .await
+        .unwrap();
     assert_eq!(joined.added, vec![u(13)]);
     let late = store.member(g, u(13)).await.unwrap().unwrap();
     assert_eq!((late.joined_seq, late.role), (1, Role::Member));
@@ -614,7 +896,10 @@ async fn lifecycle(store: &dyn ChatStorage) {
         Err(ChatError::NotAllowed)
     ));
     store.update_group(g, u(10), approval).await.unwrap();
-    let waiting = store.invite(g, u(11), vec![u(14), u(15)], 8).await.unwrap();
+    let waiting = store
+        .invite(g, u(11), vec![u(14), u(15)], Asked::default(), 8)
+        .await
+        .unwrap();
     assert_eq!(waiting.pending, vec![u(14), u(15)]);
     assert!(matches!(
         store.requests(g, u(11)).await,
@@ -721,7 +1006,9 @@ async fn lifecycle(store: &dyn ChatStorage) {
     let gone = store.dissolve(g, u(11)).await.unwrap();
     assert_eq!(gone.len(), 3);
     assert!(matches!(
-        store.invite(g, u(11), vec![u(20)], 10).await,
+        store
+            .invite(g, u(11), vec![u(20)], Asked::default(), 10)
+            .await,
         Err(ChatError::UnknownGroup)
     ));
     assert!(store.groups_of(u(14)).await.unwrap().is_empty());
@@ -755,6 +1042,7 @@ pub async fn member_search_matches_the_model(store: &dyn ChatStorage, seed: u64)
             avatar: String::new(),
             owner: UserId(1),
             members: people.clone(),
+            asked: Asked::default(),
             now_ms: 1,
         })
         .await
@@ -880,6 +1168,10 @@ enum Op {
     Change(UserId, UserId, MemberChange),
     Settings(UserId, GroupUpdate),
     Send(UserId, bool),
+    /// A member asks people to join (the social graph said they must be asked).
+    Ask(UserId, Vec<UserId>),
+    AcceptInvitation(UserId),
+    DeclineInvitation(UserId),
 }
 
 /// The group as the model keeps it.
@@ -888,6 +1180,8 @@ struct Model {
     group: GroupInfo,
     members: BTreeMap<UserId, MemberInfo>,
     pending: BTreeSet<UserId>,
+    /// Invitee -> the latest inviter.
+    invitations: BTreeMap<UserId, UserId>,
 }
 
 impl Model {
@@ -908,6 +1202,7 @@ impl Model {
 
     fn add(&mut self, user: UserId, now: i64) {
         self.pending.remove(&user);
+        self.invitations.remove(&user);
         self.members.insert(
             user,
             MemberInfo {
@@ -1041,14 +1336,61 @@ impl Model {
                 }
                 Ok(())
             }
+            Op::Ask(actor, users) => {
+                self.actor(*actor)?;
+                for u in users {
+                    if !self.members.contains_key(u) {
+                        self.invitations.insert(*u, *actor);
+                    }
+                }
+                Ok(())
+            }
+            Op::AcceptInvitation(user) => {
+                let inviter = *self
+                    .invitations
+                    .get(user)
+                    .ok_or(ChatError::UnknownInvitation)?;
+                match policy::invitation_admission(&self.group, self.member(inviter))? {
+                    Admission::Pending => {
+                        self.pending.insert(*user);
+                    }
+                    Admission::Direct => {
+                        policy::room_for(self.group.member_count, 1)?;
+                        self.add(*user, now);
+                    }
+                }
+                self.invitations.remove(user);
+                Ok(())
+            }
+            Op::DeclineInvitation(user) => match self.invitations.remove(user) {
+                Some(_) => Ok(()),
+                None => Err(ChatError::UnknownInvitation),
+            },
         }
+    }
+
+    /// Who invited `user`, while the invitation stands (its inviter is still
+    /// a member).
+    fn invitation(&self, user: UserId) -> Option<UserId> {
+        (self.invitations.get(&user).copied()).filter(|inviter| self.members.contains_key(inviter))
     }
 }
 
 fn random_op(rng: &mut StdRng, people: u64) -> Op {
     let mut someone = || UserId(rng.random_range(1..=people));
     let (a, b) = (someone(), someone());
-    match rng.random_range(0..9) {
+    match rng.random_range(0..12) {
+        9 => {
+            let n = rng.random_range(1..3);
+            Op::Ask(
+                a,
+                (0..n)
+                    .map(|_| UserId(rng.random_range(1..=people)))
+                    .collect(),
+            )
+        }
+        10 => Op::AcceptInvitation(a),
+        11 => Op::DeclineInvitation(a),
         0 => {
             let n = rng.random_range(1..4);
             Op::Invite(
@@ -1114,6 +1456,7 @@ pub async fn group_rules_match_the_model(store: Arc<dyn ChatStorage>, seed: u64)
                 avatar: String::new(),
                 owner: UserId(1),
                 members: vec![UserId(2), UserId(3)],
+                asked: Asked::default(),
                 now_ms: now,
             })
             .await
@@ -1126,6 +1469,7 @@ pub async fn group_rules_match_the_model(store: Arc<dyn ChatStorage>, seed: u64)
                 .collect(),
             group: info,
             pending: BTreeSet::new(),
+            invitations: BTreeMap::new(),
         };
         for step in 0..150 {
             now += rng.random_range(0..1_500);
@@ -1148,6 +1492,17 @@ pub async fn group_rules_match_the_model(store: Arc<dyn ChatStorage>, seed: u64)
             .map(|m| (m.user, (m.role, m.muted_until_ms, m.nickname.clone())))
             .collect();
         assert_eq!(stored, modelled, "walk {walk}");
+        for person in (1..=people).map(UserId) {
+            let listed = store.invitations(person, now).await.unwrap();
+            let inviter = (listed.iter())
+                .find(|i| i.group == group)
+                .map(|i| i.inviter);
+            assert_eq!(
+                inviter,
+                model.invitation(person),
+                "walk {walk}: {person:?}'s invitation"
+            );
+        }
         let info = store.group(group).await.unwrap().unwrap();
         assert_eq!(
             (info.owner, info.member_count, info.last_seq),
@@ -1169,7 +1524,23 @@ async fn run(
     step: usize,
 ) -> Result<(), ChatError> {
     match op.clone() {
-        Op::Invite(actor, users) => store.invite(group, actor, users, now).await.map(drop),
+        Op::Invite(actor, users) => store
+            .invite(group, actor, users, Asked::default(), now)
+            .await
+            .map(drop),
+        Op::Ask(actor, users) => {
+            let asked = Asked {
+                users,
+                hidden: Vec::new(),
+                expires_ms: now + INVITATION_TTL_MS,
+            };
+            store
+                .invite(group, actor, Vec::new(), asked, now)
+                .await
+                .map(drop)
+        }
+        Op::AcceptInvitation(user) => store.accept_invitation(group, user, now).await.map(drop),
+        Op::DeclineInvitation(user) => store.decline_invitation(group, user, now).await,
         Op::Decide(actor, user, approve) => store
             .decide_request(group, actor, user, approve, now)
             .await
@@ -1214,6 +1585,135 @@ async fn run(
             .await
             .map(drop),
     }
+}
+
+/// A user (1) whose account is erased leaves every group in one write: the
+/// group they own with an admin goes to the admin, though a member joined
+/// before; the one with members only goes to the member who joined first;
+/// the one they were alone in is dissolved; the one they are a member of
+/// loses them; a join request of theirs, the invitations waiting for them
+/// or sent by them, and the name kept for them go.
+/// Again, it does nothing.
+pub async fn departures(store: &dyn ChatStorage) {
+    let u = UserId;
+    let (with_admin, as_member, alone, members_only, approving) = (
+        GroupId(21),
+        GroupId(22),
+        GroupId(23),
+        GroupId(24),
+        GroupId(25),
+    );
+    store
+        .create_group(new_group(21, 1, vec![u(3)], 5))
+        .await
+        .unwrap();
+    store
+        .invite(with_admin, u(1), vec![u(2)], Asked::default(), 6)
+        .await
+        .unwrap();
+    store
+        .update_member(with_admin, u(1), u(2), promote())
+        .await
+        .unwrap();
+    store
+        .create_group(new_group(22, 4, vec![u(1)], 5))
+        .await
+        .unwrap();
+    store
+        .create_group(new_group(23, 1, vec![], 5))
+        .await
+        .unwrap();
+    store
+        .create_group(new_group(24, 1, vec![u(5)], 5))
+        .await
+        .unwrap();
+    store
+        .invite(members_only, u(1), vec![u(9)], Asked::default(), 3)
+        .await
+        .unwrap();
+    store
+        .create_group(new_group(25, 8, vec![u(7)], 5))
+        .await
+        .unwrap();
+    let approval = GroupUpdate {
+        join_approval: Some(true),
+        ..GroupUpdate::default()
+    };
+    store.update_group(approving, u(8), approval).await.unwrap();
+    let asked = store
+        .invite(approving, u(7), vec![u(1)], Asked::default(), 6)
+        .await
+        .unwrap();
+    assert_eq!(asked.pending, vec![u(1)]);
+    store
+        .remember_names(vec![(u(1), "Ann".into())])
+        .await
+        .unwrap();
+    // An invitation waiting for them, and one they sent.
+    let invited = |users: Vec<UserId>| Asked {
+        users,
+        hidden: Vec::new(),
+        expires_ms: 1_000,
+    };
+    store
+        .create_group(new_group(26, 5, vec![], 5))
+        .await
+        .unwrap();
+    store
+        .invite(GroupId(26), u(5), Vec::new(), invited(vec![u(1)]), 7)
+        .await
+        .unwrap();
+    store
+        .invite(with_admin, u(1), Vec::new(), invited(vec![u(6)]), 7)
+        .await
+        .unwrap();
+    assert_eq!(store.invitations(u(1), 8).await.unwrap().len(), 1);
+
+    let mut departed = store.depart(u(1)).await.unwrap();
+    departed.sort_by_key(|d| d.group);
+    let gone = |group, new_owner, dissolved| Departure {
+        group,
+        new_owner,
+        dissolved,
+    };
+    assert_eq!(
+        departed,
+        vec![
+            gone(with_admin, Some(u(2)), false),
+            gone(as_member, None, false),
+            gone(alone, None, true),
+            gone(members_only, Some(u(9)), false),
+        ]
+    );
+    let owner_of = |group| async move {
+        let info = store.group(group).await.unwrap().unwrap();
+        let owner = store.member(group, info.owner).await.unwrap().unwrap();
+        assert_eq!(owner.role, Role::Owner);
+        (info.owner, info.member_count)
+    };
+    assert_eq!(owner_of(with_admin).await, (u(2), 2));
+    assert_eq!(owner_of(as_member).await, (u(4), 1));
+    assert_eq!(owner_of(members_only).await, (u(9), 2));
+    assert_eq!(store.group(alone).await.unwrap(), None);
+    assert!(store.groups_of(u(1)).await.unwrap().is_empty());
+    for group in [with_admin, as_member, members_only] {
+        assert_eq!(store.member(group, u(1)).await.unwrap(), None);
+    }
+    assert!(store.requests(approving, u(8)).await.unwrap().is_empty());
+    assert!(store.invitations(u(1), 8).await.unwrap().is_empty());
+    assert!(store.invitations(u(6), 8).await.unwrap().is_empty());
+    assert!(store.depart(u(1)).await.unwrap().is_empty());
+    // The name kept for them is gone: added again (as a new account's id
+    // never would be), they are listed without one.
+    store
+        .invite(as_member, u(4), vec![u(1)], Asked::default(), 9)
+        .await
+        .unwrap();
+    let page = store.members_page(as_member, None, 10, String::new()).await;
+    let kept: Vec<(UserId, Option<String>)> = (page.unwrap().into_iter())
+        .map(|(m, name)| (m.user, name))
+        .collect();
+    assert!(kept.contains(&(u(1), None)), "{kept:?}");
 }
 
 // ---- Views: what a user's own list and read marks leave out -----------------

@@ -12,6 +12,10 @@ pub enum ChatError {
     InvalidClientMsgId,
     #[error("no such user")]
     UnknownRecipient,
+    /// The user's account is deleted, or being deleted: they take no
+    /// message and join no group.
+    #[error("this user's account is deleted")]
+    UserDeleted,
     /// The recipient takes no message from the sender: they take only
     /// friends' messages, or they block the sender (the error does not say
     /// which).
@@ -58,6 +62,11 @@ pub enum ChatError {
     InvalidInvite,
     #[error("no such join request")]
     UnknownRequest,
+    /// The caller has no pending invitation into the group: never invited,
+    /// already answered, expired, or withdrawn (the group was dissolved, or
+    /// the inviter is no longer in it).
+    #[error("no such group invitation, or it expired or was withdrawn")]
+    UnknownInvitation,
     /// A field out of bounds; `code` names which (`invalid_group_name`, ...).
     #[error("{reason}")]
     Invalid {

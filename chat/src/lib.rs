@@ -1,7 +1,8 @@
 //! Conversations and messages: sending with idempotent retries,
 //! per-conversation sequencing, sync by ranges, read receipts, the
 //! conversation list, and groups of up to 6,000 members with roles,
-//! invitations, mutes and slow mode.
+//! invitations (links, and pending invitations of those who must be asked),
+//! mutes and slow mode.
 //!
 //! The room pattern (docs/architecture.md, "The room pattern"):
 //!
@@ -12,7 +13,8 @@
 //!   applies policy, calls the store, and publishes events on the bus.
 //! - [`config`]: the `[chat]` section of the configuration.
 //! - [`error`]: [`ChatError`], the outcomes callers branch on.
-//! - [`ports`]: what chat needs from other rooms ([`Directory`]: does a user exist).
+//! - [`ports`]: what chat needs from other rooms ([`Directory`]: does a user
+//!   exist, and how the social graph lets an inviter bring people into a group).
 //! - [`store`]: [`ChatStore`] and [`GroupStore`], the storage traits, and the
 //!   SQLite backend.
 //! - [`conformance`] (tests, or the `conformance` feature): the contract

@@ -291,8 +291,50 @@ pub struct NewGroup {
     pub name: String,
     pub avatar: String,
     pub owner: UserId,
+    /// Added at once.
     pub members: Vec<UserId>,
+    /// Asked instead: each gets an invitation from the owner.
+    pub asked: Asked,
     pub now_ms: i64,
+}
+
+/// How the social graph lets an inviter bring someone into a group (the
+/// [`Directory`](crate::Directory) answers it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addition {
+    /// Added at once, without being asked.
+    Direct,
+    /// Sent an invitation, which they accept or decline.
+    Invite,
+    /// They block the inviter: answered as invited, with nothing stored or
+    /// sent, so the block is not revealed.
+    Drop,
+}
+
+/// Those an addition asks rather than adds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// Each is sent an invitation from the inviter (refreshing one from
+    /// anyone in the group), pending until `expires_ms`.
+    pub users: Vec<UserId>,
+    /// Answered as invited, but nothing is stored for them: they block the
+    /// inviter ([`Addition::Drop`]).
+    pub hidden: Vec<UserId>,
+    pub expires_ms: i64,
+}
+
+/// A pending invitation into a group, as its invitee sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInvitation {
+    pub group: GroupId,
+    pub group_name: String,
+    pub member_count: u32,
+    /// Who asked last (an invitation is one per group and invitee).
+    pub inviter: UserId,
+    /// The inviter's display name as chat keeps it (empty if none is).
+    pub inviter_name: String,
+    pub invited_ms: i64,
+    pub expires_ms: i64,
 }
 
 /// Changes to a group's settings; None leaves a field as it is.
@@ -313,6 +355,10 @@ pub struct Joined {
     pub added: Vec<UserId>,
     /// Waiting for an admin's approval.
     pub pending: Vec<UserId>,
+    /// Asked to join: they become members (or wait for approval) when they
+    /// accept. Includes those answered as invited with nothing sent
+    /// ([`Asked::hidden`]).
+    pub invited: Vec<UserId>,
 }
 
 /// A join waiting for an admin.
@@ -330,4 +376,14 @@ pub enum Removal {
     /// The member left of their own accord.
     Left,
     Removed,
+}
+
+/// What taking a user whose account is erased out of one group did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Departure {
+    pub group: GroupId,
+    /// The group's new owner, when the user owned it.
+    pub new_owner: Option<UserId>,
+    /// The user was its only member: it is dissolved.
+    pub dissolved: bool,
 }

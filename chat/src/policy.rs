@@ -347,6 +347,24 @@ pub fn admission(group: &GroupInfo, inviter: Option<&MemberInfo>) -> Admission {
     }
 }
 
+/// A group invitation waits this long for its invitee (7 days, as a friend
+/// request and an invitation link do).
+pub const INVITATION_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// How an invitee who accepts comes in, given the group and the inviter's
+/// membership now: as [`admission`] lets the inviter bring people in today
+/// (so an invitation from a plain member waits for an admin's approval if
+/// the group has asked for approval since). An inviter who is no longer a
+/// member has withdrawn the invitation ([`ChatError::UnknownInvitation`]),
+/// as a WeChat invitation card lapses when its sender leaves the group.
+pub fn invitation_admission(
+    group: &GroupInfo,
+    inviter: Option<&MemberInfo>,
+) -> Result<Admission, ChatError> {
+    let inviter = inviter.ok_or(ChatError::UnknownInvitation)?;
+    Ok(admission(group, Some(inviter)))
+}
+
 /// Settings, the invitation link and pending joins belong to the owner and admins.
 pub fn may_administer(actor: &MemberInfo) -> Result<(), ChatError> {
     if actor.role.is_admin() {
@@ -468,6 +486,19 @@ pub fn transfer(
     } else {
         Role::Member
     })
+}
+
+/// Who owns a group after its owner's account is erased, among its other
+/// members: the admin who joined first, else the member who joined first
+/// (the lower user id first when two joined at once). None when nobody
+/// else is in it: the group is dissolved. WeChat hands a group on the same
+/// way when its owner leaves without naming anyone.
+pub fn successor(others: &[MemberInfo]) -> Option<UserId> {
+    others
+        .iter()
+        .filter(|m| m.role != Role::Owner)
+        .min_by_key(|m| (std::cmp::Reverse(m.role), m.joined_ms, m.user))
+        .map(|m| m.user)
 }
 
 /// Whether `sender` may send now: not muted, not silenced by mute-all or slow
@@ -664,6 +695,28 @@ mod tests {
 
     proptest! {
         #[test]
+        fn a_group_goes_to_the_first_admin_then_the_first_member(
+            people in proptest::collection::vec((any::<bool>(), 0i64..5), 0..12),
+        ) {
+            let others: Vec<MemberInfo> = people
+                .iter()
+                .enumerate()
+                .map(|(i, &(admin, joined_ms))| MemberInfo {
+                    joined_ms,
+                    ..member(10 + i as u64, if admin { Role::Admin } else { Role::Member })
+                })
+                .collect();
+            // The model: admins before members, each in order of joining.
+            let first_of = |role: Role| {
+                let mut of: Vec<&MemberInfo> = others.iter().filter(|m| m.role == role).collect();
+                of.sort_by(|a, b| a.joined_ms.cmp(&b.joined_ms).then(a.user.cmp(&b.user)));
+                of.first().map(|m| m.user)
+            };
+            let want = first_of(Role::Admin).or_else(|| first_of(Role::Member));
+            prop_assert_eq!(successor(&others), want);
+        }
+
+        #[test]
         fn removal_follows_rank(actor in role(), target in role(), same in any::<bool>()) {
             // A group has one owner.
             prop_assume!(same || actor != Role::Owner || target != Role::Owner);
@@ -802,6 +855,24 @@ mod tests {
             let inviter = inviter.map(|r| member(1, r));
             let waits = approval && inviter.as_ref().is_none_or(|m| m.role == Role::Member);
             prop_assert_eq!(admission(&g, inviter.as_ref()) == Admission::Pending, waits);
+        }
+
+        #[test]
+        fn an_accepted_invitation_comes_in_as_its_inviter_may_bring_people_in_now(
+            approval in any::<bool>(), inviter in prop::option::of(role()),
+        ) {
+            let mut g = group();
+            g.join_approval = approval;
+            let inviter = inviter.map(|r| member(1, r));
+            match (invitation_admission(&g, inviter.as_ref()), &inviter) {
+                // An inviter who left took the invitation with them.
+                (Err(ChatError::UnknownInvitation), None) => {}
+                (Ok(admitted), Some(m)) => {
+                    let waits = approval && m.role == Role::Member;
+                    prop_assert_eq!(admitted == Admission::Pending, waits);
+                }
+                (other, _) => panic!("{other:?} for {inviter:?}"),
+            }
         }
 
         #[test]

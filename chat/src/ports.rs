@@ -4,12 +4,22 @@ use std::sync::Arc;
 
 use superapp_kit::BoxFuture;
 
-use crate::model::{SendVerdict, UserId, View};
+use crate::model::{Addition, SendVerdict, UserId, View};
 
 /// Answers who exists and what they are called (the account room implements it).
 pub trait Directory: Send + Sync + 'static {
+    /// Whether `user` exists and takes part: an account deleted, or being
+    /// deleted, does not (it takes no message and joins no group).
     fn user_exists(&self, user: UserId) -> BoxFuture<'_, Result<bool, String>>;
-    /// Display names of those of `users` that exist (for member lists and search).
+    /// Whether `user`'s account is deleted or being deleted: asked only
+    /// when [`Directory::user_exists`] said no, so that the refusal says
+    /// `user_deleted` rather than that nobody is there.
+    fn is_deleted(&self, user: UserId) -> BoxFuture<'_, Result<bool, String>> {
+        let _ = user;
+        Box::pin(async { Ok(false) })
+    }
+    /// Display names of those of `users` that exist and take part (for
+    /// member lists and search).
     fn display_names(
         &self,
         users: Vec<UserId>,
@@ -32,17 +42,18 @@ pub trait Directory: Send + Sync + 'static {
         let _ = viewer;
         Box::pin(async { Ok(Arc::default()) })
     }
-    /// Whether `inviter` may add each of `invitees` to a group directly,
-    /// without their consent: the hook where the social graph decides (only
-    /// friends, say, or nobody who has blocked the inviter). A refusal
-    /// answers the creation or invitation `not_allowed` and adds nobody.
-    /// By default everyone may be added.
-    fn may_add_directly(
+    /// How `inviter` may bring each of `invitees` into a group, in their
+    /// order, answered for all of them at once (a group may be created with
+    /// thousands): the social graph decides whom the inviter adds directly,
+    /// whom they only invite, and whose block hides them
+    /// ([`Addition::Drop`]). By default everyone is added directly.
+    fn group_additions(
         &self,
         inviter: UserId,
         invitees: &[UserId],
-    ) -> BoxFuture<'_, Result<bool, String>> {
-        let _ = (inviter, invitees);
-        Box::pin(async { Ok(true) })
+    ) -> BoxFuture<'_, Result<Vec<Addition>, String>> {
+        let _ = inviter;
+        let all = vec![Addition::Direct; invitees.len()];
+        Box::pin(async move { Ok(all) })
     }
 }

@@ -38,6 +38,8 @@ pub struct Chat {
     clock: SharedClock,
     ids: Arc<IdGen>,
     max_pull_page: u32,
+    /// How long a group invitation waits for its invitee.
+    invitation_ttl_ms: i64,
     sends: Arc<Counter>,
     duplicates: Arc<Counter>,
     append_seconds: Arc<Histogram>,
@@ -60,6 +62,7 @@ impl Chat {
             clock,
             ids,
             max_pull_page: max_pull_page.max(1),
+            invitation_ttl_ms: policy::INVITATION_TTL_MS,
             sends: metrics.counter("chat_messages_stored_total", "Messages stored."),
             duplicates: metrics.counter(
                 "chat_duplicate_sends_total",
@@ -70,6 +73,15 @@ impl Chat {
                 "Time from a valid send to its durable commit.",
                 LATENCY_SECONDS,
             ),
+        }
+    }
+
+    /// The room with group invitations waiting `ttl_ms` (1 ms or more)
+    /// instead of [`policy::INVITATION_TTL_MS`].
+    pub fn with_invitation_ttl_ms(self, ttl_ms: i64) -> Self {
+        Self {
+            invitation_ttl_ms: ttl_ms.max(1),
+            ..self
         }
     }
 
@@ -437,7 +449,9 @@ impl Chat {
             .await
             .map_err(ChatError::Dependency)?;
         if !exists {
+            let deleted = (self.directory.is_deleted(peer).await).map_err(ChatError::Dependency)?;
             return Err(match named {
+                _ if deleted => ChatError::UserDeleted,
                 None => ChatError::UnknownRecipient,
                 Some(_) => ChatError::UnknownConversation,
             });
@@ -823,6 +837,7 @@ mod tests {
             avatar: String::new(),
             owner: UserId(1),
             members: people[1..].to_vec(),
+            asked: Default::default(),
             now_ms: 1,
         };
         s.store.create_group(group).await.unwrap();
@@ -880,6 +895,7 @@ mod tests {
             avatar: String::new(),
             owner: UserId(1),
             members: vec![UserId(2)],
+            asked: Default::default(),
             now_ms: 1,
         };
         s.store.create_group(group).await.unwrap();

@@ -1,5 +1,6 @@
-//! The JSON API: accounts, sessions, WebSocket tickets, real-name
-//! verification, presence, groups, and the social graph.
+//! The JSON API: accounts, sessions, WebSocket tickets, account security
+//! (password, devices, deletion), real-name verification, presence, groups,
+//! and the social graph.
 
 use crate::error::{ClientError, Result};
 use reqwest::{Method, StatusCode};
@@ -16,9 +17,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const NO_BODY: Option<&()> = None;
 
 pub use superapp_api::{
-    Account, ContactPage, ContactUpdate, ContactsVersion, FoundContacts, FriendRequestSent,
-    FriendRequests, Group, GroupJoin, Presence, PrivacySettings, RealName, RealNameRejection,
-    RealNameStatus, Ticket, Tokens, U64AsString,
+    Account, AccountDeletion, ContactPage, ContactUpdate, ContactsVersion, FoundContacts,
+    FriendRequestSent, FriendRequests, Group, GroupInvitation, GroupInvitations, GroupJoin,
+    JoinResult, Presence, PrivacySettings, RealName, RealNameRejection, RealNameStatus, Session,
+    Sessions, Ticket, Tokens, U64AsString, UserName, UserNames,
 };
 
 /// A client for the HTTP API of one server. Cheap to clone.
@@ -105,6 +107,96 @@ impl HttpClient {
             .await
     }
 
+    /// Changes the caller's password. Every other session of the user ends;
+    /// the caller's goes on under the new pair answered, which must replace
+    /// the old (whose refresh token no longer works).
+    pub async fn change_password(
+        &self,
+        access_token: &str,
+        current_password: &str,
+        new_password: &str,
+    ) -> Result<Tokens> {
+        let body = superapp_api::ChangePassword {
+            current_password: current_password.into(),
+            new_password: new_password.into(),
+        };
+        self.call(
+            Method::POST,
+            "/v1/me/password",
+            Some(access_token),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// The caller's live sessions (devices), the most recently active first.
+    pub async fn sessions(&self, access_token: &str) -> Result<Sessions> {
+        self.call(Method::GET, "/v1/me/sessions", Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Ends one of the caller's sessions; `unknown_session` for any id that
+    /// is not a live session of theirs.
+    pub async fn revoke_session(&self, access_token: &str, session_id: u64) -> Result<()> {
+        let path = format!("/v1/me/sessions/{session_id}");
+        self.send(Method::DELETE, &path, Some(access_token), NO_BODY)
+            .await
+            .map(drop)
+    }
+
+    /// Asks for the caller's account to be deleted: every session ends at
+    /// once, and the account is erased at `due_at_ms` unless restored
+    /// before ([`restore_account`](Self::restore_account)).
+    pub async fn delete_account(
+        &self,
+        access_token: &str,
+        password: &str,
+    ) -> Result<AccountDeletion> {
+        let body = superapp_api::DeleteAccount {
+            password: password.into(),
+        };
+        self.call(
+            Method::POST,
+            "/v1/me/deletion",
+            Some(access_token),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Restores an account being deleted and signs in (a log-in that also
+    /// withdraws the deletion). A log-in to such an account answers
+    /// `account_deletion_pending`.
+    pub async fn restore_account(
+        &self,
+        phone: &str,
+        password: &str,
+        device_name: Option<&str>,
+    ) -> Result<Tokens> {
+        let body = superapp_api::Restore {
+            phone: phone.into(),
+            password: password.into(),
+            device_name: device_name.unwrap_or_default().into(),
+        };
+        self.call(Method::POST, "/v1/accounts/restore", None, Some(&body))
+            .await
+    }
+
+    /// The names of up to 100 users, deleted accounts named by a
+    /// placeholder with `deleted` set; unknown ids are left out.
+    pub async fn user_names(&self, access_token: &str, user_ids: &[u64]) -> Result<UserNames> {
+        let body = superapp_api::NamesQuery {
+            user_ids: user_ids.to_vec(),
+        };
+        self.call(
+            Method::POST,
+            "/v1/users/names",
+            Some(access_token),
+            Some(&body),
+        )
+        .await
+    }
+
     /// Submits the caller's legal name and resident identity number for
     /// real-name verification. The answer's `status` is `verified` or
     /// `rejected` when the provider decided at once, `pending` otherwise
@@ -140,7 +232,8 @@ impl HttpClient {
             .await
     }
 
-    /// Creates a group owned by the caller, with these first members.
+    /// Creates a group owned by the caller, with these first members (those
+    /// who must be asked are invited instead: the answer's `invited`).
     pub async fn create_group(
         &self,
         access_token: &str,
@@ -162,7 +255,8 @@ impl HttpClient {
             .await
     }
 
-    /// Invites users into a group: added at once, or pending approval.
+    /// Brings users into a group: added at once, pending approval, or (those
+    /// who must be asked) invited.
     pub async fn add_group_members(
         &self,
         access_token: &str,
@@ -175,6 +269,33 @@ impl HttpClient {
         };
         self.call(Method::POST, &path, Some(access_token), Some(&body))
             .await
+    }
+
+    /// Invitations into groups waiting for the caller, newest first.
+    pub async fn group_invitations(&self, access_token: &str) -> Result<GroupInvitations> {
+        let path = "/v1/group-invitations";
+        self.call(Method::GET, path, Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Accepts the caller's invitation into `group_id`: `joined`, or false
+    /// while an admin's approval is awaited.
+    pub async fn accept_group_invitation(
+        &self,
+        access_token: &str,
+        group_id: u64,
+    ) -> Result<JoinResult> {
+        let path = format!("/v1/group-invitations/{group_id}/accept");
+        self.call(Method::POST, &path, Some(access_token), NO_BODY)
+            .await
+    }
+
+    /// Declines the caller's invitation into `group_id`.
+    pub async fn decline_group_invitation(&self, access_token: &str, group_id: u64) -> Result<()> {
+        let path = format!("/v1/group-invitations/{group_id}");
+        self.send(Method::DELETE, &path, Some(access_token), NO_BODY)
+            .await
+            .map(drop)
     }
 
     /// Asks `to` to be friends; answers `requested` or `friends`.

@@ -9,8 +9,10 @@
 //! - [`error`]: [`ClientError`], one enum for API refusals, server-side request
 //!   errors and local transport/decoding failures.
 //! - [`http`]: [`HttpClient`] for register, login, refresh, logout, me and
-//!   WebSocket tickets, presence and groups, with the [`Account`], [`Tokens`],
-//!   [`Ticket`], [`Presence`], [`Group`] and [`GroupJoin`] bodies, and
+//!   WebSocket tickets, account security (password, sessions, deletion and
+//!   restore, names), presence, groups and invitations into them, with the
+//!   [`Account`], [`Tokens`], [`Ticket`], [`Presence`], [`Group`],
+//!   [`GroupJoin`] and [`GroupInvitations`] bodies, and
 //!   [`U64AsString`]: u64 ids travel in JSON as strings, because JavaScript
 //!   numbers lose precision above 2^53.
 //! - [`ws`]: [`Connection`], a WebSocket session driven by one background task
@@ -28,9 +30,10 @@ pub mod ws;
 
 pub use error::{ClientError, Result};
 pub use http::{
-    Account, ContactPage, ContactsVersion, FriendRequestSent, FriendRequests, Group, GroupJoin,
-    HttpClient, Presence, PrivacySettings, RealName, RealNameRejection, RealNameStatus, Ticket,
-    Tokens, U64AsString,
+    Account, AccountDeletion, ContactPage, ContactsVersion, FriendRequestSent, FriendRequests,
+    Group, GroupInvitation, GroupInvitations, GroupJoin, HttpClient, JoinResult, Presence,
+    PrivacySettings, RealName, RealNameRejection, RealNameStatus, Session, Sessions, Ticket,
+    Tokens, U64AsString, UserName, UserNames,
 };
 pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
 pub use ws::{Connection, connect_raw, new_client_msg_id};

@@ -4,14 +4,18 @@ use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use superapp_account::model::WhoMayMessage;
+use superapp_account::model::{WhoMayAddMe, WhoMayMessage};
 
 use crate::helpers::{PASSWORD, TestApp, fresh_phone, spawn_app_with};
 
 /// A server with the shipped defaults, as a newcomer runs it: only friends
-/// may message each other.
+/// may message each other, or add each other to groups.
 async fn shipped() -> TestApp {
-    spawn_app_with(|c| c.social.who_may_message = WhoMayMessage::Friends).await
+    spawn_app_with(|c| {
+        c.social.who_may_message = WhoMayMessage::Friends;
+        c.social.who_may_add_me = WhoMayAddMe::Friends;
+    })
+    .await
 }
 
 /// `superapp-cli` is built beside `superapp` by `cargo test --workspace` (the
@@ -237,19 +241,60 @@ async fn a_group_is_made_filled_and_chatted_in_from_the_cli() {
         cli_user(&base2, &dir2.join("ann"), "Ann");
         let bo = cli_user(&base2, &dir2.join("bo"), "Bo");
         let cy = cli_user(&base2, &dir2.join("cy"), "Cy");
+        // Bo lets anyone add them; Cy, a stranger to Ann, is asked.
+        let settings = cli(
+            &base2,
+            &dir2.join("bo"),
+            &["privacy", "set", "who-may-add-me", "anyone"],
+        );
+        assert_eq!(settings["who_may_add_me"], "anyone");
         let group = cli(
             &base2,
             &dir2.join("ann"),
             &["group", "create", "--name", "Trip", "--members", &bo],
         );
         assert_eq!(group["member_count"], 2);
+        assert_eq!(group["added"][0].as_str(), Some(bo.as_str()));
         let id = group["group_id"].as_str().unwrap().to_string();
         let added = cli(
             &base2,
             &dir2.join("ann"),
             &["group", "add", "--group", &id, "--members", &cy],
         );
-        assert_eq!(added["added"][0].as_str(), Some(cy.as_str()));
+        assert_eq!(added["invited"][0].as_str(), Some(cy.as_str()));
+        let waiting = cli(&base2, &dir2.join("cy"), &["group", "invitations"]);
+        assert_eq!(
+            (waiting["group_id"].as_str(), waiting["name"].as_str()),
+            (Some(id.as_str()), Some("Trip"))
+        );
+        let joined = cli(
+            &base2,
+            &dir2.join("cy"),
+            &["group", "accept", "--group", &id],
+        );
+        assert_eq!(joined["joined"], true);
+        // A second group Cy declines.
+        let other = cli(
+            &base2,
+            &dir2.join("ann"),
+            &["group", "create", "--name", "Other", "--members", &cy],
+        );
+        let other = other["group_id"].as_str().unwrap();
+        let declined = cli(
+            &base2,
+            &dir2.join("cy"),
+            &["group", "decline", "--group", other],
+        );
+        assert_eq!(declined["declined"].as_str(), Some(other));
+        let again = Command::new(cli_path())
+            .args(["--server", &base2, "--profile"])
+            .arg(dir2.join("cy"))
+            .args(["group", "accept", "--group", other])
+            .output()
+            .unwrap();
+        assert!(!again.status.success());
+        let failure: serde_json::Value = serde_json::from_slice(&again.stderr).unwrap();
+        assert_eq!(failure["error"], "unknown_group_invitation");
         (bo, cy, id)
     })
     .await
@@ -280,7 +325,7 @@ async fn a_group_is_made_filled_and_chatted_in_from_the_cli() {
         (line["conversation_id"].as_str(), line["text"].as_str()),
         (Some(conversation.as_str()), Some("we leave at nine"))
     );
-    // Cy, added after creation, catches up on it too; the list names the group.
+    // Cy, who joined after creation, catches up on it too; the list names the group.
     let (base2, dir2) = (base.clone(), dir.clone());
     let (members, conversations) = tokio::task::spawn_blocking(move || {
         let members = Command::new(cli_path())

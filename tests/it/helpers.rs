@@ -13,12 +13,13 @@ use prost::Message as _;
 use serde_json::Value;
 use superapp::Application;
 use superapp::config::Config;
-use superapp_account::model::WhoMayMessage;
+use superapp_account::model::{WhoMayAddMe, WhoMayMessage};
 use superapp_client::proto::v1::{
-    BusEnvelope, ContactEvent, GroupEvent, Message, ReadReceipt, SendAck, event,
+    BusEnvelope, ContactEvent, GroupEvent, GroupInvitation, Message, ReadReceipt, SendAck, event,
 };
 use superapp_client::{Connection, HttpClient, Tokens};
 use superapp_kit::bus::{Bus, BusMessage, InProcessBus, SharedBus, Subscriber};
+use superapp_kit::clock::{Clock as _, ManualClock, SystemClock};
 use superapp_kit::metrics::Registry;
 use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::secret::Secret;
@@ -66,16 +67,37 @@ fn test_config(dir: &tempfile::TempDir) -> Config {
     config.redis.tier_key = Some(Secret::new(TIER_KEY.to_string()));
     // Every test user registers from 127.0.0.1; the throttle has tests of its own.
     config.auth.registrations_per_address = 1_000_000;
-    // Strangers may message each other unless a test says otherwise: the
-    // social graph's tests (social.rs, cli.rs) run with the shipped default,
-    // friends only; the rest test other things between users who never met.
+    // Strangers may message each other and add each other to groups unless
+    // a test says otherwise: the social graph's tests (social.rs, cli.rs,
+    // invites.rs) run with the shipped defaults, friends only; the rest test
+    // other things between users who never met.
     config.social.who_may_message = WhoMayMessage::Anyone;
+    config.social.who_may_add_me = WhoMayAddMe::Anyone;
     config
 }
 
 pub async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
     let app = Application::build(config).await.expect("build");
     run(app, dir)
+}
+
+/// A server whose rooms read the time from `clock`, which the test moves.
+pub async fn spawn_app_with_clock(
+    adjust: impl FnOnce(&mut Config),
+    clock: Arc<ManualClock>,
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    let app = Application::build_with_clock(config, clock)
+        .await
+        .expect("build");
+    run(app, dir)
+}
+
+/// A clock that stands still at the system's time until told to move.
+pub fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(SystemClock.now_ms()))
 }
 
 /// A server whose bus loses the first message `lose` picks on its way to
@@ -244,6 +266,20 @@ pub async fn next_contact_event(conn: &Connection) -> ContactEvent {
         .expect("no contact event arrived")
 }
 
+fn invitation(kind: event::Kind) -> Option<GroupInvitation> {
+    match kind {
+        event::Kind::GroupInvitation(i) => Some(i),
+        _ => None,
+    }
+}
+
+/// The next group invitation within a few seconds, skipping other events.
+pub async fn next_invitation(conn: &Connection) -> GroupInvitation {
+    next_picked(conn, Duration::from_secs(5), invitation)
+        .await
+        .expect("no group invitation arrived")
+}
+
 /// The next message event within a few seconds, skipping other events.
 pub async fn next_message(conn: &Connection) -> Message {
     next_picked(conn, Duration::from_secs(5), message)
@@ -310,8 +346,10 @@ impl ServerProcess {
             // Every test user registers from 127.0.0.1.
             .env("SUPERAPP_AUTH__REGISTRATIONS_PER_ADDRESS", "1000000")
             .env("SUPERAPP_REDIS__TIER_KEY", TIER_KEY)
-            // As in spawn_app_with: strangers may message each other.
+            // As in spawn_app_with: strangers may message each other and
+            // add each other to groups.
             .env("SUPERAPP_SOCIAL__WHO_MAY_MESSAGE", "anyone")
+            .env("SUPERAPP_SOCIAL__WHO_MAY_ADD_ME", "anyone")
             .env("RUST_LOG", filter)
             .envs(env.iter().copied())
             .stderr(Stdio::piped())

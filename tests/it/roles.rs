@@ -1087,16 +1087,18 @@ async fn the_cli_talks_to_the_core_and_chats_through_gateways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn friend_requests_and_blocks_work_across_gateways() {
-    use superapp_account::model::WhoMayMessage;
+    use superapp_account::model::{WhoMayAddMe, WhoMayMessage};
     use superapp_client::proto::v1::contact_event::Kind;
 
-    use crate::helpers::{code, next_contact_event};
+    use crate::helpers::{code, next_contact_event, next_invitation};
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    // The shipped default: only friends may message each other.
+    // The shipped defaults: only friends may message each other, or add
+    // each other to groups.
     let (core, gateways) = tier_with(&redis, 2, |c| {
-        c.social.who_may_message = WhoMayMessage::Friends
+        c.social.who_may_message = WhoMayMessage::Friends;
+        c.social.who_may_add_me = WhoMayAddMe::Friends;
     })
     .await;
     let (ann, bo) = (core.user("Ann").await, core.user("Bo").await);
@@ -1111,6 +1113,19 @@ async fn friend_requests_and_blocks_work_across_gateways() {
     assert_eq!(
         code(ac.send_text(bo.id, "m0", "hi?").await),
         "message_refused"
+    );
+    // A stranger's addition to a group is an invitation, heard through the
+    // other gateway.
+    let group = core
+        .http
+        .create_group(&ann.tokens.access_token, "Across", &[bo.id])
+        .await
+        .unwrap();
+    assert_eq!(group.invited, Some(vec![bo.id]));
+    let invitation = next_invitation(&bc).await;
+    assert_eq!(
+        (invitation.group_id, invitation.inviter),
+        (group.group_id, ann.id)
     );
     let asked = core
         .http

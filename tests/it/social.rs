@@ -3,7 +3,7 @@
 //! blocks, and who may message whom, over real HTTP and WebSocket clients.
 
 use serde_json::{Value, json};
-use superapp_account::model::WhoMayMessage;
+use superapp_account::model::{WhoMayAddMe, WhoMayMessage};
 use superapp_client::proto::v1::contact_event::Kind;
 
 use crate::helpers::{
@@ -12,7 +12,11 @@ use crate::helpers::{
 
 /// A server with the shipped social defaults.
 async fn shipped() -> TestApp {
-    spawn_app_with(|c| c.social.who_may_message = WhoMayMessage::Friends).await
+    spawn_app_with(|c| {
+        c.social.who_may_message = WhoMayMessage::Friends;
+        c.social.who_may_add_me = WhoMayAddMe::Friends;
+    })
+    .await
 }
 
 #[tokio::test]
@@ -188,11 +192,18 @@ async fn a_block_stops_messages_requests_and_group_adds_and_is_not_revealed() {
     let pulled = bc.pull(conversation, 0, 0).await.unwrap();
     assert_eq!(pulled.messages.len(), 1);
     assert_eq!(pulled.through_seq, withheld.seq);
+    // Bo is answered as invited, and nothing reaches Bo (tests/it/invites.rs).
     let members = [bo.id];
     let group = app
         .http
         .create_group(&ann.tokens.access_token, "Trip", &members);
-    assert_eq!(code(group.await), "not_allowed");
+    let group = group.await.unwrap();
+    assert_eq!(
+        (group.added, group.invited, group.member_count),
+        (Some(vec![]), Some(vec![bo.id]), 1)
+    );
+    let waiting = app.http.group_invitations(&bo.tokens.access_token);
+    assert!(waiting.await.unwrap().invitations.is_empty());
     // Unfriended, Ann asks again: answered as sent, and Bo sees nothing.
     app.http
         .remove_friend(&bo.tokens.access_token, ann.id)

@@ -19,6 +19,14 @@
 //! | block_spans | owner | (until, blocked) | past blocks with their times, at most [`crate::policy::MAX_BLOCK_SPANS`] an owner: the group messages sent during one stay out of the owner's view |
 //! | privacy | user | | settings; no row is the server's defaults |
 //!
+//! Account security adds to `sessions` a last-active time and an index by
+//! user (a user's sessions, a Scylla table of its own), and to `users`
+//! the deletion's request and due times and the erasure's time; the
+//! deletions due are found by due time (in ScyllaDB a table partitioned by
+//! due day). Erasing reads the blocks and friend requests naming the user
+//! by the other side, by indexes here (`blocks_by_blocked`,
+//! `friend_requests_by_sender`), reverse tables there.
+//!
 //! Each write decides with [`crate::policy`] inside itself, as the group
 //! rules of the chat room are.
 //!
@@ -32,8 +40,9 @@ pub use superapp_kit::store::StoreError;
 use superapp_kit::BoxFuture;
 
 use crate::model::{
-    Befriended, ContactChanges, ContactEdit, Decision, FoundContact, FriendRequest, Privacy,
-    RealNameRecord, Relation, Rotation, SessionRecord, UserId, UserRecord, ViewFilters,
+    Befriended, ContactChanges, ContactEdit, Decision, Erased, FoundContact, FriendRequest, Person,
+    Privacy, RealNameRecord, Relation, Rotation, SessionInfo, SessionRecord, Standing, UserId,
+    UserRecord, ViewFilters,
 };
 use crate::policy::SocialLimits;
 use crate::{AccountError, SocialError};
@@ -43,7 +52,9 @@ pub trait AccountStore: Send + Sync + 'static {
     fn create_user(&self, user: UserRecord) -> BoxFuture<'_, Result<bool, StoreError>>;
     fn user_by_phone(&self, phone: &str) -> BoxFuture<'_, Result<Option<UserRecord>, StoreError>>;
     fn user(&self, id: UserId) -> BoxFuture<'_, Result<Option<UserRecord>, StoreError>>;
-    /// Display names of those of `ids` that exist.
+    /// Display names of those of `ids` that exist and take part
+    /// ([`crate::policy::security::takes_part`]: not deleted, nor being
+    /// deleted).
     fn display_names(
         &self,
         ids: Vec<UserId>,
@@ -70,6 +81,76 @@ pub trait AccountStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<UserId>, StoreError>>;
     fn revoke_session(&self, session_id: u64, now_ms: i64)
     -> BoxFuture<'_, Result<(), StoreError>>;
+
+    // ---- Account security: each write decides with
+    // [`crate::policy::security`] inside itself, and a refusal writes nothing.
+
+    /// Where the account stands; None for no such user.
+    fn standing(&self, user: UserId) -> BoxFuture<'_, Result<Option<Standing>, StoreError>>;
+    /// Names of those of `ids` that exist, deleted accounts included (their
+    /// name the placeholder, `deleted` set), for anyone who shows a history.
+    fn people(&self, ids: Vec<UserId>) -> BoxFuture<'_, Result<Vec<Person>, StoreError>>;
+    /// The user's live sessions at `now_ms` (neither revoked nor expired),
+    /// the most recently active first, at most 200. A log-in and each
+    /// refresh make a session active ([`AccountStore::rotate_refresh`]
+    /// records the time).
+    fn sessions(
+        &self,
+        user: UserId,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<SessionInfo>, StoreError>>;
+    /// Revokes `session_id` if it is a live session of `user`; false, with
+    /// nothing changed, for any other (unknown, another user's, ended).
+    fn revoke_user_session(
+        &self,
+        user: UserId,
+        session_id: u64,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
+    /// In one write, when `keep` is a live session of `user` (else
+    /// `SessionRevoked`): the new password hash; every other session of the
+    /// user revoked; `keep`'s refresh tokens replaced by `refresh_hash`, so
+    /// that an earlier one answers invalid (not reused). Answers `keep` and
+    /// the sessions revoked.
+    fn change_password(
+        &self,
+        user: UserId,
+        password_hash: String,
+        keep: u64,
+        refresh_hash: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<(SessionRecord, Vec<u64>), AccountError>>;
+    /// Asks for the account's deletion at `now_ms`, due at `due_at_ms`
+    /// ([`crate::policy::security::may_request_deletion`]), and revokes all
+    /// its sessions; answers them.
+    fn request_deletion(
+        &self,
+        user: UserId,
+        now_ms: i64,
+        due_at_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<u64>, AccountError>>;
+    /// Withdraws the deletion ([`crate::policy::security::may_restore`]):
+    /// the account is as it was.
+    fn cancel_deletion(&self, user: UserId, now_ms: i64)
+    -> BoxFuture<'_, Result<(), AccountError>>;
+    /// Accounts whose grace period has ended by `now_ms` and that are not
+    /// erased yet, the earliest due first, at most `limit`.
+    fn deletions_due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<UserId>, StoreError>>;
+    /// Erases the account, when its grace period has ended
+    /// ([`crate::policy::security::due_for_erasure`]), in one write: its
+    /// friendships end (each friend's list gets a removal under its next
+    /// version), its friend requests, blocks either way, privacy settings,
+    /// real-name records, sessions and phone number go (the phone may
+    /// register again), and its row keeps only the id and the placeholder
+    /// name. Answers None, changing nothing, for an account not due
+    /// (restored, erased already, unknown): so any number of sweeps may
+    /// run at once.
+    fn erase(&self, user: UserId, now_ms: i64)
+    -> BoxFuture<'_, Result<Option<Erased>, StoreError>>;
 }
 
 /// What a social-graph write answers: its result, a refusal, or a store failure.
@@ -123,6 +204,15 @@ pub trait SocialStore: Send + Sync + 'static {
     /// What decides whether `sender` may message `recipient`: how the
     /// recipient stands with the sender, and the recipient's settings; one read.
     fn message_facts(&self, recipient: UserId, sender: UserId) -> Outcome<(Relation, Privacy)>;
+    /// What decides how `inviter` may bring each of `invitees` into a group:
+    /// how each invitee stands with the inviter, and the invitee's settings,
+    /// in the invitees' order; one read for all of them (a group may be
+    /// created with thousands).
+    fn addition_facts(
+        &self,
+        inviter: UserId,
+        invitees: Vec<UserId>,
+    ) -> Outcome<Vec<(Relation, Privacy)>>;
 }
 
 /// Real-name verification's storage. Each rule that depends on what is

@@ -1,5 +1,11 @@
 //! Group operations of [`Chat`]: lifecycle, roles, moderation, invitations.
 //!
+//! Three ways lead into a group: a member adds someone (directly, or, when
+//! the social graph says the person must be asked, by a pending invitation
+//! they accept or decline), someone comes by an invitation link, and in a
+//! group that asks for approval an admin approves those a plain member
+//! brought or the link brought.
+//!
 //! Who may do what is decided by [`crate::policy`], which the store applies
 //! inside the transaction that acts; this layer validates input, names ids
 //! and tokens, and tells people what changed. A change is one publish on the
@@ -15,13 +21,15 @@ use std::collections::HashSet;
 use rand::Rng as _;
 use superapp_proto::Topic;
 use superapp_proto::v1::group_event::Kind;
-use superapp_proto::v1::{Event, GroupEvent, Membership, bus_envelope, event};
+use superapp_proto::v1::{
+    Event, GroupEvent, GroupInvitation as InvitationEvent, Membership, bus_envelope, event,
+};
 
 use super::Chat;
 use crate::ChatError;
 use crate::model::{
-    GroupId, GroupInfo, GroupUpdate, JoinRequest, Joined, ListedMember, MemberChange, MemberInfo,
-    NewGroup, Removal, UserId,
+    Addition, Asked, GroupId, GroupInfo, GroupInvitation, GroupUpdate, JoinRequest, Joined,
+    ListedMember, MemberChange, MemberInfo, NewGroup, Removal, UserId,
 };
 use crate::policy::{self, MAX_MEMBERS};
 
@@ -30,22 +38,47 @@ const INVITE_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 const DEFAULT_MEMBERS_PAGE: u32 = 100;
 const MAX_MEMBERS_PAGE: u32 = 500;
 
+/// Whom an addition names (the inviter and repeats left out), sorted by how
+/// the social graph lets the inviter bring them in.
+#[derive(Debug, Default)]
+struct Sorted {
+    direct: Vec<UserId>,
+    asked: Vec<UserId>,
+    hidden: Vec<UserId>,
+}
+
+impl Sorted {
+    fn asked(&self, expires_ms: i64) -> Asked {
+        Asked {
+            users: self.asked.clone(),
+            hidden: self.hidden.clone(),
+            expires_ms,
+        }
+    }
+}
+
 impl Chat {
+    /// Creates a group owned by `owner`, adding those of `members` the
+    /// social graph lets the owner add and inviting the others. Answers the
+    /// group and who was added and invited.
     pub async fn create_group(
         &self,
         owner: UserId,
         name: &str,
         avatar: &str,
         members: Vec<UserId>,
-    ) -> Result<GroupInfo, ChatError> {
+    ) -> Result<(GroupInfo, Joined), ChatError> {
         policy::check_group_name(name)?;
         policy::check_avatar(avatar)?;
         policy::room_for(1, members.len())?;
         let mut people = members.clone();
         people.push(owner);
         let names = self.names_of_all(&people).await?;
-        self.may_add_directly(owner, &members).await?;
+        let sorted = self.sort_invitees(owner, &members).await?;
+        let owner_name = name_in(&names, owner);
         self.store.remember_names(names).await?;
+        let now_ms = self.clock.now_ms();
+        let expires_ms = now_ms.saturating_add(self.invitation_ttl_ms);
         let group = self
             .store
             .create_group(NewGroup {
@@ -53,15 +86,34 @@ impl Chat {
                 name: name.trim().to_string(),
                 avatar: avatar.to_string(),
                 owner,
-                members: members.clone(),
-                now_ms: self.clock.now_ms(),
+                members: sorted.direct.clone(),
+                asked: sorted.asked(expires_ms),
+                now_ms,
             })
             .await?;
-        let event = group_event(group.group, Kind::Created, owner, &members, "", 0);
+        let event = group_event(group.group, Kind::Created, owner, &sorted.direct, "", 0);
         for user in self.member_ids(group.group).await? {
             self.publish_membership(user, group.group, true, event.clone());
         }
-        Ok(group)
+        let invitation = InvitationEvent {
+            group_id: group.group.0,
+            group_name: group.name.clone(),
+            inviter: owner.0,
+            inviter_name: owner_name,
+            invited_ms: now_ms,
+            expires_ms,
+        };
+        self.tell_invited(&sorted.asked, &invitation);
+        let mut invited: Vec<UserId> = sorted.asked.into_iter().chain(sorted.hidden).collect();
+        // In user-id order, so the answer shows no difference between those
+        // invited and those a block hides.
+        invited.sort();
+        let joined = Joined {
+            added: sorted.direct,
+            pending: Vec::new(),
+            invited,
+        };
+        Ok((group, joined))
     }
 
     /// The group as its member `viewer` sees it, with the viewer's membership.
@@ -139,7 +191,9 @@ impl Chat {
         self.store.groups_of(user).await
     }
 
-    /// `actor` invites `users` into the group.
+    /// `actor` brings `users` into the group: those the social graph lets
+    /// the actor add join (or wait for an admin's approval, as the group
+    /// says); the others are sent invitations.
     pub async fn invite(
         &self,
         group: GroupId,
@@ -147,15 +201,67 @@ impl Chat {
         users: Vec<UserId>,
     ) -> Result<Joined, ChatError> {
         policy::check_invitees(users.len())?;
-        let names = self.names_of_all(&users).await?;
-        self.may_add_directly(actor, &users).await?;
+        let mut people = users.clone();
+        people.push(actor);
+        let names = self.names_of_all(&people).await?;
+        let sorted = self.sort_invitees(actor, &users).await?;
+        let actor_name = name_in(&names, actor);
         self.store.remember_names(names).await?;
-        let joined = self
-            .store
-            .invite(group, actor, users, self.clock.now_ms())
+        let now_ms = self.clock.now_ms();
+        let expires_ms = now_ms.saturating_add(self.invitation_ttl_ms);
+        let asked = sorted.asked(expires_ms);
+        let joined = (self.store)
+            .invite(group, actor, sorted.direct, asked, now_ms)
             .await?;
         self.announce_joined(group, actor, &joined);
+        // Those a block hides are answered as invited and told nothing.
+        let hidden: HashSet<UserId> = sorted.hidden.into_iter().collect();
+        let sent: Vec<UserId> = (joined.invited.iter())
+            .filter(|u| !hidden.contains(u))
+            .copied()
+            .collect();
+        if !sent.is_empty()
+            && let Some(info) = self.store.group(group).await?
+        {
+            let invitation = InvitationEvent {
+                group_id: group.0,
+                group_name: info.name,
+                inviter: actor.0,
+                inviter_name: actor_name,
+                invited_ms: now_ms,
+                expires_ms,
+            };
+            self.tell_invited(&sent, &invitation);
+        }
         Ok(joined)
+    }
+
+    /// `user`'s pending group invitations, newest first.
+    pub async fn invitations(&self, user: UserId) -> Result<Vec<GroupInvitation>, ChatError> {
+        self.store.invitations(user, self.clock.now_ms()).await
+    }
+
+    /// `user` accepts their invitation into `group`: a member now, or
+    /// waiting for an admin's approval. The group hears of the join as of
+    /// any other, with the inviter as its actor.
+    pub async fn accept_invitation(
+        &self,
+        user: UserId,
+        group: GroupId,
+    ) -> Result<Joined, ChatError> {
+        let (inviter, joined) = self
+            .store
+            .accept_invitation(group, user, self.clock.now_ms())
+            .await?;
+        self.announce_joined(group, inviter, &joined);
+        Ok(joined)
+    }
+
+    /// `user` declines their invitation into `group`; nobody is told.
+    pub async fn decline_invitation(&self, user: UserId, group: GroupId) -> Result<(), ChatError> {
+        (self.store)
+            .decline_invitation(group, user, self.clock.now_ms())
+            .await
     }
 
     /// An invitation link's token, replacing any earlier one of the group.
@@ -211,7 +317,7 @@ impl Chat {
         if joined {
             let joined = Joined {
                 added: vec![user],
-                pending: Vec::new(),
+                ..Joined::default()
             };
             self.announce_joined(group, actor, &joined);
         }
@@ -343,6 +449,29 @@ impl Chat {
         Ok(())
     }
 
+    /// Takes a user whose account is erased out of every group they are in
+    /// (the account room asks, through its `Departures` port, before it
+    /// erases them). A group they own goes to its next owner
+    /// ([`policy::successor`]), told as a transfer; one they were alone in
+    /// is dissolved. Each group is told the user left. Their messages stay.
+    /// Again for a user in no group, it does nothing.
+    pub async fn depart(&self, user: UserId) -> Result<(), ChatError> {
+        for departure in self.store.depart(user).await? {
+            let group = departure.group;
+            if departure.dissolved {
+                continue;
+            }
+            if let Some(next) = departure.new_owner {
+                let event = group_event(group, Kind::OwnerTransferred, user, &[next], "", 0);
+                self.publish_group(group, event);
+            }
+            let event = group_event(group, Kind::MemberLeft, user, &[user], "", 0);
+            self.publish_membership(user, group, false, event.clone());
+            self.publish_group(group, event);
+        }
+        Ok(())
+    }
+
     /// The display names of those of `users` the directory knows.
     async fn names_of(&self, users: &[UserId]) -> Result<Vec<(UserId, String)>, ChatError> {
         self.directory
@@ -352,33 +481,68 @@ impl Chat {
     }
 
     /// The display names of `users`, to be kept before they are added (or
-    /// asked) to a group; refused when one does not exist.
+    /// asked) to a group; refused when one does not exist (`user_deleted`
+    /// when one's account is deleted or being deleted).
     async fn names_of_all(&self, users: &[UserId]) -> Result<Vec<(UserId, String)>, ChatError> {
         let names = self.names_of(users).await?;
         let known: HashSet<UserId> = names.iter().map(|(user, _)| *user).collect();
-        if users.iter().all(|user| known.contains(user)) {
-            Ok(names)
-        } else {
-            Err(ChatError::UnknownRecipient)
+        let missing: Vec<UserId> = (users.iter().copied())
+            .filter(|user| !known.contains(user))
+            .collect();
+        if missing.is_empty() {
+            return Ok(names);
         }
+        for user in missing {
+            let deleted = self.directory.is_deleted(user).await;
+            if deleted.map_err(ChatError::Dependency)? {
+                return Err(ChatError::UserDeleted);
+            }
+        }
+        Err(ChatError::UnknownRecipient)
     }
 
-    /// Asks the [`Directory`](crate::Directory)'s consent hook whether
-    /// `inviter` may add these people without asking them.
-    async fn may_add_directly(&self, inviter: UserId, users: &[UserId]) -> Result<(), ChatError> {
-        let others: Vec<UserId> = users.iter().copied().filter(|u| *u != inviter).collect();
+    /// Sorts `users` (the inviter and repeats left out) by how the
+    /// [`Directory`](crate::Directory) says `inviter` may bring each into a
+    /// group, asked for all of them in one call.
+    async fn sort_invitees(&self, inviter: UserId, users: &[UserId]) -> Result<Sorted, ChatError> {
+        let mut seen = HashSet::new();
+        let others: Vec<UserId> = (users.iter().copied())
+            .filter(|&u| u != inviter && seen.insert(u))
+            .collect();
+        let mut sorted = Sorted::default();
         if others.is_empty() {
-            return Ok(());
+            return Ok(sorted);
         }
-        let allowed = self
+        let additions = self
             .directory
-            .may_add_directly(inviter, &others)
+            .group_additions(inviter, &others)
             .await
             .map_err(ChatError::Dependency)?;
-        if allowed {
-            Ok(())
-        } else {
-            Err(ChatError::NotAllowed)
+        if additions.len() != others.len() {
+            return Err(ChatError::Dependency(format!(
+                "the directory answered {} additions for {} invitees",
+                additions.len(),
+                others.len()
+            )));
+        }
+        for (user, addition) in others.into_iter().zip(additions) {
+            match addition {
+                Addition::Direct => sorted.direct.push(user),
+                Addition::Invite => sorted.asked.push(user),
+                Addition::Drop => sorted.hidden.push(user),
+            }
+        }
+        Ok(sorted)
+    }
+
+    /// Tells each of `users` of their invitation, on their own topic (they
+    /// hear nothing of the group's).
+    fn tell_invited(&self, users: &[UserId], invitation: &InvitationEvent) {
+        for &user in users {
+            let event = Event {
+                kind: Some(event::Kind::GroupInvitation(invitation.clone())),
+            };
+            self.publish(Topic::User(user), bus_envelope::Kind::Event(event), 0);
         }
     }
 
@@ -419,6 +583,14 @@ impl Chat {
             0,
         );
     }
+}
+
+/// `user`'s display name among `names` (empty if it is not there).
+fn name_in(names: &[(UserId, String)], user: UserId) -> String {
+    (names.iter())
+        .find(|(u, _)| *u == user)
+        .map(|(_, name)| name.clone())
+        .unwrap_or_default()
 }
 
 fn group_event(
@@ -498,6 +670,7 @@ mod tests {
             avatar: String::new(),
             owner: UserId(1),
             members: people,
+            asked: crate::model::Asked::default(),
             now_ms: 1,
         };
         store.create_group(old).await.unwrap();

@@ -12,6 +12,7 @@
 //! | mentions | conversation | (user, seq) | `@all` is kept as a mention of everyone; read against the read mark for "you were mentioned" |
 //! | join_requests | conversation | user | waiting for an admin when the group asks for approval |
 //! | member_names | user | | the display name member lists show and searches match, copied from the account room when the user is added to a group |
+//! | group_invitations | invitee | conversation | inviter, time, expiry: one pending invitation per group and invitee, refreshed by the next; ignored once expired, or once the group is dissolved or the inviter has left |
 //!
 //! Sequencing: a backend assigns `seq = last_seq + 1` inside the write that
 //! stores the message, and a conversation has one writer at a time (the
@@ -43,9 +44,9 @@ use superapp_kit::BoxFuture;
 
 use crate::ChatError;
 use crate::model::{
-    Appended, ConversationId, Fence, GroupId, GroupInfo, GroupUpdate, InboxCursor, InboxPage,
-    JoinRequest, Joined, MemberChange, MemberInfo, NewGroup, NewGroupMessage, NewMessage, Removal,
-    StoredMessage, UserId, View,
+    Appended, Asked, ConversationId, Departure, Fence, GroupId, GroupInfo, GroupInvitation,
+    GroupUpdate, InboxCursor, InboxPage, JoinRequest, Joined, MemberChange, MemberInfo, NewGroup,
+    NewGroupMessage, NewMessage, Removal, StoredMessage, UserId, View,
 };
 
 pub trait ChatStore: Send + Sync + 'static {
@@ -103,7 +104,8 @@ pub trait ChatStore: Send + Sync + 'static {
 pub type Outcome<T> = BoxFuture<'static, Result<T, ChatError>>;
 
 pub trait GroupStore: Send + Sync + 'static {
-    /// Creates the group with its owner and first members.
+    /// Creates the group with its owner and first members, and the
+    /// invitations of those it asks.
     fn create_group(&self, group: NewGroup) -> Outcome<GroupInfo>;
     /// The group, or None if it does not exist (or was dissolved).
     fn group(&self, group: GroupId) -> Outcome<Option<GroupInfo>>;
@@ -129,15 +131,35 @@ pub trait GroupStore: Send + Sync + 'static {
     fn unnamed_members(&self, group: GroupId) -> Outcome<Vec<UserId>>;
     /// The groups a user is a member of.
     fn groups_of(&self, user: UserId) -> Outcome<Vec<GroupId>>;
-    /// `actor` invites `users`: they join at once, or wait for approval
-    /// ([`crate::policy::admission`]).
+    /// `actor` adds `users`: they join at once, or wait for approval
+    /// ([`crate::policy::admission`]); and asks `asked.users`, each of whom
+    /// not yet a member gets a pending invitation (replacing one they had
+    /// into this group). All in one write: a refusal stores nothing.
+    /// Answers who joined, who waits, and who was invited (members left
+    /// out, [`Asked::hidden`] included).
     fn invite(
         &self,
         group: GroupId,
         actor: UserId,
         users: Vec<UserId>,
+        asked: Asked,
         now_ms: i64,
     ) -> Outcome<Joined>;
+    /// `invitee`'s pending invitations at `now_ms`, newest first (at most
+    /// 500): unexpired, into groups not dissolved, from inviters still in them.
+    fn invitations(&self, invitee: UserId, now_ms: i64) -> Outcome<Vec<GroupInvitation>>;
+    /// `invitee` accepts their invitation into `group`: they join as
+    /// [`crate::policy::invitation_admission`] decides (at once, or waiting
+    /// for approval), within the group's and their own caps (a refusal keeps
+    /// the invitation). Answers the inviter and what joining did.
+    fn accept_invitation(
+        &self,
+        group: GroupId,
+        invitee: UserId,
+        now_ms: i64,
+    ) -> Outcome<(UserId, Joined)>;
+    /// `invitee` declines their unexpired invitation into `group`.
+    fn decline_invitation(&self, group: GroupId, invitee: UserId, now_ms: i64) -> Outcome<()>;
     /// Joins with an invitation link's token (directly, or pending approval).
     fn join_by_token(&self, token: String, user: UserId, now_ms: i64)
     -> Outcome<(GroupId, Joined)>;
@@ -173,6 +195,13 @@ pub trait GroupStore: Send + Sync + 'static {
     ) -> Outcome<GroupInfo>;
     /// The owner dissolves the group; answers who were its members.
     fn dissolve(&self, group: GroupId, actor: UserId) -> Outcome<Vec<UserId>>;
+    /// Takes `user`, whose account is being erased, out of every group, in
+    /// one write: a group they own goes to [`crate::policy::successor`]
+    /// (dissolved when they were alone in it); their join requests, the
+    /// invitations waiting for them or sent by them, and the display name
+    /// kept for them go. Answers what became of each group;
+    /// nothing for a user in no group.
+    fn depart(&self, user: UserId) -> Outcome<Vec<Departure>>;
     /// Admins set the group's invitation token (replacing any earlier one).
     fn set_invite_token(
         &self,

@@ -124,6 +124,18 @@ CREATE TABLE member_names (
     display_name TEXT NOT NULL
 );
 ",
+    // Pending invitations into groups (`sqlite/groups.rs`), by invitee: one
+    // per group, refreshed by the next.
+    "
+CREATE TABLE group_invitations (
+    invitee INTEGER NOT NULL,
+    conversation_id TEXT NOT NULL,
+    inviter INTEGER NOT NULL,
+    invited_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (invitee, conversation_id)
+) WITHOUT ROWID;
+",
     // Views: the member a one-to-one message was withheld from (0: nobody),
     // and on that member's row how many were, the seq of the last, and the
     // last message they see before the run of withheld ones that ends there,
@@ -783,9 +795,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_takes_a_departing_user_out_of_every_group_and_hands_on_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::departures(&open(&dir)).await;
+    }
+
+    #[tokio::test]
     async fn sqlite_caps_the_groups_a_user_creates_and_is_in() {
         let dir = tempfile::tempdir().unwrap();
         conformance::group_limits(&open(&dir).with_group_limits(conformance::LIMITS)).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_group_invitations_as_the_contract_says() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::group_invitations(&open(&dir)).await;
     }
 
     #[tokio::test]

@@ -35,7 +35,7 @@ fn account(p: Profile) -> Account {
     }
 }
 
-fn tokens(t: TokenPair) -> Tokens {
+pub(crate) fn tokens(t: TokenPair) -> Tokens {
     Tokens {
         user_id: t.user_id.0,
         session_id: t.session_id,
@@ -94,6 +94,13 @@ impl From<AccountError> for ApiError {
                 return err;
             }
             AccountError::RealNameUnavailable => (S::SERVICE_UNAVAILABLE, "real_name_unavailable"),
+            AccountError::WrongPassword => (S::FORBIDDEN, "wrong_password"),
+            AccountError::PasswordUnchanged => (S::BAD_REQUEST, "password_unchanged"),
+            AccountError::UnknownSession => (S::NOT_FOUND, "unknown_session"),
+            AccountError::DeletionPending { .. } => (S::CONFLICT, "account_deletion_pending"),
+            AccountError::AccountDeleted => (S::GONE, "account_deleted"),
+            AccountError::DeletionNotRequested => (S::CONFLICT, "deletion_not_requested"),
+            AccountError::TooManyUsers { .. } => (S::BAD_REQUEST, "too_many_users"),
             AccountError::Store(superapp_kit::store::StoreError::Busy) => return Self::busy(),
             AccountError::Store(_) | AccountError::Internal(_) => return Self::internal(&e),
         };
@@ -104,7 +111,7 @@ impl From<AccountError> for ApiError {
 /// The key the account throttles count a client under: its TCP peer's
 /// address (an IPv6 one by its /64). `X-Forwarded-For` is not read, since
 /// any client can write it.
-fn client_address(peer: SocketAddr) -> String {
+pub(crate) fn client_address(peer: SocketAddr) -> String {
     crate::serve::address_key(peer.ip()).to_string()
 }
 
@@ -141,6 +148,8 @@ async fn register(
     (status = 200, description = "Logged in", body = Tokens),
     (status = 400, description = "invalid_json, or a field-specific code", body = ErrorBody),
     (status = 401, description = "invalid_credentials (the same for an unknown phone)", body = ErrorBody),
+    (status = 409, description = "account_deletion_pending: the account is being deleted; restore it with POST /v1/accounts/restore", body = ErrorBody),
+    (status = 410, description = "account_deleted: the account's grace period has ended", body = ErrorBody),
     (status = 429, description = "too_many_attempts, with retry_after_ms and Retry-After", body = ErrorBody),
     (status = 503, description = "busy: the hashing queue is full; retry_after_ms and Retry-After", body = ErrorBody),
 ))]

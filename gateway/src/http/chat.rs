@@ -1,5 +1,6 @@
-//! The chat room at the edge: the group routes (`/v1/groups/...`) and the
-//! mapping of the room's outcomes to stable codes. Group messages travel
+//! The chat room at the edge: the group routes (`/v1/groups/...`), the
+//! invitations into groups (`/v1/group-invitations/...`), and the mapping of
+//! the room's outcomes to stable codes. Group messages travel
 //! over the WebSocket like any other (conversation `g.<group id>`); this is
 //! everything else about a group.
 
@@ -9,12 +10,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use superapp_api::{
-    CreateGroup, Decide, Decided, ErrorBody, Group, GroupJoin, Invite, InviteLink, Join,
-    JoinRequest, JoinRequests, JoinResult, Member, MemberPage, MemberUpdate, MembersQuery,
-    Transfer,
+    CreateGroup, Decide, Decided, ErrorBody, Group, GroupInvitation, GroupInvitations, GroupJoin,
+    Invite, InviteLink, Join, JoinRequest, JoinRequests, JoinResult, Member, MemberPage,
+    MemberUpdate, MembersQuery, Transfer,
 };
 use superapp_chat::model::{
-    ConversationId, GroupId, GroupInfo, GroupUpdate, ListedMember, Role, UserId,
+    ConversationId, GroupId, GroupInfo, GroupUpdate, Joined, ListedMember, Role, UserId,
 };
 use superapp_chat::{Chat, ChatError};
 use superapp_kit::store::StoreError;
@@ -35,6 +36,9 @@ pub fn routes() -> OpenApiRouter<Rooms> {
         .routes(routes!(invite_link))
         .routes(routes!(join_requests))
         .routes(routes!(decide))
+        .routes(routes!(invitations))
+        .routes(routes!(accept_invitation))
+        .routes(routes!(decline_invitation))
 }
 
 /// The room's outcomes as the API's stable codes, over HTTP and WebSocket alike.
@@ -46,6 +50,7 @@ impl From<ChatError> for ApiError {
             ChatError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
             ChatError::InvalidClientMsgId => (S::BAD_REQUEST, "invalid_client_msg_id"),
             ChatError::UnknownRecipient => (S::NOT_FOUND, "unknown_recipient"),
+            ChatError::UserDeleted => (S::GONE, "user_deleted"),
             ChatError::MessageRefused => (S::FORBIDDEN, "message_refused"),
             ChatError::InvalidRecipient => (S::BAD_REQUEST, "invalid_recipient"),
             ChatError::UnknownConversation => (S::NOT_FOUND, "unknown_conversation"),
@@ -78,6 +83,7 @@ impl From<ChatError> for ApiError {
             ChatError::OwnerMustTransfer => (S::CONFLICT, "owner_must_transfer"),
             ChatError::InvalidInvite => (S::NOT_FOUND, "invalid_invite"),
             ChatError::UnknownRequest => (S::NOT_FOUND, "unknown_join_request"),
+            ChatError::UnknownInvitation => (S::NOT_FOUND, "unknown_group_invitation"),
             ChatError::Invalid { code, .. } => (S::BAD_REQUEST, *code),
             // This core lost the shard's lease without noticing yet: the new
             // owner answers the retry.
@@ -131,6 +137,8 @@ fn group_body(g: GroupInfo, my_role: Option<Role>) -> Group {
         join_approval: g.join_approval,
         last_seq: g.last_seq,
         my_role: my_role.map(|r| r.name().to_string()),
+        added: None,
+        invited: None,
     }
 }
 
@@ -145,21 +153,37 @@ fn member_body(m: ListedMember) -> Member {
     }
 }
 
-fn joined_body(j: superapp_chat::model::Joined) -> GroupJoin {
+fn joined_body(j: Joined) -> GroupJoin {
     GroupJoin {
         added: ids(j.added),
         pending: ids(j.pending),
+        invited: ids(j.invited),
     }
 }
 
-/// Create a group owned by the caller, with first members (at most 6000 with the owner)
+/// What joining a group came to: 200 a member, 202 waiting for approval.
+fn join_result(group: GroupId, joined: &Joined) -> (StatusCode, Json<JoinResult>) {
+    let joined = joined.pending.is_empty();
+    let status = if joined {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let body = JoinResult {
+        group_id: group.0,
+        joined,
+    };
+    (status, Json(body))
+}
+
+/// Create a group owned by the caller, with first members (at most 6000 with the owner): those who let the caller add them are added, the others are invited
 #[utoipa::path(post, path = "/v1/groups", tag = "groups", security(("bearer" = [])), request_body = CreateGroup, responses(
-    (status = 201, description = "Created", body = Group),
+    (status = 201, description = "Created, with who was added and who was invited", body = Group),
     (status = 400, description = "invalid_group_name, invalid_avatar, invalid_json", body = ErrorBody),
     (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
-    (status = 403, description = "not_allowed (a member who may not be added without consent)", body = ErrorBody),
     (status = 404, description = "unknown_recipient (a member that does not exist)", body = ErrorBody),
     (status = 409, description = "group_full, too_many_groups (someone would be in too many groups)", body = ErrorBody),
+    (status = 410, description = "user_deleted (a member whose account is deleted or being deleted)", body = ErrorBody),
     (status = 429, description = "too_many_groups_created (chat.max_groups_created_per_day)", body = ErrorBody),
 ))]
 async fn create(
@@ -169,13 +193,15 @@ async fn create(
 ) -> Result<(StatusCode, Json<Group>), ApiError> {
     // The body is checked before the caller, as the API always has.
     let AuthUser(me) = auth?;
-    let group = chat
+    let (group, joined) = chat
         .create_group(me.sub, &body.name, &body.avatar, users(body.members))
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(group_body(group, Some(Role::Owner))),
-    ))
+    let created = Group {
+        added: Some(ids(joined.added)),
+        invited: Some(ids(joined.invited)),
+        ..group_body(group, Some(Role::Owner))
+    };
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// The group, with the caller's role
@@ -279,16 +305,17 @@ async fn members(
     }))
 }
 
-/// Invite users: added at once, or pending when the group asks for approval and the caller is not an admin
+/// Add users: those who let the caller add them are added at once (or pending when the group asks for approval and the caller is not an admin); the others are invited
 #[utoipa::path(post, path = "/v1/groups/{group_id}/members", tag = "groups", security(("bearer" = [])),
     params(("group_id" = String, Path)), request_body = Invite,
     responses(
-        (status = 200, description = "Who was added and who waits", body = GroupJoin),
+        (status = 200, description = "Who was added, who waits for approval, and who was invited", body = GroupJoin),
         (status = 400, description = "invalid_members", body = ErrorBody),
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
-        (status = 403, description = "not_a_member, not_allowed (someone who may not be added without consent)", body = ErrorBody),
+        (status = 403, description = "not_a_member", body = ErrorBody),
         (status = 404, description = "unknown_group, unknown_recipient", body = ErrorBody),
         (status = 409, description = "group_full, too_many_groups", body = ErrorBody),
+        (status = 410, description = "user_deleted (someone whose account is deleted or being deleted)", body = ErrorBody),
 ))]
 async fn invite(
     State(chat): State<Arc<Chat>>,
@@ -422,19 +449,7 @@ async fn join(
     // The body is checked before the caller, as the API always has.
     let AuthUser(me) = auth?;
     let (group, joined) = chat.join(me.sub, &body.token).await?;
-    let joined = joined.pending.is_empty();
-    let status = if joined {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    Ok((
-        status,
-        Json(JoinResult {
-            group_id: group.0,
-            joined,
-        }),
-    ))
+    Ok(join_result(group, &joined))
 }
 
 /// Joins waiting for approval: admins and the owner
@@ -489,4 +504,77 @@ async fn decide(
         .decide_request(group, me.sub, user, body.approve)
         .await?;
     Ok(Json(Decided { joined }))
+}
+
+/// The path's group of an invitation; an id that cannot be one names no invitation.
+fn invitation_in_path(group_id: &str) -> Result<GroupId, ApiError> {
+    group_id
+        .parse()
+        .map(GroupId)
+        .map_err(|_| ApiError::from(ChatError::UnknownInvitation))
+}
+
+/// Invitations into groups waiting for you, newest first (each lives 7 days)
+#[utoipa::path(get, path = "/v1/group-invitations", tag = "groups", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Waiting invitations", body = GroupInvitations),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+))]
+async fn invitations(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+) -> Result<Json<GroupInvitations>, ApiError> {
+    let invitations = chat.invitations(me.sub).await?;
+    Ok(Json(GroupInvitations {
+        invitations: invitations
+            .into_iter()
+            .map(|i| GroupInvitation {
+                group_id: i.group.0,
+                name: i.group_name,
+                member_count: i.member_count,
+                inviter: i.inviter.0,
+                inviter_name: i.inviter_name,
+                invited_ms: i.invited_ms,
+                expires_at_ms: i.expires_ms,
+            })
+            .collect(),
+    }))
+}
+
+/// Accept an invitation into a group: 200 joined, 202 waiting for an admin's approval (a plain member invited you and the group asks for approval)
+#[utoipa::path(post, path = "/v1/group-invitations/{group_id}/accept", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path, description = "the group you are invited into")),
+    responses(
+        (status = 200, description = "Joined", body = JoinResult),
+        (status = 202, description = "Waiting for an admin's approval", body = JoinResult),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 404, description = "unknown_group_invitation (none, answered, expired, or withdrawn: the group was dissolved or the inviter left)", body = ErrorBody),
+        (status = 409, description = "group_full, too_many_groups (the invitation stays)", body = ErrorBody),
+))]
+async fn accept_invitation(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    ApiPath(group_id): ApiPath<String>,
+) -> Result<(StatusCode, Json<JoinResult>), ApiError> {
+    let group = invitation_in_path(&group_id)?;
+    let joined = chat.accept_invitation(me.sub, group).await?;
+    Ok(join_result(group, &joined))
+}
+
+/// Decline an invitation into a group (nobody is told)
+#[utoipa::path(delete, path = "/v1/group-invitations/{group_id}", tag = "groups", security(("bearer" = [])),
+    params(("group_id" = String, Path, description = "the group you are invited into")),
+    responses(
+        (status = 204, description = "Declined"),
+        (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
+        (status = 404, description = "unknown_group_invitation", body = ErrorBody),
+))]
+async fn decline_invitation(
+    State(chat): State<Arc<Chat>>,
+    AuthUser(me): AuthUser,
+    ApiPath(group_id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let group = invitation_in_path(&group_id)?;
+    chat.decline_invitation(me.sub, group).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

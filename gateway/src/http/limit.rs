@@ -27,11 +27,19 @@ use crate::error::ApiError;
 /// What each authenticated route costs, in requests of the per-user budget
 /// (300 a second sustained and 600 at once, by default). A cost above the
 /// budget's burst is charged as the whole burst. Routes not listed take no
-/// bearer token (registration, log-in, refresh; throttled on their own).
+/// bearer token (registration, log-in, refresh, restore; throttled on their
+/// own).
 pub const COSTS: &[(&str, &str, u32)] = &[
     ("DELETE", "/v1/sessions/current", 1),
     ("GET", "/v1/me", 1),
     ("POST", "/v1/ws-tickets", 2),
+    // Two password hashes; also under the failed-login throttle.
+    ("POST", "/v1/me/password", 20),
+    ("GET", "/v1/me/sessions", 2),
+    ("DELETE", "/v1/me/sessions/{session_id}", 2),
+    // A password hash; also under the failed-login throttle.
+    ("POST", "/v1/me/deletion", 20),
+    ("POST", "/v1/users/names", 5),
     // May ask the provider about a pending submission (at most every 5 s).
     ("GET", "/v1/me/real-name", 2),
     // Seals, writes and asks the provider; also limited to
@@ -65,6 +73,9 @@ pub const COSTS: &[(&str, &str, u32)] = &[
     ("POST", "/v1/groups/{group_id}/invite-links", 5),
     ("GET", "/v1/groups/{group_id}/join-requests", 5),
     ("POST", "/v1/groups/{group_id}/join-requests/{user_id}", 5),
+    ("GET", "/v1/group-invitations", 2),
+    ("POST", "/v1/group-invitations/{group_id}/accept", 10),
+    ("DELETE", "/v1/group-invitations/{group_id}", 2),
 ];
 
 /// The cost of a route, by method and route template; None for a route

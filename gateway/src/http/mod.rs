@@ -2,7 +2,8 @@
 //! mapping, and the edge's own routes (the WebSocket upgrade, `/metrics`,
 //! `/healthz`, the OpenAPI document).
 //!
-//! - [`accounts`], [`real_name`], [`chat`], [`presence`]: the rooms' routes and the mapping
+//! - [`accounts`], [`security`], [`real_name`], [`social`], [`chat`],
+//!   [`presence`]: the rooms' routes and the mapping
 //!   of their outcomes to the API's stable codes, each an
 //!   [`OpenApiRouter`] over [`Rooms`], whose `#[utoipa::path]` annotations
 //!   put every route in the OpenAPI document in the same breath as in the
@@ -24,6 +25,7 @@ pub mod chat;
 pub mod limit;
 pub mod presence;
 pub mod real_name;
+pub mod security;
 pub mod social;
 pub mod ws;
 
@@ -93,6 +95,7 @@ impl FromRef<Rooms> for Arc<Chat> {
 pub fn room_routes() -> OpenApiRouter<Rooms> {
     OpenApiRouter::new()
         .merge(accounts::routes())
+        .merge(security::routes())
         .merge(social::routes())
         .merge(real_name::routes())
         .merge(presence::routes())
@@ -112,7 +115,7 @@ fn edge_routes() -> OpenApiRouter<AppState> {
 #[openapi(
     info(
         title = "superapp HTTP API",
-        description = "Accounts, sessions, real-name verification, presence and groups. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
+        description = "Accounts, sessions, account security, real-name verification, presence, contacts and groups. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
     ),
     modifiers(&BearerAuth)
 )]
@@ -559,8 +562,9 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-        // 6 account, 13 social, 2 real-name, 1 presence, 13 group, 4 edge operations.
-        assert_eq!(operations, 39, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 6 account, 6 account-security, 13 social, 2 real-name, 1 presence,
+        // 16 group, 4 edge operations.
+        assert_eq!(operations, 48, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

@@ -19,7 +19,7 @@ pub fn routes() -> OpenApiRouter<Rooms> {
     OpenApiRouter::new().routes(routes!(presence))
 }
 
-/// Whether a user is online, on how many devices, and when last seen (a crashed gateway's sessions count as offline within gateway.presence_ttl_secs). Any signed-in user may ask about any existing user; someone the user blocks is answered as for a user never seen.
+/// Whether a user is online, on how many devices, and when last seen (a crashed gateway's sessions count as offline within gateway.presence_ttl_secs). Any signed-in user may ask about any existing user; someone the user blocks, and anyone about a deleted account, is answered as for a user never seen.
 #[utoipa::path(get, path = "/v1/users/{user_id}/presence", tag = "presence", security(("bearer" = [])),
     params(("user_id" = String, Path, description = "64-bit id as a decimal string")),
     responses(
@@ -36,11 +36,14 @@ async fn presence(
     let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_user", "no such user");
     let user = UserId(user_id.parse().map_err(|_| unknown())?);
     let accounts: &Arc<Accounts> = &rooms.accounts;
-    if !accounts.user_exists(user).await? {
+    let Some(standing) = accounts.standing(user).await? else {
         return Err(unknown());
-    }
-    if !rooms.social.may_see_presence(me.sub, user).await? {
-        // Someone the user blocks sees them as never seen.
+    };
+    // Someone the user blocks sees them as never seen; so does everyone a
+    // user deleting their account.
+    if !superapp_account::policy::security::takes_part(standing)
+        || !rooms.social.may_see_presence(me.sub, user).await?
+    {
         return Ok(Json(Presence {
             user_id: user.0,
             online: false,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use superapp_account::model::{Befriended, ContactEdit, UserId, WhoMayMessage};
+use superapp_account::model::{Befriended, ContactEdit, UserId, WhoMayAddMe, WhoMayMessage};
 use superapp_account::social::Settings;
 use superapp_account::{Social, SocialError};
 use superapp_api::{
@@ -42,6 +42,7 @@ impl From<SocialError> for ApiError {
         let (status, code) = match &e {
             SocialError::CannotBefriendSelf => (S::BAD_REQUEST, "cannot_befriend_self"),
             SocialError::UnknownUser => (S::NOT_FOUND, "unknown_user"),
+            SocialError::UserDeleted => (S::GONE, "user_deleted"),
             SocialError::AlreadyFriends => (S::CONFLICT, "already_friends"),
             SocialError::UnknownRequest => (S::NOT_FOUND, "unknown_friend_request"),
             SocialError::NotFriends => (S::NOT_FOUND, "not_friends"),
@@ -77,8 +78,14 @@ fn settings_body(settings: Settings) -> PrivacySettings {
         WhoMayMessage::Friends => "friends",
         WhoMayMessage::Anyone => "anyone",
     };
+    let add = match settings.who_may_add_me {
+        WhoMayAddMe::Anyone => "anyone",
+        WhoMayAddMe::Friends => "friends",
+        WhoMayAddMe::Invite => "invite",
+    };
     PrivacySettings {
         who_may_message: Some(who.to_string()),
+        who_may_add_me: Some(add.to_string()),
     }
 }
 
@@ -91,6 +98,7 @@ fn settings_body(settings: Settings) -> PrivacySettings {
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
         (status = 404, description = "unknown_user", body = ErrorBody),
         (status = 409, description = "already_friends, blocked_by_you, too_many_friends", body = ErrorBody),
+        (status = 410, description = "user_deleted: their account is deleted or being deleted", body = ErrorBody),
         (status = 429, description = "rate_limited, too_many_friend_requests", body = ErrorBody),
 ))]
 async fn send_request(
@@ -143,6 +151,7 @@ async fn requests(
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
         (status = 404, description = "unknown_friend_request", body = ErrorBody),
         (status = 409, description = "already_friends, blocked_by_you, too_many_friends", body = ErrorBody),
+        (status = 410, description = "user_deleted: the one who asked is deleting their account", body = ErrorBody),
 ))]
 async fn accept(
     State(social): State<Arc<Social>>,
@@ -294,7 +303,7 @@ async fn blocks(
     }))
 }
 
-/// Block someone: their messages no longer reach you (they are not told: their one-to-one sends succeed on their side, and their group messages are left out of your view), and they can no longer ask to be friends or add you to groups
+/// Block someone: their messages no longer reach you (they are not told: their one-to-one sends succeed on their side, and their group messages are left out of your view), and they can no longer ask to be friends, or add or invite you to groups
 #[utoipa::path(put, path = "/v1/blocks/{user_id}", tag = "contacts", security(("bearer" = [])),
     params(("user_id" = String, Path)),
     responses(
@@ -368,5 +377,19 @@ async fn set_privacy(
             .into());
         }
     };
-    Ok(Json(settings_body(social.set_settings(me.sub, who).await?)))
+    let add = match body.who_may_add_me.as_deref() {
+        None => None,
+        Some("anyone") => Some(WhoMayAddMe::Anyone),
+        Some("friends") => Some(WhoMayAddMe::Friends),
+        Some("invite") => Some(WhoMayAddMe::Invite),
+        Some(_) => {
+            return Err(SocialError::Invalid {
+                code: "invalid_setting",
+                reason: "who_may_add_me is friends, anyone or invite",
+            }
+            .into());
+        }
+    };
+    let settings = social.set_settings(me.sub, who, add).await?;
+    Ok(Json(settings_body(settings)))
 }

@@ -84,7 +84,7 @@ enum Command {
         #[arg(long)]
         text: String,
     },
-    /// Groups: create, add members, show, list members, remove, leave.
+    /// Groups: create, add members, show, list members, remove, leave; invitations: list, accept, decline.
     Group {
         #[command(subcommand)]
         command: GroupCommand,
@@ -118,7 +118,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Block a user: they can no longer message you, ask to be friends or add you to groups.
+    /// Block a user: they can no longer message you, ask to be friends or add or invite you to groups.
     Block {
         #[arg(long)]
         user: u64,
@@ -132,6 +132,60 @@ enum Command {
     Privacy {
         #[command(subcommand)]
         command: PrivacyCommand,
+    },
+    /// Change your password: every other session ends at once; this one
+    /// stays, and its new tokens are saved.
+    Password {
+        #[arg(long)]
+        current: String,
+        #[arg(long)]
+        new: String,
+    },
+    /// Your sessions (devices signed in): list them, or end one.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Delete your account (restorable within its grace period), or restore it.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Print users' names, one per line; a deleted account has `deleted` set.
+    Names {
+        /// Comma-separated user ids (at most 100).
+        #[arg(long, value_delimiter = ',', required = true)]
+        users: Vec<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Print your live sessions, one per line, the most recently active
+    /// first; `current` marks the saved one.
+    List,
+    /// End a session: its WebSockets close and its tokens stop working.
+    Revoke {
+        #[arg(long)]
+        session: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Ask for your account's deletion: every session ends (the saved one is
+    /// forgotten); prints when the account will be erased.
+    Delete {
+        #[arg(long)]
+        password: String,
+    },
+    /// Restore your account within its grace period, and log in (the session
+    /// is saved).
+    Restore {
+        #[arg(long)]
+        phone: String,
+        #[arg(long)]
+        password: String,
     },
 }
 
@@ -182,7 +236,8 @@ enum FriendCommand {
 
 #[derive(Subcommand)]
 enum PrivacyCommand {
-    /// Set one setting: `who-may-message friends|anyone`.
+    /// Set one setting: `who-may-message friends|anyone` or
+    /// `who-may-add-me friends|anyone|invite`.
     Set { key: String, value: String },
     /// Print your settings.
     Show,
@@ -190,7 +245,7 @@ enum PrivacyCommand {
 
 #[derive(Subcommand)]
 enum GroupCommand {
-    /// Create a group owned by you; prints it (with `group_id`).
+    /// Create a group owned by you; prints it (with `group_id`, and who was `added` and who `invited`).
     Create {
         #[arg(long)]
         name: String,
@@ -198,7 +253,7 @@ enum GroupCommand {
         #[arg(long, value_delimiter = ',')]
         members: Vec<u64>,
     },
-    /// Invite users; prints who was added and who waits for approval.
+    /// Add users; prints who was added, who waits for approval, and who was invited.
     Add {
         #[arg(long)]
         group: u64,
@@ -226,6 +281,18 @@ enum GroupCommand {
     },
     /// Leave the group.
     Leave {
+        #[arg(long)]
+        group: u64,
+    },
+    /// Print the invitations into groups waiting for you, one per line, newest first.
+    Invitations,
+    /// Accept your invitation into a group; prints whether you joined (false: waiting for approval).
+    Accept {
+        #[arg(long)]
+        group: u64,
+    },
+    /// Decline your invitation into a group.
+    Decline {
         #[arg(long)]
         group: u64,
     },
@@ -385,6 +452,78 @@ impl App {
                 print_line(&json!({ "unblocked": user.to_string() }))
             }
             Command::Privacy { command } => self.privacy(command).await,
+            Command::Password { current, new } => {
+                let tokens = self.fresh_tokens().await?;
+                let renewed = self
+                    .http
+                    .change_password(&tokens.access_token, &current, &new)
+                    .await?;
+                self.profile.save_session(&renewed)?;
+                print_line(&json!({
+                    "password_changed": true,
+                    "session_id": renewed.session_id.to_string(),
+                }))
+            }
+            Command::Device { command } => self.device(command).await,
+            Command::Account { command } => self.account(command).await,
+            Command::Names { users } => {
+                let tokens = self.fresh_tokens().await?;
+                let names = self.http.user_names(&tokens.access_token, &users).await?;
+                for name in names.users {
+                    print_line(&json!(name))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn device(&self, command: DeviceCommand) -> CliResult {
+        let tokens = self.fresh_tokens().await?;
+        let token = tokens.access_token.as_str();
+        match command {
+            DeviceCommand::List => {
+                for session in self.http.sessions(token).await?.sessions {
+                    print_line(&json!(session))?;
+                }
+                Ok(())
+            }
+            DeviceCommand::Revoke { session } => {
+                self.http.revoke_session(token, session).await?;
+                if session == tokens.session_id {
+                    self.profile.clear_session()?;
+                }
+                print_line(&json!({ "revoked": session.to_string() }))
+            }
+        }
+    }
+
+    async fn account(&self, command: AccountCommand) -> CliResult {
+        match command {
+            AccountCommand::Delete { password } => {
+                let tokens = self.fresh_tokens().await?;
+                let asked = self
+                    .http
+                    .delete_account(&tokens.access_token, &password)
+                    .await?;
+                self.profile.clear_session()?;
+                print_line(&json!({
+                    "deletion_requested": true,
+                    "requested_at_ms": asked.requested_at_ms,
+                    "due_at_ms": asked.due_at_ms,
+                }))
+            }
+            AccountCommand::Restore { phone, password } => {
+                let tokens = self
+                    .http
+                    .restore_account(&phone, &password, Some("superapp-cli"))
+                    .await?;
+                self.profile.save_session(&tokens)?;
+                print_line(&json!({
+                    "restored": true,
+                    "user_id": tokens.user_id.to_string(),
+                    "session_id": tokens.session_id.to_string(),
+                }))
+            }
         }
     }
 
@@ -465,11 +604,18 @@ impl App {
             PrivacyCommand::Set { key, value } => match key.as_str() {
                 "who-may-message" => PrivacySettings {
                     who_may_message: Some(value),
+                    ..PrivacySettings::default()
+                },
+                "who-may-add-me" => PrivacySettings {
+                    who_may_add_me: Some(value),
+                    ..PrivacySettings::default()
                 },
                 _ => {
                     return Err(Failure::new(
                         "invalid_arguments",
-                        format!("unknown setting {key:?}; settings: who-may-message"),
+                        format!(
+                            "unknown setting {key:?}; settings: who-may-message, who-may-add-me"
+                        ),
                     ));
                 }
             },
@@ -604,6 +750,21 @@ impl App {
                 )
                 .await?;
                 print_line(&json!({ "left": group.to_string() }))
+            }
+            GroupCommand::Invitations => {
+                let waiting = self.http.group_invitations(token).await?;
+                for invitation in &waiting.invitations {
+                    print_line(&json!(invitation))?;
+                }
+                Ok(())
+            }
+            GroupCommand::Accept { group } => {
+                let joined = self.http.accept_group_invitation(token, group).await?;
+                print_line(&json!(joined))
+            }
+            GroupCommand::Decline { group } => {
+                self.http.decline_group_invitation(token, group).await?;
+                print_line(&json!({ "declined": group.to_string() }))
             }
         }
     }
@@ -767,7 +928,12 @@ impl Listener<'_> {
                 Some(EventKind::Group(g)) if g.users.contains(&self.me) => {
                     within(deadline, catch_up(conn, &mut working)).await
                 }
-                Some(EventKind::Group(_) | EventKind::ReadReceipt(_) | EventKind::Contact(_))
+                Some(
+                    EventKind::Group(_)
+                    | EventKind::ReadReceipt(_)
+                    | EventKind::Contact(_)
+                    | EventKind::GroupInvitation(_),
+                )
                 | None => continue,
             };
             // A pull cut short by the deadline may have moved `working` past

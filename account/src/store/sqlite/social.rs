@@ -9,7 +9,7 @@ use super::SqliteAccountStore;
 use crate::SocialError;
 use crate::model::{
     Befriended, BlockSpan, Contact, ContactChanges, ContactEdit, FoundContact, FriendRequest,
-    Privacy, Relation, UserId, ViewFilters, WhoMayMessage,
+    Privacy, Relation, UserId, ViewFilters, WhoMayAddMe, WhoMayMessage,
 };
 use crate::policy::{self, REQUEST_TTL_MS, REQUEST_WINDOW_MS, RequestOutcome, SocialLimits};
 use crate::store::{Outcome, SocialStore};
@@ -72,7 +72,7 @@ fn friend_count(c: &Connection, owner: UserId) -> rusqlite::Result<u32> {
 
 /// Moves the owner's list one version on (and its friend count by
 /// `friends`); answers the new version.
-fn bump(c: &Connection, owner: UserId, friends: i64) -> rusqlite::Result<u64> {
+pub(super) fn bump(c: &Connection, owner: UserId, friends: i64) -> rusqlite::Result<u64> {
     c.prepare_cached(
         "INSERT INTO contact_heads (owner, version, friends) VALUES (?1, 1, max(?2, 0))
          ON CONFLICT (owner) DO UPDATE SET version = version + 1, friends = friends + ?2
@@ -135,13 +135,23 @@ fn who_may_message(value: Option<i64>) -> Option<WhoMayMessage> {
     }
 }
 
+fn who_may_add_me(value: Option<i64>) -> Option<WhoMayAddMe> {
+    match value? {
+        0 => Some(WhoMayAddMe::Friends),
+        1 => Some(WhoMayAddMe::Anyone),
+        _ => Some(WhoMayAddMe::Invite),
+    }
+}
+
 fn privacy(c: &Connection, user: UserId) -> rusqlite::Result<Privacy> {
-    let row: Option<Option<i64>> = c
-        .prepare_cached("SELECT who_may_message FROM privacy WHERE user_id = ?1")?
-        .query_row([id(user)], |r| r.get(0))
+    let row: Option<(Option<i64>, Option<i64>)> = c
+        .prepare_cached("SELECT who_may_message, who_may_add_me FROM privacy WHERE user_id = ?1")?
+        .query_row([id(user)], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
+    let (message, add) = row.unwrap_or_default();
     Ok(Privacy {
-        who_may_message: who_may_message(row.flatten()),
+        who_may_message: who_may_message(message),
+        who_may_add_me: who_may_add_me(add),
     })
 }
 
@@ -161,6 +171,9 @@ impl SocialStore for SqliteAccountStore {
             } = request;
             if !user_exists(c, to)? {
                 return rule(Err(SocialError::UnknownUser));
+            }
+            if !super::security::takes_part(c, to)? {
+                return rule(Err(SocialError::UserDeleted));
             }
             c.prepare_cached("DELETE FROM requests_sent WHERE from_user = ?1 AND sent_ms <= ?2")?
                 .execute(params![id(from), sent_ms - REQUEST_WINDOW_MS])?;
@@ -216,6 +229,9 @@ impl SocialStore for SqliteAccountStore {
             let stands = relation(c, owner, from, now_ms)?;
             let counts = (friend_count(c, owner)?, friend_count(c, from)?);
             rule(policy::accept(stands, counts, limits))?;
+            if !super::security::takes_part(c, from)? {
+                return rule(Err(SocialError::UserDeleted));
+            }
             let (accepter_version, requester_version) = befriend(c, owner, from, now_ms)?;
             Ok(Befriended::Friends {
                 requester_version,
@@ -459,11 +475,17 @@ impl SocialStore for SqliteAccountStore {
                 WhoMayMessage::Friends => 0i64,
                 WhoMayMessage::Anyone => 1,
             });
+            let add = settings.who_may_add_me.map(|w| match w {
+                WhoMayAddMe::Friends => 0i64,
+                WhoMayAddMe::Anyone => 1,
+                WhoMayAddMe::Invite => 2,
+            });
             c.prepare_cached(
-                "INSERT INTO privacy (user_id, who_may_message) VALUES (?1, ?2)
-                 ON CONFLICT (user_id) DO UPDATE SET who_may_message = excluded.who_may_message",
+                "INSERT INTO privacy (user_id, who_may_message, who_may_add_me) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id) DO UPDATE SET who_may_message = excluded.who_may_message,
+                     who_may_add_me = excluded.who_may_add_me",
             )?
-            .execute(params![id(user), who])?;
+            .execute(params![id(user), who, add])?;
             Ok(())
         })
     }
@@ -471,5 +493,21 @@ impl SocialStore for SqliteAccountStore {
     fn message_facts(&self, recipient: UserId, sender: UserId) -> Outcome<(Relation, Privacy)> {
         self.db
             .look(move |c| Ok((relation(c, recipient, sender, 0)?, privacy(c, recipient)?)))
+    }
+
+    fn addition_facts(
+        &self,
+        inviter: UserId,
+        invitees: Vec<UserId>,
+    ) -> Outcome<Vec<(Relation, Privacy)>> {
+        // One job on one reader: a point lookup or two per invitee, each
+        // by primary key, with statements prepared once.
+        self.db.look(move |c| {
+            let mut facts = Vec::with_capacity(invitees.len());
+            for &invitee in &invitees {
+                facts.push((relation(c, invitee, inviter, 0)?, privacy(c, invitee)?));
+            }
+            Ok(facts)
+        })
     }
 }

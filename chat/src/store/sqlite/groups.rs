@@ -1,10 +1,12 @@
 //! Groups in the SQLite chat store. A group is a conversation `g.<id>` with a
 //! row of its own (name, owner, settings, member count) and one `members` row
-//! per member. Each operation runs on the single writer, loads what the rule
+//! per member; those asked to join have a `group_invitations` row each. Each operation runs on the single writer, loads what the rule
 //! needs, asks [`crate::policy`], and only then writes: a refusal has written
 //! nothing. Messages are stored once per group (read diffusion): a send writes
 //! the message, its idempotency record, its mentions and the sender's own
 //! row, never a row per member.
+
+use std::collections::HashSet;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 use superapp_kit::sqlite::TxError;
@@ -15,8 +17,9 @@ use super::{
 };
 use crate::ChatError;
 use crate::model::{
-    Appended, ConversationId, GroupId, GroupInfo, GroupLimits, GroupUpdate, JoinRequest, Joined,
-    MemberChange, MemberInfo, NewGroup, NewGroupMessage, Removal, Role, UserId,
+    Appended, Asked, ConversationId, Departure, GroupId, GroupInfo, GroupInvitation, GroupLimits,
+    GroupUpdate, JoinRequest, Joined, MemberChange, MemberInfo, NewGroup, NewGroupMessage, Removal,
+    Role, UserId,
 };
 use crate::policy::{self, Admission};
 use crate::store::{GroupStore, Outcome};
@@ -169,6 +172,10 @@ fn add_members(
         .execute(params![conversation, who.0 as i64, group.last_seq as i64, now_ms])?;
         c.prepare_cached("DELETE FROM join_requests WHERE conversation_id = ?1 AND user_id = ?2")?
             .execute(params![conversation, who.0 as i64])?;
+        c.prepare_cached(
+            "DELETE FROM group_invitations WHERE invitee = ?2 AND conversation_id = ?1",
+        )?
+        .execute(params![conversation, who.0 as i64])?;
         count_groups(c, who, 1)?;
     }
     c.prepare_cached(
@@ -205,6 +212,52 @@ fn request_join(
     Ok(pending)
 }
 
+/// Invites those of `asked.users` who are not members, from `inviter`
+/// (replacing an invitation into this group from anyone); answers them and
+/// those of `asked.hidden` who are not members, in user-id order, so the
+/// answer shows no difference between the two.
+fn ask(
+    c: &Connection,
+    group: GroupId,
+    inviter: UserId,
+    asked: &Asked,
+    now_ms: i64,
+) -> rusqlite::Result<Vec<UserId>> {
+    let conversation = name(group);
+    let mut invited = HashSet::new();
+    for &who in &asked.users {
+        if invited.contains(&who) || load_member(c, group, who)?.is_some() {
+            continue;
+        }
+        // The invitee's lapsed invitations go as a new one comes, so their
+        // rows are bounded by the live ones.
+        c.prepare_cached("DELETE FROM group_invitations WHERE invitee = ?1 AND expires_ms <= ?2")?
+            .execute(params![bound(who.0), now_ms])?;
+        c.prepare_cached(
+            "INSERT INTO group_invitations (invitee, conversation_id, inviter, invited_ms, expires_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (invitee, conversation_id) DO UPDATE SET inviter = excluded.inviter,
+                 invited_ms = excluded.invited_ms, expires_ms = excluded.expires_ms",
+        )?
+        .execute(params![
+            bound(who.0),
+            conversation,
+            bound(inviter.0),
+            now_ms,
+            asked.expires_ms
+        ])?;
+        invited.insert(who);
+    }
+    for &who in &asked.hidden {
+        if !invited.contains(&who) && load_member(c, group, who)?.is_none() {
+            invited.insert(who);
+        }
+    }
+    let mut invited: Vec<UserId> = invited.into_iter().collect();
+    invited.sort();
+    Ok(invited)
+}
+
 /// Admits `users` to the group as [`policy::admission`] decides.
 fn admit(
     c: &Connection,
@@ -214,14 +267,36 @@ fn admit(
     now_ms: i64,
     limits: GroupLimits,
 ) -> Tx<Joined> {
-    Ok(match policy::admission(group, inviter) {
+    let admission = policy::admission(group, inviter);
+    admit_as(
+        c,
+        group,
+        admission,
+        inviter.map(|m| m.user),
+        users,
+        now_ms,
+        limits,
+    )
+}
+
+/// Admits `users` to the group at once, or as waiting for approval.
+fn admit_as(
+    c: &Connection,
+    group: &GroupInfo,
+    admission: Admission,
+    inviter: Option<UserId>,
+    users: &[UserId],
+    now_ms: i64,
+    limits: GroupLimits,
+) -> Tx<Joined> {
+    Ok(match admission {
         Admission::Pending => Joined {
-            added: Vec::new(),
-            pending: request_join(c, group.group, users, inviter.map(|m| m.user), now_ms)?,
+            pending: request_join(c, group.group, users, inviter, now_ms)?,
+            ..Joined::default()
         },
         Admission::Direct => Joined {
             added: add_members(c, group, users, now_ms, limits)?,
-            pending: Vec::new(),
+            ..Joined::default()
         },
     })
 }
@@ -239,6 +314,36 @@ fn delete_member(c: &Connection, group: GroupId, who: UserId) -> rusqlite::Resul
         count_groups(c, who, -1)?;
     }
     Ok(())
+}
+
+/// Dissolves the group: nobody is a member any more; answers who were.
+fn dissolve_in(c: &Connection, group: GroupId) -> rusqlite::Result<Vec<UserId>> {
+    let conversation = name(group);
+    let members: Vec<UserId> = {
+        let mut stmt =
+            c.prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1")?;
+        let rows = stmt.query_map([&conversation], |r| user(r, 0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    c.execute(
+        "UPDATE group_counts SET groups = max(groups - 1, 0)
+         WHERE user_id IN (SELECT user_id FROM members WHERE conversation_id = ?1)",
+        [&conversation],
+    )?;
+    c.execute(
+        "DELETE FROM members WHERE conversation_id = ?1",
+        [&conversation],
+    )?;
+    c.execute(
+        "DELETE FROM join_requests WHERE conversation_id = ?1",
+        [&conversation],
+    )?;
+    c.execute(
+        "UPDATE groups SET dissolved = 1, member_count = 0, invite_token = NULL
+         WHERE conversation_id = ?1",
+        [&conversation],
+    )?;
+    Ok(members)
 }
 
 fn admin_count(c: &Connection, group: GroupId) -> rusqlite::Result<u32> {
@@ -366,6 +471,7 @@ impl GroupStore for SqliteChatStore {
             let group = load_group(c, g.group)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             add_members(c, &group, &users, g.now_ms, limits)?;
             set_member_role(c, g.group, g.owner, Role::Owner)?;
+            ask(c, g.group, g.owner, &g.asked, g.now_ms)?;
             Ok(load_group(c, g.group)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?)
         })
     }
@@ -464,12 +570,103 @@ impl GroupStore for SqliteChatStore {
         group: GroupId,
         actor: UserId,
         users: Vec<UserId>,
+        asked: Asked,
         now_ms: i64,
     ) -> Outcome<Joined> {
         let limits = self.limits;
         self.db.act(move |c| {
             let (info, inviter) = actor_in(c, group, actor)?;
-            admit(c, &info, Some(&inviter), &users, now_ms, limits)
+            let mut joined = admit(c, &info, Some(&inviter), &users, now_ms, limits)?;
+            joined.invited = ask(c, group, actor, &asked, now_ms)?;
+            Ok(joined)
+        })
+    }
+
+    fn invitations(&self, invitee: UserId, now_ms: i64) -> Outcome<Vec<GroupInvitation>> {
+        self.db.look(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT g.group_id, g.name, g.member_count, i.inviter,
+                        coalesce(n.display_name, ''), i.invited_ms, i.expires_ms
+                 FROM group_invitations i
+                 JOIN groups g ON g.conversation_id = i.conversation_id AND g.dissolved = 0
+                 LEFT JOIN member_names n ON n.user_id = i.inviter
+                 WHERE i.invitee = ?1 AND i.expires_ms > ?2
+                   AND EXISTS (SELECT 1 FROM members m
+                               WHERE m.conversation_id = i.conversation_id AND m.user_id = i.inviter)
+                 ORDER BY i.invited_ms DESC, g.group_id LIMIT 500",
+            )?;
+            let rows = stmt.query_map(params![bound(invitee.0), now_ms], |r| {
+                Ok(GroupInvitation {
+                    group: GroupId(id(r, 0)?),
+                    group_name: r.get(1)?,
+                    member_count: r.get::<_, i64>(2)? as u32,
+                    inviter: user(r, 3)?,
+                    inviter_name: r.get(4)?,
+                    invited_ms: r.get(5)?,
+                    expires_ms: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn accept_invitation(
+        &self,
+        group: GroupId,
+        invitee: UserId,
+        now_ms: i64,
+    ) -> Outcome<(UserId, Joined)> {
+        let limits = self.limits;
+        self.db.act(move |c| {
+            let conversation = name(group);
+            let inviter: Option<UserId> = c
+                .prepare_cached(
+                    "SELECT inviter FROM group_invitations
+                     WHERE invitee = ?1 AND conversation_id = ?2 AND expires_ms > ?3",
+                )?
+                .query_row(params![bound(invitee.0), conversation, now_ms], |r| {
+                    user(r, 0)
+                })
+                .optional()?;
+            let Some(inviter) = inviter else {
+                return refuse(ChatError::UnknownInvitation);
+            };
+            let Some(info) = load_group(c, group)? else {
+                return refuse(ChatError::UnknownInvitation);
+            };
+            let inviting = load_member(c, group, inviter)?;
+            let admission = rule(policy::invitation_admission(&info, inviting.as_ref()))?;
+            // A full group, or an invitee in too many groups, refuses here
+            // and keeps the invitation.
+            let joined = admit_as(
+                c,
+                &info,
+                admission,
+                Some(inviter),
+                &[invitee],
+                now_ms,
+                limits,
+            )?;
+            c.prepare_cached(
+                "DELETE FROM group_invitations WHERE invitee = ?1 AND conversation_id = ?2",
+            )?
+            .execute(params![bound(invitee.0), conversation])?;
+            Ok((inviter, joined))
+        })
+    }
+
+    fn decline_invitation(&self, group: GroupId, invitee: UserId, now_ms: i64) -> Outcome<()> {
+        self.db.act(move |c| {
+            let gone = c
+                .prepare_cached(
+                    "DELETE FROM group_invitations
+                     WHERE invitee = ?1 AND conversation_id = ?2 AND expires_ms > ?3",
+                )?
+                .execute(params![bound(invitee.0), name(group), now_ms])?;
+            if gone == 0 {
+                return refuse(ChatError::UnknownInvitation);
+            }
+            Ok(())
         })
     }
 
@@ -633,32 +830,71 @@ impl GroupStore for SqliteChatStore {
         self.db.act(move |c| {
             let (_, acting) = actor_in(c, group, actor)?;
             rule(policy::may_dissolve(&acting))?;
-            let conversation = name(group);
-            let members: Vec<UserId> = {
-                let mut stmt =
-                    c.prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1")?;
-                let rows = stmt.query_map([&conversation], |r| user(r, 0))?;
-                rows.collect::<rusqlite::Result<_>>()?
+            Ok(dissolve_in(c, group)?)
+        })
+    }
+
+    fn depart(&self, who: UserId) -> Outcome<Vec<Departure>> {
+        self.db.act(move |c| {
+            let groups: Vec<GroupId> = {
+                let mut stmt = c.prepare_cached(
+                    "SELECT conversation_id FROM members
+                     WHERE user_id = ?1 AND conversation_id >= 'g.' AND conversation_id < 'g/'",
+                )?;
+                let rows = stmt.query_map([bound(who.0)], |r| conversation(r, 0))?;
+                let mut groups = Vec::new();
+                for id in rows {
+                    groups.extend(id?.group());
+                }
+                groups
             };
-            c.execute(
-                "UPDATE group_counts SET groups = max(groups - 1, 0)
-                 WHERE user_id IN (SELECT user_id FROM members WHERE conversation_id = ?1)",
-                [&conversation],
-            )?;
-            c.execute(
-                "DELETE FROM members WHERE conversation_id = ?1",
-                [&conversation],
-            )?;
-            c.execute(
-                "DELETE FROM join_requests WHERE conversation_id = ?1",
-                [&conversation],
-            )?;
-            c.execute(
-                "UPDATE groups SET dissolved = 1, member_count = 0, invite_token = NULL
-                 WHERE conversation_id = ?1",
-                [&conversation],
-            )?;
-            Ok(members)
+            let mut departures = Vec::with_capacity(groups.len());
+            for group in groups {
+                let Some(me) = load_member(c, group, who)? else {
+                    continue;
+                };
+                let mut departure = Departure {
+                    group,
+                    new_owner: None,
+                    dissolved: false,
+                };
+                if me.role == Role::Owner {
+                    let others: Vec<MemberInfo> = {
+                        let mut stmt = c.prepare_cached(&format!(
+                            "SELECT {MEMBER_COLUMNS} FROM members m
+                             WHERE conversation_id = ?1 AND user_id != ?2"
+                        ))?;
+                        let rows =
+                            stmt.query_map(params![name(group), bound(who.0)], member_row)?;
+                        rows.collect::<rusqlite::Result<_>>()?
+                    };
+                    match policy::successor(&others) {
+                        Some(next) => {
+                            set_member_role(c, group, next, Role::Owner)?;
+                            c.prepare_cached(
+                                "UPDATE groups SET owner = ?2 WHERE conversation_id = ?1",
+                            )?
+                            .execute(params![name(group), next.0 as i64])?;
+                            departure.new_owner = Some(next);
+                        }
+                        None => {
+                            dissolve_in(c, group)?;
+                            departure.dissolved = true;
+                        }
+                    }
+                }
+                if !departure.dissolved {
+                    delete_member(c, group, who)?;
+                }
+                departures.push(departure);
+            }
+            c.prepare_cached("DELETE FROM join_requests WHERE user_id = ?1")?
+                .execute([bound(who.0)])?;
+            c.prepare_cached("DELETE FROM group_invitations WHERE invitee = ?1 OR inviter = ?1")?
+                .execute([bound(who.0)])?;
+            c.prepare_cached("DELETE FROM member_names WHERE user_id = ?1")?
+                .execute([bound(who.0)])?;
+            Ok(departures)
         })
     }
 

@@ -7,12 +7,14 @@
 //! - [`idle`]: memory and CPU per idle authenticated session.
 //! - [`direct`]: one-to-one rate and latency, open loop, against the server and a relay.
 //! - [`fanout`]: one big group, every member online: send to last delivery.
+//! - [`contacts`]: a contact list of thousands of friends, synced whole and by changes.
 //! - [`storm`]: a reconnect storm and its resync time.
 //! - [`baseline`]: raw SQLite insert rates, the storage ceiling.
 //! - [`relay`]: the bare WebSocket relay (the network-stack ceiling).
 //! - [`hist`], [`procfs`], [`setup`]: histograms, /proc readings, users and workers.
 
 mod baseline;
+mod contacts;
 mod direct;
 mod fanout;
 mod hist;
@@ -51,6 +53,8 @@ enum Scenario {
     Direct(direct::DirectArgs),
     /// One group with every member online: send-to-last-delivery and deliveries per second.
     Fanout(fanout::FanoutArgs),
+    /// One user with N friends syncs the contact list: whole, and one change.
+    Contacts(contacts::ContactsArgs),
     /// N sessions dropped at once reconnect with jitter: time to resync, peak memory.
     Storm(storm::StormArgs),
     /// Raw SQLite insert rates in the server's durability mode.
@@ -108,6 +112,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Direct(args) => direct::run(&server, args).await.map(Some),
             Scenario::Storm(args) => storm::run(&server, args).await.map(Some),
             Scenario::Fanout(args) => fanout::run(&server, args).await.map(Some),
+            Scenario::Contacts(args) => contacts::run(&server, args).await.map(Some),
             Scenario::SqliteBaseline(args) => baseline::run(args).map(Some),
             Scenario::Relay { listen } => relay::serve(listen).await.map(|()| None),
             Scenario::IdleWorker { job } => idle::worker(read_job(&job)?).await.map(|()| None),

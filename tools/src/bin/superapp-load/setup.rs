@@ -80,11 +80,12 @@ async fn register_and_log_in(
             // An earlier run may have registered it: log in either way.
             let _ = http.register(&phone, password, &format!("load {u}")).await;
             let tokens = http.login(&phone, password).await?;
-            // The load's users message each other without being friends:
-            // each takes messages from anyone (the server's default is
-            // friends only).
+            // The load's users message each other and are put in groups
+            // without being friends: each takes messages from anyone and
+            // lets anyone add them (the server's defaults are friends only).
             let anyone = PrivacySettings {
                 who_may_message: Some("anyone".into()),
+                who_may_add_me: Some("anyone".into()),
             };
             http.set_privacy(&tokens.access_token, &anyone).await?;
             anyhow::Ok(LoadUser {
