@@ -205,14 +205,17 @@ mod tests {
     const NOW: i64 = 1_800_000_000_000;
 
     /// One step over a small town: a share, a clear, a block either way, an
-    /// unblock, an account's deletion asked for or withdrawn, time passing,
-    /// or a search (checked against the model).
+    /// unblock, a friendship made or ended, an invisible mode chosen, an
+    /// account's deletion asked for or withdrawn, time passing, or a search
+    /// (checked against the model).
     #[derive(Debug, Clone)]
     enum Step {
         Share(u64, u32, u32),
         Clear(u64),
         Block(u64, u64),
         Unblock(u64, u64),
+        Friends(u64, u64, bool),
+        Invisible(u64, Invisible),
         Deleting(u64),
         Restored(u64),
         Wait(i64),
@@ -226,6 +229,13 @@ mod tests {
             1 => user.clone().prop_map(Step::Clear),
             1 => (user.clone(), user.clone()).prop_map(|(a, b)| Step::Block(a, b)),
             1 => (user.clone(), user.clone()).prop_map(|(a, b)| Step::Unblock(a, b)),
+            1 => (user.clone(), user.clone(), any::<bool>()).prop_map(|(a, b, f)| Step::Friends(a, b, f)),
+            1 => (user.clone(), prop_oneof![
+                Just(Invisible::Off),
+                Just(Invisible::Strangers),
+                Just(Invisible::Everyone),
+            ])
+                .prop_map(|(u, level)| Step::Invisible(u, level)),
             1 => user.clone().prop_map(Step::Deleting),
             1 => user.clone().prop_map(Step::Restored),
             2 => (0i64..1_200_000).prop_map(Step::Wait),
@@ -234,15 +244,19 @@ mod tests {
         ]
     }
 
-    /// The reference: everyone's last admitted share, the blocks, and the
-    /// accounts whose deletion waits; a search is everyone unexpired, not
-    /// the viewer, not deleting, not blocked either way, within the radius
-    /// of the viewer's cell, nearest (then lowest id) first, cut at the
-    /// count. Written without the index.
+    /// The reference: everyone's last admitted share, the blocks, the
+    /// friendships, the invisible modes, and the accounts whose deletion
+    /// waits; a search is everyone unexpired, not the viewer, not deleting,
+    /// not blocked either way, not invisible to the viewer (`strangers` to
+    /// a non-friend, `everyone` to all), within the radius of the viewer's
+    /// cell, nearest (then lowest id) first, cut at the count. Written
+    /// without the index.
     #[derive(Default)]
     struct Model {
         shared: BTreeMap<u64, (Cell, i64)>,
         blocks: BTreeSet<(u64, u64)>,
+        friends: BTreeSet<(u64, u64)>,
+        invisible: BTreeMap<u64, Invisible>,
         deleting: BTreeSet<u64>,
     }
 
@@ -260,6 +274,11 @@ mod tests {
                 .filter(|&(&u, &(_, e))| u != viewer && e > now && !self.deleting.contains(&u))
                 .filter(|&(&u, _)| {
                     !self.blocks.contains(&(viewer, u)) && !self.blocks.contains(&(u, viewer))
+                })
+                .filter(|&(&u, _)| match self.invisible.get(&u) {
+                    None | Some(Invisible::Off) => true,
+                    Some(Invisible::Strangers) => self.friends.contains(&(viewer, u)),
+                    Some(Invisible::Everyone) => false,
                 })
                 .map(|(&u, &(cell, _))| (policy::distance_m(centre, cell), u))
                 .filter(|&(d, _)| d <= f64::from(radius))
@@ -285,9 +304,10 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
-        /// Over random shares, clears, blocks and waits, every search
-        /// answers exactly what the model does: nobody expired, blocked
-        /// either way or out of range, and the nearest of the rest.
+        /// Over random shares, clears, blocks, friendships, invisible modes
+        /// and waits, every search answers exactly what the model does:
+        /// nobody expired, blocked either way, invisible to the viewer or
+        /// out of range, and the nearest of the rest.
         #[test]
         fn nearby_never_shows_what_a_rule_forbids(steps in proptest::collection::vec(step(), 1..120)) {
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -323,6 +343,17 @@ mod tests {
                         Step::Unblock(a, b) => {
                             model.blocks.remove(&(a, b));
                         }
+                        Step::Friends(a, b, true) => {
+                            model.friends.insert((a, b));
+                            model.friends.insert((b, a));
+                        }
+                        Step::Friends(a, b, false) => {
+                            model.friends.remove(&(a, b));
+                            model.friends.remove(&(b, a));
+                        }
+                        Step::Invisible(u, level) => {
+                            model.invisible.insert(u, level);
+                        }
                         Step::Deleting(u) => {
                             model.deleting.insert(u);
                         }
@@ -341,6 +372,7 @@ mod tests {
                                 Err(e) => panic!("{e:?}"),
                             };
                             let (blocks, deleting) = (&model.blocks, &model.deleting);
+                            let (friends, invisible) = (&model.friends, &model.invisible);
                             let facts = |others: Vec<UserId>| async move {
                                 Ok::<_, NearbyError>(
                                     others
@@ -349,10 +381,12 @@ mod tests {
                                             let relation = crate::model::Relation {
                                                 blocks: blocks.contains(&(viewer, o.0)),
                                                 blocked_by: blocks.contains(&(o.0, viewer)),
+                                                friends: friends.contains(&(viewer, o.0)),
                                                 ..Default::default()
                                             };
                                             let takes_part = !deleting.contains(&o.0);
-                                            (o, NearbyFacts { relation, takes_part, invisible: None })
+                                            let invisible = invisible.get(&o.0).copied();
+                                            (o, NearbyFacts { relation, takes_part, invisible })
                                         })
                                         .collect::<HashMap<_, _>>(),
                                 )
