@@ -161,7 +161,7 @@ pub async fn account_store(store: &dyn AccountStore) {
         .create_session(session(12, 1), "j0".into())
         .await
         .unwrap();
-    store.revoke_session(12, 9).await.unwrap();
+    assert!(store.revoke_user_session(UserId(1), 12, 9).await.unwrap());
     assert_eq!(store.active_session(12, 10).await.unwrap(), None);
 }
 

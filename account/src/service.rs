@@ -273,8 +273,7 @@ impl Accounts {
                 user_id,
             } => {
                 tracing::warn!(session_id, "spent refresh token reused; session revoked");
-                self.live.forget(session_id);
-                self.announce_revocation(user_id, session_id);
+                self.end_sessions(user_id, &[session_id]);
                 Err(AccountError::InvalidRefreshToken)
             }
             Rotation::Invalid => Err(AccountError::InvalidRefreshToken),
@@ -282,11 +281,12 @@ impl Accounts {
     }
 
     pub async fn logout(&self, claims: &Claims) -> Result<(), AccountError> {
+        // Already ended (by another device, or expired): logging out again
+        // changes nothing and is answered the same.
         self.store
-            .revoke_session(claims.sid, self.clock.now_ms())
+            .revoke_user_session(claims.sub, claims.sid, self.clock.now_ms())
             .await?;
-        self.live.forget(claims.sid);
-        self.announce_revocation(claims.sub, claims.sid);
+        self.end_sessions(claims.sub, &[claims.sid]);
         tracing::info!(
             user_id = claims.sub.0,
             session_id = claims.sid,
@@ -395,6 +395,15 @@ impl Accounts {
             access_expires_at_ms,
             refresh_token,
             refresh_expires_at_ms: session.expires_at_ms,
+        }
+    }
+
+    /// Sessions the store has revoked: forgotten here, and announced, so
+    /// that their WebSockets close on every gateway.
+    fn end_sessions(&self, user: UserId, sessions: &[u64]) {
+        for &session in sessions {
+            self.live.forget(session);
+            self.announce_revocation(user, session);
         }
     }
 

@@ -222,15 +222,6 @@ impl Accounts {
             .await
             .map_err(|e| AccountError::Internal(e.to_string()))?
     }
-
-    /// Sessions the store has revoked: forgotten here, and announced, so
-    /// that their WebSockets close on every gateway.
-    fn end_sessions(&self, user: UserId, sessions: &[u64]) {
-        for &session in sessions {
-            self.live.forget(session);
-            self.announce_revocation(user, session);
-        }
-    }
 }
 
 /// The sweep that erases the accounts whose grace period has ended: each is

@@ -113,8 +113,6 @@ pub trait AccountStore: Send + Sync + 'static {
         session_id: u64,
         now_ms: i64,
     ) -> BoxFuture<'_, Result<Option<UserId>, StoreError>>;
-    fn revoke_session(&self, session_id: u64, now_ms: i64)
-    -> BoxFuture<'_, Result<(), StoreError>>;
 
     // ---- Account security: each write decides with
     // [`crate::policy::security`] inside itself, and a refusal writes nothing.

@@ -380,20 +380,6 @@ impl AccountStore for SqliteAccountStore {
         }))
     }
 
-    fn revoke_session(
-        &self,
-        session_id: u64,
-        now_ms: i64,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(self.db.write(move |c| {
-            c.execute(
-                "UPDATE sessions SET revoked_at_ms = ?2 WHERE id = ?1 AND revoked_at_ms IS NULL",
-                params![session_id as i64, now_ms],
-            )?;
-            Ok(())
-        }))
-    }
-
     fn standing(&self, user: UserId) -> BoxFuture<'_, Result<Option<Standing>, StoreError>> {
         self.standing_of_user(user)
     }
