@@ -409,6 +409,7 @@ impl Accounts {
 
     fn announce_revocation(&self, user_id: UserId, session_id: u64) {
         let envelope = BusEnvelope {
+            target: 0,
             kind: Some(bus_envelope::Kind::SessionRevoked(SessionRevoked {
                 session_id,
             })),

@@ -373,6 +373,7 @@ impl Social {
     /// after the notice (one publisher, one subscriber, in order).
     fn notice_blocking(&self, owner: UserId, other: UserId, blocked: bool) {
         let envelope = BusEnvelope {
+            target: 0,
             kind: Some(bus_envelope::Kind::Blocking(Blocking {
                 user_id: other.0,
                 blocked,
@@ -398,6 +399,7 @@ impl Social {
             version,
         };
         let envelope = BusEnvelope {
+            target: 0,
             kind: Some(bus_envelope::Kind::Event(Event {
                 kind: Some(event::Kind::Contact(event)),
             })),

@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 
+use prost::Message as _;
 use superapp_proto::v1::{MessageBody, message_body};
 
 use crate::ChatError;
@@ -45,6 +46,7 @@ pub const MAX_PAGE_BODY_BYTES: usize = 256 * 1024;
 pub fn content_bytes(body: &MessageBody) -> usize {
     match &body.content {
         Some(message_body::Content::Text(text)) => text.len(),
+        Some(_) => body.encoded_len(),
         None => 0,
     }
 }
@@ -161,6 +163,10 @@ pub fn check_body(body: Option<MessageBody>) -> Result<MessageBody, ChatError> {
             })
         }
         Some(message_body::Content::Text(_)) => Ok(body),
+        Some(_) => Err(ChatError::Invalid {
+            code: "unsupported_kind",
+            reason: "this server takes only text messages",
+        }),
         None => Err(ChatError::EmptyBody),
     }
 }
@@ -898,6 +904,7 @@ mod tests {
     fn a_page_holds_sixteen_of_the_longest_texts_and_always_one_message() {
         let longest = MessageBody {
             content: Some(message_body::Content::Text("x".repeat(MAX_TEXT_BYTES))),
+            ..MessageBody::default()
         };
         assert_eq!(content_bytes(&longest), MAX_TEXT_BYTES);
         let pages = |n| std::iter::repeat_n(content_bytes(&longest), n);
@@ -912,6 +919,7 @@ mod tests {
         let text = |s: String| {
             Some(MessageBody {
                 content: Some(message_body::Content::Text(s)),
+                ..MessageBody::default()
             })
         };
         assert!(matches!(check_body(None), Err(ChatError::EmptyBody)));

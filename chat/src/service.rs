@@ -528,6 +528,7 @@ struct SeenRead {
 fn envelope(kind: bus_envelope::Kind, origin: u64) -> Bytes {
     Bytes::from(
         BusEnvelope {
+            target: 0,
             kind: Some(kind),
             origin,
         }
@@ -703,6 +704,7 @@ mod tests {
             to_user: to,
             body: Some(MessageBody {
                 content: Some(Content::Text("hi".into())),
+                ..MessageBody::default()
             }),
             ..SendMessage::default()
         }

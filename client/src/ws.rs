@@ -292,6 +292,7 @@ impl Connection {
 
 fn text_body(text: &str) -> MessageBody {
     MessageBody {
+        fallback: String::new(),
         content: Some(Content::Text(text.to_owned())),
     }
 }

@@ -209,6 +209,11 @@ impl Local {
                 .await
                 .map(response::Result::ReadAck),
             Some(Request::Ping(_)) => Ok(pong()),
+            // Calls are not served yet: answered as a request this server
+            // does not know.
+            Some(Request::CallInvite(_) | Request::CallAction(_) | Request::CallSignal(_)) => {
+                return unknown_request();
+            }
             // A request this server does not know (a newer client, or garbage
             // that happened to decode): answered, not fatal.
             None => return unknown_request(),

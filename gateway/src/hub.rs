@@ -1033,6 +1033,7 @@ mod tests {
             let envelope = BusEnvelope {
                 kind: Some(kind),
                 origin,
+                target: 0,
             };
             self.bus
                 .publish(&topic.to_string(), envelope.encode_to_vec().into());

@@ -787,6 +787,7 @@ mod tests {
                     })),
                 })),
                 origin: 0,
+                target: 0,
             };
             self.bus.publish(
                 &superapp_proto::Topic::User(self.user).to_string(),

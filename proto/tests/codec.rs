@@ -20,8 +20,12 @@ fn text() -> impl Strategy<Value = String> {
 
 fn body() -> impl Strategy<Value = Option<MessageBody>> {
     proptest::option::of(
-        proptest::option::of(text().prop_map(message_body::Content::Text))
-            .prop_map(|content| MessageBody { content }),
+        proptest::option::of(text().prop_map(message_body::Content::Text)).prop_map(|content| {
+            MessageBody {
+                content,
+                fallback: String::new(),
+            }
+        }),
     )
 }
 
@@ -259,8 +263,13 @@ fn bus_envelope() -> impl Strategy<Value = BusEnvelope> {
         (any::<u64>(), any::<bool>())
             .prop_map(|(user_id, blocked)| Kind::Blocking(Blocking { user_id, blocked })),
     ];
-    (proptest::option::of(kind), any::<u64>())
-        .prop_map(|(kind, origin)| BusEnvelope { kind, origin })
+    (proptest::option::of(kind), any::<u64>(), any::<u64>()).prop_map(|(kind, origin, target)| {
+        BusEnvelope {
+            kind,
+            origin,
+            target,
+        }
+    })
 }
 
 fn core_request() -> impl Strategy<Value = CoreRequest> {

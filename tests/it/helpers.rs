@@ -333,7 +333,7 @@ pub fn text_of(m: &Message) -> &str {
     use superapp_client::proto::v1::message_body::Content;
     match m.body.as_ref().and_then(|b| b.content.as_ref()) {
         Some(Content::Text(t)) => t,
-        None => "",
+        _ => "",
     }
 }
 

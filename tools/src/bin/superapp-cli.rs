@@ -1125,7 +1125,9 @@ impl Listener<'_> {
                     EventKind::Group(_)
                     | EventKind::ReadReceipt(_)
                     | EventKind::Contact(_)
-                    | EventKind::GroupInvitation(_),
+                    | EventKind::GroupInvitation(_)
+                    | EventKind::Call(_)
+                    | EventKind::CallSignal(_),
                 )
                 | None => continue,
             };
@@ -1156,8 +1158,12 @@ impl Listener<'_> {
     /// Records one message as seen and prints it unless this user sent it.
     fn deliver(&mut self, message: &Message) -> CliResult<bool> {
         if message.sender != self.me {
-            let text = match message.body.as_ref().and_then(|b| b.content.as_ref()) {
-                Some(Content::Text(text)) => text.as_str(),
+            // A kind other than text prints as its fallback ("[Image]").
+            let text = match message.body.as_ref() {
+                Some(body) => match &body.content {
+                    Some(Content::Text(text)) => text.as_str(),
+                    _ => body.fallback.as_str(),
+                },
                 None => "",
             };
             if self.as_json {

@@ -436,7 +436,7 @@ async fn receive(
         if let Some(event::Kind::Message(m)) = event.kind {
             let sent = m.body.and_then(|b| match b.content {
                 Some(message_body::Content::Text(t)) => t.parse::<u64>().ok(),
-                None => None,
+                _ => None,
             });
             if let Some(nanos) = sent {
                 let scheduled = epoch + Duration::from_nanos(nanos);

@@ -373,7 +373,7 @@ pub async fn worker(job: FanoutJob) -> anyhow::Result<()> {
                     };
                     let sent: Option<u64> = match m.body.and_then(|b| b.content) {
                         Some(message_body::Content::Text(t)) => t.parse().ok(),
-                        None => None,
+                        _ => None,
                     };
                     if let (true, Some(sent)) = (m.conversation_id == conversation, sent) {
                         let _ = tx.send((m.seq, sent, received));
