@@ -1,0 +1,36 @@
+//! What the media room needs from other rooms, as small traits the binary
+//! wires.
+
+use superapp_kit::BoxFuture;
+
+use crate::model::UserId;
+
+/// Which media a message references, for those who may see it (the chat
+/// room implements it; later posts and profiles join it).
+pub trait Sight: Send + Sync + 'static {
+    /// The media ids, each with its file name if the message gives one,
+    /// referenced by message `seq` of `conversation_id` when `viewer` may
+    /// see that message; None when they may not (or there is no such
+    /// message: the answer does not say which).
+    fn message_media(
+        &self,
+        viewer: UserId,
+        conversation_id: &str,
+        seq: u64,
+    ) -> BoxFuture<'_, Result<Option<Vec<(String, Option<String>)>>, String>>;
+}
+
+/// A [`Sight`] that sees no message: links are granted to holders only.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoSight;
+
+impl Sight for NoSight {
+    fn message_media(
+        &self,
+        _viewer: UserId,
+        _conversation_id: &str,
+        _seq: u64,
+    ) -> BoxFuture<'_, Result<Option<Vec<(String, Option<String>)>>, String>> {
+        Box::pin(async { Ok(None) })
+    }
+}
