@@ -5,6 +5,7 @@
 //! - [`accounts`]: registration, sessions and tokens, the profile, tickets,
 //!   presence, real-name verification.
 //! - [`groups`]: the group API, and invitations into groups.
+//! - [`media`]: uploads' status, download links, usage of the quota.
 //! - [`nearby`]: people nearby: share a position, clear it, search around it.
 //! - [`social`]: friend requests, contacts, hidden friends and contact
 //!   search, blocks, privacy settings.
@@ -20,6 +21,7 @@
 
 pub mod accounts;
 pub mod groups;
+pub mod media;
 pub mod nearby;
 pub mod profiles;
 pub mod security;
@@ -37,6 +39,7 @@ pub use groups::{
     Invite, InviteLink, Join, JoinRequest, JoinRequests, JoinResult, Member, MemberPage,
     MemberUpdate, MembersQuery, Transfer,
 };
+pub use media::{FileQuery, LinkRequest, MediaFacts, MediaLink, MediaUsage, UploadStatus};
 pub use nearby::{LocationShared, NearbyPeople, NearbyPerson, NearbyQuery, ShareLocation};
 pub use profiles::{
     ContactMatch, ContactMatches, ContactSalt, FindByHandle, FindByPhone, MatchContacts, MyProfile,

@@ -14,7 +14,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -92,7 +94,33 @@ pub const COSTS: &[(&str, &str, u32)] = &[
     ("GET", "/v1/group-invitations", 2),
     ("POST", "/v1/group-invitations/{group_id}/accept", 10),
     ("DELETE", "/v1/group-invitations/{group_id}", 2),
+    // Media: creating an upload reserves quota and a staging file; each
+    // PATCH writes and syncs a file (and the last one hashes and stores the
+    // object); besides these, open uploads are capped per user
+    // (`media.max_open_uploads`, 429 `too_many_uploads`).
+    ("POST", "/v1/uploads", 20),
+    ("HEAD", "/v1/uploads/{upload_id}", 1),
+    ("GET", "/v1/uploads/{upload_id}", 1),
+    ("PATCH", "/v1/uploads/{upload_id}", 10),
+    ("DELETE", "/v1/uploads/{upload_id}", 5),
+    ("POST", "/v1/media/{media_id}/link", 2),
+    ("GET", "/v1/media/usage", 1),
 ];
+
+/// What each route without a bearer token that is nevertheless budgeted
+/// costs, charged to the client's address ([`crate::serve::address_key`])
+/// in the same limiter as users' budgets: downloads by signed link, which
+/// players fetch in many ranges and which a leaked link could be hammered
+/// through.
+pub const ADDRESS_COSTS: &[(&str, &str, u32)] = &[("GET", "/v1/files/{media_id}", 1)];
+
+/// The address cost of a route, by method and route template.
+pub fn address_cost(method: &Method, template: &str) -> Option<u32> {
+    ADDRESS_COSTS
+        .iter()
+        .find(|(m, path, _)| *path == template && method.as_str() == *m)
+        .map(|(_, _, cost)| *cost)
+}
 
 /// The cost of a route, by method and route template; None for a route
 /// that takes no bearer token.
@@ -117,6 +145,20 @@ pub async fn charge(State(limit): State<HttpLimit>, mut request: Request, next: 
         .get::<MatchedPath>()
         .and_then(|route| cost(request.method(), route.as_str()));
     let Some(cost) = cost else {
+        let by_address = request
+            .extensions()
+            .get::<MatchedPath>()
+            .and_then(|route| address_cost(request.method(), route.as_str()));
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| *peer);
+        if let (Some(cost), Some(peer)) = (by_address, peer) {
+            let key = format!("a.{}", crate::serve::address_key(peer.ip()));
+            if let Err(retry_after_ms) = limit.limits.take_n(&key, cost).await {
+                return ApiError::rate_limited(retry_after_ms).into_response();
+            }
+        }
         return next.run(request).await;
     };
     let Ok(token) = bearer_token(request.headers()) else {

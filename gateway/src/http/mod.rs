@@ -3,7 +3,7 @@
 //! `/healthz`, the OpenAPI document).
 //!
 //! - [`accounts`], [`security`], [`real_name`], [`profiles`], [`social`],
-//!   [`chat`], [`presence`], [`nearby`]: the rooms' routes and the mapping
+//!   [`chat`], [`presence`], [`nearby`], [`media`]: the rooms' routes and the mapping
 //!   of their outcomes to the API's stable codes, each an
 //!   [`OpenApiRouter`] over [`Rooms`], whose `#[utoipa::path]` annotations
 //!   put every route in the OpenAPI document in the same breath as in the
@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod auth;
 pub mod chat;
 pub mod limit;
+pub mod media;
 pub mod nearby;
 pub mod presence;
 pub mod profiles;
@@ -47,6 +48,7 @@ use axum::{Json, Router};
 use superapp_account::{Accounts, Nearby, Profiles, RealNames, Social};
 use superapp_chat::Chat;
 use superapp_kit::metrics::LATENCY_SECONDS;
+use superapp_media::Media;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -72,6 +74,14 @@ pub struct Rooms {
     /// People nearby, the account room's too; its index in memory in one
     /// process, in Redis across the tier.
     pub nearby: Arc<Nearby>,
+    /// Uploads, download links and downloads.
+    pub media: Arc<Media>,
+}
+
+impl FromRef<Rooms> for Arc<Media> {
+    fn from_ref(rooms: &Rooms) -> Self {
+        rooms.media.clone()
+    }
 }
 
 impl FromRef<Rooms> for Arc<Accounts> {
@@ -121,6 +131,7 @@ pub fn room_routes() -> OpenApiRouter<Rooms> {
         .merge(presence::routes())
         .merge(nearby::routes())
         .merge(chat::routes())
+        .merge(media::routes())
 }
 
 /// The edge's own routes, on every process.
@@ -166,6 +177,8 @@ fn document_rate_limits(doc: &mut OpenApi) {
             (axum::http::Method::PUT, &mut item.put),
             (axum::http::Method::PATCH, &mut item.patch),
             (axum::http::Method::DELETE, &mut item.delete),
+            (axum::http::Method::HEAD, &mut item.head),
+            (axum::http::Method::OPTIONS, &mut item.options),
         ] {
             let (Some(operation), Some(cost)) = (operation, limit::cost(&method, template)) else {
                 continue;
@@ -246,6 +259,8 @@ fn document_refusals(doc: &mut OpenApi) {
             &mut item.post,
             &mut item.delete,
             &mut item.patch,
+            &mut item.head,
+            &mut item.options,
         ];
         for operation in operations.into_iter().flatten() {
             if operation.request_body.is_some() {
@@ -584,8 +599,8 @@ mod tests {
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
         // 6 account, 6 account-security, 13 social, 7 profile, 2 real-name,
-        // 1 presence, 3 nearby, 16 group, 4 edge operations.
-        assert_eq!(operations, 58, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 1 presence, 3 nearby, 16 group, 9 media, 4 edge operations.
+        assert_eq!(operations, 67, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
