@@ -40,6 +40,7 @@ use superapp_kit::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::rpc::{CoreLease, Handler, RpcClient, RpcServer};
 use superapp_kit::tier_key::TierKey;
+use superapp_media::{Media, NoSight, ObjectStoreBlobs, SqliteMediaStore};
 
 use crate::config::{Config, Role};
 use tokio::net::TcpListener;
@@ -144,13 +145,14 @@ impl Application {
                     erasure,
                     profiles,
                     nearby,
+                    media,
                 } = open_rooms(&config, &metrics, &bus, &clock, &ids, nearby)?;
                 index_phones(&profiles).await?;
                 let local = Arc::new(local);
                 (
                     Some(local.clone()),
-                    Some((real_names, profiles, nearby)),
-                    Some(erasure),
+                    Some((real_names, profiles, nearby, media.clone())),
+                    Some((erasure, media)),
                     local,
                 )
             }
@@ -169,9 +171,14 @@ impl Application {
             )),
             _ => None,
         };
-        let sweep = Duration::from_millis(config.account.deletion_sweep_ms);
-        let erasure = erasure.map(|erasure| (erasure, sweep));
-        let core = start_core(request_server, erasure, &bus, core_lease, &shutdown);
+        let sweeps = erasure.map(|(erasure, media)| Sweeps {
+            erasure: (
+                erasure,
+                Duration::from_millis(config.account.deletion_sweep_ms),
+            ),
+            media: (media, Duration::from_secs(config.media.sweep_secs)),
+        });
+        let core = start_core(request_server, sweeps, &bus, core_lease, &shutdown);
         let (presence, limits) = shared_state(&config, &clock).await?;
         let hub = Hub::start(
             bus.as_ref(),
@@ -201,7 +208,7 @@ impl Application {
             addr,
             rooms: local
                 .zip(beside)
-                .map(|(local, (real_names, profiles, nearby))| Rooms {
+                .map(|(local, (real_names, profiles, nearby, media))| Rooms {
                     accounts: local.accounts.clone(),
                     social: local.social.clone(),
                     real_names,
@@ -209,6 +216,7 @@ impl Application {
                     chat: local.chat.clone(),
                     presence,
                     nearby,
+                    media,
                 }),
             lease_ttl: Duration::from_millis(config.redis.lease_ttl_ms),
             state: AppState {
@@ -355,6 +363,9 @@ struct CoreTasks {
     /// The sweep that erases accounts whose grace period ended (roles `all`
     /// and `core`); it stops at shutdown, after the sweep in hand.
     erasure: Option<JoinHandle<()>>,
+    /// The sweep that collects unreferenced media and expired uploads
+    /// (roles `all` and `core`); it stops as the erasure sweep does.
+    media_sweep: Option<JoinHandle<()>>,
     /// The core lease's keeper, and the token that tells it the core has stopped.
     lease_keeper: Option<JoinHandle<()>>,
     stopped: CancellationToken,
@@ -370,6 +381,9 @@ impl CoreTasks {
         if let Some(erasure) = self.erasure {
             let _ = tokio::time::timeout(ttl, erasure).await;
         }
+        if let Some(media_sweep) = self.media_sweep {
+            let _ = tokio::time::timeout(ttl, media_sweep).await;
+        }
         self.stopped.cancel();
         if let Some(keeper) = self.lease_keeper {
             let _ = tokio::time::timeout(ttl, keeper).await;
@@ -377,18 +391,36 @@ impl CoreTasks {
     }
 }
 
+/// The core's periodic sweeps, each with how often it runs.
+struct Sweeps {
+    erasure: (Arc<Erasure>, Duration),
+    media: (Arc<Media>, Duration),
+}
+
 /// Starts what a core runs beside its rooms: the server of the gateways'
-/// requests (with the core's handler), the sweep of deletions due, and the
-/// keeper of the core lease.
+/// requests (with the core's handler), the sweeps of deletions due and of
+/// media nothing references, and the keeper of the core lease.
 fn start_core(
     request_server: Option<(RpcServer, Handler)>,
-    erasure: Option<(Arc<Erasure>, Duration)>,
+    sweeps: Option<Sweeps>,
     bus: &SharedBus,
     lease: Option<CoreLease>,
     shutdown: &CancellationToken,
 ) -> CoreTasks {
-    let erasure =
-        erasure.map(|(erasure, every)| tokio::spawn(sweep(erasure, every, shutdown.clone())));
+    let (erasure, media_sweep) = match sweeps {
+        Some(Sweeps {
+            erasure: (erasure, every),
+            media: (media, media_every),
+        }) => (
+            Some(tokio::spawn(sweep(erasure, every, shutdown.clone()))),
+            Some(tokio::spawn(sweep_media(
+                media,
+                media_every,
+                shutdown.clone(),
+            ))),
+        ),
+        None => (None, None),
+    };
     let request_server = request_server.map(|(server, handler)| {
         let (bus, shutdown) = (bus.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -403,6 +435,7 @@ fn start_core(
     CoreTasks {
         request_server,
         erasure,
+        media_sweep,
         lease_keeper,
         stopped,
     }
@@ -421,6 +454,23 @@ async fn sweep(erasure: Arc<Erasure>, every: Duration, shutdown: CancellationTok
         }
         if let Err(e) = erasure.sweep().await {
             tracing::warn!(error = %e, "the sweep of deleted accounts failed; trying again later");
+        }
+    }
+}
+
+/// Collects media nothing references and expired uploads, every `every`,
+/// until shutdown. Several nodes may sweep at once: each object is claimed
+/// by the write that dooms it (`superapp_media::store`).
+async fn sweep_media(media: Arc<Media>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = media.sweep().await {
+            tracing::warn!(error = %e, "the media sweep failed; trying again later");
         }
     }
 }
@@ -446,6 +496,7 @@ struct OpenRooms {
     erasure: Arc<Erasure>,
     profiles: Arc<Profiles>,
     nearby: Arc<Nearby>,
+    media: Arc<Media>,
 }
 
 /// What people nearby is built on besides the account store.
@@ -488,9 +539,9 @@ async fn shared_state(
     })
 }
 
-/// Opens the stores under the data dir and builds the account and chat
-/// rooms, real-name verification, the erasure of deleted accounts, profiles
-/// and people nearby.
+/// Opens the stores under the data dir and builds the account, chat and
+/// media rooms, real-name verification, the erasure of deleted accounts,
+/// profiles and people nearby.
 fn open_rooms(
     config: &Config,
     metrics: &Arc<Registry>,
@@ -597,6 +648,7 @@ fn open_rooms(
         Arc::new(wiring::ChatDepartures::new(chat.clone())),
         clock.clone(),
     ));
+    let media = open_media(config, &data_dir, clock, batch_sizes("media"))?;
     tracing::info!(data_dir = %data_dir.display(), "stores open");
     let local = Local {
         accounts,
@@ -609,7 +661,62 @@ fn open_rooms(
         erasure,
         profiles,
         nearby,
+        media,
     })
+}
+
+/// The media room: its store in the data dir, its blobs on the filesystem
+/// under `<data_dir>/media/blobs` or in S3 (`media.s3`), uploads staged
+/// under `<data_dir>/media/staging`.
+fn open_media(
+    config: &Config,
+    data_dir: &std::path::Path,
+    clock: &SharedClock,
+    batch_sizes: Option<Arc<superapp_kit::metrics::Histogram>>,
+) -> anyhow::Result<Arc<Media>> {
+    let store = SqliteMediaStore::open(&data_dir.join("media.db"), batch_sizes)
+        .context("opening media.db")?;
+    let blobs = match &config.media.s3 {
+        Some(s3) => {
+            tracing::info!(bucket = %s3.bucket, "media blobs: S3");
+            ObjectStoreBlobs::s3(s3).context("media.s3")?
+        }
+        None => ObjectStoreBlobs::filesystem(&data_dir.join("media").join("blobs"))
+            .context("media blobs directory")?,
+    };
+    let media = Media::new(
+        Arc::new(store),
+        Arc::new(blobs),
+        // Replaced when chat serves message_media: until then a link is
+        // granted to the media's holders only.
+        Arc::new(NoSight),
+        clock.clone(),
+        link_key(config)?,
+        data_dir.join("media").join("staging"),
+        &config.media,
+    )
+    .context("media staging directory")?;
+    Ok(Arc::new(media))
+}
+
+/// The key download links are signed with: `media.link_key`, or else the
+/// key file in the data dir (created on first start).
+fn link_key(config: &Config) -> anyhow::Result<superapp_media::LinkKey> {
+    use base64::Engine as _;
+    let bytes = match &config.media.link_key {
+        Some(key) => base64::engine::general_purpose::STANDARD
+            .decode(key.expose().trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .context("media.link_key is base64 of 32 random bytes")?,
+        None => superapp_account::key_file::KeyFile {
+            guards: "it signs every media download link",
+            holds: "the link key is 32 random bytes",
+        }
+        .read_or_create(&config.server.data_dir.join("media_link.key"))
+        .context("media link key file")?,
+    };
+    Ok(superapp_media::LinkKey::new(bytes))
 }
 
 /// Brings contact matching's index of phone hashes up to the salt, before
