@@ -36,6 +36,10 @@ pub enum ClientError {
     WebSocket(Box<tungstenite::Error>),
     #[error("invalid server url {0:?}: expected http:// or https://")]
     Url(String),
+    /// Reading or writing a local file (an upload's source, a download's
+    /// destination).
+    #[error("local file: {0}")]
+    Io(#[from] std::io::Error),
     /// The server sent something this client cannot understand.
     #[error("unexpected reply: {0}")]
     Decode(String),

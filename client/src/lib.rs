@@ -16,6 +16,8 @@
 //!   [`Group`], [`GroupJoin`] and [`GroupInvitations`] bodies, and
 //!   [`U64AsString`]: u64 ids travel in JSON as strings, because JavaScript
 //!   numbers lose precision above 2^53.
+//! - [`media`]: uploads from a file by tus in chunks that resume, signed
+//!   download links, downloads into a file, and the quota's use.
 //! - [`ws`]: [`Connection`], a WebSocket session driven by one background task
 //!   that matches responses to requests and queues pushed events.
 //! - [`sync`]: [`SyncState`], [`catch_up`] and [`accept_live`], the rules that
@@ -26,6 +28,7 @@
 
 pub mod error;
 pub mod http;
+pub mod media;
 pub mod sync;
 pub mod ws;
 
@@ -37,6 +40,7 @@ pub use http::{
     PrivacySettings, ProfileUpdate, RealName, RealNameRejection, RealNameStatus, Session, Sessions,
     Ticket, Tokens, U64AsString, UserName, UserNames, UserProfile, contact_hash,
 };
+pub use media::{LinkRequest, MediaFacts, MediaLink, MediaUsage, Upload, UploadStatus};
 pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
 pub use ws::{Connection, connect_raw, new_client_msg_id};
 

@@ -188,8 +188,7 @@ impl Media {
         let upload = self.store.upload(id).await?;
         match upload {
             Some(u)
-                if u.user == user
-                    && (u.media.is_some() || self.clock.now_ms() < u.expires_ms) =>
+                if u.user == user && (u.media.is_some() || self.clock.now_ms() < u.expires_ms) =>
             {
                 Ok(u)
             }
@@ -424,7 +423,10 @@ impl Media {
             .await?;
         if !stored {
             self.blobs
-                .put_file(&policy::blob_key(&media_id, Variant::Original), &stored_path)
+                .put_file(
+                    &policy::blob_key(&media_id, Variant::Original),
+                    &stored_path,
+                )
                 .await?;
             if let Some(thumbnail) = &thumbnail {
                 let path = self.staged(&upload.id, ".thumb");
@@ -534,7 +536,10 @@ impl Media {
                 Variant::Original => name,
                 Variant::Thumbnail => None,
             },
-            exp_ms: self.clock.now_ms().saturating_add(self.settings.link_ttl_ms),
+            exp_ms: self
+                .clock
+                .now_ms()
+                .saturating_add(self.settings.link_ttl_ms),
         };
         Ok(Link {
             url: policy::link_url(&self.key, &params),
@@ -634,7 +639,10 @@ impl Media {
         let mut swept = Swept::default();
         for _ in 0..SWEEP_ROUNDS {
             let now = self.clock.now_ms();
-            let doomed = self.store.doom(now, self.settings.grace_ms, SWEEP_BATCH).await?;
+            let doomed = self
+                .store
+                .doom(now, self.settings.grace_ms, SWEEP_BATCH)
+                .await?;
             for (media_id, _) in &doomed {
                 self.delete_blobs(media_id.clone()).await?;
                 swept.objects += 1;

@@ -15,11 +15,15 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use superapp_client::proto::v1::{Message, event::Kind as EventKind, message_body::Content};
+use superapp_client::proto::v1::{
+    File, Image, Message, MessageBody, SendMessage, event::Kind as EventKind, message_body::Content,
+};
+use superapp_client::proto::{ConversationId, GroupId};
 use superapp_client::sync::all_conversations;
 use superapp_client::{
-    ClientError, Connection, Gap, HttpClient, PrivacySettings, ProfileUpdate, SyncState, Tokens,
-    U64AsString, accept_live, catch_up, contact_hash, new_client_msg_id, pull_after,
+    ClientError, Connection, Gap, HttpClient, LinkRequest, MediaFacts, PrivacySettings,
+    ProfileUpdate, SyncState, Tokens, U64AsString, Upload, accept_live, catch_up, contact_hash,
+    new_client_msg_id, pull_after,
 };
 use tokio::time::Instant;
 
@@ -53,6 +57,17 @@ struct Cli {
     command: Command,
 }
 
+/// Whom a message goes to: a user, a group, or a conversation by its id.
+#[derive(clap::Args)]
+struct Recipient {
+    #[arg(long, required_unless_present_any = ["conversation", "group"], conflicts_with_all = ["conversation", "group"])]
+    to: Option<u64>,
+    #[arg(long, conflicts_with = "group")]
+    conversation: Option<String>,
+    #[arg(long)]
+    group: Option<u64>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create an account; prints it.
@@ -75,14 +90,46 @@ enum Command {
     Logout,
     /// Send a text to a user, a group or a conversation; prints the ack.
     Send {
-        #[arg(long, required_unless_present_any = ["conversation", "group"], conflicts_with_all = ["conversation", "group"])]
-        to: Option<u64>,
-        #[arg(long, conflicts_with = "group")]
-        conversation: Option<String>,
-        #[arg(long)]
-        group: Option<u64>,
+        #[command(flatten)]
+        to: Recipient,
         #[arg(long)]
         text: String,
+    },
+    /// Upload a picture (JPEG, PNG, WebP, GIF or HEIC) and send it; prints
+    /// the media id and the ack. Its location and other metadata are
+    /// removed unless --keep-exif.
+    SendImage {
+        #[command(flatten)]
+        to: Recipient,
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long)]
+        keep_exif: bool,
+    },
+    /// Upload any file and send it; prints the media id and the ack.
+    SendFile {
+        #[command(flatten)]
+        to: Recipient,
+        #[arg(long)]
+        path: PathBuf,
+        /// The name recipients see (default: the file's own name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Save a media object you uploaded, or one a message you may see holds
+    /// (name the message by --conversation and --seq); prints what was saved.
+    Download {
+        #[arg(long)]
+        media: String,
+        #[arg(long, requires = "seq")]
+        conversation: Option<String>,
+        #[arg(long, requires = "conversation")]
+        seq: Option<u64>,
+        /// The picture's thumbnail instead of the picture.
+        #[arg(long)]
+        thumbnail: bool,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Groups: create, add members, show, list members, remove, leave; invitations: list, accept, decline.
     Group {
@@ -401,7 +448,7 @@ impl From<ClientError> for Failure {
             | ClientError::Timeout(_)
             | ClientError::Http(_)
             | ClientError::WebSocket(_) => true,
-            ClientError::Url(_) | ClientError::Decode(_) => false,
+            ClientError::Url(_) | ClientError::Decode(_) | ClientError::Io(_) => false,
         };
         let code = match &err {
             ClientError::Api { code, message, .. } | ClientError::Server { code, message, .. } => {
@@ -415,6 +462,7 @@ impl From<ClientError> for Failure {
             ClientError::Http(_) | ClientError::WebSocket(_) => "transport",
             ClientError::Url(_) => "invalid_url",
             ClientError::Decode(_) => "unexpected_reply",
+            ClientError::Io(_) => "io",
         };
         Failure {
             retryable,
@@ -481,19 +529,68 @@ impl App {
                 }))
             }
             Command::Logout => self.logout().await,
-            Command::Send {
+            Command::Send { to, text } => self.send(&to, Content::Text(text), json!({})).await,
+            Command::SendImage {
                 to,
-                conversation,
-                group,
-                text,
+                path,
+                keep_exif,
             } => {
-                let conversation = conversation.or(group.map(|g| {
-                    superapp_client::proto::ConversationId::Group(superapp_client::proto::GroupId(
-                        g,
-                    ))
-                    .to_string()
-                }));
-                self.send(to, conversation, &text).await
+                let upload = Upload {
+                    kind: "image",
+                    keep_exif,
+                    ..Upload::default()
+                };
+                let media = self.upload(&path, &upload).await?;
+                let body = Content::Image(Image {
+                    media_id: media.media_id.clone(),
+                    ..Image::default()
+                });
+                self.send(&to, body, json!({ "media": media })).await
+            }
+            Command::SendFile { to, path, name } => {
+                let name = match name {
+                    Some(name) => name,
+                    None => path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .ok_or_else(|| Failure::new("invalid_arguments", "--path names no file"))?,
+                };
+                let upload = Upload {
+                    kind: "file",
+                    name: Some(&name),
+                    ..Upload::default()
+                };
+                let media = self.upload(&path, &upload).await?;
+                let body = Content::File(File {
+                    media_id: media.media_id.clone(),
+                    name,
+                    ..File::default()
+                });
+                self.send(&to, body, json!({ "media": media })).await
+            }
+            Command::Download {
+                media,
+                conversation,
+                seq,
+                thumbnail,
+                out,
+            } => {
+                let tokens = self.fresh_tokens().await?;
+                let request = LinkRequest {
+                    variant: thumbnail.then(|| "thumbnail".to_owned()),
+                    conversation_id: conversation,
+                    seq,
+                };
+                let link = self
+                    .http
+                    .media_link(&tokens.access_token, &media, &request)
+                    .await?;
+                let bytes = self.http.download(&link.url, &out).await?;
+                print_line(&json!({
+                    "media_id": media,
+                    "bytes": bytes,
+                    "path": out.display().to_string(),
+                }))
             }
             Command::Group { command } => self.group(command).await,
             Command::Listen {
@@ -859,31 +956,59 @@ impl App {
         }
     }
 
-    async fn send(&self, to: Option<u64>, conversation: Option<String>, text: &str) -> CliResult {
-        let conn = self.connect().await?;
-        let client_msg_id = new_client_msg_id();
-        let ack = match (to, conversation) {
-            (_, Some(conversation)) => {
-                conn.send_text_to_conversation(&conversation, &client_msg_id, text)
-                    .await
-            }
-            (Some(to), None) => conn.send_text(to, &client_msg_id, text).await,
-            (None, None) => {
+    /// Sends one message and prints its ack, merged into `also`.
+    async fn send(
+        &self,
+        to: &Recipient,
+        content: Content,
+        mut also: serde_json::Value,
+    ) -> CliResult {
+        let (to_user, conversation_id) = match (to.to, to.conversation.clone(), to.group) {
+            (_, Some(conversation), _) => (0, conversation),
+            (_, None, Some(group)) => (0, ConversationId::Group(GroupId(group)).to_string()),
+            (Some(to), None, None) => (to, String::new()),
+            (None, None, None) => {
                 return Err(Failure::new(
                     "invalid_arguments",
-                    "give --to or --conversation",
+                    "give --to, --group or --conversation",
                 ));
             }
         };
+        let conn = self.connect().await?;
+        let ack = conn
+            .send(SendMessage {
+                client_msg_id: new_client_msg_id(),
+                conversation_id,
+                to_user,
+                body: Some(MessageBody {
+                    content: Some(content),
+                    ..MessageBody::default()
+                }),
+                ..SendMessage::default()
+            })
+            .await;
         conn.close().await;
         let ack = ack?;
-        print_line(&json!({
+        let fields = json!({
             "conversation_id": ack.conversation_id,
             "seq": ack.seq,
             "message_id": ack.message_id.to_string(),
             "server_time_ms": ack.server_time_ms,
             "duplicate": ack.duplicate,
-        }))
+        });
+        if let (Some(also), serde_json::Value::Object(fields)) = (also.as_object_mut(), fields) {
+            also.extend(fields);
+        }
+        print_line(&also)
+    }
+
+    /// Uploads a file (in chunks that resume after a cut connection).
+    async fn upload(&self, path: &Path, upload: &Upload<'_>) -> CliResult<MediaFacts> {
+        let tokens = self.fresh_tokens().await?;
+        Ok(self
+            .http
+            .upload_file(&tokens.access_token, path, upload)
+            .await?)
     }
 
     async fn group(&self, command: GroupCommand) -> CliResult {

@@ -11,6 +11,7 @@
 //! - [`storm`]: a reconnect storm and its resync time.
 //! - [`baseline`]: raw SQLite insert rates, the storage ceiling.
 //! - [`relay`]: the bare WebSocket relay (the network-stack ceiling).
+//! - [`media`]: a large file up and down against `cp`; memory during many uploads.
 //! - [`nearby`]: people nearby among many opted-in positions, embedded or on Redis.
 //! - [`hist`], [`procfs`], [`setup`]: histograms, /proc readings, users and workers.
 
@@ -20,6 +21,7 @@ mod direct;
 mod fanout;
 mod hist;
 mod idle;
+mod media;
 mod nearby;
 mod procfs;
 mod relay;
@@ -61,6 +63,8 @@ enum Scenario {
     Storm(storm::StormArgs),
     /// Raw SQLite insert rates in the server's durability mode.
     SqliteBaseline(baseline::BaselineArgs),
+    /// A large file uploaded and downloaded, against `cp`; server memory during concurrent uploads.
+    Media(media::MediaArgs),
     /// People nearby among many opted-in positions: share rate, search latency and throughput.
     Nearby(nearby::NearbyArgs),
     /// Run the bare relay (started by `direct --relay`).
@@ -119,6 +123,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Contacts(args) => contacts::run(&server, args).await.map(Some),
             Scenario::SqliteBaseline(args) => baseline::run(args).map(Some),
             Scenario::Nearby(args) => nearby::run(args).await.map(Some),
+            Scenario::Media(args) => media::run(&server, args).await.map(Some),
             Scenario::Relay { listen } => relay::serve(listen).await.map(|()| None),
             Scenario::IdleWorker { job } => idle::worker(read_job(&job)?).await.map(|()| None),
             Scenario::DirectWorker { job } => direct::worker(read_job(&job)?).await.map(|()| None),
