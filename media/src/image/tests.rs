@@ -413,6 +413,18 @@ fn keeping_metadata_stores_the_very_bytes_uploaded() {
 }
 
 #[test]
+fn a_stored_picture_processed_again_is_stored_unchanged() {
+    for format in ALL {
+        let (first, stored) = run(format, &with_metadata(format, 6), false, &limits());
+        let (first, stored) = (first.unwrap(), stored.unwrap());
+        let (second, again) = run(format, &stored, false, &limits());
+        let second = second.unwrap();
+        assert_eq!((second.width, second.height), (first.width, first.height));
+        assert_eq!(again.unwrap(), stored, "{format:?}");
+    }
+}
+
+#[test]
 fn a_gif_is_stored_as_uploaded() {
     let upload = encode(ImageFormat::Gif);
     assert_eq!(
