@@ -7,6 +7,7 @@
 //! in the bytes given makes the file unreadable, never a panic. Every item's
 //! extents in this file must lie inside it, so a file cut short is refused.
 
+use std::collections::HashSet;
 use std::ops::Range;
 
 /// Why a file is not a HEIF this module can read. The caller answers all of
@@ -69,53 +70,65 @@ impl Heif {
             resolved.push((location.item, resolve(location, file.len(), idat.as_ref())?));
         }
 
-        let is_metadata = |id: u32| {
-            items.iter().any(|item| {
-                item.id == id
-                    && (&item.kind == b"Exif"
-                        || (&item.kind == b"mime"
-                            && item.content_type.starts_with(b"application/rdf+xml")))
+        let metadata_ids: HashSet<u32> = items
+            .iter()
+            .filter(|item| {
+                &item.kind == b"Exif"
+                    || (&item.kind == b"mime"
+                        && item.content_type.starts_with(b"application/rdf+xml"))
             })
+            .map(|item| item.id)
+            .collect();
+        // The other items' bytes, sorted by start, with the furthest end
+        // reached so far: whether a range meets any of them is one binary
+        // search, so a file listing many items costs n log n, not n².
+        let mut others: Vec<Range<usize>> = resolved
+            .iter()
+            .filter(|(id, _)| !metadata_ids.contains(id))
+            .flat_map(|(_, ranges)| ranges.iter().flatten().cloned())
+            .filter(|range| !range.is_empty())
+            .collect();
+        others.sort_unstable_by_key(|range| range.start);
+        let furthest: Vec<usize> = others
+            .iter()
+            .scan(0, |end, range| {
+                *end = range.end.max(*end);
+                Some(*end)
+            })
+            .collect();
+        let meets_another = |range: &Range<usize>| {
+            let before_end = others.partition_point(|other| other.start < range.end);
+            before_end > 0 && furthest[before_end - 1] > range.start
         };
+
         let mut metadata = Vec::new();
+        let mut located = HashSet::new();
         for (item, ranges) in &resolved {
             let Some(ranges) = ranges else { continue };
-            if !is_metadata(*item) {
+            if !metadata_ids.contains(item) {
                 continue;
             }
             // Overwriting must touch the metadata alone: never a box of
             // `meta` (outside `idat`), never another item's data.
-            for range in ranges {
+            for range in ranges.iter().filter(|range| !range.is_empty()) {
                 let in_idat = idat
                     .as_ref()
                     .is_some_and(|idat| idat.start <= range.start && range.end <= idat.end);
                 if overlaps(range, &meta.whole) && !in_idat {
                     return Err(Malformed::Invalid("metadata overlaps the meta box"));
                 }
-                let shared = resolved.iter().any(|(other, other_ranges)| {
-                    !is_metadata(*other)
-                        && other_ranges
-                            .iter()
-                            .flatten()
-                            .any(|other_range| overlaps(range, other_range))
-                });
-                if shared {
+                if meets_another(range) {
                     return Err(Malformed::Invalid(
                         "metadata shares bytes with an image item",
                     ));
                 }
             }
+            located.insert(*item);
             metadata.push(ranges.clone());
         }
         // An Exif or XMP item whose bytes could not be located cannot be
         // stripped: refused rather than stored with its location inside.
-        let unlocated = items.iter().any(|item| {
-            is_metadata(item.id)
-                && !resolved
-                    .iter()
-                    .any(|(id, ranges)| *id == item.id && ranges.is_some())
-        });
-        if unlocated {
+        if metadata_ids.iter().any(|id| !located.contains(id)) {
             return Err(Malformed::Invalid(
                 "metadata item without a location in this file",
             ));
