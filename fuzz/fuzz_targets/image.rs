@@ -34,11 +34,12 @@ fn scratch() -> &'static PathBuf {
 }
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks the format and whether metadata is kept.
+    // The first byte picks the format (low 7 bits) and whether metadata is
+    // kept (top bit).
     let Some((&selector, bytes)) = data.split_first() else {
         return;
     };
-    let format = FORMATS[usize::from(selector) % FORMATS.len()];
+    let format = FORMATS[usize::from(selector & 0x7F) % FORMATS.len()];
     let keep = selector & 0x80 != 0;
     // Small limits keep each execution fast; the logic is the same.
     let limits = ImageLimits {
