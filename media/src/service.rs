@@ -383,7 +383,7 @@ impl Media {
                     staged.clone(),
                     output.clone(),
                     upload.keep_exif,
-                    self.settings.images,
+                    self.settings.images.clone(),
                 );
                 tokio::task::spawn_blocking(move || {
                     image::process(format, &input, &out, keep, &limits)
