@@ -582,6 +582,7 @@ fn open_rooms(
             Arc::new(wiring::AccountDirectory::new(
                 accounts.clone(),
                 social.clone(),
+                profiles.clone(),
             )),
             bus.clone(),
             clock.clone(),
