@@ -2,7 +2,8 @@
 //! and contact cards arrive live and on pull with the server's fallback;
 //! cards follow the privacy rules; what only the server writes, and fields
 //! out of bounds, are refused with their codes; and media kinds are refused
-//! while no media library is wired into chat.
+//! while no media library is wired into chat. The CLI sends a location and
+//! prints what it receives of a kind other than text as its fallback.
 
 use superapp_client::Connection;
 use superapp_client::ProfileUpdate;
@@ -11,7 +12,8 @@ use superapp_client::proto::v1::{
     ContactCard, File, Image, Location, MessageBody, SendAck, SendMessage, Special, Video, Voice,
 };
 
-use crate::helpers::{code, next_message, spawn_app};
+use crate::cli::{cli_path, texts_of};
+use crate::helpers::{PASSWORD, code, next_message, spawn_app};
 
 fn body(content: Content) -> MessageBody {
     MessageBody {
@@ -228,4 +230,58 @@ async fn media_kinds_are_refused_while_no_media_library_is_wired() {
     }
     let listed = ac.list_conversations(10, "").await.unwrap();
     assert!(listed.conversations.is_empty(), "nothing was stored");
+}
+
+/// Runs `superapp-cli` with a profile; its standard output.
+fn run_cli(base: &str, profile: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(cli_path())
+        .args(["--server", base, "--profile"])
+        .arg(profile)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "superapp-cli {args:?} failed");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_sends_a_location_and_prints_a_received_one_as_its_fallback() {
+    let app = spawn_app().await;
+    let (ann, bo) = (app.user("Ann").await, app.user("Bo").await);
+    let base = app.base_url.clone();
+    let dir = app.dir.path().to_path_buf();
+    let to = bo.id.to_string();
+    let printed = tokio::task::spawn_blocking(move || {
+        let (ann_profile, bo_profile) = (dir.join("ann.json"), dir.join("bo.json"));
+        for (profile, phone) in [(&ann_profile, &ann.phone), (&bo_profile, &bo.phone)] {
+            run_cli(
+                &base,
+                profile,
+                &["login", "--phone", phone, "--password", PASSWORD],
+            );
+        }
+        let sent = run_cli(
+            &base,
+            &ann_profile,
+            &[
+                "send-location",
+                "--to",
+                &to,
+                "--lat",
+                "-33.8568",
+                "--lon",
+                "151.2153",
+                "--name",
+                "Opera House",
+            ],
+        );
+        let ack: serde_json::Value = serde_json::from_str(&sent).unwrap();
+        assert_eq!(ack["seq"], 1);
+        let listen = ["listen", "--json", "--count", "1", "--timeout", "20"];
+        run_cli(&base, &bo_profile, &listen)
+    })
+    .await
+    .unwrap();
+    assert_eq!(texts_of(&printed), ["[Location] Opera House"]);
 }

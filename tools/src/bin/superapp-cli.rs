@@ -15,7 +15,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use superapp_client::proto::v1::{Message, event::Kind as EventKind, message_body::Content};
+use superapp_client::proto::v1::{
+    Location, Message, MessageBody, SendMessage, event::Kind as EventKind, message_body::Content,
+};
 use superapp_client::sync::all_conversations;
 use superapp_client::{
     ClientError, Connection, Gap, HttpClient, PrivacySettings, ProfileUpdate, SyncState, Tokens,
@@ -83,6 +85,27 @@ enum Command {
         group: Option<u64>,
         #[arg(long)]
         text: String,
+    },
+    /// Send a location to a user, a group or a conversation; prints the ack.
+    SendLocation {
+        #[arg(long, required_unless_present_any = ["conversation", "group"], conflicts_with_all = ["conversation", "group"])]
+        to: Option<u64>,
+        #[arg(long, conflicts_with = "group")]
+        conversation: Option<String>,
+        #[arg(long)]
+        group: Option<u64>,
+        /// Latitude in degrees, -90 to 90.
+        #[arg(long, allow_negative_numbers = true)]
+        lat: f64,
+        /// Longitude in degrees, -180 to 180.
+        #[arg(long, allow_negative_numbers = true)]
+        lon: f64,
+        /// The place's name (at most 256 bytes).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// The place's address (at most 256 bytes).
+        #[arg(long, default_value = "")]
+        address: String,
     },
     /// Groups: create, add members, show, list members, remove, leave; invitations: list, accept, decline.
     Group {
@@ -487,13 +510,26 @@ impl App {
                 group,
                 text,
             } => {
-                let conversation = conversation.or(group.map(|g| {
-                    superapp_client::proto::ConversationId::Group(superapp_client::proto::GroupId(
-                        g,
-                    ))
-                    .to_string()
-                }));
-                self.send(to, conversation, &text).await
+                let conversation = conversation.or(group.map(group_conversation));
+                self.send(to, conversation, Content::Text(text)).await
+            }
+            Command::SendLocation {
+                to,
+                conversation,
+                group,
+                lat,
+                lon,
+                name,
+                address,
+            } => {
+                let conversation = conversation.or(group.map(group_conversation));
+                let place = Location {
+                    latitude: lat,
+                    longitude: lon,
+                    name,
+                    address,
+                };
+                self.send(to, conversation, Content::Location(place)).await
             }
             Command::Group { command } => self.group(command).await,
             Command::Listen {
@@ -859,15 +895,16 @@ impl App {
         }
     }
 
-    async fn send(&self, to: Option<u64>, conversation: Option<String>, text: &str) -> CliResult {
-        let conn = self.connect().await?;
-        let client_msg_id = new_client_msg_id();
-        let ack = match (to, conversation) {
-            (_, Some(conversation)) => {
-                conn.send_text_to_conversation(&conversation, &client_msg_id, text)
-                    .await
-            }
-            (Some(to), None) => conn.send_text(to, &client_msg_id, text).await,
+    /// Sends one message of any kind; the server fills its fallback.
+    async fn send(
+        &self,
+        to: Option<u64>,
+        conversation: Option<String>,
+        content: Content,
+    ) -> CliResult {
+        let (conversation_id, to_user) = match (to, conversation) {
+            (_, Some(conversation)) => (conversation, 0),
+            (Some(to), None) => (String::new(), to),
             (None, None) => {
                 return Err(Failure::new(
                     "invalid_arguments",
@@ -875,6 +912,19 @@ impl App {
                 ));
             }
         };
+        let conn = self.connect().await?;
+        let ack = conn
+            .send(SendMessage {
+                client_msg_id: new_client_msg_id(),
+                conversation_id,
+                to_user,
+                body: Some(MessageBody {
+                    content: Some(content),
+                    fallback: String::new(),
+                }),
+                ..SendMessage::default()
+            })
+            .await;
         conn.close().await;
         let ack = ack?;
         print_line(&json!({
@@ -1264,6 +1314,12 @@ fn parse_seconds(secs: f64) -> CliResult<Duration> {
             format!("--timeout {secs} is not a duration"),
         )
     })
+}
+
+/// A group's conversation id, `g.<group id>`.
+fn group_conversation(group: u64) -> String {
+    superapp_client::proto::ConversationId::Group(superapp_client::proto::GroupId(group))
+        .to_string()
 }
 
 fn print_line(value: &serde_json::Value) -> CliResult {
