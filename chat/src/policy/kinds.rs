@@ -19,8 +19,8 @@ use crate::model::{MediaFacts, MediaKind};
 
 /// A media id: the lowercase hex SHA-256 of the stored object.
 pub const MEDIA_ID_CHARS: usize = 64;
-/// The longest voice message, as WeChat's (its recorder stops at one minute;
-/// ten leave room for voice sent from elsewhere): 10 minutes.
+/// The longest voice message: 10 minutes. WeChat's recorder stops at one
+/// minute; the bound leaves room for voice recorded by other clients.
 pub const MAX_VOICE_MS: u32 = 10 * 60 * 1000;
 /// The longest video a message names: one hour. The duration is the
 /// client's word (the server does not parse video), shown before playing;
