@@ -633,6 +633,7 @@ fn open_rooms(
             Arc::new(wiring::AccountDirectory::new(
                 accounts.clone(),
                 social.clone(),
+                profiles.clone(),
             )),
             bus.clone(),
             clock.clone(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use superapp_account::model as account;
 use superapp_account::policy::GroupAdd;
 use superapp_account::ports::Departures;
-use superapp_account::{Accounts, Social};
+use superapp_account::{Accounts, Profiles, Social};
 use superapp_chat::model::{Addition, Reach, SendVerdict, Span, UserId, View};
 use superapp_chat::{Chat, Directory};
 use superapp_kit::BoxFuture;
@@ -53,11 +53,16 @@ fn view_of(filters: &account::ViewFilters) -> Arc<View> {
 pub struct AccountDirectory {
     accounts: Arc<Accounts>,
     social: Arc<Social>,
+    profiles: Arc<Profiles>,
 }
 
 impl AccountDirectory {
-    pub fn new(accounts: Arc<Accounts>, social: Arc<Social>) -> Self {
-        Self { accounts, social }
+    pub fn new(accounts: Arc<Accounts>, social: Arc<Social>, profiles: Arc<Profiles>) -> Self {
+        Self {
+            accounts,
+            social,
+            profiles,
+        }
     }
 }
 
@@ -129,6 +134,16 @@ impl Directory for AccountDirectory {
             });
             Ok(additions.collect())
         })
+    }
+
+    fn card(
+        &self,
+        sender: UserId,
+        subject: UserId,
+    ) -> BoxFuture<'_, Result<Option<(String, String)>, String>> {
+        Box::pin(
+            async move { (self.profiles.card(sender, subject).await).map_err(|e| e.to_string()) },
+        )
     }
 }
 

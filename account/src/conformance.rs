@@ -19,7 +19,8 @@
 //!   lookups' facts, contact matching's budget and index.
 //! - [`discovery_matches_the_model`]: every lookup, presence and contact
 //!   match over random social graphs of hundreds of users, through the
-//!   services, against the privacy table written again.
+//!   services, against the privacy table written again; and whose contact
+//!   card each may share in a message.
 //! - [`nearby`]: people nearby's index ([`crate::store::NearbyIndex`]), and
 //!   the social store's one read for it.
 
@@ -1122,14 +1123,24 @@ impl DiscoveryModel {
             by_phone: !hidden && phone,
         }
     }
+
+    /// Whether `sender` may share `subject`'s contact card, as
+    /// docs/privacy.md's "Contact cards" says: their own, or a friend's who
+    /// does not block them.
+    fn card(&self, sender: UserId, subject: UserId) -> bool {
+        sender == subject
+            || (self.friends.contains(&pair(sender, subject))
+                && !self.blocks.contains(&(subject, sender)))
+    }
 }
 
 /// Random social graphs of 200 users (friendships, blocks both ways, phone
 /// visibility and invisible levels, chosen or left to the defaults),
 /// changed between rounds; in each round, for every viewer and a random
-/// sample of others, the answers of [`Profiles`] (by id, handle and phone)
-/// and [`Social::may_see_presence`] are the model's, and each viewer's
-/// contact match over every number finds exactly whom the model says.
+/// sample of others, the answers of [`Profiles`] (by id, handle and phone,
+/// and [`Profiles::card`]) and [`Social::may_see_presence`] are the
+/// model's, and each viewer's contact match over every number finds exactly
+/// whom the model says.
 pub async fn discovery_matches_the_model<S>(store: Arc<S>, seed: u64)
 where
     S: AccountStore + SocialStore + ProfileStore + Send + Sync + 'static,
@@ -1295,6 +1306,11 @@ where
                     }
                     let presence = social.may_see_presence(viewer, owner).await.unwrap();
                     assert_eq!(presence, seen.presence, "{context}");
+                    let card = profiles.card(viewer, owner).await.unwrap();
+                    assert_eq!(card.is_some(), model.card(viewer, owner), "{context}: card");
+                    if let Some(card) = card {
+                        assert_eq!(card, (view.display_name.clone(), view.avatar_url.clone()));
+                    }
                 }
                 let matched = profiles.match_contacts(viewer, &every_hash).await.unwrap();
                 let found: BTreeSet<UserId> = matched.iter().map(|(_, v)| v.user_id).collect();

@@ -389,6 +389,19 @@ pub fn may_see_presence(relation: Relation, invisible: Invisible) -> bool {
     visible_to(relation, invisible)
 }
 
+/// Whether `sender` may share `subject`'s contact card in a message, as
+/// `relation` (the subject's view of the sender) says: their own always; a
+/// friend's (someone in their contacts) unless that friend blocks them;
+/// nobody else's. A card shows only the minimum everyone sees by id (name
+/// and avatar), so neither invisible mode nor phone visibility changes the
+/// rule; a block does, as it ends what the friend lets the sender do, and a
+/// stranger's card would hand out someone who never agreed to the sender.
+/// Whether the sender hides the friend, or blocks them, changes nothing:
+/// those are the sender's own choices. A refusal does not say why.
+pub fn may_share_card(sender: UserId, subject: UserId, relation: Relation) -> bool {
+    sender == subject || (relation.friends && !relation.blocks)
+}
+
 /// Whether another user may discover a user, as `relation` (the user's
 /// view of the other) and the user's invisible mode say: find them by
 /// handle, by phone (where their phone visibility also allows it), by
@@ -483,6 +496,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_card_is_shared_as_docs_privacy_says(relation in relation(), own in any::<bool>()) {
+            let (sender, subject) = (UserId(1), UserId(if own { 1 } else { 2 }));
+            // The rule as docs/privacy.md states it, "Contact cards".
+            let want = own || (relation.friends && !relation.blocks);
+            prop_assert_eq!(may_share_card(sender, subject, relation), want);
+        }
+
         #[test]
         fn a_group_addition_is_what_the_table_says(relation in relation(), setting in setting()) {
             prop_assert_eq!(group_addition(relation, setting), the_table(relation, setting));

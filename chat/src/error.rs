@@ -67,6 +67,21 @@ pub enum ChatError {
     /// the inviter is no longer in it).
     #[error("no such group invitation, or it expired or was withdrawn")]
     UnknownInvitation,
+    /// A kind only the server writes (`special`) sent by a client.
+    #[error("only the server writes this kind of message")]
+    KindNotAllowed,
+    /// A media id the sender may not reference: they did not upload it and
+    /// were never shown a message holding it (or it does not exist, alike).
+    #[error("you may not send that media")]
+    MediaRefused,
+    /// A media object of another kind than the message's place for it
+    /// (an image's id naming a video, a poster that is not an image).
+    #[error("the media is not of the kind the message says")]
+    MediaKindMismatch,
+    /// A contact card of someone the sender may not share: not themself,
+    /// not a friend, or a friend who blocks them (alike).
+    #[error("you may not share that contact card")]
+    CardRefused,
     /// A field out of bounds; `code` names which (`invalid_group_name`, ...).
     #[error("{reason}")]
     Invalid {

@@ -14,7 +14,9 @@
 //! - [`config`]: the `[chat]` section of the configuration.
 //! - [`error`]: [`ChatError`], the outcomes callers branch on.
 //! - [`ports`]: what chat needs from other rooms ([`Directory`]: does a user
-//!   exist, and how the social graph lets an inviter bring people into a group).
+//!   exist, how the social graph lets an inviter bring people into a group,
+//!   whose contact card a sender may share; [`MediaLibrary`]: which media a
+//!   sender may reference, and what stored messages reference).
 //! - [`store`]: [`ChatStore`] and [`GroupStore`], the storage traits, and the
 //!   SQLite backend.
 //! - [`conformance`] (tests, or the `conformance` feature): the contract
@@ -37,6 +39,6 @@ pub mod store;
 pub mod conformance;
 
 pub use error::ChatError;
-pub use ports::Directory;
+pub use ports::{Directory, MediaLibrary};
 pub use service::Chat;
 pub use store::{ChatStorage, ChatStore, GroupStore, SqliteChatStore};

@@ -387,3 +387,28 @@ pub struct Departure {
     /// The user was its only member: it is dissolved.
     pub dissolved: bool,
 }
+
+/// What a stored media object is, as the media room classified it from its
+/// content (not from what the uploader declared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Image,
+    Voice,
+    Video,
+    /// Anything else, including content of the other kinds sent as a file.
+    File,
+}
+
+/// What chat needs to know of a media object a message references
+/// ([`crate::ports::MediaLibrary::usable`]): its kind, checked against the
+/// message's kind, and the facts the server writes into the message in
+/// place of whatever the client said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaFacts {
+    pub kind: MediaKind,
+    /// Bytes of the stored object.
+    pub size: u64,
+    /// Pixels, for an image or a video (0 when unknown or not a picture).
+    pub width: u32,
+    pub height: u32,
+}

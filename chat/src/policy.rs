@@ -8,6 +8,10 @@
 //! admins run the group and are not held by mute-all, slow mode or approval
 //! of invitations; a mute of one member holds anyone.
 
+pub mod kinds;
+
+pub use kinds::{check_body, fallback};
+
 use std::collections::HashSet;
 
 use prost::Message as _;
@@ -40,9 +44,11 @@ pub const MAX_SLOW_MODE_SECS: u32 = 3_600;
 /// texts fill a page.
 pub const MAX_PAGE_BODY_BYTES: usize = 256 * 1024;
 
-/// What a body counts against a page's budget: its content as the client
-/// wrote it (a text's UTF-8 bytes, as [`MAX_TEXT_BYTES`] counts them), not
-/// its encoding, so the budget is one a client can count too.
+/// What a body counts against a page's budget: a text's UTF-8 bytes, as
+/// [`MAX_TEXT_BYTES`] counts them, so the budget is one a client can count
+/// too; any other kind's encoded size, fallback included (a few hundred
+/// bytes at most for what a client sends, so a page of them is bounded by
+/// its count before its bytes).
 pub fn content_bytes(body: &MessageBody) -> usize {
     match &body.content {
         Some(message_body::Content::Text(text)) => text.len(),
@@ -151,25 +157,6 @@ pub fn listed(view: &View, peer: Option<UserId>) -> bool {
 }
 
 // ---- Input limits --------------------------------------------------------
-
-/// A body holds 1 to [`MAX_TEXT_BYTES`] bytes of text.
-pub fn check_body(body: Option<MessageBody>) -> Result<MessageBody, ChatError> {
-    let body = body.ok_or(ChatError::EmptyBody)?;
-    match &body.content {
-        Some(message_body::Content::Text(text)) if text.is_empty() => Err(ChatError::EmptyBody),
-        Some(message_body::Content::Text(text)) if text.len() > MAX_TEXT_BYTES => {
-            Err(ChatError::BodyTooLarge {
-                max: MAX_TEXT_BYTES,
-            })
-        }
-        Some(message_body::Content::Text(_)) => Ok(body),
-        Some(_) => Err(ChatError::Invalid {
-            code: "unsupported_kind",
-            reason: "this server takes only text messages",
-        }),
-        None => Err(ChatError::EmptyBody),
-    }
-}
 
 pub fn check_client_msg_id(id: &str) -> Result<(), ChatError> {
     if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_BYTES {

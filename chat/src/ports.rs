@@ -1,10 +1,11 @@
-//! What chat needs from other rooms, as small traits the binary wires.
+//! What chat needs from other rooms, as small traits the binary wires:
+//! [`Directory`] from the account room, [`MediaLibrary`] from the media room.
 
 use std::sync::Arc;
 
 use superapp_kit::BoxFuture;
 
-use crate::model::{Addition, SendVerdict, UserId, View};
+use crate::model::{Addition, MediaFacts, SendVerdict, UserId, View};
 
 /// Answers who exists and what they are called (the account room implements it).
 pub trait Directory: Send + Sync + 'static {
@@ -56,4 +57,32 @@ pub trait Directory: Send + Sync + 'static {
         let all = vec![Addition::Direct; invitees.len()];
         Box::pin(async move { Ok(all) })
     }
+    /// The display name and avatar URL of `subject` as `sender` sees them,
+    /// when `sender` may share `subject`'s contact card (their own, or a
+    /// friend's who does not block them: docs/privacy.md, "Contact
+    /// cards"); None when they may not, or `subject` does not take part.
+    /// By default nobody's card may be shared.
+    fn card(
+        &self,
+        sender: UserId,
+        subject: UserId,
+    ) -> BoxFuture<'_, Result<Option<(String, String)>, String>> {
+        let _ = (sender, subject);
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// What chat needs of the media room (the binary wires it).
+pub trait MediaLibrary: Send + Sync + 'static {
+    /// For each id `user` names, in order: its facts when the user may
+    /// reference it (they uploaded it, or were shown a message holding it),
+    /// None otherwise.
+    fn usable(
+        &self,
+        user: UserId,
+        ids: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<Option<MediaFacts>>, String>>;
+    /// A stored message (`referrer`, "m:<conversation id>:<seq>")
+    /// references these ids.
+    fn attach(&self, ids: Vec<String>, referrer: String) -> BoxFuture<'_, Result<(), String>>;
 }

@@ -1,8 +1,17 @@
 //! The chat operations the edge calls: each validates its input, applies the
 //! room's rules ([`crate::policy`]), calls the store, and only after a
 //! durable write publishes events on the bus.
+//!
+//! A message of a kind other than text is completed before it is stored
+//! ([`Chat::complete`]): the media it references must be the sender's to
+//! use and of the kind its place wants, a contact card one the sender may
+//! share; the server writes the media's facts, the card's name and avatar,
+//! and the fallback text. [`Chat::message_media`] answers the media room
+//! which objects a message a viewer may see references.
 
 mod groups;
+#[cfg(test)]
+mod kinds_tests;
 
 use std::sync::Arc;
 
@@ -15,7 +24,7 @@ use superapp_kit::metrics::{Counter, Histogram, LATENCY_SECONDS, Registry};
 use superapp_proto::Topic;
 use superapp_proto::v1::{
     BusEnvelope, Conversation, ConversationPage, Event, Message, MessageBody, MessagePage, ReadAck,
-    ReadReceipt, SendAck, SendMessage, bus_envelope, event,
+    ReadReceipt, SendAck, SendMessage, bus_envelope, event, message_body,
 };
 
 use crate::ChatError;
@@ -24,7 +33,7 @@ use crate::model::{
     NewMessage, Origin, Reach, SendVerdict, StoredMessage, UserId, View,
 };
 use crate::policy;
-use crate::ports::Directory;
+use crate::ports::{Directory, MediaLibrary};
 use crate::store::ChatStorage;
 
 const DEFAULT_PAGE: u32 = 100;
@@ -34,6 +43,9 @@ const MAX_CONVERSATIONS: u32 = 200;
 pub struct Chat {
     store: Arc<dyn ChatStorage>,
     directory: Arc<dyn Directory>,
+    /// None until the binary wires the media room: every media kind is then
+    /// refused (`media_refused`), as media nobody could have uploaded.
+    media: Option<Arc<dyn MediaLibrary>>,
     bus: SharedBus,
     clock: SharedClock,
     ids: Arc<IdGen>,
@@ -58,6 +70,7 @@ impl Chat {
         Self {
             store,
             directory,
+            media: None,
             bus,
             clock,
             ids,
@@ -83,6 +96,12 @@ impl Chat {
             invitation_ttl_ms: ttl_ms.max(1),
             ..self
         }
+    }
+
+    /// The room with the media room's library: messages may reference
+    /// media (None: no media kind is taken).
+    pub fn with_media(self, media: Option<Arc<dyn MediaLibrary>>) -> Self {
+        Self { media, ..self }
     }
 
     /// Validates, appends durably, and only then publishes the message to the
@@ -111,6 +130,7 @@ impl Chat {
         let recipient = Some(UserId(request.to_user)).filter(|u| u.0 != 0);
         let (conversation, peer, verdict) = self.resolve(sender, named, recipient).await?;
         let withheld = verdict.reach == Reach::Withheld;
+        let body = self.complete(sender, body).await?;
         let started = std::time::Instant::now();
         let appended = self
             .store
@@ -127,6 +147,7 @@ impl Chat {
             })
             .await?;
         self.append_seconds.observe(started.elapsed().as_secs_f64());
+        self.attach(&appended, &body).await;
         if let Some(message) = self.stored(&appended, sender, request, body) {
             self.publish_direct(message, sender, peer, verdict, origin.connection);
         }
@@ -182,6 +203,7 @@ impl Chat {
             users: request.mentions.iter().copied().map(UserId).collect(),
         };
         policy::check_mention_count(&mentions)?;
+        let body = self.complete(sender, body).await?;
         let started = std::time::Instant::now();
         let appended = self
             .store
@@ -197,6 +219,7 @@ impl Chat {
             })
             .await?;
         self.append_seconds.observe(started.elapsed().as_secs_f64());
+        self.attach(&appended, &body).await;
         if let Some(message) = self.stored(&appended, sender, request, body) {
             self.publish(
                 Topic::Group(group),
@@ -207,6 +230,114 @@ impl Chat {
             );
         }
         Ok(ack_of(appended))
+    }
+
+    /// Completes a checked body before it is stored: each media object it
+    /// references must be one `sender` may use and of the kind its place
+    /// wants, and gives the body its facts ([`policy::kinds::apply_media`]);
+    /// a contact card must be one `sender` may share, and gets the name and
+    /// avatar they see; every kind but text gets its fallback.
+    async fn complete(
+        &self,
+        sender: UserId,
+        mut body: MessageBody,
+    ) -> Result<MessageBody, ChatError> {
+        let ids: Vec<String> = policy::kinds::media_refs(&body)
+            .iter()
+            .map(|r| r.id.to_owned())
+            .collect();
+        if !ids.is_empty() {
+            let media = self.media.as_ref().ok_or(ChatError::MediaRefused)?;
+            let facts = (media.usable(sender, ids).await).map_err(ChatError::Dependency)?;
+            policy::kinds::apply_media(&mut body, &facts)?;
+        }
+        if let Some(message_body::Content::ContactCard(card)) = &mut body.content {
+            let shown = (self.directory)
+                .card(sender, UserId(card.user_id))
+                .await
+                .map_err(ChatError::Dependency)?;
+            (card.display_name, card.avatar_url) = shown.ok_or(ChatError::CardRefused)?;
+        }
+        body.fallback = policy::fallback(&body);
+        Ok(body)
+    }
+
+    /// Tells the media room that a new message references its objects.
+    /// A failure is logged and the send still succeeds: the message is
+    /// durable and acknowledged by then, and the media room collects an
+    /// object nothing references only after a grace period, far longer than
+    /// it takes a client to send a message with what it uploaded, so the
+    /// reference missed here costs at worst an object collected early from
+    /// a message whose sender may upload it again; failing the send would
+    /// instead answer an error for a message that is stored.
+    async fn attach(&self, appended: &Appended, body: &MessageBody) {
+        let (Some(media), false) = (&self.media, appended.duplicate) else {
+            return;
+        };
+        let ids: Vec<String> = policy::kinds::media_refs(body)
+            .iter()
+            .map(|r| r.id.to_owned())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let referrer = format!("m:{}:{}", appended.conversation, appended.seq);
+        if let Err(error) = media.attach(ids, referrer).await {
+            tracing::warn!(
+                conversation = %appended.conversation,
+                seq = appended.seq,
+                %error,
+                "media references not recorded"
+            );
+        }
+    }
+
+    /// The media the message at `seq` of `conversation_id` references (each
+    /// id with its file name, for a file), in the order of
+    /// [`policy::kinds::media_refs`], when `viewer` may see that message
+    /// exactly as a pull shows it: a member of the group since before it,
+    /// not kept from them by a block, a party to the one-to-one
+    /// conversation it was not withheld from. None when they may not, or
+    /// there is no such message, alike.
+    pub async fn message_media(
+        &self,
+        viewer: UserId,
+        conversation_id: &str,
+        seq: u64,
+    ) -> Result<Option<Vec<(String, Option<String>)>>, ChatError> {
+        let (conversation, visible_after) = match self.require_member(viewer, conversation_id).await
+        {
+            Ok(found) => found,
+            Err(
+                ChatError::UnknownConversation | ChatError::UnknownGroup | ChatError::NotMember,
+            ) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if seq <= visible_after {
+            return Ok(None);
+        }
+        let view = match conversation.group() {
+            Some(_) => self.view(viewer).await?,
+            None => nothing_hidden(),
+        };
+        let rows = self.store.messages_after(conversation, seq - 1, 1).await?;
+        let Some(row) = rows.into_iter().find(|m| m.seq == seq) else {
+            return Ok(None);
+        };
+        if !policy::shows(viewer, &view, &row) {
+            return Ok(None);
+        }
+        // Bodies were encoded by this server: one that does not decode
+        // (corruption) references nothing a client could be shown.
+        let Ok(body) = MessageBody::decode(row.body.as_slice()) else {
+            return Ok(Some(Vec::new()));
+        };
+        let refs = policy::kinds::media_refs(&body);
+        let media = refs
+            .iter()
+            .map(|r| (r.id.to_owned(), r.name.map(str::to_owned)))
+            .collect();
+        Ok(Some(media))
     }
 
     /// Counts the outcome of an append; the message to publish when it is new.

@@ -13,6 +13,7 @@ mod faults;
 mod groups;
 mod helpers;
 mod invites;
+mod kinds;
 mod limits;
 mod load;
 mod nearby;

@@ -160,6 +160,28 @@ impl Profiles {
         Ok(policy::view(&facts.profile, self.sight(viewer, &facts)))
     }
 
+    /// The name and avatar URL of `subject`'s contact card, as `sender`
+    /// sees them, when `sender` may share it
+    /// ([`crate::policy::may_share_card`]); None when they may not, or
+    /// `subject` is nobody or does not take part (deleted, or being
+    /// deleted), alike.
+    pub async fn card(
+        &self,
+        sender: UserId,
+        subject: UserId,
+    ) -> Result<Option<(String, String)>, ProfileError> {
+        let Some(facts) = self.store.lookup(sender, Lookup::Id(subject)).await? else {
+            return Ok(None);
+        };
+        if !takes_part(facts.standing)
+            || !crate::policy::may_share_card(sender, subject, facts.relation)
+        {
+            return Ok(None);
+        }
+        let view = policy::view(&facts.profile, self.sight(sender, &facts));
+        Ok(Some((view.display_name, view.avatar_url)))
+    }
+
     /// The user who holds `handle` (whatever its case), if `viewer` may find
     /// them by it; `UnknownUser` otherwise, as for a handle nobody holds.
     pub async fn by_handle(&self, viewer: UserId, handle: &str) -> Result<UserView, ProfileError> {

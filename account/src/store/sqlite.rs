@@ -508,7 +508,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sqlite_answers_lookups_matches_and_presence_as_the_privacy_model_says() {
+    async fn sqlite_answers_lookups_matches_presence_and_cards_as_the_privacy_model_says() {
         let dir = tempfile::tempdir().unwrap();
         conformance::discovery_matches_the_model(std::sync::Arc::new(open(&dir)), 0x5eed).await;
     }

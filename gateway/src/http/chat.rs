@@ -84,6 +84,10 @@ impl From<ChatError> for ApiError {
             ChatError::InvalidInvite => (S::NOT_FOUND, "invalid_invite"),
             ChatError::UnknownRequest => (S::NOT_FOUND, "unknown_join_request"),
             ChatError::UnknownInvitation => (S::NOT_FOUND, "unknown_group_invitation"),
+            ChatError::KindNotAllowed => (S::FORBIDDEN, "kind_not_allowed"),
+            ChatError::MediaRefused => (S::FORBIDDEN, "media_refused"),
+            ChatError::MediaKindMismatch => (S::BAD_REQUEST, "media_kind_mismatch"),
+            ChatError::CardRefused => (S::FORBIDDEN, "card_refused"),
             ChatError::Invalid { code, .. } => (S::BAD_REQUEST, *code),
             // This core lost the shard's lease without noticing yet: the new
             // owner answers the retry.

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use superapp_client::proto::v1::{
-    File, Image, Message, MessageBody, SendMessage, event::Kind as EventKind, message_body::Content,
+    File, Image, Location, Message, MessageBody, SendMessage, event::Kind as EventKind,
+    message_body::Content,
 };
 use superapp_client::proto::{ConversationId, GroupId};
 use superapp_client::sync::all_conversations;
@@ -94,6 +95,23 @@ enum Command {
         to: Recipient,
         #[arg(long)]
         text: String,
+    },
+    /// Send a location to a user, a group or a conversation; prints the ack.
+    SendLocation {
+        #[command(flatten)]
+        to: Recipient,
+        /// Latitude in degrees, -90 to 90.
+        #[arg(long, allow_negative_numbers = true)]
+        lat: f64,
+        /// Longitude in degrees, -180 to 180.
+        #[arg(long, allow_negative_numbers = true)]
+        lon: f64,
+        /// The place's name (at most 256 bytes).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// The place's address (at most 256 bytes).
+        #[arg(long, default_value = "")]
+        address: String,
     },
     /// Upload a picture (JPEG, PNG, WebP, GIF or HEIC) and send it; prints
     /// the media id and the ack. Its location and other metadata are
@@ -530,6 +548,21 @@ impl App {
             }
             Command::Logout => self.logout().await,
             Command::Send { to, text } => self.send(&to, Content::Text(text), json!({})).await,
+            Command::SendLocation {
+                to,
+                lat,
+                lon,
+                name,
+                address,
+            } => {
+                let place = Location {
+                    latitude: lat,
+                    longitude: lon,
+                    name,
+                    address,
+                };
+                self.send(&to, Content::Location(place), json!({})).await
+            }
             Command::SendImage {
                 to,
                 path,

@@ -1,0 +1,287 @@
+//! Message kinds over a real server and real WebSocket clients: a location
+//! and contact cards arrive live and on pull with the server's fallback;
+//! cards follow the privacy rules; what only the server writes, and fields
+//! out of bounds, are refused with their codes; and media kinds are refused
+//! while no media library is wired into chat. The CLI sends a location and
+//! prints what it receives of a kind other than text as its fallback.
+
+use superapp_client::Connection;
+use superapp_client::ProfileUpdate;
+use superapp_client::proto::v1::message_body::Content;
+use superapp_client::proto::v1::{
+    ContactCard, File, Image, Location, MessageBody, SendAck, SendMessage, Special, Video, Voice,
+};
+
+use crate::cli::{cli_path, texts_of};
+use crate::helpers::{PASSWORD, code, next_message, spawn_app};
+
+fn body(content: Content) -> MessageBody {
+    MessageBody {
+        content: Some(content),
+        // The client's word is dropped: the server writes the fallback.
+        fallback: "[Anything]".into(),
+    }
+}
+
+async fn send(
+    conn: &Connection,
+    to_user: u64,
+    cmid: &str,
+    content: Content,
+) -> superapp_client::Result<SendAck> {
+    conn.send(SendMessage {
+        client_msg_id: cmid.into(),
+        to_user,
+        body: Some(body(content)),
+        ..SendMessage::default()
+    })
+    .await
+}
+
+fn card(user_id: u64) -> Content {
+    Content::ContactCard(ContactCard {
+        user_id,
+        display_name: "Someone else".into(),
+        avatar_url: "https://evil.example/a.png".into(),
+    })
+}
+
+fn media_id(c: char) -> String {
+    c.to_string().repeat(64)
+}
+
+#[tokio::test]
+async fn a_location_arrives_live_and_on_pull_with_its_fallback() {
+    let app = spawn_app().await;
+    let (ann, bo) = (app.user("Ann").await, app.user("Bo").await);
+    let (ac, bc) = (app.connect(&ann).await, app.connect(&bo).await);
+    let place = Location {
+        latitude: 31.2304,
+        longitude: 121.4737,
+        name: "People's Square".into(),
+        address: "Huangpu, Shanghai".into(),
+    };
+    let ack = send(&ac, bo.id, "here", Content::Location(place.clone()))
+        .await
+        .unwrap();
+    let live = next_message(&bc).await;
+    assert_eq!(live.seq, ack.seq);
+    let want = MessageBody {
+        content: Some(Content::Location(place)),
+        fallback: "[Location] People's Square".into(),
+    };
+    assert_eq!(live.body.as_ref(), Some(&want));
+    let pulled = bc.pull(&ack.conversation_id, 0, 0).await.unwrap();
+    assert_eq!(pulled.messages[0].body.as_ref(), Some(&want));
+}
+
+#[tokio::test]
+async fn contact_cards_are_one_s_own_or_a_friend_s_who_does_not_block_one() {
+    let app = spawn_app().await;
+    let ann = app.user("Ann").await;
+    let bo = app.user("Bo").await;
+    let cy = app.user("Cy").await;
+    let di = app.user("Di").await;
+    app.befriend(&ann, &bo).await;
+    app.befriend(&ann, &cy).await;
+    let avatar = "https://cdn.example.com/bo.png";
+    let update = ProfileUpdate {
+        avatar_url: Some(avatar.into()),
+        ..ProfileUpdate::default()
+    };
+    (app.http
+        .update_profile(&bo.tokens.access_token, &update)
+        .await)
+        .unwrap();
+    app.http
+        .block(&cy.tokens.access_token, ann.id)
+        .await
+        .unwrap();
+    let (ac, dc) = (app.connect(&ann).await, app.connect(&di).await);
+
+    // Ann shares her own card and her friend Bo's with Di.
+    send(&ac, di.id, "own", card(ann.id)).await.unwrap();
+    let live = next_message(&dc).await;
+    let own = MessageBody {
+        content: Some(Content::ContactCard(ContactCard {
+            user_id: ann.id,
+            display_name: "Ann".into(),
+            avatar_url: String::new(),
+        })),
+        fallback: "[Contact card] Ann".into(),
+    };
+    assert_eq!(live.body.as_ref(), Some(&own));
+    send(&ac, di.id, "bo", card(bo.id)).await.unwrap();
+    let friend = MessageBody {
+        content: Some(Content::ContactCard(ContactCard {
+            user_id: bo.id,
+            display_name: "Bo".into(),
+            avatar_url: avatar.into(),
+        })),
+        fallback: "[Contact card] Bo".into(),
+    };
+    assert_eq!(next_message(&dc).await.body.as_ref(), Some(&friend));
+
+    // A stranger's, a friend's who blocks her, and nobody's: refused alike.
+    for (cmid, subject) in [("di", di.id), ("cy", cy.id), ("nobody", 1)] {
+        assert_eq!(
+            code(send(&ac, bo.id, cmid, card(subject)).await),
+            "card_refused",
+            "{cmid}"
+        );
+    }
+    let pulled = dc.pull(&live.conversation_id, 0, 0).await.unwrap();
+    let bodies: Vec<_> = pulled.messages.into_iter().filter_map(|m| m.body).collect();
+    assert_eq!(bodies, [own, friend]);
+}
+
+#[tokio::test]
+async fn what_only_the_server_writes_and_fields_out_of_bounds_are_refused_with_their_codes() {
+    let app = spawn_app().await;
+    let (ann, bo) = (app.user("Ann").await, app.user("Bo").await);
+    let ac = app.connect(&ann).await;
+    let cases = [
+        (
+            Content::Special(Special {
+                r#type: "call".into(),
+                value: Vec::new(),
+            }),
+            "kind_not_allowed",
+        ),
+        (
+            Content::Image(Image {
+                media_id: media_id('A'),
+                ..Image::default()
+            }),
+            "invalid_media_id",
+        ),
+        (
+            Content::Voice(Voice {
+                media_id: media_id('a'),
+                duration_ms: 0,
+                size: 0,
+            }),
+            "invalid_duration",
+        ),
+        (
+            Content::Video(Video {
+                media_id: media_id('a'),
+                duration_ms: 60 * 60 * 1000 + 1,
+                poster_media_id: media_id('b'),
+                ..Video::default()
+            }),
+            "invalid_duration",
+        ),
+        (
+            Content::File(File {
+                media_id: media_id('a'),
+                name: "../etc/passwd".into(),
+                size: 0,
+            }),
+            "invalid_file_name",
+        ),
+        (
+            Content::Location(Location {
+                latitude: 91.0,
+                ..Location::default()
+            }),
+            "invalid_location",
+        ),
+        (card(0), "invalid_contact_card"),
+    ];
+    for (i, (content, want)) in cases.into_iter().enumerate() {
+        let got = code(send(&ac, bo.id, &format!("m{i}"), content).await);
+        assert_eq!(got, want, "case {i}");
+    }
+    let listed = ac.list_conversations(10, "").await.unwrap();
+    assert!(listed.conversations.is_empty(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn media_kinds_are_refused_while_no_media_library_is_wired() {
+    let app = spawn_app().await;
+    let (ann, bo) = (app.user("Ann").await, app.user("Bo").await);
+    let ac = app.connect(&ann).await;
+    let cases = [
+        Content::Image(Image {
+            media_id: media_id('a'),
+            ..Image::default()
+        }),
+        Content::Voice(Voice {
+            media_id: media_id('a'),
+            duration_ms: 12_000,
+            size: 0,
+        }),
+        Content::Video(Video {
+            media_id: media_id('a'),
+            duration_ms: 65_000,
+            poster_media_id: media_id('b'),
+            ..Video::default()
+        }),
+        Content::File(File {
+            media_id: media_id('a'),
+            name: "report.pdf".into(),
+            size: 0,
+        }),
+    ];
+    for (i, content) in cases.into_iter().enumerate() {
+        let got = code(send(&ac, bo.id, &format!("m{i}"), content).await);
+        assert_eq!(got, "media_refused", "case {i}");
+    }
+    let listed = ac.list_conversations(10, "").await.unwrap();
+    assert!(listed.conversations.is_empty(), "nothing was stored");
+}
+
+/// Runs `superapp-cli` with a profile; its standard output.
+fn run_cli(base: &str, profile: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(cli_path())
+        .args(["--server", base, "--profile"])
+        .arg(profile)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "superapp-cli {args:?} failed");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_sends_a_location_and_prints_a_received_one_as_its_fallback() {
+    let app = spawn_app().await;
+    let (ann, bo) = (app.user("Ann").await, app.user("Bo").await);
+    let base = app.base_url.clone();
+    let dir = app.dir.path().to_path_buf();
+    let to = bo.id.to_string();
+    let printed = tokio::task::spawn_blocking(move || {
+        let (ann_profile, bo_profile) = (dir.join("ann.json"), dir.join("bo.json"));
+        for (profile, phone) in [(&ann_profile, &ann.phone), (&bo_profile, &bo.phone)] {
+            run_cli(
+                &base,
+                profile,
+                &["login", "--phone", phone, "--password", PASSWORD],
+            );
+        }
+        let sent = run_cli(
+            &base,
+            &ann_profile,
+            &[
+                "send-location",
+                "--to",
+                &to,
+                "--lat",
+                "-33.8568",
+                "--lon",
+                "151.2153",
+                "--name",
+                "Opera House",
+            ],
+        );
+        let ack: serde_json::Value = serde_json::from_str(&sent).unwrap();
+        assert_eq!(ack["seq"], 1);
+        let listen = ["listen", "--json", "--count", "1", "--timeout", "20"];
+        run_cli(&base, &bo_profile, &listen)
+    })
+    .await
+    .unwrap();
+    assert_eq!(texts_of(&printed), ["[Location] Opera House"]);
+}
