@@ -40,7 +40,7 @@ use superapp_kit::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::rpc::{CoreLease, Handler, RpcClient, RpcServer};
 use superapp_kit::tier_key::TierKey;
-use superapp_media::{Media, NoSight, ObjectStoreBlobs, SqliteMediaStore};
+use superapp_media::{Media, ObjectStoreBlobs, SqliteMediaStore};
 
 use crate::config::{Config, Role};
 use tokio::net::TcpListener;
@@ -624,6 +624,14 @@ fn open_rooms(
         )?
         .with_deletion_grace_ms(config.account.deletion_grace_ms()),
     );
+    let sight = Arc::new(wiring::ChatSight::default());
+    let media = open_media(
+        config,
+        &data_dir,
+        clock,
+        sight.clone(),
+        batch_sizes("media"),
+    )?;
     let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
         .context("opening chat.db")?
         .with_group_limits(config.chat.group_limits());
@@ -641,15 +649,16 @@ fn open_rooms(
             config.chat.max_pull_page,
             metrics,
         )
-        .with_invitation_ttl_ms(config.chat.invitation_ttl_ms()),
+        .with_invitation_ttl_ms(config.chat.invitation_ttl_ms())
+        .with_media(Some(Arc::new(wiring::ChatMedia::new(media.clone())))),
     );
+    sight.see_through(chat.clone());
     let erasure = Arc::new(Erasure::new(
         account_store,
         social.clone(),
         Arc::new(wiring::ChatDepartures::new(chat.clone())),
         clock.clone(),
     ));
-    let media = open_media(config, &data_dir, clock, batch_sizes("media"))?;
     tracing::info!(data_dir = %data_dir.display(), "stores open");
     let local = Local {
         accounts,
@@ -673,6 +682,7 @@ fn open_media(
     config: &Config,
     data_dir: &std::path::Path,
     clock: &SharedClock,
+    sight: Arc<wiring::ChatSight>,
     batch_sizes: Option<Arc<superapp_kit::metrics::Histogram>>,
 ) -> anyhow::Result<Arc<Media>> {
     let store = SqliteMediaStore::open(&data_dir.join("media.db"), batch_sizes)
@@ -688,9 +698,7 @@ fn open_media(
     let media = Media::new(
         Arc::new(store),
         Arc::new(blobs),
-        // Replaced when chat serves message_media: until then a link is
-        // granted to the media's holders only.
-        Arc::new(NoSight),
+        sight,
         clock.clone(),
         link_key(config)?,
         data_dir.join("media").join("staging"),

@@ -7,10 +7,12 @@ use superapp_account::model as account;
 use superapp_account::policy::GroupAdd;
 use superapp_account::ports::Departures;
 use superapp_account::{Accounts, Profiles, Social};
-use superapp_chat::model::{Addition, Reach, SendVerdict, Span, UserId, View};
+use superapp_chat::model::{self as chat, Addition, Reach, SendVerdict, Span, UserId, View};
+use superapp_chat::ports::MediaLibrary;
 use superapp_chat::{Chat, Directory};
 use superapp_kit::BoxFuture;
 use superapp_kit::rpc::FenceFloor;
+use superapp_media::{Media, MediaId, MediaKind, Sight};
 
 /// Where the core's request server starts a shard's fencing numbers: above
 /// the highest the chat store has accepted, which outlives a Redis restart.
@@ -163,5 +165,102 @@ impl ChatDepartures {
 impl Departures for ChatDepartures {
     fn depart(&self, user: UserId) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move { (self.chat.depart(user).await).map_err(|e| e.to_string()) })
+    }
+}
+
+/// Chat's media port, answered by the media room: which of the objects a
+/// message names its sender may use, and what the message now references
+/// (so the object is not collected).
+pub struct ChatMedia {
+    media: Arc<Media>,
+}
+
+impl ChatMedia {
+    pub fn new(media: Arc<Media>) -> Self {
+        ChatMedia { media }
+    }
+}
+
+impl MediaLibrary for ChatMedia {
+    fn usable(
+        &self,
+        user: UserId,
+        ids: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<Option<chat::MediaFacts>>, String>> {
+        Box::pin(async move {
+            // Chat checked each id's form; one that still does not parse is
+            // simply not usable.
+            let parsed: Vec<Option<MediaId>> = ids.iter().map(|id| id.parse().ok()).collect();
+            let known: Vec<MediaId> = parsed.iter().flatten().cloned().collect();
+            let mut facts = self
+                .media
+                .usable(user, &known)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter();
+            Ok(parsed
+                .iter()
+                .map(|id| id.as_ref().and_then(|_| facts.next().flatten()))
+                .map(|found| found.map(chat_facts))
+                .collect())
+        })
+    }
+
+    fn attach(&self, ids: Vec<String>, referrer: String) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let ids: Vec<MediaId> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+            self.media
+                .attach(&ids, &referrer)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+fn chat_facts(facts: superapp_media::Facts) -> chat::MediaFacts {
+    chat::MediaFacts {
+        kind: match facts.kind {
+            MediaKind::Image => chat::MediaKind::Image,
+            MediaKind::Voice => chat::MediaKind::Voice,
+            MediaKind::Video => chat::MediaKind::Video,
+            MediaKind::File => chat::MediaKind::File,
+        },
+        size: facts.size,
+        width: facts.width,
+        height: facts.height,
+    }
+}
+
+/// The media room's sight of messages, answered by chat: which media a
+/// message references, for a viewer who may see it. Chat is built after
+/// the media room (it takes the room as its media library), so the sight
+/// is given chat once both exist; until then it sees no message.
+#[derive(Default)]
+pub struct ChatSight {
+    chat: std::sync::OnceLock<Arc<Chat>>,
+}
+
+impl ChatSight {
+    pub fn see_through(&self, chat: Arc<Chat>) {
+        let _ = self.chat.set(chat);
+    }
+}
+
+impl Sight for ChatSight {
+    fn message_media(
+        &self,
+        viewer: UserId,
+        conversation_id: &str,
+        seq: u64,
+    ) -> BoxFuture<'_, Result<Option<Vec<(String, Option<String>)>>, String>> {
+        let conversation_id = conversation_id.to_owned();
+        Box::pin(async move {
+            let Some(chat) = self.chat.get() else {
+                return Ok(None);
+            };
+            chat.message_media(viewer, &conversation_id, seq)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
