@@ -15,6 +15,7 @@ mod helpers;
 mod invites;
 mod limits;
 mod load;
+mod media;
 mod nearby;
 mod openapi;
 mod presence;
