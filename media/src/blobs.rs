@@ -48,7 +48,8 @@ pub trait Blobs: Send + Sync + 'static {
     /// Stores the file at `path` under `key`, replacing what was there (the
     /// room puts only content-addressed bytes, so a replacement is the same
     /// bytes). Readers see the old object or the new, never a mix.
-    fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> BoxFuture<'a, Result<(), BlobError>>;
+    fn put_file<'a>(&'a self, key: &'a str, path: &'a Path)
+    -> BoxFuture<'a, Result<(), BlobError>>;
     /// The size of the blob under `key`, or None when there is none.
     fn size<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<u64>, BlobError>>;
     /// Whether a blob exists under `key`.
@@ -163,7 +164,11 @@ fn backend(engine: &'static str) -> impl Fn(object_store::Error) -> BlobError {
 }
 
 impl Blobs for ObjectStoreBlobs {
-    fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> BoxFuture<'a, Result<(), BlobError>> {
+    fn put_file<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a Path,
+    ) -> BoxFuture<'a, Result<(), BlobError>> {
         Box::pin(self.put(key, path))
     }
 
@@ -269,7 +274,10 @@ mod tests {
         };
         let moto = Moto { child, port };
         for _ in 0..300 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Some(moto);
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -110,8 +110,18 @@ impl Default for MediaConfig {
 impl MediaConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let checks: [(&'static str, u64, u64, u64); 9] = [
-            ("media.max_open_uploads", self.max_open_uploads.into(), 1, 1000),
-            ("media.upload_ttl_secs", self.upload_ttl_secs, 60, 7 * 86_400),
+            (
+                "media.max_open_uploads",
+                self.max_open_uploads.into(),
+                1,
+                1000,
+            ),
+            (
+                "media.upload_ttl_secs",
+                self.upload_ttl_secs,
+                60,
+                7 * 86_400,
+            ),
             (
                 "media.processing_concurrency",
                 self.processing_concurrency.into(),
@@ -127,10 +137,7 @@ impl MediaConfig {
         ];
         for (key, value, min, max) in checks {
             if !(min..=max).contains(&value) {
-                return Err(ConfigError::invalid(
-                    key,
-                    format!("must be {min} to {max}"),
-                ));
+                return Err(ConfigError::invalid(key, format!("must be {min} to {max}")));
             }
         }
         for (key, value) in [

@@ -100,7 +100,10 @@ pub async fn uploads(store: &dyn MediaStore) {
         .await
         .unwrap();
     let refused = store.open_upload(upload(1, 0, now), LIMITS, now).await;
-    assert!(matches!(refused, Err(MediaError::TooManyUploads { max: 3 })));
+    assert!(matches!(
+        refused,
+        Err(MediaError::TooManyUploads { max: 3 })
+    ));
     // Another user's quota is their own.
     store
         .open_upload(upload(2, 1_000, now), LIMITS, now)
@@ -207,13 +210,19 @@ pub async fn objects(store: &dyn MediaStore) {
         ..upload(3, 10, now)
     };
     store.open_upload(u.clone(), LIMITS, now).await.unwrap();
-    store.prepare_object(file.clone(), facts(10), now).await.unwrap();
+    store
+        .prepare_object(file.clone(), facts(10), now)
+        .await
+        .unwrap();
     // Not yet stored: nobody may reference it.
     store
         .complete_upload(u.id.clone(), file.clone(), now)
         .await
         .unwrap();
-    assert_eq!(store.usable(UserId(3), vec![file.clone()]).await.unwrap(), vec![None]);
+    assert_eq!(
+        store.usable(UserId(3), vec![file.clone()]).await.unwrap(),
+        vec![None]
+    );
     store.mark_stored(file.clone()).await.unwrap();
     let usable = store.usable(UserId(3), vec![file]).await.unwrap();
     let seen = usable[0].clone().unwrap();
@@ -241,14 +250,20 @@ pub async fn collection(store: &dyn MediaStore) {
         .await
         .unwrap();
     hold(store, 1, &recent, 100, 900).await;
-    store.grant_access(UserId(3), kept.clone(), 0).await.unwrap();
+    store
+        .grant_access(UserId(3), kept.clone(), 0)
+        .await
+        .unwrap();
     let doomed = store.doom(1_000, grace, 10).await.unwrap();
     assert_eq!(doomed, vec![(kept.clone(), true)]);
     // Doomed once: a second sweep finds nothing more.
     assert!(store.doom(1_000, grace, 10).await.unwrap().is_empty());
     assert!(store.object(&kept).await.unwrap().is_none());
     assert!(store.holding(UserId(1), &kept).await.unwrap().is_none());
-    assert_eq!(store.usable(UserId(3), vec![kept.clone()]).await.unwrap(), vec![None]);
+    assert_eq!(
+        store.usable(UserId(3), vec![kept.clone()]).await.unwrap(),
+        vec![None]
+    );
     assert_eq!(store.usage(UserId(1), 1_000).await.unwrap().used_bytes, 200);
     // While doomed, an upload of the same bytes waits.
     let again = store.prepare_object(kept.clone(), facts(100), 1_000).await;
@@ -267,7 +282,10 @@ pub async fn collection(store: &dyn MediaStore) {
     store.detach("m:d.1.2:1".into()).await.unwrap();
     let doomed = store.doom(2_000, grace, 10).await.unwrap();
     let ids: Vec<MediaId> = doomed.into_iter().map(|(m, _)| m).collect();
-    assert!(ids.contains(&referenced) && ids.contains(&recent), "{ids:?}");
+    assert!(
+        ids.contains(&referenced) && ids.contains(&recent),
+        "{ids:?}"
+    );
     assert_eq!(store.usage(UserId(2), 2_000).await.unwrap().used_bytes, 0);
 }
 
@@ -299,7 +317,13 @@ pub async fn blobs(blobs: &dyn Blobs) {
     assert_eq!(whole, small);
     let part = collect(blobs.read("o/ab/small", 10..20).await.unwrap()).await;
     assert_eq!(part, small[10..20]);
-    let tail = collect(blobs.read("o/cd/large", (9 << 20) - 5..9 << 20).await.unwrap()).await;
+    let tail = collect(
+        blobs
+            .read("o/cd/large", (9 << 20) - 5..9 << 20)
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(tail, large[large.len() - 5..]);
     let whole = collect(blobs.read("o/cd/large", 0..9 << 20).await.unwrap()).await;
     assert!(whole == large, "the large blob reads back as it was put");

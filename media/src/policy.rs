@@ -237,7 +237,9 @@ pub fn parse_metadata(header: &str) -> Result<Metadata, MediaError> {
         }
     };
     let kind = text("kind")?
-        .ok_or(invalid("metadata kind is required (image, voice, video or file)"))?
+        .ok_or(invalid(
+            "metadata kind is required (image, voice, video or file)",
+        ))?
         .parse::<MediaKind>()
         .map_err(|_| invalid("metadata kind is image, voice, video or file"))?;
     let name = match text("name")? {
@@ -564,19 +566,39 @@ mod tests {
         ogg.push(19);
         ogg.extend_from_slice(b"OpusHead");
         let cases: Vec<(Vec<u8>, MediaKind, &str)> = vec![
-            (vec![0xff, 0xd8, 0xff, 0xe0, 0, 0x10], MediaKind::Image, "image/jpeg"),
-            (b"\x89PNG\r\n\x1a\n\0\0".to_vec(), MediaKind::Image, "image/png"),
+            (
+                vec![0xff, 0xd8, 0xff, 0xe0, 0, 0x10],
+                MediaKind::Image,
+                "image/jpeg",
+            ),
+            (
+                b"\x89PNG\r\n\x1a\n\0\0".to_vec(),
+                MediaKind::Image,
+                "image/png",
+            ),
             (b"GIF89a..".to_vec(), MediaKind::Image, "image/gif"),
-            (b"RIFF\0\0\0\0WEBPVP8 ".to_vec(), MediaKind::Image, "image/webp"),
+            (
+                b"RIFF\0\0\0\0WEBPVP8 ".to_vec(),
+                MediaKind::Image,
+                "image/webp",
+            ),
             (ftyp(b"heic", &[b"mif1"]), MediaKind::Image, "image/heic"),
             (ftyp(b"mif1", &[b"heic"]), MediaKind::Image, "image/heic"),
             (ftyp(b"msf1", &[]), MediaKind::Image, "image/heif"),
             (ftyp(b"M4A ", &[b"isom"]), MediaKind::Voice, "audio/mp4"),
-            (vec![0xff, 0xf1, 0x50, 0x80, 0x02, 0x1f, 0xfc], MediaKind::Voice, "audio/aac"),
+            (
+                vec![0xff, 0xf1, 0x50, 0x80, 0x02, 0x1f, 0xfc],
+                MediaKind::Voice,
+                "audio/aac",
+            ),
             (ogg, MediaKind::Voice, "audio/ogg"),
             (b"#!AMR\n\x3c".to_vec(), MediaKind::Voice, "audio/amr"),
             (b"#!AMR-WB\n".to_vec(), MediaKind::Voice, "audio/amr-wb"),
-            (ftyp(b"isom", &[b"iso2", b"mp41"]), MediaKind::Video, "video/mp4"),
+            (
+                ftyp(b"isom", &[b"iso2", b"mp41"]),
+                MediaKind::Video,
+                "video/mp4",
+            ),
             (ftyp(b"mp42", &[]), MediaKind::Video, "video/mp4"),
             (ftyp(b"qt  ", &[]), MediaKind::Video, "video/quicktime"),
         ];

@@ -13,8 +13,7 @@ use superapp_kit::sqlite::{Database, TxError};
 use super::{MediaStore, Outcome, StoreError};
 use crate::MediaError;
 use crate::model::{
-    Facts, Holding, MediaId, MediaKind, StoredObject, Upload, UploadId, UploadLimits, Usage,
-    UserId,
+    Facts, Holding, MediaId, MediaKind, StoredObject, Upload, UploadId, UploadLimits, Usage, UserId,
 };
 use crate::policy;
 
@@ -292,8 +291,10 @@ impl MediaStore for SqliteMediaStore {
                 .query_row([id.as_str()], upload_row)
                 .optional()?
                 .ok_or(TxError::Abort(MediaError::UnknownUpload))?;
-            c.prepare_cached("UPDATE uploads SET media_id = ?2, received = length WHERE upload_id = ?1")?
-                .execute(params![id.as_str(), media_id.as_str()])?;
+            c.prepare_cached(
+                "UPDATE uploads SET media_id = ?2, received = length WHERE upload_id = ?1",
+            )?
+            .execute(params![id.as_str(), media_id.as_str()])?;
             c.prepare_cached(
                 "INSERT INTO holdings (user_id, media_id, kind, name, size, held_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -355,9 +356,8 @@ impl MediaStore for SqliteMediaStore {
 
     fn usable(&self, user: UserId, ids: Vec<MediaId>) -> Outcome<Vec<Option<Facts>>> {
         self.db.look(move |c| -> Tx<Vec<Option<Facts>>> {
-            let mut held = c.prepare_cached(
-                "SELECT kind FROM holdings WHERE user_id = ?1 AND media_id = ?2",
-            )?;
+            let mut held =
+                c.prepare_cached("SELECT kind FROM holdings WHERE user_id = ?1 AND media_id = ?2")?;
             let mut granted =
                 c.prepare_cached("SELECT 1 FROM access WHERE user_id = ?1 AND media_id = ?2")?;
             let mut answers = Vec::with_capacity(ids.len());
@@ -464,8 +464,10 @@ impl MediaStore for SqliteMediaStore {
             Ok(c.prepare_cached(
                 "SELECT media_id FROM doomed WHERE doomed_ms < ?2 ORDER BY doomed_ms LIMIT ?1",
             )?
-            .query_map(params![i64::from(limit), doomed_before_ms], |r| media_id(r, 0))?
-                .collect::<rusqlite::Result<_>>()?)
+            .query_map(params![i64::from(limit), doomed_before_ms], |r| {
+                media_id(r, 0)
+            })?
+            .collect::<rusqlite::Result<_>>()?)
         })
     }
 
