@@ -766,7 +766,7 @@ mod tests {
             viewer: UserId,
             conversation_id: &str,
             seq: u64,
-        ) -> BoxFuture<'_, Result<Option<Vec<(String, Option<String>)>>, String>> {
+        ) -> BoxFuture<'_, Result<crate::ports::MessageMedia, String>> {
             let visible = viewer == UserId(2) && conversation_id == "d.1.2" && seq == 1;
             let media = vec![(self.shown.clone(), Some("report.pdf".to_string()))];
             Box::pin(async move { Ok(visible.then_some(media)) })
@@ -834,7 +834,7 @@ mod tests {
         // Before seeing the message, user 2 may neither link nor reference it.
         assert_eq!(
             room.media
-                .usable(UserId(2), &[shown.clone()])
+                .usable(UserId(2), std::slice::from_ref(&shown))
                 .await
                 .unwrap(),
             vec![None]
@@ -867,7 +867,7 @@ mod tests {
         // And from then on user 2 may reference it in their own messages.
         let usable = room
             .media
-            .usable(UserId(2), &[shown.clone()])
+            .usable(UserId(2), std::slice::from_ref(&shown))
             .await
             .unwrap();
         assert_eq!(usable[0].as_ref().unwrap().size, content.len() as u64);
@@ -887,7 +887,7 @@ mod tests {
         let kept = upload(&room.media, 1, b"kept by a message").await;
         let dropped = upload(&room.media, 1, b"never sent").await;
         room.media
-            .attach(&[kept.clone()], "m:d.1.2:7")
+            .attach(std::slice::from_ref(&kept), "m:d.1.2:7")
             .await
             .unwrap();
         // Within the grace nothing goes.
