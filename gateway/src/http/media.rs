@@ -253,6 +253,11 @@ async fn create_upload(
         Ok(user) => user,
         Err(e) => return with_tus(e),
     };
+    let has_body = headers.contains_key(header::CONTENT_TYPE)
+        || text(&headers, "content-length").is_some_and(|l| l != "0");
+    if has_body && let Err(refused) = offset_stream(&headers) {
+        return *refused;
+    }
     if let Err(refused) = tus_version(&headers) {
         return *refused;
     }
@@ -270,11 +275,6 @@ async fn create_upload(
         Ok(metadata) => metadata,
         Err(e) => return with_tus(e.into()),
     };
-    let has_body = headers.contains_key(header::CONTENT_TYPE)
-        || text(&headers, "content-length").is_some_and(|l| l != "0");
-    if has_body && let Err(refused) = offset_stream(&headers) {
-        return *refused;
-    }
     let new = NewUpload {
         kind: metadata.kind,
         name: metadata.name,
@@ -369,7 +369,7 @@ async fn patch_upload(
         Ok(user) => user,
         Err(e) => return with_tus(e),
     };
-    if let Err(refused) = tus_version(&headers).and_then(|()| offset_stream(&headers)) {
+    if let Err(refused) = offset_stream(&headers).and_then(|()| tus_version(&headers)) {
         return *refused;
     }
     let offset = text(&headers, "upload-offset")
