@@ -5,6 +5,10 @@ use superapp_kit::BoxFuture;
 
 use crate::model::UserId;
 
+/// The media ids a message references, each with its file name if the
+/// message gives one; None when the viewer may not see the message.
+pub type MessageMedia = Option<Vec<(String, Option<String>)>>;
+
 /// Which media a message references, for those who may see it (the chat
 /// room implements it; later posts and profiles join it).
 pub trait Sight: Send + Sync + 'static {
@@ -17,7 +21,7 @@ pub trait Sight: Send + Sync + 'static {
         viewer: UserId,
         conversation_id: &str,
         seq: u64,
-    ) -> BoxFuture<'_, Result<Option<Vec<(String, Option<String>)>>, String>>;
+    ) -> BoxFuture<'_, Result<MessageMedia, String>>;
 }
 
 /// A [`Sight`] that sees no message: links are granted to holders only.
@@ -30,7 +34,7 @@ impl Sight for NoSight {
         _viewer: UserId,
         _conversation_id: &str,
         _seq: u64,
-    ) -> BoxFuture<'_, Result<Option<Vec<(String, Option<String>)>>, String>> {
+    ) -> BoxFuture<'_, Result<MessageMedia, String>> {
         Box::pin(async { Ok(None) })
     }
 }

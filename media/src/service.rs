@@ -744,3 +744,201 @@ async fn hash_file(path: &Path) -> std::io::Result<(MediaId, u64)> {
     .await
     .map_err(std::io::Error::other)?
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::blobs::ObjectStoreBlobs;
+    use crate::store::SqliteMediaStore;
+    use superapp_kit::BoxFuture;
+    use superapp_kit::clock::ManualClock;
+
+    /// A message `d.1.2` seq 1 that user 2 may see, referencing `shown`.
+    struct OneMessage {
+        shown: String,
+    }
+
+    impl Sight for OneMessage {
+        fn message_media(
+            &self,
+            viewer: UserId,
+            conversation_id: &str,
+            seq: u64,
+        ) -> BoxFuture<'_, Result<crate::ports::MessageMedia, String>> {
+            let visible = viewer == UserId(2) && conversation_id == "d.1.2" && seq == 1;
+            let media = vec![(self.shown.clone(), Some("report.pdf".to_string()))];
+            Box::pin(async move { Ok(visible.then_some(media)) })
+        }
+    }
+
+    struct Room {
+        media: Media,
+        clock: Arc<ManualClock>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn room(shown: &str, config: MediaConfig) -> Room {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let media = Media::new(
+            Arc::new(SqliteMediaStore::open(&dir.path().join("media.db"), None).unwrap()),
+            Arc::new(ObjectStoreBlobs::filesystem(&dir.path().join("blobs")).unwrap()),
+            Arc::new(OneMessage {
+                shown: shown.into(),
+            }),
+            clock.clone(),
+            LinkKey::new([3; 32]),
+            dir.path().join("staging"),
+            &config,
+        )
+        .unwrap();
+        Room {
+            media,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    fn bytes(
+        b: &'static [u8],
+    ) -> futures_util::stream::Iter<std::vec::IntoIter<Result<Bytes, std::io::Error>>> {
+        futures_util::stream::iter(vec![Ok(Bytes::from_static(b))])
+    }
+
+    async fn upload(media: &Media, user: u64, content: &'static [u8]) -> MediaId {
+        let new = NewUpload {
+            kind: MediaKind::File,
+            name: Some("mine.pdf".into()),
+            keep_exif: false,
+            length: content.len() as u64,
+        };
+        let view = media
+            .create(UserId(user), new, Some(bytes(content)))
+            .await
+            .unwrap();
+        view.media.unwrap().0
+    }
+
+    #[tokio::test]
+    async fn a_message_someone_may_see_grants_a_link_and_the_right_to_forward() {
+        let content: &'static [u8] = b"%PDF-1.7 the report";
+        let shown = {
+            let digest: [u8; 32] = Sha256::digest(content).into();
+            MediaId::from_digest(&digest)
+        };
+        let room = room(shown.as_str(), MediaConfig::default());
+        let media_id = upload(&room.media, 1, content).await;
+        assert_eq!(media_id, shown);
+        // Before seeing the message, user 2 may neither link nor reference it.
+        assert_eq!(
+            room.media
+                .usable(UserId(2), std::slice::from_ref(&shown))
+                .await
+                .unwrap(),
+            vec![None]
+        );
+        let refused = room
+            .media
+            .link(UserId(2), &shown, LinkRequest::default())
+            .await;
+        assert!(matches!(refused, Err(MediaError::MediaNotFound)));
+        let elsewhere = LinkRequest {
+            message: Some(("d.1.3".into(), 1)),
+            ..LinkRequest::default()
+        };
+        let refused = room.media.link(UserId(2), &shown, elsewhere).await;
+        assert!(matches!(refused, Err(MediaError::MediaNotFound)));
+        // Through the message they see, the link names its file.
+        let through = LinkRequest {
+            message: Some(("d.1.2".into(), 1)),
+            ..LinkRequest::default()
+        };
+        let link = room
+            .media
+            .link(UserId(2), &shown, through.clone())
+            .await
+            .unwrap();
+        assert!(link.url.contains("name=report.pdf"), "{}", link.url);
+        // Someone else naming the same message is refused.
+        let refused = room.media.link(UserId(3), &shown, through).await;
+        assert!(matches!(refused, Err(MediaError::MediaNotFound)));
+        // And from then on user 2 may reference it in their own messages.
+        let usable = room
+            .media
+            .usable(UserId(2), std::slice::from_ref(&shown))
+            .await
+            .unwrap();
+        assert_eq!(usable[0].as_ref().unwrap().size, content.len() as u64);
+        assert_eq!(
+            room.media.usable(UserId(3), &[shown]).await.unwrap(),
+            vec![None]
+        );
+    }
+
+    #[tokio::test]
+    async fn referenced_media_outlives_the_grace_and_goes_once_detached() {
+        let config = MediaConfig {
+            grace_secs: 60,
+            ..MediaConfig::default()
+        };
+        let room = room("", config);
+        let kept = upload(&room.media, 1, b"kept by a message").await;
+        let dropped = upload(&room.media, 1, b"never sent").await;
+        room.media
+            .attach(std::slice::from_ref(&kept), "m:d.1.2:7")
+            .await
+            .unwrap();
+        // Within the grace nothing goes.
+        assert_eq!(room.media.sweep().await.unwrap().objects, 0);
+        room.clock.advance_ms(60_000);
+        assert_eq!(room.media.sweep().await.unwrap().objects, 1);
+        assert_eq!(
+            room.media
+                .usable(UserId(1), &[dropped.clone(), kept.clone()])
+                .await
+                .unwrap()[0],
+            None
+        );
+        assert!(
+            room.media
+                .link(UserId(1), &kept, LinkRequest::default())
+                .await
+                .is_ok()
+        );
+        room.media.detach("m:d.1.2:7").await.unwrap();
+        assert_eq!(room.media.sweep().await.unwrap().objects, 1);
+        assert_eq!(room.media.usage(UserId(1)).await.unwrap().used_bytes, 0);
+        assert!(matches!(
+            room.media.attach(&[kept], "").await,
+            Err(MediaError::InvalidReferrer)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_upload_left_unfinished_is_swept_with_its_staging_file_when_it_expires() {
+        let room = room("", MediaConfig::default());
+        let new = NewUpload {
+            kind: MediaKind::Video,
+            name: None,
+            keep_exif: false,
+            length: 100,
+        };
+        let view = room
+            .media
+            .create(UserId(1), new, Some(bytes(b"\0\0\0\x18ftypisom")))
+            .await
+            .unwrap();
+        let staged = room.media.staged(&view.upload.id, "");
+        assert!(staged.exists());
+        assert_eq!(room.media.sweep().await.unwrap().uploads, 0);
+        room.clock.advance_ms(24 * 3_600_000);
+        assert_eq!(room.media.sweep().await.unwrap().uploads, 1);
+        assert!(!staged.exists());
+        assert!(matches!(
+            room.media.status(UserId(1), &view.upload.id).await,
+            Err(MediaError::UnknownUpload)
+        ));
+    }
+}

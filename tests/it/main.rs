@@ -16,6 +16,7 @@ mod invites;
 mod kinds;
 mod limits;
 mod load;
+mod media;
 mod nearby;
 mod openapi;
 mod presence;

@@ -76,8 +76,15 @@ async fn refusals_before_a_handler_are_json_errors_the_document_describes() {
     let mut checked = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
+            // A HEAD answer has no body to read the code from.
+            if method == "head" {
+                continue;
+            }
             let mut cases: Vec<Case> = Vec::new();
-            let has_body = operation.get("requestBody").is_some();
+            // The JSON cases are for JSON bodies (tus PATCHes take bytes).
+            let has_body = operation
+                .get("requestBody")
+                .is_some_and(|b| b["content"].get("application/json").is_some());
             let json = has_body.then_some(("application/json", "{}"));
             if has_body {
                 let p = concrete(path, "1");

@@ -113,7 +113,7 @@ fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Refuses a tus request of another protocol version (412, as tus says),
 /// naming the version this server speaks.
-fn tus_version(headers: &HeaderMap) -> Result<(), Response> {
+fn tus_version(headers: &HeaderMap) -> Result<(), Box<Response>> {
     if text(headers, "tus-resumable") == Some(TUS_VERSION) {
         return Ok(());
     }
@@ -126,7 +126,7 @@ fn tus_version(headers: &HeaderMap) -> Result<(), Response> {
     response
         .headers_mut()
         .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
-    Err(response)
+    Err(Box::new(response))
 }
 
 fn tus_response(status: StatusCode) -> Response {
@@ -180,22 +180,22 @@ fn body_stream(
 }
 
 /// Refuses a body of any type but tus' own (415).
-fn offset_stream(headers: &HeaderMap) -> Result<(), Response> {
+fn offset_stream(headers: &HeaderMap) -> Result<(), Box<Response>> {
     let content_type =
         text(headers, "content-type").map(|t| t.split(';').next().unwrap_or("").trim());
     if content_type == Some(OFFSET_STREAM) {
         return Ok(());
     }
-    Err(with_tus(ApiError::new(
+    Err(Box::new(with_tus(ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
         "Content-Type: application/offset+octet-stream is required",
-    )))
+    ))))
 }
 
-fn upload_id(raw: &str) -> Result<UploadId, Response> {
+fn upload_id(raw: &str) -> Result<UploadId, Box<Response>> {
     raw.parse()
-        .map_err(|_| with_tus(MediaError::UnknownUpload.into()))
+        .map_err(|_| Box::new(with_tus(MediaError::UnknownUpload.into())))
 }
 
 fn facts_body(media_id: &MediaId, facts: &Facts) -> MediaFacts {
@@ -253,8 +253,13 @@ async fn create_upload(
         Ok(user) => user,
         Err(e) => return with_tus(e),
     };
+    let has_body = headers.contains_key(header::CONTENT_TYPE)
+        || text(&headers, "content-length").is_some_and(|l| l != "0");
+    if has_body && let Err(refused) = offset_stream(&headers) {
+        return *refused;
+    }
     if let Err(refused) = tus_version(&headers) {
-        return refused;
+        return *refused;
     }
     let length = text(&headers, "upload-length")
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
@@ -270,11 +275,6 @@ async fn create_upload(
         Ok(metadata) => metadata,
         Err(e) => return with_tus(e.into()),
     };
-    let has_body = headers.contains_key(header::CONTENT_TYPE)
-        || text(&headers, "content-length").is_some_and(|l| l != "0");
-    if has_body && let Err(refused) = offset_stream(&headers) {
-        return refused;
-    }
     let new = NewUpload {
         kind: metadata.kind,
         name: metadata.name,
@@ -321,11 +321,11 @@ async fn head_upload(
         Err(e) => return with_tus(e),
     };
     if let Err(refused) = tus_version(&headers) {
-        return refused;
+        return *refused;
     }
     let id = match upload_id(&raw) {
         Ok(id) => id,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match media.status(me.sub, &id).await {
         Ok(view) => {
@@ -369,8 +369,8 @@ async fn patch_upload(
         Ok(user) => user,
         Err(e) => return with_tus(e),
     };
-    if let Err(refused) = tus_version(&headers).and_then(|()| offset_stream(&headers)) {
-        return refused;
+    if let Err(refused) = offset_stream(&headers).and_then(|()| tus_version(&headers)) {
+        return *refused;
     }
     let offset = text(&headers, "upload-offset")
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
@@ -384,7 +384,7 @@ async fn patch_upload(
     };
     let id = match upload_id(&raw) {
         Ok(id) => id,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match media.append(me.sub, &id, offset, body_stream(body)).await {
         Ok(view) => {
@@ -444,11 +444,11 @@ async fn delete_upload(
         Err(e) => return with_tus(e),
     };
     if let Err(refused) = tus_version(&headers) {
-        return refused;
+        return *refused;
     }
     let id = match upload_id(&raw) {
         Ok(id) => id,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match media.cancel(me.sub, &id).await {
         Ok(()) => tus_response(StatusCode::NO_CONTENT),
