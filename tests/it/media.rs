@@ -31,15 +31,20 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// Tiny valid files of each kind.
-fn png() -> Vec<u8> {
+pub(crate) fn png() -> Vec<u8> {
     unb64(
         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
     )
 }
 
-fn samples() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+pub(crate) fn samples() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let jpeg = unb64(
-        "/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAP//////////////////////////////////////////////////////////////////////////////////////wgALCAABAAEBAREA/8QAFBABAAAAAAAAAAAAAAAAAAAAAP/aAAgBAQABPxA=",
+        "/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAP//////////////////////////////////////////////////////////////////////////////////////wgALCAABAAEBAREA/8QAFBABAAAAAAAAAAAAAAAAAAAAAP/aAAgBAQABPxD/2Q==",
+    );
+    // 3 by 2 pixels: `ftyp`, `meta` (its `ispe` gives the size) and an
+    // `mdat` with stand-in coded bytes and an Exif item (with a location).
+    let heic = unb64(
+        "AAAAGGZ0eXBoZWljAAAAAG1pZjFoZWljAAAA121ldGEAAAAAAAAAIWhkbHIAAAAAAAAAAHBpY3QAAAAAAAAAAAAAAAAAAAAADnBpdG0AAAAAAAEAAAA4aWluZgAAAAAAAgAAABVpbmZlAgAAAAABAABodmMxAAAAABVpbmZlAgAAAAACAABFeGlmAAAAACxpbG9jAAAAAEQAAAIAAQAAAAEAAAD3AAAAQAACAAAAAQAAATcAAABgAAAAOGlwcnAAAAAcaXBjbwAAABRpc3BlAAAAAAAAAAMAAAACAAAAFGlwbWEAAAAAAAAAAQABAYEAAACobWRhdKurq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6sAAAAASUkqAAgAAAACABIBAwABAAAAAQAAACWIBAABAAAAJgAAAAAAAAACAAEAAgACAAAATgAAAAIABQADAAAARAAAAAAAAAAnAAAAAQAAADYAAAABAAAAjAoAAGQAAAA=",
     );
     let gif = unb64("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7");
     let webp = unb64("UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA==");
@@ -65,7 +70,7 @@ fn samples() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("image", "image/jpeg", jpeg),
         ("image", "image/gif", gif),
         ("image", "image/webp", webp),
-        ("image", "image/heic", ftyp(b"heic", b"heic")),
+        ("image", "image/heic", heic),
         ("voice", "audio/aac", adts),
         ("voice", "audio/ogg", opus),
         ("voice", "audio/amr", b"#!AMR\n\x3c\x48\xf5\x1f".to_vec()),
@@ -79,13 +84,13 @@ fn samples() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     ]
 }
 
-struct Media<'a> {
+pub(crate) struct Media<'a> {
     app: &'a TestApp,
     client: reqwest::Client,
 }
 
 impl<'a> Media<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Self {
             app,
             client: reqwest::Client::new(),
@@ -163,7 +168,13 @@ impl<'a> Media<'a> {
     }
 
     /// Uploads `bytes` whole as `kind` and answers the media id.
-    async fn upload(&self, user: &User, kind: &str, name: Option<&str>, bytes: &[u8]) -> String {
+    pub(crate) async fn upload(
+        &self,
+        user: &User,
+        kind: &str,
+        name: Option<&str>,
+        bytes: &[u8],
+    ) -> String {
         let created = self
             .create(user, kind, bytes.len() as u64, name, None)
             .await;
@@ -177,7 +188,7 @@ impl<'a> Media<'a> {
             .to_string()
     }
 
-    async fn link(&self, user: &User, media_id: &str, body: Value) -> reqwest::Response {
+    pub(crate) async fn link(&self, user: &User, media_id: &str, body: Value) -> reqwest::Response {
         self.client
             .post(self.url(&format!("/v1/media/{media_id}/link")))
             .bearer_auth(&user.tokens.access_token)
@@ -195,7 +206,7 @@ impl<'a> Media<'a> {
         link["url"].as_str().unwrap().to_string()
     }
 
-    async fn get(&self, url: &str, range: Option<&str>) -> reqwest::Response {
+    pub(crate) async fn get(&self, url: &str, range: Option<&str>) -> reqwest::Response {
         let mut request = self.client.get(self.url(url));
         if let Some(range) = range {
             request = request.header("Range", range);
@@ -203,7 +214,7 @@ impl<'a> Media<'a> {
         request.send().await.unwrap()
     }
 
-    async fn usage(&self, user: &User) -> Value {
+    pub(crate) async fn usage(&self, user: &User) -> Value {
         self.client
             .get(self.url("/v1/media/usage"))
             .bearer_auth(&user.tokens.access_token)
@@ -216,7 +227,7 @@ impl<'a> Media<'a> {
     }
 }
 
-async fn code(response: reqwest::Response) -> (StatusCode, String) {
+pub(crate) async fn code(response: reqwest::Response) -> (StatusCode, String) {
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     (
@@ -226,7 +237,7 @@ async fn code(response: reqwest::Response) -> (StatusCode, String) {
 }
 
 /// Files (not directories) under `dir`, recursively.
-fn files_under(dir: &std::path::Path) -> usize {
+pub(crate) fn files_under(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
