@@ -3,6 +3,7 @@
 //! durable write publishes events on the bus.
 
 mod groups;
+mod special;
 
 use std::sync::Arc;
 
