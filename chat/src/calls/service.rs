@@ -447,3 +447,7 @@ fn check_payload(payload: Option<&call_signal::Payload>) -> Result<(), CallError
         }
     }
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;
