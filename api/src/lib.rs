@@ -4,6 +4,7 @@
 //!
 //! - [`accounts`]: registration, sessions and tokens, the profile, tickets,
 //!   presence, real-name verification.
+//! - [`calls`]: TURN credentials for calls.
 //! - [`groups`]: the group API, and invitations into groups.
 //! - [`nearby`]: people nearby: share a position, clear it, search around it.
 //! - [`social`]: friend requests, contacts, hidden friends and contact
@@ -19,6 +20,7 @@
 //! a plain number.
 
 pub mod accounts;
+pub mod calls;
 pub mod groups;
 pub mod nearby;
 pub mod profiles;
@@ -32,6 +34,7 @@ pub use accounts::{
     Account, Login, Presence, RealName, RealNameRejection, RealNameStatus, Refresh, Register,
     SubmitRealName, Ticket, Tokens,
 };
+pub use calls::TurnCredentials;
 pub use groups::{
     CreateGroup, Decide, Decided, Group, GroupInvitation, GroupInvitations, GroupJoin, GroupUpdate,
     Invite, InviteLink, Join, JoinRequest, JoinRequests, JoinResult, Member, MemberPage,

@@ -92,6 +92,8 @@ pub const COSTS: &[(&str, &str, u32)] = &[
     ("GET", "/v1/group-invitations", 2),
     ("POST", "/v1/group-invitations/{group_id}/accept", 10),
     ("DELETE", "/v1/group-invitations/{group_id}", 2),
+    // One HMAC, no store.
+    ("GET", "/v1/calls/turn", 2),
 ];
 
 /// The cost of a route, by method and route template; None for a route

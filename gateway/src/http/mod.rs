@@ -21,6 +21,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod calls;
 pub mod chat;
 pub mod limit;
 pub mod nearby;
@@ -45,7 +46,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use superapp_account::{Accounts, Nearby, Profiles, RealNames, Social};
-use superapp_chat::Chat;
+use superapp_chat::{Calls, Chat};
 use superapp_kit::metrics::LATENCY_SECONDS;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -67,6 +68,8 @@ pub struct Rooms {
     /// Profiles, lookups and contact matching, the account room's too.
     pub profiles: Arc<Profiles>,
     pub chat: Arc<Chat>,
+    /// Call signaling, and TURN credentials.
+    pub calls: Arc<Calls>,
     /// Who is online: in memory in one process, in Redis across gateways.
     pub presence: Arc<dyn Presence>,
     /// People nearby, the account room's too; its index in memory in one
@@ -104,6 +107,12 @@ impl FromRef<Rooms> for Arc<Nearby> {
     }
 }
 
+impl FromRef<Rooms> for Arc<Calls> {
+    fn from_ref(rooms: &Rooms) -> Self {
+        rooms.calls.clone()
+    }
+}
+
 impl FromRef<Rooms> for Arc<Chat> {
     fn from_ref(rooms: &Rooms) -> Self {
         rooms.chat.clone()
@@ -121,6 +130,7 @@ pub fn room_routes() -> OpenApiRouter<Rooms> {
         .merge(presence::routes())
         .merge(nearby::routes())
         .merge(chat::routes())
+        .merge(calls::routes())
 }
 
 /// The edge's own routes, on every process.
@@ -584,8 +594,8 @@ mod tests {
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
         // 6 account, 6 account-security, 13 social, 7 profile, 2 real-name,
-        // 1 presence, 3 nearby, 16 group, 4 edge operations.
-        assert_eq!(operations, 58, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 1 presence, 3 nearby, 16 group, 1 calls, 4 edge operations.
+        assert_eq!(operations, 59, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
