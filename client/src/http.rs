@@ -15,7 +15,7 @@ use std::time::Duration;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A request without a body.
-const NO_BODY: Option<&()> = None;
+pub(crate) const NO_BODY: Option<&()> = None;
 
 pub use superapp_api::{
     Account, AccountDeletion, ContactMatches, ContactPage, ContactSalt, ContactUpdate,
@@ -601,7 +601,7 @@ impl HttpClient {
         }
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

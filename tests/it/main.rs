@@ -5,6 +5,7 @@
 
 mod accounts;
 mod budget;
+mod calls;
 mod chat;
 mod cli;
 mod config;
