@@ -24,5 +24,6 @@ mod realname;
 mod roles;
 mod security;
 mod social;
+mod turn;
 mod views;
 mod websocket;

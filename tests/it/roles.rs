@@ -1327,7 +1327,11 @@ async fn a_call_across_gateways_relays_to_the_answering_device_on_the_other_gate
     assert_eq!(next_signal(&caller).await.from_user, b.id);
     caller.send_text(b.id, "barrier", "barrier").await.unwrap();
     loop {
-        let kind = phone.next_event(Duration::from_secs(10)).await.unwrap().kind;
+        let kind = phone
+            .next_event(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .kind;
         match kind {
             Some(event::Kind::CallSignal(s)) => panic!("the phone was sent {s:?}"),
             Some(event::Kind::Message(m)) if m.client_msg_id == "barrier" => break,
