@@ -259,16 +259,10 @@ impl Registry {
         Ok(self.drop_member(id, user, MemberState::Declined, State::Declined, now_ms))
     }
 
-    /// A participant hangs up: before an answer the caller cancels (and an
-    /// invitee declines); after it, a one-to-one call ends and a member of
-    /// a group call leaves it.
-    pub fn hangup(
-        &mut self,
-        id: CallId,
-        user: UserId,
-        device: Device,
-        now_ms: i64,
-    ) -> Result<Effects, CallError> {
+    /// A participant hangs up, from any of their devices: before an answer
+    /// the caller cancels (and an invitee declines); after it, a one-to-one
+    /// call ends and a member of a group call leaves it.
+    pub fn hangup(&mut self, id: CallId, user: UserId, now_ms: i64) -> Result<Effects, CallError> {
         let call = self.find_mut(id, user)?;
         let member = call.member(user).ok_or(CallError::UnknownCall)?;
         match member.state {
@@ -281,9 +275,8 @@ impl Registry {
                     now_ms,
                 ));
             }
-            MemberState::Joined if member.device != Some(device) => {
-                return Err(CallError::AnsweredElsewhere);
-            }
+            // From any device of theirs: a user may end their own call
+            // from another device (the one in it may have vanished).
             MemberState::Joined => {}
             _ => return Err(CallError::CallEnded),
         }

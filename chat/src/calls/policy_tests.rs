@@ -77,7 +77,6 @@ enum Op {
     Hangup {
         call: usize,
         user: u64,
-        device: u64,
     },
     Timeout {
         call: usize,
@@ -128,11 +127,7 @@ fn op() -> impl Strategy<Value = Op> {
             user,
             device: user * 10 + d
         }),
-        (call.clone(), user.clone(), device.clone()).prop_map(|(call, user, d)| Op::Hangup {
-            call,
-            user,
-            device: user * 10 + d
-        }),
+        (call.clone(), user.clone()).prop_map(|(call, user)| Op::Hangup { call, user }),
         call.clone().prop_map(|call| Op::Timeout { call }),
         (call, user.clone(), device, user).prop_map(|(call, from, d, to)| Op::Signal {
             call,
@@ -188,13 +183,13 @@ proptest! {
                     }
                     (answer(got), model.decline(id, user, device, now))
                 }
-                Op::Hangup { call, user, device } => {
+                Op::Hangup { call, user } => {
                     let id = pick(&placed, call);
-                    let got = registry.hangup(CallId(id), UserId(user), device, now);
+                    let got = registry.hangup(CallId(id), UserId(user), now);
                     if let Ok(Effects { ended: Some(e), .. }) = &got {
                         records.push((id, e.outcome, e.duration_ms));
                     }
-                    (answer(got), model.hangup(id, user, device, now))
+                    (answer(got), model.hangup(id, user, now))
                 }
                 Op::Timeout { call } => {
                     let id = pick(&placed, call);
@@ -248,18 +243,18 @@ fn both_sides_hanging_up_at_once_end_the_call_once() {
     r.place(one_to_one(1, 1, 2, 10, Reach::Ring), 0, MAX)
         .unwrap();
     r.accept(CallId(1), UserId(2), 20, 1_000).unwrap();
-    let first = r.hangup(CallId(1), UserId(2), 20, 201_000).unwrap();
+    let first = r.hangup(CallId(1), UserId(2), 201_000).unwrap();
     let ended = first.ended.unwrap();
     assert_eq!(
         (ended.outcome, ended.duration_ms),
         (Outcome::Completed, 200_000)
     );
-    let second = r.hangup(CallId(1), UserId(1), 10, 201_001).unwrap_err();
+    let second = r.hangup(CallId(1), UserId(1), 201_001).unwrap_err();
     assert!(matches!(second, CallError::CallEnded));
     assert!(r.is_empty());
     // Someone who was never in it learns nothing of it.
     assert!(matches!(
-        r.hangup(CallId(1), UserId(3), 30, 0).unwrap_err(),
+        r.hangup(CallId(1), UserId(3), 0).unwrap_err(),
         CallError::UnknownCall
     ));
 }
@@ -332,7 +327,7 @@ fn a_group_call_is_a_mesh_of_those_who_joined_and_ends_below_two() {
     assert_eq!(told(&missed), [(State::Missed, 4)]);
     assert!(missed.ended.is_none());
     // The caller leaves: the two others go on without them.
-    let left = r.hangup(CallId(1), UserId(1), 10, 61_000).unwrap();
+    let left = r.hangup(CallId(1), UserId(1), 61_000).unwrap();
     assert_eq!(told(&left), [(State::Left, 1)]);
     assert!(left.ended.is_none());
     assert_eq!(r.signal(CallId(1), UserId(2), 20, UserId(3)).unwrap(), 30);
@@ -341,7 +336,7 @@ fn a_group_call_is_a_mesh_of_those_who_joined_and_ends_below_two() {
         CallError::CallEnded
     ));
     // One more leaves: fewer than two remain, and it ends for the last.
-    let ended = r.hangup(CallId(1), UserId(3), 30, 62_000).unwrap();
+    let ended = r.hangup(CallId(1), UserId(3), 62_000).unwrap();
     assert_eq!(told(&ended), [(State::Left, 3), (State::Ended, 3)]);
     assert_eq!(ended.notices[1].to, [UserId(2)]);
     assert!(ended.ended.is_some());
@@ -393,7 +388,7 @@ fn the_caller_hanging_up_before_an_answer_cancels_for_everyone() {
     let mut r = Registry::default();
     r.place(group_call(1, 1, 10, &[2, 3]), 0, MAX).unwrap();
     r.ringing(CallId(1), UserId(2), 20).unwrap();
-    let cancelled = r.hangup(CallId(1), UserId(1), 10, 5).unwrap();
+    let cancelled = r.hangup(CallId(1), UserId(1), 5).unwrap();
     assert_eq!(told(&cancelled), [(State::Cancelled, 1)]);
     assert_eq!(cancelled.notices[0].to.len(), 3);
     assert_eq!(
@@ -461,7 +456,7 @@ fn the_registry_forgets_ended_calls_past_its_bound() {
     for id in 0..(ENDED_REMEMBERED as u64 + 1) {
         r.place(one_to_one(id, 1, 2, 10, Reach::Ring), 0, MAX)
             .unwrap();
-        r.hangup(CallId(id), UserId(1), 10, 1).unwrap();
+        r.hangup(CallId(id), UserId(1), 1).unwrap();
     }
     assert!(matches!(
         r.accept(CallId(0), UserId(2), 20, 2).unwrap_err(),
@@ -471,4 +466,19 @@ fn the_registry_forgets_ended_calls_past_its_bound() {
         r.accept(CallId(1), UserId(2), 20, 2).unwrap_err(),
         CallError::CallEnded
     ));
+}
+
+#[test]
+fn a_user_may_end_their_call_from_another_device_but_not_answer_it_there() {
+    let mut r = Registry::default();
+    r.place(one_to_one(1, 1, 2, 10, Reach::Ring), 0, MAX)
+        .unwrap();
+    r.accept(CallId(1), UserId(2), 20, 5).unwrap();
+    assert!(matches!(
+        r.decline(CallId(1), UserId(2), 21, 6).unwrap_err(),
+        CallError::AnsweredElsewhere
+    ));
+    // The device in the call vanished; the laptop ends it.
+    let ended = r.hangup(CallId(1), UserId(2), 7).unwrap();
+    assert_eq!(ended.state, State::Ended);
 }

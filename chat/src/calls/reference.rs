@@ -166,20 +166,13 @@ impl Model {
         }
     }
 
-    pub fn hangup(&mut self, id: u64, user: u64, device: u64, now: i64) -> Answer {
+    /// From any device of the user's.
+    pub fn hangup(&mut self, id: u64, user: u64, now: i64) -> Answer {
         let i = self.find(id, user)?;
         let c = &self.live[i];
         if user == c.callee && c.phase == Phase::Ringing {
             self.finish(i, Outcome::Declined, now);
             return Ok(Reply::State(State::Declined));
-        }
-        let mine = if user == c.caller {
-            Some(c.caller_device)
-        } else {
-            c.callee_device
-        };
-        if mine != Some(device) {
-            return Err("answered_elsewhere");
         }
         if c.phase == Phase::Ringing {
             self.finish(i, Outcome::Cancelled, now);

@@ -184,7 +184,7 @@ impl Calls {
                 call_action::Kind::Ringing => registry.ringing(id, user, origin),
                 call_action::Kind::Accept => registry.accept(id, user, origin, now),
                 call_action::Kind::Decline => registry.decline(id, user, origin, now),
-                call_action::Kind::Hangup => registry.hangup(id, user, origin, now),
+                call_action::Kind::Hangup => registry.hangup(id, user, now),
                 call_action::Kind::Unspecified => Err(CallError::Invalid {
                     code: "invalid_call_action",
                     reason: "the action's kind is missing or unknown",

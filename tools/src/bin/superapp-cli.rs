@@ -23,6 +23,9 @@ use superapp_client::{
 };
 use tokio::time::Instant;
 
+#[path = "superapp-cli/calls.rs"]
+mod calls;
+
 /// Refresh when the access token has less than this left, so it cannot
 /// expire between the check and the call that uses it.
 const REFRESH_MARGIN_MS: i64 = 60_000;
@@ -88,6 +91,11 @@ enum Command {
     Group {
         #[command(subcommand)]
         command: GroupCommand,
+    },
+    /// Calls: invite a user, accept, decline or hang up; prints the call's events as JSON lines.
+    Call {
+        #[command(subcommand)]
+        command: calls::CallCommand,
     },
     /// Print missed messages from others, then follow new ones.
     Listen {
@@ -496,6 +504,7 @@ impl App {
                 self.send(to, conversation, &text).await
             }
             Command::Group { command } => self.group(command).await,
+            Command::Call { command } => self.call(command).await,
             Command::Listen {
                 json,
                 count,
