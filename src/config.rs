@@ -1,8 +1,8 @@
 //! The whole configuration of the `superapp` binary: the sections the binary
 //! owns (`server`, `log`, `redis`) and those of the rooms (`auth`,
 //! `account`, `social` and `real_name` from the account room, `gateway` from
-//! the edge, `chat` from the chat room, `media` from the media room), each
-//! with its doc comments, defaults and checks beside its code.
+//! the edge, `chat` and `calls` from the chat room, `media` from the media
+//! room), each with its doc comments, defaults and checks beside its code.
 //! `deploy/superapp.example.toml` is generated from [`Config::default`] and a
 //! test keeps it current.
 
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use superapp_account::config::{
     AccountConfig, AuthConfig, NearbyConfig, RealNameConfig, SocialConfig,
 };
+use superapp_chat::calls::CallsConfig;
 use superapp_chat::config::ChatConfig;
 use superapp_gateway::config::GatewayConfig;
 use superapp_kit::config::ConfigError;
@@ -35,6 +36,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub chat: ChatConfig,
     pub media: MediaConfig,
+
+    pub calls: CallsConfig,
     pub redis: RedisConfig,
 }
 
@@ -210,6 +213,8 @@ impl Config {
         self.gateway.validate()?;
         self.chat.validate()?;
         self.media.validate()?;
+
+        self.calls.validate()?;
         self.social.validate()?;
         self.nearby.validate()?;
         if self.server.node_id > 1023 {
@@ -293,7 +298,7 @@ impl Config {
              # Each key may also be set as SUPERAPP_<SECTION>__<KEY>, e.g. SUPERAPP_SERVER__LISTEN.\n\
              # Field documentation: src/config.rs (server, log, redis) and each room's\n\
              # config.rs (auth, account, social and real_name: account/, gateway: gateway/,\n\
-             # chat: chat/, media: media/).\n\
+             # chat: chat/, calls: chat/src/calls/, media: media/).\n\
              # Generated; a test keeps it current.\n\n{body}"
         )
     }

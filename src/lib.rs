@@ -27,7 +27,7 @@ use superapp_account::{
     Accounts, Erasure, LocalNearbyIndex, Nearby, NearbyIndex, Profiles, RealNames,
     RedisNearbyIndex, Social, SqliteAccountStore,
 };
-use superapp_chat::{Chat, SqliteChatStore};
+use superapp_chat::{Calls, Chat, SqliteChatStore};
 use superapp_gateway::backend::{Local, Remote, core_handler};
 use superapp_gateway::presence::{LocalPresence, Presence, RedisPresence};
 use superapp_gateway::serve::{ServeLimits, serve};
@@ -214,6 +214,7 @@ impl Application {
                     real_names,
                     profiles,
                     chat: local.chat.clone(),
+                    calls: local.calls.clone(),
                     presence,
                     nearby,
                     media,
@@ -635,14 +636,15 @@ fn open_rooms(
     let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
         .context("opening chat.db")?
         .with_group_limits(config.chat.group_limits());
+    let directory = Arc::new(wiring::AccountDirectory::new(
+        accounts.clone(),
+        social.clone(),
+        profiles.clone(),
+    ));
     let chat = Arc::new(
         Chat::new(
             Arc::new(chat_store),
-            Arc::new(wiring::AccountDirectory::new(
-                accounts.clone(),
-                social.clone(),
-                profiles.clone(),
-            )),
+            directory.clone(),
             bus.clone(),
             clock.clone(),
             ids.clone(),
@@ -660,10 +662,19 @@ fn open_rooms(
         clock.clone(),
     ));
     tracing::info!(data_dir = %data_dir.display(), "stores open");
+    let calls = Arc::new(Calls::new(
+        chat.clone(),
+        directory,
+        bus.clone(),
+        clock.clone(),
+        ids.clone(),
+        config.calls.clone(),
+    ));
     let local = Local {
         accounts,
         social,
         chat,
+        calls,
     };
     Ok(OpenRooms {
         local,

@@ -4,6 +4,7 @@
 //!
 //! - [`accounts`]: registration, sessions and tokens, the profile, tickets,
 //!   presence, real-name verification.
+//! - [`calls`]: TURN credentials for calls.
 //! - [`groups`]: the group API, and invitations into groups.
 //! - [`media`]: uploads' status, download links, usage of the quota.
 //! - [`nearby`]: people nearby: share a position, clear it, search around it.
@@ -20,6 +21,7 @@
 //! a plain number.
 
 pub mod accounts;
+pub mod calls;
 pub mod groups;
 pub mod media;
 pub mod nearby;
@@ -34,6 +36,7 @@ pub use accounts::{
     Account, Login, Presence, RealName, RealNameRejection, RealNameStatus, Refresh, Register,
     SubmitRealName, Ticket, Tokens,
 };
+pub use calls::TurnCredentials;
 pub use groups::{
     CreateGroup, Decide, Decided, Group, GroupInvitation, GroupInvitations, GroupJoin, GroupUpdate,
     Invite, InviteLink, Join, JoinRequest, JoinRequests, JoinResult, Member, MemberPage,

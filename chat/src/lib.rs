@@ -12,6 +12,8 @@
 //! - [`service`]: [`Chat`], the operations the edge calls; it validates,
 //!   applies policy, calls the store, and publishes events on the bus.
 //! - [`config`]: the `[chat]` section of the configuration.
+//! - [`calls`]: voice and video call signaling ([`Calls`]), its state
+//!   machine, its `[calls]` configuration and TURN credentials.
 //! - [`error`]: [`ChatError`], the outcomes callers branch on.
 //! - [`ports`]: what chat needs from other rooms ([`Directory`]: does a user
 //!   exist, how the social graph lets an inviter bring people into a group,
@@ -27,6 +29,7 @@
 //! `(sender, client_msg_id)` in a conversation gets its first ack; a group
 //! member sees messages from joining on and nothing after leaving.
 
+pub mod calls;
 pub mod config;
 pub mod error;
 pub mod model;
@@ -38,6 +41,7 @@ pub mod store;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use calls::{CallError, Calls};
 pub use error::ChatError;
 pub use ports::{Directory, MediaLibrary};
 pub use service::Chat;

@@ -13,6 +13,8 @@ mod groups;
 #[cfg(test)]
 mod kinds_tests;
 
+mod special;
+
 use std::sync::Arc;
 
 use bytes::Bytes;

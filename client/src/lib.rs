@@ -20,12 +20,14 @@
 //!   download links, downloads into a file, and the quota's use.
 //! - [`ws`]: [`Connection`], a WebSocket session driven by one background task
 //!   that matches responses to requests and queues pushed events.
+//! - [`calls`]: calls on a [`Connection`] and TURN credentials.
 //! - [`sync`]: [`SyncState`], [`catch_up`] and [`accept_live`], the rules that
 //!   deliver every message once, in seq order per conversation.
 //!
 //! The crates a test needs to speak raw WebSocket are re-exported, so callers
 //! can use [`connect_raw`](ws::connect_raw) without depending on them.
 
+pub mod calls;
 pub mod error;
 pub mod http;
 pub mod media;

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use prost::Message as _;
 use superapp_account::token::{Claims, TokenVerifier};
 use superapp_account::{AccountError, Accounts, Social};
-use superapp_chat::Chat;
 use superapp_chat::model::{ConversationId, Fence, GroupId, Origin, UserId};
+use superapp_chat::{Calls, Chat};
 use superapp_kit::BoxFuture;
 use superapp_kit::clock::{Clock as _, SystemClock};
 use superapp_kit::rpc::{Handler, Route, RpcClient, shard_of};
@@ -82,6 +82,7 @@ pub struct Local {
     pub accounts: Arc<Accounts>,
     pub social: Arc<Social>,
     pub chat: Arc<Chat>,
+    pub calls: Arc<Calls>,
 }
 
 impl Backend for Local {
@@ -209,16 +210,29 @@ impl Local {
                 .await
                 .map(response::Result::ReadAck),
             Some(Request::Ping(_)) => Ok(pong()),
-            // Calls are not served yet: answered as a request this server
-            // does not know.
-            Some(Request::CallInvite(_) | Request::CallAction(_) | Request::CallSignal(_)) => {
-                return unknown_request();
+            Some(Request::CallInvite(invite)) => {
+                return call_answer(self.calls.invite(user, origin.connection, invite).await);
+            }
+            Some(Request::CallAction(action)) => {
+                return call_answer(self.calls.act(user, origin.connection, action).await);
+            }
+            Some(Request::CallSignal(signal)) => {
+                return call_answer(self.calls.signal(user, origin.connection, signal));
             }
             // A request this server does not know (a newer client, or garbage
             // that happened to decode): answered, not fatal.
             None => return unknown_request(),
         };
         outcome.unwrap_or_else(|e| response::Result::Error(ApiError::from(e).to_proto()))
+    }
+}
+
+fn call_answer(
+    outcome: Result<superapp_proto::v1::CallAck, superapp_chat::CallError>,
+) -> response::Result {
+    match outcome {
+        Ok(ack) => response::Result::Call(ack),
+        Err(e) => response::Result::Error(ApiError::from(e).to_proto()),
     }
 }
 
@@ -300,6 +314,10 @@ fn route_of(user: UserId, request: &Option<client_frame::Request>) -> Route {
             _ => return Route::Any,
         },
         Some(Request::MarkRead(m)) => m.conversation_id.clone(),
+        // One core holds every call in flight, so that it knows who is busy.
+        Some(Request::CallInvite(_) | Request::CallAction(_) | Request::CallSignal(_)) => {
+            superapp_chat::calls::ROUTE_KEY.to_string()
+        }
         _ => return Route::Any,
     };
     Route::Shard(shard_of(&conversation))

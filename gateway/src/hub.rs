@@ -513,9 +513,13 @@ impl Hub {
             tracing::warn!(%topic, "undecodable bus message dropped");
             return;
         };
-        // The connection whose request caused the event has its copy already.
-        let origin = envelope.origin;
-        let addressed = |handle: &&SessionHandle| origin == 0 || handle.connection != origin;
+        // The connection whose request caused the event has its copy already;
+        // an event with a target (a call's signal) goes to that connection alone.
+        let (origin, target) = (envelope.origin, envelope.target);
+        let addressed = |handle: &&SessionHandle| {
+            (origin == 0 || handle.connection != origin)
+                && (target == 0 || handle.connection == target)
+        };
         let mut local = self.lock();
         match (topic, envelope.kind) {
             (Topic::Group(group), Some(bus_envelope::Kind::Event(event))) => {
@@ -1181,6 +1185,39 @@ mod tests {
         }
         h.settle().await;
         bob.has_nothing_queued();
+    }
+
+    #[tokio::test]
+    async fn an_event_with_a_target_reaches_that_connection_alone() {
+        let mut h = Harness::new();
+        let mut phone = h.connect(ALICE, 1);
+        let mut laptop = h.connect(ALICE, 2);
+        let envelope = BusEnvelope {
+            kind: Some(bus_envelope::Kind::Event(receipt(7))),
+            origin: 0,
+            target: laptop.connection(),
+        };
+        h.bus.publish(
+            &Topic::User(ALICE).to_string(),
+            envelope.encode_to_vec().into(),
+        );
+        laptop.receives(receipt(7)).await;
+        h.settle().await;
+        phone.has_nothing_queued();
+
+        // A target not on this process reaches nobody here.
+        let elsewhere = BusEnvelope {
+            kind: Some(bus_envelope::Kind::Event(receipt(8))),
+            origin: 0,
+            target: laptop.connection() ^ 0x5555,
+        };
+        h.bus.publish(
+            &Topic::User(ALICE).to_string(),
+            elsewhere.encode_to_vec().into(),
+        );
+        h.settle().await;
+        phone.has_nothing_queued();
+        laptop.has_nothing_queued();
     }
 
     #[tokio::test]

@@ -468,3 +468,97 @@ async fn people_nearby_share_and_find_each_other_from_the_cli() {
     .await
     .unwrap();
 }
+
+/// A `superapp-cli` child whose stdout is read line by line as JSON.
+struct Following {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Following {
+    fn start(base: &str, profile: &std::path::Path, args: &[&str]) -> Self {
+        let mut child = Command::new(cli_path())
+            .args(["--server", base, "--profile"])
+            .arg(profile)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self { child, lines }
+    }
+
+    /// The next line printed (blocking, so on a blocking thread).
+    async fn next(mut self) -> (Self, serde_json::Value) {
+        tokio::task::spawn_blocking(move || {
+            let line = self.lines.next().expect("a line").expect("readable");
+            let value = serde_json::from_str(&line).unwrap();
+            (self, value)
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn exits_successfully(mut self) {
+        let status = tokio::task::spawn_blocking(move || self.child.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+// Two workers: the CLI's short commands run on this one, blocking it, while
+// the server serves on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_scripted_from_the_cli_with_its_events_as_json_lines() {
+    let app = crate::helpers::spawn_app().await;
+    let base = app.base_url.clone();
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alice, bob) = (alice_dir.path(), bob_dir.path());
+    let alice_id = cli_user(&base, alice, "Alice");
+    let bob_id = cli_user(&base, bob, "Bob");
+
+    let caller = Following::start(
+        &base,
+        alice,
+        &["call", "invite", &bob_id, "--timeout", "30"],
+    );
+    let (caller, placed) = caller.next().await;
+    assert_eq!(placed["state"], "invited");
+    let call_id = placed["call_id"].as_str().unwrap().to_string();
+
+    let callee = Following::start(&base, bob, &["call", "accept", &call_id, "--timeout", "30"]);
+    let (callee, accepted) = callee.next().await;
+    assert_eq!(
+        (&accepted["call_id"], &accepted["state"]),
+        (&placed["call_id"], &"accepted".into())
+    );
+    let (caller, event) = caller.next().await;
+    assert_eq!(
+        (&event["state"], &event["user"]),
+        (&"accepted".into(), &bob_id.clone().into())
+    );
+    assert_eq!(event["joined"], serde_json::json!([alice_id, bob_id]));
+
+    // Bob hangs up from another device; both followers print the end and exit.
+    let hung_up = cli(&base, bob, &["call", "hangup", &call_id]);
+    assert_eq!(hung_up["state"], "ended");
+    for follower in [caller, callee] {
+        let (follower, ended) = follower.next().await;
+        assert_eq!(
+            (&ended["state"], &ended["user"]),
+            (&"ended".into(), &bob_id.clone().into())
+        );
+        follower.exits_successfully().await;
+    }
+    let late = Command::new(cli_path())
+        .args(["--server", &base, "--profile"])
+        .arg(alice)
+        .args(["call", "hangup", &call_id])
+        .output()
+        .unwrap();
+    assert!(!late.status.success());
+    let refusal: serde_json::Value = serde_json::from_slice(&late.stderr).unwrap();
+    assert_eq!(refusal["error"], "call_ended");
+}

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod budget;
+mod calls;
 mod chat;
 mod cli;
 mod config;
@@ -25,5 +26,6 @@ mod realname;
 mod roles;
 mod security;
 mod social;
+mod turn;
 mod views;
 mod websocket;

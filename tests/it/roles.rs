@@ -1284,3 +1284,64 @@ async fn a_tier_meets_through_redis_over_tls_as_an_acl_user() {
     redis.kill().unwrap();
     redis.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_across_gateways_relays_to_the_answering_device_on_the_other_gateway() {
+    use superapp_client::calls::CallActionKind as Kind;
+    use superapp_client::proto::v1::call_event::State;
+    use superapp_client::proto::v1::event;
+
+    use crate::calls::{next_signal, next_state, record_of};
+
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (core, gateways) = tier(&redis, 2).await;
+    let a = core.user("Ann").await;
+    let b = core.user("Bo").await;
+    let (g1, g2) = (&gateways[0].base_url, &gateways[1].base_url);
+    let caller = Connection::connect(g1, &a.tokens.access_token)
+        .await
+        .unwrap();
+    let phone = Connection::connect(g1, &b.tokens.access_token)
+        .await
+        .unwrap();
+    let laptop = Connection::connect(g2, &b.tokens.access_token)
+        .await
+        .unwrap();
+    subscribed(&admin(&redis), &format!("u.{}", a.id), 1).await;
+    subscribed(&admin(&redis), &format!("u.{}", b.id), 2).await;
+
+    let call = caller.call_user(b.id, false).await.unwrap().call_id;
+    assert_eq!(next_state(&phone).await, (State::Invited, a.id));
+    assert_eq!(next_state(&laptop).await, (State::Invited, a.id));
+    laptop.call_action(call, Kind::Accept).await.unwrap();
+    assert_eq!(next_state(&caller).await, (State::Accepted, b.id));
+    assert_eq!(next_state(&phone).await, (State::AnsweredElsewhere, b.id));
+
+    // The offer crosses to the laptop's gateway, and reaches the laptop alone.
+    caller.call_sdp(call, b.id, "offer", "v=0").await.unwrap();
+    let offer = next_signal(&laptop).await;
+    assert_eq!((offer.from_user, offer.to_user), (a.id, b.id));
+    laptop.call_sdp(call, a.id, "answer", "v=0").await.unwrap();
+    assert_eq!(next_signal(&caller).await.from_user, b.id);
+    caller.send_text(b.id, "barrier", "barrier").await.unwrap();
+    loop {
+        let kind = phone
+            .next_event(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .kind;
+        match kind {
+            Some(event::Kind::CallSignal(s)) => panic!("the phone was sent {s:?}"),
+            Some(event::Kind::Message(m)) if m.client_msg_id == "barrier" => break,
+            _ => {}
+        }
+    }
+
+    laptop.call_action(call, Kind::Hangup).await.unwrap();
+    assert_eq!(next_state(&caller).await, (State::Ended, b.id));
+    let record = next_message(&caller).await;
+    let (record, _) = record_of(&record).expect("the call's record");
+    assert_eq!(record.call_id, call);
+}

@@ -105,6 +105,8 @@ pub const COSTS: &[(&str, &str, u32)] = &[
     ("DELETE", "/v1/uploads/{upload_id}", 5),
     ("POST", "/v1/media/{media_id}/link", 2),
     ("GET", "/v1/media/usage", 1),
+    // One HMAC, no store.
+    ("GET", "/v1/calls/turn", 2),
 ];
 
 /// What each route without a bearer token that is nevertheless budgeted

@@ -21,6 +21,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod calls;
 pub mod chat;
 pub mod limit;
 pub mod media;
@@ -46,7 +47,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use superapp_account::{Accounts, Nearby, Profiles, RealNames, Social};
-use superapp_chat::Chat;
+use superapp_chat::{Calls, Chat};
 use superapp_kit::metrics::LATENCY_SECONDS;
 use superapp_media::Media;
 use utoipa::openapi::OpenApi;
@@ -69,6 +70,8 @@ pub struct Rooms {
     /// Profiles, lookups and contact matching, the account room's too.
     pub profiles: Arc<Profiles>,
     pub chat: Arc<Chat>,
+    /// Call signaling, and TURN credentials.
+    pub calls: Arc<Calls>,
     /// Who is online: in memory in one process, in Redis across gateways.
     pub presence: Arc<dyn Presence>,
     /// People nearby, the account room's too; its index in memory in one
@@ -114,6 +117,12 @@ impl FromRef<Rooms> for Arc<Nearby> {
     }
 }
 
+impl FromRef<Rooms> for Arc<Calls> {
+    fn from_ref(rooms: &Rooms) -> Self {
+        rooms.calls.clone()
+    }
+}
+
 impl FromRef<Rooms> for Arc<Chat> {
     fn from_ref(rooms: &Rooms) -> Self {
         rooms.chat.clone()
@@ -132,6 +141,7 @@ pub fn room_routes() -> OpenApiRouter<Rooms> {
         .merge(nearby::routes())
         .merge(chat::routes())
         .merge(media::routes())
+        .merge(calls::routes())
 }
 
 /// The edge's own routes, on every process.
@@ -599,8 +609,8 @@ mod tests {
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
         // 6 account, 6 account-security, 13 social, 7 profile, 2 real-name,
-        // 1 presence, 3 nearby, 16 group, 9 media, 4 edge operations.
-        assert_eq!(operations, 67, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 1 presence, 3 nearby, 16 group, 9 media, 1 calls, 4 edge operations.
+        assert_eq!(operations, 68, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

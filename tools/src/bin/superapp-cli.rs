@@ -28,6 +28,9 @@ use superapp_client::{
 };
 use tokio::time::Instant;
 
+#[path = "superapp-cli/calls.rs"]
+mod calls;
+
 /// Refresh when the access token has less than this left, so it cannot
 /// expire between the check and the call that uses it.
 const REFRESH_MARGIN_MS: i64 = 60_000;
@@ -153,6 +156,11 @@ enum Command {
     Group {
         #[command(subcommand)]
         command: GroupCommand,
+    },
+    /// Calls: invite a user, accept, decline or hang up; prints the call's events as JSON lines.
+    Call {
+        #[command(subcommand)]
+        command: calls::CallCommand,
     },
     /// Print missed messages from others, then follow new ones.
     Listen {
@@ -626,6 +634,7 @@ impl App {
                 }))
             }
             Command::Group { command } => self.group(command).await,
+            Command::Call { command } => self.call(command).await,
             Command::Listen {
                 json,
                 count,

@@ -1,0 +1,103 @@
+//! Messages the server writes into a conversation (a call's record, and
+//! the kinds later rooms add): a `special` body stored through the same path
+//! as a send, so it takes the conversation's next `seq`, is acknowledged
+//! only once durable, is idempotent on its key, and is published as any
+//! message is.
+
+use prost::Message as _;
+use superapp_proto::v1::{MessageBody, SendAck, Special, message_body::Content};
+
+use super::{Chat, ack_of, message};
+use crate::ChatError;
+use crate::model::{ConversationId, NewMessage, Reach, SendVerdict, StoredMessage, UserId};
+
+/// Longest idempotency key: as a client's `client_msg_id`.
+const MAX_KEY_BYTES: usize = 64;
+
+impl Chat {
+    /// Stores `special` as a message of `sender` in the one-to-one
+    /// `conversation`, with `fallback` for clients that do not know its
+    /// type, and publishes it to both sides. `key` makes it idempotent: a
+    /// second append with the same key (say `call:<id>`) stores nothing and
+    /// answers the first ack, `duplicate` set.
+    ///
+    /// The social graph decides who sees it as it decides for a message,
+    /// except that nothing is refused: what the recipient would not take
+    /// (they block the sender, or take messages from friends only) is
+    /// stored withheld from them and shown to the sender alone.
+    ///
+    /// Only one-to-one conversations: a group's appends pass its mutes and
+    /// slow mode, which a server-written notice must not.
+    pub async fn append_special(
+        &self,
+        sender: UserId,
+        conversation: ConversationId,
+        special: Special,
+        fallback: String,
+        key: &str,
+    ) -> Result<SendAck, ChatError> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(ChatError::InvalidClientMsgId);
+        }
+        let peer = match conversation {
+            ConversationId::Direct { .. } => conversation
+                .peer_of(sender)
+                .ok_or(ChatError::UnknownConversation)?,
+            ConversationId::Group(_) => {
+                return Err(ChatError::Invalid {
+                    code: "invalid_conversation",
+                    reason: "server-written messages go to one-to-one conversations",
+                });
+            }
+        };
+        let mut verdict = (self.directory)
+            .send_verdict(sender, peer)
+            .await
+            .map_err(ChatError::Dependency)?;
+        if verdict.reach == Reach::Refused {
+            verdict = SendVerdict {
+                reach: Reach::Withheld,
+                ..verdict
+            };
+        }
+        let body = MessageBody {
+            content: Some(Content::Special(special)),
+            fallback,
+        };
+        let appended = self
+            .store
+            .append(NewMessage {
+                conversation,
+                sender,
+                members: [sender, peer],
+                client_msg_id: key.to_string(),
+                message_id: self.ids.next(),
+                server_time_ms: self.clock.now_ms(),
+                body: body.encode_to_vec(),
+                // Written by the server on whichever node owns the call, not
+                // under a gateway's shard lease: in the medium tier one core
+                // owns every shard (docs/architecture.md §24).
+                fence: None,
+                withheld: verdict.reach == Reach::Withheld,
+            })
+            .await?;
+        if appended.duplicate {
+            self.duplicates.inc();
+        } else {
+            self.sends.inc();
+            let stored = StoredMessage {
+                conversation: appended.conversation,
+                seq: appended.seq,
+                message_id: appended.message_id,
+                sender,
+                server_time_ms: appended.server_time_ms,
+                client_msg_id: key.to_string(),
+                body: Vec::new(),
+                mentions: appended.mentions.clone(),
+                hidden_from: None,
+            };
+            self.publish_direct(message(stored, Some(body)), sender, peer, verdict, 0);
+        }
+        Ok(ack_of(appended))
+    }
+}
