@@ -44,12 +44,12 @@ impl From<CallError> for ApiError {
     }
 }
 
-/// Time-limited credentials for the TURN server (the TURN REST API convention that coturn implements with use-auth-secret): username "<expiry unix secs>:<user id>", credential base64(HMAC-SHA1(secret, username)). Ask before each call; an allocation outlives its credentials' expiry. 503 turn_unavailable when the server has no TURN secret configured (calls.turn_secret).
+/// Time-limited credentials for the TURN server (the TURN REST API convention that coturn implements with use-auth-secret): username "<expiry unix secs>:<user id>", credential base64(HMAC-SHA1(secret, username)). Ask before each call; an allocation outlives its credentials' expiry. 404 turn_unavailable when the server offers no TURN relay (no calls.turn_secret): calls then use direct connections only.
 #[utoipa::path(get, path = "/v1/calls/turn", tag = "calls", security(("bearer" = [])),
     responses(
         (status = 200, description = "Credentials", body = TurnCredentials),
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
-        (status = 503, description = "turn_unavailable: no TURN server is configured", body = ErrorBody),
+        (status = 404, description = "turn_unavailable: this server offers no TURN relay", body = ErrorBody),
 ))]
 async fn turn(
     State(calls): State<Arc<Calls>>,
@@ -57,7 +57,9 @@ async fn turn(
 ) -> Result<Json<TurnCredentials>, ApiError> {
     let grant = calls.turn(me.sub).ok_or_else(|| {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            // Not a failure of the server (a 5xx): it is configured
+            // without a relay, and will answer the same until it is not.
+            StatusCode::NOT_FOUND,
             "turn_unavailable",
             "this server has no TURN server configured (calls.turn_secret); calls use direct \
              connections only",
