@@ -413,11 +413,23 @@ fn start_core(
             erasure: (erasure, every),
             media: (media, media_every),
         }) => (
-            Some(tokio::spawn(sweep(erasure, every, shutdown.clone()))),
-            Some(tokio::spawn(sweep_media(
-                media,
+            Some(tokio::spawn(sweep(
+                "deleted accounts",
+                every,
+                shutdown.clone(),
+                move || {
+                    let erasure = erasure.clone();
+                    async move { erasure.sweep().await }
+                },
+            ))),
+            Some(tokio::spawn(sweep(
+                "media",
                 media_every,
                 shutdown.clone(),
+                move || {
+                    let media = media.clone();
+                    async move { media.sweep().await }
+                },
             ))),
         ),
         None => (None, None),
@@ -442,10 +454,18 @@ fn start_core(
     }
 }
 
-/// Erases the accounts whose grace period has ended, every `every`, until
-/// shutdown. A sweep that fails is logged and tried again at the next tick;
-/// each sweep may be cut short by a stop and done again (`Erasure`).
-async fn sweep(erasure: Arc<Erasure>, every: Duration, shutdown: CancellationToken) {
+/// Runs the sweep `run` every `every` until shutdown. A sweep that fails is
+/// logged and tried again at the next tick. Each may be cut short by a stop
+/// and done again, and several nodes may sweep at once: the erasure of
+/// deleted accounts (`Erasure`) and the collection of media nothing
+/// references (each object claimed by the write that dooms it,
+/// `superapp_media::store`) are both idempotent.
+async fn sweep<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    what: &'static str,
+    every: Duration,
+    shutdown: CancellationToken,
+    run: impl Fn() -> F,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -453,25 +473,8 @@ async fn sweep(erasure: Arc<Erasure>, every: Duration, shutdown: CancellationTok
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = erasure.sweep().await {
-            tracing::warn!(error = %e, "the sweep of deleted accounts failed; trying again later");
-        }
-    }
-}
-
-/// Collects media nothing references and expired uploads, every `every`,
-/// until shutdown. Several nodes may sweep at once: each object is claimed
-/// by the write that dooms it (`superapp_media::store`).
-async fn sweep_media(media: Arc<Media>, every: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = media.sweep().await {
-            tracing::warn!(error = %e, "the media sweep failed; trying again later");
+        if let Err(e) = run().await {
+            tracing::warn!(error = %e, sweep = what, "a sweep failed; trying again later");
         }
     }
 }

@@ -40,6 +40,8 @@ pub mod store;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(test)]
+mod test_graph;
 
 pub use calls::{CallError, Calls};
 pub use error::ChatError;

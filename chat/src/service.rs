@@ -731,21 +731,18 @@ fn message(m: StoredMessage, body: Option<MessageBody>) -> Message {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
     use rand::rngs::StdRng;
     use rand::{Rng as _, SeedableRng as _};
-    use superapp_kit::BoxFuture;
     use superapp_kit::bus::{Bus as _, BusMessage, InProcessBus};
     use superapp_kit::clock::ManualClock;
     use superapp_kit::metrics::Registry;
     use superapp_proto::v1::message_body::Content;
 
     use super::*;
+    use crate::SqliteChatStore;
     use crate::model::{NewGroup, Span};
     use crate::store::GroupStore as _;
-    use crate::{Directory, SqliteChatStore};
+    use crate::test_graph::Graph;
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
@@ -759,42 +756,6 @@ mod tests {
         );
         for bad in ["x:d.1.2", "12", "12:", "12:d.2.1", "12:g."] {
             assert!(parse_cursor(bad).is_err(), "{bad}");
-        }
-    }
-
-    /// The social graph as chat sees it: everyone exists; one verdict for
-    /// every send; each user's view as the test sets it.
-    #[derive(Default)]
-    struct Graph {
-        verdict: Mutex<Option<SendVerdict>>,
-        views: Mutex<HashMap<UserId, Arc<View>>>,
-    }
-
-    impl Directory for Graph {
-        fn user_exists(&self, _: UserId) -> BoxFuture<'_, Result<bool, String>> {
-            Box::pin(async { Ok(true) })
-        }
-
-        fn display_names(
-            &self,
-            users: Vec<UserId>,
-        ) -> BoxFuture<'_, Result<Vec<(UserId, String)>, String>> {
-            let named = users.into_iter().map(|u| (u, u.to_string())).collect();
-            Box::pin(async move { Ok(named) })
-        }
-
-        fn send_verdict(&self, _: UserId, _: UserId) -> BoxFuture<'_, Result<SendVerdict, String>> {
-            let verdict = self
-                .verdict
-                .lock()
-                .unwrap()
-                .unwrap_or(SendVerdict::DELIVERED);
-            Box::pin(async move { Ok(verdict) })
-        }
-
-        fn view(&self, viewer: UserId) -> BoxFuture<'_, Result<Arc<View>, String>> {
-            let view = self.views.lock().unwrap().get(&viewer).cloned();
-            Box::pin(async move { Ok(view.unwrap_or_default()) })
         }
     }
 

@@ -1,9 +1,6 @@
 //! The service on a real SQLite store and an in-process bus, with paused
 //! tokio time for the timers and a manual clock for the times recorded.
 
-use std::sync::Mutex;
-
-use superapp_kit::BoxFuture;
 use superapp_kit::bus::{Bus as _, BusMessage, InProcessBus};
 use superapp_kit::clock::ManualClock;
 use superapp_kit::metrics::Registry as Metrics;
@@ -14,38 +11,11 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::SqliteChatStore;
 use crate::model::SendVerdict;
+use crate::test_graph::Graph;
 
 const ALICE: UserId = UserId(1);
 const BOB: UserId = UserId(2);
 const CAROL: UserId = UserId(3);
-
-/// Everyone exists; every verdict is the one the test sets.
-#[derive(Default)]
-struct Graph {
-    verdict: Mutex<Option<SendVerdict>>,
-}
-
-impl Directory for Graph {
-    fn user_exists(&self, _: UserId) -> BoxFuture<'_, Result<bool, String>> {
-        Box::pin(async { Ok(true) })
-    }
-
-    fn display_names(
-        &self,
-        users: Vec<UserId>,
-    ) -> BoxFuture<'_, Result<Vec<(UserId, String)>, String>> {
-        Box::pin(async move { Ok(users.into_iter().map(|u| (u, u.to_string())).collect()) })
-    }
-
-    fn send_verdict(&self, _: UserId, _: UserId) -> BoxFuture<'_, Result<SendVerdict, String>> {
-        let verdict = self
-            .verdict
-            .lock()
-            .unwrap()
-            .unwrap_or(SendVerdict::DELIVERED);
-        Box::pin(async move { Ok(verdict) })
-    }
-}
 
 struct Setup {
     calls: Calls,

@@ -5,11 +5,11 @@
 //! message is.
 
 use prost::Message as _;
-use superapp_proto::v1::{MessageBody, SendAck, Special, message_body::Content};
+use superapp_proto::v1::{MessageBody, SendAck, SendMessage, Special, message_body::Content};
 
-use super::{Chat, ack_of, message};
+use super::{Chat, ack_of};
 use crate::ChatError;
-use crate::model::{ConversationId, NewMessage, Reach, SendVerdict, StoredMessage, UserId};
+use crate::model::{ConversationId, NewMessage, Reach, SendVerdict, UserId};
 
 /// Longest idempotency key: as a client's `client_msg_id`.
 const MAX_KEY_BYTES: usize = 64;
@@ -81,22 +81,12 @@ impl Chat {
                 withheld: verdict.reach == Reach::Withheld,
             })
             .await?;
-        if appended.duplicate {
-            self.duplicates.inc();
-        } else {
-            self.sends.inc();
-            let stored = StoredMessage {
-                conversation: appended.conversation,
-                seq: appended.seq,
-                message_id: appended.message_id,
-                sender,
-                server_time_ms: appended.server_time_ms,
-                client_msg_id: key.to_string(),
-                body: Vec::new(),
-                mentions: appended.mentions.clone(),
-                hidden_from: None,
-            };
-            self.publish_direct(message(stored, Some(body)), sender, peer, verdict, 0);
+        let request = SendMessage {
+            client_msg_id: key.to_string(),
+            ..SendMessage::default()
+        };
+        if let Some(message) = self.stored(&appended, sender, request, body) {
+            self.publish_direct(message, sender, peer, verdict, 0);
         }
         Ok(ack_of(appended))
     }

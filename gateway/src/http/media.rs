@@ -25,7 +25,7 @@ use superapp_api::{
     ErrorBody, FileQuery, LinkRequest, MediaFacts, MediaLink, MediaUsage, UploadStatus,
 };
 use superapp_kit::store::StoreError;
-use superapp_media::model::{LinkParams, NewUpload, UploadView};
+use superapp_media::model::{LinkParams, NewUpload, UploadView, UserId};
 use superapp_media::policy::{self, parse_metadata};
 use superapp_media::service::LinkRequest as RoomLinkRequest;
 use superapp_media::{Facts, Media, MediaError, MediaId, UploadId, Variant};
@@ -198,6 +198,19 @@ fn upload_id(raw: &str) -> Result<UploadId, Box<Response>> {
         .map_err(|_| Box::new(with_tus(MediaError::UnknownUpload.into())))
 }
 
+/// The prologue of a tus request on one upload: the caller (a refusal
+/// keeps the tus headers), then the `checks` of its headers, then which
+/// upload it names.
+fn tus_upload(
+    auth: Result<AuthUser, ApiError>,
+    checks: Result<(), Box<Response>>,
+    raw: &str,
+) -> Result<(UserId, UploadId), Box<Response>> {
+    let AuthUser(me) = auth.map_err(|e| Box::new(with_tus(e)))?;
+    checks?;
+    Ok((me.sub, upload_id(raw)?))
+}
+
 fn facts_body(media_id: &MediaId, facts: &Facts) -> MediaFacts {
     MediaFacts {
         media_id: media_id.to_string(),
@@ -316,18 +329,11 @@ async fn head_upload(
     ApiPath(raw): ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    let AuthUser(me) = match auth {
-        Ok(user) => user,
-        Err(e) => return with_tus(e),
-    };
-    if let Err(refused) = tus_version(&headers) {
-        return *refused;
-    }
-    let id = match upload_id(&raw) {
-        Ok(id) => id,
+    let (me, id) = match tus_upload(auth, tus_version(&headers), &raw) {
+        Ok(found) => found,
         Err(refused) => return *refused,
     };
-    match media.status(me.sub, &id).await {
+    match media.status(me, &id).await {
         Ok(view) => {
             let mut response = tus_response(StatusCode::OK);
             progress(&mut response, &view);
@@ -365,13 +371,11 @@ async fn patch_upload(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let AuthUser(me) = match auth {
-        Ok(user) => user,
-        Err(e) => return with_tus(e),
+    let checks = offset_stream(&headers).and_then(|()| tus_version(&headers));
+    let (me, id) = match tus_upload(auth, checks, &raw) {
+        Ok(found) => found,
+        Err(refused) => return *refused,
     };
-    if let Err(refused) = offset_stream(&headers).and_then(|()| tus_version(&headers)) {
-        return *refused;
-    }
     let offset = text(&headers, "upload-offset")
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|v| v.parse::<u64>().ok());
@@ -382,11 +386,7 @@ async fn patch_upload(
             "Upload-Offset is required: where the upload stands, in bytes",
         ));
     };
-    let id = match upload_id(&raw) {
-        Ok(id) => id,
-        Err(refused) => return *refused,
-    };
-    match media.append(me.sub, &id, offset, body_stream(body)).await {
+    match media.append(me, &id, offset, body_stream(body)).await {
         Ok(view) => {
             let mut response = tus_response(StatusCode::NO_CONTENT);
             progress(&mut response, &view);
@@ -439,18 +439,11 @@ async fn delete_upload(
     ApiPath(raw): ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    let AuthUser(me) = match auth {
-        Ok(user) => user,
-        Err(e) => return with_tus(e),
-    };
-    if let Err(refused) = tus_version(&headers) {
-        return *refused;
-    }
-    let id = match upload_id(&raw) {
-        Ok(id) => id,
+    let (me, id) = match tus_upload(auth, tus_version(&headers), &raw) {
+        Ok(found) => found,
         Err(refused) => return *refused,
     };
-    match media.cancel(me.sub, &id).await {
+    match media.cancel(me, &id).await {
         Ok(()) => tus_response(StatusCode::NO_CONTENT),
         Err(e) => with_tus(e.into()),
     }
