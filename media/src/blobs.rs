@@ -4,11 +4,15 @@
 //! [`ObjectStoreBlobs`] implements it on the `object_store` crate, over the
 //! local filesystem (the embedded default) or any S3-compatible server.
 //!
-//! Memory stays bounded whatever the size of an object: a put reads the
-//! staged file in chunks ([`ObjectStoreBlobs::chunk`] at a time, a few in
-//! flight), and a read is a stream of the store's own chunks. A put is
-//! atomic: the filesystem writes a temporary file and renames it, S3
-//! completes a multipart upload; a reader never sees half an object.
+//! Memory stays bounded whatever the size of an object: a put to S3 reads
+//! the staged file in chunks ([`ObjectStoreBlobs::chunk`] at a time, a few
+//! in flight), and a read is a stream of chunks. A put is atomic: the
+//! filesystem renames the staged file into place (staging and blobs share
+//! the data dir's filesystem; across filesystems it writes a temporary file
+//! and renames that), S3 completes a multipart upload; a reader never sees
+//! half an object. On the filesystem a read streams the file itself in
+//! [`READ_CHUNK`]s: `object_store`'s own stream reads 8 KiB at a time, a
+//! hop to a blocking thread each.
 
 use std::ops::Range;
 use std::path::Path;
@@ -20,9 +24,11 @@ use futures_util::stream::BoxStream;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
-use object_store::{GetOptions, GetRange, ObjectStore, PutPayload, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, GetResultPayload, ObjectStore, PutPayload, WriteMultipart,
+};
 use superapp_kit::BoxFuture;
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use crate::config::S3Config;
 
@@ -47,7 +53,9 @@ pub enum BlobError {
 pub trait Blobs: Send + Sync + 'static {
     /// Stores the file at `path` under `key`, replacing what was there (the
     /// room puts only content-addressed bytes, so a replacement is the same
-    /// bytes). Readers see the old object or the new, never a mix.
+    /// bytes). Readers see the old object or the new, never a mix. The file
+    /// may be moved into place rather than copied: the caller is done with
+    /// it.
     fn put_file<'a>(&'a self, key: &'a str, path: &'a Path)
     -> BoxFuture<'a, Result<(), BlobError>>;
     /// The size of the blob under `key`, or None when there is none.
@@ -69,6 +77,9 @@ pub trait Blobs: Send + Sync + 'static {
 /// [`Blobs`] on an `object_store` backend.
 pub struct ObjectStoreBlobs {
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is the filesystem, for the moves and reads
+    /// that need no copy through memory.
+    local: Option<Arc<LocalFileSystem>>,
     engine: &'static str,
     /// The bytes read from a staged file at a time; a file no larger is put
     /// in one request, a larger one as parts of this size (S3 wants parts
@@ -79,13 +90,17 @@ pub struct ObjectStoreBlobs {
 /// Parts in flight at once while a large file is put.
 const PARTS_IN_FLIGHT: usize = 4;
 
+/// The bytes a filesystem read hands on at a time.
+pub const READ_CHUNK: u64 = 256 << 10;
+
 impl ObjectStoreBlobs {
     /// Blobs as files under `dir` (created if missing).
     pub fn filesystem(dir: &Path) -> Result<Self, BlobError> {
         std::fs::create_dir_all(dir)?;
-        let store = LocalFileSystem::new_with_prefix(dir).map_err(backend("filesystem"))?;
+        let store = Arc::new(LocalFileSystem::new_with_prefix(dir).map_err(backend("filesystem"))?);
         Ok(Self {
-            store: Arc::new(store),
+            local: Some(store.clone()),
+            store,
             engine: "filesystem",
             chunk: 1 << 20,
         })
@@ -104,6 +119,7 @@ impl ObjectStoreBlobs {
         }
         let store = builder.build().map_err(backend("s3"))?;
         Ok(Self {
+            local: None,
             store: Arc::new(store),
             engine: "s3",
             chunk: 8 << 20,
@@ -122,6 +138,17 @@ impl ObjectStoreBlobs {
 
     async fn put(&self, key: &str, path: &Path) -> Result<(), BlobError> {
         let key = Key::from(key);
+        if let Some(local) = &self.local {
+            let into = local.path_to_filesystem(&key).map_err(self.fail())?;
+            if let Some(dir) = into.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            // A rename is atomic, and moves no byte. It fails across
+            // filesystems (a staging dir configured elsewhere): then copy.
+            if tokio::fs::rename(path, &into).await.is_ok() {
+                return Ok(());
+            }
+        }
         let mut file = tokio::fs::File::open(path).await?;
         let len = file.metadata().await?.len();
         if len <= self.chunk as u64 {
@@ -154,6 +181,26 @@ impl ObjectStoreBlobs {
         writer.finish().await.map_err(self.fail())?;
         Ok(())
     }
+}
+
+/// The bytes `range` of an open file, [`READ_CHUNK`] at a time.
+async fn file_stream(file: std::fs::File, range: Range<u64>) -> Result<ByteStream, BlobError> {
+    let mut file = tokio::fs::File::from_std(file);
+    file.seek(std::io::SeekFrom::Start(range.start)).await?;
+    let chunks = futures_util::stream::try_unfold(
+        (file, range.end - range.start),
+        |(mut file, left)| async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let mut chunk = vec![0; left.min(READ_CHUNK) as usize];
+            // A blob cut short under the reader ends the stream in an error.
+            file.read_exact(&mut chunk).await?;
+            let left = left - chunk.len() as u64;
+            Ok(Some((Bytes::from(chunk), (file, left))))
+        },
+    );
+    Ok(chunks.boxed())
 }
 
 fn backend(engine: &'static str) -> impl Fn(object_store::Error) -> BlobError {
@@ -201,15 +248,17 @@ impl Blobs for ObjectStoreBlobs {
                 .await
                 .map_err(self.fail())?;
             let engine = self.engine;
-            Ok(result
-                .into_stream()
-                .map(move |chunk| {
-                    chunk.map_err(|e| BlobError::Backend {
-                        engine,
-                        source: Box::new(e),
+            match result.payload {
+                GetResultPayload::File(file, _) => file_stream(file, result.range).await,
+                GetResultPayload::Stream(stream) => Ok(stream
+                    .map(move |chunk| {
+                        chunk.map_err(|e| BlobError::Backend {
+                            engine,
+                            source: Box::new(e),
+                        })
                     })
-                })
-                .boxed())
+                    .boxed()),
+            }
         })
     }
 

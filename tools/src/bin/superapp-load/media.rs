@@ -1,6 +1,7 @@
 //! *media*: how fast a large file goes up and comes back down, against `cp`
-//! of the same file on the same disk, and how much memory the server holds
-//! while many uploads run at once. Uploads go by tus in chunks (the SDK's
+//! of the same file on the same disk (alone, and followed by `sync` of the
+//! copy, since the server makes an upload durable before it answers), and
+//! how much memory the server holds while many uploads run at once. Uploads go by tus in chunks (the SDK's
 //! default, 8 MiB); downloads by a signed link. Run the server with its data
 //! dir on the disk `--dir` is on, so both sides write to the same device.
 
@@ -61,6 +62,7 @@ pub async fn run(server: &str, args: MediaArgs) -> anyhow::Result<serde_json::Va
     };
 
     let mut cp = Vec::new();
+    let mut cp_sync = Vec::new();
     let mut up = Vec::new();
     let mut down = Vec::new();
     for round in 0..args.rounds {
@@ -77,6 +79,16 @@ pub async fn run(server: &str, args: MediaArgs) -> anyhow::Result<serde_json::Va
             .await?;
         anyhow::ensure!(status.success(), "cp failed");
         cp.push(started.elapsed());
+        let synced = scratch.path().join(format!("synced-{round}"));
+        let started = Instant::now();
+        for (program, args) in [("cp", vec![&source, &synced]), ("sync", vec![&synced])] {
+            let status = tokio::process::Command::new(program)
+                .args(args)
+                .status()
+                .await?;
+            anyhow::ensure!(status.success(), "{program} failed");
+        }
+        cp_sync.push(started.elapsed());
 
         let started = Instant::now();
         let media = http.upload_file(&me.token, &source, &upload).await?;
@@ -90,7 +102,7 @@ pub async fn run(server: &str, args: MediaArgs) -> anyhow::Result<serde_json::Va
         let bytes = http.download(&link.url, &fetched).await?;
         down.push(started.elapsed());
         anyhow::ensure!(bytes == args.size_mib * MIB, "downloaded {bytes} bytes");
-        for path in [source, copy, fetched] {
+        for path in [source, copy, synced, fetched] {
             std::fs::remove_file(path)?;
         }
     }
@@ -102,15 +114,21 @@ pub async fn run(server: &str, args: MediaArgs) -> anyhow::Result<serde_json::Va
     let memory = concurrent_uploads(&http, &people[1..], &args, scratch.path(), &upload).await?;
 
     let mb_per_s = |d: &Duration| (args.size_mib * MIB) as f64 / 1e6 / d.as_secs_f64();
-    let (cp, up, down) = (summary(&cp), summary(&up), summary(&down));
+    let (cp, cp_sync) = (summary(&cp), summary(&cp_sync));
+    let (up, down) = (summary(&up), summary(&down));
+    let ratio = |of: &(Duration, Duration), to: &(Duration, Duration)| {
+        to.1.as_secs_f64() / of.1.as_secs_f64()
+    };
     println!(
-        "media: {} MiB file; cp median {:.0} MB/s; upload median {:.0} MB/s ({:.2} of cp); download median {:.0} MB/s ({:.2} of cp)",
+        "media: {} MiB file, medians; cp {:.0} MB/s, cp + sync {:.0} MB/s; upload {:.0} MB/s ({:.2} of cp, {:.2} of cp + sync); download {:.0} MB/s ({:.2} of cp)",
         args.size_mib,
         mb_per_s(&cp.1),
+        mb_per_s(&cp_sync.1),
         mb_per_s(&up.1),
-        cp.1.as_secs_f64() / up.1.as_secs_f64(),
+        ratio(&up, &cp),
+        ratio(&up, &cp_sync),
         mb_per_s(&down.1),
-        cp.1.as_secs_f64() / down.1.as_secs_f64(),
+        ratio(&down, &cp),
     );
     println!(
         "memory: VmRSS {} MiB before, peak {} MiB during {} uploads of {} MiB ({} MiB held)",
@@ -128,8 +146,10 @@ pub async fn run(server: &str, args: MediaArgs) -> anyhow::Result<serde_json::Va
         "cp_ms": { "best": ms(cp.0), "median": ms(cp.1) },
         "upload_ms": { "best": ms(up.0), "median": ms(up.1) },
         "download_ms": { "best": ms(down.0), "median": ms(down.1) },
-        "upload_over_cp": cp.1.as_secs_f64() / up.1.as_secs_f64(),
-        "download_over_cp": cp.1.as_secs_f64() / down.1.as_secs_f64(),
+        "cp_sync_ms": { "best": ms(cp_sync.0), "median": ms(cp_sync.1) },
+        "upload_over_cp": ratio(&up, &cp),
+        "upload_over_cp_sync": ratio(&up, &cp_sync),
+        "download_over_cp": ratio(&down, &cp),
         "concurrent": args.concurrent,
         "concurrent_mib": args.concurrent_mib,
         "rss_before_kib": memory.before_kib,
