@@ -599,13 +599,24 @@ fn open_rooms(
         ids.clone(),
         &config.real_name,
     ));
+    let sight = Arc::new(wiring::RoomSight::default());
+    let media = open_media(
+        config,
+        &data_dir,
+        clock,
+        sight.clone(),
+        batch_sizes("media"),
+    )?;
     let salt = contact_salt(config)?;
-    let profiles = Arc::new(Profiles::new(
-        account_store.clone(),
-        salt.clone(),
-        clock.clone(),
-        config.social.clone(),
-    ));
+    let profiles = Arc::new(
+        Profiles::new(
+            account_store.clone(),
+            salt.clone(),
+            clock.clone(),
+            config.social.clone(),
+        )
+        .with_media(Arc::new(wiring::ProfileMedia::new(media.clone()))),
+    );
     let nearby = Arc::new(
         Nearby::new(
             nearby.index,
@@ -628,14 +639,6 @@ fn open_rooms(
         )?
         .with_deletion_grace_ms(config.account.deletion_grace_ms()),
     );
-    let sight = Arc::new(wiring::ChatSight::default());
-    let media = open_media(
-        config,
-        &data_dir,
-        clock,
-        sight.clone(),
-        batch_sizes("media"),
-    )?;
     let chat_store = SqliteChatStore::open(&data_dir.join("chat.db"), batch_sizes("chat"))
         .context("opening chat.db")?
         .with_group_limits(config.chat.group_limits());
@@ -657,7 +660,7 @@ fn open_rooms(
         .with_invitation_ttl_ms(config.chat.invitation_ttl_ms())
         .with_media(Some(Arc::new(wiring::ChatMedia::new(media.clone())))),
     );
-    sight.see_through(chat.clone());
+    sight.see_through(chat.clone(), profiles.clone());
     let erasure = Arc::new(Erasure::new(
         account_store,
         social.clone(),
@@ -696,7 +699,7 @@ fn open_media(
     config: &Config,
     data_dir: &std::path::Path,
     clock: &SharedClock,
-    sight: Arc<wiring::ChatSight>,
+    sight: Arc<wiring::RoomSight>,
     batch_sizes: Option<Arc<superapp_kit::metrics::Histogram>>,
 ) -> anyhow::Result<Arc<Media>> {
     let store = SqliteMediaStore::open(&data_dir.join("media.db"), batch_sizes)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use superapp_account::model as account;
 use superapp_account::policy::GroupAdd;
-use superapp_account::ports::Departures;
+use superapp_account::ports::{AvatarMedia, Departures};
 use superapp_account::{Accounts, Profiles, Social};
 use superapp_chat::model::{self as chat, Addition, Reach, SendVerdict, Span, UserId, View};
 use superapp_chat::ports::MediaLibrary;
@@ -231,22 +231,38 @@ fn chat_facts(facts: superapp_media::Facts) -> chat::MediaFacts {
     }
 }
 
-/// The media room's sight of messages, answered by chat: which media a
-/// message references, for a viewer who may see it. Chat is built after
-/// the media room (it takes the room as its media library), so the sight
-/// is given chat once both exist; until then it sees no message.
+/// The media room's sight of what references media: a message, answered
+/// by chat for a viewer who may see it, and a profile's avatar, answered by
+/// profiles. Chat and profiles are built after the media room (they take
+/// it as a port), so the sight is given them once all exist; until then it
+/// sees nothing.
 #[derive(Default)]
-pub struct ChatSight {
+pub struct RoomSight {
     chat: std::sync::OnceLock<Arc<Chat>>,
+    profiles: std::sync::OnceLock<Arc<Profiles>>,
 }
 
-impl ChatSight {
-    pub fn see_through(&self, chat: Arc<Chat>) {
+impl RoomSight {
+    pub fn see_through(&self, chat: Arc<Chat>, profiles: Arc<Profiles>) {
         let _ = self.chat.set(chat);
+        let _ = self.profiles.set(profiles);
     }
 }
 
-impl Sight for ChatSight {
+impl Sight for RoomSight {
+    fn profile_media(
+        &self,
+        viewer: UserId,
+        owner: UserId,
+    ) -> BoxFuture<'_, Result<Option<String>, String>> {
+        Box::pin(async move {
+            let Some(profiles) = self.profiles.get() else {
+                return Ok(None);
+            };
+            (profiles.avatar_media(viewer, owner).await).map_err(|e| e.to_string())
+        })
+    }
+
     fn message_media(
         &self,
         viewer: UserId,
@@ -259,6 +275,46 @@ impl Sight for ChatSight {
                 return Ok(None);
             };
             chat.message_media(viewer, &conversation_id, seq)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Profiles' media port, answered by the media room: an avatar is a picture
+/// its owner may use, and the media room keeps the one each profile
+/// references (referrer `p:<user id>`).
+pub struct ProfileMedia {
+    media: Arc<Media>,
+}
+
+impl ProfileMedia {
+    pub fn new(media: Arc<Media>) -> Self {
+        ProfileMedia { media }
+    }
+}
+
+impl AvatarMedia for ProfileMedia {
+    fn usable_image(&self, user: UserId, id: String) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async move {
+            let Ok(id) = id.parse::<MediaId>() else {
+                return Ok(false);
+            };
+            let facts = (self.media.usable(user, &[id]).await).map_err(|e| e.to_string())?;
+            Ok(matches!(facts.first(), Some(Some(f)) if f.kind == MediaKind::Image))
+        })
+    }
+
+    fn reference(&self, user: UserId, id: Option<String>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let referrer = format!("p:{}", user.0);
+            self.media
+                .detach(&referrer)
+                .await
+                .map_err(|e| e.to_string())?;
+            let ids: Vec<MediaId> = id.iter().filter_map(|id| id.parse().ok()).collect();
+            self.media
+                .attach(&ids, &referrer)
                 .await
                 .map_err(|e| e.to_string())
         })

@@ -158,6 +158,11 @@ pub enum ProfileError {
     TooManyLookups { retry_after_ms: u64 },
     #[error("too many new contacts matched in the last 24 hours; try again later")]
     TooManyMatches { retry_after_ms: u64 },
+    /// An avatar `media:<id>` that is not a picture the user may use (they
+    /// neither uploaded it nor were shown it, or it is no image), or no
+    /// media room is wired.
+    #[error("the avatar is not a picture you uploaded")]
+    AvatarRefused,
     #[error("{reason}")]
     Invalid {
         code: &'static str,

@@ -83,3 +83,15 @@ pub trait Departures: Send + Sync + 'static {
     /// halfway is done again from the start.
     fn depart(&self, user: UserId) -> BoxFuture<'_, Result<(), String>>;
 }
+
+/// What profiles need of the media room (the binary wires it): whether an
+/// uploaded picture may be an avatar, and which one each profile references
+/// (so the media room keeps it).
+pub trait AvatarMedia: Send + Sync + 'static {
+    /// Whether `user` may use media `id` (they uploaded it, or were shown
+    /// it) and it is an image.
+    fn usable_image(&self, user: UserId, id: String) -> BoxFuture<'_, Result<bool, String>>;
+    /// `user`'s profile now references media `id`, or none: what it
+    /// referenced before is no longer kept for it.
+    fn reference(&self, user: UserId, id: Option<String>) -> BoxFuture<'_, Result<(), String>>;
+}

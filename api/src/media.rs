@@ -39,7 +39,9 @@ pub struct UploadStatus {
 }
 
 /// `POST /v1/media/{media_id}/link`: a link for an object you uploaded, or
-/// one referenced by a message you may see (name it by conversation and seq).
+/// one referenced by a message you may see (name it by conversation and
+/// seq), or a user's avatar (name the user).
+#[serde_with::serde_as]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -51,6 +53,11 @@ pub struct LinkRequest {
     pub conversation_id: Option<String>,
     #[serde(default)]
     pub seq: Option<u64>,
+    /// The user whose avatar (`media:<media_id>`) it is.
+    #[serde(default)]
+    #[serde_as(as = "Option<crate::U64AsString>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub user_id: Option<u64>,
 }
 
 /// A signed download link: a path and query on this server, which works

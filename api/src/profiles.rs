@@ -41,7 +41,9 @@ pub struct ProfileUpdate {
     /// 1 to 64 characters (trimmed), no control characters.
     pub display_name: Option<String>,
     /// An `https` URL with a host, at most 512 bytes of printable ASCII,
-    /// without credentials; empty removes the avatar.
+    /// without credentials; or `media:<media_id>` of a picture you uploaded
+    /// (fetched by others with `POST /v1/media/{media_id}/link` naming your
+    /// `user_id`); empty removes the avatar.
     pub avatar_url: Option<String>,
     /// At most 100 characters, no control characters; empty removes it.
     pub signature: Option<String>,

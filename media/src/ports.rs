@@ -22,6 +22,17 @@ pub trait Sight: Send + Sync + 'static {
         conversation_id: &str,
         seq: u64,
     ) -> BoxFuture<'_, Result<MessageMedia, String>>;
+    /// The media id of `owner`'s avatar when it is a media object and
+    /// `viewer` is shown it (profiles implement it); None otherwise. By
+    /// default no profile references media.
+    fn profile_media(
+        &self,
+        viewer: UserId,
+        owner: UserId,
+    ) -> BoxFuture<'_, Result<Option<String>, String>> {
+        let _ = (viewer, owner);
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// A [`Sight`] that sees no message: links are granted to holders only.

@@ -103,6 +103,9 @@ pub struct LinkRequest {
     /// The message that references the media, when the caller does not
     /// hold it: granted if they may see that message.
     pub message: Option<(String, u64)>,
+    /// The user whose avatar the media is, when the caller names a
+    /// profile instead: granted if they are shown that avatar.
+    pub profile: Option<UserId>,
 }
 
 pub struct Media {
@@ -505,15 +508,19 @@ impl Media {
                 download.then_some(holding.name).flatten()
             }
             None => {
-                let Some((conversation, seq)) = &request.message else {
-                    return Err(MediaError::MediaNotFound);
+                let referenced = match (&request.message, request.profile) {
+                    (Some((conversation, seq)), _) => self
+                        .sight
+                        .message_media(user, conversation, *seq)
+                        .await
+                        .map_err(MediaError::Dependency)?
+                        .unwrap_or_default(),
+                    (None, Some(owner)) => (self.sight.profile_media(user, owner).await)
+                        .map_err(MediaError::Dependency)?
+                        .map(|id| vec![(id, None)])
+                        .unwrap_or_default(),
+                    (None, None) => return Err(MediaError::MediaNotFound),
                 };
-                let referenced = self
-                    .sight
-                    .message_media(user, conversation, *seq)
-                    .await
-                    .map_err(MediaError::Dependency)?
-                    .unwrap_or_default();
                 let Some((_, name)) = referenced
                     .into_iter()
                     .find(|(id, _)| id == media_id.as_str())

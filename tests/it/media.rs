@@ -740,3 +740,51 @@ async fn media_nothing_references_is_collected_after_the_grace_period() {
     let gone = media.link(&alice, &media_id, json!({})).await;
     assert_eq!(code(gone).await.1, "media_not_found");
 }
+
+#[tokio::test]
+async fn an_uploaded_picture_is_an_avatar_that_whoever_is_shown_it_may_fetch() {
+    use superapp_client::ProfileUpdate;
+    let app = spawn_app().await;
+    let media = Media::new(&app);
+    let (ann, bo) = (app.user("ann").await, app.user("bo").await);
+    let picture = media.upload(&ann, "image", None, &png()).await;
+    let voice = media
+        .upload(&ann, "voice", None, b"#!AMR\n\x3c\x48\xf5\x1f")
+        .await;
+    let avatar = |url: String| ProfileUpdate {
+        avatar_url: Some(url),
+        ..ProfileUpdate::default()
+    };
+    let set = |user: &User, url: String| {
+        let (http, token) = (app.http.clone(), user.tokens.access_token.clone());
+        async move { http.update_profile(&token, &avatar(url)).await }
+    };
+    // Bo may not wear Ann's picture, nor Ann a voice note.
+    let refused = set(&bo, format!("media:{picture}")).await.unwrap_err();
+    assert_eq!(refused.code(), Some("avatar_refused"));
+    let refused = set(&ann, format!("media:{voice}")).await.unwrap_err();
+    assert_eq!(refused.code(), Some("avatar_refused"));
+
+    set(&ann, format!("media:{picture}")).await.unwrap();
+    let shown = app
+        .http
+        .user_profile(&bo.tokens.access_token, ann.id)
+        .await
+        .unwrap();
+    assert_eq!(shown.avatar_url, format!("media:{picture}"));
+    let by_ann = json!({ "user_id": ann.id.to_string() });
+    let link = media.link(&bo, &picture, by_ann.clone()).await;
+    assert_eq!(link.status(), StatusCode::OK);
+    let link: Value = link.json().await.unwrap();
+    let fetched = media.get(link["url"].as_str().unwrap(), None).await;
+    assert_eq!(fetched.bytes().await.unwrap(), png());
+    // Naming Ann opens her avatar, nothing else of hers.
+    let other = media.link(&bo, &voice, by_ann.clone()).await;
+    assert_eq!(code(other).await.1, "media_not_found");
+    // Once she wears another, her old picture is no longer shown by her.
+    set(&ann, "https://example.com/ann.png".into())
+        .await
+        .unwrap();
+    let gone = media.link(&bo, &picture, by_ann).await;
+    assert_eq!(code(gone).await.1, "media_not_found");
+}

@@ -41,7 +41,8 @@ pub struct ProfileRecord {
     pub user_id: UserId,
     pub phone: String,
     pub display_name: String,
-    /// An `https` URL, or empty for none (a media reference once media exists).
+    /// An `https` URL, `media:<media id>` of an uploaded picture, or empty
+    /// for none.
     pub avatar_url: String,
     pub signature: String,
     /// In the user's own words: a country, a province, a city.

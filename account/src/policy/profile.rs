@@ -71,16 +71,28 @@ pub fn handle_change(
     Ok(true)
 }
 
-/// An avatar URL: empty (none), or an `https` URL with a host, at most 512
-/// bytes of printable ASCII (anything else percent-encoded), without
-/// credentials.
+/// The prefix of an avatar that is a picture uploaded to this server:
+/// `media:<media id>`, a content URI as Matrix's `mxc://` is. A client gets
+/// a link to it by naming the avatar's user (docs/protocol.md §6.11).
+pub const AVATAR_MEDIA: &str = "media:";
+
+/// The media id of an avatar that is an uploaded picture
+/// (`media:<64 lowercase hex digits>`), or None.
+pub fn avatar_media(url: &str) -> Option<&str> {
+    url.strip_prefix(AVATAR_MEDIA)
+        .filter(|id| id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// An avatar URL: empty (none), an uploaded picture (`media:<media id>`,
+/// [`avatar_media`]), or an `https` URL with a host, at most 512 bytes of
+/// printable ASCII (anything else percent-encoded), without credentials.
 pub fn check_avatar_url(url: &str) -> Result<(), ProfileError> {
-    if url.is_empty() {
+    if url.is_empty() || avatar_media(url).is_some() {
         return Ok(());
     }
     let invalid = ProfileError::Invalid {
         code: "invalid_avatar",
-        reason: "an avatar is an https URL with a host, at most 512 bytes of printable ASCII, without credentials",
+        reason: "an avatar is media:<media id> of a picture you uploaded, or an https URL with a host, at most 512 bytes of printable ASCII, without credentials",
     };
     let Some(rest) = url.strip_prefix("https://") else {
         return Err(invalid);
@@ -304,9 +316,13 @@ mod tests {
     }
 
     #[test]
-    fn an_avatar_is_an_https_url_with_a_host_and_no_credentials() {
+    fn an_avatar_is_an_https_url_with_a_host_and_no_credentials_or_an_uploaded_picture() {
+        let picture = format!("media:{}", "0123456789abcdef".repeat(4));
+        assert_eq!(avatar_media(&picture), Some(&picture[6..]));
+        assert_eq!(avatar_media("https://example.com/a.png"), None);
         for good in [
             "",
+            picture.as_str(),
             "https://cdn.example.com/a/b.png",
             "https://cdn.example.com:8443/a.png?size=64#x",
             "https://[2001:db8::1]/a.png",
@@ -326,6 +342,9 @@ mod tests {
             "https://example.com/a\n.png",
             "//example.com/a.png",
             long.as_str(),
+            "media:0123",
+            &picture.to_uppercase().replace("MEDIA:", "media:"),
+            &format!("{picture}0"),
         ] {
             let refused = check_avatar_url(bad);
             assert!(

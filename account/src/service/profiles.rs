@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use superapp_kit::clock::SharedClock;
+use superapp_kit::store::StoreError;
 
 use crate::ProfileError;
 use crate::config::SocialConfig;
@@ -25,6 +26,7 @@ use crate::contact_salt::ContactSalt;
 use crate::model::{Lookup, LookupFacts, ProfileChange, ProfileRecord, UserId, UserView};
 use crate::policy::profile::{self as policy, LOOKUP_WINDOW_MS, Sight};
 use crate::policy::security::takes_part;
+use crate::ports::AvatarMedia;
 use crate::social::Settings;
 use crate::store::ProfileStore;
 use crate::throttle::Throttle;
@@ -41,6 +43,9 @@ pub struct Profiles {
     /// (`social.lookups_per_hour`), in the memory of the one process that
     /// serves the API.
     lookups: Throttle,
+    /// The media room, for avatars that are uploaded pictures; None: an
+    /// avatar is a URL only.
+    media: Option<Arc<dyn AvatarMedia>>,
 }
 
 impl Profiles {
@@ -51,11 +56,20 @@ impl Profiles {
         config: SocialConfig,
     ) -> Self {
         Self {
+            media: None,
             lookups: Throttle::new(config.lookups_per_hour, LOOKUP_WINDOW_MS),
             store,
             salt,
             clock,
             config,
+        }
+    }
+
+    /// Profiles whose avatars may be pictures uploaded to `media`.
+    pub fn with_media(self, media: Arc<dyn AvatarMedia>) -> Self {
+        Self {
+            media: Some(media),
+            ..self
         }
     }
 
@@ -125,8 +139,17 @@ impl Profiles {
                 })?;
             change.display_name = Some(name);
         }
-        if let Some(url) = &change.avatar_url {
-            policy::check_avatar_url(url)?;
+        let avatar = change.avatar_url.as_deref().map(|url| {
+            policy::check_avatar_url(url).map(|()| policy::avatar_media(url).map(str::to_owned))
+        });
+        let avatar = avatar.transpose()?;
+        if let Some(Some(id)) = &avatar {
+            let media = self.media.as_ref().ok_or(ProfileError::AvatarRefused)?;
+            let usable = (media.usable_image(user, id.clone()).await)
+                .map_err(|e| ProfileError::Store(StoreError::backend("media", e)))?;
+            if !usable {
+                return Err(ProfileError::AvatarRefused);
+            }
         }
         if let Some(signature) = &change.signature {
             policy::check_signature(signature)?;
@@ -144,7 +167,32 @@ impl Profiles {
         if change.handle.is_some() && !matches!(updated, Err(ProfileError::HandleTaken)) {
             self.lookups.give_back(&key);
         }
+        if let (Ok(_), Some(avatar), Some(media)) = (&updated, avatar, &self.media) {
+            // The profile is stored; a reference missed here costs at most
+            // an avatar collected after the media room's grace period (a
+            // day), which its owner uploads again: not a refusal of what is
+            // already written.
+            if let Err(error) = media.reference(user, avatar).await {
+                tracing::warn!(user = user.0, %error, "the avatar's media reference not recorded");
+            }
+        }
         updated
+    }
+
+    /// The media id of `owner`'s avatar when it is an uploaded picture and
+    /// `viewer` is shown it: the avatar is part of the minimum anyone who
+    /// finds `owner` by id sees; None otherwise (no such user, deleted, or a
+    /// URL avatar).
+    pub async fn avatar_media(
+        &self,
+        viewer: UserId,
+        owner: UserId,
+    ) -> Result<Option<String>, ProfileError> {
+        match self.by_id(viewer, owner).await {
+            Ok(view) => Ok(policy::avatar_media(&view.avatar_url).map(str::to_owned)),
+            Err(ProfileError::UnknownUser | ProfileError::UserDeleted) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// What `viewer` sees of the user with id `user`: at least the minimum

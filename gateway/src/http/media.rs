@@ -449,7 +449,7 @@ async fn delete_upload(
     }
 }
 
-/// A short-lived signed link to download media you uploaded, or media of a message you may see (name it by conversation_id and seq)
+/// A short-lived signed link to download media you uploaded, media of a message you may see (name it by conversation_id and seq), or a user's avatar (name the user by user_id)
 #[utoipa::path(post, path = "/v1/media/{media_id}/link", tag = "media", security(("bearer" = [])),
     params(("media_id" = String, Path, description = "64 lowercase hex digits")),
     request_body = LinkRequest,
@@ -476,20 +476,29 @@ async fn link(
             )
         })?,
     };
-    let message = match (body.conversation_id, body.seq) {
-        (None, None) => None,
-        (Some(conversation), Some(seq)) => Some((conversation, seq)),
+    let message = match (body.conversation_id, body.seq, body.user_id) {
+        (None, None, _) => None,
+        (Some(conversation), Some(seq), None) => Some((conversation, seq)),
         _ => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_message_ref",
-                "conversation_id and seq go together",
+                "conversation_id and seq go together, and name a message instead of a user_id",
             ));
         }
     };
+    let profile = body.user_id.map(UserId);
     let media_id: MediaId = raw.parse().map_err(|_| MediaError::MediaNotFound)?;
     let link = media
-        .link(me.sub, &media_id, RoomLinkRequest { variant, message })
+        .link(
+            me.sub,
+            &media_id,
+            RoomLinkRequest {
+                variant,
+                message,
+                profile,
+            },
+        )
         .await?;
     Ok(Json(MediaLink {
         url: link.url,

@@ -55,6 +55,7 @@ impl From<ProfileError> for ApiError {
                 "too_many_contact_matches",
                 Some(*retry_after_ms),
             ),
+            ProfileError::AvatarRefused => (S::FORBIDDEN, "avatar_refused", None),
             ProfileError::Invalid { code, .. } => (S::BAD_REQUEST, *code, None),
             ProfileError::Store(StoreError::Busy) => return Self::busy(),
             ProfileError::Store(_) => return Self::internal(&e),

@@ -137,15 +137,18 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Save a media object you uploaded, or one a message you may see holds
-    /// (name the message by --conversation and --seq); prints what was saved.
+    /// Save a media object you uploaded, one a message you may see holds
+    /// (name the message by --conversation and --seq), or a user's avatar
+    /// (`media:<id>`; name them by --user); prints what was saved.
     Download {
         #[arg(long)]
         media: String,
-        #[arg(long, requires = "seq")]
+        #[arg(long, requires = "seq", conflicts_with = "user")]
         conversation: Option<String>,
         #[arg(long, requires = "conversation")]
         seq: Option<u64>,
+        #[arg(long)]
+        user: Option<u64>,
         /// The picture's thumbnail instead of the picture.
         #[arg(long)]
         thumbnail: bool,
@@ -613,6 +616,7 @@ impl App {
                 media,
                 conversation,
                 seq,
+                user,
                 thumbnail,
                 out,
             } => {
@@ -621,6 +625,7 @@ impl App {
                     variant: thumbnail.then(|| "thumbnail".to_owned()),
                     conversation_id: conversation,
                     seq,
+                    user_id: user,
                 };
                 let link = self
                     .http
