@@ -285,7 +285,8 @@ enum ProfileCommand {
     Set {
         #[arg(long)]
         name: Option<String>,
-        /// An https URL; empty removes it.
+        /// An https URL, or media:MEDIA_ID of a picture you uploaded; empty
+        /// removes it.
         #[arg(long)]
         avatar: Option<String>,
         #[arg(long)]
