@@ -146,7 +146,14 @@ fn with_tus(error: ApiError) -> Response {
 }
 
 /// The headers every answer about an upload's progress carries.
-fn progress(response: &mut Response, view: &UploadView) {
+/// The answer to a tus request on an upload: `status` with where the upload
+/// stands, or the refusal (with the tus headers).
+fn progress(status: StatusCode, result: Result<UploadView, MediaError>) -> Response {
+    let view = match result {
+        Ok(view) => view,
+        Err(e) => return with_tus(e.into()),
+    };
+    let mut response = tus_response(status);
     let headers = response.headers_mut();
     headers.insert("upload-offset", view.upload.offset.into());
     headers.insert("upload-length", view.upload.length.into());
@@ -160,6 +167,14 @@ fn progress(response: &mut Response, view: &UploadView) {
         headers.insert("upload-media-id", value(media.as_str()));
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A header holding a decimal byte count (`Upload-Length`, `Upload-Offset`).
+fn byte_count(headers: &HeaderMap, name: &str) -> Option<u64> {
+    text(headers, name)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse().ok())
 }
 
 /// The request body as the room reads it: chunks, or an I/O error whose
@@ -274,10 +289,7 @@ async fn create_upload(
     if let Err(refused) = tus_version(&headers) {
         return *refused;
     }
-    let length = text(&headers, "upload-length")
-        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|v| v.parse::<u64>().ok());
-    let Some(length) = length else {
+    let Some(length) = byte_count(&headers, "upload-length") else {
         return with_tus(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_upload_length",
@@ -297,18 +309,14 @@ async fn create_upload(
     let created = media
         .create(me.sub, new, has_body.then(|| body_stream(body)))
         .await;
-    match created {
-        Ok(view) => {
-            let mut response = tus_response(StatusCode::CREATED);
-            progress(&mut response, &view);
-            response.headers_mut().insert(
-                header::LOCATION,
-                value(&format!("/v1/uploads/{}", view.upload.id)),
-            );
-            response
-        }
-        Err(e) => with_tus(e.into()),
+    let location = (created.as_ref().ok()).map(|view| format!("/v1/uploads/{}", view.upload.id));
+    let mut response = progress(StatusCode::CREATED, created);
+    if let Some(location) = location {
+        response
+            .headers_mut()
+            .insert(header::LOCATION, value(&location));
     }
+    response
 }
 
 /// Where an upload stands (tus): Upload-Offset and Upload-Length
@@ -333,14 +341,7 @@ async fn head_upload(
         Ok(found) => found,
         Err(refused) => return *refused,
     };
-    match media.status(me, &id).await {
-        Ok(view) => {
-            let mut response = tus_response(StatusCode::OK);
-            progress(&mut response, &view);
-            response
-        }
-        Err(e) => with_tus(e.into()),
-    }
+    progress(StatusCode::OK, media.status(me, &id).await)
 }
 
 /// Send the next bytes of an upload (tus): the body is appended at Upload-Offset, which must be where the upload stands; the last byte finishes it
@@ -376,24 +377,15 @@ async fn patch_upload(
         Ok(found) => found,
         Err(refused) => return *refused,
     };
-    let offset = text(&headers, "upload-offset")
-        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|v| v.parse::<u64>().ok());
-    let Some(offset) = offset else {
+    let Some(offset) = byte_count(&headers, "upload-offset") else {
         return with_tus(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_upload_offset",
             "Upload-Offset is required: where the upload stands, in bytes",
         ));
     };
-    match media.append(me, &id, offset, body_stream(body)).await {
-        Ok(view) => {
-            let mut response = tus_response(StatusCode::NO_CONTENT);
-            progress(&mut response, &view);
-            response
-        }
-        Err(e) => with_tus(e.into()),
-    }
+    let appended = media.append(me, &id, offset, body_stream(body)).await;
+    progress(StatusCode::NO_CONTENT, appended)
 }
 
 /// An upload's progress and, once complete, the object it made
