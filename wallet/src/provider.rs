@@ -10,6 +10,9 @@
 //!
 //! - [`signature`]: signing and checking callbacks (HMAC-SHA256 over
 //!   timestamp, nonce and body), pure functions.
+//! - [`sandbox`]: [`sandbox::SandboxProvider`], a provider that lives in the
+//!   server's own memory and behaves like a real one, for development, tests
+//!   and demonstrations.
 //!
 //! Contract of every provider: opening the same order twice (same
 //! `order_id`, user and amount) answers the same reference and moves the
@@ -18,6 +21,7 @@
 //! than once and each delivery carries its own timestamp and nonce, so the
 //! wallet credits by the order's state, never by a callback's arrival.
 
+pub mod sandbox;
 pub mod signature;
 
 use superapp_kit::BoxFuture;
