@@ -11,6 +11,8 @@
 //! - [`config`]: the `[wallet]` section of the configuration.
 //! - [`error`]: [`WalletError`], the outcomes callers branch on.
 //! - [`ports`]: what the room needs from others ([`People`], [`Chats`]).
+//! - [`provider`]: [`PaymentProvider`], the payment-provider port, and the
+//!   sandbox provider.
 //! - [`store`]: [`WalletStore`], the storage trait, and its backends.
 //!
 //! Invariants: every movement is one journal entry debiting one account and
@@ -25,8 +27,14 @@ pub mod error;
 pub mod model;
 pub mod policy;
 pub mod ports;
+pub mod provider;
 pub mod store;
 
 pub use error::WalletError;
 pub use ports::{Chats, People, Person};
+pub use provider::sandbox::{SandboxConfig, SandboxError, SandboxProvider};
+pub use provider::{
+    Callback, CallbackEvent, CallbackHeaders, CallbackRefusal, PayIn, PayInStart,
+    PaymentProvider, Payout, ProviderError,
+};
 pub use store::WalletStore;
