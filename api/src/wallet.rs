@@ -409,7 +409,7 @@ pub struct HistoryQuery {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
     pub before: Option<u64>,
-    /// At most this many (default 50, at most 200).
+    /// At most this many (default 50, at most 100).
     #[serde(default)]
     pub limit: Option<u32>,
 }

@@ -29,7 +29,7 @@ use superapp_wallet::model::{
     self as m, Account, Entry, EntryId, Grab, GroupId, Order, OrderId, Packet, PacketId, Place,
     Reason, Transfer, TransferId, UserId,
 };
-use superapp_wallet::service::{CallbackHeaders, NewPacket};
+use superapp_wallet::service::{CallbackHeaders, MAX_PAGE, NewPacket};
 use superapp_wallet::{Wallet, WalletError};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -60,10 +60,9 @@ pub fn routes() -> OpenApiRouter<Rooms> {
 /// The header every request that moves money carries.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-/// History pages: this many entries unless asked otherwise, and never more
-/// than the most.
+/// History pages: this many entries unless asked otherwise (never more
+/// than the room's [`MAX_PAGE`]).
 const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 200;
 
 /// The room's outcomes as the API's stable codes ([`WalletError::code`]).
 /// A wrong PIN is 403, not 401: a client answers 401 by refreshing or
@@ -89,6 +88,7 @@ impl From<WalletError> for ApiError {
             WalletError::UnknownUser
             | WalletError::TransferNotFound
             | WalletError::PacketNotFound
+            | WalletError::EntryNotFound
             | WalletError::OrderNotFound => S::NOT_FOUND,
             WalletError::IdempotencyKeyReused
             | WalletError::TransferClosed { .. }
@@ -312,9 +312,9 @@ async fn summary(
     request_body = SetPin,
     responses(
         (status = 204, description = "Set"),
-        (status = 400, description = "invalid_pin: a PIN is 6 digits", body = ErrorBody),
+        (status = 400, description = "invalid_pin: a PIN is 6 digits; weak_pin: one digit six times or a run like 123456; current_pin_required: a PIN is set, give it to change it", body = ErrorBody),
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
-        (status = 403, description = "wrong_pin: current_pin is missing or wrong", body = ErrorBody),
+        (status = 403, description = "wrong_pin: current_pin is wrong", body = ErrorBody),
         (status = 423, description = "pin_locked: too many wrong PINs; retry after retry_after_ms", body = ErrorBody),
 ))]
 async fn set_pin(
@@ -405,7 +405,7 @@ async fn withdraw(
     request_body = NewTransfer,
     responses(
         (status = 200, description = "The transfer, pending", body = WalletTransfer),
-        (status = 400, description = "invalid_amount, invalid_pin, to_self, over_operation_limit, invalid_memo, missing_idempotency_key, invalid_idempotency_key", body = ErrorBody),
+        (status = 400, description = "invalid_amount, invalid_pin, to_self, over_operation_limit, invalid_memo (over 100 characters, or control characters), missing_idempotency_key, invalid_idempotency_key", body = ErrorBody),
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
         (status = 402, description = "insufficient_funds", body = ErrorBody),
         (status = 403, description = "pin_not_set, wrong_pin, recipient_refuses", body = ErrorBody),
@@ -510,7 +510,7 @@ async fn decline_transfer(
     request_body = NewRedPacket,
     responses(
         (status = 200, description = "The red packet", body = RedPacket),
-        (status = 400, description = "invalid_place, invalid_amount, invalid_count, invalid_pin, over_operation_limit, missing_idempotency_key, invalid_idempotency_key, and the packet's other checks", body = ErrorBody),
+        (status = 400, description = "invalid_place, invalid_packet, too_many_shares, over_share_limit, invalid_amount, invalid_greeting, to_self, invalid_pin, over_operation_limit, missing_idempotency_key, invalid_idempotency_key", body = ErrorBody),
         (status = 401, description = "missing_token, invalid_token, token_expired or session_revoked", body = ErrorBody),
         (status = 402, description = "insufficient_funds", body = ErrorBody),
         (status = 403, description = "pin_not_set, wrong_pin, not_a_member, recipient_refuses", body = ErrorBody),
@@ -645,14 +645,7 @@ async fn entry(
     AuthUser(me): AuthUser,
     ApiPath(entry_id): ApiPath<String>,
 ) -> Result<Json<WalletEntryDetails>, ApiError> {
-    let not_found = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "entry_not_found",
-            "no such entry of your wallet",
-        )
-    };
-    let id: EntryId = entry_id.parse().map_err(|_| not_found())?;
+    let id: EntryId = id_in_path(&entry_id, WalletError::EntryNotFound)?;
     let detail = wallet.entry(me.sub, id).await?;
     Ok(Json(WalletEntryDetails {
         entry: entry_body(me.sub, detail.entry),
@@ -672,7 +665,7 @@ async fn entry(
     request_body(content = String, content_type = "application/octet-stream", description = "the provider's JSON notice, as signed"),
     responses(
         (status = 200, description = "Applied, or applied before", body = CallbackReceived),
-        (status = 400, description = "malformed_callback, replayed_callback, invalid_amount, order_not_found, and the room's other refusals of the notice", body = ErrorBody),
+        (status = 400, description = "malformed_callback, replayed_nonce, amount_mismatch, unknown_order, order_closed", body = ErrorBody),
         (status = 401, description = "bad_signature, stale_callback", body = ErrorBody),
         (status = 503, description = "busy: deliver it again later", body = ErrorBody),
 ))]

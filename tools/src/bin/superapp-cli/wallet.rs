@@ -256,7 +256,7 @@ impl App {
                 while left > 0 {
                     let page = self
                         .http
-                        .wallet_history(token, before, left.min(200))
+                        .wallet_history(token, before, left.min(100))
                         .await?;
                     for entry in &page.entries {
                         if json {
