@@ -660,7 +660,7 @@ async fn entry(
     params(
         ("Sandbox-Timestamp" = String, Header, description = "unix milliseconds (the sandbox provider's header names; each provider names its own)"),
         ("Sandbox-Nonce" = String, Header, description = "16 to 64 characters, never repeated"),
-        ("Sandbox-Signature" = String, Header, description = "lowercase hex HMAC-SHA256 of timestamp, nonce and body, each ended by a newline"),
+        ("Sandbox-Signature" = String, Header, description = "lowercase hex HMAC-SHA256 of the timestamp, a newline, the nonce, a newline and the body"),
     ),
     request_body(content = String, content_type = "application/octet-stream", description = "the provider's JSON notice, as signed"),
     responses(
