@@ -5,7 +5,7 @@
 //! room's outcomes to stable codes.
 //!
 //! Every request that moves money names itself by an `Idempotency-Key`
-//! header (1 to 64 printable ASCII characters, as Stripe's): a retry with
+//! header (1 to 64 printable ASCII characters, no spaces, as Stripe's): a retry with
 //! the same key and the same parameters answers what the first did and
 //! moves nothing; the same key with other parameters is refused. The
 //! payment PIN travels in the JSON body only, never in a URL, and no body
@@ -149,7 +149,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "missing_idempotency_key",
-            "an Idempotency-Key header is required: 1 to 64 printable ASCII characters that \
+            "an Idempotency-Key header is required: 1 to 64 printable ASCII characters (no spaces) that \
              name this request, the same in every retry of it",
         )
     })?;
@@ -330,7 +330,7 @@ async fn set_pin(
 
 /// Top up from the payment provider: opens an order to pay at pay_url; the wallet is credited when the provider confirms the payment (watch the order, or the wallet's events)
 #[utoipa::path(post, path = "/v1/wallet/top-ups", tag = "wallet", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters naming this request")),
+    params(("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters (no spaces) naming this request")),
     request_body = NewTopUp,
     responses(
         (status = 200, description = "The order and where to pay it", body = TopUpStarted),
@@ -373,7 +373,7 @@ async fn order(
 
 /// Withdraw to your bank card through the payment provider: the money leaves the wallet at once and the order is settled (or reversed, the money back) when the provider says so. Needs a verified real name and the payment PIN
 #[utoipa::path(post, path = "/v1/wallet/withdrawals", tag = "wallet", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters naming this request")),
+    params(("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters (no spaces) naming this request")),
     request_body = NewWithdrawal,
     responses(
         (status = 200, description = "The order", body = WalletOrder),
@@ -401,7 +401,7 @@ async fn withdraw(
 
 /// Send money to a user in your one-to-one chat: held until they accept or decline it, or it expires and comes back to you. It appears in the chat as a Special of type "transfer"
 #[utoipa::path(post, path = "/v1/wallet/transfers", tag = "wallet", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters naming this request")),
+    params(("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters (no spaces) naming this request")),
     request_body = NewTransfer,
     responses(
         (status = 200, description = "The transfer, pending", body = WalletTransfer),
@@ -455,7 +455,7 @@ async fn transfer(
 #[utoipa::path(post, path = "/v1/wallet/transfers/{transfer_id}/accept", tag = "wallet", security(("bearer" = [])),
     params(
         ("transfer_id" = String, Path, description = "the transfer"),
-        ("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters naming this request"),
+        ("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters (no spaces) naming this request"),
     ),
     responses(
         (status = 200, description = "The transfer, accepted", body = WalletTransfer),
@@ -482,7 +482,7 @@ async fn accept_transfer(
 #[utoipa::path(post, path = "/v1/wallet/transfers/{transfer_id}/decline", tag = "wallet", security(("bearer" = [])),
     params(
         ("transfer_id" = String, Path, description = "the transfer"),
-        ("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters naming this request"),
+        ("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters (no spaces) naming this request"),
     ),
     responses(
         (status = 200, description = "The transfer, declined", body = WalletTransfer),
@@ -506,7 +506,7 @@ async fn decline_transfer(
 
 /// Send a red packet into a group (group_id) or your one-to-one chat (to_user): its amount is split into count shares that members grab, one each; the rest goes back to you when it expires. It appears in the chat as a Special of type "red_packet"
 #[utoipa::path(post, path = "/v1/wallet/packets", tag = "wallet", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters naming this request")),
+    params(("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters (no spaces) naming this request")),
     request_body = NewRedPacket,
     responses(
         (status = 200, description = "The red packet", body = RedPacket),
@@ -580,7 +580,7 @@ async fn packet(
 #[utoipa::path(post, path = "/v1/wallet/packets/{packet_id}/grab", tag = "wallet", security(("bearer" = [])),
     params(
         ("packet_id" = String, Path, description = "the red packet"),
-        ("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters naming this request"),
+        ("Idempotency-Key" = String, Header, description = "1 to 64 printable ASCII characters (no spaces) naming this request"),
     ),
     responses(
         (status = 200, description = "Your share, and the packet after it", body = PacketGrabbed),
