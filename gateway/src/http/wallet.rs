@@ -720,8 +720,8 @@ fn body_refused(rejection: BytesRejection) -> ApiError {
     request_body = SandboxPay,
     responses(
         (status = 202, description = "Paid (or failed); the callback follows"),
-        (status = 404, description = "order_not_found: no such open top-up with the sandbox", body = ErrorBody),
-        (status = 409, description = "order_closed: already paid or failed", body = ErrorBody),
+        (status = 404, description = "order_not_found: no top-up waiting for its payer has this reference (unknown, already paid or failed), or the provider is not the sandbox", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many checkouts from this address", body = ErrorBody),
 ))]
 async fn sandbox_pay(
     State(wallet): State<Arc<Wallet>>,
