@@ -14,7 +14,10 @@
 //! - [`provider`]: [`PaymentProvider`], the payment-provider port, and the
 //!   sandbox provider.
 //! - [`service`]: [`Wallet`], the operations the edge and the jobs call.
-//! - [`store`]: [`WalletStore`], the storage trait, and its backends.
+//! - [`store`]: [`WalletStore`], the storage trait, and its backends
+//!   ([`SqliteWalletStore`]).
+//! - [`conformance`] (tests, or the `conformance` feature): the behaviour
+//!   every store backend must show.
 //!
 //! Invariants: every movement is one journal entry debiting one account and
 //! crediting another by the same amount, so all balances sum to zero;
@@ -32,6 +35,9 @@ pub mod provider;
 pub mod service;
 pub mod store;
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
 pub use error::WalletError;
 pub use ports::{Chats, People, Person};
 pub use provider::sandbox::{SandboxConfig, SandboxError, SandboxProvider};
@@ -40,4 +46,4 @@ pub use provider::{
     Payout, ProviderError,
 };
 pub use service::Wallet;
-pub use store::WalletStore;
+pub use store::{SqliteWalletStore, WalletStore};

@@ -19,6 +19,8 @@ mod cards;
 mod jobs;
 mod pin;
 mod reconcile;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,7 +32,7 @@ use superapp_kit::ids::IdGen;
 use superapp_kit::ratelimit::TokenBucket;
 
 pub use crate::provider::CallbackHeaders;
-pub use reconcile::Reconciliation;
+pub use reconcile::{Reconciliation, check as reconcile};
 
 use crate::config::WalletConfig;
 use crate::error::WalletError;
@@ -74,7 +76,15 @@ pub struct Wallet {
     /// Each wallet's velocity bucket. In memory: a velocity limit guards
     /// against bursts, not money (the daily limits are in the ledger).
     velocity: Mutex<HashMap<UserId, TokenBucket>>,
+    /// Where each packet grabbed lately was sent, with its sender: facts
+    /// that never change, asked at every grab, so a hot packet's grabs do
+    /// not read it and its grabs for them.
+    places: Mutex<HashMap<PacketId, (UserId, Place)>>,
 }
+
+/// Packets whose place is remembered at most (all are forgotten at the
+/// bound; each costs one read again).
+const MAX_PLACES: usize = 100_000;
 
 /// A wallet as its owner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +165,7 @@ impl Wallet {
             ids: deps.ids,
             config: deps.config,
             velocity: Mutex::new(HashMap::new()),
+            places: Mutex::new(HashMap::new()),
         }
     }
 
@@ -668,6 +679,12 @@ impl Wallet {
                     .map_err(WalletError::Dependency)?
                     .filter(|g| g.is_member)
                     .ok_or(WalletError::NotAMember)?;
+                if !facts.may_post {
+                    return Err(WalletError::Invalid {
+                        code: "muted",
+                        reason: "you may not post in this group now",
+                    });
+                }
                 match (packet.mode, packet.exclusive_to) {
                     (PacketMode::Exclusive, Some(only)) if only != sender => {
                         let member = self
@@ -711,12 +728,8 @@ impl Wallet {
     ) -> Result<Grabbed, WalletError> {
         let key = self.key(user, key, &format!("grab\n{id}"))?;
         let person = self.person(user).await?;
-        let (packet, _) = self
-            .store
-            .packet(id)
-            .await?
-            .ok_or(WalletError::PacketNotFound)?;
-        self.may_see(user, &packet).await?;
+        let (sender, place) = self.place_of(id).await?;
+        self.may_see(user, sender, place).await?;
         let cap = self.cap(&person);
         let applied = self
             .apply(Command::GrabPacket { id, user, cap }, Some(key))
@@ -739,7 +752,7 @@ impl Wallet {
             .await?
             .ok_or(WalletError::PacketNotFound)?;
         if packet.sender != user && !grabs.iter().any(|g| g.user == user) {
-            self.may_see(user, &packet).await?;
+            self.may_see(user, packet.sender, packet.place).await?;
         }
         let luckiest = (packet.status == PacketStatus::Finished && packet.count() > 1)
             .then_some(packet.best.map(|(who, _)| who))
@@ -754,9 +767,9 @@ impl Wallet {
     /// Whether `user` is where the packet was sent: the peer of a
     /// one-to-one packet (or its sender), a member of its group. Anyone
     /// else is answered as if there were no such packet.
-    async fn may_see(&self, user: UserId, packet: &Packet) -> Result<(), WalletError> {
-        let present = match packet.place {
-            Place::Direct(peer) => user == peer || user == packet.sender,
+    async fn may_see(&self, user: UserId, sender: UserId, place: Place) -> Result<(), WalletError> {
+        let present = match place {
+            Place::Direct(peer) => user == peer || user == sender,
             Place::Group(group) => self
                 .chats
                 .group(group, user)
@@ -765,6 +778,29 @@ impl Wallet {
                 .is_some_and(|g| g.is_member),
         };
         present.then_some(()).ok_or(WalletError::PacketNotFound)
+    }
+
+    /// The packet's sender and place, from memory when it was asked lately.
+    async fn place_of(&self, id: PacketId) -> Result<(UserId, Place), WalletError> {
+        let known = self.lock_places().get(&id).copied();
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let (packet, _) = self
+            .store
+            .packet(id)
+            .await?
+            .ok_or(WalletError::PacketNotFound)?;
+        let mut places = self.lock_places();
+        if places.len() >= MAX_PLACES {
+            places.clear();
+        }
+        places.insert(id, (packet.sender, packet.place));
+        Ok((packet.sender, packet.place))
+    }
+
+    fn lock_places(&self) -> std::sync::MutexGuard<'_, HashMap<PacketId, (UserId, Place)>> {
+        self.places.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The user's wallet history, newest first; `before` pages on.

@@ -1,14 +1,9 @@
-//! The wallet's background work, safe when every core node runs it at once:
+//! The wallet's background work, which the binary runs on a timer, safe
+//! when every core node runs it at once:
 //! expiry of transfers and red packets (each applied as a command whose
 //! rule refuses it before its time and after its first success, so the
 //! money goes back exactly once, never early), and the sweep of old
 //! idempotency keys and callback nonces.
-
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::Wallet;
 use crate::error::WalletError;
@@ -16,8 +11,6 @@ use crate::model::Command;
 
 /// Expired transfers and packets taken per pass and kind.
 const BATCH: u32 = 256;
-/// How often old keys and nonces are swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(3_600);
 
 impl Wallet {
     /// One pass of the expiry job: returns every expired transfer and the
@@ -55,32 +48,11 @@ impl Wallet {
         Ok(settled)
     }
 
-    /// Runs the expiry job every `expiry_scan_ms` and the sweep every hour
-    /// until `shutdown`.
-    pub fn spawn_jobs(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
-        let wallet = self.clone();
-        let every = Duration::from_millis(self.config.expiry_scan_ms);
-        tracker.spawn(async move {
-            let mut expiry = tokio::time::interval(every);
-            expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut sweep = tokio::time::interval(SWEEP_EVERY);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = expiry.tick() => {
-                        if let Err(e) = wallet.expire_due().await {
-                            tracing::warn!(error = %e, "the wallet's expiry pass failed; it runs again");
-                        }
-                    }
-                    _ = sweep.tick() => {
-                        let keep = i64::try_from(wallet.config.key_retention_secs * 1000).unwrap_or(i64::MAX);
-                        match wallet.store.sweep(wallet.clock.now_ms(), keep).await {
-                            Ok(swept) => tracing::debug!(swept, "swept old idempotency keys and nonces"),
-                            Err(e) => tracing::warn!(error = %e, "the wallet's sweep failed; it runs again"),
-                        }
-                    }
-                }
-            }
-        });
+    /// Deletes idempotency keys and callback nonces older than
+    /// `key_retention_secs`; answers how many went.
+    pub async fn sweep_keys(&self) -> Result<u64, WalletError> {
+        let keep =
+            i64::try_from(self.config.key_retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        self.store.sweep(self.clock.now_ms(), keep).await
     }
 }

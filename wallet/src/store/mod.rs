@@ -20,6 +20,9 @@
 //! in one transaction with its idempotency record. [`crate::conformance`] is
 //! the behaviour every backend must show.
 
+mod sqlite;
+
+pub use sqlite::SqliteWalletStore;
 pub use superapp_kit::store::StoreError;
 
 use serde::{Deserialize, Serialize};
