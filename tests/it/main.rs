@@ -29,4 +29,5 @@ mod security;
 mod social;
 mod turn;
 mod views;
+mod wallet;
 mod websocket;
