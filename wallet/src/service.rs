@@ -483,19 +483,7 @@ impl Wallet {
             return Err(WalletError::ToSelf);
         }
         let sender = self.person(from).await?;
-        self.people
-            .person(to)
-            .await
-            .map_err(WalletError::Dependency)?
-            .ok_or(WalletError::UnknownUser)?;
-        if !self
-            .chats
-            .may_message(from, to)
-            .await
-            .map_err(WalletError::Dependency)?
-        {
-            return Err(WalletError::RecipientRefuses);
-        }
+        self.reachable(from, to).await?;
         self.check_pin(from, pin).await?;
         self.take_velocity(from)?;
         let now = self.clock.now_ms();
@@ -656,19 +644,7 @@ impl Wallet {
                         reason: "exclusive packets are for groups",
                     });
                 }
-                self.people
-                    .person(peer)
-                    .await
-                    .map_err(WalletError::Dependency)?
-                    .ok_or(WalletError::UnknownUser)?;
-                if !self
-                    .chats
-                    .may_message(sender, peer)
-                    .await
-                    .map_err(WalletError::Dependency)?
-                {
-                    return Err(WalletError::RecipientRefuses);
-                }
+                self.reachable(sender, peer).await?;
                 Ok(2)
             }
             Place::Group(group) => {
@@ -858,6 +834,18 @@ impl Wallet {
                 now_ms: self.clock.now_ms(),
             })
             .await
+    }
+
+    /// Whether money may go from `from` to `to` in their one-to-one chat:
+    /// `to` exists and takes messages from `from`.
+    async fn reachable(&self, from: UserId, to: UserId) -> Result<(), WalletError> {
+        self.person(to).await?;
+        let takes = self
+            .chats
+            .may_message(from, to)
+            .await
+            .map_err(WalletError::Dependency)?;
+        takes.then_some(()).ok_or(WalletError::RecipientRefuses)
     }
 
     /// The user, who must exist and take part.
