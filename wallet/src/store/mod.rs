@@ -20,6 +20,11 @@
 //! in one transaction with its idempotency record. [`crate::conformance`] is
 //! the behaviour every backend must show.
 
+#[cfg(feature = "postgres")]
+mod postgres;
+
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresWalletStore;
 pub use superapp_kit::store::StoreError;
 
 use serde::{Deserialize, Serialize};
