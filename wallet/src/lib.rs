@@ -11,7 +11,10 @@
 //! - [`config`]: the `[wallet]` section of the configuration.
 //! - [`error`]: [`WalletError`], the outcomes callers branch on.
 //! - [`ports`]: what the room needs from others ([`People`], [`Chats`]).
-//! - [`store`]: [`WalletStore`], the storage trait, and its backends.
+//! - [`store`]: [`WalletStore`], the storage trait, and its backends
+//!   ([`SqliteWalletStore`]).
+//! - [`conformance`] (tests, or the `conformance` feature): the behaviour
+//!   every store backend must show.
 //!
 //! Invariants: every movement is one journal entry debiting one account and
 //! crediting another by the same amount, so all balances sum to zero;
@@ -27,6 +30,9 @@ pub mod policy;
 pub mod ports;
 pub mod store;
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
 pub use error::WalletError;
 pub use ports::{Chats, People, Person};
-pub use store::WalletStore;
+pub use store::{SqliteWalletStore, WalletStore};

@@ -22,9 +22,11 @@
 
 #[cfg(feature = "postgres")]
 mod postgres;
+mod sqlite;
 
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresWalletStore;
+pub use sqlite::SqliteWalletStore;
 pub use superapp_kit::store::StoreError;
 
 use serde::{Deserialize, Serialize};
