@@ -46,7 +46,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
 /// How long work waits for a free pooled connection before it is refused
-/// as [`StoreError::Busy`]; and how long opening one may take.
+/// as [`StoreError::Busy`] (unless [`Postgres::connect_with`] says
+/// otherwise); and how long opening one may take.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// All migrations of every component run under this one advisory lock (its
 /// value spells "sa-migr"), so processes that start at once apply each
@@ -157,6 +158,16 @@ impl Postgres {
     /// A URL asking for TLS (`sslmode=require`) is refused: this build
     /// connects in plain text.
     pub async fn connect(url: &str, pool_size: u32) -> Result<Self, StoreError> {
+        Self::connect_with(url, pool_size, POOL_WAIT).await
+    }
+
+    /// [`connect`](Self::connect) with work waiting at most `wait` for a
+    /// free connection before it is refused as [`StoreError::Busy`].
+    pub async fn connect_with(
+        url: &str,
+        pool_size: u32,
+        wait: Duration,
+    ) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             let hint = if url.contains("sslmode=verify") {
                 "; sslmode verify-ca and verify-full are not supported: this build connects without TLS"
@@ -196,7 +207,7 @@ impl Postgres {
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1) as usize)
             .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(POOL_WAIT))
+            .wait_timeout(Some(wait))
             .create_timeout(Some(POOL_WAIT))
             .recycle_timeout(Some(POOL_WAIT))
             .build()

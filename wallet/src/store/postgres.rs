@@ -27,10 +27,10 @@
 //!    row is read after the packet's lock is held, so a second grab by the
 //!    same user sees the first.
 //! 3. **The balances of [`policy::accounts`] are locked in one fixed order**:
-//!    the rows are created at zero if missing, then read with
-//!    `ORDER BY account FOR UPDATE`, the keys sorted bytewise (the column's
-//!    collation is "C"), so two commands touching the same accounts lock
-//!    them in the same order and never wait for each other in a cycle.
+//!    one upsert creates the missing rows at zero and locks the others, row
+//!    by row in the order of the keys sorted bytewise, so two commands
+//!    touching the same accounts lock them in the same order and never wait
+//!    for each other in a cycle.
 //!    Every command locks its records (one kind of row each, besides the
 //!    daily row) before any balance, so no cycle spans both either.
 //! 4. [`policy::decide`], then the writes, sent together (pipelined on the
@@ -75,7 +75,8 @@ const MIGRATIONS: &[&str] = &[r#"
 CREATE SCHEMA wallet;
 CREATE TABLE wallet.accounts (
     account TEXT COLLATE "C" PRIMARY KEY,
-    balance BIGINT NOT NULL
+    balance BIGINT NOT NULL,
+    CHECK (balance >= 0 OR account = 's:topup')
 );
 CREATE TABLE wallet.journal (
     id BIGINT PRIMARY KEY,
@@ -84,7 +85,8 @@ CREATE TABLE wallet.journal (
     debit TEXT COLLATE "C" NOT NULL,
     credit TEXT COLLATE "C" NOT NULL,
     amount BIGINT NOT NULL CHECK (amount > 0),
-    reference BIGINT NOT NULL
+    reference BIGINT NOT NULL,
+    CHECK (debit <> credit)
 );
 CREATE INDEX journal_by_debit ON wallet.journal (debit, id);
 CREATE INDEX journal_by_credit ON wallet.journal (credit, id);
@@ -100,8 +102,8 @@ CREATE TRIGGER journal_is_never_truncated BEFORE TRUNCATE ON wallet.journal
     FOR EACH STATEMENT EXECUTE FUNCTION wallet.journal_is_append_only();
 CREATE TABLE wallet.transfers (
     id BIGINT PRIMARY KEY,
-    sender BIGINT NOT NULL,
-    recipient BIGINT NOT NULL,
+    from_user BIGINT NOT NULL,
+    to_user BIGINT NOT NULL,
     amount BIGINT NOT NULL,
     memo TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -114,11 +116,10 @@ CREATE INDEX transfers_pending_by_expiry ON wallet.transfers (expires_ms)
 CREATE TABLE wallet.packets (
     id BIGINT PRIMARY KEY,
     sender BIGINT NOT NULL,
-    place_kind TEXT NOT NULL,
+    place TEXT NOT NULL,
     place_id BIGINT NOT NULL,
     mode TEXT NOT NULL,
     amount BIGINT NOT NULL,
-    shares BIGINT[] NOT NULL,
     exclusive_to BIGINT,
     greeting TEXT NOT NULL,
     created_ms BIGINT NOT NULL,
@@ -131,14 +132,18 @@ CREATE TABLE wallet.packets (
     refunded BIGINT NOT NULL
 );
 CREATE INDEX packets_open_by_expiry ON wallet.packets (expires_ms) WHERE status = 'open';
+CREATE TABLE wallet.packet_shares (
+    packet BIGINT PRIMARY KEY,
+    shares BIGINT[] NOT NULL
+);
 CREATE TABLE wallet.grabs (
     packet BIGINT NOT NULL,
     user_id BIGINT NOT NULL,
     amount BIGINT NOT NULL,
-    idx INTEGER NOT NULL,
+    share_index INTEGER NOT NULL,
     at_ms BIGINT NOT NULL,
     PRIMARY KEY (packet, user_id),
-    UNIQUE (packet, idx)
+    UNIQUE (packet, share_index)
 );
 CREATE TABLE wallet.orders (
     id BIGINT PRIMARY KEY,
@@ -151,7 +156,7 @@ CREATE TABLE wallet.orders (
     created_ms BIGINT NOT NULL,
     updated_ms BIGINT NOT NULL
 );
-CREATE INDEX orders_by_provider_ref ON wallet.orders (provider_ref) WHERE provider_ref <> '';
+CREATE UNIQUE INDEX orders_by_ref ON wallet.orders (provider_ref) WHERE provider_ref <> '';
 CREATE TABLE wallet.daily (
     user_id BIGINT NOT NULL,
     day BIGINT NOT NULL,
@@ -161,11 +166,12 @@ CREATE TABLE wallet.daily (
 );
 CREATE TABLE wallet.idempotency (
     user_id BIGINT NOT NULL,
-    key TEXT NOT NULL,
+    idem_key TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
+    -- NULL only inside the transaction that claimed the key.
     applied TEXT,
     created_ms BIGINT NOT NULL,
-    PRIMARY KEY (user_id, key)
+    PRIMARY KEY (user_id, idem_key)
 );
 CREATE INDEX idempotency_by_age ON wallet.idempotency (created_ms);
 CREATE TABLE wallet.pins (
@@ -203,6 +209,16 @@ impl PostgresWalletStore {
     /// `pool_size` connections, and applies the wallet's migrations.
     pub async fn connect(url: &str, pool_size: u32) -> Result<Self, StoreError> {
         Self::open(Postgres::connect(url, pool_size).await?).await
+    }
+
+    /// [`connect`](Self::connect) with an operation waiting at most `wait`
+    /// for a free connection before it is answered as busy.
+    pub async fn connect_with(
+        url: &str,
+        pool_size: u32,
+        wait: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        Self::open(Postgres::connect_with(url, pool_size, wait).await?).await
     }
 
     /// The store on an existing pool (shared with other rooms), after
@@ -345,7 +361,7 @@ fn entry_from(row: &Row) -> TxResult<Entry> {
 }
 
 const TRANSFER_COLUMNS: &str =
-    "id, sender, recipient, amount, memo, status, created_ms, expires_ms, settled_ms";
+    "id, from_user, to_user, amount, memo, status, created_ms, expires_ms, settled_ms";
 
 fn transfer_from(row: &Row) -> TxResult<Transfer> {
     Ok(Transfer {
@@ -361,9 +377,11 @@ fn transfer_from(row: &Row) -> TxResult<Transfer> {
     })
 }
 
-const PACKET_COLUMNS: &str = "id, sender, place_kind, place_id, mode, amount, shares, \
-     exclusive_to, greeting, created_ms, expires_ms, claimed, claimed_amount, status, \
-     best_user, best_amount, refunded";
+const PACKET_COLUMNS: &str = "p.id, p.sender, p.place, p.place_id, p.mode, p.amount, \
+     s.shares, p.exclusive_to, p.greeting, p.created_ms, p.expires_ms, p.claimed, \
+     p.claimed_amount, p.status, p.best_user, p.best_amount, p.refunded";
+/// The packets and their shares, as [`PACKET_COLUMNS`] names them.
+const PACKETS: &str = "wallet.packets AS p JOIN wallet.packet_shares AS s ON s.packet = p.id";
 
 fn packet_from(row: &Row) -> TxResult<Packet> {
     let place_id = id(row.try_get(3)?);
@@ -400,7 +418,7 @@ fn place_db(place: Place) -> (&'static str, i64) {
     }
 }
 
-const GRAB_COLUMNS: &str = "packet, user_id, amount, idx, at_ms";
+const GRAB_COLUMNS: &str = "packet, user_id, amount, share_index, at_ms";
 
 fn grab_from(row: &Row) -> TxResult<Grab> {
     Ok(Grab {
@@ -465,7 +483,7 @@ async fn claim(tx: &Transaction<'_>, key: &IdemKey, now_ms: i64) -> TxResult<Opt
     for _ in 0..CLAIM_TRIES {
         let claimed = execute(
             tx,
-            "INSERT INTO wallet.idempotency (user_id, key, fingerprint, applied, created_ms)
+            "INSERT INTO wallet.idempotency (user_id, idem_key, fingerprint, applied, created_ms)
              VALUES ($1, $2, $3, NULL, $4) ON CONFLICT DO NOTHING",
             &[&user, &key.key, &key.fingerprint, &now_ms],
         )
@@ -476,7 +494,8 @@ async fn claim(tx: &Transaction<'_>, key: &IdemKey, now_ms: i64) -> TxResult<Opt
         // A new statement sees what committed while the insert waited.
         let Some(row) = query_opt(
             tx,
-            "SELECT fingerprint, applied FROM wallet.idempotency WHERE user_id = $1 AND key = $2",
+            "SELECT fingerprint, applied FROM wallet.idempotency
+             WHERE user_id = $1 AND idem_key = $2",
             &[&user, &key.key],
         )
         .await?
@@ -507,7 +526,7 @@ async fn records(tx: &Transaction<'_>, command: &Command) -> TxResult<Records> {
         }
     }
     if let Some(packet) = needs.packet {
-        let sql = format!("SELECT {PACKET_COLUMNS} FROM wallet.packets WHERE id = $1 FOR UPDATE");
+        let sql = format!("SELECT {PACKET_COLUMNS} FROM {PACKETS} WHERE p.id = $1 FOR UPDATE OF p");
         if let Some(row) = query_opt(tx, &sql, &[&db(packet.0)]).await? {
             records.packet = Some(packet_from(&row)?);
         }
@@ -556,24 +575,22 @@ async fn records(tx: &Transaction<'_>, command: &Command) -> TxResult<Records> {
 }
 
 /// Step 3 of `apply`: the balances of `accounts`, locked in bytewise order
-/// of their keys.
+/// of their keys, created at zero when missing.
 async fn balances(tx: &Transaction<'_>, accounts: &[Account]) -> TxResult<Vec<Balance>> {
     if accounts.is_empty() {
         return Ok(Vec::new());
     }
     let mut keys: Vec<String> = accounts.iter().map(Account::to_string).collect();
     keys.sort();
-    execute(
-        tx,
-        "INSERT INTO wallet.accounts (account, balance) SELECT key, 0 FROM unnest($1::text[]) AS key
-         ON CONFLICT DO NOTHING",
-        &[&keys],
-    )
-    .await?;
+    // One statement creates the missing rows at zero and locks the others
+    // (an upsert locks the row it updates, here to its own balance), row by
+    // row in the array's order, and answers every balance.
     let rows = query(
         tx,
-        "SELECT account, balance FROM wallet.accounts WHERE account = ANY($1)
-         ORDER BY account FOR UPDATE",
+        "INSERT INTO wallet.accounts AS a (account, balance)
+         SELECT key, 0 FROM unnest($1::text[]) WITH ORDINALITY AS k(key, n) ORDER BY n
+         ON CONFLICT (account) DO UPDATE SET balance = a.balance
+         RETURNING a.account, a.balance",
         &[&keys],
     )
     .await?;
@@ -633,7 +650,7 @@ async fn write(tx: &Transaction<'_>, request: &Request, applied: &Applied) -> Tx
             execute(
                 tx,
                 "INSERT INTO wallet.transfers
-                     (id, sender, recipient, amount, memo, status, created_ms, expires_ms, settled_ms)
+                     (id, from_user, to_user, amount, memo, status, created_ms, expires_ms, settled_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,
                      settled_ms = EXCLUDED.settled_ms",
@@ -659,11 +676,10 @@ async fn write(tx: &Transaction<'_>, request: &Request, applied: &Applied) -> Tx
             execute(
                 tx,
                 "INSERT INTO wallet.packets
-                     (id, sender, place_kind, place_id, mode, amount, shares, exclusive_to,
-                      greeting, created_ms, expires_ms, claimed, claimed_amount, status,
-                      best_user, best_amount, refunded)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                         $17)
+                     (id, sender, place, place_id, mode, amount, exclusive_to, greeting,
+                      created_ms, expires_ms, claimed, claimed_amount, status, best_user,
+                      best_amount, refunded)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                  ON CONFLICT (id) DO UPDATE SET claimed = EXCLUDED.claimed,
                      claimed_amount = EXCLUDED.claimed_amount, status = EXCLUDED.status,
                      best_user = EXCLUDED.best_user, best_amount = EXCLUDED.best_amount,
@@ -675,7 +691,6 @@ async fn write(tx: &Transaction<'_>, request: &Request, applied: &Applied) -> Tx
                     &place_id,
                     &p.mode.as_str(),
                     &p.amount,
-                    &p.shares,
                     &p.exclusive_to.map(|u| db(u.0)),
                     &p.greeting,
                     &p.created_ms,
@@ -691,12 +706,23 @@ async fn write(tx: &Transaction<'_>, request: &Request, applied: &Applied) -> Tx
             .await
         }));
     }
+    // Written once, with the packet: a grab updates the small packet row.
+    if let (Command::SendPacket { .. }, Some(p)) = (&request.command, applied.packet.clone()) {
+        writes.push(Box::pin(async move {
+            execute(
+                tx,
+                "INSERT INTO wallet.packet_shares (packet, shares) VALUES ($1, $2)",
+                &[&db(p.id.0), &p.shares],
+            )
+            .await
+        }));
+    }
     if let Some(g) = applied.grab.clone() {
         let index = count_db(g.index)?;
         writes.push(Box::pin(async move {
             execute(
                 tx,
-                "INSERT INTO wallet.grabs (packet, user_id, amount, idx, at_ms)
+                "INSERT INTO wallet.grabs (packet, user_id, amount, share_index, at_ms)
                  VALUES ($1, $2, $3, $4, $5)",
                 &[&db(g.packet.0), &db(g.user.0), &g.amount, &index, &g.at_ms],
             )
@@ -746,7 +772,7 @@ async fn write(tx: &Transaction<'_>, request: &Request, applied: &Applied) -> Tx
         writes.push(Box::pin(async move {
             execute(
                 tx,
-                "UPDATE wallet.idempotency SET applied = $3 WHERE user_id = $1 AND key = $2",
+                "UPDATE wallet.idempotency SET applied = $3 WHERE user_id = $1 AND idem_key = $2",
                 &[&db(key.user.0), &key.key, &stored],
             )
             .await
@@ -863,12 +889,12 @@ impl WalletStore for PostgresWalletStore {
     fn packet(&self, packet: PacketId) -> Outcome<Option<(Packet, Vec<Grab>)>> {
         self.read(move |tx| {
             Box::pin(async move {
-                let sql = format!("SELECT {PACKET_COLUMNS} FROM wallet.packets WHERE id = $1");
+                let sql = format!("SELECT {PACKET_COLUMNS} FROM {PACKETS} WHERE p.id = $1");
                 let Some(row) = query_opt(tx, &sql, &[&db(packet.0)]).await? else {
                     return Ok(None);
                 };
                 let sql = format!(
-                    "SELECT {GRAB_COLUMNS} FROM wallet.grabs WHERE packet = $1 ORDER BY idx"
+                    "SELECT {GRAB_COLUMNS} FROM wallet.grabs WHERE packet = $1 ORDER BY share_index"
                 );
                 let grabs = query(tx, &sql, &[&db(packet.0)])
                     .await?
@@ -1106,44 +1132,64 @@ impl WalletStore for PostgresWalletStore {
     }
 }
 
-/// [`WalletStore::audit`] in one snapshot.
+/// [`WalletStore::audit`] in one snapshot, as the SQLite backend answers
+/// it: every account that has a balance row or an entry, in account order;
+/// each order's sums in the order of [`Reason::ALL`]; entries naming an
+/// account without a row, or a key that is no account, as malformed.
 async fn audit(tx: &Transaction<'_>) -> TxResult<Audit> {
-    let accounts = query(
+    // Sums as NUMERIC, clamped into BIGINT: no sum of amounts overflows.
+    let rows = query(
         tx,
-        "SELECT a.account, a.balance,
-                (COALESCE(c.total, 0) - COALESCE(d.total, 0))::BIGINT
-         FROM wallet.accounts AS a
-         LEFT JOIN (SELECT credit AS account, sum(amount) AS total FROM wallet.journal
-                    GROUP BY credit) AS c ON c.account = a.account
-         LEFT JOIN (SELECT debit AS account, sum(amount) AS total FROM wallet.journal
-                    GROUP BY debit) AS d ON d.account = a.account
-         ORDER BY a.account",
+        "WITH sums AS (
+             SELECT account, sum(amount) AS total FROM (
+                 SELECT credit AS account, amount FROM wallet.journal
+                 UNION ALL
+                 SELECT debit, -amount FROM wallet.journal
+             ) AS moves GROUP BY account
+         )
+         SELECT COALESCE(a.account, s.account), COALESCE(a.balance, 0),
+                LEAST(GREATEST(COALESCE(s.total, 0), -9223372036854775808),
+                      9223372036854775807)::BIGINT
+         FROM wallet.accounts AS a FULL JOIN sums AS s ON s.account = a.account",
         &[],
+    )
+    .await?;
+    let mut accounts = Vec::new();
+    let mut unknown_keys = Vec::new();
+    for row in &rows {
+        let key: String = row.try_get(0)?;
+        match key.parse::<Account>() {
+            Ok(account) => accounts.push((account, row.try_get(1)?, row.try_get(2)?)),
+            Err(_) => unknown_keys.push(key),
+        }
+    }
+    accounts.sort_by_key(|(account, _, _)| *account);
+    let mut malformed_entries = query(
+        tx,
+        "SELECT j.id FROM wallet.journal AS j
+         WHERE j.amount <= 0
+            OR NOT EXISTS (SELECT 1 FROM wallet.accounts AS a WHERE a.account = j.debit)
+            OR NOT EXISTS (SELECT 1 FROM wallet.accounts AS a WHERE a.account = j.credit)
+            OR j.debit = ANY($1) OR j.credit = ANY($1)",
+        &[&unknown_keys],
     )
     .await?
     .iter()
-    .map(|row| Ok((account(row.try_get(0)?)?, row.try_get(1)?, row.try_get(2)?)))
+    .map(|row| Ok(EntryId(id(row.try_get(0)?))))
     .collect::<TxResult<Vec<_>>>()?;
+    malformed_entries.sort();
     let sql = format!("SELECT {ORDER_COLUMNS} FROM wallet.orders ORDER BY id");
     let mut orders = query(tx, &sql, &[])
         .await?
         .iter()
         .map(|row| Ok((order_from(row)?, Vec::new())))
         .collect::<TxResult<Vec<(Order, Vec<(Reason, Fen)>)>>>()?;
-    let order_reasons: Vec<&str> = [
-        Reason::TopUp,
-        Reason::Withdrawal,
-        Reason::PayoutSettled,
-        Reason::PayoutReversed,
-    ]
-    .iter()
-    .map(|r| r.as_str())
-    .collect();
     let sums = query(
         tx,
         "SELECT reference, reason, sum(amount)::BIGINT FROM wallet.journal
-         WHERE reason = ANY($1) GROUP BY reference, reason ORDER BY reference, reason",
-        &[&order_reasons],
+         WHERE reason IN ('top_up', 'withdrawal', 'payout_settled', 'payout_reversed')
+         GROUP BY reference, reason",
+        &[],
     )
     .await?;
     for row in &sums {
@@ -1153,19 +1199,9 @@ async fn audit(tx: &Transaction<'_>) -> TxResult<Audit> {
             orders[at].1.push(sum);
         }
     }
-    let malformed_entries = query(
-        tx,
-        "SELECT j.id FROM wallet.journal AS j
-         WHERE j.amount <= 0
-            OR NOT EXISTS (SELECT 1 FROM wallet.accounts AS a WHERE a.account = j.debit)
-            OR NOT EXISTS (SELECT 1 FROM wallet.accounts AS a WHERE a.account = j.credit)
-         ORDER BY j.id",
-        &[],
-    )
-    .await?
-    .iter()
-    .map(|row| Ok(EntryId(id(row.try_get(0)?))))
-    .collect::<TxResult<Vec<_>>>()?;
+    for (_, sums) in &mut orders {
+        sums.sort_by_key(|(reason, _)| Reason::ALL.iter().position(|r| r == reason));
+    }
     Ok(Audit {
         accounts,
         orders,
