@@ -2,7 +2,7 @@
 //! owns (`server`, `log`, `redis`) and those of the rooms (`auth`,
 //! `account`, `social` and `real_name` from the account room, `gateway` from
 //! the edge, `chat` and `calls` from the chat room, `media` from the media
-//! room), each with its doc comments, defaults and checks beside its code.
+//! room, `wallet` from the wallet), each with its doc comments, defaults and checks beside its code.
 //! `deploy/superapp.example.toml` is generated from [`Config::default`] and a
 //! test keeps it current.
 
@@ -20,6 +20,7 @@ use superapp_kit::config::ConfigError;
 use superapp_kit::secret::Secret;
 use superapp_kit::tier_key::TierKey;
 use superapp_media::config::MediaConfig;
+use superapp_wallet::config::WalletConfig;
 
 use anyhow::Context as _;
 
@@ -36,6 +37,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub chat: ChatConfig,
     pub media: MediaConfig,
+    pub wallet: WalletConfig,
 
     pub calls: CallsConfig,
     pub redis: RedisConfig,
@@ -213,6 +215,7 @@ impl Config {
         self.gateway.validate()?;
         self.chat.validate()?;
         self.media.validate()?;
+        self.wallet.validate()?;
 
         self.calls.validate()?;
         self.social.validate()?;
@@ -298,7 +301,7 @@ impl Config {
              # Each key may also be set as SUPERAPP_<SECTION>__<KEY>, e.g. SUPERAPP_SERVER__LISTEN.\n\
              # Field documentation: src/config.rs (server, log, redis) and each room's\n\
              # config.rs (auth, account, social and real_name: account/, gateway: gateway/,\n\
-             # chat: chat/, calls: chat/src/calls/, media: media/).\n\
+             # chat: chat/, calls: chat/src/calls/, media: media/, wallet: wallet/).\n\
              # Generated; a test keeps it current.\n\n{body}"
         )
     }

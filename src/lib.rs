@@ -41,6 +41,9 @@ use superapp_kit::redis_bus::RedisBus;
 use superapp_kit::rpc::{CoreLease, Handler, RpcClient, RpcServer};
 use superapp_kit::tier_key::TierKey;
 use superapp_media::{Media, ObjectStoreBlobs, SqliteMediaStore};
+use superapp_wallet::service::WalletDeps;
+use superapp_wallet::store::SqliteWalletStore;
+use superapp_wallet::{SandboxConfig, SandboxProvider as PaymentSandbox, Wallet, WalletStore};
 
 use crate::config::{Config, Role};
 use tokio::net::TcpListener;
@@ -178,7 +181,7 @@ impl Application {
             ),
             media: (media, Duration::from_secs(config.media.sweep_secs)),
         });
-        let core = start_core(request_server, sweeps, &bus, core_lease, &shutdown);
+        let mut core = start_core(request_server, sweeps, &bus, core_lease, &shutdown);
         let (presence, limits) = shared_state(&config, &clock).await?;
         let hub = Hub::start(
             bus.as_ref(),
@@ -192,6 +195,17 @@ impl Application {
             .with_context(|| format!("binding {}", config.server.listen))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, ?role, "listening");
+        // The wallet is built once the address is known: the sandbox
+        // provider calls this server back on it.
+        let wallet = match (&local, &beside) {
+            (Some(local), Some((real_names, ..))) => {
+                let rooms = (local.as_ref(), real_names.clone());
+                let wallet = open_wallet(&config, addr, rooms, &bus, &clock, &ids)?;
+                core.wallet_jobs = start_wallet_jobs(&wallet, &config, &shutdown);
+                Some(wallet)
+            }
+            _ => None,
+        };
         let drain = Duration::from_millis(config.server.shutdown_drain_ms);
         let server = &config.server;
         let serve_limits = ServeLimits {
@@ -206,9 +220,8 @@ impl Application {
             core,
             listener,
             addr,
-            rooms: local
-                .zip(beside)
-                .map(|(local, (real_names, profiles, nearby, media))| Rooms {
+            rooms: local.zip(beside).zip(wallet).map(
+                |((local, (real_names, profiles, nearby, media)), wallet)| Rooms {
                     accounts: local.accounts.clone(),
                     social: local.social.clone(),
                     real_names,
@@ -218,7 +231,9 @@ impl Application {
                     presence,
                     nearby,
                     media,
-                }),
+                    wallet,
+                },
+            ),
             lease_ttl: Duration::from_millis(config.redis.lease_ttl_ms),
             state: AppState {
                 backend,
@@ -367,6 +382,9 @@ struct CoreTasks {
     /// The sweep that collects unreferenced media and expired uploads
     /// (roles `all` and `core`); it stops as the erasure sweep does.
     media_sweep: Option<JoinHandle<()>>,
+    /// The wallet's expiry of transfers and red packets, and its sweep of
+    /// old idempotency keys (roles `all` and `core`).
+    wallet_jobs: Vec<JoinHandle<()>>,
     /// The core lease's keeper, and the token that tells it the core has stopped.
     lease_keeper: Option<JoinHandle<()>>,
     stopped: CancellationToken,
@@ -384,6 +402,9 @@ impl CoreTasks {
         }
         if let Some(media_sweep) = self.media_sweep {
             let _ = tokio::time::timeout(ttl, media_sweep).await;
+        }
+        for job in self.wallet_jobs {
+            let _ = tokio::time::timeout(ttl, job).await;
         }
         self.stopped.cancel();
         if let Some(keeper) = self.lease_keeper {
@@ -449,6 +470,7 @@ fn start_core(
         request_server,
         erasure,
         media_sweep,
+        wallet_jobs: Vec::new(),
         lease_keeper,
         stopped,
     }
@@ -723,6 +745,124 @@ fn open_media(
     )
     .context("media staging directory")?;
     Ok(Arc::new(media))
+}
+
+/// The wallet: its ledger in PostgreSQL (`wallet.postgres_url`) or a SQLite
+/// file in the data dir, the sandbox payment provider calling back this
+/// server at `addr` (or `wallet.callback_url`), and the account and chat
+/// rooms behind its ports.
+fn open_wallet(
+    config: &Config,
+    addr: SocketAddr,
+    (local, real_names): (&Local, Arc<RealNames>),
+    bus: &SharedBus,
+    clock: &SharedClock,
+    ids: &Arc<IdGen>,
+) -> anyhow::Result<Arc<Wallet>> {
+    let data_dir = &config.server.data_dir;
+    let store = open_wallet_store(config)?;
+    let wallet = &config.wallet;
+    let callback_url = match &wallet.callback_url {
+        Some(url) => url.clone(),
+        None => {
+            let host = match addr.ip() {
+                ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+                ip => ip,
+            };
+            format!(
+                "http://{}/v1/wallet/callback",
+                SocketAddr::new(host, addr.port())
+            )
+        }
+    };
+    let secret = match &wallet.provider_secret {
+        Some(secret) => secret.expose().as_bytes().to_vec(),
+        None => superapp_account::key_file::KeyFile {
+            guards: "it signs the payment provider's callbacks",
+            holds: "the provider key is 32 random bytes",
+        }
+        .read_or_create(&data_dir.join("wallet_provider.key"))
+        .context("wallet provider key file")?
+        .to_vec(),
+    };
+    let mut sandbox = SandboxConfig::new(secret, callback_url);
+    sandbox.payout_delay_ms = wallet.sandbox_payout_delay_ms;
+    sandbox.window_ms = i64::try_from(wallet.callback_window_secs * 1000).unwrap_or(i64::MAX);
+    sandbox.deliveries = wallet.sandbox_deliveries;
+    let sandbox =
+        Arc::new(PaymentSandbox::new(sandbox, clock.clone()).context("wallet.callback_url")?);
+    tracing::info!("wallet: SQLite ledger, sandbox payment provider");
+    Ok(Arc::new(Wallet::new(WalletDeps {
+        store,
+        provider: sandbox.clone(),
+        sandbox: Some(sandbox),
+        people: Arc::new(wiring::WalletPeople::new(
+            local.accounts.clone(),
+            real_names,
+        )),
+        chats: Arc::new(wiring::WalletChats::new(
+            local.social.clone(),
+            local.chat.clone(),
+            clock.clone(),
+        )),
+        bus: bus.clone(),
+        clock: clock.clone(),
+        ids: ids.clone(),
+        config: wallet.clone(),
+    })))
+}
+
+/// The wallet's ledger: PostgreSQL when `wallet.postgres_url` is set, else
+/// `wallet.db` in the data dir.
+fn open_wallet_store(config: &Config) -> anyhow::Result<Arc<dyn WalletStore>> {
+    let data_dir = &config.server.data_dir;
+    create_data_dir(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    Ok(Arc::new(
+        SqliteWalletStore::open(&data_dir.join("wallet.db")).context("opening wallet.db")?,
+    ))
+}
+
+/// `superapp wallet reconcile`: checks the ledger in the configured store
+/// (the double-entry sum, every balance against its entries, no wallet
+/// below zero, every provider order against its entries).
+pub async fn reconcile_wallet(
+    config: &Config,
+) -> anyhow::Result<superapp_wallet::service::Reconciliation> {
+    let store = open_wallet_store(config)?;
+    let audit = store.audit().await.context("reading the ledger")?;
+    Ok(superapp_wallet::service::reconcile(&audit))
+}
+
+/// Runs the wallet's expiry pass every `wallet.expiry_scan_ms` and its
+/// sweep of old idempotency keys every hour, until shutdown.
+fn start_wallet_jobs(
+    wallet: &Arc<Wallet>,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let expiring = wallet.clone();
+    let sweeping = wallet.clone();
+    vec![
+        tokio::spawn(sweep(
+            "wallet expiry",
+            Duration::from_millis(config.wallet.expiry_scan_ms),
+            shutdown.clone(),
+            move || {
+                let wallet = expiring.clone();
+                async move { wallet.expire_due().await }
+            },
+        )),
+        tokio::spawn(sweep(
+            "wallet keys",
+            Duration::from_secs(3_600),
+            shutdown.clone(),
+            move || {
+                let wallet = sweeping.clone();
+                async move { wallet.sweep_keys().await }
+            },
+        )),
+    ]
 }
 
 /// The key download links are signed with: `media.link_key`, or else the

@@ -26,6 +26,17 @@ enum Command {
     /// Print the public key that verifies this core's access tokens: the value
     /// of a gateway's auth.token_public_key.
     TokenPublicKey(KeyArgs),
+    /// The wallet's maintenance commands.
+    #[command(subcommand)]
+    Wallet(WalletCommand),
+}
+
+#[derive(Subcommand)]
+enum WalletCommand {
+    /// Check the ledger: the sum over all accounts is zero, every balance
+    /// matches its entries, no wallet is below zero, every provider order
+    /// has the entries it should. Exits 1 on any mismatch.
+    Reconcile(KeyArgs),
 }
 
 #[derive(clap::Args)]
@@ -33,7 +44,8 @@ struct KeyArgs {
     /// The core's TOML configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The core's data directory, where token.key is; overrides server.data_dir.
+    /// The core's data directory (where token.key and wallet.db are);
+    /// overrides server.data_dir.
     #[arg(long)]
     data: Option<PathBuf>,
 }
@@ -79,6 +91,29 @@ fn main() -> anyhow::Result<()> {
                 config.server.data_dir = data;
             }
             println!("{}", superapp::token_public_key(&config)?);
+            return Ok(());
+        }
+        Some(Command::Wallet(WalletCommand::Reconcile(args))) => {
+            let mut config = Config::load(args.config.as_deref())?;
+            if let Some(data) = args.data {
+                config.server.data_dir = data;
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let report = runtime.block_on(superapp::reconcile_wallet(&config))?;
+            println!(
+                "{} accounts, {} orders; wallets hold {} fen; all accounts sum to {} fen",
+                report.accounts, report.orders, report.wallets, report.total
+            );
+            for mismatch in &report.mismatches {
+                println!("MISMATCH {mismatch}");
+            }
+            if !report.is_clean() {
+                std::process::exit(1);
+            }
+            println!("the ledger reconciles");
             return Ok(());
         }
         Some(Command::Serve(args)) => args,

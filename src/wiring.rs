@@ -6,13 +6,18 @@ use std::sync::Arc;
 use superapp_account::model as account;
 use superapp_account::policy::GroupAdd;
 use superapp_account::ports::{AvatarMedia, Departures};
-use superapp_account::{Accounts, Profiles, Social};
+use superapp_account::{Accounts, Profiles, RealNames, Social};
 use superapp_chat::model::{self as chat, Addition, Reach, SendVerdict, Span, UserId, View};
 use superapp_chat::ports::MediaLibrary;
-use superapp_chat::{Chat, Directory};
+use superapp_chat::{Chat, ChatError, Directory};
 use superapp_kit::BoxFuture;
+use superapp_kit::clock::SharedClock;
 use superapp_kit::rpc::FenceFloor;
 use superapp_media::{Media, MediaId, MediaKind, Sight};
+use superapp_proto::ConversationId;
+use superapp_proto::v1::Special;
+use superapp_wallet::model::{GroupId, Place};
+use superapp_wallet::ports::{Chats, GroupFacts, People, Person};
 
 /// Where the core's request server starts a shard's fencing numbers: above
 /// the highest the chat store has accepted, which outlives a Redis restart.
@@ -317,6 +322,122 @@ impl AvatarMedia for ProfileMedia {
                 .attach(&ids, &referrer)
                 .await
                 .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The wallet asks the account room who a user is: whether they take part,
+/// when their account was made, whether their real name is verified.
+pub struct WalletPeople {
+    accounts: Arc<Accounts>,
+    real_names: Arc<RealNames>,
+}
+
+impl WalletPeople {
+    pub fn new(accounts: Arc<Accounts>, real_names: Arc<RealNames>) -> Self {
+        Self {
+            accounts,
+            real_names,
+        }
+    }
+}
+
+impl People for WalletPeople {
+    fn person(&self, user: UserId) -> BoxFuture<'_, Result<Option<Person>, String>> {
+        Box::pin(async move {
+            if !(self.accounts.takes_part(user).await).map_err(|e| e.to_string())? {
+                return Ok(None);
+            }
+            let profile = (self.accounts.profile(user).await).map_err(|e| e.to_string())?;
+            let verified = (self.real_names.is_verified(user).await).map_err(|e| e.to_string())?;
+            Ok(Some(Person {
+                created_ms: profile.created_at_ms,
+                real_name_verified: verified,
+                display_name: profile.display_name,
+            }))
+        })
+    }
+}
+
+/// The wallet asks chat (and the social graph behind it) who may message
+/// whom and who is in a group, and writes its cards into conversations.
+pub struct WalletChats {
+    social: Arc<Social>,
+    chat: Arc<Chat>,
+    clock: SharedClock,
+}
+
+impl WalletChats {
+    pub fn new(social: Arc<Social>, chat: Arc<Chat>, clock: SharedClock) -> Self {
+        Self {
+            social,
+            chat,
+            clock,
+        }
+    }
+}
+
+impl Chats for WalletChats {
+    fn may_message(&self, from: UserId, to: UserId) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async move {
+            let verdict = (self.social.send_verdict(from, to).await).map_err(|e| e.to_string())?;
+            Ok(verdict.reach != account::Reach::Refused)
+        })
+    }
+
+    fn group(
+        &self,
+        group: GroupId,
+        user: UserId,
+    ) -> BoxFuture<'_, Result<Option<GroupFacts>, String>> {
+        Box::pin(async move {
+            match self.chat.group(group, user).await {
+                Ok((info, member)) => Ok(Some(GroupFacts {
+                    members: info.member_count,
+                    is_member: true,
+                    may_post: superapp_chat::policy::may_send(
+                        &info,
+                        &member,
+                        false,
+                        self.clock.now_ms(),
+                    )
+                    .is_ok(),
+                })),
+                Err(ChatError::NotMember) => Ok(Some(GroupFacts {
+                    members: 0,
+                    is_member: false,
+                    may_post: false,
+                })),
+                Err(ChatError::UnknownGroup) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn post(
+        &self,
+        sender: UserId,
+        place: Place,
+        special: Special,
+        fallback: String,
+        key: String,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let posted = match place {
+                Place::Direct(peer) => {
+                    let conversation = ConversationId::direct(sender, peer)
+                        .ok_or("a one-to-one chat has two sides")?;
+                    self.chat
+                        .append_special(sender, conversation, special, fallback, &key)
+                        .await
+                }
+                Place::Group(group) => {
+                    self.chat
+                        .append_group_special(sender, group, special, fallback, &key)
+                        .await
+                }
+            };
+            posted.map(|_| ()).map_err(|e| e.to_string())
         })
     }
 }

@@ -32,10 +32,10 @@ pub struct WalletConfig {
     /// Most money out of a new account's wallet per day, in fen.
     pub new_account_daily_out_fen: Fen,
     /// Outgoing payments one wallet may make in a burst (velocity limit);
-    /// refilled at `velocity_per_minute`.
+    /// refilled at `velocity_per_sec`. One more is refused with `too_fast`.
     pub velocity_burst: u32,
-    /// Outgoing payments per minute one wallet may sustain.
-    pub velocity_per_minute: u32,
+    /// Outgoing payments per second one wallet may sustain.
+    pub velocity_per_sec: u32,
     /// Without a verified real name, a wallet holds at most this, in fen:
     /// a credit beyond it (an accepted transfer, a grab, a top-up) is
     /// refused with `real_name_required`. Withdrawals always need one.
@@ -76,6 +76,9 @@ pub struct WalletConfig {
     pub callback_url: Option<String>,
     /// The sandbox pays a withdrawal out after this many milliseconds.
     pub sandbox_payout_delay_ms: u64,
+    /// How many times the sandbox delivers each callback (real providers
+    /// deliver some twice; a paid order is credited once however often).
+    pub sandbox_deliveries: u32,
 }
 
 impl Default for WalletConfig {
@@ -90,7 +93,7 @@ impl Default for WalletConfig {
             new_account_per_operation_fen: 2_000 * YUAN,
             new_account_daily_out_fen: 5_000 * YUAN,
             velocity_burst: 20,
-            velocity_per_minute: 60,
+            velocity_per_sec: 1,
             unverified_balance_fen: 1_000 * YUAN,
             packet_max_fen: 200 * YUAN,
             share_max_fen: 200 * YUAN,
@@ -105,6 +108,7 @@ impl Default for WalletConfig {
             callback_window_secs: 300,
             callback_url: None,
             sandbox_payout_delay_ms: 1_000,
+            sandbox_deliveries: 1,
         }
     }
 }
@@ -132,7 +136,13 @@ impl WalletConfig {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
         }
-        let ranges: [(&'static str, u64, u64, u64); 7] = [
+        let ranges: [(&'static str, u64, u64, u64); 8] = [
+            (
+                "wallet.sandbox_deliveries",
+                u64::from(self.sandbox_deliveries),
+                1,
+                10,
+            ),
             (
                 "wallet.postgres_pool",
                 u64::from(self.postgres_pool),
@@ -166,7 +176,7 @@ impl WalletConfig {
                 return Err(ConfigError::invalid(key, format!("must be {min} to {max}")));
             }
         }
-        if self.velocity_burst == 0 || self.velocity_per_minute == 0 {
+        if self.velocity_burst == 0 || self.velocity_per_sec == 0 {
             return Err(ConfigError::invalid(
                 "wallet.velocity_burst",
                 "the velocity limits must be at least 1",

@@ -75,6 +75,9 @@ pub enum WalletError {
     /// open any more: the job's repeat, answered without change.
     #[error("nothing to do: {reason}")]
     NothingToDo { reason: &'static str },
+    /// No such entry, or one of another wallet.
+    #[error("no such entry")]
+    EntryNotFound,
     /// No such order, or another user's.
     #[error("no such order")]
     OrderNotFound,
@@ -121,6 +124,7 @@ impl WalletError {
             WalletError::NotForYou => "not_for_you",
             WalletError::NotAMember => "not_a_member",
             WalletError::NothingToDo { .. } => "nothing_to_do",
+            WalletError::EntryNotFound => "entry_not_found",
             WalletError::OrderNotFound => "order_not_found",
             WalletError::OrderClosed { .. } => "order_closed",
             WalletError::CallbackRefused { code } => code,

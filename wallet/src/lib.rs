@@ -11,6 +11,9 @@
 //! - [`config`]: the `[wallet]` section of the configuration.
 //! - [`error`]: [`WalletError`], the outcomes callers branch on.
 //! - [`ports`]: what the room needs from others ([`People`], [`Chats`]).
+//! - [`provider`]: [`PaymentProvider`], the payment-provider port, and the
+//!   sandbox provider.
+//! - [`service`]: [`Wallet`], the operations the edge and the jobs call.
 //! - [`store`]: [`WalletStore`], the storage trait, and its backends
 //!   ([`SqliteWalletStore`]).
 //! - [`conformance`] (tests, or the `conformance` feature): the behaviour
@@ -28,6 +31,8 @@ pub mod error;
 pub mod model;
 pub mod policy;
 pub mod ports;
+pub mod provider;
+pub mod service;
 pub mod store;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -35,4 +40,10 @@ pub mod conformance;
 
 pub use error::WalletError;
 pub use ports::{Chats, People, Person};
+pub use provider::sandbox::{SandboxConfig, SandboxError, SandboxProvider};
+pub use provider::{
+    Callback, CallbackEvent, CallbackHeaders, CallbackRefusal, PayIn, PayInStart, PaymentProvider,
+    Payout, ProviderError,
+};
+pub use service::Wallet;
 pub use store::{SqliteWalletStore, WalletStore};

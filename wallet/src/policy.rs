@@ -745,6 +745,44 @@ pub fn pin_well_formed(pin: &str) -> bool {
     pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Whether a new PIN is too easy to guess: one digit six times, or a run
+/// up or down (123456, 987654), as payment apps refuse.
+pub fn pin_weak(pin: &str) -> bool {
+    let digits = pin.as_bytes();
+    let steps = digits.windows(2).map(|w| i16::from(w[1]) - i16::from(w[0]));
+    let steps: Vec<i16> = steps.collect();
+    [0, 1, -1]
+        .iter()
+        .any(|&step| steps.iter().all(|&s| s == step))
+}
+
+/// The record once a try is counted, before it is checked: refused while
+/// locked; the fifth try in a row since the last right one locks the PIN
+/// for `lock_ms` (lifted again if that try is right).
+pub fn pin_reserve(
+    record: &PinRecord,
+    now_ms: i64,
+    lock_ms: i64,
+) -> Result<PinRecord, WalletError> {
+    pin_open(record, now_ms)?;
+    let failures = if record.failures >= PIN_TRIES {
+        // A lock that ended starts a new count.
+        1
+    } else {
+        record.failures + 1
+    };
+    Ok(PinRecord {
+        failures,
+        locked_until_ms: if failures >= PIN_TRIES {
+            now_ms + lock_ms
+        } else {
+            record.locked_until_ms
+        },
+        updated_ms: now_ms,
+        ..record.clone()
+    })
+}
+
 /// Refuses a try while the PIN is locked.
 pub fn pin_open(record: &PinRecord, now_ms: i64) -> Result<(), WalletError> {
     if now_ms < record.locked_until_ms {
@@ -756,24 +794,9 @@ pub fn pin_open(record: &PinRecord, now_ms: i64) -> Result<(), WalletError> {
     }
 }
 
-/// The record after a try: a right one clears the wrong tries; the fifth
-/// wrong one in a row locks the PIN for `lock_ms`.
-pub fn pin_after_try(record: &PinRecord, right: bool, now_ms: i64, lock_ms: i64) -> PinRecord {
-    let mut next = record.clone();
-    next.updated_ms = now_ms;
-    if right {
-        next.failures = 0;
-    } else {
-        next.failures = if now_ms < record.locked_until_ms || record.failures >= PIN_TRIES {
-            1
-        } else {
-            record.failures + 1
-        };
-        if next.failures >= PIN_TRIES {
-            next.locked_until_ms = now_ms + lock_ms;
-        }
-    }
-    next
+/// Tries left after `record`'s count.
+pub fn pin_tries_left(record: &PinRecord) -> u32 {
+    PIN_TRIES.saturating_sub(record.failures)
 }
 
 /// Longest idempotency key.

@@ -27,6 +27,9 @@ pub struct GroupFacts {
     pub members: u32,
     /// Whether the user asked about is a member.
     pub is_member: bool,
+    /// Whether that member may post in the group now (not muted, not
+    /// silenced by mute-all or slow mode): a red packet is their message.
+    pub may_post: bool,
 }
 
 /// Chat's answers, and the cards the wallet writes into conversations.

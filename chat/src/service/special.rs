@@ -1,15 +1,20 @@
-//! Messages the server writes into a conversation (a call's record, and
-//! the kinds later rooms add): a `special` body stored through the same path
-//! as a send, so it takes the conversation's next `seq`, is acknowledged
-//! only once durable, is idempotent on its key, and is published as any
-//! message is.
+//! Messages the server writes into a conversation (a call's record, a
+//! transfer's or a red packet's card): a `special` body stored through the
+//! same path as a send, so it takes the conversation's next `seq`, is
+//! acknowledged only once durable, is idempotent on its key, and is
+//! published as any message is.
 
 use prost::Message as _;
-use superapp_proto::v1::{MessageBody, SendAck, SendMessage, Special, message_body::Content};
+use superapp_proto::Topic;
+use superapp_proto::v1::{
+    Event, MessageBody, SendAck, SendMessage, Special, bus_envelope, event, message_body::Content,
+};
 
 use super::{Chat, ack_of};
 use crate::ChatError;
-use crate::model::{ConversationId, NewMessage, Reach, SendVerdict, UserId};
+use crate::model::{
+    ConversationId, GroupId, Mentions, NewGroupMessage, NewMessage, Reach, SendVerdict, UserId,
+};
 
 /// Longest idempotency key: as a client's `client_msg_id`.
 const MAX_KEY_BYTES: usize = 64;
@@ -27,7 +32,8 @@ impl Chat {
     /// stored withheld from them and shown to the sender alone.
     ///
     /// Only one-to-one conversations: a group's appends pass its mutes and
-    /// slow mode, which a server-written notice must not.
+    /// slow mode, which a server-written notice must not (a member's own
+    /// card in a group goes through [`Chat::append_group_special`]).
     pub async fn append_special(
         &self,
         sender: UserId,
@@ -87,6 +93,55 @@ impl Chat {
         };
         if let Some(message) = self.stored(&appended, sender, request, body) {
             self.publish_direct(message, sender, peer, verdict, 0);
+        }
+        Ok(ack_of(appended))
+    }
+
+    /// Stores `special` in `group` as a message its member `sender` sent
+    /// (a red packet's card): as a member's send, it needs membership and
+    /// passes the group's mutes and slow mode, and is published on the
+    /// group's topic. `key` makes it idempotent, as for
+    /// [`Chat::append_special`].
+    pub async fn append_group_special(
+        &self,
+        sender: UserId,
+        group: GroupId,
+        special: Special,
+        fallback: String,
+        key: &str,
+    ) -> Result<SendAck, ChatError> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(ChatError::InvalidClientMsgId);
+        }
+        let body = MessageBody {
+            content: Some(Content::Special(special)),
+            fallback,
+        };
+        let appended = self
+            .store
+            .append_group(NewGroupMessage {
+                group,
+                sender,
+                client_msg_id: key.to_string(),
+                message_id: self.ids.next(),
+                server_time_ms: self.clock.now_ms(),
+                body: body.encode_to_vec(),
+                mentions: Mentions::default(),
+                fence: None,
+            })
+            .await?;
+        let request = SendMessage {
+            client_msg_id: key.to_string(),
+            ..SendMessage::default()
+        };
+        if let Some(message) = self.stored(&appended, sender, request, body) {
+            self.publish(
+                Topic::Group(group),
+                bus_envelope::Kind::Event(Event {
+                    kind: Some(event::Kind::Message(message)),
+                }),
+                0,
+            );
         }
         Ok(ack_of(appended))
     }

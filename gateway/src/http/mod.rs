@@ -50,6 +50,7 @@ use superapp_account::{Accounts, Nearby, Profiles, RealNames, Social};
 use superapp_chat::{Calls, Chat};
 use superapp_kit::metrics::LATENCY_SECONDS;
 use superapp_media::Media;
+use superapp_wallet::Wallet;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -79,6 +80,14 @@ pub struct Rooms {
     pub nearby: Arc<Nearby>,
     /// Uploads, download links and downloads.
     pub media: Arc<Media>,
+    /// The ledger, transfers, red packets, top-ups and withdrawals.
+    pub wallet: Arc<Wallet>,
+}
+
+impl FromRef<Rooms> for Arc<Wallet> {
+    fn from_ref(rooms: &Rooms) -> Self {
+        rooms.wallet.clone()
+    }
 }
 
 impl FromRef<Rooms> for Arc<Media> {

@@ -1300,7 +1300,8 @@ impl Listener<'_> {
                     | EventKind::Contact(_)
                     | EventKind::GroupInvitation(_)
                     | EventKind::Call(_)
-                    | EventKind::CallSignal(_),
+                    | EventKind::CallSignal(_)
+                    | EventKind::Wallet(_),
                 )
                 | None => continue,
             };

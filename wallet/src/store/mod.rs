@@ -34,8 +34,8 @@ use superapp_kit::BoxFuture;
 
 use crate::error::WalletError;
 use crate::model::{
-    Account, Applied, Command, Entry, EntryId, Fen, Grab, IdemKey, Order, OrderId, Packet,
-    PacketId, PinRecord, Transfer, TransferId, UserId,
+    Account, Applied, Command, DailyOut, Entry, EntryId, Fen, Grab, IdemKey, Order, OrderId,
+    Packet, PacketId, PinRecord, Transfer, TransferId, UserId,
 };
 
 /// What a store operation answers: its result, a refusal, or a failure.
@@ -98,6 +98,8 @@ pub trait WalletStore: Send + Sync + 'static {
     fn history(&self, account: Account, before: Option<EntryId>, limit: u32)
     -> Outcome<Vec<Entry>>;
     fn entry(&self, id: EntryId) -> Outcome<Option<Entry>>;
+    /// What `user` sent out on `day` (None: nothing yet).
+    fn daily(&self, user: UserId, day: i64) -> Outcome<Option<DailyOut>>;
     fn transfer(&self, id: TransferId) -> Outcome<Option<Transfer>>;
     /// The packet and its grabs, in grab order.
     fn packet(&self, id: PacketId) -> Outcome<Option<(Packet, Vec<Grab>)>>;
@@ -112,8 +114,16 @@ pub trait WalletStore: Send + Sync + 'static {
     fn due_packets(&self, now_ms: i64, limit: u32) -> Outcome<Vec<PacketId>>;
 
     fn pin(&self, user: UserId) -> Outcome<Option<PinRecord>>;
-    /// Sets the PIN's record as given (a new PIN, or the result of a try).
+    /// Sets the PIN's record as given (a new PIN, or the wrong tries
+    /// cleared after a right one).
     fn put_pin(&self, user: UserId, record: PinRecord) -> Outcome<()>;
+    /// Counts a try as wrong before it is checked
+    /// ([`crate::policy::pin_reserve`], decided inside the write), and
+    /// answers the record after it: so concurrent guesses cannot pass the
+    /// lock, however many arrive at once. A right try then clears the count
+    /// with [`WalletStore::put_pin`]. Refused with [`WalletError::PinNotSet`]
+    /// or [`WalletError::PinLocked`].
+    fn reserve_pin_try(&self, user: UserId, now_ms: i64, lock_ms: i64) -> Outcome<PinRecord>;
 
     /// Records a callback nonce; false (and nothing written) when it was
     /// seen before.

@@ -346,7 +346,14 @@ fn order_status(name: &str) -> TxResult<OrderStatus> {
     .ok_or_else(|| corrupt("order status"))
 }
 
-const ENTRY_COLUMNS: &str = "id, at_ms, reason, debit, credit, amount, reference";
+// Column lists are macros, so that every statement is one literal
+// (`concat!`), as in the SQLite backend: no statement's text is formatted
+// on each call only to be found in the connection's statement cache.
+macro_rules! entry_columns {
+    () => {
+        "id, at_ms, reason, debit, credit, amount, reference"
+    };
+}
 
 fn entry_from(row: &Row) -> TxResult<Entry> {
     Ok(Entry {
@@ -360,8 +367,11 @@ fn entry_from(row: &Row) -> TxResult<Entry> {
     })
 }
 
-const TRANSFER_COLUMNS: &str =
-    "id, from_user, to_user, amount, memo, status, created_ms, expires_ms, settled_ms";
+macro_rules! transfer_columns {
+    () => {
+        "id, from_user, to_user, amount, memo, status, created_ms, expires_ms, settled_ms"
+    };
+}
 
 fn transfer_from(row: &Row) -> TxResult<Transfer> {
     Ok(Transfer {
@@ -377,11 +387,19 @@ fn transfer_from(row: &Row) -> TxResult<Transfer> {
     })
 }
 
-const PACKET_COLUMNS: &str = "p.id, p.sender, p.place, p.place_id, p.mode, p.amount, \
+macro_rules! packet_columns {
+    () => {
+        "p.id, p.sender, p.place, p.place_id, p.mode, p.amount, \
      s.shares, p.exclusive_to, p.greeting, p.created_ms, p.expires_ms, p.claimed, \
-     p.claimed_amount, p.status, p.best_user, p.best_amount, p.refunded";
-/// The packets and their shares, as [`PACKET_COLUMNS`] names them.
-const PACKETS: &str = "wallet.packets AS p JOIN wallet.packet_shares AS s ON s.packet = p.id";
+     p.claimed_amount, p.status, p.best_user, p.best_amount, p.refunded"
+    };
+}
+/// The packets and their shares, as `packet_columns!` names them.
+macro_rules! packets {
+    () => {
+        "wallet.packets AS p JOIN wallet.packet_shares AS s ON s.packet = p.id"
+    };
+}
 
 fn packet_from(row: &Row) -> TxResult<Packet> {
     let place_id = id(row.try_get(3)?);
@@ -418,7 +436,11 @@ fn place_db(place: Place) -> (&'static str, i64) {
     }
 }
 
-const GRAB_COLUMNS: &str = "packet, user_id, amount, share_index, at_ms";
+macro_rules! grab_columns {
+    () => {
+        "packet, user_id, amount, share_index, at_ms"
+    };
+}
 
 fn grab_from(row: &Row) -> TxResult<Grab> {
     Ok(Grab {
@@ -430,8 +452,11 @@ fn grab_from(row: &Row) -> TxResult<Grab> {
     })
 }
 
-const ORDER_COLUMNS: &str =
-    "id, user_id, kind, amount, status, provider, provider_ref, created_ms, updated_ms";
+macro_rules! order_columns {
+    () => {
+        "id, user_id, kind, amount, status, provider, provider_ref, created_ms, updated_ms"
+    };
+}
 
 fn order_from(row: &Row) -> TxResult<Order> {
     Ok(Order {
@@ -519,29 +544,45 @@ async fn records(tx: &Transaction<'_>, command: &Command) -> TxResult<Records> {
     let needs = policy::needs(command);
     let mut records = Records::default();
     if let Some(transfer) = needs.transfer {
-        let sql =
-            format!("SELECT {TRANSFER_COLUMNS} FROM wallet.transfers WHERE id = $1 FOR UPDATE");
-        if let Some(row) = query_opt(tx, &sql, &[&db(transfer.0)]).await? {
+        let sql = concat!(
+            "SELECT ",
+            transfer_columns!(),
+            " FROM wallet.transfers WHERE id = $1 FOR UPDATE"
+        );
+        if let Some(row) = query_opt(tx, sql, &[&db(transfer.0)]).await? {
             records.transfer = Some(transfer_from(&row)?);
         }
     }
     if let Some(packet) = needs.packet {
-        let sql = format!("SELECT {PACKET_COLUMNS} FROM {PACKETS} WHERE p.id = $1 FOR UPDATE OF p");
-        if let Some(row) = query_opt(tx, &sql, &[&db(packet.0)]).await? {
+        let sql = concat!(
+            "SELECT ",
+            packet_columns!(),
+            " FROM ",
+            packets!(),
+            " WHERE p.id = $1 FOR UPDATE OF p"
+        );
+        if let Some(row) = query_opt(tx, sql, &[&db(packet.0)]).await? {
             records.packet = Some(packet_from(&row)?);
         }
     }
     if let Some((packet, user)) = needs.grab {
         // After the packet's lock: every grab of the packet holds it.
-        let sql =
-            format!("SELECT {GRAB_COLUMNS} FROM wallet.grabs WHERE packet = $1 AND user_id = $2");
-        if let Some(row) = query_opt(tx, &sql, &[&db(packet.0), &db(user.0)]).await? {
+        let sql = concat!(
+            "SELECT ",
+            grab_columns!(),
+            " FROM wallet.grabs WHERE packet = $1 AND user_id = $2"
+        );
+        if let Some(row) = query_opt(tx, sql, &[&db(packet.0), &db(user.0)]).await? {
             records.grab = Some(grab_from(&row)?);
         }
     }
     if let Some(order) = needs.order {
-        let sql = format!("SELECT {ORDER_COLUMNS} FROM wallet.orders WHERE id = $1 FOR UPDATE");
-        if let Some(row) = query_opt(tx, &sql, &[&db(order.0)]).await? {
+        let sql = concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM wallet.orders WHERE id = $1 FOR UPDATE"
+        );
+        if let Some(row) = query_opt(tx, sql, &[&db(order.0)]).await? {
             records.order = Some(order_from(&row)?);
         }
     }
@@ -842,16 +883,22 @@ impl WalletStore for PostgresWalletStore {
             Box::pin(async move {
                 // Each index walked newest first, then merged: no entry has
                 // one account on both sides.
-                let sql = format!(
-                    "SELECT {ENTRY_COLUMNS} FROM (
-                         (SELECT {ENTRY_COLUMNS} FROM wallet.journal WHERE debit = $1 AND id < $2
+                let sql = concat!(
+                    "SELECT ",
+                    entry_columns!(),
+                    " FROM (
+                         (SELECT ",
+                    entry_columns!(),
+                    " FROM wallet.journal WHERE debit = $1 AND id < $2
                           ORDER BY id DESC LIMIT $3)
                          UNION ALL
-                         (SELECT {ENTRY_COLUMNS} FROM wallet.journal WHERE credit = $1 AND id < $2
+                         (SELECT ",
+                    entry_columns!(),
+                    " FROM wallet.journal WHERE credit = $1 AND id < $2
                           ORDER BY id DESC LIMIT $3)
                      ) AS entries ORDER BY id DESC LIMIT $3"
                 );
-                query(tx, &sql, &[&key, &before, &limit])
+                query(tx, sql, &[&key, &before, &limit])
                     .await?
                     .iter()
                     .map(entry_from)
@@ -863,8 +910,12 @@ impl WalletStore for PostgresWalletStore {
     fn entry(&self, entry: EntryId) -> Outcome<Option<Entry>> {
         self.read(move |tx| {
             Box::pin(async move {
-                let sql = format!("SELECT {ENTRY_COLUMNS} FROM wallet.journal WHERE id = $1");
-                query_opt(tx, &sql, &[&db(entry.0)])
+                let sql = concat!(
+                    "SELECT ",
+                    entry_columns!(),
+                    " FROM wallet.journal WHERE id = $1"
+                );
+                query_opt(tx, sql, &[&db(entry.0)])
                     .await?
                     .as_ref()
                     .map(entry_from)
@@ -876,8 +927,12 @@ impl WalletStore for PostgresWalletStore {
     fn transfer(&self, transfer: TransferId) -> Outcome<Option<Transfer>> {
         self.read(move |tx| {
             Box::pin(async move {
-                let sql = format!("SELECT {TRANSFER_COLUMNS} FROM wallet.transfers WHERE id = $1");
-                query_opt(tx, &sql, &[&db(transfer.0)])
+                let sql = concat!(
+                    "SELECT ",
+                    transfer_columns!(),
+                    " FROM wallet.transfers WHERE id = $1"
+                );
+                query_opt(tx, sql, &[&db(transfer.0)])
                     .await?
                     .as_ref()
                     .map(transfer_from)
@@ -889,14 +944,22 @@ impl WalletStore for PostgresWalletStore {
     fn packet(&self, packet: PacketId) -> Outcome<Option<(Packet, Vec<Grab>)>> {
         self.read(move |tx| {
             Box::pin(async move {
-                let sql = format!("SELECT {PACKET_COLUMNS} FROM {PACKETS} WHERE p.id = $1");
-                let Some(row) = query_opt(tx, &sql, &[&db(packet.0)]).await? else {
+                let sql = concat!(
+                    "SELECT ",
+                    packet_columns!(),
+                    " FROM ",
+                    packets!(),
+                    " WHERE p.id = $1"
+                );
+                let Some(row) = query_opt(tx, sql, &[&db(packet.0)]).await? else {
                     return Ok(None);
                 };
-                let sql = format!(
-                    "SELECT {GRAB_COLUMNS} FROM wallet.grabs WHERE packet = $1 ORDER BY share_index"
+                let sql = concat!(
+                    "SELECT ",
+                    grab_columns!(),
+                    " FROM wallet.grabs WHERE packet = $1 ORDER BY share_index"
                 );
-                let grabs = query(tx, &sql, &[&db(packet.0)])
+                let grabs = query(tx, sql, &[&db(packet.0)])
                     .await?
                     .iter()
                     .map(grab_from)
@@ -909,8 +972,12 @@ impl WalletStore for PostgresWalletStore {
     fn order(&self, order: OrderId) -> Outcome<Option<Order>> {
         self.read(move |tx| {
             Box::pin(async move {
-                let sql = format!("SELECT {ORDER_COLUMNS} FROM wallet.orders WHERE id = $1");
-                query_opt(tx, &sql, &[&db(order.0)])
+                let sql = concat!(
+                    "SELECT ",
+                    order_columns!(),
+                    " FROM wallet.orders WHERE id = $1"
+                );
+                query_opt(tx, sql, &[&db(order.0)])
                     .await?
                     .as_ref()
                     .map(order_from)
@@ -923,11 +990,13 @@ impl WalletStore for PostgresWalletStore {
         self.read(move |tx| {
             let provider_ref = provider_ref.clone();
             Box::pin(async move {
-                let sql = format!(
-                    "SELECT {ORDER_COLUMNS} FROM wallet.orders
+                let sql = concat!(
+                    "SELECT ",
+                    order_columns!(),
+                    " FROM wallet.orders
                      WHERE provider_ref = $1 AND provider_ref <> '' ORDER BY id LIMIT 1"
                 );
-                query_opt(tx, &sql, &[&provider_ref])
+                query_opt(tx, sql, &[&provider_ref])
                     .await?
                     .as_ref()
                     .map(order_from)
@@ -996,24 +1065,43 @@ impl WalletStore for PostgresWalletStore {
     }
 
     fn pin(&self, user: UserId) -> Outcome<Option<PinRecord>> {
+        self.read(move |tx| Box::pin(read_pin(tx, user, false)))
+    }
+
+    fn daily(&self, user: UserId, day: i64) -> Outcome<Option<DailyOut>> {
         self.read(move |tx| {
             Box::pin(async move {
-                let Some(row) = query_opt(
+                let row = query_opt(
                     tx,
-                    "SELECT hash, failures, locked_until_ms, updated_ms FROM wallet.pins
-                     WHERE user_id = $1",
-                    &[&db(user.0)],
+                    "SELECT amount, count FROM wallet.daily WHERE user_id = $1 AND day = $2",
+                    &[&db(user.0), &day],
                 )
-                .await?
-                else {
+                .await?;
+                let Some(row) = row else {
                     return Ok(None);
                 };
-                Ok(Some(PinRecord {
-                    hash: row.try_get(0)?,
-                    failures: count(row.try_get(1)?)?,
-                    locked_until_ms: row.try_get(2)?,
-                    updated_ms: row.try_get(3)?,
+                let (amount, count) = (row.try_get::<_, Fen>(0)?, count(row.try_get(1)?)?);
+                Ok((count > 0 || amount > 0).then_some(DailyOut {
+                    user,
+                    day,
+                    amount,
+                    count,
                 }))
+            })
+        })
+    }
+
+    fn reserve_pin_try(&self, user: UserId, now_ms: i64, lock_ms: i64) -> Outcome<PinRecord> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                // Concurrent guesses queue on the row, so each counts.
+                let record = read_pin(tx, user, true)
+                    .await?
+                    .ok_or(PgTxError::Abort(WalletError::PinNotSet))?;
+                let counted =
+                    policy::pin_reserve(&record, now_ms, lock_ms).map_err(PgTxError::Abort)?;
+                write_pin(tx, user, &counted).await?;
+                Ok(counted)
             })
         })
     }
@@ -1021,25 +1109,7 @@ impl WalletStore for PostgresWalletStore {
     fn put_pin(&self, user: UserId, record: PinRecord) -> Outcome<()> {
         self.write(move |tx| {
             let record = record.clone();
-            Box::pin(async move {
-                execute(
-                    tx,
-                    "INSERT INTO wallet.pins (user_id, hash, failures, locked_until_ms, updated_ms)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (user_id) DO UPDATE SET hash = EXCLUDED.hash,
-                         failures = EXCLUDED.failures, locked_until_ms = EXCLUDED.locked_until_ms,
-                         updated_ms = EXCLUDED.updated_ms",
-                    &[
-                        &db(user.0),
-                        &record.hash,
-                        &count_db(record.failures)?,
-                        &record.locked_until_ms,
-                        &record.updated_ms,
-                    ],
-                )
-                .await?;
-                Ok(())
-            })
+            Box::pin(async move { write_pin(tx, user, &record).await })
         })
     }
 
@@ -1132,6 +1202,45 @@ impl WalletStore for PostgresWalletStore {
     }
 }
 
+/// The user's PIN record, its row locked when `lock`.
+async fn read_pin(tx: &Transaction<'_>, user: UserId, lock: bool) -> TxResult<Option<PinRecord>> {
+    let sql = if !lock {
+        "SELECT hash, failures, locked_until_ms, updated_ms FROM wallet.pins WHERE user_id = $1"
+    } else {
+        "SELECT hash, failures, locked_until_ms, updated_ms FROM wallet.pins WHERE user_id = $1
+         FOR UPDATE"
+    };
+    let Some(row) = query_opt(tx, sql, &[&db(user.0)]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(PinRecord {
+        hash: row.try_get(0)?,
+        failures: count(row.try_get(1)?)?,
+        locked_until_ms: row.try_get(2)?,
+        updated_ms: row.try_get(3)?,
+    }))
+}
+
+async fn write_pin(tx: &Transaction<'_>, user: UserId, record: &PinRecord) -> TxResult<()> {
+    execute(
+        tx,
+        "INSERT INTO wallet.pins (user_id, hash, failures, locked_until_ms, updated_ms)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (user_id) DO UPDATE SET hash = EXCLUDED.hash,
+             failures = EXCLUDED.failures, locked_until_ms = EXCLUDED.locked_until_ms,
+             updated_ms = EXCLUDED.updated_ms",
+        &[
+            &db(user.0),
+            &record.hash,
+            &count_db(record.failures)?,
+            &record.locked_until_ms,
+            &record.updated_ms,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 /// [`WalletStore::audit`] in one snapshot, as the SQLite backend answers
 /// it: every account that has a balance row or an entry, in account order;
 /// each order's sums in the order of [`Reason::ALL`]; entries naming an
@@ -1178,8 +1287,12 @@ async fn audit(tx: &Transaction<'_>) -> TxResult<Audit> {
     .map(|row| Ok(EntryId(id(row.try_get(0)?))))
     .collect::<TxResult<Vec<_>>>()?;
     malformed_entries.sort();
-    let sql = format!("SELECT {ORDER_COLUMNS} FROM wallet.orders ORDER BY id");
-    let mut orders = query(tx, &sql, &[])
+    let sql = concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM wallet.orders ORDER BY id"
+    );
+    let mut orders = query(tx, sql, &[])
         .await?
         .iter()
         .map(|row| Ok((order_from(row)?, Vec::new())))

@@ -438,6 +438,39 @@ fn read_order(c: &Connection, order: OrderId) -> rusqlite::Result<Option<Order>>
         .optional()
 }
 
+fn read_pin(c: &Connection, user: UserId) -> rusqlite::Result<Option<PinRecord>> {
+    c.prepare_cached(
+        "SELECT hash, failures, locked_until_ms, updated_ms FROM pins WHERE user_id = ?1",
+    )?
+    .query_row([int(user.0)], |r| {
+        Ok(PinRecord {
+            hash: r.get(0)?,
+            failures: count(r, 1)?,
+            locked_until_ms: r.get(2)?,
+            updated_ms: r.get(3)?,
+        })
+    })
+    .optional()
+}
+
+fn write_pin(c: &Connection, user: UserId, record: &PinRecord) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO pins (user_id, hash, failures, locked_until_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash,
+             failures = excluded.failures, locked_until_ms = excluded.locked_until_ms,
+             updated_ms = excluded.updated_ms",
+    )?
+    .execute(params![
+        int(user.0),
+        record.hash,
+        record.failures,
+        record.locked_until_ms,
+        record.updated_ms
+    ])?;
+    Ok(())
+}
+
 fn read_daily(c: &Connection, user: UserId, day: i64) -> rusqlite::Result<Option<DailyOut>> {
     c.prepare_cached("SELECT amount, count FROM daily WHERE user_id = ?1 AND day = ?2")?
         .query_row(params![int(user.0), day], |r| {
@@ -903,40 +936,29 @@ impl WalletStore for SqliteWalletStore {
         })
     }
 
+    fn daily(&self, user: UserId, day: i64) -> Outcome<Option<DailyOut>> {
+        self.db
+            .look(move |c| -> Tx<Option<DailyOut>> { Ok(read_daily(c, user, day)?) })
+    }
+
     fn pin(&self, user: UserId) -> Outcome<Option<PinRecord>> {
-        self.db.look(move |c| -> Tx<Option<PinRecord>> {
-            Ok(c.prepare_cached(
-                "SELECT hash, failures, locked_until_ms, updated_ms FROM pins WHERE user_id = ?1",
-            )?
-            .query_row([int(user.0)], |r| {
-                Ok(PinRecord {
-                    hash: r.get(0)?,
-                    failures: count(r, 1)?,
-                    locked_until_ms: r.get(2)?,
-                    updated_ms: r.get(3)?,
-                })
-            })
-            .optional()?)
-        })
+        self.db
+            .look(move |c| -> Tx<Option<PinRecord>> { Ok(read_pin(c, user)?) })
     }
 
     fn put_pin(&self, user: UserId, record: PinRecord) -> Outcome<()> {
         self.db.act(move |c| -> Tx<()> {
-            c.prepare_cached(
-                "INSERT INTO pins (user_id, hash, failures, locked_until_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash,
-                     failures = excluded.failures, locked_until_ms = excluded.locked_until_ms,
-                     updated_ms = excluded.updated_ms",
-            )?
-            .execute(params![
-                int(user.0),
-                record.hash,
-                record.failures,
-                record.locked_until_ms,
-                record.updated_ms
-            ])?;
+            write_pin(c, user, &record)?;
             Ok(())
+        })
+    }
+
+    fn reserve_pin_try(&self, user: UserId, now_ms: i64, lock_ms: i64) -> Outcome<PinRecord> {
+        self.db.act(move |c| -> Tx<PinRecord> {
+            let record = read_pin(c, user)?.ok_or(TxError::Abort(WalletError::PinNotSet))?;
+            let counted = policy::pin_reserve(&record, now_ms, lock_ms).map_err(TxError::Abort)?;
+            write_pin(c, user, &counted)?;
+            Ok(counted)
         })
     }
 
