@@ -28,4 +28,5 @@ mod security;
 mod social;
 mod turn;
 mod views;
+mod wallet_postgres;
 mod websocket;

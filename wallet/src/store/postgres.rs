@@ -1,5 +1,5 @@
 //! The wallet's PostgreSQL backend, for the medium and large tiers: the
-//! same tables as the SQLite backend, in the schema `wallet`, on kit's
+//! SQLite backend's tables and checks, in the schema `wallet`, on kit's
 //! [`Postgres`] pool. Ids are 63-bit ([`superapp_kit::ids`]) and stored as
 //! BIGINT (the cast is lossless both ways, and keeps their order); amounts
 //! are BIGINT fen; account keys are their one spelling (`w:<user>`, ...).
@@ -46,8 +46,10 @@
 //!
 //! Reads run in read-only REPEATABLE READ transactions ([`Postgres::view`]),
 //! so a packet and its grabs, or the audit's sums, come from one snapshot.
-//! The other writes (PIN, nonces, callback log, provider references, sweep)
-//! are single statements at READ COMMITTED: `remember_nonce` is one insert
+//! `reserve_pin_try` reads the PIN's row `FOR UPDATE` before it counts the
+//! try, so concurrent guesses queue and each counts. The other writes (the
+//! PIN, nonces, the callback log, provider references, the sweep) are
+//! single statements at READ COMMITTED: `remember_nonce` is one insert
 //! whose conflict answers "seen before".
 //!
 //! The pool's size is `wallet.postgres_pool`; each operation holds one

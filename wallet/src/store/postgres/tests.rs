@@ -207,3 +207,34 @@ async fn the_audit_finds_a_balance_that_drifted_from_its_entries() {
     assert_eq!(drifted, vec![&(Account::Wallet(UserId(1)), 90, 100)]);
     assert!(audit.malformed_entries.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_guesses_of_a_pin_each_count_and_the_fifth_locks_it() {
+    let Some((_database, store)) = store().await else {
+        return;
+    };
+    let record = PinRecord {
+        hash: "argon2id hash".into(),
+        failures: 0,
+        locked_until_ms: 0,
+        updated_ms: NOW,
+    };
+    store.put_pin(UserId(1), record).await.unwrap();
+    let store = Arc::new(store);
+    let guesses = (0..10).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.reserve_pin_try(UserId(1), NOW, HOUR).await })
+    });
+    let mut counted = 0;
+    for guess in guesses.collect::<Vec<_>>() {
+        match guess.await.unwrap() {
+            Ok(_) => counted += 1,
+            Err(WalletError::PinLocked { until_ms }) => assert_eq!(until_ms, NOW + HOUR),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(counted, policy::PIN_TRIES);
+    let after = store.pin(UserId(1)).await.unwrap().unwrap();
+    assert_eq!(after.failures, policy::PIN_TRIES);
+    assert_eq!(after.locked_until_ms, NOW + HOUR);
+}
