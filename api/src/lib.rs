@@ -14,6 +14,8 @@
 //!   handle and phone, contact matching.
 //! - [`security`]: password changes, sessions, deleting and restoring an
 //!   account, users' names.
+//! - [`wallet`]: the balance and limits, the payment PIN, top-ups and
+//!   withdrawals, transfers, red packets and the ledger's history.
 //! - [`ErrorBody`]: the body of every non-2xx answer.
 //!
 //! Ids are 64-bit and exceed 2^53, where JavaScript numbers lose precision,
@@ -28,6 +30,7 @@ pub mod nearby;
 pub mod profiles;
 pub mod security;
 pub mod social;
+pub mod wallet;
 
 use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, Same};
@@ -56,6 +59,12 @@ pub use social::{
     Blocks, Contact, ContactPage, ContactSearchQuery, ContactUpdate, ContactsQuery,
     ContactsVersion, FoundContact, FoundContacts, FriendRequest, FriendRequestSent, FriendRequests,
     PrivacySettings, SendFriendRequest,
+};
+pub use wallet::{
+    CallbackReceived, EntryReason, HistoryQuery, NewRedPacket, NewTopUp, NewTransfer,
+    NewWithdrawal, OrderKind, OrderStatus, PacketGrab, PacketGrabbed, RedPacket, RedPacketDetails,
+    RedPacketMode, RedPacketStatus, SandboxPay, SetPin, TopUpStarted, TransferStatus, WalletEntry,
+    WalletEntryDetails, WalletHistory, WalletLimits, WalletOrder, WalletSummary, WalletTransfer,
 };
 
 /// `#[serde_as(as = "U64AsString")]` for u64 ids: written as JSON strings,

@@ -583,6 +583,21 @@ impl HttpClient {
         request
     }
 
+    /// A request to a URL the server handed out whole (a provider's
+    /// `pay_url`), which may name another origin than `base_url`.
+    pub(crate) fn start_url(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&impl Serialize>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, url).timeout(REQUEST_TIMEOUT);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request
+    }
+
     /// Sends a request and turns a non-2xx answer into [`ClientError::Api`].
     async fn send(
         &self,
@@ -591,14 +606,7 @@ impl HttpClient {
         bearer: Option<&str>,
         body: Option<&impl Serialize>,
     ) -> Result<bytes::Bytes> {
-        let response = self.start(method, path, bearer, body).send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        if status.is_success() {
-            Ok(bytes)
-        } else {
-            Err(api_error(status, &bytes))
-        }
+        answer_bytes(self.start(method, path, bearer, body)).await
     }
 
     pub(crate) async fn call<T: DeserializeOwned>(
@@ -612,6 +620,30 @@ impl HttpClient {
         serde_json::from_slice(&bytes).map_err(|err| {
             ClientError::Decode(format!("{path} answered an unexpected body: {err}"))
         })
+    }
+}
+
+/// Sends `request` (built by [`HttpClient::start`]) and decodes its JSON
+/// answer; a non-2xx answer is [`ClientError::Api`]. `what` names the
+/// request in a decoding error.
+pub(crate) async fn answer<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<T> {
+    let bytes = answer_bytes(request).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|err| ClientError::Decode(format!("{what} answered an unexpected body: {err}")))
+}
+
+/// Sends `request` and answers its body whatever it is, if its status is 2xx.
+pub(crate) async fn answer_bytes(request: reqwest::RequestBuilder) -> Result<bytes::Bytes> {
+    let response = request.send().await?;
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    if status.is_success() {
+        Ok(bytes)
+    } else {
+        Err(api_error(status, &bytes))
     }
 }
 

@@ -18,6 +18,10 @@
 //!   numbers lose precision above 2^53.
 //! - [`media`]: uploads from a file by tus in chunks that resume, signed
 //!   download links, downloads into a file, and the quota's use.
+//! - [`wallet`]: the balance, the payment PIN, top-ups (and the sandbox
+//!   provider's checkout), withdrawals, transfers, red packets and the
+//!   ledger's history; [`new_idempotency_key`] names a payment for its
+//!   retries.
 //! - [`ws`]: [`Connection`], a WebSocket session driven by one background task
 //!   that matches responses to requests and queues pushed events.
 //! - [`calls`]: calls on a [`Connection`] and TURN credentials.
@@ -32,6 +36,7 @@ pub mod error;
 pub mod http;
 pub mod media;
 pub mod sync;
+pub mod wallet;
 pub mod ws;
 
 pub use error::{ClientError, Result};
@@ -44,6 +49,10 @@ pub use http::{
 };
 pub use media::{LinkRequest, MediaFacts, MediaLink, MediaUsage, Upload, UploadStatus};
 pub use sync::{Gap, SyncState, accept_live, catch_up, pull_after};
+pub use wallet::{
+    NewRedPacket, RedPacket, RedPacketDetails, RedPacketMode, TopUpStarted, WalletEntry,
+    WalletHistory, WalletOrder, WalletSummary, WalletTransfer, new_idempotency_key,
+};
 pub use ws::{Connection, connect_raw, new_client_msg_id};
 
 pub use futures_util;

@@ -562,3 +562,163 @@ async fn a_call_is_scripted_from_the_cli_with_its_events_as_json_lines() {
     let refusal: serde_json::Value = serde_json::from_slice(&late.stderr).unwrap();
     assert_eq!(refusal["error"], "call_ended");
 }
+
+/// What `superapp-cli` printed, as text, once it succeeded.
+fn cli_text(base: &str, profile: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new(cli_path())
+        .args(["--server", base, "--profile"])
+        .arg(profile)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "superapp-cli {args:?} failed");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The README's wallet walk-through, as a script runs it: a top-up at the
+/// sandbox, a transfer and its acceptance, a red packet sent and grabbed,
+/// and the history as JSON lines.
+#[tokio::test]
+async fn the_wallet_is_scripted_from_the_cli_top_up_transfer_red_packet_and_history() {
+    let app = crate::helpers::spawn_app().await;
+    let base = app.base_url.clone();
+    let profiles = tempfile::tempdir().unwrap();
+    let dir = profiles.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let [ann, bo, cy] = ["ann", "bo", "cy"].map(|name| dir.join(name));
+        let mut ids = Vec::new();
+        for (profile, name) in [(&ann, "Ann"), (&bo, "Bo"), (&cy, "Cy")] {
+            let phone = fresh_phone();
+            let account = cli(
+                &base,
+                profile,
+                &[
+                    "register",
+                    "--phone",
+                    &phone,
+                    "--password",
+                    PASSWORD,
+                    "--name",
+                    name,
+                ],
+            );
+            cli(
+                &base,
+                profile,
+                &["login", "--phone", &phone, "--password", PASSWORD],
+            );
+            ids.push(account["user_id"].as_str().unwrap().to_string());
+        }
+        let (bo_id, cy_id) = (ids[1].as_str(), ids[2].as_str());
+        let pin = ["--pin", "135790"];
+
+        let set = cli(
+            &base,
+            &ann,
+            &["wallet", "pin", "set", "--json", pin[0], pin[1]],
+        );
+        assert_eq!(set["pin_set"], true);
+        let topped = cli(
+            &base,
+            &ann,
+            &["wallet", "topup", "--amount", "5000", "--json"],
+        );
+        assert_eq!(topped["order"]["status"], "paid");
+        assert_eq!(topped["balance_fen"], 5000);
+
+        let sent = cli(
+            &base,
+            &ann,
+            &[
+                "transfer", "--to", bo_id, "--amount", "1200", "--memo", "lunch", "--json", pin[0],
+                pin[1],
+            ],
+        );
+        assert_eq!(
+            (sent["status"].as_str(), sent["amount_fen"].as_i64()),
+            (Some("pending"), Some(1200))
+        );
+        let transfer_id = sent["transfer_id"].as_str().unwrap();
+        let accepted = cli(
+            &base,
+            &bo,
+            &["transfer", "accept", "--id", transfer_id, "--json"],
+        );
+        assert_eq!(accepted["status"], "accepted");
+
+        let members = format!("{bo_id},{cy_id}");
+        let group = cli(
+            &base,
+            &ann,
+            &["group", "create", "--name", "Hikers", "--members", &members],
+        );
+        let group_id = group["group_id"].as_str().unwrap();
+        let packet = cli(
+            &base,
+            &ann,
+            &[
+                "redpacket",
+                "send",
+                "--group",
+                group_id,
+                "--amount",
+                "600",
+                "--count",
+                "2",
+                "--mode",
+                "equal",
+                "--greeting",
+                "Sunday!",
+                "--json",
+                pin[0],
+                pin[1],
+            ],
+        );
+        let packet_id = packet["packet_id"].as_str().unwrap();
+        let grabbed = cli(
+            &base,
+            &bo,
+            &["redpacket", "grab", "--id", packet_id, "--json"],
+        );
+        assert_eq!(grabbed["grab"]["amount_fen"], 300);
+        let said = cli_text(&base, &cy, &["redpacket", "grab", "--id", packet_id]);
+        assert_eq!(
+            said.trim(),
+            format!("Grabbed ¥3.00 from red packet {packet_id} (2 of 2 taken, finished)")
+        );
+        let shown = cli(
+            &base,
+            &ann,
+            &["redpacket", "show", "--id", packet_id, "--json"],
+        );
+        assert_eq!(shown["packet"]["status"], "finished");
+
+        let said = cli_text(&base, &ann, &["wallet", "balance"]);
+        assert_eq!(said.trim(), "Balance: ¥32.00");
+        let history: Vec<serde_json::Value> =
+            cli_text(&base, &ann, &["wallet", "history", "--json"])
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        let moves: Vec<(&str, i64)> = history
+            .iter()
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap(),
+                    e["amount_fen"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            moves,
+            [
+                ("packet_sent", -600),
+                ("transfer_sent", -1200),
+                ("top_up", 5000)
+            ]
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -1,6 +1,6 @@
 //! The OpenAPI document: served, checked in, and true to the router.
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn the_served_document_matches_the_checked_in_copy_and_every_operation_exists() {
@@ -53,7 +53,9 @@ type Case = (
 /// error whose status the document lists for that operation.
 #[tokio::test]
 async fn refusals_before_a_handler_are_json_errors_the_document_describes() {
-    let app = spawn_app().await;
+    // One user calls every operation several times: more than a second of
+    // the default request budget, which has tests of its own (budget.rs).
+    let app = spawn_app_with(|c| c.gateway.user_rate_per_sec = 100_000).await;
     let ann = app.user("Ann").await;
     let bearer = format!("Bearer {}", ann.tokens.access_token);
     let doc: serde_json::Value = reqwest::get(format!("{}/v1/openapi.json", app.base_url))

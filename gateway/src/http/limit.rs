@@ -107,14 +107,41 @@ pub const COSTS: &[(&str, &str, u32)] = &[
     ("GET", "/v1/media/usage", 1),
     // One HMAC, no store.
     ("GET", "/v1/calls/turn", 2),
+    // The wallet. Payments verify the payment PIN (an argon2id hash) and
+    // are also under the wallet's own velocity and daily limits (429
+    // `too_fast`, `over_daily_limit`, `over_daily_count`); five wrong PINs
+    // in a row lock it (423 `pin_locked`).
+    ("GET", "/v1/wallet", 1),
+    ("PUT", "/v1/wallet/pin", 20),
+    // Asks the payment provider.
+    ("POST", "/v1/wallet/top-ups", 10),
+    ("GET", "/v1/wallet/orders/{order_id}", 1),
+    ("POST", "/v1/wallet/withdrawals", 20),
+    ("POST", "/v1/wallet/transfers", 20),
+    ("GET", "/v1/wallet/transfers/{transfer_id}", 1),
+    ("POST", "/v1/wallet/transfers/{transfer_id}/accept", 5),
+    ("POST", "/v1/wallet/transfers/{transfer_id}/decline", 5),
+    ("POST", "/v1/wallet/packets", 20),
+    // Reads the packet's grabs (at most `wallet.packet_max_count`).
+    ("GET", "/v1/wallet/packets/{packet_id}", 2),
+    ("POST", "/v1/wallet/packets/{packet_id}/grab", 5),
+    ("GET", "/v1/wallet/history", 5),
+    ("GET", "/v1/wallet/entries/{entry_id}", 2),
 ];
 
 /// What each route without a bearer token that is nevertheless budgeted
 /// costs, charged to the client's address ([`crate::serve::address_key`])
 /// in the same limiter as users' budgets: downloads by signed link, which
 /// players fetch in many ranges and which a leaked link could be hammered
-/// through.
-pub const ADDRESS_COSTS: &[(&str, &str, u32)] = &[("GET", "/v1/files/{media_id}", 1)];
+/// through, and the sandbox provider's checkout. (The provider's callbacks
+/// are not: a refused delivery comes again, and an unsigned one costs an
+/// HMAC and nothing stored.)
+pub const ADDRESS_COSTS: &[(&str, &str, u32)] = &[
+    ("GET", "/v1/files/{media_id}", 1),
+    // The sandbox provider's checkout: a reference leaked from a pay_url
+    // could be tried over and over.
+    ("POST", "/v1/wallet/sandbox/pay/{provider_ref}", 5),
+];
 
 /// The address cost of a route, by method and route template.
 pub fn address_cost(method: &Method, template: &str) -> Option<u32> {

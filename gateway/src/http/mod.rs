@@ -3,7 +3,7 @@
 //! `/healthz`, the OpenAPI document).
 //!
 //! - [`accounts`], [`security`], [`real_name`], [`profiles`], [`social`],
-//!   [`chat`], [`presence`], [`nearby`], [`media`]: the rooms' routes and the mapping
+//!   [`chat`], [`presence`], [`nearby`], [`media`], [`wallet`]: the rooms' routes and the mapping
 //!   of their outcomes to the API's stable codes, each an
 //!   [`OpenApiRouter`] over [`Rooms`], whose `#[utoipa::path]` annotations
 //!   put every route in the OpenAPI document in the same breath as in the
@@ -31,6 +31,7 @@ pub mod profiles;
 pub mod real_name;
 pub mod security;
 pub mod social;
+pub mod wallet;
 pub mod ws;
 
 use std::sync::Arc;
@@ -80,7 +81,7 @@ pub struct Rooms {
     pub nearby: Arc<Nearby>,
     /// Uploads, download links and downloads.
     pub media: Arc<Media>,
-    /// The ledger, transfers, red packets, top-ups and withdrawals.
+    /// The ledger: balances, top-ups and withdrawals, transfers, red packets.
     pub wallet: Arc<Wallet>,
 }
 
@@ -151,6 +152,7 @@ pub fn room_routes() -> OpenApiRouter<Rooms> {
         .merge(chat::routes())
         .merge(media::routes())
         .merge(calls::routes())
+        .merge(wallet::routes())
 }
 
 /// The edge's own routes, on every process.
@@ -166,7 +168,7 @@ fn edge_routes() -> OpenApiRouter<AppState> {
 #[openapi(
     info(
         title = "superapp HTTP API",
-        description = "Accounts, sessions, account security, real-name verification, presence, contacts and groups. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
+        description = "Accounts, sessions, account security, real-name verification, presence, contacts, groups, media and the wallet. Chat runs over the WebSocket at /v1/ws (docs/protocol.md). Errors are {code, message} with stable codes."
     ),
     modifiers(&BearerAuth)
 )]
@@ -618,8 +620,9 @@ mod tests {
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
         // 6 account, 6 account-security, 13 social, 7 profile, 2 real-name,
-        // 1 presence, 3 nearby, 16 group, 9 media, 1 calls, 4 edge operations.
-        assert_eq!(operations, 68, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 1 presence, 3 nearby, 16 group, 9 media, 1 calls, 16 wallet, 4 edge
+        // operations.
+        assert_eq!(operations, 84, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

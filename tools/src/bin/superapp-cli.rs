@@ -1,8 +1,9 @@
 //! `superapp-cli`: a scripting client for the superapp server.
 //!
 //! Output is a contract for scripts: each command prints JSON objects one per
-//! line on stdout, and a failure prints `{"error": code, "message": ..}` on
-//! stderr and exits 1. The session (token pair) lives in
+//! line on stdout (the wallet's commands, `listen`, `conversations` and
+//! `friends` print human lines unless `--json`), and a failure prints
+//! `{"error": code, "message": ..}` on stderr and exits 1. The session (token pair) lives in
 //! `<profile>/session.json`, readable by the owner only; what `listen` has
 //! already seen lives in `<profile>/sync.json`.
 
@@ -30,6 +31,8 @@ use tokio::time::Instant;
 
 #[path = "superapp-cli/calls.rs"]
 mod calls;
+#[path = "superapp-cli/wallet.rs"]
+mod wallet;
 
 /// Refresh when the access token has less than this left, so it cannot
 /// expire between the check and the call that uses it.
@@ -164,6 +167,38 @@ enum Command {
     Call {
         #[command(subcommand)]
         command: calls::CallCommand,
+    },
+    /// The wallet: balance, top up, payment PIN, withdraw, history.
+    Wallet {
+        #[command(subcommand)]
+        command: wallet::WalletCommand,
+    },
+    /// Send money to a user (`transfer --to ID --amount FEN`), held until
+    /// they accept or decline it; or accept, decline or show a transfer.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Transfer {
+        #[command(subcommand)]
+        command: Option<wallet::TransferCommand>,
+        /// The user to send to.
+        #[arg(long, required = true)]
+        to: Option<u64>,
+        /// In fen (100 fen = 1 yuan).
+        #[arg(long, required = true)]
+        amount: Option<i64>,
+        /// A note the recipient sees.
+        #[arg(long, default_value = "")]
+        memo: String,
+        /// The payment PIN; asked for without echo when absent.
+        #[arg(long)]
+        pin: Option<String>,
+        /// Print the transfer as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Red packets: send one into a group or a chat, grab your share, show one.
+    Redpacket {
+        #[command(subcommand)]
+        command: wallet::RedPacketCommand,
     },
     /// Print missed messages from others, then follow new ones.
     Listen {
@@ -641,6 +676,35 @@ impl App {
             }
             Command::Group { command } => self.group(command).await,
             Command::Call { command } => self.call(command).await,
+            Command::Wallet { command } => self.wallet(command).await,
+            Command::Transfer {
+                command: Some(command),
+                ..
+            } => self.transfer(command).await,
+            Command::Transfer {
+                command: None,
+                to,
+                amount,
+                memo,
+                pin,
+                json,
+            } => {
+                let (Some(to), Some(amount)) = (to, amount) else {
+                    return Err(Failure::new(
+                        "invalid_arguments",
+                        "transfer needs --to and --amount",
+                    ));
+                };
+                self.send_transfer(wallet::NewTransfer {
+                    to,
+                    amount,
+                    memo,
+                    pin,
+                    json,
+                })
+                .await
+            }
+            Command::Redpacket { command } => self.red_packet(command).await,
             Command::Listen {
                 json,
                 count,
