@@ -42,7 +42,7 @@ use superapp_kit::rpc::{CoreLease, Handler, RpcClient, RpcServer};
 use superapp_kit::tier_key::TierKey;
 use superapp_media::{Media, ObjectStoreBlobs, SqliteMediaStore};
 use superapp_wallet::service::WalletDeps;
-use superapp_wallet::store::SqliteWalletStore;
+use superapp_wallet::store::{PostgresWalletStore, SqliteWalletStore};
 use superapp_wallet::{SandboxConfig, SandboxProvider as PaymentSandbox, Wallet, WalletStore};
 
 use crate::config::{Config, Role};
@@ -200,7 +200,7 @@ impl Application {
         let wallet = match (&local, &beside) {
             (Some(local), Some((real_names, ..))) => {
                 let rooms = (local.as_ref(), real_names.clone());
-                let wallet = open_wallet(&config, addr, rooms, &bus, &clock, &ids)?;
+                let wallet = open_wallet(&config, addr, rooms, &bus, &clock, &ids).await?;
                 core.wallet_jobs = start_wallet_jobs(&wallet, &config, &shutdown);
                 Some(wallet)
             }
@@ -751,7 +751,7 @@ fn open_media(
 /// file in the data dir, the sandbox payment provider calling back this
 /// server at `addr` (or `wallet.callback_url`), and the account and chat
 /// rooms behind its ports.
-fn open_wallet(
+async fn open_wallet(
     config: &Config,
     addr: SocketAddr,
     (local, real_names): (&Local, Arc<RealNames>),
@@ -760,7 +760,7 @@ fn open_wallet(
     ids: &Arc<IdGen>,
 ) -> anyhow::Result<Arc<Wallet>> {
     let data_dir = &config.server.data_dir;
-    let store = open_wallet_store(config)?;
+    let (store, ledger) = open_wallet_store(config).await?;
     let wallet = &config.wallet;
     let callback_url = match &wallet.callback_url {
         Some(url) => url.clone(),
@@ -791,7 +791,7 @@ fn open_wallet(
     sandbox.deliveries = wallet.sandbox_deliveries;
     let sandbox =
         Arc::new(PaymentSandbox::new(sandbox, clock.clone()).context("wallet.callback_url")?);
-    tracing::info!("wallet: SQLite ledger, sandbox payment provider");
+    tracing::info!(ledger, "wallet: sandbox payment provider");
     Ok(Arc::new(Wallet::new(WalletDeps {
         store,
         provider: sandbox.clone(),
@@ -813,14 +813,23 @@ fn open_wallet(
 }
 
 /// The wallet's ledger: PostgreSQL when `wallet.postgres_url` is set, else
-/// `wallet.db` in the data dir.
-fn open_wallet_store(config: &Config) -> anyhow::Result<Arc<dyn WalletStore>> {
+/// `wallet.db` in the data dir; with the engine's name, for the boot log.
+async fn open_wallet_store(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn WalletStore>, &'static str)> {
+    if let Some(url) = &config.wallet.postgres_url {
+        // The URL holds a password: the error names the key, not the URL.
+        let store = PostgresWalletStore::connect(url.expose(), config.wallet.postgres_pool)
+            .await
+            .context("opening the wallet's PostgreSQL database (wallet.postgres_url)")?;
+        return Ok((Arc::new(store), "postgres"));
+    }
     let data_dir = &config.server.data_dir;
     create_data_dir(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    Ok(Arc::new(
-        SqliteWalletStore::open(&data_dir.join("wallet.db")).context("opening wallet.db")?,
-    ))
+    let store =
+        SqliteWalletStore::open(&data_dir.join("wallet.db")).context("opening wallet.db")?;
+    Ok((Arc::new(store), "sqlite"))
 }
 
 /// `superapp wallet reconcile`: checks the ledger in the configured store
@@ -829,7 +838,7 @@ fn open_wallet_store(config: &Config) -> anyhow::Result<Arc<dyn WalletStore>> {
 pub async fn reconcile_wallet(
     config: &Config,
 ) -> anyhow::Result<superapp_wallet::service::Reconciliation> {
-    let store = open_wallet_store(config)?;
+    let (store, _) = open_wallet_store(config).await?;
     let audit = store.audit().await.context("reading the ledger")?;
     Ok(superapp_wallet::service::reconcile(&audit))
 }

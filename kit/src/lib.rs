@@ -22,14 +22,19 @@
 //!   [`redis_conn`], pooled connections that recover quickly from a restart;
 //!   [`tier_key`], the key that authenticates every message the tier's
 //!   processes leave for each other in Redis.
-//! - `testkit` (tests only): [`testkit`], real servers (redis-server) for the
-//!   tests of every room.
+//! - `postgres`: [`postgres`], a connection pool, versioned migrations per
+//!   component, and transactions at a chosen isolation retried on
+//!   serialization failures and deadlocks.
+//! - `testkit` (tests only): [`testkit`], real servers (redis-server, a fresh
+//!   PostgreSQL database) for the tests of every room.
 
 pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod ids;
 pub mod metrics;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod ratelimit;
 #[cfg(feature = "redis")]
 pub mod redis_bus;

@@ -1,13 +1,22 @@
-//! Real servers for tests: a `redis-server` of its own on a free port.
+//! Real servers for tests: a `redis-server` of its own on a free port, and
+//! (with the `postgres` feature) a fresh database on a PostgreSQL server.
 //!
 //! When `redis-server` is not installed, [`RedisServer::start`] returns None and
 //! the test says it was skipped, unless `TESTKIT_REQUIRE_REDIS` is set (CI sets
 //! it, after installing Debian's redis-server), in which case it panics.
+//!
+//! `postgres()` creates a database of its own for each call on the server
+//! named by `TESTKIT_POSTGRES_URL` (an administrator's URL: a role that may
+//! create databases). Unset, the test says it was skipped, unless
+//! `TESTKIT_REQUIRE_POSTGRES` is set (CI sets both, see `.ci/postgres`).
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresDatabase, postgres};
 
 pub struct RedisServer {
     child: Option<Child>,
@@ -91,5 +100,130 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    /// A database of a test's own on the test server; dropped (with the
+    /// connections still open to it) when this value drops.
+    pub struct PostgresDatabase {
+        url: String,
+        admin_url: String,
+        name: String,
+    }
+
+    impl PostgresDatabase {
+        /// The database's URL: the admin URL's credentials and host, with
+        /// this database's name.
+        pub fn url(&self) -> &str {
+            &self.url
+        }
+    }
+
+    /// A fresh, empty database on the server `TESTKIT_POSTGRES_URL` names;
+    /// None (the test says it was skipped) when the variable is unset.
+    ///
+    /// # Panics
+    /// When `TESTKIT_REQUIRE_POSTGRES` is set and the variable is not, or the
+    /// server cannot create the database.
+    pub async fn postgres() -> Option<PostgresDatabase> {
+        let Ok(admin_url) = std::env::var("TESTKIT_POSTGRES_URL") else {
+            if std::env::var_os("TESTKIT_REQUIRE_POSTGRES").is_some() {
+                panic!("TESTKIT_POSTGRES_URL is required (TESTKIT_REQUIRE_POSTGRES) but not set");
+            }
+            eprintln!(
+                "skipped: TESTKIT_POSTGRES_URL is not set (.ci/postgres starts a server and prints one)"
+            );
+            return None;
+        };
+        let name = format!("t_{:016x}", rand::random::<u64>());
+        admin(&admin_url, &format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("creating the test database {name}: {e}"));
+        let url = with_dbname(&admin_url, &name);
+        Some(PostgresDatabase {
+            url,
+            admin_url,
+            name,
+        })
+    }
+
+    impl Drop for PostgresDatabase {
+        fn drop(&mut self) {
+            let admin_url = self.admin_url.clone();
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            // A runtime of its own on a thread of its own: a drop cannot
+            // await, and it may run inside the test's runtime.
+            let dropped = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?
+                    .block_on(admin(&admin_url, &sql))
+            })
+            .join();
+            if let Ok(Err(e)) = dropped {
+                eprintln!("dropping the test database {}: {e}", self.name);
+            }
+        }
+    }
+
+    async fn admin(admin_url: &str, sql: &str) -> Result<(), String> {
+        let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("connecting to TESTKIT_POSTGRES_URL: {e:?}"))?;
+        let connection = tokio::spawn(connection);
+        let done = client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| format!("{e:?}"));
+        drop(client);
+        let _ = connection.await;
+        done
+    }
+
+    /// `url` with its database name replaced by `name`: the path of a
+    /// `postgres://` URL, or a `dbname=` appended to the `key=value` form
+    /// (where the last one wins).
+    pub(super) fn with_dbname(url: &str, name: &str) -> String {
+        let Some(scheme_end) = url.find("://") else {
+            return format!("{url} dbname={name}");
+        };
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        let query = tail.find('?').map(|at| &tail[at..]).unwrap_or("");
+        format!("{}{authority}/{name}{query}", &url[..scheme_end + 3])
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::with_dbname;
+
+        #[test]
+        fn a_test_database_url_keeps_the_admin_url_but_its_name() {
+            for (admin, expected) in [
+                (
+                    "postgres://u:p@h:5432/postgres",
+                    "postgres://u:p@h:5432/t_1",
+                ),
+                ("postgres://u:p@h:5432", "postgres://u:p@h:5432/t_1"),
+                (
+                    "postgresql://u@h/postgres?sslmode=disable",
+                    "postgresql://u@h/t_1?sslmode=disable",
+                ),
+                (
+                    "postgres://u@h?host=/run/postgresql",
+                    "postgres://u@h/t_1?host=/run/postgresql",
+                ),
+                (
+                    "host=h user=u dbname=postgres",
+                    "host=h user=u dbname=postgres dbname=t_1",
+                ),
+            ] {
+                assert_eq!(with_dbname(admin, "t_1"), expected);
+            }
+        }
     }
 }

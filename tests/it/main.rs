@@ -30,4 +30,5 @@ mod social;
 mod turn;
 mod views;
 mod wallet;
+mod wallet_postgres;
 mod websocket;

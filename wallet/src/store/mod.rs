@@ -20,8 +20,12 @@
 //! in one transaction with its idempotency record. [`crate::conformance`] is
 //! the behaviour every backend must show.
 
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresWalletStore;
 pub use sqlite::SqliteWalletStore;
 pub use superapp_kit::store::StoreError;
 
