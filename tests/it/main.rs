@@ -23,6 +23,7 @@ mod openapi;
 mod presence;
 mod profiles;
 mod realname;
+mod reconcile;
 mod roles;
 mod security;
 mod social;

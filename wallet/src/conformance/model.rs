@@ -126,8 +126,12 @@ pub enum Op {
         packet: bool,
         early: bool,
     },
-    /// The last keyed step again, as a client's retry.
-    Retry,
+    /// A keyed step again, as a client's retry: the last one the store
+    /// took (a replay), or the last one sent (perhaps refused, then
+    /// tried afresh).
+    Retry {
+        taken: bool,
+    },
 }
 
 /// Mixed-radix digits of a number.
@@ -240,7 +244,9 @@ impl Op {
             },
             14 => Op::Refund { pick: d.take(256) },
             _ => match d.take(3) {
-                0 => Op::Retry,
+                0 => Op::Retry {
+                    taken: d.take(4) != 0,
+                },
                 1 => Op::Advance {
                     ms: d.take(6 * 3_600_000) as i64,
                 },
@@ -685,6 +691,8 @@ struct Run {
     /// and what the store answered.
     keys: HashMap<(u64, String), (String, Applied)>,
     last_keyed: Option<Op>,
+    /// The last keyed step the store took.
+    last_taken: Option<Op>,
     /// Outcomes seen, by code ("ok" for a success): the run's coverage.
     seen: HashMap<&'static str, u32>,
 }
@@ -876,7 +884,7 @@ impl Run {
                 },
                 None,
             )],
-            Op::Advance { .. } | Op::AdvanceToExpiry { .. } | Op::Retry => vec![],
+            Op::Advance { .. } | Op::AdvanceToExpiry { .. } | Op::Retry { .. } => vec![],
         }
     }
 
@@ -908,10 +916,17 @@ impl Run {
                 }
                 return;
             }
-            Op::Retry => match self.last_keyed.clone() {
-                Some(op) => op,
-                None => return,
-            },
+            Op::Retry { taken } => {
+                let last = if *taken {
+                    &self.last_taken
+                } else {
+                    &self.last_keyed
+                };
+                match last.clone() {
+                    Some(op) => op,
+                    None => return,
+                }
+            }
             op => op.clone(),
         };
         let fingerprint = format!("{op:?}");
@@ -982,6 +997,7 @@ impl Run {
                         _ => {}
                     }
                     if let Some(k) = keyed {
+                        self.last_taken = Some(op.clone());
                         self.keys.insert(k, (fingerprint.clone(), applied));
                     }
                     *self.seen.entry("ok").or_default() += 1;
@@ -1043,6 +1059,7 @@ pub async fn run_ops(store: Store, ops: &[u64]) -> HashMap<&'static str, u32> {
         packets: Vec::new(),
         keys: HashMap::new(),
         last_keyed: None,
+        last_taken: None,
         seen: HashMap::new(),
     };
     for (index, &word) in ops.iter().enumerate() {

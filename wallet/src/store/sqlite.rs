@@ -129,13 +129,14 @@ CREATE TABLE daily (
     PRIMARY KEY (user_id, day)
 ) WITHOUT ROWID;
 CREATE TABLE idempotency (
+    id INTEGER PRIMARY KEY,
     user_id INTEGER NOT NULL,
     idem_key TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     applied TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    PRIMARY KEY (user_id, idem_key)
-) WITHOUT ROWID;
+    created_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX idempotency_by_key ON idempotency (user_id, idem_key);
 CREATE INDEX idempotency_by_age ON idempotency (created_ms);
 CREATE TABLE pins (
     user_id INTEGER PRIMARY KEY,
@@ -304,7 +305,14 @@ fn decode_shares(r: &Row<'_>, index: usize) -> rusqlite::Result<Vec<Fen>> {
         .collect())
 }
 
-const ENTRY_COLUMNS: &str = "id, at_ms, reason, debit, credit, amount, reference";
+// Column lists are macros, so that every statement is one literal
+// (`concat!`): formatting a statement's text on every call, only to find
+// it in the statement cache, showed in the writer's profile.
+macro_rules! entry_columns {
+    () => {
+        "id, at_ms, reason, debit, credit, amount, reference"
+    };
+}
 
 fn entry_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
@@ -318,8 +326,11 @@ fn entry_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
     })
 }
 
-const TRANSFER_COLUMNS: &str =
-    "id, from_user, to_user, amount, memo, status, created_ms, expires_ms, settled_ms";
+macro_rules! transfer_columns {
+    () => {
+        "id, from_user, to_user, amount, memo, status, created_ms, expires_ms, settled_ms"
+    };
+}
 
 fn transfer_row(r: &Row<'_>) -> rusqlite::Result<Transfer> {
     Ok(Transfer {
@@ -335,9 +346,13 @@ fn transfer_row(r: &Row<'_>) -> rusqlite::Result<Transfer> {
     })
 }
 
-const PACKET_COLUMNS: &str = "p.id, p.sender, p.place, p.place_id, p.mode, p.amount, \
+macro_rules! packet_columns {
+    () => {
+        "p.id, p.sender, p.place, p.place_id, p.mode, p.amount, \
      p.exclusive_to, p.greeting, p.created_ms, p.expires_ms, p.claimed, p.claimed_amount, \
-     p.status, p.best_user, p.best_amount, p.refunded, s.shares";
+     p.status, p.best_user, p.best_amount, p.refunded, s.shares"
+    };
+}
 
 fn packet_row(r: &Row<'_>) -> rusqlite::Result<Packet> {
     let place: String = r.get(2)?;
@@ -378,7 +393,11 @@ fn place_columns(place: Place) -> (&'static str, i64) {
     }
 }
 
-const GRAB_COLUMNS: &str = "packet, user_id, amount, share_index, at_ms";
+macro_rules! grab_columns {
+    () => {
+        "packet, user_id, amount, share_index, at_ms"
+    };
+}
 
 fn grab_row(r: &Row<'_>) -> rusqlite::Result<Grab> {
     Ok(Grab {
@@ -390,8 +409,11 @@ fn grab_row(r: &Row<'_>) -> rusqlite::Result<Grab> {
     })
 }
 
-const ORDER_COLUMNS: &str =
-    "id, user_id, kind, amount, status, provider, provider_ref, created_ms, updated_ms";
+macro_rules! order_columns {
+    () => {
+        "id, user_id, kind, amount, status, provider, provider_ref, created_ms, updated_ms"
+    };
+}
 
 fn order_row(r: &Row<'_>) -> rusqlite::Result<Order> {
     Ok(Order {
@@ -408,16 +430,20 @@ fn order_row(r: &Row<'_>) -> rusqlite::Result<Order> {
 }
 
 fn read_transfer(c: &Connection, transfer: TransferId) -> rusqlite::Result<Option<Transfer>> {
-    c.prepare_cached(&format!(
-        "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1"
+    c.prepare_cached(concat!(
+        "SELECT ",
+        transfer_columns!(),
+        " FROM transfers WHERE id = ?1"
     ))?
     .query_row([int(transfer.0)], transfer_row)
     .optional()
 }
 
 fn read_packet(c: &Connection, packet: PacketId) -> rusqlite::Result<Option<Packet>> {
-    c.prepare_cached(&format!(
-        "SELECT {PACKET_COLUMNS} FROM packets p JOIN packet_shares s ON s.packet = p.id
+    c.prepare_cached(concat!(
+        "SELECT ",
+        packet_columns!(),
+        " FROM packets p JOIN packet_shares s ON s.packet = p.id
          WHERE p.id = ?1"
     ))?
     .query_row([int(packet.0)], packet_row)
@@ -425,17 +451,23 @@ fn read_packet(c: &Connection, packet: PacketId) -> rusqlite::Result<Option<Pack
 }
 
 fn read_grab(c: &Connection, packet: PacketId, user: UserId) -> rusqlite::Result<Option<Grab>> {
-    c.prepare_cached(&format!(
-        "SELECT {GRAB_COLUMNS} FROM grabs WHERE packet = ?1 AND user_id = ?2"
+    c.prepare_cached(concat!(
+        "SELECT ",
+        grab_columns!(),
+        " FROM grabs WHERE packet = ?1 AND user_id = ?2"
     ))?
     .query_row(params![int(packet.0), int(user.0)], grab_row)
     .optional()
 }
 
 fn read_order(c: &Connection, order: OrderId) -> rusqlite::Result<Option<Order>> {
-    c.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"))?
-        .query_row([int(order.0)], order_row)
-        .optional()
+    c.prepare_cached(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders WHERE id = ?1"
+    ))?
+    .query_row([int(order.0)], order_row)
+    .optional()
 }
 
 fn read_pin(c: &Connection, user: UserId) -> rusqlite::Result<Option<PinRecord>> {
@@ -580,8 +612,10 @@ fn apply(c: &Connection, request: &Request) -> Tx<Applied> {
 /// updated in the columns a command changes; one it did not find is new.
 fn write_applied(c: &Connection, records: &Records, applied: &Applied) -> rusqlite::Result<()> {
     if let Some(e) = &applied.entry {
-        c.prepare_cached(&format!(
-            "INSERT INTO journal ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        c.prepare_cached(concat!(
+            "INSERT INTO journal (",
+            entry_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
         ))?
         .execute(params![
             int(e.id.0),
@@ -605,8 +639,10 @@ fn write_applied(c: &Connection, records: &Records, applied: &Applied) -> rusqli
             c.prepare_cached("UPDATE transfers SET status = ?2, settled_ms = ?3 WHERE id = ?1")?
                 .execute(params![int(t.id.0), t.status.as_str(), t.settled_ms])?;
         } else {
-            c.prepare_cached(&format!(
-                "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            c.prepare_cached(concat!(
+                "INSERT INTO transfers (",
+                transfer_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))?
             .execute(params![
                 int(t.id.0),
@@ -672,8 +708,10 @@ fn write_applied(c: &Connection, records: &Records, applied: &Applied) -> rusqli
         }
     }
     if let Some(g) = &applied.grab {
-        c.prepare_cached(&format!(
-            "INSERT INTO grabs ({GRAB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+        c.prepare_cached(concat!(
+            "INSERT INTO grabs (",
+            grab_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5)"
         ))?
         .execute(params![
             int(g.packet.0),
@@ -688,8 +726,10 @@ fn write_applied(c: &Connection, records: &Records, applied: &Applied) -> rusqli
             c.prepare_cached("UPDATE orders SET status = ?2, updated_ms = ?3 WHERE id = ?1")?
                 .execute(params![int(o.id.0), o.status.as_str(), o.updated_ms])?;
         } else {
-            c.prepare_cached(&format!(
-                "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            c.prepare_cached(concat!(
+                "INSERT INTO orders (",
+                order_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))?
             .execute(params![
                 int(o.id.0),
@@ -788,8 +828,11 @@ fn audit(c: &Connection) -> rusqlite::Result<Audit> {
     }
     let mut orders = Vec::new();
     {
-        let mut s =
-            tx.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders ORDER BY id"))?;
+        let mut s = tx.prepare_cached(concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM orders ORDER BY id"
+        ))?;
         for order in s.query_map([], order_row)? {
             let order = order?;
             let mut sums = by_order.remove(&order.id.0).unwrap_or_default();
@@ -823,17 +866,23 @@ impl WalletStore for SqliteWalletStore {
         self.db.look(move |c| -> Tx<Vec<Entry>> {
             // Each side walks its own index newest first and stops at the
             // limit; the two pages merge into one.
-            let sql = format!(
-                "SELECT {ENTRY_COLUMNS} FROM (
-                     SELECT * FROM (SELECT {ENTRY_COLUMNS} FROM journal
+            let sql = concat!(
+                "SELECT ",
+                entry_columns!(),
+                " FROM (
+                     SELECT * FROM (SELECT ",
+                entry_columns!(),
+                " FROM journal
                          WHERE debit = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3)
                      UNION ALL
-                     SELECT * FROM (SELECT {ENTRY_COLUMNS} FROM journal
+                     SELECT * FROM (SELECT ",
+                entry_columns!(),
+                " FROM journal
                          WHERE credit = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3)
                  ) ORDER BY id DESC LIMIT ?3"
             );
             let before = before.map_or(i64::MAX, |e| int(e.0));
-            let mut s = c.prepare_cached(&sql)?;
+            let mut s = c.prepare_cached(sql)?;
             let entries = s
                 .query_map(params![account.to_string(), before, limit], entry_row)?
                 .collect::<rusqlite::Result<_>>()?;
@@ -843,8 +892,10 @@ impl WalletStore for SqliteWalletStore {
 
     fn entry(&self, entry: EntryId) -> Outcome<Option<Entry>> {
         self.db.look(move |c| -> Tx<Option<Entry>> {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {ENTRY_COLUMNS} FROM journal WHERE id = ?1"
+            Ok(c.prepare_cached(concat!(
+                "SELECT ",
+                entry_columns!(),
+                " FROM journal WHERE id = ?1"
             ))?
             .query_row([int(entry.0)], entry_row)
             .optional()?)
@@ -864,8 +915,10 @@ impl WalletStore for SqliteWalletStore {
                 return Ok(None);
             };
             let grabs = tx
-                .prepare_cached(&format!(
-                    "SELECT {GRAB_COLUMNS} FROM grabs WHERE packet = ?1 ORDER BY share_index"
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    grab_columns!(),
+                    " FROM grabs WHERE packet = ?1 ORDER BY share_index"
                 ))?
                 .query_map([int(packet.0)], grab_row)?
                 .collect::<rusqlite::Result<_>>()?;
@@ -885,8 +938,10 @@ impl WalletStore for SqliteWalletStore {
             if provider_ref.is_empty() {
                 return Ok(None);
             }
-            Ok(c.prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE provider_ref = ?1 AND provider_ref <> ''"
+            Ok(c.prepare_cached(concat!(
+                "SELECT ",
+                order_columns!(),
+                " FROM orders WHERE provider_ref = ?1 AND provider_ref <> ''"
             ))?
             .query_row([provider_ref], order_row)
             .optional()?)
@@ -1021,8 +1076,8 @@ impl WalletStore for SqliteWalletStore {
             // In chunks, each its own job: a day's backlog of keys must not
             // hold the writer, which every payment waits for, in one job.
             for sql in [
-                "DELETE FROM idempotency WHERE (user_id, idem_key) IN
-                     (SELECT user_id, idem_key FROM idempotency WHERE created_ms < ?1 LIMIT ?2)",
+                "DELETE FROM idempotency WHERE id IN
+                     (SELECT id FROM idempotency WHERE created_ms < ?1 LIMIT ?2)",
                 "DELETE FROM nonces WHERE nonce IN
                      (SELECT nonce FROM nonces WHERE seen_ms < ?1 LIMIT ?2)",
             ] {
@@ -1055,6 +1110,7 @@ mod tests {
     use std::time::Duration;
 
     use proptest::prelude::*;
+    use std::collections::HashMap;
 
     use super::*;
     use crate::conformance::{self, Store};
@@ -1175,19 +1231,31 @@ mod tests {
         });
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
-
-        #[test]
-        fn the_ledger_matches_the_reference_model(ops in prop::collection::vec(any::<u64>(), 1..300)) {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            let seen = rt.block_on(async {
-                let dir = tempfile::tempdir().unwrap();
-                conformance::model::run_ops(open(&dir), &ops).await
-            });
-            let steps: u32 = seen.values().sum();
-            println!("model run: {} steps, outcomes {seen:?}", ops.len());
-            prop_assert!(steps as usize <= 2 * ops.len());
-        }
+    #[test]
+    fn the_ledger_matches_the_reference_model_over_random_runs() {
+        // Each run is a vector of numbers, one step each (Op::decode): a
+        // failing run shrinks to the fewest and simplest steps.
+        let runs = prop::collection::vec(any::<u64>(), 1..300);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let totals = std::sync::Mutex::new((0usize, 0usize, HashMap::<&str, u32>::new()));
+        proptest::test_runner::TestRunner::new(proptest::test_runner::Config::with_cases(64))
+            .run(&runs, |ops| {
+                let seen = rt.block_on(async {
+                    let dir = tempfile::tempdir().unwrap();
+                    conformance::model::run_ops(open(&dir), &ops).await
+                });
+                let mut totals = totals.lock().unwrap();
+                totals.0 += 1;
+                totals.1 += ops.len();
+                for (outcome, n) in seen {
+                    *totals.2.entry(outcome).or_default() += n;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let (runs, steps, outcomes) = totals.into_inner().unwrap();
+        let mut outcomes: Vec<_> = outcomes.into_iter().collect();
+        outcomes.sort();
+        println!("model: {runs} runs, {steps} steps, outcomes {outcomes:?}");
     }
 }
