@@ -18,7 +18,10 @@ fn reconcile(data: &std::path::Path) -> (bool, String) {
         .arg(data)
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -61,8 +64,11 @@ async fn the_reconciliation_command_passes_sound_books_and_fails_tampered_ones()
     assert!(printed.contains("the ledger reconciles"), "{printed}");
 
     let db = rusqlite::Connection::open(dir.path().join("wallet.db")).unwrap();
-    db.execute("UPDATE accounts SET balance = 2000 WHERE account = 'w:7'", [])
-        .unwrap();
+    db.execute(
+        "UPDATE accounts SET balance = 2000 WHERE account = 'w:7'",
+        [],
+    )
+    .unwrap();
     let (clean, printed) = reconcile(dir.path());
     assert!(!clean, "a tampered balance fails the reconciliation");
     assert!(printed.contains("MISMATCH w:7"), "{printed}");
