@@ -131,3 +131,65 @@ async fn every_benchmark_scenario_runs_end_to_end() {
     .await;
     assert!(baseline["batched_rows_per_sec"].as_f64().unwrap() > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wallet_benchmark_runs_end_to_end_and_its_grabs_are_exact() {
+    // The limits opened up as the benchmark's server command opens them.
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.gateway.user_rate_per_sec = 100_000;
+        c.wallet.velocity_burst = 1_000_000;
+        c.wallet.velocity_per_sec = 1_000_000;
+        c.wallet.daily_out_count = 1_000_000;
+        c.wallet.unverified_balance_fen = 100_000_000;
+    })
+    .await;
+    let pid = std::process::id().to_string();
+    let wallet = run_load(
+        &app.base_url,
+        &[
+            "wallet",
+            "--users",
+            "20",
+            "--rates",
+            "20,40",
+            "--secs",
+            "1",
+            "--group",
+            "10",
+            "--duplicates",
+            "4",
+            "--packets",
+            "3",
+            "--shares",
+            "4",
+            "--ceiling-clients",
+            "4",
+            "--ceiling-secs",
+            "1",
+            "--server-pid",
+            &pid,
+        ],
+    )
+    .await;
+    let ceiling = &wallet["ceiling"][0];
+    assert_eq!(ceiling["store"], "sqlite", "{wallet}");
+    assert!(ceiling["transfers"].as_u64().unwrap() > 0, "{wallet}");
+    assert_eq!(ceiling["books_sound"], true, "{wallet}");
+    for (run, rate) in wallet["transfers"].as_array().unwrap().iter().zip([20, 40]) {
+        assert_eq!(run["target_rate"], rate, "{wallet}");
+        assert_eq!(run["offered"], rate, "{wallet}");
+        assert_eq!(run["ok"], rate, "{wallet}");
+        assert_eq!(run["latency"]["count"], rate, "{wallet}");
+    }
+    let hot = &wallet["hot_packet"];
+    assert_eq!(hot["exact"], true, "{wallet}");
+    assert_eq!(hot["grabs"], 10, "{wallet}");
+    assert_eq!(hot["requests"], 14, "{wallet}");
+    // The two duplicates with a new key are refused; the two repeating
+    // their key are answered their share again.
+    assert_eq!(hot["refusals"]["already_grabbed"], 2, "{wallet}");
+    let many = &wallet["many_packets"];
+    assert_eq!(many["exact"], true, "{wallet}");
+    assert_eq!(many["grabs"], 12, "{wallet}");
+    assert!(many["refusals"].as_object().unwrap().is_empty(), "{wallet}");
+}

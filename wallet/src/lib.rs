@@ -16,6 +16,8 @@
 //! - [`service`]: [`Wallet`], the operations the edge and the jobs call.
 //! - [`store`]: [`WalletStore`], the storage trait, and its backends
 //!   ([`SqliteWalletStore`]).
+//! - [`rate`]: the raw rate of a store, the ceiling the benchmarks set the
+//!   server's figures against.
 //! - [`conformance`] (tests, or the `conformance` feature): the behaviour
 //!   every store backend must show.
 //!
@@ -32,6 +34,7 @@ pub mod model;
 pub mod policy;
 pub mod ports;
 pub mod provider;
+pub mod rate;
 pub mod service;
 pub mod store;
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use superapp_client::HttpClient;
 
 use crate::hist::Latency;
-use crate::setup::{LoadUser, users};
+use crate::setup::{LoadUser, befriend, users};
 
 #[derive(clap::Args)]
 pub struct ContactsArgs {
@@ -32,7 +32,9 @@ pub async fn run(server: &str, args: ContactsArgs) -> anyhow::Result<serde_json:
     let others: Vec<LoadUser> = people.collect();
     let http = HttpClient::new(server);
     println!("making {} friends...", others.len());
-    befriend(&http, &hub, &others).await?;
+    // Every other user asks the hub, and the hub accepts.
+    let asks: Vec<(LoadUser, LoadUser)> = others.iter().map(|o| (o.clone(), hub.clone())).collect();
+    befriend(&http, &asks).await?;
 
     // A new device: every page from version 0.
     let mut full = Latency::default();
@@ -90,30 +92,6 @@ pub async fn run(server: &str, args: ContactsArgs) -> anyhow::Result<serde_json:
         "whole_list": full,
         "one_change": since,
     }))
-}
-
-/// Every other user asks the hub, and the hub accepts; friends of an
-/// earlier run (`--run-id`) are kept.
-async fn befriend(http: &HttpClient, hub: &LoadUser, others: &[LoadUser]) -> anyhow::Result<()> {
-    for batch in others.chunks(16) {
-        let mut pending = Vec::new();
-        for other in batch {
-            let (http, hub, other) = (http.clone(), hub.clone(), other.clone());
-            pending.push(tokio::spawn(async move {
-                match http.friend_request(&other.token, hub.id, "").await {
-                    Ok(_) => {}
-                    Err(e) if e.code() == Some("already_friends") => return anyhow::Ok(()),
-                    Err(e) => return Err(e.into()),
-                }
-                http.accept_friend(&hub.token, other.id).await?;
-                anyhow::Ok(())
-            }));
-        }
-        for p in pending {
-            p.await??;
-        }
-    }
-    Ok(())
 }
 
 /// Reads the hub's whole list from version 0; answers the friends listed,

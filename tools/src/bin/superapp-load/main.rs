@@ -13,6 +13,8 @@
 //! - [`relay`]: the bare WebSocket relay (the network-stack ceiling).
 //! - [`media`]: a large file up and down against `cp`; memory during many uploads.
 //! - [`nearby`]: people nearby among many opted-in positions, embedded or on Redis.
+//! - [`wallet`]: transfers per second and latency, red-packet grabs on one hot packet and
+//!   across many, each exact, beside the raw rate of the same store.
 //! - [`hist`], [`procfs`], [`setup`]: histograms, /proc readings, users and workers.
 
 mod baseline;
@@ -27,6 +29,7 @@ mod procfs;
 mod relay;
 mod setup;
 mod storm;
+mod wallet;
 
 use std::path::PathBuf;
 
@@ -67,6 +70,9 @@ enum Scenario {
     Media(media::MediaArgs),
     /// People nearby among many opted-in positions: share rate, search latency and throughput.
     Nearby(nearby::NearbyArgs),
+    /// Wallet transfers at rates (latency, errors) and red-packet grabs, hot and spread, checked
+    /// exact; beside the store's raw rate.
+    Wallet(wallet::WalletArgs),
     /// Run the bare relay (started by `direct --relay`).
     Relay {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -124,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::SqliteBaseline(args) => baseline::run(args).map(Some),
             Scenario::Nearby(args) => nearby::run(args).await.map(Some),
             Scenario::Media(args) => media::run(&server, args).await.map(Some),
+            Scenario::Wallet(args) => wallet::run(&server, args).await.map(Some),
             Scenario::Relay { listen } => relay::serve(listen).await.map(|()| None),
             Scenario::IdleWorker { job } => idle::worker(read_job(&job)?).await.map(|()| None),
             Scenario::DirectWorker { job } => direct::worker(read_job(&job)?).await.map(|()| None),

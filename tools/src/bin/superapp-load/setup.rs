@@ -103,6 +103,31 @@ async fn register_and_log_in(
     Ok(users)
 }
 
+/// Makes each pair friends: the first asks, the second accepts, 16 pairs at
+/// a time; pairs who are friends already (an earlier run's, `--run-id`) are
+/// left as they are.
+pub async fn befriend(http: &HttpClient, pairs: &[(LoadUser, LoadUser)]) -> anyhow::Result<()> {
+    for batch in pairs.chunks(16) {
+        let mut pending = Vec::new();
+        for (asker, accepter) in batch {
+            let (http, asker, accepter) = (http.clone(), asker.clone(), accepter.clone());
+            pending.push(tokio::spawn(async move {
+                match http.friend_request(&asker.token, accepter.id, "").await {
+                    Ok(_) => {}
+                    Err(e) if e.code() == Some("already_friends") => return anyhow::Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+                http.accept_friend(&accepter.token, asker.id).await?;
+                anyhow::Ok(())
+            }));
+        }
+        for p in pending {
+            p.await??;
+        }
+    }
+    Ok(())
+}
+
 /// A worker process running one hidden subcommand of this binary.
 pub struct Worker {
     child: Child,
