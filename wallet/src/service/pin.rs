@@ -31,12 +31,19 @@ pub const REMEMBER_MS: i64 = 5 * 60_000;
 /// Users remembered at most (about 80 bytes each); all are forgotten at
 /// the bound, which costs each one argon2id verification.
 const MAX_REMEMBERED: usize = 1_000_000;
+/// argon2id hashes at once at most. Each takes 19 MiB and a core for tens
+/// of milliseconds: a burst of payments with PINs not yet remembered (a
+/// restart, a crowd opening one red packet) would otherwise start as many
+/// as the blocking pool has threads, hundreds, and hold gigabytes. The rest
+/// wait their turn, as the account room's log-ins do.
+const HASHING_SLOTS: usize = 4;
 
 pub(super) struct Pins {
     lock_ms: i64,
     key: [u8; 32],
     /// User -> (HMAC of user, PIN and hash; when verified).
     verified: Mutex<HashMap<UserId, ([u8; 32], i64)>>,
+    hashing: tokio::sync::Semaphore,
 }
 
 impl Pins {
@@ -47,6 +54,7 @@ impl Pins {
             lock_ms: i64::try_from(lock_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
             key,
             verified: Mutex::new(HashMap::new()),
+            hashing: tokio::sync::Semaphore::new(HASHING_SLOTS),
         }
     }
 
@@ -69,9 +77,9 @@ impl Pins {
         let counted = store.reserve_pin_try(user, now_ms, self.lock_ms).await?;
         let hash = counted.hash.clone();
         let candidate = pin.to_string();
-        let right = tokio::task::spawn_blocking(move || verify(&candidate, &hash))
-            .await
-            .map_err(|e| WalletError::Dependency(e.to_string()))?;
+        let right = self
+            .hash_off_thread(move || verify(&candidate, &hash))
+            .await?;
         if !right {
             return Err(if counted.locked_until_ms > now_ms {
                 WalletError::PinLocked {
@@ -108,9 +116,7 @@ impl Pins {
         now_ms: i64,
     ) -> Result<(), WalletError> {
         let candidate = pin.to_string();
-        let hash = tokio::task::spawn_blocking(move || hash(&candidate))
-            .await
-            .map_err(|e| WalletError::Dependency(e.to_string()))??;
+        let hash = self.hash_off_thread(move || hash(&candidate)).await??;
         store
             .put_pin(
                 user,
@@ -124,6 +130,22 @@ impl Pins {
             .await?;
         self.forget(user);
         Ok(())
+    }
+
+    /// Runs an argon2id computation on the blocking pool, at most
+    /// [`HASHING_SLOTS`] at once.
+    async fn hash_off_thread<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, WalletError> {
+        let _slot = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| WalletError::Dependency(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| WalletError::Dependency(e.to_string()))
     }
 
     fn mark(&self, user: UserId, pin: &str, hash: &str) -> [u8; 32] {
